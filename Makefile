@@ -1,0 +1,56 @@
+# ferryman: two commands on a fresh machine, `make serve` and `make test`.
+# Every target sets up what it needs, idempotently: a stamp file records that
+# .venv matches pyproject.toml, and Debian packages are installed only if missing.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.stamp-$(shell cksum pyproject.toml | cut -d' ' -f1)
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+# Real clients the integration tests drive (Debian package: command it provides).
+TEST_TOOLS := curl:curl wget:wget aria2:aria2c
+
+.PHONY: serve test setup test-tools lint typecheck unit fuzz bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	rm -f $(VENV)/.stamp-*
+	touch $@
+
+serve: $(STAMP)
+	$(BIN)/ferryman serve $(or $(SOURCE),.) $(ARGS)
+
+test-tools:
+	@missing=""; for pair in $(TEST_TOOLS); do \
+	  pkg=$${pair%%:*}; cmd=$${pair##*:}; \
+	  command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$pkg"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+test: $(STAMP) test-tools lint typecheck
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+fuzz: $(STAMP)
+	$(BIN)/pip install --quiet atheris
+	$(BIN)/python tests/fuzz/fuzz_parser.py -max_total_time=$(or $(SECONDS),60)
+
+bench: $(STAMP)
+	bash bench/run.sh $(if $(QUICK),--quick)
+
+clean:
+	rm -rf $(VENV) build src/*.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis

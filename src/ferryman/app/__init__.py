@@ -1,0 +1,1 @@
+"""Routing and handlers: requests in, response descriptions out (never socket writes)."""

@@ -1,0 +1,222 @@
+"""Serving a local directory: decide, then describe the body.
+
+Per request: resolve the path, open it relative to the root's descriptor,
+fstat the *open* descriptor (no stat/open race), confirm through
+/proc/self/fd where the descriptor really points (a symlink cannot lead out
+of the root, nor into a dotfile or the state directory), evaluate
+preconditions and ranges, and return a Response whose body is regions of
+that descriptor. The descriptor is closed by the body's cleanup, which the
+connection runs when the transfer ends; every early return closes it here.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from collections.abc import Awaitable
+from functools import lru_cache
+
+from ferryman.app import listing
+from ferryman.app.mime import content_type
+from ferryman.app.paths import RequestPath, resolve
+from ferryman.config import Config
+from ferryman.errors import HttpError
+from ferryman.http.body import Body, FileRegion
+from ferryman.http.conditional import (
+    Outcome,
+    Validators,
+    evaluate_preconditions,
+    if_range_matches,
+)
+from ferryman.http.dates import format_http_date
+from ferryman.http.multipart import multipart_byteranges, multipart_content_type, new_boundary
+from ferryman.http.parser import Request
+from ferryman.http.ranges import (
+    ByteRange,
+    RangeKind,
+    content_range,
+    evaluate_range,
+    unsatisfied_content_range,
+)
+from ferryman.http.response import Headers, Response
+
+_OPEN_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY
+_NOT_FOUND = HttpError(404, "not_found", "no such file")
+
+format_date = lru_cache(maxsize=4096)(format_http_date)
+
+
+def file_etag(st: os.stat_result) -> str:
+    """A strong ETag from the file's identity: inode, size and mtime in nanoseconds."""
+    return f'"{st.st_ino:x}-{st.st_size:x}-{st.st_mtime_ns:x}"'
+
+
+class FileServer:
+    def __init__(self, config: Config) -> None:
+        self.root = str(config.root)
+        self.root_fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        self.state_dir = str(config.state_path)
+        self.follow_symlinks = config.follow_symlinks
+        self.cache_control = config.cache_control
+        self.max_ranges = config.max_ranges
+
+    def close(self) -> None:
+        os.close(self.root_fd)
+
+    # -- entry point ----------------------------------------------------------
+
+    def get(self, request: Request) -> Response | Awaitable[Response]:
+        path = resolve(request.path)
+        fd, st = self._open(path.relative)
+        if stat.S_ISDIR(st.st_mode):
+            return self._directory(request, path, fd)
+        if not stat.S_ISREG(st.st_mode) or path.trailing_slash:
+            os.close(fd)
+            raise _NOT_FOUND
+        return self.respond_with_file(request, fd, st, path.segments[-1])
+
+    # -- opening --------------------------------------------------------------
+
+    def _open(self, relative: str, *, missing_ok: bool = False) -> tuple[int, os.stat_result]:
+        try:
+            fd = os.open(relative, _OPEN_FLAGS, dir_fd=self.root_fd)
+        except OSError as exc:
+            raise _open_error(exc) from None
+        try:
+            st = os.fstat(fd)
+            if not self.follow_symlinks:
+                self._check_confined(fd)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd, st
+
+    def _check_confined(self, fd: int) -> None:
+        """404 unless the open descriptor lies under the root and outside hidden places."""
+        try:
+            real = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:  # no /proc: fall back to a path walk (racy, but still confining)
+            real = os.path.realpath(f"/dev/fd/{fd}")
+        root = self.root
+        if real != root and not real.startswith(root + "/" if root != "/" else "/"):
+            raise _NOT_FOUND
+        if real == self.state_dir or real.startswith(self.state_dir + "/"):
+            raise _NOT_FOUND
+        if "/." in real[len(root) :]:
+            raise _NOT_FOUND
+
+    # -- directories ------------------------------------------------------------
+
+    def _directory(
+        self, request: Request, path: RequestPath, fd: int
+    ) -> Response | Awaitable[Response]:
+        if not path.trailing_slash:
+            os.close(fd)
+            location = path.url(slash=True)
+            if request.query:
+                location += "?" + request.query.decode("latin-1")
+            return Response(301, [("Location", location)])
+        try:
+            index_fd, index_st = self._open(_join(path.relative, "index.html"))
+        except HttpError:
+            return listing.respond(request, path, fd, self)
+        os.close(fd)
+        if not stat.S_ISREG(index_st.st_mode):
+            os.close(index_fd)
+            raise _NOT_FOUND
+        return self.respond_with_file(request, index_fd, index_st, "index.html")
+
+    def is_hidden(self, real_path: str) -> bool:
+        """Whether a directory entry must be left out of listings."""
+        state = self.state_dir
+        return real_path == state or real_path.startswith(state + "/")
+
+    # -- files ------------------------------------------------------------------
+
+    def respond_with_file(
+        self, request: Request, fd: int, st: os.stat_result, name: str
+    ) -> Response:
+        """Preconditions, ranges and headers for an open regular file; owns `fd`."""
+        try:
+            return self._file_response(request, fd, st, name)
+        except BaseException:
+            os.close(fd)
+            raise
+
+    def _file_response(self, request: Request, fd: int, st: os.stat_result, name: str) -> Response:
+        headers = request.headers
+        etag = file_etag(st)
+        mtime = int(st.st_mtime)
+        validators = Validators(etag=etag, last_modified=mtime)
+        common: Headers = [("ETag", etag), ("Last-Modified", format_date(mtime))]
+        if self.cache_control:
+            common.append(("Cache-Control", self.cache_control))
+        outcome = evaluate_preconditions(
+            request.method,
+            if_match=headers.get("if-match"),
+            if_none_match=headers.get("if-none-match"),
+            if_modified_since=headers.get("if-modified-since"),
+            if_unmodified_since=headers.get("if-unmodified-since"),
+            validators=validators,
+        )
+        if outcome is Outcome.NOT_MODIFIED:
+            os.close(fd)
+            return Response(304, common)
+        if outcome is Outcome.PRECONDITION_FAILED:
+            os.close(fd)
+            raise HttpError(412, "precondition_failed", "a precondition did not hold")
+
+        size = st.st_size
+        kind = content_type(name)
+        common.append(("Accept-Ranges", "bytes"))
+        range_header = headers.get("range")
+        if range_header is not None and not if_range_matches(headers.get("if-range"), validators):
+            range_header = None
+        decision = evaluate_range(range_header, size, max_ranges=self.max_ranges)
+        cleanup = _closer(fd)
+        if decision.kind is RangeKind.UNSATISFIABLE:
+            os.close(fd)
+            raise HttpError(
+                416,
+                "range_not_satisfiable",
+                f"no requested range lies within the {size} bytes",
+                headers=(("Content-Range", unsatisfied_content_range(size)), *common),
+            )
+        if decision.kind is RangeKind.FULL:
+            common.append(("Content-Type", kind))
+            return Response(200, common, Body((FileRegion(fd, 0, size),), cleanup=cleanup))
+        if len(decision.ranges) == 1:
+            r = decision.ranges[0]
+            common.append(("Content-Type", kind))
+            common.append(("Content-Range", content_range(r, size)))
+            return Response(
+                206, common, Body((FileRegion(fd, r.start, r.length),), cleanup=cleanup)
+            )
+        boundary = new_boundary()
+        parts = [
+            FileRegion(fd, p.start, p.length) if isinstance(p, ByteRange) else p
+            for p in multipart_byteranges(decision.ranges, size, kind, boundary)
+        ]
+        common.append(("Content-Type", multipart_content_type(boundary)))
+        return Response(206, common, Body(parts, cleanup=cleanup))
+
+
+def _closer(fd: int) -> listing.Cleanup:
+    return lambda: os.close(fd)
+
+
+def _join(relative: str, name: str) -> str:
+    return name if relative == "." else f"{relative}/{name}"
+
+
+def _open_error(exc: OSError) -> HttpError:
+    if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.ENAMETOOLONG, errno.ENXIO):
+        return _NOT_FOUND
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return HttpError(403, "forbidden", "permission denied")
+    if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOMEM):
+        return HttpError(503, "overloaded", "out of file descriptors", (("Retry-After", "1"),))
+    return HttpError(
+        500, "internal_error", f"cannot open file ({errno.errorcode.get(exc.errno or 0, '?')})"
+    )

@@ -1,0 +1,134 @@
+"""Directory listings: HTML for browsers, JSON for `Accept: application/json`.
+
+Reading a directory can take many syscalls on a cold disk, so the entries are
+gathered in a worker thread; rendering is pure and tested on its own.
+Dotfiles and the state directory are never listed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import json
+import os
+import stat
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+from urllib.parse import quote
+
+from ferryman.http.body import Body
+from ferryman.http.dates import format_http_date
+from ferryman.http.parser import Request
+from ferryman.http.response import Response
+
+if TYPE_CHECKING:
+    from ferryman.app.files import FileServer
+    from ferryman.app.paths import RequestPath
+
+Cleanup = Callable[[], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    name: str
+    is_dir: bool
+    size: int
+    mtime: int
+
+
+def read_entries(fd: int, directory: str, server: FileServer) -> list[Entry]:
+    """Visible entries of the open directory `fd` (whose real path is `directory`)."""
+    entries = []
+    with os.scandir(fd) as scan:
+        for item in scan:
+            if item.name.startswith("."):
+                continue
+            if server.is_hidden(os.path.join(directory, item.name)):
+                continue
+            try:
+                st = os.stat(item.name, dir_fd=fd)
+            except OSError:  # dangling symlink or vanished: list nothing for it
+                continue
+            is_dir = stat.S_ISDIR(st.st_mode)
+            entries.append(Entry(item.name, is_dir, 0 if is_dir else st.st_size, int(st.st_mtime)))
+    return sort_entries(entries)
+
+
+def sort_entries(entries: list[Entry]) -> list[Entry]:
+    """Directories first, then by name (case-insensitive, ties by exact name)."""
+    return sorted(entries, key=lambda e: (not e.is_dir, e.name.casefold(), e.name))
+
+
+def human_size(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{size} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+def render_html(url_path: str, entries: list[Entry]) -> bytes:
+    title = html.escape(url_path)
+    rows = []
+    if url_path != "/":
+        rows.append('<tr><td><a href="../">../</a></td><td></td><td></td></tr>')
+    for e in entries:
+        shown = e.name + ("/" if e.is_dir else "")
+        href = quote(os.fsencode(e.name), safe="") + ("/" if e.is_dir else "")
+        size = "-" if e.is_dir else human_size(e.size)
+        rows.append(
+            f'<tr><td><a href="{html.escape(href)}">{html.escape(shown)}</a></td>'
+            f'<td class="size" title="{e.size}">{size}</td>'
+            f"<td>{format_http_date(e.mtime)}</td></tr>"
+        )
+    page = (
+        '<!DOCTYPE html>\n<html><head><meta charset="utf-8">'
+        f"<title>Index of {title}</title>"
+        "<style>body{font-family:sans-serif;margin:2em}td{padding:0 1.5em 0 0}"
+        ".size{text-align:right}</style></head>\n"
+        f"<body><h1>Index of {title}</h1>\n<table>\n"
+        "<tr><th>Name</th><th>Size</th><th>Last modified</th></tr>\n"
+        + "\n".join(rows)
+        + "\n</table></body></html>\n"
+    )
+    return page.encode("utf-8", "surrogateescape")
+
+
+def render_json(url_path: str, entries: list[Entry]) -> bytes:
+    doc = {
+        "path": url_path,
+        "entries": [
+            {
+                "name": e.name,
+                "type": "directory" if e.is_dir else "file",
+                "size": e.size,
+                "modified": format_http_date(e.mtime),
+            }
+            for e in entries
+        ],
+    }
+    return json.dumps(doc, ensure_ascii=False).encode("utf-8", "surrogateescape") + b"\n"
+
+
+def wants_json(request: Request) -> bool:
+    return "application/json" in request.headers.get("accept", "").lower()
+
+
+async def respond(request: Request, path: RequestPath, fd: int, server: FileServer) -> Response:
+    """The listing of the open directory `fd`; closes it."""
+    try:
+        directory = os.path.join(server.root, path.relative)
+        entries = await asyncio.to_thread(read_entries, fd, directory, server)
+    finally:
+        os.close(fd)
+    url_path = path.url(slash=True) if path.segments else "/"
+    if wants_json(request):
+        payload, kind = render_json(url_path, entries), "application/json"
+    else:
+        payload, kind = render_html(url_path, entries), "text/html; charset=utf-8"
+    headers = [("Content-Type", kind), ("Vary", "Accept")]
+    if server.cache_control:
+        headers.append(("Cache-Control", server.cache_control))
+    return Response(200, headers, Body((payload,)))

@@ -1,0 +1,241 @@
+"""Settings: one table of options, read from defaults, TOML, environment and flags.
+
+Precedence, lowest first: built-in default, `--config FILE` (TOML), the
+environment (`FERRYMAN_<FLAG>`, dashes as underscores), the command line.
+The same table builds the argument parser and docs/configuration.md is
+checked against it by a test, so a new option cannot go undocumented.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from ferryman.errors import ConfigError
+
+_SIZE_UNITS = {
+    "": 1, "b": 1,
+    "k": 1024, "kb": 1000, "kib": 1024,
+    "m": 1024**2, "mb": 1000**2, "mib": 1024**2,
+    "g": 1024**3, "gb": 1000**3, "gib": 1024**3,
+    "t": 1024**4, "tb": 1000**4, "tib": 1024**4,
+}  # fmt: skip
+_DURATION_UNITS = {"": 1.0, "ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_size(text: str | int) -> int:
+    """'64KiB', '8k', '1M', '100' -> bytes (k/m/g without 'B' are binary, as in nginx)."""
+    if isinstance(text, int):
+        return int(_non_negative(text, "size"))
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", text)
+    if not match or match.group(2).lower() not in _SIZE_UNITS:
+        raise ConfigError(f"invalid size {text!r} (examples: 512, 64KiB, 8k, 1M, 2GB)")
+    return int(float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()])
+
+
+def parse_duration(text: str | int | float) -> float:
+    """'30s', '500ms', '1h', '2.5' -> seconds."""
+    if isinstance(text, int | float):
+        return float(_non_negative(text, "duration"))
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", text)
+    if not match or match.group(2).lower() not in _DURATION_UNITS:
+        raise ConfigError(f"invalid duration {text!r} (examples: 30s, 500ms, 5m, 1h)")
+    return float(match.group(1)) * _DURATION_UNITS[match.group(2).lower()]
+
+
+def parse_bool(text: str | bool) -> bool:
+    if isinstance(text, bool):
+        return text
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"invalid boolean {text!r} (use on/off, true/false)")
+
+
+def parse_port(text: str | int) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise ConfigError(f"invalid port {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"port {port} out of range 0-65535")
+    return port
+
+
+def parse_positive_int(text: str | int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise ConfigError(f"invalid number {text!r}") from None
+    if value < 1:
+        raise ConfigError(f"{value} must be at least 1")
+    return value
+
+
+def _non_negative(value: Any, what: str) -> Any:
+    if value < 0:
+        raise ConfigError(f"a {what} cannot be negative: {value}")
+    return value
+
+
+def _choice(*allowed: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        if text not in allowed:
+            raise ConfigError(f"{text!r} is not one of {', '.join(allowed)}")
+        return text
+
+    return parse
+
+
+@dataclass(frozen=True)
+class Option:
+    """One setting: its flag, parser, default and the sentence that documents it."""
+
+    name: str  # the flag without dashes, e.g. "header-timeout"
+    parse: Callable[[Any], Any]
+    default: Any
+    help: str
+    flag_takes_value: bool = True  # False: a bare switch (--follow-symlinks)
+
+    @property
+    def attr(self) -> str:
+        return self.name.replace("-", "_")
+
+    @property
+    def env(self) -> str:
+        return "FERRYMAN_" + self.attr.upper()
+
+
+def _text(value: Any) -> str:
+    return str(value)
+
+
+def _optional_text(value: Any) -> str | None:
+    return str(value) if value not in (None, "") else None
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("host", _text, "127.0.0.1", "address to listen on"),
+    Option("port", parse_port, 8000, "port to listen on; 0 picks a free port"),
+    Option("state-dir", _optional_text, None,
+           "catalog, cache index and spools (default: SOURCE/.ferryman; never served)"),
+    Option("access-log", _text, "off", "'-' for standard output, a file path, or 'off'"),
+    Option("access-log-format", _choice("combined", "json"), "combined",
+           "'combined' (Apache/nginx style) or 'json' (one JSON object per line)"),
+    Option("follow-symlinks", parse_bool, False,
+           "serve symlinks that resolve outside SOURCE (off: they answer 404)",
+           flag_takes_value=False),
+    Option("cache-control", _optional_text, None,
+           "Cache-Control value sent with files and listings (default: none sent)"),
+    Option("sendfile", parse_bool, True,
+           "zero-copy sendfile for file bodies (off: buffered reads)"),
+    Option("loop", _choice("auto", "uvloop", "asyncio"), "auto",
+           "event loop: uvloop when installed ('auto'), or force one"),
+    Option("max-request-line", parse_size, 8192, "longest request line, else 414"),
+    Option("max-header-count", parse_positive_int, 100, "most header fields, else 431"),
+    Option("max-header-bytes", parse_size, 32768, "largest header section, else 431"),
+    Option("max-ranges", parse_positive_int, 100,
+           "most ranges in one Range header; more are ignored (200)"),
+    Option("max-connections", parse_positive_int, 4096,
+           "open connections per process; at the limit ferryman stops accepting"),
+    Option("header-timeout", parse_duration, 20.0,
+           "time allowed to receive a whole request head (slowloris guard); 408 after"),
+    Option("keepalive-timeout", parse_duration, 75.0,
+           "how long an idle keep-alive connection is kept open"),
+    Option("send-timeout", parse_duration, 60.0,
+           "a client that accepts no bytes for this long is disconnected"),
+    Option("grace-period", parse_duration, 30.0,
+           "on SIGTERM/SIGINT, how long in-flight transfers may take to finish"),
+    Option("small-body", parse_size, 16384,
+           "file bodies up to this size are read and sent with the head in one write"),
+)  # fmt: skip
+OPTIONS_BY_ATTR = {option.attr: option for option in OPTIONS}
+
+
+@dataclass(frozen=True)
+class Config:
+    """Every setting, resolved and typed. Field names match Option.attr."""
+
+    source: str = "."
+    host: str = "127.0.0.1"
+    port: int = 8000
+    state_dir: str | None = None
+    access_log: str = "off"
+    access_log_format: str = "combined"
+    follow_symlinks: bool = False
+    cache_control: str | None = None
+    sendfile: bool = True
+    loop: str = "auto"
+    max_request_line: int = 8192
+    max_header_count: int = 100
+    max_header_bytes: int = 32768
+    max_ranges: int = 100
+    max_connections: int = 4096
+    header_timeout: float = 20.0
+    keepalive_timeout: float = 75.0
+    send_timeout: float = 60.0
+    grace_period: float = 30.0
+    small_body: int = 16384
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def root(self) -> Path:
+        return Path(self.source).resolve()
+
+    @property
+    def state_path(self) -> Path:
+        return Path(self.state_dir).resolve() if self.state_dir else self.root / ".ferryman"
+
+
+def load_toml(path: str) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as handle:
+            data = tomllib.load(handle)
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    serve = data.pop("serve", {})
+    flat = {**data, **serve} if isinstance(serve, dict) else data
+    return {key.replace("-", "_"): value for key, value in flat.items()}
+
+
+def build_config(
+    cli: Mapping[str, Any],
+    environ: Mapping[str, str] | None = None,
+) -> Config:
+    """Merge defaults < TOML (`config` key of cli or env) < environment < cli."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    config_file = cli.get("config") or environ.get("FERRYMAN_CONFIG")
+    if config_file:
+        from_file = load_toml(config_file)
+        unknown = sorted(set(from_file) - set(OPTIONS_BY_ATTR) - {"source"})
+        if unknown:
+            raise ConfigError(f"unknown setting(s) in {config_file}: {', '.join(unknown)}")
+        values.update(from_file)
+    for option in OPTIONS:
+        if option.env in environ:
+            values[option.attr] = environ[option.env]
+    if "FERRYMAN_SOURCE" in environ:
+        values["source"] = environ["FERRYMAN_SOURCE"]
+    values.update({key: value for key, value in cli.items() if value is not None})
+    values.pop("config", None)
+    resolved: dict[str, Any] = {}
+    known = {f.name for f in fields(Config)}
+    for key, value in values.items():
+        if key not in known:
+            continue
+        known_option = OPTIONS_BY_ATTR.get(key)
+        try:
+            resolved[key] = known_option.parse(value) if known_option else str(value)
+        except ConfigError as exc:
+            raise ConfigError(f"--{key.replace('_', '-')}: {exc}") from None
+    return Config(**resolved)

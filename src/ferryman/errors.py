@@ -1,0 +1,47 @@
+"""The one exception tree of ferryman.
+
+    FerrymanError
+     +-- ConfigError        bad configuration; a boot failure, never retried
+     +-- HttpError          an error answer to one request (status, detail, headers)
+          +-- ProtocolError malformed or over-limit intake: answer, then close the
+                            connection (the byte stream can no longer be trusted)
+
+Lower layers (OSError, sqlite3, store clients) are translated into these at
+the boundary that sees them; nothing else reaches the connection.
+"""
+
+from __future__ import annotations
+
+
+class FerrymanError(Exception):
+    """Base of every error ferryman raises on purpose."""
+
+
+class ConfigError(FerrymanError):
+    """The configuration cannot be used; the server must not start."""
+
+
+class HttpError(FerrymanError):
+    """An error that becomes one HTTP response.
+
+    `error` is a short machine-readable reason (JSON clients key on it),
+    `detail` a sentence for humans; `headers` are added to the response
+    (for example `Allow` on 405 or `Content-Range` on 416).
+    """
+
+    def __init__(
+        self,
+        status: int,
+        error: str,
+        detail: str = "",
+        headers: tuple[tuple[str, str], ...] = (),
+    ) -> None:
+        super().__init__(f"{status} {error}: {detail}" if detail else f"{status} {error}")
+        self.status = status
+        self.error = error
+        self.detail = detail
+        self.headers = headers
+
+
+class ProtocolError(HttpError):
+    """The request could not be parsed or broke a limit; the connection closes after it."""

@@ -1,0 +1,125 @@
+"""Responses: what a handler returns, and how its head is framed on the wire.
+
+`frame_head` makes the framing decisions of RFC 9112 section 6 in one place:
+Content-Length when the body length is known, chunked for an unknown length
+on HTTP/1.1, close-delimited on HTTP/1.0, no body for HEAD, 1xx, 204 and 304,
+and whether the connection stays open.
+"""
+
+from __future__ import annotations
+
+import json
+from http import HTTPStatus
+
+from ferryman.http.body import EMPTY, Body
+
+REASONS: dict[int, bytes] = {s.value: s.phrase.encode("ascii") for s in HTTPStatus}
+_STATUS_LINES: dict[int, bytes] = {
+    code: b"HTTP/1.1 %d %s\r\n" % (code, reason) for code, reason in REASONS.items()
+}
+
+Headers = list[tuple[str, str]]
+
+
+class Response:
+    """Status, headers (without framing headers) and a body description."""
+
+    __slots__ = ("body", "headers", "status")
+
+    def __init__(self, status: int, headers: Headers | None = None, body: Body = EMPTY) -> None:
+        self.status = status
+        self.headers: Headers = headers if headers is not None else []
+        self.body = body
+
+    def __repr__(self) -> str:
+        return f"<Response {self.status} length={self.body.length}>"
+
+
+def has_no_body(status: int, method: str) -> bool:
+    """RFC 9112 6.3: these responses never carry content."""
+    return method == "HEAD" or status < 200 or status in (204, 304)
+
+
+class Framing:
+    """The outcome of framing a response head."""
+
+    __slots__ = ("chunked", "head", "keep_alive", "send_body")
+
+    def __init__(self, head: bytes, keep_alive: bool, chunked: bool, send_body: bool) -> None:
+        self.head = head
+        self.keep_alive = keep_alive
+        self.chunked = chunked
+        self.send_body = send_body
+
+
+def frame_head(
+    response: Response,
+    *,
+    method: str,
+    http11: bool,
+    keep_alive: bool,
+    date: str,
+    server: str | None = None,
+) -> Framing:
+    """Render the status line and headers, adding Date, framing and Connection."""
+    status = response.status
+    length = response.body.length
+    send_body = not has_no_body(status, method)
+    chunked = False
+    lines = [f"{name}: {value}" for name, value in response.headers]
+    lines.append(f"Date: {date}")
+    if server:
+        lines.append(f"Server: {server}")
+    if status >= 200 and status != 204:
+        if length is not None:
+            if status != 304:
+                lines.append(f"Content-Length: {length}")
+        elif http11:
+            if send_body:
+                chunked = True
+                lines.append("Transfer-Encoding: chunked")
+        elif send_body:
+            keep_alive = False  # HTTP/1.0 with unknown length: the close ends the body
+    if not keep_alive:
+        lines.append("Connection: close")
+    elif not http11:
+        lines.append("Connection: keep-alive")
+    text = "\r\n".join(lines)
+    separators = len(lines) - 1
+    if text.count("\n") != separators or text.count("\r") != separators:
+        raise ValueError("header injection: CR or LF inside a header field")
+    status_line = _STATUS_LINES.get(status) or b"HTTP/1.1 %d Unknown\r\n" % status
+    head = status_line + text.encode("latin-1") + b"\r\n\r\n"
+    return Framing(head, keep_alive, chunked, send_body)
+
+
+def wants_json(accept: str | None) -> bool:
+    """Browsers ask for HTML and get plain text; everyone else gets JSON."""
+    if not accept:
+        return True
+    accept = accept.lower()
+    if "application/json" in accept:
+        return True
+    return "text/html" not in accept and "text/plain" not in accept
+
+
+def error_response(
+    status: int,
+    error: str,
+    detail: str = "",
+    headers: tuple[tuple[str, str], ...] = (),
+    *,
+    accept: str | None = None,
+) -> Response:
+    """An error answer: JSON for API clients, plain text for browsers."""
+    if wants_json(accept):
+        payload = json.dumps({"error": error, "detail": detail}).encode("utf-8") + b"\n"
+        content_type = "application/json"
+    else:
+        reason = REASONS.get(status, b"Error").decode("ascii")
+        text = f"{status} {reason}\n{detail}\n" if detail else f"{status} {reason}\n"
+        payload = text.encode("utf-8")
+        content_type = "text/plain; charset=utf-8"
+    all_headers: Headers = [("Content-Type", content_type), ("Cache-Control", "no-store")]
+    all_headers.extend(headers)
+    return Response(status, all_headers, Body((payload,)))

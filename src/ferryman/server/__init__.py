@@ -1,0 +1,1 @@
+"""The worker process: listener, connections, body transfer."""

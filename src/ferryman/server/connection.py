@@ -1,0 +1,389 @@
+"""One client connection: read requests, answer them in order, time out, release.
+
+The request loop runs synchronously inside data_received for as long as it
+can: a request whose handler answers at once and whose body is small and
+cached is parsed, handled and written in one pass, with no task and no
+thread. Only a handler that must wait, or a body that must be streamed or
+sendfile'd, moves the rest of that response into a task; the loop resumes
+when it ends. Pipelined requests wait in the parser until then, so answers
+leave in request order.
+
+A single timer per connection enforces every timeout; its meaning follows
+the state: IDLE (keep-alive timeout), HEAD (header timeout, measured from the
+first byte of the head so a trickling client cannot extend it), SEND (send
+timeout, restarted whenever the client accepts bytes). Re-arming only moves a
+deadline; the loop timer is rescheduled when it fires early.
+
+Whatever happens, the response body's cleanup runs exactly once, after the
+last byte has been handed to the kernel or the connection is gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections.abc import Awaitable, Sequence
+from typing import TYPE_CHECKING
+
+from ferryman.errors import HttpError, ProtocolError
+from ferryman.http.body import Part
+from ferryman.http.parser import NEED_DATA, Request, RequestParser
+from ferryman.http.response import Framing, Response, error_response, frame_head
+from ferryman.server import transfer
+
+if TYPE_CHECKING:
+    from ferryman.server.context import ServerContext
+
+log = logging.getLogger("ferryman.connection")
+
+_IDLE, _HEAD, _SEND = "idle", "head", "send"
+_HIGH_WATER = 256 * 1024  # transport buffer that pauses the loop's writes
+_MAX_PIPELINE_BUFFER = 256 * 1024  # unparsed bytes held before reading pauses
+
+
+class HttpConnection(asyncio.Protocol):
+    def __init__(self, ctx: ServerContext) -> None:
+        self.ctx = ctx
+        self.loop = ctx.loop
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]
+        self.parser = RequestParser(ctx.limits)
+        self.peer = "-"
+        self.busy = False  # a response is being produced or sent by a task
+        self.closing = False  # answer what is in progress, then close
+        self.closed = False
+        self.write_paused = False
+        self.reading_paused = False
+        self.eof = False
+        self._waiter: asyncio.Future[None] | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._writer: transfer.SocketWriter | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = math.inf
+        self._deadline = math.inf
+        self._timer_kind = _IDLE
+        self.requests = 0
+
+    # -- asyncio.Protocol -------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
+        self.transport.set_write_buffer_limits(high=_HIGH_WATER)
+        peer = transport.get_extra_info("peername")
+        self.peer = peer[0] if isinstance(peer, tuple) else "-"
+        self.ctx.connection_opened(self)
+        self._arm(_HEAD, self.ctx.config.header_timeout)
+
+    def data_received(self, data: bytes) -> None:
+        self.parser.receive(data)
+        if not self.busy:
+            self._process()
+        elif self.parser.buffered > _MAX_PIPELINE_BUFFER and not self.reading_paused:
+            self.reading_paused = True
+            self.transport.pause_reading()
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        if not self.busy:
+            self._process()
+        return True  # keep the write side open until the answer is out
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._deadline = math.inf
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._fail_waiter(ConnectionResetError("connection lost"))
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        self.ctx.connection_closed(self)
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+        self._arm(_SEND, self.ctx.config.send_timeout)
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        self._deadline = math.inf
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        elif not self.busy:
+            self._process()
+
+    # -- the request loop ---------------------------------------------------------
+
+    def _process(self) -> None:
+        parser = self.parser
+        while not self.busy and not self.closed and not self.write_paused:
+            try:
+                event = parser.next_event()
+            except ProtocolError as exc:
+                self._answer_protocol_error(exc)
+                return
+            if event is NEED_DATA:
+                self._await_request()
+                return
+            if isinstance(event, Request):
+                self._on_request(event)
+            # Body events of a request nobody reads are never reached: such a
+            # request closes the connection after its answer.
+
+    def _await_request(self) -> None:
+        if self.closing or self.eof:
+            if not self.parser.mid_request or self.eof:
+                self.close()
+            return
+        if self.parser.mid_request:
+            if self._timer_kind != _HEAD or self._deadline == math.inf:
+                self._arm(_HEAD, self.ctx.config.header_timeout)
+        else:
+            self._arm(_IDLE, self.ctx.config.keepalive_timeout)
+        if self.reading_paused:
+            self.reading_paused = False
+            self.transport.resume_reading()
+
+    def _on_request(self, request: Request) -> None:
+        self._deadline = math.inf
+        self.requests += 1
+        started = self.loop.time()
+        if request.has_body:
+            self.closing = True  # its body is not read: the stream cannot be reused
+        try:
+            expect = request.headers.get("expect")
+            if expect is not None and expect.lower() != "100-continue":
+                raise HttpError(417, "expectation_failed", "only 100-continue is supported")
+            result = self.ctx.app.handle(request)
+        except HttpError as exc:
+            result = self._error(request, exc)
+        except Exception:
+            log.exception("handler failed for %s %r", request.method, request.target)
+            result = self._error(request, HttpError(500, "internal_error", "see server log"))
+        if isinstance(result, Response):
+            self._respond(request, result, started)
+        else:
+            self.busy = True
+            self._task = self.loop.create_task(self._respond_later(request, result, started))
+
+    def _error(self, request: Request | None, exc: HttpError) -> Response:
+        accept = request.headers.get("accept") if request is not None else None
+        return error_response(exc.status, exc.error, exc.detail, exc.headers, accept=accept)
+
+    async def _respond_later(
+        self, request: Request, pending: Awaitable[Response], started: float
+    ) -> None:
+        try:
+            response = await pending
+        except HttpError as exc:
+            response = self._error(request, exc)
+        except asyncio.CancelledError:
+            return
+        except Exception:
+            log.exception("handler failed for %s %r", request.method, request.target)
+            response = self._error(request, HttpError(500, "internal_error", "see server log"))
+        self.busy = False
+        if self.closed:
+            response.body.release()
+            return
+        self._respond(request, response, started)
+        if not self.busy:
+            self._process()
+
+    def _respond(self, request: Request, response: Response, started: float) -> None:
+        """Frame and send a response; synchronous when the body allows it."""
+        body = response.body
+        try:
+            keep_alive = request.keep_alive and not self.closing and not self.ctx.stopping
+            framing = frame_head(
+                response,
+                method=request.method,
+                http11=request.http11,
+                keep_alive=keep_alive,
+                date=self.ctx.http_date(),
+            )
+            if not framing.send_body:
+                self.transport.write(framing.head)
+                self._finished(request, response, framing, 0, started)
+                return
+            if body.stream is None:
+                inline = self._inline(body.parts, body.length)
+                if inline is not None:
+                    self.transport.write(framing.head + inline)
+                    self._finished(request, response, framing, len(inline), started)
+                    return
+        except BaseException:
+            body.release()
+            raise
+        self.busy = True
+        self._task = self.loop.create_task(self._transfer(request, response, framing, started))
+
+    def _inline(self, parts: Sequence[Part], length: int | None) -> bytes | None:
+        if length is None or length > self.ctx.config.small_body:
+            return None
+        return transfer.inline_parts(parts)
+
+    async def _transfer(
+        self, request: Request, response: Response, framing: Framing, started: float
+    ) -> None:
+        sent = 0
+        try:
+            sent = await transfer.send_body(self, framing, response.body, self.ctx.config.sendfile)
+        except (transfer.TransferAborted, asyncio.CancelledError) as exc:
+            self.ctx.access_log.record(self, request, response.status, sent, started, str(exc))
+            response.body.release()
+            self.abort()
+            return
+        except Exception:
+            log.exception("sending %s %r failed", request.method, request.target)
+            response.body.release()
+            self.abort()
+            return
+        self.busy = False
+        self._finished(request, response, framing, sent, started)
+        if not self.busy:
+            self._process()
+
+    def _finished(
+        self, request: Request, response: Response, framing: Framing, sent: int, started: float
+    ) -> None:
+        response.body.release()
+        self.ctx.access_log.record(self, request, response.status, sent, started)
+        if not framing.keep_alive:
+            self.closing = True
+            self.close()
+
+    def _answer_protocol_error(self, exc: ProtocolError) -> None:
+        response = self._error(None, exc)
+        framing = frame_head(response, method="GET", http11=True, keep_alive=False,
+                             date=self.ctx.http_date())  # fmt: skip
+        self.transport.write(framing.head + b"".join(response.body.parts))  # type: ignore[arg-type]
+        self.ctx.access_log.record_error(self, exc.status)
+        self.closing = True
+        self.close()
+
+    # -- closing ------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close after the buffered bytes are out; a client that never reads them is cut."""
+        if self.closed:
+            return
+        self.closing = True
+        self.transport.close()
+        if self.transport.get_write_buffer_size():
+            self._arm(_SEND, self.ctx.config.send_timeout)
+
+    def abort(self) -> None:
+        if not self.closed:
+            self.closing = True
+            self.transport.abort()
+
+    def shutdown(self) -> None:
+        """Server is stopping: finish the response in progress, then close."""
+        self.closing = True
+        if not self.busy and not self.parser.mid_request:
+            self.close()
+
+    @property
+    def in_flight(self) -> bool:
+        return self.busy or self.parser.mid_request
+
+    # -- timers -------------------------------------------------------------------
+
+    def _arm(self, kind: str, timeout: float) -> None:
+        self._timer_kind = kind
+        deadline = self.loop.time() + timeout
+        self._deadline = deadline
+        if deadline < self._timer_at:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = self.loop.call_at(deadline, self._on_timer)
+            self._timer_at = deadline
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = math.inf
+        if self.closed or self._deadline == math.inf:
+            return
+        if self.loop.time() < self._deadline:
+            self._timer = self.loop.call_at(self._deadline, self._on_timer)
+            self._timer_at = self._deadline
+            return
+        self._deadline = math.inf
+        if self._timer_kind == _HEAD and self.parser.mid_request and not self.closing:
+            self._answer_protocol_error(
+                ProtocolError(408, "request_timeout", "request head not received in time")
+            )
+            self.abort_later()
+        elif self._timer_kind == _SEND:
+            log.info(
+                "closing %s: no progress sending for %ss", self.peer, self.ctx.config.send_timeout
+            )
+            self.abort()
+        else:
+            self.close()
+
+    def abort_later(self) -> None:
+        """After a final error answer: give the client the send timeout to read it."""
+        if not self.closed and self.transport.get_write_buffer_size():
+            self._arm(_SEND, self.ctx.config.send_timeout)
+
+    # -- what body writers need (transfer.Connection) -------------------------------
+
+    def progress(self) -> None:
+        if self._timer_kind == _SEND and self._deadline != math.inf:
+            self._deadline = self.loop.time() + self.ctx.config.send_timeout
+
+    async def drain(self) -> None:
+        """Wait while the transport's buffer is above its high-water mark."""
+        if self.closed:
+            raise ConnectionResetError("connection lost")
+        if self.write_paused:
+            await self._wait()
+
+    async def flush(self) -> None:
+        """Wait until the transport's buffer is empty (before writing beside it)."""
+        if self.closed:
+            raise ConnectionResetError("connection lost")
+        if not self.transport.get_write_buffer_size():
+            return
+        self.transport.set_write_buffer_limits(high=0)  # pause now, resume when empty
+        try:
+            if self.write_paused:
+                await self._wait()
+        finally:
+            if not self.closed:
+                self.transport.set_write_buffer_limits(high=_HIGH_WATER)
+
+    async def writable(self, fd: int) -> None:
+        """Wait until the socket (through the duplicate `fd`) accepts bytes."""
+        self._arm(_SEND, self.ctx.config.send_timeout)
+        self.loop.add_writer(fd, self._wake)
+        try:
+            await self._wait()
+        finally:
+            self.loop.remove_writer(fd)
+            self._deadline = math.inf
+
+    def socket_writer(self) -> transfer.SocketWriter:
+        if self._writer is None:
+            self._writer = transfer.SocketWriter(self)
+        return self._writer
+
+    def _wake(self) -> None:
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def _wait(self) -> None:
+        waiter = self.loop.create_future()
+        self._waiter = waiter
+        await waiter
+
+    def _fail_waiter(self, exc: Exception) -> None:
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(exc)

@@ -1,0 +1,109 @@
+"""Accepting connections: backpressure at the connection limit, backoff on accept errors.
+
+At `max_connections` the listener stops accepting (the kernel's backlog holds
+new clients until a slot frees) rather than accepting and dropping. When the
+process runs out of descriptors or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM)
+it stops for 100 ms and tries again, as trio does, instead of spinning or
+crashing; other accept errors concern one client and are skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import socket
+from collections.abc import Callable
+
+log = logging.getLogger("ferryman.listener")
+
+_RESOURCE_ERRORS = frozenset((errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM))
+_BACKOFF = 0.1
+_BATCH = 64  # accepts per readiness event, so one busy listener cannot starve the loop
+
+
+class Listener:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        sock: socket.socket,
+        protocol_factory: Callable[[], asyncio.Protocol],
+        open_connections: Callable[[], int],
+        max_connections: int,
+    ) -> None:
+        self.loop = loop
+        self.sock = sock
+        self.protocol_factory = protocol_factory
+        self.open_connections = open_connections
+        self.max_connections = max_connections
+        self.pending = 0  # accepted, transport not made yet
+        self.accepting = False
+        self.closed = False
+        self._backoff: asyncio.TimerHandle | None = None
+
+    def start(self) -> None:
+        self.sock.setblocking(False)
+        self._resume()
+
+    def close(self) -> None:
+        self.closed = True
+        self._pause()
+        if self._backoff is not None:
+            self._backoff.cancel()
+        self.sock.close()
+
+    def connection_closed(self) -> None:
+        """A slot freed: accept again if the limit had paused us."""
+        if not self.accepting and self._backoff is None and not self._at_limit():
+            self._resume()
+
+    def _at_limit(self) -> bool:
+        return self.open_connections() + self.pending >= self.max_connections
+
+    def _resume(self) -> None:
+        if not self.closed and not self.accepting:
+            self.accepting = True
+            self.loop.add_reader(self.sock.fileno(), self._on_readable)
+
+    def _pause(self) -> None:
+        if self.accepting:
+            self.accepting = False
+            self.loop.remove_reader(self.sock.fileno())
+
+    def _on_readable(self) -> None:
+        for _ in range(_BATCH):
+            if self._at_limit():
+                self._pause()
+                return
+            try:
+                conn, _addr = self.sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                if exc.errno in _RESOURCE_ERRORS:
+                    log.warning(
+                        "accept failed (%s); pausing %.0f ms", exc.strerror, _BACKOFF * 1000
+                    )
+                    self._pause()
+                    self._backoff = self.loop.call_later(_BACKOFF, self._end_backoff)
+                    return
+                continue  # ECONNABORTED and friends: that client is gone
+            self.pending += 1
+            self.loop.create_task(self._start(conn))
+
+    def _end_backoff(self) -> None:
+        self._backoff = None
+        if not self._at_limit():
+            self._resume()
+
+    async def _start(self, conn: socket.socket) -> None:
+        try:
+            conn.setblocking(False)
+            if conn.family in (socket.AF_INET, socket.AF_INET6):
+                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            await self.loop.connect_accepted_socket(self.protocol_factory, conn)
+        except OSError as exc:
+            log.debug("connection setup failed: %s", exc)
+            conn.close()
+        finally:
+            self.pending -= 1
