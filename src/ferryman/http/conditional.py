@@ -15,9 +15,8 @@ Choices where the RFC leaves room or this project differs:
   If-None-Match is in the request).
 * An empty list ("If-Match:" with no tags) is a valid list that matches
   nothing, as nginx treats it.
-* If-Unmodified-Since fails when the resource has no modification date. RFC
-  9110 13.1.4 says to ignore the field then; this project prefers 412, since an
-  unmodified state cannot be shown. An invalid date is ignored.
+* If-Unmodified-Since is ignored when the resource has no modification date
+  (or does not exist) and when its date is invalid, as RFC 9110 13.1.4 says.
 * When `exists` is false the resource has no current validators: "*" does not
   match and neither does any entity-tag or date.
 * If-Range with a date matches only the exact Last-Modified second. The RFC's
@@ -88,7 +87,7 @@ def evaluate_preconditions(
             return Outcome.PRECONDITION_FAILED
     elif if_unmodified_since is not None:
         date = parse_http_date(if_unmodified_since)
-        if date is not None and (last_modified is None or last_modified > date):
+        if date is not None and last_modified is not None and last_modified > date:
             return Outcome.PRECONDITION_FAILED
 
     # Step 3 and 4: the cache-revalidation checks.

@@ -59,7 +59,7 @@ def multipart_content_type(boundary: str) -> str:
 def multipart_byteranges(
     ranges: Sequence[ByteRange], length: int, content_type: str, boundary: str
 ) -> list[bytes | ByteRange]:
-    """The body framing: literal bytes merged where adjacent, ByteRanges where data goes.
+    """The body framing: one literal per delimiter and headers, ByteRanges where data goes.
 
     `length` is the whole representation's length, `content_type` its type
     (repeated in each part). Raises ValueError for no ranges, a range past
@@ -70,13 +70,15 @@ def multipart_byteranges(
         raise ValueError("multipart/byteranges needs at least one range")
     if _CONTROL.search(content_type):
         raise ValueError(f"control character in content type {content_type!r}")
+    # Each part's delimiter and headers form one literal, and every literal sits
+    # between two ranges (or ends the body), so no two literals are ever adjacent.
     parts: list[bytes | ByteRange] = []
     for byte_range in ranges:
         if byte_range.end >= length:
             raise ValueError(f"range {byte_range} outside a representation of {length} bytes")
-        _append(parts, _part_header(byte_range, length, content_type, boundary))
+        parts.append(_part_header(byte_range, length, content_type, boundary))
         parts.append(byte_range)
-    _append(parts, f"\r\n--{boundary}--\r\n".encode("ascii"))
+    parts.append(f"\r\n--{boundary}--\r\n".encode("ascii"))
     return parts
 
 
@@ -92,14 +94,6 @@ def _part_header(byte_range: ByteRange, length: int, content_type: str, boundary
     lines.append(f"Content-Range: {content_range(byte_range, length)}")
     # Header values are Latin-1 on the wire; anything beyond it raises (a ValueError).
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-
-
-def _append(parts: list[bytes | ByteRange], literal: bytes) -> None:
-    """Append literal bytes, merging with a preceding literal (one write instead of two)."""
-    if parts and isinstance(parts[-1], bytes):
-        parts[-1] += literal
-    else:
-        parts.append(literal)
 
 
 def _check_boundary(boundary: str) -> None:
