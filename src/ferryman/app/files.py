@@ -137,7 +137,11 @@ class FileServer:
     def respond_with_file(
         self, request: Request, fd: int, st: os.stat_result, name: str
     ) -> Response:
-        """Preconditions, ranges and headers for an open regular file; owns `fd`."""
+        """Preconditions, ranges and headers for an open regular file; owns `fd`.
+
+        On success the descriptor belongs to the returned body (or was closed, for
+        a 304); on any exception it is closed here, and only here.
+        """
         try:
             return self._file_response(request, fd, st, name)
         except BaseException:
@@ -164,7 +168,6 @@ class FileServer:
             os.close(fd)
             return Response(304, common)
         if outcome is Outcome.PRECONDITION_FAILED:
-            os.close(fd)
             raise HttpError(412, "precondition_failed", "a precondition did not hold")
 
         size = st.st_size
@@ -176,7 +179,6 @@ class FileServer:
         decision = evaluate_range(range_header, size, max_ranges=self.max_ranges)
         cleanup = _closer(fd)
         if decision.kind is RangeKind.UNSATISFIABLE:
-            os.close(fd)
             raise HttpError(
                 416,
                 "range_not_satisfiable",

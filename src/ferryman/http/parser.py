@@ -167,6 +167,9 @@ class RequestParser:
         self._headers: dict[str, str] = {}
         self._host_count = 0
         self._head_done = False
+        self._version = ""
+        self._method = b""
+        self._keep_alive = False
 
     def _next_head(self) -> Event:
         buf = self._buf
@@ -219,6 +222,9 @@ class RequestParser:
             # An Upgrade or CONNECT head parsed fine; ferryman ignores the upgrade
             # (RFC 9110 7.8: a server may ignore Upgrade) and answers the request.
             self._llhttp_dirty = True
+        except httptools.HttpParserInvalidMethodError:
+            # RFC 9110 9.1: an unrecognised method is 501, not a malformed request.
+            raise ProtocolError(501, "not_implemented", "unknown request method") from None
         except httptools.HttpParserError as exc:
             raise ProtocolError(400, "bad_request", _llhttp_reason(exc)) from None
 
@@ -235,10 +241,14 @@ class RequestParser:
         self._headers[key] = text if previous is None else f"{previous}, {text}"
 
     def on_headers_complete(self) -> None:
+        # llhttp resets these after the message completes: read them now.
         self._head_done = True
+        self._version = self._llhttp.get_http_version()
+        self._method = self._llhttp.get_method()
+        self._keep_alive = bool(self._llhttp.should_keep_alive())
 
     def _build_request(self) -> Request:
-        version = self._llhttp.get_http_version()
+        version = self._version
         if version == "0.9":
             raise ProtocolError(400, "bad_request", "HTTP/0.9 is not supported")
         if version not in ("1.1", "1.0"):
@@ -249,11 +259,11 @@ class RequestParser:
             raise ProtocolError(400, "bad_request", "HTTP/1.1 needs exactly one Host header")
         if self._host_count > 1:
             raise ProtocolError(400, "bad_request", "more than one Host header")
-        method = self._llhttp.get_method().decode("ascii")
+        method = self._method.decode("ascii")
         target = bytes(self._url)
         path, query = _split_target(method, target)
         body_kind, length = self._body_framing(headers, http11)
-        keep_alive = bool(self._llhttp.should_keep_alive())
+        keep_alive = self._keep_alive
         if body_kind != "none":
             self._llhttp_dirty = True  # it expects the body; the next head gets a new one
         return Request(method, target, path, query, http11, headers, keep_alive, body_kind, length)

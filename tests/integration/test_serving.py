@@ -1,0 +1,358 @@
+"""Serving files over every transfer path, every byte checked against the pattern."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from tests.conftest import ServerProcess, pattern
+
+SIZES = (0, 1, 15, 16, 17, 1000, 16384, 16385, 65536, 1_000_000, 5 * 1024 * 1024 + 7)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_whole_file_is_byte_exact(server: ServerProcess, size: int) -> None:
+    with server.connect() as conn:
+        r = conn.get(f"/p{size}.bin")
+    assert r.status == 200
+    assert r.header("content-length") == str(size)
+    assert r.body == pattern(size)
+    assert r.header("accept-ranges") == "bytes"
+    assert r.header("content-type") == "application/octet-stream"
+
+
+RANGE_CASES = [
+    # (file size, Range header, expected (start, end) inclusive)
+    (1000, "bytes=0-0", (0, 0)),
+    (1000, "bytes=0-499", (0, 499)),
+    (1000, "bytes=500-", (500, 999)),
+    (1000, "bytes=-10", (990, 999)),
+    (1000, "bytes=-5000", (0, 999)),  # suffix longer than the file: clamped
+    (1000, "bytes=990-5000", (990, 999)),  # last position clamped
+    (1000, "bytes=999-999", (999, 999)),
+    (1_000_000, "bytes=123457-654321", (123457, 654321)),
+    (5 * 1024 * 1024 + 7, "bytes=4000000-", (4000000, 5 * 1024 * 1024 + 6)),
+    (5 * 1024 * 1024 + 7, "bytes=-1", (5 * 1024 * 1024 + 6, 5 * 1024 * 1024 + 6)),
+    (1000, "bytes=5000-6000,10-19", (10, 19)),  # unsatisfiable member dropped
+]
+
+
+@pytest.mark.parametrize(("size", "header", "span"), RANGE_CASES)
+def test_single_range_is_exact(
+    server: ServerProcess, size: int, header: str, span: tuple[int, int]
+) -> None:
+    start, end = span
+    with server.connect() as conn:
+        r = conn.get(f"/p{size}.bin", {"Range": header})
+    assert r.status == 206
+    assert r.header("content-range") == f"bytes {start}-{end}/{size}"
+    assert r.header("content-length") == str(end - start + 1)
+    assert r.body == pattern(end - start + 1, start)
+
+
+def parse_multipart(body: bytes, content_type: str) -> list[tuple[str, str, bytes]]:
+    boundary = re.search(r"boundary=\"?([^\";]+)", content_type).group(1)  # type: ignore[union-attr]
+    parts = []
+    for chunk in body.split(b"--" + boundary.encode())[1:]:
+        if chunk.startswith(b"--"):
+            break
+        head, _, payload = chunk.partition(b"\r\n\r\n")
+        fields = dict(
+            line.split(": ", 1) for line in head.decode().strip("\r\n").split("\r\n") if line
+        )
+        parts.append((fields["Content-Type"], fields["Content-Range"], payload[:-2]))
+    return parts
+
+
+@pytest.mark.parametrize(
+    "header",
+    ["bytes=0-15,32-47", "bytes=-16,0-0,500-515", "bytes=100-199, 300-399 ,900-"],
+)
+def test_multiple_ranges_are_multipart_byteranges(server: ServerProcess, header: str) -> None:
+    with server.connect() as conn:
+        r = conn.get("/p1000.bin", {"Range": header})
+    assert r.status == 206
+    content_type = r.header("content-type") or ""
+    assert content_type.startswith("multipart/byteranges; boundary=")
+    assert len(r.body) == int(r.header("content-length") or -1)
+    parts = parse_multipart(r.body, content_type)
+    assert len(parts) == header.count(",") + 1
+    for kind, content_range, payload in parts:
+        assert kind == "application/octet-stream"
+        start, end = map(int, re.match(r"bytes (\d+)-(\d+)/1000", content_range).groups())  # type: ignore[union-attr]
+        assert payload == pattern(end - start + 1, start)
+
+
+def test_multipart_boundary_is_random(server: ServerProcess) -> None:
+    with server.connect() as conn:
+        a = conn.get("/p1000.bin", {"Range": "bytes=0-1,5-6"})
+        b = conn.get("/p1000.bin", {"Range": "bytes=0-1,5-6"})
+    assert a.header("content-type") != b.header("content-type")
+
+
+@pytest.mark.parametrize(
+    "header", ["bytes=1000-", "bytes=-0", "bytes=5000-6000,2000-", "bytes=x-y", "bytes=5-1"]
+)
+def test_unsatisfiable_or_invalid_range_is_416(server: ServerProcess, header: str) -> None:
+    with server.connect() as conn:
+        r = conn.get("/p1000.bin", {"Range": header})
+    assert r.status == 416
+    assert r.header("content-range") == "bytes */1000"
+
+
+@pytest.mark.parametrize(
+    "header",
+    ["items=0-5", "bytes=0-,1-,2-", ",".join(["bytes=0-0"] + ["1-1"] * 100)],
+    ids=["unknown-unit", "amplification", "too-many-ranges"],
+)
+def test_ranges_that_are_ignored_give_the_full_file(server: ServerProcess, header: str) -> None:
+    with server.connect() as conn:
+        r = conn.get("/p1000.bin", {"Range": header})
+    assert r.status == 200
+    assert r.body == pattern(1000)
+
+
+def test_range_on_empty_file_is_200_empty(server: ServerProcess) -> None:
+    with server.connect() as conn:
+        r = conn.get("/p0.bin", {"Range": "bytes=0-10"})
+    assert (r.status, r.body, r.header("content-length")) == (200, b"", "0")
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"Range": "bytes=10-19"}, {"Range": "bytes=0-1,5-6"}, {"Range": "bytes=-0"}],
+    ids=["full", "range", "multi", "unsatisfiable"],
+)
+def test_head_sends_exactly_the_headers_get_would(server: ServerProcess, headers: dict) -> None:
+    def comparable(r):  # type: ignore[no-untyped-def]
+        drop = {"date", "content-type"} if "," in headers.get("Range", "") else {"date"}
+        return [(k, v) for k, v in r.headers if k.lower() not in drop]
+
+    with server.connect() as conn:
+        got = conn.get("/p1000.bin", headers)
+        head = conn.get("/p1000.bin", headers, method="HEAD")
+        after = conn.get("/hello.txt")  # the HEAD left no body bytes behind
+    assert head.status == got.status
+    assert comparable(head) == comparable(got)
+    assert head.body == b""
+    assert after.body == b"hello, world\n"
+
+
+def test_validators_and_content_type(server: ServerProcess) -> None:
+    with server.connect() as conn:
+        r = conn.get("/hello.txt")
+        page = conn.get("/page.html")
+    etag = r.header("etag") or ""
+    assert re.fullmatch(r'"[0-9a-f]+-[0-9a-f]+-[0-9a-f]+"', etag)
+    assert r.header(
+        "last-modified",
+    ).endswith(" GMT")  # type: ignore[union-attr]
+    assert r.header("date").endswith(" GMT")  # type: ignore[union-attr]
+    assert r.header("content-type") == "text/plain; charset=utf-8"
+    assert page.header("content-type") == "text/html; charset=utf-8"
+
+
+def validators(server: ServerProcess, path: str = "/p1000.bin") -> tuple[str, str]:
+    with server.connect() as conn:
+        r = conn.get(path)
+    return r.header("etag") or "", r.header("last-modified") or ""
+
+
+@pytest.mark.parametrize(
+    ("make_headers", "status"),
+    [
+        (lambda e, lm: {"If-None-Match": e}, 304),
+        (lambda e, lm: {"If-None-Match": "W/" + e}, 304),  # weak comparison
+        (lambda e, lm: {"If-None-Match": '"other", ' + e}, 304),
+        (lambda e, lm: {"If-None-Match": "*"}, 304),
+        (lambda e, lm: {"If-None-Match": '"other"'}, 200),
+        (lambda e, lm: {"If-Modified-Since": lm}, 304),
+        (lambda e, lm: {"If-Modified-Since": "Sat, 01 Jan 2000 00:00:00 GMT"}, 200),
+        (lambda e, lm: {"If-None-Match": '"other"', "If-Modified-Since": lm}, 200),
+        (lambda e, lm: {"If-Match": e}, 200),
+        (lambda e, lm: {"If-Match": "*"}, 200),
+        (lambda e, lm: {"If-Match": "W/" + e}, 412),  # strong comparison
+        (lambda e, lm: {"If-Match": '"other"'}, 412),
+        (lambda e, lm: {"If-Match": '"other"', "If-None-Match": e}, 412),  # order
+        (lambda e, lm: {"If-Unmodified-Since": "Sat, 01 Jan 2000 00:00:00 GMT"}, 412),
+        (lambda e, lm: {"If-Unmodified-Since": lm}, 200),
+        (
+            lambda e, lm: {"If-Match": e, "If-Unmodified-Since": "Sat, 01 Jan 2000 00:00:00 GMT"},
+            200,
+        ),
+    ],
+)
+def test_preconditions(server: ServerProcess, make_headers, status: int) -> None:  # type: ignore[no-untyped-def]
+    etag, last_modified = validators(server)
+    with server.connect() as conn:
+        r = conn.get("/p1000.bin", make_headers(etag, last_modified))
+    assert r.status == status
+    if status == 304:
+        assert r.body == b""
+        assert r.header("etag") == etag
+        assert r.header("content-length") is None
+    if status == 200:
+        assert r.body == pattern(1000)
+
+
+@pytest.mark.parametrize(
+    ("make_if_range", "ranged"),
+    [
+        (lambda e, lm: e, True),
+        (lambda e, lm: lm, True),
+        (lambda e, lm: "W/" + e, False),  # a weak tag never matches If-Range
+        (lambda e, lm: '"stale-version"', False),
+        (lambda e, lm: "Sat, 01 Jan 2000 00:00:00 GMT", False),
+        (lambda e, lm: "not a date", False),
+    ],
+)
+def test_if_range(server: ServerProcess, make_if_range, ranged: bool) -> None:  # type: ignore[no-untyped-def]
+    etag, last_modified = validators(server)
+    with server.connect() as conn:
+        r = conn.get(
+            "/p1000.bin", {"Range": "bytes=100-199", "If-Range": make_if_range(etag, last_modified)}
+        )
+    if ranged:
+        assert (r.status, r.body) == (206, pattern(100, 100))
+    else:
+        assert (r.status, r.body) == (200, pattern(1000))
+
+
+def test_keep_alive_serves_many_requests_on_one_connection(server: ServerProcess) -> None:
+    with server.connect() as conn:
+        for size in (16, 65536, 1000, 0, 16385):
+            r = conn.get(f"/p{size}.bin")
+            assert r.body == pattern(size)
+            assert r.header("connection") is None
+
+
+def test_pipelined_requests_are_answered_in_order(server: ServerProcess) -> None:
+    paths = ["/p1000.bin", "/hello.txt", "/missing", "/p65536.bin", "/plain/", "/p16.bin"]
+    raw = b"".join(b"GET %s HTTP/1.1\r\nHost: t\r\n\r\n" % p.encode() for p in paths)
+    with server.connect() as conn:
+        responses = conn.request(raw, count=len(paths))
+    assert [r.status for r in responses] == [200, 200, 404, 200, 200, 200]
+    assert responses[0].body == pattern(1000)
+    assert responses[1].body == b"hello, world\n"
+    assert responses[3].body == pattern(65536)
+    assert responses[5].body == pattern(16)
+
+
+def test_connection_close_is_honoured(server: ServerProcess) -> None:
+    with server.connect() as conn:
+        r = conn.request(b"GET /p16.bin HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")[0]
+        assert r.header("connection") == "close"
+        assert r.body == pattern(16)
+        assert conn.closed_by_peer(5)
+
+
+def test_http10_closes_unless_keep_alive_asked(server: ServerProcess) -> None:
+    with server.connect() as conn:
+        r = conn.request(b"GET /p17.bin HTTP/1.0\r\n\r\n")[0]
+        assert r.version == "HTTP/1.1" and r.body == pattern(17)
+        assert r.header("connection") == "close"
+        assert conn.closed_by_peer(5)
+    with server.connect() as conn:
+        first, second = conn.request(
+            b"GET /p17.bin HTTP/1.0\r\nConnection: keep-alive\r\n\r\n" * 2, count=2
+        )
+        assert first.header("connection") == "keep-alive"
+        assert first.body == second.body == pattern(17)
+
+
+def test_expect_100_continue_without_body_is_answered(server: ServerProcess) -> None:
+    with server.connect() as conn:
+        r = conn.get("/hello.txt", {"Expect": "100-continue"})
+    assert r.status == 200 and r.body == b"hello, world\n"
+
+
+def test_unknown_expectation_is_417(server: ServerProcess) -> None:
+    with server.connect() as conn:
+        r = conn.get("/hello.txt", {"Expect": "something-else"})
+    assert r.status == 417
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PATCH", "OPTIONS", "PROPFIND"])
+def test_other_methods_get_405_with_allow(server: ServerProcess, method: str) -> None:
+    with server.connect() as conn:
+        r = conn.get("/hello.txt", method=method)
+    assert r.status == 405
+    assert r.header("allow") == "GET, HEAD"
+    assert json.loads(r.body)["error"] == "method_not_allowed"
+
+
+def test_unknown_method_is_501(server: ServerProcess) -> None:
+    with server.connect() as conn:
+        r = conn.get("/hello.txt", method="BREW")
+    assert r.status == 501
+
+
+def test_missing_file_is_404_json_or_text(server: ServerProcess) -> None:
+    with server.connect() as conn:
+        api = conn.get("/nope.txt", {"Accept": "*/*"})
+        browser = conn.get("/nope.txt", {"Accept": "text/html,application/xhtml+xml"})
+    assert api.status == browser.status == 404
+    assert json.loads(api.body) == {"error": "not_found", "detail": "no such file"}
+    assert browser.header("content-type") == "text/plain; charset=utf-8"
+    assert browser.body.startswith(b"404 Not Found")
+
+
+def test_directory_without_slash_redirects(server: ServerProcess) -> None:
+    with server.connect() as conn:
+        r = conn.get("/with%20index?x=1")
+        evil = conn.get("//evil.example/plain")
+    assert r.status == 301
+    assert r.header("location") == "/with%20index/?x=1"
+    assert evil.status == 404 or evil.header("location") == "/evil.example/plain/"
+
+
+def test_directory_with_index_serves_it(server: ServerProcess) -> None:
+    with server.connect() as conn:
+        r = conn.get("/with%20index/")
+    assert r.status == 200
+    assert r.body == b"<h1>index</h1>"
+    assert r.header("content-type") == "text/html; charset=utf-8"
+
+
+def test_html_listing_is_sorted_escaped_and_hides_dotfiles(server: ServerProcess) -> None:
+    with server.connect() as conn:
+        r = conn.get("/plain/", {"Accept": "text/html"})
+    assert r.status == 200
+    page = r.body.decode()
+    names = re.findall(r'<a href="[^"]*">([^<]*)</a>', page)
+    assert names == ["../", "sub/", "&lt;script&gt;&amp;&#x27;&quot;.txt", "A.txt", "b.txt"]
+    assert "<script>" not in page
+    assert ".secret" not in page
+
+
+def test_json_listing(server: ServerProcess) -> None:
+    with server.connect() as conn:
+        r = conn.get("/", {"Accept": "application/json"})
+    doc = json.loads(r.body)
+    names = [e["name"] for e in doc["entries"]]
+    assert doc["path"] == "/"
+    assert "hello.txt" in names and "plain" in names
+    assert not [n for n in names if n.startswith(".")]
+    assert {e["type"] for e in doc["entries"] if e["name"] == "plain"} == {"directory"}
+    entry = next(e for e in doc["entries"] if e["name"] == "p1000.bin")
+    assert entry["size"] == 1000
+
+
+def test_symlink_inside_root_is_served(server: ServerProcess) -> None:
+    with server.connect() as conn:
+        r = conn.get("/inside-link")
+    assert (r.status, r.body) == (200, b"hello, world\n")
+
+
+def test_cache_control_is_configurable(ferryman) -> None:  # type: ignore[no-untyped-def]
+    srv = ferryman("--cache-control", "public, max-age=60")
+    with srv.connect() as conn:
+        r = conn.get("/hello.txt")
+        listing = conn.get("/plain/")
+    assert r.header("cache-control") == "public, max-age=60"
+    assert listing.header("cache-control") == "public, max-age=60"
+    plain = ferryman()
+    with plain.connect() as conn:
+        assert conn.get("/hello.txt").header("cache-control") is None
