@@ -47,7 +47,7 @@ test: $(STAMP) test-tools lint typecheck
 
 fuzz: $(STAMP)
 	$(BIN)/pip install --quiet atheris
-	$(BIN)/python tests/fuzz/fuzz_parser.py -max_total_time=$(or $(SECONDS),60)
+	PYTHONPATH=. $(BIN)/python tests/fuzz/fuzz_parser.py -max_total_time=$(or $(SECONDS),60)
 
 bench: $(STAMP)
 	bash bench/run.sh $(if $(QUICK),--quick)

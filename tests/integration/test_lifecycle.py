@@ -1,0 +1,199 @@
+"""Start, stop, drain, log, and release: the life of the server and of each body."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ServerProcess, pattern, wait_until
+
+BIG = 5 * 1024 * 1024 + 7
+
+
+def open_fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def slow_download(srv: ServerProcess, path: str, result: dict, rate: int = 2 * 1024 * 1024) -> None:
+    """Read a body at about `rate` bytes/s with a small receive buffer; store what arrived."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+    sock.settimeout(30)
+    try:
+        sock.connect((srv.host, srv.port))
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+        data = bytearray()
+        start = time.monotonic()
+        while True:
+            chunk = sock.recv(16384)
+            if not chunk:
+                break
+            data += chunk
+            ahead = len(data) / rate - (time.monotonic() - start)
+            if ahead > 0:
+                time.sleep(ahead)
+        result["data"] = bytes(data)
+    except OSError as exc:
+        result["error"] = exc
+    finally:
+        sock.close()
+
+
+def body_of(raw: bytes) -> bytes:
+    head, _, body = raw.partition(b"\r\n\r\n")
+    length = int(re.search(rb"Content-Length: (\d+)", head).group(1))  # type: ignore[union-attr]
+    return body[:length]
+
+
+@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
+def test_sigterm_lets_slow_downloads_finish(ferryman, loop: str) -> None:  # type: ignore[no-untyped-def]
+    srv = ferryman("--loop", loop)
+    results = [dict() for _ in range(5)]  # type: ignore[var-annotated]
+    threads = [
+        threading.Thread(target=slow_download, args=(srv, f"/p{BIG}.bin", r)) for r in results
+    ]
+    for t in threads:
+        t.start()
+    time.sleep(0.3)  # let the transfers begin; the point is to stop mid-transfer
+    srv.signal(signal.SIGTERM)
+    assert wait_until(lambda: "stopping" in srv.log_text(), 5), srv.log_text()
+    with pytest.raises(OSError):  # the listener is closed: no new connections
+        socket.create_connection((srv.host, srv.port), timeout=2).close()
+    for t in threads:
+        t.join(60)
+    for r in results:
+        assert "error" not in r, r.get("error")
+        assert body_of(r["data"]) == pattern(BIG)
+    assert srv.wait(10) == 0
+    assert "stopped" in srv.log_text()
+
+
+def test_grace_period_ends_stalled_transfers(ferryman) -> None:  # type: ignore[no-untyped-def]
+    srv = ferryman("--grace-period", "1")
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect((srv.host, srv.port))
+    sock.sendall(f"GET /p{BIG}.bin HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+    sock.recv(100)  # the transfer has started; now stall
+    started = time.monotonic()
+    srv.signal(signal.SIGTERM)
+    assert srv.wait(10) == 0
+    assert time.monotonic() - started < 5
+    assert "grace period over" in srv.log_text()
+    sock.close()
+
+
+def test_idle_connections_close_at_once_on_stop(ferryman) -> None:  # type: ignore[no-untyped-def]
+    srv = ferryman()
+    with srv.connect() as conn:
+        assert conn.get("/hello.txt").status == 200
+        started = time.monotonic()
+        srv.signal(signal.SIGINT)
+        assert conn.closed_by_peer(5)
+    assert srv.wait(10) == 0
+    assert time.monotonic() - started < 5
+
+
+def test_bodies_release_their_descriptors_however_transfers_end(ferryman) -> None:  # type: ignore[no-untyped-def]
+    for sendfile in ("on", "off"):
+        srv = ferryman("--sendfile", sendfile)
+        pid = srv.proc.pid
+        with srv.connect() as conn:  # warm up: lazily made descriptors exist now
+            conn.get("/hello.txt")
+        baseline = open_fds(pid)
+        for _ in range(5):  # completed
+            with srv.connect() as conn:
+                assert conn.get(f"/p{BIG}.bin").body == pattern(BIG)
+        for _ in range(5):  # cut by the peer halfway
+            sock = socket.create_connection((srv.host, srv.port))
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
+            sock.sendall(f"GET /p{BIG}.bin HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+            sock.recv(4096)
+            sock.setsockopt(
+                socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
+            )
+            sock.close()  # RST
+        settled = wait_until(lambda: open_fds(pid) <= baseline, 5)  # noqa: B023
+        assert settled, (open_fds(pid), baseline)
+        with srv.connect() as conn:
+            assert conn.get("/p1000.bin").body == pattern(1000)
+
+
+def run_cli(*args: str, timeout: float = 20) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ferryman.cli", *args],
+        capture_output=True, text=True, timeout=timeout,
+    )  # fmt: skip
+
+
+def test_port_in_use_is_a_boot_failure(ferryman) -> None:  # type: ignore[no-untyped-def]
+    srv = ferryman()
+    done = run_cli("serve", ".", "--port", str(srv.port))
+    assert done.returncode == 2
+    assert "cannot listen" in done.stderr and "listening on" not in done.stderr
+
+
+def test_missing_source_is_a_boot_failure(tmp_path: Path) -> None:
+    done = run_cli("serve", str(tmp_path / "nope"), "--port", "0")
+    assert done.returncode == 2
+    assert "not a readable directory" in done.stderr
+
+
+def test_bad_flag_value_is_a_boot_failure() -> None:
+    done = run_cli("serve", ".", "--header-timeout", "soon")
+    assert done.returncode == 2
+    assert "--header-timeout" in done.stderr
+
+
+def test_environment_configures_the_server(ferryman) -> None:  # type: ignore[no-untyped-def]
+    srv = ferryman(env={"FERRYMAN_CACHE_CONTROL": "no-cache", "FERRYMAN_HOST": "127.0.0.1"})
+    with srv.connect() as conn:
+        assert conn.get("/hello.txt").header("cache-control") == "no-cache"
+
+
+def test_json_access_log(ferryman, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    log = tmp_path / "access.jsonl"
+    srv = ferryman("--access-log", str(log), "--access-log-format", "json")
+    with srv.connect() as conn:
+        conn.get("/p1000.bin", {"Range": "bytes=0-99", "User-Agent": 'tester "1"'})
+        conn.get("/missing")
+    srv.stop()
+    entries = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [(e["method"], e["target"], e["status"], e["bytes"]) for e in entries] == [
+        ("GET", "/p1000.bin", 206, 100),
+        ("GET", "/missing", 404, entries[1]["bytes"]),
+    ]
+    assert entries[0]["user_agent"] == 'tester "1"' and entries[0]["remote"] == "127.0.0.1"
+
+
+def test_combined_access_log_on_stdout(ferryman) -> None:  # type: ignore[no-untyped-def]
+    srv = ferryman("--access-log", "-", stdout=subprocess.PIPE)
+    with srv.connect() as conn:
+        conn.get("/hello.txt", {"Referer": "http://ref/", "User-Agent": "ua"})
+    srv.signal(signal.SIGTERM)
+    out, _ = srv.proc.communicate(timeout=10)
+    line = out.strip().splitlines()[0]
+    assert re.fullmatch(
+        r"127\.0\.0\.1 - - \[\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d \+0000\] "
+        r'"GET /hello\.txt HTTP/1\.1" 200 13 "http://ref/" "ua"',
+        line,
+    ), line
+
+
+def test_access_log_is_off_by_default(ferryman) -> None:  # type: ignore[no-untyped-def]
+    srv = ferryman(stdout=subprocess.PIPE)
+    with srv.connect() as conn:
+        conn.get("/hello.txt")
+    srv.signal(signal.SIGTERM)
+    out, _ = srv.proc.communicate(timeout=10)
+    assert out == ""

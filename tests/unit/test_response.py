@@ -1,0 +1,82 @@
+"""Response framing: one place decides Content-Length, chunked, close and no-body."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ferryman.http.body import Body, FileRegion
+from ferryman.http.response import Response, error_response, frame_head
+
+DATE = "Sat, 21 Nov 2026 12:00:00 GMT"
+
+
+async def _stream():  # type: ignore[no-untyped-def]
+    yield b"x"
+
+
+def head_lines(framing) -> list[str]:  # type: ignore[no-untyped-def]
+    return framing.head.decode().split("\r\n")
+
+
+def frame(response: Response, method: str = "GET", http11: bool = True, keep_alive: bool = True):  # type: ignore[no-untyped-def]
+    return frame_head(response, method=method, http11=http11, keep_alive=keep_alive, date=DATE)
+
+
+def test_known_length() -> None:
+    body = Body((b"abc", FileRegion(3, 0, 10)))
+    framing = frame(Response(200, [("ETag", '"x"')], body))
+    lines = head_lines(framing)
+    assert lines[0] == "HTTP/1.1 200 OK"
+    assert "Content-Length: 13" in lines and f"Date: {DATE}" in lines
+    assert framing.send_body and framing.keep_alive and not framing.chunked
+    assert framing.head.endswith(b"\r\n\r\n")
+
+
+def test_head_keeps_content_length_but_sends_no_body() -> None:
+    framing = frame(Response(200, [], Body((b"abcdef",))), method="HEAD")
+    assert "Content-Length: 6" in head_lines(framing) and not framing.send_body
+
+
+@pytest.mark.parametrize("status", [204, 304])
+def test_no_body_statuses(status: int) -> None:
+    framing = frame(Response(status))
+    assert not framing.send_body
+    assert not any(line.startswith("Content-Length") for line in head_lines(framing))
+
+
+def test_unknown_length_is_chunked_on_11_and_closes_on_10() -> None:
+    body = Body(stream=_stream())
+    framing = frame(Response(200, [], body))
+    assert framing.chunked and "Transfer-Encoding: chunked" in head_lines(framing)
+    framing = frame(Response(200, [], Body(stream=_stream())), http11=False)
+    assert not framing.chunked and not framing.keep_alive
+    assert "Connection: close" in head_lines(framing)
+
+
+def test_http10_keep_alive_is_announced() -> None:
+    framing = frame(Response(200, [], Body((b"a",))), http11=False)
+    assert "Connection: keep-alive" in head_lines(framing)
+
+
+@pytest.mark.parametrize("value", ["a\r\nSet-Cookie: x", "a\nb", "a\rb"])
+def test_header_injection_is_refused(value: str) -> None:
+    with pytest.raises(ValueError):
+        frame(Response(301, [("Location", value)]))
+
+
+def test_error_bodies() -> None:
+    api = error_response(404, "not_found", "no such file", accept="*/*")
+    assert json.loads(b"".join(api.body.parts)) == {"error": "not_found", "detail": "no such file"}  # type: ignore[arg-type]
+    page = error_response(404, "not_found", "no such file", accept="text/html")
+    assert b"".join(page.body.parts).startswith(b"404 Not Found")  # type: ignore[arg-type]
+    assert ("Content-Type", "text/plain; charset=utf-8") in page.headers
+
+
+def test_body_release_runs_once() -> None:
+    calls: list[int] = []
+    body = Body((b"x",), cleanup=lambda: calls.append(1))
+    body.release()
+    body.release()
+    assert calls == [1]
