@@ -173,10 +173,11 @@ class RequestParser:
 
     def _next_head(self) -> Event:
         buf = self._buf
-        while buf[:2] == b"\r\n":  # RFC 9112 2.2: ignore empty lines before a request
-            del buf[:2]
-        if not buf:
-            return NEED_DATA
+        if self._fed == 0:
+            while buf[:2] == b"\r\n":  # RFC 9112 2.2: ignore empty lines before a request
+                del buf[:2]
+            if not buf or buf == b"\r":  # nothing yet, or half of an empty line
+                return NEED_DATA
         if self._llhttp_dirty:
             self._llhttp = httptools.HttpRequestParser(self)
             self._llhttp_dirty = False
@@ -200,7 +201,7 @@ class RequestParser:
         if self._line_end < 0:
             self._line_end = buf.find(b"\r\n", 0, limits.max_request_line + 2)
             if self._line_end < 0:
-                if len(buf) > limits.max_request_line:
+                if _line_length_so_far(buf) > limits.max_request_line:
                     raise ProtocolError(414, "uri_too_long", "request line too long")
                 return
             self._counted = self._line_end + 2
@@ -264,8 +265,10 @@ class RequestParser:
         path, query = _split_target(method, target)
         body_kind, length = self._body_framing(headers, http11)
         keep_alive = self._keep_alive
-        if body_kind != "none":
-            self._llhttp_dirty = True  # it expects the body; the next head gets a new one
+        if body_kind != "none" or not keep_alive:
+            # llhttp now expects a body, or refuses data after a closing message:
+            # the next head (if the caller asks for one) gets a fresh instance.
+            self._llhttp_dirty = True
         return Request(method, target, path, query, http11, headers, keep_alive, body_kind, length)
 
     def _body_framing(self, headers: dict[str, str], http11: bool) -> tuple[str, int | None]:
@@ -341,7 +344,7 @@ class RequestParser:
         buf = self._buf
         end = buf.find(b"\r\n", 0, limit + 2)
         if end < 0:
-            if len(buf) > limit:
+            if _line_length_so_far(buf) > limit:
                 raise ProtocolError(400, "bad_request", reason)
             return None
         line = bytes(buf[:end])
@@ -366,6 +369,11 @@ def _split_target(method: str, target: bytes) -> tuple[bytes, bytes]:
         path, _, query = rest[slash:].partition(b"?")
         return path, query
     raise ProtocolError(400, "bad_request", "unsupported request target form")
+
+
+def _line_length_so_far(buf: bytearray) -> int:
+    """Length of an unterminated line; a trailing CR may be the start of its CRLF."""
+    return len(buf) - 1 if buf[-1:] == b"\r" else len(buf)
 
 
 def _parse_chunk_size(line: bytes) -> int:

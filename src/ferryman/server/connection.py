@@ -119,7 +119,7 @@ class HttpConnection(asyncio.Protocol):
 
     def _process(self) -> None:
         parser = self.parser
-        while not self.busy and not self.closed and not self.write_paused:
+        while not (self.busy or self.closing or self.closed or self.write_paused):
             try:
                 event = parser.next_event()
             except ProtocolError as exc:
@@ -132,17 +132,20 @@ class HttpConnection(asyncio.Protocol):
                 self._on_request(event)
             # Body events of a request nobody reads are never reached: such a
             # request closes the connection after its answer.
+        if self.closing and not self.busy:
+            self.close()
 
     def _await_request(self) -> None:
         if self.closing or self.eof:
             if not self.parser.mid_request or self.eof:
                 self.close()
             return
-        if self.parser.mid_request:
-            if self._timer_kind != _HEAD or self._deadline == math.inf:
-                self._arm(_HEAD, self.ctx.config.header_timeout)
-        else:
-            self._arm(_IDLE, self.ctx.config.keepalive_timeout)
+        # Deadlines start at the first byte (HEAD) or at the end of the last
+        # answer (IDLE); bytes trickling in later do not extend them.
+        kind = _HEAD if self.parser.mid_request else _IDLE
+        if self._timer_kind != kind or self._deadline == math.inf:
+            config = self.ctx.config
+            self._arm(kind, config.header_timeout if kind == _HEAD else config.keepalive_timeout)
         if self.reading_paused:
             self.reading_paused = False
             self.transport.resume_reading()
@@ -282,14 +285,14 @@ class HttpConnection(asyncio.Protocol):
             self.transport.abort()
 
     def shutdown(self) -> None:
-        """Server is stopping: finish the response in progress, then close."""
-        self.closing = True
-        if not self.busy and not self.parser.mid_request:
-            self.close()
+        """Server is stopping: finish the response in progress, then close.
 
-    @property
-    def in_flight(self) -> bool:
-        return self.busy or self.parser.mid_request
+        A half-received request head is not in flight (nothing was promised
+        for it): that connection closes now, and the client may retry.
+        """
+        self.closing = True
+        if not self.busy:
+            self.close()
 
     # -- timers -------------------------------------------------------------------
 
