@@ -30,8 +30,10 @@ _DURATION_UNITS = {"": 1.0, "ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 
 
 def parse_size(text: str | int) -> int:
     """'64KiB', '8k', '1M', '100' -> bytes (k/m/g without 'B' are binary, as in nginx)."""
-    if isinstance(text, int):
+    if isinstance(text, int) and not isinstance(text, bool):
         return int(_non_negative(text, "size"))
+    if not isinstance(text, str):
+        raise ConfigError(f"invalid size {text!r} (examples: 512, 64KiB, 8k, 1M, 2GB)")
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", text)
     if not match or match.group(2).lower() not in _SIZE_UNITS:
         raise ConfigError(f"invalid size {text!r} (examples: 512, 64KiB, 8k, 1M, 2GB)")
@@ -40,8 +42,10 @@ def parse_size(text: str | int) -> int:
 
 def parse_duration(text: str | int | float) -> float:
     """'30s', '500ms', '1h', '2.5' -> seconds."""
-    if isinstance(text, int | float):
+    if isinstance(text, int | float) and not isinstance(text, bool):
         return float(_non_negative(text, "duration"))
+    if not isinstance(text, str):
+        raise ConfigError(f"invalid duration {text!r} (examples: 30s, 500ms, 5m, 1h)")
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", text)
     if not match or match.group(2).lower() not in _DURATION_UNITS:
         raise ConfigError(f"invalid duration {text!r} (examples: 30s, 500ms, 5m, 1h)")
@@ -51,6 +55,8 @@ def parse_duration(text: str | int | float) -> float:
 def parse_bool(text: str | bool) -> bool:
     if isinstance(text, bool):
         return text
+    if not isinstance(text, str):
+        raise ConfigError(f"invalid boolean {text!r} (use on/off, true/false)")
     value = text.strip().lower()
     if value in ("1", "true", "yes", "on"):
         return True
@@ -59,9 +65,15 @@ def parse_bool(text: str | bool) -> bool:
     raise ConfigError(f"invalid boolean {text!r} (use on/off, true/false)")
 
 
+def _whole_number(text: str | int) -> int:
+    if isinstance(text, bool) or not isinstance(text, int | str):
+        raise ValueError(text)
+    return int(text)
+
+
 def parse_port(text: str | int) -> int:
     try:
-        port = int(text)
+        port = _whole_number(text)
     except ValueError:
         raise ConfigError(f"invalid port {text!r}") from None
     if not 0 <= port <= 65535:
@@ -71,7 +83,7 @@ def parse_port(text: str | int) -> int:
 
 def parse_positive_int(text: str | int) -> int:
     try:
-        value = int(text)
+        value = _whole_number(text)
     except ValueError:
         raise ConfigError(f"invalid number {text!r}") from None
     if value < 1:
@@ -125,7 +137,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("host", _text, "127.0.0.1", "address to listen on"),
     Option("port", parse_port, 8000, "port to listen on; 0 picks a free port"),
     Option("state-dir", _optional_text, None,
-           "catalog, cache index and spools (default: SOURCE/.ferryman; never served)"),
+           "catalog, cache index and spools, never served (none: SOURCE/.ferryman)"),
     Option("access-log", _text, "off", "'-' for standard output, a file path, or 'off'"),
     Option("access-log-format", _choice("combined", "json"), "combined",
            "'combined' (Apache/nginx style) or 'json' (one JSON object per line)"),

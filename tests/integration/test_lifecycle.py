@@ -197,3 +197,47 @@ def test_access_log_is_off_by_default(ferryman) -> None:  # type: ignore[no-unty
     srv.signal(signal.SIGTERM)
     out, _ = srv.proc.communicate(timeout=10)
     assert out == ""
+
+
+def test_slow_but_steady_client_is_not_cut_by_send_timeout(ferryman) -> None:  # type: ignore[no-untyped-def]
+    """--send-timeout ends stalled clients, not slow ones: 200 KB/s for 5 s, 2 s timeout.
+
+    (On loopback a reader opens the TCP window only every ~128 KB it consumes,
+    so much slower readers really are indistinguishable from stalled ones at
+    this timeout; the default timeout is 60 s.)
+    """
+    for sendfile in ("on", "off"):
+        srv = ferryman("--send-timeout", "2", "--sendfile", sendfile)
+        sock = socket.create_connection((srv.host, srv.port), timeout=5)  # default buffers:
+        # the kernel queues megabytes, so the socket turns writable only rarely
+        sock.sendall(f"GET /p{BIG}.bin HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+        received, start = 0, time.monotonic()
+        while time.monotonic() - start < 5:
+            chunk = sock.recv(4096)
+            assert chunk, f"cut after {received} bytes (sendfile {sendfile})"
+            received += len(chunk)
+            time.sleep(max(0.0, received / 200_000 - (time.monotonic() - start)))
+        sock.close()
+        assert received > 500_000
+        assert "no progress sending" not in srv.log_text(), f"cut (sendfile {sendfile})"
+
+
+def test_unopenable_access_log_is_a_boot_failure(tmp_path: Path) -> None:
+    done = run_cli("serve", str(tmp_path), "--port", "0", "--access-log", "/nonexistent/dir/log")
+    assert done.returncode == 2
+    assert "cannot open --access-log" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_sighup_reopens_the_access_log(ferryman, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    log = tmp_path / "access.log"
+    srv = ferryman("--access-log", str(log))
+    with srv.connect() as conn:
+        conn.get("/hello.txt")
+    assert wait_until(lambda: log.exists() and log.stat().st_size > 0, 5)
+    log.rename(tmp_path / "access.log.1")
+    srv.signal(signal.SIGHUP)
+    assert wait_until(log.exists, 5)
+    with srv.connect() as conn:
+        conn.get("/p16.bin")
+    assert wait_until(lambda: "/p16.bin" in log.read_text(), 5)
+    assert "/p16.bin" not in (tmp_path / "access.log.1").read_text()

@@ -356,3 +356,40 @@ def test_cache_control_is_configurable(ferryman) -> None:  # type: ignore[no-unt
     plain = ferryman()
     with plain.connect() as conn:
         assert conn.get("/hello.txt").header("cache-control") is None
+
+
+def test_416_carries_one_cache_control(ferryman) -> None:  # type: ignore[no-untyped-def]
+    srv = ferryman("--cache-control", "max-age=60")
+    with srv.connect() as conn:
+        r = conn.get("/p1000.bin", {"Range": "bytes=5000-"})
+    assert r.status == 416 and r.count("cache-control") == 1
+
+
+def test_listing_shows_only_what_would_be_served(server: ServerProcess) -> None:
+    with server.connect() as conn:
+        names = [
+            e["name"]
+            for e in json.loads(conn.get("/", {"Accept": "application/json"}).body)["entries"]
+        ]
+    assert "inside-link" in names
+    assert not {"escape-link", "escape-dir", "hidden-link"} & set(names)
+
+
+def test_follow_symlinks_still_hides_dotfiles_and_state(ferryman) -> None:  # type: ignore[no-untyped-def]
+    srv = ferryman("--follow-symlinks")
+    with srv.connect() as conn:
+        assert conn.get("/escape-link").body == b"CANARY-OUTSIDE-ROOT"
+        assert conn.get("/hidden-link").status == 404
+        names = [
+            e["name"]
+            for e in json.loads(conn.get("/", {"Accept": "application/json"}).body)["entries"]
+        ]
+    assert "escape-link" in names and "hidden-link" not in names
+
+
+def test_state_dir_inside_root_is_neither_listed_nor_served(ferryman, docroot) -> None:  # type: ignore[no-untyped-def]
+    srv = ferryman("--state-dir", str(docroot / "plain" / "sub"))
+    with srv.connect() as conn:
+        listing = json.loads(conn.get("/plain/", {"Accept": "application/json"}).body)
+        assert "sub" not in [e["name"] for e in listing["entries"]]
+        assert conn.get("/plain/sub/").status == 404

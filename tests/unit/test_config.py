@@ -96,3 +96,13 @@ def test_every_option_is_documented() -> None:
     text = DOCS.read_text()
     missing = [o.name for o in OPTIONS if f"`--{o.name}`" not in text or f"`{o.env}`" not in text]
     assert not missing, f"docs/configuration.md lacks {missing}"
+
+
+@pytest.mark.parametrize(
+    "toml", ["small-body = 1.5", "sendfile = 1", "port = 80.5", "max-connections = true"]
+)
+def test_toml_values_of_the_wrong_type_are_refused(tmp_path: Path, toml: str) -> None:
+    path = tmp_path / "typed.toml"
+    path.write_text(toml + "\n")
+    with pytest.raises(ConfigError):
+        build_config(cli("--config", str(path)), environ={})

@@ -85,25 +85,27 @@ class FileServer:
             raise _open_error(exc) from None
         try:
             st = os.fstat(fd)
-            if not self.follow_symlinks:
-                self._check_confined(fd)
+            self._check_visible(fd)
         except BaseException:
             os.close(fd)
             raise
         return fd, st
 
-    def _check_confined(self, fd: int) -> None:
-        """404 unless the open descriptor lies under the root and outside hidden places."""
+    def _check_visible(self, fd: int) -> None:
+        """404 unless the open descriptor may be served.
+
+        Where it really points (read back from /proc after the open, so no
+        symlink swap can race the check) must not be the state directory or a
+        dotfile under the root, and must lie under the root unless
+        --follow-symlinks allows leaving it.
+        """
         try:
             real = os.readlink(f"/proc/self/fd/{fd}")
         except OSError:  # no /proc: fall back to a path walk (racy, but still confining)
             real = os.path.realpath(f"/dev/fd/{fd}")
-        root = self.root
-        if real != root and not real.startswith(root + "/" if root != "/" else "/"):
+        if self.is_hidden(real):
             raise _NOT_FOUND
-        if real == self.state_dir or real.startswith(self.state_dir + "/"):
-            raise _NOT_FOUND
-        if "/." in real[len(root) :]:
+        if not self.follow_symlinks and not _is_under(real, self.root):
             raise _NOT_FOUND
 
     # -- directories ------------------------------------------------------------
@@ -128,9 +130,18 @@ class FileServer:
         return self.respond_with_file(request, index_fd, index_st, "index.html")
 
     def is_hidden(self, real_path: str) -> bool:
-        """Whether a directory entry must be left out of listings."""
-        state = self.state_dir
-        return real_path == state or real_path.startswith(state + "/")
+        """The state directory, or a dotfile (or anything inside one) under the root."""
+        if _is_under(real_path, self.state_dir):
+            return True
+        if not _is_under(real_path, self.root):
+            return False
+        return "/." in real_path[len(self.root.rstrip("/")) :]
+
+    def is_servable(self, real_path: str) -> bool:
+        """What a listing may show: entries that a request would be served."""
+        if self.is_hidden(real_path):
+            return False
+        return self.follow_symlinks or _is_under(real_path, self.root)
 
     # -- files ------------------------------------------------------------------
 
@@ -183,7 +194,7 @@ class FileServer:
                 416,
                 "range_not_satisfiable",
                 f"no requested range lies within the {size} bytes",
-                headers=(("Content-Range", unsatisfied_content_range(size)), *common),
+                headers=(("Content-Range", unsatisfied_content_range(size)),),
             )
         if decision.kind is RangeKind.FULL:
             common.append(("Content-Type", kind))
@@ -202,6 +213,10 @@ class FileServer:
         ]
         common.append(("Content-Type", multipart_content_type(boundary)))
         return Response(206, common, Body(parts, cleanup=cleanup))
+
+
+def _is_under(path: str, directory: str) -> bool:
+    return path == directory or path.startswith(directory.rstrip("/") + "/")
 
 
 def _closer(fd: int) -> listing.Cleanup:

@@ -37,14 +37,19 @@ class Entry:
     mtime: int
 
 
-def read_entries(fd: int, directory: str, server: FileServer) -> list[Entry]:
-    """Visible entries of the open directory `fd` (whose real path is `directory`)."""
+def read_entries(fd: int, relative: str, server: FileServer) -> list[Entry]:
+    """Visible entries of the open directory `fd` (at `relative` under the root)."""
+    directory = os.path.normpath(os.path.join(server.root, relative))
     entries = []
     with os.scandir(fd) as scan:
         for item in scan:
             if item.name.startswith("."):
                 continue
-            if server.is_hidden(os.path.join(directory, item.name)):
+            path = os.path.join(directory, item.name)
+            # Only entries a request would be served: no state directory, no
+            # symlink out of the root (unless followed), none into a dotfile.
+            linked = item.is_symlink() or item.is_dir(follow_symlinks=False)
+            if linked and not server.is_servable(os.path.realpath(path)):
                 continue
             try:
                 st = os.stat(item.name, dir_fd=fd)
@@ -119,8 +124,7 @@ def wants_json(request: Request) -> bool:
 async def respond(request: Request, path: RequestPath, fd: int, server: FileServer) -> Response:
     """The listing of the open directory `fd`; closes it."""
     try:
-        directory = os.path.join(server.root, path.relative)
-        entries = await asyncio.to_thread(read_entries, fd, directory, server)
+        entries = await asyncio.to_thread(read_entries, fd, path.relative, server)
     finally:
         os.close(fd)
     url_path = path.url(slash=True) if path.segments else "/"

@@ -14,6 +14,9 @@ from http import HTTPStatus
 from ferryman.http.body import EMPTY, Body
 
 REASONS: dict[int, bytes] = {s.value: s.phrase.encode("ascii") for s in HTTPStatus}
+REASONS.update(
+    {413: b"Content Too Large", 416: b"Range Not Satisfiable", 422: b"Unprocessable Content"}
+)  # RFC 9110 names
 _STATUS_LINES: dict[int, bytes] = {
     code: b"HTTP/1.1 %d %s\r\n" % (code, reason) for code, reason in REASONS.items()
 }

@@ -11,6 +11,7 @@ import sys
 import time
 from typing import IO, TYPE_CHECKING
 
+from ferryman.errors import ConfigError
 from ferryman.http.parser import Request
 
 if TYPE_CHECKING:
@@ -43,7 +44,10 @@ class AccessLog:
         if target == "-":
             self._out = sys.stdout
         elif self.enabled:
-            self._out = open(target, "a", encoding="utf-8")  # noqa: SIM115 - lives with the server
+            try:
+                self._out = open(target, "a", encoding="utf-8")  # noqa: SIM115 - lives with the server
+            except OSError as exc:
+                raise ConfigError(f"cannot open --access-log {target}: {exc.strerror}") from None
             self._owned = True
 
     def record(
@@ -58,7 +62,7 @@ class AccessLog:
         if not self.enabled:
             return
         now = time.time()
-        duration = conn.loop.time() - started
+        duration = time.monotonic() - started
         version = "HTTP/1.1" if request.http11 else "HTTP/1.0"
         target = request.target.decode("latin-1")
         headers = request.headers
@@ -91,11 +95,18 @@ class AccessLog:
         if not self.enabled:
             return
         if self.json:
-            entry = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ"), "remote": conn.peer,
-                     "status": status, "bytes": 0}  # fmt: skip
+            now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            entry = {"time": now, "remote": conn.peer, "status": status, "bytes": 0}
             self._lines.append(json.dumps(entry))
         else:
             self._lines.append(f'{conn.peer} - - [{_clf_time(time.time())}] "-" {status} 0 "-" "-"')
+
+    def reopen(self) -> None:
+        """SIGHUP: reopen the log file (after rotation moved it away)."""
+        if self._owned and self._out is not None:
+            self.flush()
+            self._out.close()
+            self._out = open(self._out.name, "a", encoding="utf-8")  # noqa: SIM115
 
     def flush(self) -> None:
         if self._lines and self._out is not None:

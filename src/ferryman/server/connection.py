@@ -21,8 +21,12 @@ last byte has been handed to the kernel or the connection is gone.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
 import math
+import struct
+import termios
+import time
 from collections.abc import Awaitable, Sequence
 from typing import TYPE_CHECKING
 
@@ -62,6 +66,8 @@ class HttpConnection(asyncio.Protocol):
         self._timer_at = math.inf
         self._deadline = math.inf
         self._timer_kind = _IDLE
+        self._unsent_mark = 0  # bytes not yet taken by the client when SEND was armed
+        self.body_sent = 0  # body bytes of the current response handed to the kernel
         self.requests = 0
 
     # -- asyncio.Protocol -------------------------------------------------------
@@ -94,13 +100,19 @@ class HttpConnection(asyncio.Protocol):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        # A running task is not cancelled: its wait fails, it notices the loss,
+        # releases its body and closes the socket writer itself. Cancelling could
+        # strike before it started (leaking the body) or while a worker thread
+        # still reads the body's descriptor.
         self._fail_waiter(ConnectionResetError("connection lost"))
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
+        if not self.busy:
+            self._close_writer()
+        self.ctx.connection_closed(self)
+
+    def _close_writer(self) -> None:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
-        self.ctx.connection_closed(self)
 
     def pause_writing(self) -> None:
         self.write_paused = True
@@ -153,7 +165,7 @@ class HttpConnection(asyncio.Protocol):
     def _on_request(self, request: Request) -> None:
         self._deadline = math.inf
         self.requests += 1
-        started = self.loop.time()
+        started = time.monotonic()
         if request.has_body:
             self.closing = True  # its body is not read: the stream cannot be reused
         try:
@@ -183,14 +195,13 @@ class HttpConnection(asyncio.Protocol):
             response = await pending
         except HttpError as exc:
             response = self._error(request, exc)
-        except asyncio.CancelledError:
-            return
         except Exception:
             log.exception("handler failed for %s %r", request.method, request.target)
             response = self._error(request, HttpError(500, "internal_error", "see server log"))
         self.busy = False
         if self.closed:
             response.body.release()
+            self._close_writer()
             return
         self._respond(request, response, started)
         if not self.busy:
@@ -232,21 +243,25 @@ class HttpConnection(asyncio.Protocol):
     async def _transfer(
         self, request: Request, response: Response, framing: Framing, started: float
     ) -> None:
-        sent = 0
+        self.body_sent = 0
         try:
-            sent = await transfer.send_body(self, framing, response.body, self.ctx.config.sendfile)
-        except (transfer.TransferAborted, asyncio.CancelledError) as exc:
-            self.ctx.access_log.record(self, request, response.status, sent, started, str(exc))
+            await transfer.send_body(self, framing, response.body, self.ctx.config.sendfile)
+        except BaseException as exc:
+            if not isinstance(exc, transfer.TransferAborted | asyncio.CancelledError):
+                log.exception("sending %s %r failed", request.method, request.target)
+            reason = str(exc) or type(exc).__name__
+            self.ctx.access_log.record(
+                self, request, response.status, self.body_sent, started, reason
+            )
             response.body.release()
-            self.abort()
-            return
-        except Exception:
-            log.exception("sending %s %r failed", request.method, request.target)
-            response.body.release()
-            self.abort()
+            self.abort()  # connection_lost follows on a later turn of the loop
+            self.busy = False
+            self._close_writer()
+            if isinstance(exc, asyncio.CancelledError):
+                raise
             return
         self.busy = False
-        self._finished(request, response, framing, sent, started)
+        self._finished(request, response, framing, self.body_sent, started)
         if not self.busy:
             self._process()
 
@@ -297,6 +312,8 @@ class HttpConnection(asyncio.Protocol):
     # -- timers -------------------------------------------------------------------
 
     def _arm(self, kind: str, timeout: float) -> None:
+        if kind == _SEND and (self._timer_kind != _SEND or self._deadline == math.inf):
+            self._unsent_mark = self._unsent()
         self._timer_kind = kind
         deadline = self.loop.time() + timeout
         self._deadline = deadline
@@ -315,6 +332,14 @@ class HttpConnection(asyncio.Protocol):
             self._timer = self.loop.call_at(self._deadline, self._on_timer)
             self._timer_at = self._deadline
             return
+        if self._timer_kind == _SEND:
+            unsent = self._unsent()
+            if unsent < self._unsent_mark:  # the client took bytes: slow, not stalled
+                self._unsent_mark = unsent
+                self._deadline = self.loop.time() + self.ctx.config.send_timeout
+                self._timer = self.loop.call_at(self._deadline, self._on_timer)
+                self._timer_at = self._deadline
+                return
         self._deadline = math.inf
         if self._timer_kind == _HEAD and self.parser.mid_request and not self.closing:
             self._answer_protocol_error(
@@ -328,6 +353,18 @@ class HttpConnection(asyncio.Protocol):
             self.abort()
         else:
             self.close()
+
+    def _unsent(self) -> int:
+        """Bytes written but not yet acknowledged: transport buffer plus kernel send queue."""
+        unsent = self.transport.get_write_buffer_size()
+        sock = self.transport.get_extra_info("socket")
+        if sock is not None:
+            try:
+                raw = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")
+                unsent += struct.unpack("i", raw)[0]
+            except OSError:
+                pass
+        return unsent
 
     def abort_later(self) -> None:
         """After a final error answer: give the client the send timeout to read it."""

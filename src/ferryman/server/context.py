@@ -4,6 +4,7 @@ connection set, the access log, and the state of a graceful stop."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -72,5 +73,10 @@ class ServerContext:
             except TimeoutError:
                 for conn in list(self.connections):
                     conn.abort()
+                # Let the aborted transfers notice, log and release their bodies.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(self._drained), 1.0)
+                for _ in range(3):
+                    await asyncio.sleep(0)
                 return False
         return True

@@ -46,6 +46,7 @@ class Connection(Protocol):
 
     loop: asyncio.AbstractEventLoop
     transport: asyncio.Transport
+    body_sent: int
 
     async def drain(self) -> None: ...
     async def flush(self) -> None: ...
@@ -115,51 +116,59 @@ def inline_parts(parts: Sequence[Part]) -> bytes | None:
 # -- writers ------------------------------------------------------------------
 
 
-async def send_body(conn: Connection, framing: Framing, body: Body, use_sendfile: bool) -> int:
-    """Send the head and the whole body; returns body bytes sent. Raises TransferAborted."""
+async def send_body(conn: Connection, framing: Framing, body: Body, use_sendfile: bool) -> None:
+    """Send the head and the whole body, counting body bytes in `conn.body_sent`.
+
+    Raises TransferAborted when the body cannot be sent whole.
+    """
     try:
         if body.stream is not None:
-            return await _send_stream(conn, framing, body.stream)
+            await _send_stream(conn, framing, body.stream)
+            return
         if use_sendfile and any(isinstance(p, FileRegion) for p in body.parts):
-            return await _send_zero_copy(conn, framing.head, body.parts)
-        return await _send_buffered(conn, framing.head, body.parts)
+            try:
+                writer = conn.socket_writer()
+            except OSError:  # no descriptor left for the duplicate: copy instead
+                writer = None
+            if writer is not None:
+                await _send_zero_copy(conn, writer, framing.head, body.parts)
+                return
+        await _send_buffered(conn, framing.head, body.parts)
     except (ConnectionError, OSError) as exc:
         raise TransferAborted(str(exc) or type(exc).__name__) from exc
 
 
-async def _send_zero_copy(conn: Connection, head: bytes, parts: Sequence[Part]) -> int:
+async def _send_zero_copy(
+    conn: Connection, writer: SocketWriter, head: bytes, parts: Sequence[Part]
+) -> None:
     await conn.flush()
-    writer = conn.socket_writer()
     pending = head  # literal bytes wait to be sent with MSG_MORE before a region
-    sent = 0
+    pending_body = 0  # how many of them are body bytes (not the head)
     for part in parts:
         if isinstance(part, FileRegion):
             if pending:
                 await writer.send(pending, more=True)
-                pending = b""
+                conn.body_sent += pending_body
+                pending, pending_body = b"", 0
             await writer.sendfile(part.fd, part.offset, part.count)
-            sent += part.count
         else:
             pending += part
-            sent += len(part)
+            pending_body += len(part)
     if pending:
         await writer.send(pending, more=False)
-    return sent
+        conn.body_sent += pending_body
 
 
-async def _send_buffered(conn: Connection, head: bytes, parts: Sequence[Part]) -> int:
+async def _send_buffered(conn: Connection, head: bytes, parts: Sequence[Part]) -> None:
     transport = conn.transport
     transport.write(head)
-    sent = 0
     for part in parts:
         if isinstance(part, FileRegion):
             await _copy_region(conn, part)
-            sent += part.count
         else:
             transport.write(part)
-            sent += len(part)
+            conn.body_sent += len(part)
         await conn.drain()
-    return sent
 
 
 async def _copy_region(conn: Connection, region: FileRegion) -> None:
@@ -171,27 +180,27 @@ async def _copy_region(conn: Connection, region: FileRegion) -> None:
             data = await asyncio.to_thread(os.pread, region.fd, want, offset)
             if not data:
                 raise TransferAborted("file shrank while being sent")
+        await conn.drain()  # the connection may be gone while the thread read
         conn.transport.write(data)
+        conn.body_sent += len(data)
         offset += len(data)
         await conn.drain()
 
 
-async def _send_stream(conn: Connection, framing: Framing, stream: AsyncIterator[bytes]) -> int:
+async def _send_stream(conn: Connection, framing: Framing, stream: AsyncIterator[bytes]) -> None:
     transport = conn.transport
     transport.write(framing.head)
-    sent = 0
     async for chunk in stream:
         if not chunk:
             continue
+        await conn.drain()
         if framing.chunked:
             transport.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
         else:
             transport.write(chunk)
-        sent += len(chunk)
-        await conn.drain()
+        conn.body_sent += len(chunk)
     if framing.chunked:
         transport.write(b"0\r\n\r\n")
-    return sent
 
 
 class SocketWriter:
@@ -238,4 +247,5 @@ class SocketWriter:
             if n == 0:
                 raise TransferAborted("file shrank while being sent")
             offset += n
+            self.conn.body_sent += n
             self.conn.progress()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import resource
 import signal
 import socket
@@ -24,7 +25,8 @@ from ferryman.server.listener import Listener
 
 log = logging.getLogger("ferryman")
 
-_FD_HEADROOM = 64  # descriptors beyond the connections: files being sent, logs, threads
+_FD_HEADROOM = 64  # descriptors beyond the connections: listener, logs, the loop's own
+_FDS_PER_CONNECTION = 3  # its socket, the file being sent, the socket's duplicate for sendfile
 
 
 def bind(host: str, port: int, backlog: int = 1024) -> socket.socket:
@@ -48,13 +50,13 @@ def bind(host: str, port: int, backlog: int = 1024) -> socket.socket:
 def raise_fd_limit(max_connections: int) -> int:
     """Lift the soft descriptor limit toward what max_connections needs; returns what fits."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    want = max_connections * 2 + _FD_HEADROOM  # a connection may hold a socket and a file
+    want = max_connections * _FDS_PER_CONNECTION + _FD_HEADROOM
     if soft < want:
         target = want if hard == resource.RLIM_INFINITY else min(want, hard)
         with contextlib.suppress(ValueError, OSError):
             resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
             soft = target
-    fits = max(1, (soft - _FD_HEADROOM) // 2)
+    fits = max(1, (soft - _FD_HEADROOM) // _FDS_PER_CONNECTION)
     if fits < max_connections:
         log.warning(
             "descriptor limit %d allows %d connections, not --max-connections %d",
@@ -84,7 +86,8 @@ def new_event_loop(choice: str) -> asyncio.AbstractEventLoop:
 
 def run(config: Config) -> int:
     """Serve until SIGTERM or SIGINT; returns the exit status."""
-    if not config.root.is_dir():
+    root = config.root
+    if not root.is_dir() or not os.access(root, os.R_OK | os.X_OK):
         raise ConfigError(f"SOURCE {config.source!r} is not a readable directory")
     sock = bind(config.host, config.port)
     loop = new_event_loop(config.loop)
@@ -97,7 +100,10 @@ def run(config: Config) -> int:
 
 async def serve(config: Config, sock: socket.socket) -> int:
     loop = asyncio.get_running_loop()
-    app = App(config)
+    try:
+        app = App(config)
+    except OSError as exc:
+        raise ConfigError(f"cannot open SOURCE {config.source!r}: {exc.strerror}") from None
     access_log = AccessLog(config.access_log, config.access_log_format)
     ctx = ServerContext(config, app, loop, access_log)
     max_connections = raise_fd_limit(config.max_connections)
@@ -108,6 +114,7 @@ async def serve(config: Config, sock: socket.socket) -> int:
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, access_log.reopen)
     flusher = loop.create_task(_flush_every_second(access_log))
     listener.start()
     log.info("listening on %s (serving %s, %s loop)", url_of(sock), config.root,
@@ -126,7 +133,7 @@ async def serve(config: Config, sock: socket.socket) -> int:
         flusher.cancel()
         access_log.close()
         app.close()
-        for signum in (signal.SIGTERM, signal.SIGINT):
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(signum)
 
 

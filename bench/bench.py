@@ -1,0 +1,173 @@
+"""ferryman's benchmark suite: every workload against every server, one run.
+
+Run through bench/run.sh (which installs the peers); see bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import shutil
+import signal
+import sys
+import tempfile
+import traceback
+from datetime import datetime
+from pathlib import Path
+
+from report import build_document, build_results, render_text, save_document
+from servers import SERVERS, ServerSpec, ServerStartError, running_server
+from settings import DOCS_CHART, REFERENCE, RESULTS_DIR, Settings, settings_for
+from testfiles import make_test_files
+from versions import server_version
+from workloads import WORKLOADS, Context, Outcome, Workload
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="~3 s per workload, fewer clients")
+    parser.add_argument("--duration", type=float, help="seconds per measurement (overrides mode)")
+    parser.add_argument(
+        "--servers",
+        default=",".join(s.name for s in SERVERS),
+        help="comma-separated subset of: %(default)s",
+    )
+    parser.add_argument(
+        "--workloads",
+        default=",".join(w.key for w in WORKLOADS),
+        help="comma-separated subset of: %(default)s",
+    )
+    parser.add_argument("--ferryman", help="ferryman executable (default: .venv/bin/ferryman)")
+    parser.add_argument(
+        "--ferryman-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="extra argument for `ferryman serve` (repeat: --ferryman-arg=--sendfile "
+        "--ferryman-arg=off)",
+    )
+    parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
+    parser.add_argument(
+        "--no-docs-chart", action="store_true", help=f"do not copy the chart to {DOCS_CHART}"
+    )
+    return parser.parse_args(argv)
+
+
+def _select(names: str, items: list, what: str) -> list:
+    wanted = [n.strip() for n in names.split(",") if n.strip()]
+    known = {getattr(i, "name", None) or i.key: i for i in items}
+    unknown = [n for n in wanted if n not in known]
+    if unknown:
+        sys.exit(f"unknown {what}: {', '.join(unknown)} (known: {', '.join(known)})")
+    return [known[n] for n in wanted]
+
+
+def raise_nofile_limit() -> None:
+    """Servers and clients inherit this: 10,000 connections need the room."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def log(message: str) -> None:
+    print(message, flush=True)
+
+
+def summary(outcome: Outcome) -> str:
+    figures = ", ".join(f"{k}={v:,.3g}" for k, v in outcome.metrics.items())
+    text = outcome.status + (f" {figures}" if figures else "")
+    note = outcome.note if len(outcome.note) < 160 else outcome.note[:157] + "..."
+    return text + (f" ({note})" if note else "")
+
+
+def run_one(spec: ServerSpec, workload: Workload, ctx: Context, workdir: Path) -> Outcome:
+    """Start the server, run the workload, stop the server: always."""
+    with running_server(spec, ctx.files, workdir, ctx.settings) as server:
+        try:
+            outcome = workload.run(server, ctx)
+        except Exception as exc:  # one broken run must not stop the suite
+            traceback.print_exc(limit=3)
+            outcome = Outcome("error", note=f"{type(exc).__name__}: {exc}")
+        if not server.alive():
+            outcome.status = "error"
+            outcome.note = f"server exited with {server.proc.returncode} during the run"
+    return outcome
+
+
+def run_all(
+    specs: list[ServerSpec], workloads: list[Workload], ctx: Context
+) -> dict[str, dict[str, Outcome]]:
+    """Every workload against every server; a server that fails to start once
+    is reported "failed to start" for the rest of the run."""
+    start_failures: dict[str, str] = {}
+    outcomes: dict[str, dict[str, Outcome]] = {}
+    for workload in workloads:
+        log(f"== {workload.key}: {workload.describe(ctx.settings)}")
+        outcomes[workload.key] = {}
+        for n, spec in enumerate(specs):
+            if spec.name in start_failures:
+                outcome = Outcome("failed to start", note=start_failures[spec.name])
+            else:
+                workdir = ctx.workdir / "servers" / f"{workload.key}-{n}-{spec.name}"
+                try:
+                    outcome = run_one(spec, workload, ctx, workdir)
+                except ServerStartError as exc:
+                    start_failures[spec.name] = str(exc)
+                    outcome = Outcome("failed to start", note=str(exc))
+            outcomes[workload.key][spec.name] = outcome
+            log(f"   {spec.name:<12} {summary(outcome)}")
+    return outcomes
+
+
+def write_outputs(doc: dict, args: argparse.Namespace, started: datetime) -> None:
+    from chart import draw_chart
+
+    stamped = save_document(doc, args.results_dir, started)
+    chart = args.results_dir / "latest.png"
+    draw_chart(doc, chart)
+    log(f"\nsaved {stamped}, {args.results_dir / 'latest.json'} and {chart}")
+    if not args.no_docs_chart:
+        shutil.copyfile(chart, DOCS_CHART)
+        log(f"copied the chart to {DOCS_CHART}")
+
+
+def exit_on_sigterm() -> None:
+    """SIGTERM unwinds like Ctrl-C, so every `finally` stops its processes."""
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    exit_on_sigterm()
+    settings: Settings = settings_for(
+        args.quick,
+        duration=args.duration,
+        ferryman=args.ferryman,
+        ferryman_args=tuple(args.ferryman_arg) or None,
+    )
+    specs = _select(args.servers, SERVERS, "servers")
+    workloads = _select(args.workloads, WORKLOADS, "workloads")
+    if REFERENCE not in {s.name for s in specs}:
+        log(f"note: {REFERENCE} is not in this run, so there are no ratios")
+    raise_nofile_limit()
+    started = datetime.now().astimezone()
+    log(f"ferryman benchmark, {settings.mode} mode: {settings.duration:g} s per measurement")
+    with tempfile.TemporaryDirectory(prefix="ferryman-bench-") as tmp:
+        workdir = Path(tmp)
+        files = make_test_files(workdir / "www")
+        ctx = Context(settings, files, workdir)
+        outcomes = run_all(specs, workloads, ctx)
+    finished = datetime.now().astimezone()
+    servers = [
+        {"name": s.name, "description": s.description, "version": server_version(s.name, settings)}
+        for s in specs
+    ]
+    results = build_results(outcomes, REFERENCE)
+    doc = build_document(settings, workloads, servers, results, started, finished)
+    log("\n" + render_text(doc))
+    write_outputs(doc, args, started)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,291 @@
+"""Many-connection clients for the idle and slow-reader workloads.
+
+Run as a separate process pinned to the client CPU by bench/workloads.py, and
+driven through stdin/stdout with one JSON object per line:
+
+  idle: open COUNT keep-alive connections, send one GET on each and read the
+        whole response, then hold them. Prints {"event": "holding", ...} once
+        every connection is open (or has failed); on the line "report" on
+        stdin, prints {"event": "report", "held": N, ...} and exits.
+  slow: open COUNT connections with a small SO_RCVBUF, GET the big file on
+        each and read it at RATE bytes/s per connection. Prints
+        {"event": "ready", ...} once every stream has started; "start" on
+        stdin resets the byte count, "stop" prints {"event": "report", ...}
+        with what was read between the two, and exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import resource
+import socket
+import sys
+import time
+from dataclasses import dataclass, field
+
+try:
+    import uvloop
+except ImportError:  # the stdlib loop also works, only slower
+    uvloop = None
+
+CONNECT_CONCURRENCY = 200
+CONNECT_TIMEOUT = 15.0
+TICK = 0.1
+
+
+def emit(event: str, **fields: object) -> None:
+    print(json.dumps({"event": event, **fields}), flush=True)
+
+
+def raise_nofile_limit() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+async def stdin_line() -> str:
+    return (await asyncio.to_thread(sys.stdin.readline)).strip()
+
+
+def request_bytes(host: str, port: int, path: str) -> bytes:
+    head = f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: ferryman-bench\r\n\r\n"
+    return head.encode()
+
+
+# ---------------------------------------------------------------- idle ----
+
+
+@dataclass
+class IdleStats:
+    answered: int = 0
+    failed: int = 0
+    closed: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+
+    def fail(self, exc: BaseException) -> None:
+        self.failed += 1
+        name = type(exc).__name__
+        self.errors[name] = self.errors.get(name, 0) + 1
+
+
+async def read_response(reader: asyncio.StreamReader) -> int:
+    """Read one response with a Content-Length body; return its status."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    length = 0
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        if name.strip().lower() == "content-length":
+            length = int(value)
+    await reader.readexactly(length)
+    return status
+
+
+async def watch_close(reader: asyncio.StreamReader, stats: IdleStats) -> None:
+    """Count the connection as closed when the server closes it."""
+    try:
+        while await reader.read(4096):
+            pass
+    except OSError:
+        pass
+    stats.closed += 1
+
+
+async def open_idle(args: argparse.Namespace, sem: asyncio.Semaphore, stats: IdleStats, keep: list):
+    async with sem:
+        try:
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(args.host, args.port), CONNECT_TIMEOUT
+            )
+        except (OSError, TimeoutError) as exc:
+            stats.fail(exc)
+            return
+        keep.append(writer)
+        try:
+            writer.write(request_bytes(args.host, args.port, args.path))
+            status = await asyncio.wait_for(read_response(reader), CONNECT_TIMEOUT)
+        except (OSError, TimeoutError, ValueError, IndexError, asyncio.IncompleteReadError) as exc:
+            stats.fail(exc)
+            writer.close()
+            return
+        if status != 200:
+            stats.fail(ValueError(f"status {status}"))
+            writer.close()
+            return
+        stats.answered += 1
+    keep.append(asyncio.create_task(watch_close(reader, stats)))
+
+
+async def run_idle(args: argparse.Namespace) -> None:
+    stats = IdleStats()
+    keep: list = []
+    sem = asyncio.Semaphore(CONNECT_CONCURRENCY)
+    started = time.monotonic()
+    tasks = [asyncio.create_task(open_idle(args, sem, stats, keep)) for _ in range(args.count)]
+    _, pending = await asyncio.wait(tasks, timeout=args.open_timeout)
+    for task in pending:
+        task.cancel()
+    emit(
+        "holding",
+        answered=stats.answered,
+        failed=stats.failed,
+        unfinished=len(pending),
+        held=stats.answered - stats.closed,
+        open_s=round(time.monotonic() - started, 2),
+        errors=stats.errors,
+    )
+    await stdin_line()
+    emit("report", answered=stats.answered, held=stats.answered - stats.closed, closed=stats.closed)
+
+
+# ---------------------------------------------------------------- slow ----
+
+
+@dataclass
+class Stream:
+    sock: socket.socket
+    head: bytes = b""
+    status: int = 0
+    received: int = 0
+    budget: float = 0.0
+    closed: bool = False
+
+
+async def open_stream(args: argparse.Namespace, sem: asyncio.Semaphore) -> Stream | None:
+    loop = asyncio.get_running_loop()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, args.rcvbuf)
+    sock.setblocking(False)
+    async with sem:
+        try:
+            await asyncio.wait_for(loop.sock_connect(sock, (args.host, args.port)), CONNECT_TIMEOUT)
+            await loop.sock_sendall(sock, request_bytes(args.host, args.port, args.path))
+        except (OSError, TimeoutError):
+            sock.close()
+            return None
+    return Stream(sock)
+
+
+def parse_status(head: bytes) -> int:
+    """The status code of an HTTP/1.x status line; -1 for anything else."""
+    parts = head.split(b" ", 2)
+    if len(parts) < 2 or not parts[0].startswith(b"HTTP/") or not parts[1].isdigit():
+        return -1
+    return int(parts[1])
+
+
+def read_budget(stream: Stream, buf: bytearray, rate: float, dt: float) -> int:
+    """Read what this tick allows from one stream; return the bytes read."""
+    # Bank at most two ticks of allowance: a stall (of the server or of this
+    # process) is not made up for by a burst.
+    stream.budget = min(stream.budget + rate * dt, rate * 2 * TICK)
+    total = 0
+    view = memoryview(buf)
+    while stream.budget >= 1 and not stream.closed:
+        try:
+            n = stream.sock.recv_into(view, min(len(buf), int(stream.budget)))
+        except BlockingIOError:
+            break
+        except OSError:
+            n = 0
+        if n == 0:
+            stream.closed = True
+            break
+        if not stream.status:
+            stream.head += bytes(view[:n])
+            if b"\r\n" in stream.head:
+                stream.status = parse_status(stream.head)
+        stream.budget -= n
+        stream.received += n
+        total += n
+    return total
+
+
+class Reader:
+    """One timer reads every stream at its rate: cheaper than a task each."""
+
+    def __init__(self, streams: list[Stream], rate: float) -> None:
+        self.streams = streams
+        self.rate = rate
+        self.window_bytes = 0
+        self.running = True
+        self.started = asyncio.Event()  # set once every stream has a status or closed
+
+    async def run(self) -> None:
+        buf = bytearray(256 * 1024)
+        last = time.monotonic()
+        while self.running:
+            await asyncio.sleep(TICK)
+            now = time.monotonic()
+            for stream in self.streams:
+                self.window_bytes += read_budget(stream, buf, self.rate, now - last)
+            last = now
+            if all(s.status or s.closed for s in self.streams):
+                self.started.set()
+
+
+async def run_slow(args: argparse.Namespace) -> None:
+    sem = asyncio.Semaphore(CONNECT_CONCURRENCY)
+    started = time.monotonic()
+    opened = await asyncio.gather(*(open_stream(args, sem) for _ in range(args.count)))
+    streams = [s for s in opened if s is not None]
+    reader = Reader(streams, args.rate)
+    reader_task = asyncio.create_task(reader.run())
+    try:
+        await asyncio.wait_for(reader.started.wait(), CONNECT_TIMEOUT)
+    except TimeoutError:
+        pass  # reported: the streams without a status count as not ok
+    emit(
+        "ready",
+        connected=len(streams),
+        failed=args.count - len(streams),
+        ok=sum(s.status == 200 for s in streams),
+        statuses=sorted({s.status for s in streams}),
+        open_s=round(time.monotonic() - started, 2),
+    )
+    await stdin_line()
+    reader.window_bytes = 0
+    window_start = time.monotonic()
+    await stdin_line()
+    window = time.monotonic() - window_start
+    emit(
+        "report",
+        window_s=round(window, 3),
+        bytes=reader.window_bytes,
+        open=sum(not s.closed for s in streams),
+        ok=sum(s.status == 200 and not s.closed for s in streams),
+    )
+    reader.running = False
+    await reader_task
+    for stream in streams:
+        stream.sock.close()
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("mode", choices=["idle", "slow"])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--path", required=True)
+    parser.add_argument("--count", type=int, required=True)
+    parser.add_argument("--rate", type=float, default=64 * 1024)
+    parser.add_argument("--rcvbuf", type=int, default=16 * 1024)
+    parser.add_argument("--open-timeout", type=float, default=180.0)
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
+    raise_nofile_limit()
+    coro = run_idle(args) if args.mode == "idle" else run_slow(args)
+    if uvloop is not None:
+        uvloop.run(coro)
+    else:
+        asyncio.run(coro)
+
+
+if __name__ == "__main__":
+    main()

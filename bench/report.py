@@ -1,0 +1,257 @@
+"""Results: ratios to the reference server, the printed table, the JSON file."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from settings import REFERENCE, Settings
+from workloads import Metric, Outcome, Workload
+
+SCHEMA = 1
+SHOWN = ("ok", "flagged")  # statuses whose figures are shown and compared
+
+
+@dataclass
+class Result:
+    workload: str
+    server: str
+    outcome: Outcome
+    ratios: dict[str, float]
+
+    def as_dict(self) -> dict[str, object]:
+        o = self.outcome
+        return {
+            "workload": self.workload,
+            "server": self.server,
+            "status": o.status,
+            "note": o.note,
+            "metrics": {k: _finite(v) for k, v in o.metrics.items()},
+            "ratios": {k: _finite(v) for k, v in self.ratios.items()},
+            "details": o.details,
+        }
+
+
+def _finite(value: float) -> float | None:
+    return round(value, 4) if isinstance(value, int | float) and math.isfinite(value) else None
+
+
+def ratios_to_reference(outcomes: dict[str, Outcome], reference: str) -> dict[str, dict]:
+    """For each server: metric -> value / reference's value, where both exist."""
+    ref = outcomes.get(reference)
+    ratios: dict[str, dict] = {name: {} for name in outcomes}
+    if ref is None or ref.status not in SHOWN:
+        return ratios
+    for name, outcome in outcomes.items():
+        if outcome.status not in SHOWN:
+            continue
+        for key, value in outcome.metrics.items():
+            base = ref.metrics.get(key)
+            if base and math.isfinite(base) and math.isfinite(value):
+                ratios[name][key] = value / base
+    return ratios
+
+
+def build_results(outcomes: dict[str, dict[str, Outcome]], reference: str) -> list[Result]:
+    """outcomes: workload key -> server name -> Outcome."""
+    results = []
+    for workload, by_server in outcomes.items():
+        ratios = ratios_to_reference(by_server, reference)
+        for server, outcome in by_server.items():
+            results.append(Result(workload, server, outcome, ratios[server]))
+    return results
+
+
+def _host_info() -> dict[str, object]:
+    return {
+        "cpus": os.cpu_count(),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+    }
+
+
+def build_document(
+    settings: Settings,
+    workloads: list[Workload],
+    servers: list[dict[str, str]],
+    results: list[Result],
+    started: datetime,
+    finished: datetime,
+) -> dict[str, object]:
+    return {
+        "schema": SCHEMA,
+        "started": started.isoformat(timespec="seconds"),
+        "finished": finished.isoformat(timespec="seconds"),
+        "mode": settings.mode,
+        "reference": REFERENCE,
+        "host": _host_info(),
+        "settings": settings.as_dict(),
+        "servers": servers,
+        "workloads": [
+            {
+                "key": w.key,
+                "title": w.describe(settings),
+                "metrics": [
+                    {
+                        "key": m.key,
+                        "label": m.label,
+                        "unit": m.unit,
+                        "better": m.better,
+                        "digits": m.digits,
+                    }
+                    for m in w.metrics
+                ],
+            }
+            for w in workloads
+        ],
+        "results": [r.as_dict() for r in results],
+    }
+
+
+def save_document(doc: dict[str, object], results_dir: Path, started: datetime) -> Path:
+    results_dir.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(doc, indent=2) + "\n"
+    stamped = results_dir / f"run-{started:%Y%m%d-%H%M%S}.json"
+    stamped.write_text(text)
+    (results_dir / "latest.json").write_text(text)
+    return stamped
+
+
+# ---------------------------------------------------------------- table ----
+
+
+def format_value(value: float | None, digits: int) -> str:
+    if value is None or not math.isfinite(value):
+        return "-"
+    return f"{value:,.{digits}f}"
+
+
+def format_cell(result: dict, metric: Metric) -> str:
+    """'54,900 x1.00', with '!' for a flagged figure, or the status."""
+    status = result["status"]
+    if status not in SHOWN:
+        return status
+    value = format_value(result["metrics"].get(metric.key), metric.digits)
+    ratio = result["ratios"].get(metric.key)
+    cell = value if ratio is None else f"{value} x{ratio:.2f}"
+    return cell + (" !" if status == "flagged" else "")
+
+
+def _columns(doc: dict) -> list[tuple[str, str, Metric]]:
+    """(workload key, column header, metric) for every metric shown."""
+    columns = []
+    for w in doc["workloads"]:
+        for m in w["metrics"]:
+            metric = Metric(m["key"], m["label"], m["unit"], m["better"], m["digits"])
+            arrow = "^" if m["better"] == "higher" else "v"
+            columns.append((w["key"], f"{w['key']} {m['label']} {arrow}", metric))
+    return columns
+
+
+TABLE_WIDTH = 110
+
+
+def _render_rows(rows: list[list[str]]) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = [" | ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
+    lines.insert(1, "-+-".join("-" * w for w in widths))
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def _chunks(columns: list[list[str]], first_width: int) -> list[list[list[str]]]:
+    """Split columns (each a list of cells) into groups that fit TABLE_WIDTH."""
+    groups: list[list[list[str]]] = [[]]
+    width = first_width
+    for column in columns:
+        column_width = max(len(cell) for cell in column) + 3
+        if groups[-1] and width + column_width > TABLE_WIDTH:
+            groups.append([])
+            width = first_width
+        groups[-1].append(column)
+        width += column_width
+    return groups
+
+
+def render_table(doc: dict) -> str:
+    """One row per server, one column per metric: value and ratio to nginx.
+
+    Columns that do not fit TABLE_WIDTH go on to a second table below.
+    """
+    index = {(r["workload"], r["server"]): r for r in doc["results"]}
+    servers = [s["name"] for s in doc["servers"]]
+    first = ["server", *servers]
+    columns = []
+    for workload, title, metric in _columns(doc):
+        cells = [title]
+        for server in servers:
+            result = index.get((workload, server))
+            cells.append(format_cell(result, metric) if result else "-")
+        columns.append(cells)
+    tables = []
+    for group in _chunks(columns, max(len(c) for c in first)):
+        rows = [list(row) for row in zip(first, *group, strict=True)]
+        tables.append(_render_rows(rows))
+    return "\n\n".join(tables)
+
+
+LOAD_BOUND_PCT = 80  # below this, the reference server was not the bottleneck
+
+
+def render_notes(doc: dict) -> str:
+    """Why results are not plainly ok (one line per distinct reason), and
+    where the reference server was not saturated, so ratios understate gaps."""
+    reasons: dict[tuple[str, str, str], list[str]] = {}
+    for r in doc["results"]:
+        if r["status"] != "ok":
+            reasons.setdefault((r["server"], r["status"], r["note"]), []).append(r["workload"])
+    lines = [
+        f"  {server}, {status} in {', '.join(workloads)}: {note}"
+        for (server, status, note), workloads in reasons.items()
+    ]
+    for workload, pct in load_bound(doc).items():
+        lines.append(
+            f"  {workload}: {doc['reference']} used {pct:.0f}% of its CPU, so the load "
+            "generator was the limit: ratios there flatter slower servers"
+        )
+    return "\n".join(lines)
+
+
+def load_bound(doc: dict) -> dict[str, float]:
+    """Request-rate workloads where the reference server was not saturated:
+    workload key -> the reference's CPU percent. (Bulk transfers are meant to
+    leave the server's CPU idle, so they are not listed.)"""
+    found = {}
+    for r in doc["results"]:
+        pct = r["metrics"].get("server_cpu_pct")
+        if r["server"] == doc["reference"] and "rps" in r["metrics"] and pct < LOAD_BOUND_PCT:
+            found[r["workload"]] = pct
+    return found
+
+
+def render_legend(doc: dict) -> str:
+    lines = [f"  {w['key']:<10} {w['title']}" for w in doc["workloads"]]
+    lines.append(
+        f"  ratios are value / {doc['reference']}'s value from this run; "
+        "^ higher is better, v lower is better; ! = flagged (see notes)"
+    )
+    return "\n".join(lines)
+
+
+def render_text(doc: dict) -> str:
+    parts = [
+        f"ferryman benchmark, {doc['mode']} mode, {doc['started']}",
+        "",
+        render_table(doc),
+        "",
+        "workloads:",
+        render_legend(doc),
+    ]
+    notes = render_notes(doc)
+    if notes:
+        parts += ["", "notes:", notes]
+    return "\n".join(parts)

@@ -1,0 +1,265 @@
+"""Start and stop each server under test, pinned to the server CPU.
+
+Every server gets a fresh working directory (config, log), is started in its
+own session with `taskset`, and is ready when it answers an HTTP request. A
+server that picks its own port (port 0) announces it with a line containing
+`listening on http://HOST:PORT`; nginx and Caddy get a port we found free by
+binding port 0 first.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import re
+import resource
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from proctree import kill_tree
+from settings import BENCH_DIR, HOST, Settings
+from testfiles import TestFiles
+
+LISTENING = re.compile(r"listening on http://([^\s/]+):(\d+)")
+PEERS_DIR = BENCH_DIR / "peers"
+
+
+class ServerStartError(Exception):
+    """The server did not become ready; the message says why."""
+
+
+@dataclass
+class Launch:
+    argv: list[str]
+    port: int | None = None  # None: the server picks one and announces it
+    env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    name: str
+    description: str
+    launch: Callable[[Path, TestFiles, Settings], Launch]
+
+
+@dataclass
+class Server:
+    spec: ServerSpec
+    proc: subprocess.Popen
+    port: int
+    log_path: Path
+
+    @property
+    def sid(self) -> int:
+        return self.proc.pid
+
+    def url(self, path: str) -> str:
+        return f"http://{HOST}:{self.port}{path}"
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def _ferryman(workdir: Path, files: TestFiles, settings: Settings) -> Launch:
+    if not Path(settings.ferryman).exists():
+        raise ServerStartError(f"{settings.ferryman} does not exist")
+    argv = [settings.ferryman, "serve", str(files.root), "--host", HOST, "--port", "0"]
+    return Launch([*argv, *settings.ferryman_args])
+
+
+NGINX_CONF = """\
+daemon off;
+master_process on;
+worker_processes 1;
+user root;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log warn;
+worker_rlimit_nofile {nofile};
+events {{
+    worker_connections {connections};
+}}
+http {{
+    access_log off;
+    sendfile on;
+    default_type application/octet-stream;
+    client_body_temp_path {dir}/client_body;
+    proxy_temp_path {dir}/proxy;
+    fastcgi_temp_path {dir}/fastcgi;
+    uwsgi_temp_path {dir}/uwsgi;
+    scgi_temp_path {dir}/scgi;
+    server {{
+        listen {host}:{port};
+        root {root};
+    }}
+}}
+"""
+
+
+def _nofile_limit() -> int:
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def _nginx(workdir: Path, files: TestFiles, settings: Settings) -> Launch:
+    port = free_port()
+    nofile = _nofile_limit()
+    conf = workdir / "nginx.conf"
+    conf.write_text(
+        NGINX_CONF.format(
+            dir=workdir,
+            host=HOST,
+            port=port,
+            root=files.root,
+            nofile=nofile,
+            # Room for this run's connections, no more: nginx preallocates
+            # per-connection structures, and the idle workload measures RSS.
+            connections=min(
+                nofile - 100, max(settings.idle_connections, settings.slow_readers) + 1024
+            ),
+        )
+    )
+    argv = ["nginx", "-p", str(workdir), "-c", str(conf), "-e", str(workdir / "error.log")]
+    return Launch(argv, port)
+
+
+CADDYFILE = """\
+{{
+    admin off
+    auto_https off
+    storage file_system {dir}/data
+}}
+http://{host}:{port} {{
+    bind {host}
+    root * {root}
+    file_server
+}}
+"""
+
+
+def _caddy(workdir: Path, files: TestFiles, settings: Settings) -> Launch:
+    port = free_port()
+    caddyfile = workdir / "Caddyfile"
+    caddyfile.write_text(CADDYFILE.format(dir=workdir, host=HOST, port=port, root=files.root))
+    env = {"HOME": str(workdir), "XDG_CONFIG_HOME": str(workdir), "XDG_DATA_HOME": str(workdir)}
+    argv = ["caddy", "run", "--config", str(caddyfile), "--adapter", "caddyfile"]
+    return Launch(argv, port, env)
+
+
+def _peer(script: str) -> Callable[[Path, TestFiles, Settings], Launch]:
+    def launch(workdir: Path, files: TestFiles, settings: Settings) -> Launch:
+        argv = [sys.executable, str(PEERS_DIR / script), "--root", str(files.root), "--host", HOST]
+        return Launch(argv)
+
+    return launch
+
+
+SERVERS = [
+    ServerSpec("ferryman", "ferryman serve, defaults", _ferryman),
+    ServerSpec("nginx", "nginx, 1 worker, sendfile on, access log off", _nginx),
+    ServerSpec("caddy", "Caddy file_server", _caddy),
+    ServerSpec("aiohttp", "aiohttp static files on uvloop", _peer("aiohttp_peer.py")),
+    ServerSpec(
+        "starlette", "Starlette StaticFiles, uvicorn+uvloop+httptools", _peer("starlette_peer.py")
+    ),
+    ServerSpec("tornado", "Tornado StaticFileHandler", _peer("tornado_peer.py")),
+    ServerSpec("http.server", "python http.server, threaded", _peer("httpserver_peer.py")),
+]
+
+
+def _log_tail(path: Path, lines: int = 3, chars: int = 400) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return "(no log)"
+    tail = " | ".join(text.strip().splitlines()[-lines:])[-chars:]
+    return tail or "(no output)"
+
+
+def _announced_port(log_path: Path) -> int | None:
+    try:
+        match = LISTENING.search(log_path.read_text(errors="replace"))
+    except OSError:
+        return None
+    return int(match.group(2)) if match else None
+
+
+def _answers_http(port: int, probe_path: str) -> bool:
+    conn = http.client.HTTPConnection(HOST, port, timeout=2)
+    try:
+        conn.request("GET", probe_path)
+        conn.getresponse().read()
+        return True
+    except (OSError, http.client.HTTPException):
+        return False
+    finally:
+        conn.close()
+
+
+def _wait_ready(server: Server, launch: Launch, files: TestFiles, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    port = launch.port
+    while time.monotonic() < deadline:
+        if not server.alive():
+            raise ServerStartError(
+                f"exited with status {server.proc.returncode}: {_log_tail(server.log_path)}"
+            )
+        if port is None:
+            port = _announced_port(server.log_path)
+        if port is not None and _answers_http(port, files.small_path):
+            server.port = port
+            return
+        time.sleep(0.05)
+    what = "no 'listening on' line" if port is None else f"no HTTP answer on port {port}"
+    raise ServerStartError(
+        f"not ready after {timeout:.0f} s ({what}): {_log_tail(server.log_path)}"
+    )
+
+
+def start_server(spec: ServerSpec, files: TestFiles, workdir: Path, settings: Settings) -> Server:
+    """Start `spec` pinned to the server CPU and wait until it answers HTTP."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    launch = spec.launch(workdir, files, settings)
+    log_path = workdir / "server.log"
+    argv = ["taskset", "-c", settings.server_cpu, *launch.argv]
+    with open(log_path, "wb") as log:
+        try:
+            proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=workdir,
+                env={**os.environ, **launch.env},
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise ServerStartError(f"cannot run {argv[3]}: {exc}") from exc
+    server = Server(spec, proc, launch.port or 0, log_path)
+    try:
+        _wait_ready(server, launch, files, settings.startup_timeout)
+    except BaseException:
+        kill_tree(proc)
+        raise
+    return server
+
+
+@contextmanager
+def running_server(
+    spec: ServerSpec, files: TestFiles, workdir: Path, settings: Settings
+) -> Iterator[Server]:
+    server = start_server(spec, files, workdir, settings)
+    try:
+        yield server
+    finally:
+        kill_tree(server.proc)

@@ -1,0 +1,239 @@
+"""The six workloads. Each runs against one started server and returns an Outcome.
+
+Statuses: "ok"; "flagged" (a figure exists, but some answers were wrong or
+some connections were not held: see the note); "unsupported" (the server does
+not do this kind of request); "error" (the run broke: see the note). The
+orchestrator adds "failed to start".
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from clientproc import ClientProcess
+from probes import Probe, probe_multi_range, probe_single_range
+from proctree import cpu_seconds, rss_bytes, sample_rss
+from servers import Server
+from settings import Settings
+from testfiles import TestFiles
+from wrkrun import WrkResult, run_wrk, script_file
+
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Metric:
+    key: str
+    label: str
+    unit: str
+    better: str  # "higher" or "lower"
+    digits: int = 0  # decimals shown in the table
+
+
+@dataclass
+class Outcome:
+    status: str
+    metrics: dict[str, float] = field(default_factory=dict)
+    note: str = ""
+    details: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Context:
+    settings: Settings
+    files: TestFiles
+    workdir: Path
+
+
+@dataclass(frozen=True)
+class Workload:
+    key: str
+    title: str
+    metrics: tuple[Metric, ...]
+    run: Callable[[Server, Context], Outcome]
+
+    def describe(self, settings: Settings) -> str:
+        """The title with this run's counts filled in."""
+        return self.title.format(**settings.as_dict())
+
+
+@dataclass
+class Measured:
+    wrk: WrkResult
+    server_cpu_s: float
+
+    @property
+    def server_cpu_pct(self) -> float:
+        """Share of its one CPU the server used: near 100 means it was the bottleneck."""
+        return 100 * self.server_cpu_s / self.wrk.duration_s
+
+
+def _measure(
+    ctx: Context, server: Server, connections: int, script: str, args=(), path=None
+) -> Measured:
+    """A warm-up run, then the measured run, with the server's CPU time around it."""
+    lua = script_file(script, ctx.workdir)
+    url = server.url(path or ctx.files.big_path)
+    s = ctx.settings
+    run_wrk(s, url, connections, s.warmup, lua, args)
+    cpu_before = cpu_seconds(server.sid)
+    result = run_wrk(s, url, connections, s.duration, lua, args)
+    return Measured(result, cpu_seconds(server.sid) - cpu_before)
+
+
+def _wrk_problems(result: WrkResult) -> list[str]:
+    problems = []
+    if result.requests == 0:
+        problems.append("no complete response")
+    for name, count in result.errors.items():
+        if count:
+            problems.append(f"{count} {name} errors" if name != "status" else f"{count} non-2xx")
+    for name, count in result.counters.items():
+        if count:
+            problems.append(f"{count} {name.replace('_', ' ')}")
+    return problems
+
+
+def _wrk_outcome(measured: Measured, metrics: dict[str, float], note: str = "") -> Outcome:
+    problems = _wrk_problems(measured.wrk)
+    if note:
+        problems.insert(0, note)
+    status = "flagged" if problems else "ok"
+    metrics = {**metrics, "server_cpu_pct": measured.server_cpu_pct}
+    return Outcome(status, metrics, "; ".join(problems), {"wrk": measured.wrk.as_dict()})
+
+
+def run_small(server: Server, ctx: Context) -> Outcome:
+    m = _measure(ctx, server, ctx.settings.small_connections, "plain", path=ctx.files.small_path)
+    metrics = {"rps": m.wrk.requests_per_s, "p99_ms": m.wrk.latency_us["p99"] / 1000}
+    return _wrk_outcome(m, metrics)
+
+
+def run_big(server: Server, ctx: Context) -> Outcome:
+    m = _measure(ctx, server, ctx.settings.big_connections, "plain")
+    gigabytes = m.wrk.bytes / 1e9
+    metrics = {
+        "gbps": gigabytes / m.wrk.duration_s,
+        "cpu_s_per_gb": m.server_cpu_s / gigabytes if gigabytes else float("nan"),
+        "cpu_s": m.server_cpu_s,
+    }
+    return _wrk_outcome(m, metrics)
+
+
+def _probe_note(probe: Probe) -> str:
+    return "" if probe.correct else f"probe: {probe.note}"
+
+
+def run_ranges(server: Server, ctx: Context) -> Outcome:
+    s = ctx.settings
+    probe = probe_single_range(server.port, ctx.files, s.range_size)
+    if not probe.supported:
+        return Outcome("unsupported", note=probe.note)
+    args = (ctx.files.big_path, str(ctx.files.big_size), str(s.range_size))
+    m = _measure(ctx, server, s.range_connections, "range", args)
+    return _wrk_outcome(m, {"rps": m.wrk.requests_per_s}, _probe_note(probe))
+
+
+def run_multirange(server: Server, ctx: Context) -> Outcome:
+    s = ctx.settings
+    probe = probe_multi_range(server.port, ctx.files, s.multirange_parts, s.multirange_part_size)
+    if not probe.supported:
+        return Outcome("unsupported", note=probe.note)
+    args = (
+        ctx.files.big_path,
+        str(ctx.files.big_size),
+        str(s.multirange_part_size),
+        str(s.multirange_parts),
+    )
+    m = _measure(ctx, server, s.multirange_connections, "multirange", args)
+    return _wrk_outcome(m, {"rps": m.wrk.requests_per_s}, _probe_note(probe))
+
+
+def run_idle(server: Server, ctx: Context) -> Outcome:
+    s = ctx.settings
+    count = s.idle_connections
+    baseline = rss_bytes(server.sid)
+    with ClientProcess(s, "idle", server.port, ctx.files.small_path, count) as client:
+        opened = client.read_event("holding", s.open_timeout + 30)
+        rss = sample_rss(server.sid, s.duration)
+        client.send("report")
+        report = client.read_event("report", 30)
+    held = report["held"]
+    metrics = {
+        "held": held,
+        "rss_mib": rss.peak / MIB,
+        "baseline_mib": baseline / MIB,
+        "kib_per_conn": (rss.peak - baseline) / 1024 / held if held else float("nan"),
+    }
+    status, note = "ok", ""
+    if held < count:
+        status = "flagged"
+        note = f"held {held} of {count} (answered {opened['answered']}, failed {opened['failed']})"
+    return Outcome(status, metrics, note, {"open": opened, "report": report})
+
+
+def run_slow(server: Server, ctx: Context) -> Outcome:
+    s = ctx.settings
+    count = s.slow_readers
+    with ClientProcess(s, "slow", server.port, ctx.files.big_path, count) as client:
+        ready = client.read_event("ready", s.open_timeout + 30)
+        cpu_before = cpu_seconds(server.sid)
+        started = time.monotonic()
+        client.send("start")
+        rss = sample_rss(server.sid, s.duration)
+        client.send("stop")
+        cpu = cpu_seconds(server.sid) - cpu_before
+        window = time.monotonic() - started
+        report = client.read_event("report", 30)
+    expected = count * s.slow_rate
+    metrics = {
+        "rss_mib": rss.peak / MIB,
+        "cpu_s": cpu,
+        "cpu_pct": 100 * cpu / window,
+        "delivered_pct": 100 * report["bytes"] / report["window_s"] / expected,
+        "streams": report["ok"],
+    }
+    status, note = "ok", ""
+    if report["ok"] < count:
+        status = "flagged"
+        note = f"{report['ok']} of {count} streams alive with 200 (statuses {ready['statuses']})"
+    return Outcome(status, metrics, note, {"ready": ready, "report": report})
+
+
+RPS = Metric("rps", "req/s", "req/s", "higher")
+
+WORKLOADS = [
+    Workload("small", "1 KiB file, keep-alive, 64 connections", (RPS,), run_small),
+    Workload(
+        "big",
+        "100 MiB file, 4 connections",
+        (
+            Metric("gbps", "GB/s", "GB/s", "higher", 2),
+            Metric("cpu_s_per_gb", "CPU s/GB", "s/GB", "lower", 3),
+        ),
+        run_big,
+    ),
+    Workload("ranges", "random 64 KiB ranges in 100 MiB, 64 connections", (RPS,), run_ranges),
+    Workload("multirange", "3 ranges of 16 KiB each, 64 connections", (RPS,), run_multirange),
+    Workload(
+        "idle",
+        "{idle_connections:,} idle keep-alive connections",
+        (
+            Metric("held", "held", "connections", "higher"),
+            Metric("rss_mib", "RSS MiB", "MiB", "lower", 1),
+        ),
+        run_idle,
+    ),
+    Workload(
+        "slow",
+        "{slow_readers:,} slow readers of 100 MiB at 64 KiB/s",
+        (
+            Metric("rss_mib", "RSS MiB", "MiB", "lower", 1),
+            Metric("cpu_s", "CPU s", "s", "lower", 2),
+        ),
+        run_slow,
+    ),
+]

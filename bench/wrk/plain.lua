@@ -1,0 +1,2 @@
+-- Plain GET of the URL given to wrk; no per-response work in Lua.
+COUNTERS = {}

@@ -1,0 +1,104 @@
+"""Run wrk (pinned to the client CPU) with one of the Lua scripts in bench/wrk/."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from proctree import kill_tree
+from settings import BENCH_DIR, Settings
+
+LUA_DIR = BENCH_DIR / "wrk"
+RESULT_PREFIX = "WRK_RESULT "
+
+
+class WrkError(Exception):
+    """wrk did not run or printed no result line."""
+
+
+@dataclass
+class WrkResult:
+    requests: int
+    bytes: int
+    duration_s: float
+    errors: dict[str, int]
+    latency_us: dict[str, int]
+    counters: dict[str, int]
+
+    @property
+    def requests_per_s(self) -> float:
+        return self.requests / self.duration_s
+
+    @property
+    def bytes_per_s(self) -> float:
+        return self.bytes / self.duration_s
+
+    @property
+    def socket_errors(self) -> int:
+        return sum(v for k, v in self.errors.items() if k != "status")
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "requests": self.requests,
+            "bytes": self.bytes,
+            "duration_s": round(self.duration_s, 3),
+            "errors": self.errors,
+            "latency_us": self.latency_us,
+            "counters": self.counters,
+        }
+
+
+def script_file(name: str, workdir: Path) -> Path:
+    """The workload script with report.lua appended, written into `workdir`."""
+    path = workdir / f"{name}.lua"
+    body = (LUA_DIR / f"{name}.lua").read_text() + "\n" + (LUA_DIR / "report.lua").read_text()
+    path.write_text(body)
+    return path
+
+
+def parse_output(stdout: str) -> WrkResult:
+    for line in stdout.splitlines():
+        if line.startswith(RESULT_PREFIX):
+            data = json.loads(line[len(RESULT_PREFIX) :])
+            return WrkResult(
+                requests=data["requests"],
+                bytes=data["bytes"],
+                duration_s=data["duration_us"] / 1e6,
+                errors=data["errors"],
+                latency_us=data["latency_us"],
+                counters=data["counters"],
+            )
+    raise WrkError(f"no result line in wrk output: {stdout.strip()[-300:]}")
+
+
+def run_wrk(
+    settings: Settings,
+    url: str,
+    connections: int,
+    duration: float,
+    script: Path,
+    args: tuple[str, ...] = (),
+) -> WrkResult:
+    argv = [
+        "taskset", "-c", settings.client_cpu,
+        "wrk", "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s",
+        "--timeout", "10s", "-s", str(script), url, "--", *args,
+    ]  # fmt: skip
+    proc = subprocess.Popen(
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        stdout, _ = proc.communicate(timeout=duration + 60)
+    except subprocess.TimeoutExpired as exc:
+        raise WrkError("wrk did not finish in time") from exc
+    finally:
+        kill_tree(proc)
+    if proc.returncode != 0:
+        raise WrkError(f"wrk exited with {proc.returncode}: {stdout.strip()[-300:]}")
+    return parse_output(stdout)
