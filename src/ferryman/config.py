@@ -167,6 +167,8 @@ OPTIONS: tuple[Option, ...] = (
            "on SIGTERM/SIGINT, how long in-flight transfers may take to finish"),
     Option("small-body", parse_size, 16384,
            "file bodies up to this size are read and sent with the head in one write"),
+    Option("file-cache", parse_size, 32 * 1024 * 1024,
+           "memory for small files (up to --small-body) kept between requests; 0: off"),
 )  # fmt: skip
 OPTIONS_BY_ATTR = {option.attr: option for option in OPTIONS}
 
@@ -195,6 +197,7 @@ class Config:
     send_timeout: float = 60.0
     grace_period: float = 30.0
     small_body: int = 16384
+    file_cache: int = 32 * 1024 * 1024
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

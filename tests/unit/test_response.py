@@ -10,6 +10,7 @@ from ferryman.http.body import Body, FileRegion
 from ferryman.http.response import Response, error_response, frame_head
 
 DATE = "Sat, 21 Nov 2026 12:00:00 GMT"
+DATE_LINE = f"Date: {DATE}\r\n".encode()
 
 
 async def _stream():  # type: ignore[no-untyped-def]
@@ -21,7 +22,7 @@ def head_lines(framing) -> list[str]:  # type: ignore[no-untyped-def]
 
 
 def frame(response: Response, method: str = "GET", http11: bool = True, keep_alive: bool = True):  # type: ignore[no-untyped-def]
-    return frame_head(response, method=method, http11=http11, keep_alive=keep_alive, date=DATE)
+    return frame_head(response, method=method, http11=http11, keep_alive=keep_alive, date=DATE_LINE)
 
 
 def test_known_length() -> None:

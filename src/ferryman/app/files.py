@@ -18,6 +18,7 @@ from collections.abc import Awaitable
 from functools import lru_cache
 
 from ferryman.app import listing
+from ferryman.app.filecache import SmallFileCache
 from ferryman.app.mime import content_type
 from ferryman.app.paths import RequestPath, resolve
 from ferryman.config import Config
@@ -40,6 +41,7 @@ from ferryman.http.ranges import (
     unsatisfied_content_range,
 )
 from ferryman.http.response import Headers, Response
+from ferryman.pagecache import read_nowait
 
 _OPEN_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY
 _NOT_FOUND = HttpError(404, "not_found", "no such file")
@@ -60,6 +62,12 @@ class FileServer:
         self.follow_symlinks = config.follow_symlinks
         self.cache_control = config.cache_control
         self.max_ranges = config.max_ranges
+        self.small_body = config.small_body
+        self.cache = (
+            SmallFileCache(max_bytes=config.file_cache)
+            if config.file_cache and self.small_body
+            else None
+        )
 
     def close(self) -> None:
         os.close(self.root_fd)
@@ -67,6 +75,11 @@ class FileServer:
     # -- entry point ----------------------------------------------------------
 
     def get(self, request: Request) -> Response | Awaitable[Response]:
+        cache = self.cache
+        if cache is not None and cache.applies_to(request.method, request.headers):
+            hit = cache.response(request.path)
+            if hit is not None:
+                return hit
         path = resolve(request.path)
         fd, st = self._open(path.relative)
         if stat.S_ISDIR(st.st_mode):
@@ -74,7 +87,7 @@ class FileServer:
         if not stat.S_ISREG(st.st_mode) or path.trailing_slash:
             os.close(fd)
             raise _NOT_FOUND
-        return self.respond_with_file(request, fd, st, path.segments[-1])
+        return self.respond_with_file(request, fd, st, path.segments[-1], path.relative)
 
     # -- opening --------------------------------------------------------------
 
@@ -127,7 +140,9 @@ class FileServer:
         if not stat.S_ISREG(index_st.st_mode):
             os.close(index_fd)
             raise _NOT_FOUND
-        return self.respond_with_file(request, index_fd, index_st, "index.html")
+        return self.respond_with_file(
+            request, index_fd, index_st, "index.html", _join(path.relative, "index.html")
+        )
 
     def is_hidden(self, real_path: str) -> bool:
         """The state directory, or a dotfile (or anything inside one) under the root."""
@@ -146,7 +161,7 @@ class FileServer:
     # -- files ------------------------------------------------------------------
 
     def respond_with_file(
-        self, request: Request, fd: int, st: os.stat_result, name: str
+        self, request: Request, fd: int, st: os.stat_result, name: str, relative: str
     ) -> Response:
         """Preconditions, ranges and headers for an open regular file; owns `fd`.
 
@@ -154,12 +169,14 @@ class FileServer:
         a 304); on any exception it is closed here, and only here.
         """
         try:
-            return self._file_response(request, fd, st, name)
+            return self._file_response(request, fd, st, name, relative)
         except BaseException:
             os.close(fd)
             raise
 
-    def _file_response(self, request: Request, fd: int, st: os.stat_result, name: str) -> Response:
+    def _file_response(
+        self, request: Request, fd: int, st: os.stat_result, name: str, relative: str
+    ) -> Response:
         headers = request.headers
         etag = file_etag(st)
         mtime = int(st.st_mtime)
@@ -198,6 +215,10 @@ class FileServer:
             )
         if decision.kind is RangeKind.FULL:
             common.append(("Content-Type", kind))
+            if size <= self.small_body and self.cache is not None:
+                small = self._remember(request, relative, st, common, fd)
+                if small is not None:
+                    return small
             return Response(200, common, Body((FileRegion(fd, 0, size),), cleanup=cleanup))
         if len(decision.ranges) == 1:
             r = decision.ranges[0]
@@ -213,6 +234,19 @@ class FileServer:
         ]
         common.append(("Content-Type", multipart_content_type(boundary)))
         return Response(206, common, Body(parts, cleanup=cleanup))
+
+    def _remember(
+        self, request: Request, relative: str, st: os.stat_result, headers: Headers, fd: int
+    ) -> Response | None:
+        """Answer a small, cached-in-RAM file from bytes, and keep it for next time."""
+        assert self.cache is not None
+        body = read_nowait(fd, 0, st.st_size)
+        if body is None or len(body) != st.st_size:
+            return None  # cold or changing: the connection reads it the usual way
+        if self.cache.applies_to(request.method, request.headers):
+            self.cache.store(request.path, os.path.join(self.root, relative), st, headers, body)
+        os.close(fd)
+        return Response(200, headers, Body((body,)))
 
 
 def _is_under(path: str, directory: str) -> bool:

@@ -46,7 +46,6 @@ class Request:
     __slots__ = (
         "body_kind",
         "content_length",
-        "expect_continue",
         "headers",
         "http11",
         "keep_alive",
@@ -77,7 +76,10 @@ class Request:
         self.keep_alive = keep_alive
         self.body_kind = body_kind  # "none" | "length" | "chunked"
         self.content_length = content_length
-        self.expect_continue = headers.get("expect", "").lower() == "100-continue"
+
+    @property
+    def expect_continue(self) -> bool:
+        return self.headers.get("expect", "").lower() == "100-continue"
 
     @property
     def has_body(self) -> bool:
@@ -113,6 +115,8 @@ Event = Request | Data | _Sentinel
 
 _HEAD, _LENGTH, _CHUNK_SIZE, _CHUNK_DATA, _CHUNK_CRLF, _TRAILERS, _DEAD = range(7)
 _MAX_SIZE_DIGITS = 16  # a chunk size of 16 hex digits is already 2**64
+_FIELD_NAMES: dict[bytes, str] = {}  # field name as sent -> lower-case str (a memo)
+_FIELD_NAMES_MAX = 512
 
 
 class RequestParser:
@@ -163,7 +167,7 @@ class RequestParser:
         self._line_end = -1  # end of the request line once found
         self._counted = 0  # CRLFs counted up to here
         self._crlfs = 0
-        self._url = bytearray()
+        self._url = b""
         self._headers: dict[str, str] = {}
         self._host_count = 0
         self._head_done = False
@@ -174,10 +178,13 @@ class RequestParser:
     def _next_head(self) -> Event:
         buf = self._buf
         if self._fed == 0:
-            while buf[:2] == b"\r\n":  # RFC 9112 2.2: ignore empty lines before a request
-                del buf[:2]
-            if not buf or buf == b"\r":  # nothing yet, or half of an empty line
+            if not buf:
                 return NEED_DATA
+            if buf[0] == 13:  # CR
+                while buf[:2] == b"\r\n":  # RFC 9112 2.2: ignore empty lines before a request
+                    del buf[:2]
+                if not buf or buf == b"\r":  # nothing yet, or half of an empty line
+                    return NEED_DATA
         if self._llhttp_dirty:
             self._llhttp = httptools.HttpRequestParser(self)
             self._llhttp_dirty = False
@@ -185,7 +192,10 @@ class RequestParser:
         head_end = end + 4 if end >= 0 else len(buf)
         self._check_limits(head_end, complete=end >= 0)
         if head_end > self._fed:
-            self._feed_llhttp(bytes(buf[self._fed : head_end]))
+            if self._fed == 0 and head_end == len(buf):
+                self._feed_llhttp(buf)  # the usual case, one whole head: no copy
+            else:
+                self._feed_llhttp(bytes(buf[self._fed : head_end]))
             self._fed = head_end
         if not self._head_done:
             if end >= 0:  # llhttp saw the blank line but did not finish: malformed
@@ -216,7 +226,7 @@ class RequestParser:
         if headers > limits.max_header_count:
             raise ProtocolError(431, "too_many_headers", "too many header fields")
 
-    def _feed_llhttp(self, data: bytes) -> None:
+    def _feed_llhttp(self, data: bytes | bytearray) -> None:
         try:
             self._llhttp.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -234,7 +244,11 @@ class RequestParser:
         self._url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        key = name.decode("latin-1").lower()
+        key = _FIELD_NAMES.get(name)
+        if key is None:
+            key = name.decode("latin-1").lower()
+            if len(_FIELD_NAMES) < _FIELD_NAMES_MAX:  # bounded: clients choose names
+                _FIELD_NAMES[name] = key
         text = value.decode("latin-1")
         if key == "host":
             self._host_count += 1
@@ -261,7 +275,7 @@ class RequestParser:
         if self._host_count > 1:
             raise ProtocolError(400, "bad_request", "more than one Host header")
         method = self._method.decode("ascii")
-        target = bytes(self._url)
+        target = self._url
         path, query = _split_target(method, target)
         body_kind, length = self._body_framing(headers, http11)
         keep_alive = self._keep_alive

@@ -25,17 +25,36 @@ Headers = list[tuple[str, str]]
 
 
 class Response:
-    """Status, headers (without framing headers) and a body description."""
+    """Status, headers (without framing headers) and a body description.
 
-    __slots__ = ("body", "headers", "status")
+    `head_block` may carry `headers` already encoded ("Name: value\r\n" each),
+    for responses built from a cache; frame_head then uses it as it is.
+    """
 
-    def __init__(self, status: int, headers: Headers | None = None, body: Body = EMPTY) -> None:
+    __slots__ = ("body", "head_block", "headers", "status")
+
+    def __init__(
+        self,
+        status: int,
+        headers: Headers | None = None,
+        body: Body = EMPTY,
+        head_block: bytes | None = None,
+    ) -> None:
         self.status = status
         self.headers: Headers = headers if headers is not None else []
         self.body = body
+        self.head_block = head_block
 
     def __repr__(self) -> str:
         return f"<Response {self.status} length={self.body.length}>"
+
+
+def encode_headers(headers: Headers) -> bytes:
+    """`Name: value\r\n` lines; refuses CR or LF inside a name or value (injection)."""
+    text = "".join([f"{name}: {value}\r\n" for name, value in headers])
+    if text.count("\n") != len(headers) or text.count("\r") != len(headers):
+        raise ValueError("header injection: CR or LF inside a header field")
+    return text.encode("latin-1")
 
 
 def has_no_body(status: int, method: str) -> bool:
@@ -61,39 +80,36 @@ def frame_head(
     method: str,
     http11: bool,
     keep_alive: bool,
-    date: str,
-    server: str | None = None,
+    date: bytes,
 ) -> Framing:
-    """Render the status line and headers, adding Date, framing and Connection."""
+    """Render the status line and headers, adding Date, framing and Connection.
+
+    `date` is the whole `Date: ...\r\n` line (the caller formats it once a second).
+    """
     status = response.status
     length = response.body.length
     send_body = not has_no_body(status, method)
     chunked = False
-    lines = [f"{name}: {value}" for name, value in response.headers]
-    lines.append(f"Date: {date}")
-    if server:
-        lines.append(f"Server: {server}")
+    block = response.head_block
+    if block is None:
+        block = encode_headers(response.headers)
+    head = [_STATUS_LINES.get(status) or b"HTTP/1.1 %d Unknown\r\n" % status, block, date]
     if status >= 200 and status != 204:
         if length is not None:
             if status != 304:
-                lines.append(f"Content-Length: {length}")
+                head.append(b"Content-Length: %d\r\n" % length)
         elif http11:
             if send_body:
                 chunked = True
-                lines.append("Transfer-Encoding: chunked")
+                head.append(b"Transfer-Encoding: chunked\r\n")
         elif send_body:
             keep_alive = False  # HTTP/1.0 with unknown length: the close ends the body
     if not keep_alive:
-        lines.append("Connection: close")
+        head.append(b"Connection: close\r\n")
     elif not http11:
-        lines.append("Connection: keep-alive")
-    text = "\r\n".join(lines)
-    separators = len(lines) - 1
-    if text.count("\n") != separators or text.count("\r") != separators:
-        raise ValueError("header injection: CR or LF inside a header field")
-    status_line = _STATUS_LINES.get(status) or b"HTTP/1.1 %d Unknown\r\n" % status
-    head = status_line + text.encode("latin-1") + b"\r\n\r\n"
-    return Framing(head, keep_alive, chunked, send_body)
+        head.append(b"Connection: keep-alive\r\n")
+    head.append(b"\r\n")
+    return Framing(b"".join(head), keep_alive, chunked, send_body)
 
 
 def wants_json(accept: str | None) -> bool:

@@ -217,7 +217,7 @@ class HttpConnection(asyncio.Protocol):
                 method=request.method,
                 http11=request.http11,
                 keep_alive=keep_alive,
-                date=self.ctx.http_date(),
+                date=self.ctx.date_line(),
             )
             if not framing.send_body:
                 self.transport.write(framing.head)
@@ -277,7 +277,7 @@ class HttpConnection(asyncio.Protocol):
     def _answer_protocol_error(self, exc: ProtocolError) -> None:
         response = self._error(None, exc)
         framing = frame_head(response, method="GET", http11=True, keep_alive=False,
-                             date=self.ctx.http_date())  # fmt: skip
+                             date=self.ctx.date_line())  # fmt: skip
         self.transport.write(framing.head + b"".join(response.body.parts))  # type: ignore[arg-type]
         self.ctx.access_log.record_error(self, exc.status)
         self.closing = True

@@ -37,14 +37,14 @@ class ServerContext:
         self.on_connection_closed: Callable[[], None] = lambda: None
         self._drained: asyncio.Future[None] | None = None
         self._date_second = -1
-        self._date = ""
+        self._date = b""
 
-    def http_date(self) -> str:
-        """The Date header value, formatted once per second."""
+    def date_line(self) -> bytes:
+        """The `Date: ...\r\n` header line, formatted once per second."""
         now = int(time.time())
         if now != self._date_second:
             self._date_second = now
-            self._date = format_http_date(now)
+            self._date = b"Date: %s\r\n" % format_http_date(now).encode("ascii")
         return self._date
 
     def connection_opened(self, conn: HttpConnection) -> None:

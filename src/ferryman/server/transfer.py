@@ -26,6 +26,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 from ferryman.http.body import Body, FileRegion, Part
+from ferryman.pagecache import is_cached, read_nowait, warm
 
 if TYPE_CHECKING:
     from ferryman.http.response import Framing
@@ -33,8 +34,6 @@ if TYPE_CHECKING:
 SENDFILE_CHUNK = 2 * 1024 * 1024  # probe and warm granularity for sendfile
 READ_CHUNK = 256 * 1024  # buffered path: one read, one transport.write
 _MSG_MORE = getattr(socket, "MSG_MORE", 0)
-_RWF_NOWAIT = getattr(os, "RWF_NOWAIT", 0)
-_nowait_supported = bool(_RWF_NOWAIT)
 
 
 class TransferAborted(Exception):
@@ -53,50 +52,6 @@ class Connection(Protocol):
     async def writable(self, fd: int) -> None: ...
     def progress(self) -> None: ...
     def socket_writer(self) -> SocketWriter: ...
-
-
-# -- page cache probes ----------------------------------------------------------
-
-
-def read_nowait(fd: int, offset: int, count: int) -> bytes | None:
-    """Up to `count` bytes if they are in the page cache, else None (never blocks).
-
-    Returns b"" at end of file. A partial answer means the rest is cold.
-    """
-    global _nowait_supported
-    if not _nowait_supported:
-        return None
-    buf = bytearray(count)
-    try:
-        got = os.preadv(fd, [buf], offset, _RWF_NOWAIT)
-    except BlockingIOError:
-        return None
-    except OSError:  # filesystem without RWF_NOWAIT: always take the thread path
-        _nowait_supported = False
-        return None
-    if got < count:
-        del buf[got:]
-    return bytes(buf)
-
-
-def is_cached(fd: int, offset: int, count: int) -> bool:
-    """A cheap guess: the first and last byte of the region are in the page cache."""
-    if not _nowait_supported:
-        return False
-    first = read_nowait(fd, offset, 1)
-    if first is None:
-        return False
-    return count <= 1 or read_nowait(fd, offset + count - 1, 1) is not None
-
-
-def _warm(fd: int, offset: int, count: int) -> None:
-    """Read a region in a worker thread so its pages are cached for sendfile."""
-    end = offset + count
-    while offset < end:
-        data = os.pread(fd, min(READ_CHUNK * 4, end - offset), offset)
-        if not data:
-            return
-        offset += len(data)
 
 
 def inline_parts(parts: Sequence[Part]) -> bytes | None:
@@ -237,7 +192,7 @@ class SocketWriter:
             if offset >= checked_until:
                 step = min(SENDFILE_CHUNK, end - offset)
                 if not is_cached(fd, offset, step):
-                    await asyncio.to_thread(_warm, fd, offset, step)
+                    await asyncio.to_thread(warm, fd, offset, step)
                 checked_until = offset + step
             try:
                 n = os.sendfile(self.fd, fd, offset, checked_until - offset)

@@ -1,0 +1,91 @@
+"""Per-request Python cost of ferryman's hot path, without the network.
+
+Drives one HttpConnection with an in-memory transport: each iteration feeds
+one GET for a 1 KiB file and collects the response bytes. Prints microseconds
+per request; with --profile, the top functions by own time (cProfile).
+
+    .venv/bin/python bench/micro/request_path.py [--profile] [-n 20000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import os
+import pstats
+import tempfile
+import time
+
+from ferryman.app.routes import App
+from ferryman.config import Config
+from ferryman.server.accesslog import AccessLog
+from ferryman.server.connection import HttpConnection
+from ferryman.server.context import ServerContext
+
+REQUEST = (
+    b"GET /1k.bin HTTP/1.1\r\nHost: 127.0.0.1:8000\r\n"
+    b"User-Agent: bench\r\nAccept: */*\r\n\r\n"
+)
+
+
+class MemoryTransport:
+    """Just enough of asyncio.Transport for the synchronous response path."""
+
+    def __init__(self) -> None:
+        self.out: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.out.append(data)
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        pass
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        return ("127.0.0.1", 5555) if name == "peername" else default
+
+    def is_closing(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        pass
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("-n", type=int, default=20000)
+    parser.add_argument("--profile", action="store_true")
+    args = parser.parse_args()
+    root = tempfile.mkdtemp()
+    with open(os.path.join(root, "1k.bin"), "wb") as f:
+        f.write(os.urandom(1024))
+    loop = asyncio.new_event_loop()
+    config = Config(source=root)
+    ctx = ServerContext(config, App(config), loop, AccessLog("off"))
+    conn = HttpConnection(ctx)
+    transport = MemoryTransport()
+    conn.connection_made(transport)  # type: ignore[arg-type]
+
+    def run(n: int) -> None:
+        for _ in range(n):
+            conn.data_received(REQUEST)
+        transport.out.clear()
+
+    run(1000)
+    assert not conn.busy
+    if args.profile:
+        profiler = cProfile.Profile()
+        profiler.runcall(run, args.n)
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(22)
+        return
+    start = time.perf_counter()
+    run(args.n)
+    elapsed = time.perf_counter() - start
+    print(f"{elapsed / args.n * 1e6:.2f} us per request ({args.n / elapsed:,.0f} req/s, one core)")
+
+
+if __name__ == "__main__":
+    main()

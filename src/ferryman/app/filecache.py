@@ -1,0 +1,95 @@
+"""Small files answered from memory, revalidated by one stat() per request.
+
+nginx's open_file_cache trusts an entry for a fixed time; this cache trusts
+it only while a stat() of the same path shows the same identity (device,
+inode, size, mtime in nanoseconds), so a changed file is never served stale.
+A hit skips path resolution, open, fstat, the /proc confinement check, the
+read and the close; its headers are kept already encoded. Entries are made
+only for paths that passed every check of the full path, and only a
+conditional-free, Range-free GET or HEAD may use them: anything else takes
+the full path, which owns the precondition and Range logic.
+
+Why a stat is enough: equal identity means the same inode whatever route
+reached it, and that inode was servable when the entry was made. A rename
+of the file or of a directory on the way changes what the path reaches.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from ferryman.http.body import Body
+from ferryman.http.response import Headers, Response, encode_headers
+
+# Headers that make a request ask for more than "the current representation".
+_NEEDS_FULL_PATH = frozenset(
+    ("range", "if-match", "if-none-match", "if-modified-since", "if-unmodified-since", "if-range")
+)
+
+
+def identity(st: os.stat_result) -> tuple[int, int, int, int]:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+@dataclass(slots=True)
+class Entry:
+    path: str  # absolute path to stat
+    identity: tuple[int, int, int, int]
+    headers: Headers
+    head_block: bytes
+    body: bytes
+
+
+class SmallFileCache:
+    """Bounded by entry count and bytes; the oldest entry goes first."""
+
+    def __init__(self, max_entries: int = 2048, max_bytes: int = 32 * 1024 * 1024) -> None:
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self._entries: dict[bytes, Entry] = {}
+        self._bytes = 0
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @staticmethod
+    def applies_to(method: str, headers: dict[str, str]) -> bool:
+        return (method == "GET" or method == "HEAD") and _NEEDS_FULL_PATH.isdisjoint(headers)
+
+    def response(self, raw_path: bytes) -> Response | None:
+        """A 200 for `raw_path` from memory, or None (then take the full path)."""
+        entry = self._entries.get(raw_path)
+        if entry is None:
+            self.misses += 1
+            return None
+        try:
+            current = identity(os.stat(entry.path))
+        except OSError:
+            current = None
+        if current != entry.identity:
+            self._drop(raw_path)
+            self.misses += 1
+            return None
+        self.hits += 1
+        return Response(200, entry.headers, Body((entry.body,)), entry.head_block)
+
+    def store(
+        self, raw_path: bytes, path: str, st: os.stat_result, headers: Headers, body: bytes
+    ) -> None:
+        if len(body) != st.st_size or len(body) > self.max_bytes // 16:
+            return
+        self._drop(raw_path)
+        while self._entries and (
+            len(self._entries) >= self.max_entries or self._bytes + len(body) > self.max_bytes
+        ):
+            self._drop(next(iter(self._entries)))
+        self._entries[raw_path] = Entry(path, identity(st), headers, encode_headers(headers), body)
+        self._bytes += len(body)
+
+    def _drop(self, raw_path: bytes) -> None:
+        entry = self._entries.pop(raw_path, None)
+        if entry is not None:
+            self._bytes -= len(entry.body)

@@ -1,0 +1,57 @@
+"""Reading files without blocking the event loop on a cold disk.
+
+`read_nowait` returns only what the page cache already holds (preadv with
+RWF_NOWAIT), `is_cached` guesses whether a region is cached from its two
+ends, and `warm` reads a region in a worker thread so later reads (or
+sendfile) find it cached. Used by the transfer writers and the small-file
+cache alike.
+"""
+
+from __future__ import annotations
+
+import os
+
+_RWF_NOWAIT = getattr(os, "RWF_NOWAIT", 0)
+_WARM_CHUNK = 1024 * 1024
+_nowait_supported = bool(_RWF_NOWAIT)
+
+
+def read_nowait(fd: int, offset: int, count: int) -> bytes | None:
+    """Up to `count` bytes if they are in the page cache, else None (never blocks).
+
+    Returns b"" at end of file. A partial answer means the rest is cold.
+    """
+    global _nowait_supported
+    if not _nowait_supported:
+        return None
+    buf = bytearray(count)
+    try:
+        got = os.preadv(fd, [buf], offset, _RWF_NOWAIT)
+    except BlockingIOError:
+        return None
+    except OSError:  # filesystem without RWF_NOWAIT: always take the thread path
+        _nowait_supported = False
+        return None
+    if got < count:
+        del buf[got:]
+    return bytes(buf)
+
+
+def is_cached(fd: int, offset: int, count: int) -> bool:
+    """A cheap guess: the first and last byte of the region are in the page cache."""
+    if not _nowait_supported:
+        return False
+    first = read_nowait(fd, offset, 1)
+    if first is None:
+        return False
+    return count <= 1 or read_nowait(fd, offset + count - 1, 1) is not None
+
+
+def warm(fd: int, offset: int, count: int) -> None:
+    """Read a region in a worker thread so its pages are cached for sendfile."""
+    end = offset + count
+    while offset < end:
+        data = os.pread(fd, min(_WARM_CHUNK, end - offset), offset)
+        if not data:
+            return
+        offset += len(data)
