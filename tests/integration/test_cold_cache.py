@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from ferryman import pagecache
+from ferryman.http.body import FileRegion
 from ferryman.server import transfer
 from tests.conftest import ServerProcess, pattern
 
@@ -22,7 +24,7 @@ def evict(path: Path) -> bool:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        return transfer.read_nowait(fd, 0, 4096) is None
+        return pagecache.read_nowait(fd, 0, 4096) is None
     finally:
         os.close(fd)
 
@@ -35,11 +37,11 @@ def test_probe_tells_cold_from_cached(tmp_path: Path) -> None:
         pytest.skip("this filesystem keeps the pages (tmpfs) or lacks RWF_NOWAIT")
     fd = os.open(path, os.O_RDONLY)
     try:
-        assert not transfer.is_cached(fd, 0, 1 << 20)
+        assert not pagecache.is_cached(fd, 0, 1 << 20)
         assert os.pread(fd, 1 << 20, 0) == pattern(1 << 20)  # a blocking read warms it
-        assert transfer.is_cached(fd, 0, 1 << 20)
-        assert transfer.read_nowait(fd, 4096, 16) == pattern(16, 4096)
-        assert transfer.inline_parts([b"<", transfer.FileRegion(fd, 0, 32), b">"]) == (
+        assert pagecache.is_cached(fd, 0, 1 << 20)
+        assert pagecache.read_nowait(fd, 4096, 16) == pattern(16, 4096)
+        assert transfer.inline_parts([b"<", FileRegion(fd, 0, 32), b">"]) == (
             b"<" + pattern(32) + b">"
         )
     finally:

@@ -31,10 +31,10 @@ from collections.abc import Awaitable, Sequence
 from typing import TYPE_CHECKING
 
 from ferryman.errors import HttpError, ProtocolError
-from ferryman.http.body import Part
+from ferryman.http.body import FileRegion, Part
 from ferryman.http.parser import NEED_DATA, Request, RequestParser
 from ferryman.http.response import Framing, Response, error_response, frame_head
-from ferryman.server import transfer
+from ferryman.server import transfer, zerocopy
 
 if TYPE_CHECKING:
     from ferryman.server.context import ServerContext
@@ -61,7 +61,7 @@ class HttpConnection(asyncio.Protocol):
         self.eof = False
         self._waiter: asyncio.Future[None] | None = None
         self._task: asyncio.Task[None] | None = None
-        self._writer: transfer.SocketWriter | None = None
+        self._writer: zerocopy.SocketWriter | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = math.inf
         self._deadline = math.inf
@@ -223,17 +223,37 @@ class HttpConnection(asyncio.Protocol):
                 self.transport.write(framing.head)
                 self._finished(request, response, framing, 0, started)
                 return
+            self.body_sent = 0
+            sender = None
             if body.stream is None:
                 inline = self._inline(body.parts, body.length)
                 if inline is not None:
                     self.transport.write(framing.head + inline)
                     self._finished(request, response, framing, len(inline), started)
                     return
+                sender = self._zero_copy(framing, body.parts)
+                if sender is not None and sender.advance() == zerocopy.DONE:
+                    self._finished(request, response, framing, self.body_sent, started)
+                    return
+        except (OSError, zerocopy.FileShrank) as exc:
+            self._aborted(request, response, started, exc)
+            return
         except BaseException:
             body.release()
             raise
         self.busy = True
-        self._task = self.loop.create_task(self._transfer(request, response, framing, started))
+        self._task = self.loop.create_task(
+            self._transfer(request, response, framing, started, sender)
+        )
+
+    def _zero_copy(self, framing: Framing, parts: Sequence[Part]) -> zerocopy.ZeroCopySend | None:
+        """A zero-copy sender, if this body can have one now."""
+        if not self.ctx.config.sendfile or self.transport.get_write_buffer_size():
+            return None  # off, or earlier bytes still queued in the transport
+        if not any(isinstance(p, FileRegion) for p in parts):
+            return None
+        writer = self.socket_writer()
+        return None if writer is None else zerocopy.ZeroCopySend(self, writer, framing.head, parts)
 
     def _inline(self, parts: Sequence[Part], length: int | None) -> bytes | None:
         if length is None or length > self.ctx.config.small_body:
@@ -241,22 +261,17 @@ class HttpConnection(asyncio.Protocol):
         return transfer.inline_parts(parts)
 
     async def _transfer(
-        self, request: Request, response: Response, framing: Framing, started: float
+        self,
+        request: Request,
+        response: Response,
+        framing: Framing,
+        started: float,
+        sender: zerocopy.ZeroCopySend | None,
     ) -> None:
-        self.body_sent = 0
         try:
-            await transfer.send_body(self, framing, response.body, self.ctx.config.sendfile)
+            await transfer.send_body(self, framing, response.body, self.ctx.config.sendfile, sender)
         except BaseException as exc:
-            if not isinstance(exc, transfer.TransferAborted | asyncio.CancelledError):
-                log.exception("sending %s %r failed", request.method, request.target)
-            reason = str(exc) or type(exc).__name__
-            self.ctx.access_log.record(
-                self, request, response.status, self.body_sent, started, reason
-            )
-            response.body.release()
-            self.abort()  # connection_lost follows on a later turn of the loop
-            self.busy = False
-            self._close_writer()
+            self._aborted(request, response, started, exc)
             if isinstance(exc, asyncio.CancelledError):
                 raise
             return
@@ -264,6 +279,20 @@ class HttpConnection(asyncio.Protocol):
         self._finished(request, response, framing, self.body_sent, started)
         if not self.busy:
             self._process()
+
+    def _aborted(
+        self, request: Request, response: Response, started: float, exc: BaseException
+    ) -> None:
+        """The body could not be sent whole: log it, release it, cut the connection."""
+        expected = (transfer.TransferAborted, asyncio.CancelledError, OSError, zerocopy.FileShrank)
+        if not isinstance(exc, expected):
+            log.error("sending %s %r failed", request.method, request.target, exc_info=exc)
+        reason = str(exc) or type(exc).__name__
+        self.ctx.access_log.record(self, request, response.status, self.body_sent, started, reason)
+        response.body.release()
+        self.abort()  # connection_lost follows on a later turn of the loop
+        self.busy = False
+        self._close_writer()
 
     def _finished(
         self, request: Request, response: Response, framing: Framing, sent: int, started: float
@@ -408,9 +437,13 @@ class HttpConnection(asyncio.Protocol):
             self.loop.remove_writer(fd)
             self._deadline = math.inf
 
-    def socket_writer(self) -> transfer.SocketWriter:
+    def socket_writer(self) -> zerocopy.SocketWriter | None:
+        """The connection's socket duplicate, made at first use; None if none can be had."""
         if self._writer is None:
-            self._writer = transfer.SocketWriter(self)
+            try:
+                self._writer = zerocopy.SocketWriter(self.transport.get_extra_info("socket"))
+            except OSError:  # out of descriptors: the caller copies instead
+                return None
         return self._writer
 
     def _wake(self) -> None:

@@ -21,19 +21,17 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 from ferryman.http.body import Body, FileRegion, Part
-from ferryman.pagecache import is_cached, read_nowait, warm
+from ferryman.pagecache import read_nowait
+from ferryman.server.zerocopy import FileShrank, SocketWriter, ZeroCopySend
 
 if TYPE_CHECKING:
     from ferryman.http.response import Framing
 
-SENDFILE_CHUNK = 2 * 1024 * 1024  # probe and warm granularity for sendfile
 READ_CHUNK = 256 * 1024  # buffered path: one read, one transport.write
-_MSG_MORE = getattr(socket, "MSG_MORE", 0)
 
 
 class TransferAborted(Exception):
@@ -46,12 +44,13 @@ class Connection(Protocol):
     loop: asyncio.AbstractEventLoop
     transport: asyncio.Transport
     body_sent: int
+    closed: bool
 
     async def drain(self) -> None: ...
     async def flush(self) -> None: ...
     async def writable(self, fd: int) -> None: ...
     def progress(self) -> None: ...
-    def socket_writer(self) -> SocketWriter: ...
+    def socket_writer(self) -> SocketWriter | None: ...
 
 
 def inline_parts(parts: Sequence[Part]) -> bytes | None:
@@ -71,8 +70,16 @@ def inline_parts(parts: Sequence[Part]) -> bytes | None:
 # -- writers ------------------------------------------------------------------
 
 
-async def send_body(conn: Connection, framing: Framing, body: Body, use_sendfile: bool) -> None:
+async def send_body(
+    conn: Connection,
+    framing: Framing,
+    body: Body,
+    use_sendfile: bool,
+    sender: ZeroCopySend | None = None,
+) -> None:
     """Send the head and the whole body, counting body bytes in `conn.body_sent`.
+
+    With `sender`, finish a zero-copy transfer the connection began synchronously.
 
     Raises TransferAborted when the body cannot be sent whole.
     """
@@ -80,38 +87,18 @@ async def send_body(conn: Connection, framing: Framing, body: Body, use_sendfile
         if body.stream is not None:
             await _send_stream(conn, framing, body.stream)
             return
+        if sender is not None:
+            await sender.finish()
+            return
         if use_sendfile and any(isinstance(p, FileRegion) for p in body.parts):
-            try:
-                writer = conn.socket_writer()
-            except OSError:  # no descriptor left for the duplicate: copy instead
-                writer = None
+            writer = conn.socket_writer()
             if writer is not None:
-                await _send_zero_copy(conn, writer, framing.head, body.parts)
+                await conn.flush()
+                await ZeroCopySend(conn, writer, framing.head, body.parts).finish()
                 return
         await _send_buffered(conn, framing.head, body.parts)
-    except (ConnectionError, OSError) as exc:
+    except (ConnectionError, OSError, FileShrank) as exc:
         raise TransferAborted(str(exc) or type(exc).__name__) from exc
-
-
-async def _send_zero_copy(
-    conn: Connection, writer: SocketWriter, head: bytes, parts: Sequence[Part]
-) -> None:
-    await conn.flush()
-    pending = head  # literal bytes wait to be sent with MSG_MORE before a region
-    pending_body = 0  # how many of them are body bytes (not the head)
-    for part in parts:
-        if isinstance(part, FileRegion):
-            if pending:
-                await writer.send(pending, more=True)
-                conn.body_sent += pending_body
-                pending, pending_body = b"", 0
-            await writer.sendfile(part.fd, part.offset, part.count)
-        else:
-            pending += part
-            pending_body += len(part)
-    if pending:
-        await writer.send(pending, more=False)
-        conn.body_sent += pending_body
 
 
 async def _send_buffered(conn: Connection, head: bytes, parts: Sequence[Part]) -> None:
@@ -156,51 +143,3 @@ async def _send_stream(conn: Connection, framing: Framing, stream: AsyncIterator
         conn.body_sent += len(chunk)
     if framing.chunked:
         transport.write(b"0\r\n\r\n")
-
-
-class SocketWriter:
-    """Writes straight to the connection's socket through a duplicate descriptor.
-
-    One per connection, made at its first zero-copy body and closed with it.
-    """
-
-    def __init__(self, conn: Connection) -> None:
-        self.conn = conn
-        raw = conn.transport.get_extra_info("socket")
-        self.sock = socket.socket(fileno=os.dup(raw.fileno()))
-        self.fd = self.sock.fileno()
-
-    def close(self) -> None:
-        self.sock.close()
-
-    async def send(self, data: bytes, *, more: bool) -> None:
-        view = memoryview(data)
-        flags = _MSG_MORE if more else 0
-        while view:
-            try:
-                n = self.sock.send(view, flags)
-            except (BlockingIOError, InterruptedError):
-                await self.conn.writable(self.fd)
-                continue
-            view = view[n:]
-            self.conn.progress()
-
-    async def sendfile(self, fd: int, offset: int, count: int) -> None:
-        end = offset + count
-        checked_until = offset  # the region up to here was probed (and warmed if cold)
-        while offset < end:
-            if offset >= checked_until:
-                step = min(SENDFILE_CHUNK, end - offset)
-                if not is_cached(fd, offset, step):
-                    await asyncio.to_thread(warm, fd, offset, step)
-                checked_until = offset + step
-            try:
-                n = os.sendfile(self.fd, fd, offset, checked_until - offset)
-            except (BlockingIOError, InterruptedError):
-                await self.conn.writable(self.fd)
-                continue
-            if n == 0:
-                raise TransferAborted("file shrank while being sent")
-            offset += n
-            self.conn.body_sent += n
-            self.conn.progress()

@@ -1,0 +1,127 @@
+"""Zero-copy sending: a head and file regions, straight from the page cache.
+
+The bytes go out on a dup() of the connection's socket, beside its transport
+(uvloop has no loop.sendfile, and its transports refuse add_writer on their
+own socket; a duplicate works on both loops). Literal bytes (the head,
+multipart framing) go with MSG_MORE so they share packets with the file data
+that follows; file regions go with os.sendfile().
+
+`ZeroCopySend` is a resumable state machine: `advance()` sends until the
+socket would block, a region is not in the page cache, or all is sent. The
+connection calls it once synchronously, so a response the socket takes at
+once (the common case for ranges and small files) needs no task at all;
+only the rest of a blocked or cold transfer moves into `finish()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from ferryman.http.body import FileRegion, Part
+from ferryman.pagecache import is_cached, warm
+
+if TYPE_CHECKING:
+    from ferryman.server.transfer import Connection
+
+SENDFILE_CHUNK = 2 * 1024 * 1024  # probe and warm granularity
+_MSG_MORE = getattr(socket, "MSG_MORE", 0)
+
+DONE, BLOCKED, COLD = "done", "blocked", "cold"
+
+
+class FileShrank(Exception):
+    """sendfile() found the end of the file before the promised length."""
+
+
+class SocketWriter:
+    """A duplicate of the connection's socket; one per connection, closed with it."""
+
+    def __init__(self, raw_socket: socket.socket) -> None:
+        self.sock = socket.socket(fileno=os.dup(raw_socket.fileno()))
+        self.fd = self.sock.fileno()
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _merge_literals(head: bytes, parts: Sequence[Part]) -> list[bytes | FileRegion]:
+    items: list[bytes | FileRegion] = [head]
+    for part in parts:
+        if isinstance(part, FileRegion):
+            if part.count:
+                items.append(part)
+        elif isinstance(items[-1], bytes):
+            items[-1] += part
+        else:
+            items.append(part)
+    return items
+
+
+class ZeroCopySend:
+    def __init__(self, conn: Connection, writer: SocketWriter, head: bytes, parts: Sequence[Part]):
+        self.conn = conn
+        self.writer = writer
+        self.items = _merge_literals(head, parts)
+        self.head_left = len(head)  # head bytes not yet sent (not counted as body)
+        self.index = 0
+        self.done_in_item = 0  # bytes of items[index] already sent
+        self.checked_until = -1  # offset in the current region known to be cached
+        self.cold: tuple[int, int, int] | None = None  # (fd, offset, count) to warm
+
+    def advance(self) -> str:
+        """Send what can be sent now; DONE, BLOCKED (wait for writable) or COLD."""
+        sock, conn, items = self.writer.sock, self.conn, self.items
+        while self.index < len(items):
+            item = items[self.index]
+            try:
+                if isinstance(item, bytes):
+                    more = self.index + 1 < len(items)
+                    n = sock.send(item[self.done_in_item :], _MSG_MORE if more else 0)
+                    counted = max(0, n - self.head_left)
+                    self.head_left = max(0, self.head_left - n)
+                    finished = self.done_in_item + n == len(item)
+                else:
+                    offset = item.offset + self.done_in_item
+                    if offset >= self.checked_until:
+                        step = min(SENDFILE_CHUNK, item.offset + item.count - offset)
+                        if not is_cached(item.fd, offset, step):
+                            self.cold = (item.fd, offset, step)
+                            return COLD
+                        self.checked_until = offset + step
+                    n = os.sendfile(self.writer.fd, item.fd, offset, self.checked_until - offset)
+                    if n == 0:
+                        raise FileShrank("file shrank while being sent")
+                    counted = n
+                    finished = self.done_in_item + n == item.count
+            except (BlockingIOError, InterruptedError):
+                return BLOCKED
+            conn.body_sent += counted
+            if finished:
+                self.index += 1
+                self.done_in_item = 0
+                self.checked_until = -1
+            else:
+                self.done_in_item += n
+            conn.progress()
+        return DONE
+
+    async def finish(self) -> None:
+        """Drive advance() to the end, waiting for writability and warming cold pages."""
+        while True:
+            state = self.advance()
+            if state == DONE:
+                return
+            if state == BLOCKED:
+                await self.conn.writable(self.writer.fd)
+            else:
+                assert self.cold is not None
+                fd, offset, count = self.cold
+                await asyncio.to_thread(warm, fd, offset, count)
+                self.checked_until = offset + count
+                self.cold = None
+                if self.conn.closed:
+                    raise ConnectionResetError("connection lost")
