@@ -393,3 +393,19 @@ def test_state_dir_inside_root_is_neither_listed_nor_served(ferryman, docroot) -
         listing = json.loads(conn.get("/plain/", {"Accept": "application/json"}).body)
         assert "sub" not in [e["name"] for e in listing["entries"]]
         assert conn.get("/plain/sub/").status == 404
+
+
+@pytest.mark.parametrize("small_body", ["16384", "0"])
+def test_multipart_of_small_ranges_is_exact_whether_inlined_or_not(
+    ferryman, small_body: str
+) -> None:  # type: ignore[no-untyped-def]
+    srv = ferryman("--small-body", small_body)
+    header = "bytes=0-16383,2000000-2016383,5000000-5016383"
+    with srv.connect() as conn:
+        r = conn.get(f"/p{5 * 1024 * 1024 + 7}.bin", {"Range": header})
+    parts = parse_multipart(r.body, r.header("content-type") or "")
+    assert [p[1] for p in parts] == [
+        f"bytes {s}-{s + 16383}/{5 * 1024 * 1024 + 7}" for s in (0, 2000000, 5000000)
+    ]
+    for (_, _, payload), start in zip(parts, (0, 2000000, 5000000), strict=True):
+        assert payload == pattern(16384, start)
