@@ -1,8 +1,18 @@
 """The command line: `ferryman serve [SOURCE] [flags]`.
 
-Exit status: 0 after a clean stop, 1 on an unexpected failure, 2 when the
-command line or configuration is wrong or the server cannot start (port in
-use, unreadable SOURCE): a boot failure that no restart would fix.
+`serve` runs the arbiter (ferryman.supervisor.arbiter), which binds the
+socket and supervises --workers worker processes, even when there is one.
+
+Exit status (docs/operations.md#exit-status):
+
+    0  stopped by SIGTERM or SIGINT, every worker drained and exited
+    1  an unexpected failure: a traceback in the arbiter, or a worker that
+       ignored the stop and had to be killed
+    2  the command line or configuration is wrong or the server cannot
+       start (port in use, unreadable SOURCE, unopenable access log, in the
+       arbiter or in a worker): a boot failure that no restart would fix
+    3  the restart budget is spent: workers exited more than --max-restarts
+       times within --restart-window, so the arbiter stopped them all
 """
 
 from __future__ import annotations
@@ -16,7 +26,7 @@ from ferryman import __version__
 from ferryman.config import OPTIONS, build_config
 from ferryman.errors import ConfigError
 
-EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
+EXIT_OK, EXIT_FAILURE, EXIT_CONFIG, EXIT_BUDGET = 0, 1, 2, 3
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,9 +59,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = build_config(args)
         if command == "serve":
-            from ferryman.server.worker import run
+            from ferryman.supervisor.arbiter import serve
 
-            return run(config)
+            return serve(config)
     except ConfigError as exc:
         logging.getLogger("ferryman").error("cannot start: %s", exc)
         return EXIT_CONFIG

@@ -25,6 +25,7 @@ _SIZE_UNITS = {
     "g": 1024**3, "gb": 1000**3, "gib": 1024**3,
     "t": 1024**4, "tb": 1000**4, "tib": 1024**4,
 }  # fmt: skip
+_MAX_WORKERS = 1024  # far above any useful count; catches a typo like 40000
 _DURATION_UNITS = {"": 1.0, "ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
@@ -88,6 +89,37 @@ def parse_positive_int(text: str | int) -> int:
         raise ConfigError(f"invalid number {text!r}") from None
     if value < 1:
         raise ConfigError(f"{value} must be at least 1")
+    return value
+
+
+def parse_count(text: str | int) -> int:
+    """A whole number of at least 0 (for --max-restarts, where 0 means "never restart")."""
+    try:
+        value = _whole_number(text)
+    except ValueError:
+        raise ConfigError(f"invalid number {text!r}") from None
+    if value < 0:
+        raise ConfigError(f"{value} cannot be negative")
+    return value
+
+
+def parse_workers(text: str | int) -> int:
+    """A number of worker processes, or 'auto': one per CPU this process may run on."""
+    if isinstance(text, str) and text.strip().lower() == "auto":
+        return max(1, len(os.sched_getaffinity(0)))
+    try:
+        value = _whole_number(text)
+    except ValueError:
+        raise ConfigError(f"invalid number of workers {text!r} (a number or 'auto')") from None
+    if not 1 <= value <= _MAX_WORKERS:
+        raise ConfigError(f"{value} workers: use 1 to {_MAX_WORKERS}, or 'auto'")
+    return value
+
+
+def parse_positive_duration(text: str | int | float) -> float:
+    value = parse_duration(text)
+    if value <= 0:
+        raise ConfigError(f"a duration above zero is needed, not {text!r}")
     return value
 
 
@@ -169,6 +201,14 @@ OPTIONS: tuple[Option, ...] = (
            "file bodies up to this size are read and sent with the head in one write"),
     Option("file-cache", parse_size, 32 * 1024 * 1024,
            "memory for small files (up to --small-body) kept between requests; 0: off"),
+    Option("workers", parse_workers, 1,
+           "worker processes under the arbiter; 'auto' is one per CPU"),
+    Option("heartbeat-timeout", parse_positive_duration, 30.0,
+           "a worker whose event loop has not answered for this long is killed and replaced"),
+    Option("max-restarts", parse_count, 5,
+           "more worker restarts than this within --restart-window stops the server (status 3)"),
+    Option("restart-window", parse_positive_duration, 10.0,
+           "the sliding window, a duration, over which --max-restarts is counted"),
 )  # fmt: skip
 OPTIONS_BY_ATTR = {option.attr: option for option in OPTIONS}
 
@@ -197,6 +237,10 @@ class Config:
     send_timeout: float = 60.0
     grace_period: float = 30.0
     small_body: int = 16384
+    workers: int = 1
+    heartbeat_timeout: float = 30.0
+    max_restarts: int = 5
+    restart_window: float = 10.0
     file_cache: int = 32 * 1024 * 1024
     extra: dict[str, Any] = field(default_factory=dict)
 

@@ -4,7 +4,6 @@ connection set, the access log, and the state of a graceful stop."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -33,7 +32,8 @@ class ServerContext:
             max_header_bytes=config.max_header_bytes,
         )
         self.connections: set[HttpConnection] = set()
-        self.stopping = False
+        self.stopping = False  # keep-alive is off: every answer says Connection: close
+        self.closing_idle = False  # connections not mid-response are closed, new ones too
         self.on_connection_closed: Callable[[], None] = lambda: None
         self._drained: asyncio.Future[None] | None = None
         self._date_second = -1
@@ -49,7 +49,9 @@ class ServerContext:
 
     def connection_opened(self, conn: HttpConnection) -> None:
         self.connections.add(conn)
-        if self.stopping:
+        # Accepted just before the listener closed: answer its request (with
+        # Connection: close) unless the linger is over.
+        if self.closing_idle:
             conn.shutdown()
 
     def connection_closed(self, conn: HttpConnection) -> None:
@@ -58,25 +60,37 @@ class ServerContext:
         if not self.connections and self._drained is not None and not self._drained.done():
             self._drained.set_result(None)
 
+    def stop_keepalive(self) -> None:
+        """Answers from now on close their connection; nothing is closed yet."""
+        self.stopping = True
+
     def begin_shutdown(self) -> None:
         """Stop keep-alive everywhere; idle connections close now, busy ones after their answer."""
         self.stopping = True
+        self.closing_idle = True
         for conn in list(self.connections):
             conn.shutdown()
 
+    async def wait_closed(self, within: float) -> bool:
+        """Wait up to `within` seconds for every connection to close; True if they did."""
+        if not self.connections:
+            return True
+        if self._drained is None or self._drained.done():
+            self._drained = self.loop.create_future()
+        try:
+            await asyncio.wait_for(asyncio.shield(self._drained), within)
+        except TimeoutError:
+            return False
+        return True
+
     async def wait_drained(self, grace: float) -> bool:
         """Wait for every connection to close; after `grace` seconds abort the rest."""
-        if self.connections:
-            self._drained = self.loop.create_future()
-            try:
-                await asyncio.wait_for(asyncio.shield(self._drained), grace)
-            except TimeoutError:
-                for conn in list(self.connections):
-                    conn.abort()
-                # Let the aborted transfers notice, log and release their bodies.
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(asyncio.shield(self._drained), 1.0)
-                for _ in range(3):
-                    await asyncio.sleep(0)
-                return False
-        return True
+        if await self.wait_closed(grace):
+            return True
+        for conn in list(self.connections):
+            conn.abort()
+        # Let the aborted transfers notice, log and release their bodies.
+        await self.wait_closed(1.0)
+        for _ in range(3):
+            await asyncio.sleep(0)
+        return False

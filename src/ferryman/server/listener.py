@@ -1,4 +1,7 @@
-"""Accepting connections: backpressure at the connection limit, backoff on accept errors.
+"""The listening socket: binding it, and accepting with backpressure and backoff.
+
+The arbiter binds once (`bind`) and every worker accepts on a copy of the
+same socket, one accept queue for all (docs/decisions/0006).
 
 At `max_connections` the listener stops accepting (the kernel's backlog holds
 new clients until a slot frees) rather than accepting and dropping. When the
@@ -15,11 +18,40 @@ import logging
 import socket
 from collections.abc import Callable
 
+from ferryman.errors import ConfigError
+
 log = logging.getLogger("ferryman.listener")
 
 _RESOURCE_ERRORS = frozenset((errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM))
 _BACKOFF = 0.1
-_BATCH = 64  # accepts per readiness event, so one busy listener cannot starve the loop
+# Accepts per readiness event. Alone on its socket, a worker takes up to 64 at
+# once (one loop turn per accept halved the connection rate of a single worker).
+# Sharing the socket, it takes one: a burst of new connections then spreads over
+# the workers instead of landing whole on whichever woke first (docs/decisions/0006).
+BATCH_ALONE, BATCH_SHARED = 64, 1
+
+
+def bind(host: str, port: int, backlog: int = 1024) -> socket.socket:
+    """The listening socket; a clear ConfigError when the address cannot be had."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise ConfigError(f"cannot resolve --host {host!r}: {exc.strerror}") from None
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(backlog)
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    return sock
+
+
+def url_of(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 class Listener:
@@ -30,12 +62,14 @@ class Listener:
         protocol_factory: Callable[[], asyncio.Protocol],
         open_connections: Callable[[], int],
         max_connections: int,
+        batch: int = BATCH_ALONE,
     ) -> None:
         self.loop = loop
         self.sock = sock
         self.protocol_factory = protocol_factory
         self.open_connections = open_connections
         self.max_connections = max_connections
+        self.batch = batch
         self.pending = 0  # accepted, transport not made yet
         self.accepting = False
         self.closed = False
@@ -71,7 +105,7 @@ class Listener:
             self.loop.remove_reader(self.sock.fileno())
 
     def _on_readable(self) -> None:
-        for _ in range(_BATCH):
+        for _ in range(self.batch):
             if self._at_limit():
                 self._pause()
                 return

@@ -1,8 +1,21 @@
-"""One serving process: bind, accept, serve until told to stop, drain, exit.
+"""One serving process: accept on a socket it was given, serve until told to stop, drain.
+
+The arbiter (ferryman.supervisor) binds the socket and starts this code in
+each worker process; `Supervision` is how the worker tells it that it is
+ready, that it beats, and that it stopped accepting.
 
 Signal handlers only set an event; the coroutine that waits on it does the
-stopping: close the listener, end keep-alive, let in-flight transfers finish
-for up to the grace period, abort what is left.
+stopping, in this order:
+
+1. close the listener (the shared socket stays open in the arbiter and the
+   other workers, so clients in the accept queue are taken by them);
+2. keep-alive off: every answer from now on says `Connection: close`, so a
+   client that sends its next request now gets it answered and is told to
+   reconnect, rather than finding its connection closed under its request;
+3. after a short linger (1 s, at most the grace period), close the
+   connections that are still idle;
+4. let in-flight transfers finish for what is left of the grace period, then
+   abort the rest.
 """
 
 from __future__ import annotations
@@ -14,6 +27,8 @@ import os
 import resource
 import signal
 import socket
+from collections.abc import Callable
+from typing import Protocol
 
 from ferryman.app.routes import App
 from ferryman.config import Config
@@ -21,30 +36,26 @@ from ferryman.errors import ConfigError
 from ferryman.server.accesslog import AccessLog
 from ferryman.server.connection import HttpConnection
 from ferryman.server.context import ServerContext
-from ferryman.server.listener import Listener
+from ferryman.server.listener import BATCH_ALONE, BATCH_SHARED, Listener
 
 log = logging.getLogger("ferryman")
 
 _FD_HEADROOM = 64  # descriptors beyond the connections: listener, logs, the loop's own
 _FDS_PER_CONNECTION = 3  # its socket, the file being sent, the socket's duplicate for sendfile
+# Idle keep-alive connections get this long to send one more request (answered
+# with Connection: close) before they are closed. Long enough for a busy client
+# whose next request is already on the wire; short next to any grace period.
+KEEPALIVE_LINGER = 1.0
 
 
-def bind(host: str, port: int, backlog: int = 1024) -> socket.socket:
-    """The listening socket; a clear ConfigError when the address cannot be had."""
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    except socket.gaierror as exc:
-        raise ConfigError(f"cannot resolve --host {host!r}: {exc.strerror}") from None
-    family, kind, proto, _, address = infos[0]
-    sock = socket.socket(family, kind, proto)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(address)
-        sock.listen(backlog)
-    except OSError as exc:
-        sock.close()
-        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
-    return sock
+class Supervision(Protocol):
+    """What the worker tells its supervisor (implemented in ferryman.supervisor.child)."""
+
+    def ready(self, loop: asyncio.AbstractEventLoop, stop: Callable[[], None], name: str) -> None:
+        """The listener accepts. `stop` starts a graceful stop; `name` is the loop's."""
+
+    def closed(self) -> None:
+        """The listener is closed: the worker is draining."""
 
 
 def raise_fd_limit(max_connections: int) -> int:
@@ -66,11 +77,6 @@ def raise_fd_limit(max_connections: int) -> int:
     return max_connections
 
 
-def url_of(sock: socket.socket) -> str:
-    host, port = sock.getsockname()[:2]
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
-
-
 def new_event_loop(choice: str) -> asyncio.AbstractEventLoop:
     if choice in ("auto", "uvloop"):
         try:
@@ -84,21 +90,24 @@ def new_event_loop(choice: str) -> asyncio.AbstractEventLoop:
     return asyncio.new_event_loop()
 
 
-def run(config: Config) -> int:
-    """Serve until SIGTERM or SIGINT; returns the exit status."""
+def check_source(config: Config) -> None:
     root = config.root
     if not root.is_dir() or not os.access(root, os.R_OK | os.X_OK):
         raise ConfigError(f"SOURCE {config.source!r} is not a readable directory")
-    sock = bind(config.host, config.port)
+
+
+def run(config: Config, sock: socket.socket, supervision: Supervision) -> int:
+    """Serve on `sock` until SIGTERM or SIGINT; returns the exit status."""
+    check_source(config)
     loop = new_event_loop(config.loop)
     try:
-        return loop.run_until_complete(serve(config, sock))
+        return loop.run_until_complete(serve(config, sock, supervision))
     finally:
         loop.run_until_complete(loop.shutdown_default_executor())
         loop.close()
 
 
-async def serve(config: Config, sock: socket.socket) -> int:
+async def serve(config: Config, sock: socket.socket, supervision: Supervision) -> int:
     loop = asyncio.get_running_loop()
     try:
         app = App(config)
@@ -107,34 +116,46 @@ async def serve(config: Config, sock: socket.socket) -> int:
     access_log = AccessLog(config.access_log, config.access_log_format)
     ctx = ServerContext(config, app, loop, access_log)
     max_connections = raise_fd_limit(config.max_connections)
+    batch = BATCH_SHARED if config.workers > 1 else BATCH_ALONE
     listener = Listener(
-        loop, sock, lambda: HttpConnection(ctx), lambda: len(ctx.connections), max_connections
-    )
+        loop, sock, lambda: HttpConnection(ctx), lambda: len(ctx.connections), max_connections,
+        batch,
+    )  # fmt: skip
     ctx.on_connection_closed = listener.connection_closed
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, access_log.reopen)
+    for signum in (signal.SIGHUP, signal.SIGUSR1):
+        loop.add_signal_handler(signum, access_log.reopen)
     flusher = loop.create_task(_flush_every_second(access_log))
     listener.start()
-    log.info("listening on %s (serving %s, %s loop)", url_of(sock), config.root,
-             type(loop).__module__.split(".")[0])  # fmt: skip
+    supervision.ready(loop, stop.set, type(loop).__module__.split(".")[0])
     try:
         await stop.wait()
-        log.info("stopping: %d connection(s) open, grace period %ss",
-                 len(ctx.connections), config.grace_period)  # fmt: skip
         listener.close()
-        ctx.begin_shutdown()
-        if not await ctx.wait_drained(config.grace_period):
+        supervision.closed()
+        log.info("draining: %d connection(s) open, grace period %ss",
+                 len(ctx.connections), config.grace_period)  # fmt: skip
+        if not await drain(ctx, config.grace_period):
             log.warning("grace period over: aborted the transfers still running")
-        log.info("stopped")
+        log.info("worker stopped")
         return 0
     finally:
         flusher.cancel()
         access_log.close()
         app.close()
-        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1):
             loop.remove_signal_handler(signum)
+
+
+async def drain(ctx: ServerContext, grace: float) -> bool:
+    """Steps 2 to 4 of the stop; False when transfers had to be aborted."""
+    started = ctx.loop.time()
+    ctx.stop_keepalive()
+    if await ctx.wait_closed(min(KEEPALIVE_LINGER, grace)):
+        return True
+    ctx.begin_shutdown()
+    return await ctx.wait_drained(max(0.0, grace - (ctx.loop.time() - started)))
 
 
 async def _flush_every_second(access_log: AccessLog) -> None:

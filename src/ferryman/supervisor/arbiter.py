@@ -1,0 +1,324 @@
+"""The arbiter: the process that owns the listening socket and keeps the workers alive.
+
+A small supervision tree. The socket is bound first (a port in use is a boot
+failure, before any worker exists); then N permanent workers start in slot
+order, each one only once the one before reported ready, and stop in
+reverse order. Connections are the workers' business (temporary children
+of a worker, isolated from each other).
+
+- Any exit of a worker that nobody asked for gets a replacement at once,
+  counted against the restart budget (budget.py): one restart too many
+  stops every worker and exits with status 3.
+- A worker that exits with status 2 before it is ready could not boot (bad
+  configuration, unreadable SOURCE, unopenable log): no restart would help,
+  so the arbiter stops and exits 2. During a rolling restart the old
+  workers are kept instead.
+- A worker whose event loop sends no heartbeat for --heartbeat-timeout is
+  killed (SIGKILL) and replaced; one that does not become ready within
+  max(--heartbeat-timeout, 30 s) too.
+- SIGTERM/SIGINT: graceful stop. SIGHUP: rolling restart. SIGUSR1: reopen
+  the access logs. Handlers only append to a queue and wake the loop (the
+  wakeup fd); the loop below does everything, so no handler ever runs
+  half-way through a state change.
+
+The loop is a plain selector over one pipe per worker plus the wakeup fd,
+woken at least every 0.25 s for the timers. It is not asyncio: the arbiter
+serves no clients, and a loop of its own keeps its signal handling and
+child reaping free of the event loop's policies.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import selectors
+import signal
+import socket
+import time
+from collections import deque
+from collections.abc import Callable
+from types import FrameType
+
+from ferryman.config import Config
+from ferryman.errors import ConfigError
+from ferryman.server.listener import bind, url_of
+from ferryman.supervisor.budget import RestartBudget
+from ferryman.supervisor.process import READY, STARTING, Worker, spawn
+
+log = logging.getLogger("ferryman.arbiter")
+
+EXIT_OK, EXIT_FAILURE, EXIT_CONFIG, EXIT_BUDGET = 0, 1, 2, 3
+STOP_MARGIN = 5.0  # after the grace period, before a worker that has not exited is killed
+MIN_START_TIMEOUT = 30.0  # a start includes imports, which a busy machine can slow down
+_TICK = 0.25  # longest sleep of the loop: timer resolution
+_CLOSE_REPORT_WAIT = 2.0  # log "stopping" by then even if a worker never said it closed
+_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGCHLD)
+
+BOOTING, RUNNING, STOPPING = "booting", "running", "stopping"
+
+
+def serve(config: Config) -> int:
+    """`ferryman serve`: boot checks, bind, run the arbiter; returns the exit status."""
+    root = config.root
+    if not root.is_dir() or not os.access(root, os.R_OK | os.X_OK):
+        raise ConfigError(f"SOURCE {config.source!r} is not a readable directory")
+    sock = bind(config.host, config.port)
+    try:
+        return Arbiter(config, sock).run()
+    finally:
+        sock.close()
+
+
+class Arbiter:
+    def __init__(
+        self, config: Config, sock: socket.socket, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.config = config
+        self.sock = sock
+        self.clock = clock
+        self.budget = RestartBudget(config.max_restarts, config.restart_window)
+        self.slots: dict[int, Worker | None] = dict.fromkeys(range(1, config.workers + 1))
+        self.successors: dict[int, Worker] = {}  # rolling restart: the slot's next worker
+        self.workers: list[Worker] = []  # every worker not yet reaped, in start order
+        self.signals: deque[int] = deque()
+        self.phase = BOOTING
+        self.status = EXIT_OK
+        self.spawned = 0
+        self.roll: deque[int] = deque()  # slots still to replace in this rolling restart
+        self.roll_again = False
+        self.stop_began = 0.0
+        self.stop_announced = False
+        self.selector = selectors.DefaultSelector()
+        self._wake_r, self._wake_w = os.pipe()
+
+    # -- the loop -------------------------------------------------------------------
+
+    def run(self) -> int:
+        previous = self._install_signals()
+        try:
+            while self.workers or self.phase != STOPPING:
+                self._advance()
+                self._wait()
+                self._dispatch_signals()
+                self._reap()
+                self._check_timers()
+            log.info("stopped" if self.status == EXIT_OK else f"stopped (status {self.status})")
+            return self.status
+        finally:
+            for worker in reversed(self.workers):  # only after a bug in the arbiter itself
+                worker.send(signal.SIGTERM)
+                worker.close()
+            signal.set_wakeup_fd(-1)
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+            self.selector.close()
+            os.close(self._wake_r)
+            os.close(self._wake_w)
+
+    def _install_signals(self) -> dict[int, signal._HANDLER]:
+        for fd in (self._wake_r, self._wake_w):
+            os.set_blocking(fd, False)
+        self.selector.register(self._wake_r, selectors.EVENT_READ, None)
+        signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
+        return {signum: signal.signal(signum, self._enqueue) for signum in _SIGNALS}
+
+    def _enqueue(self, signum: int, frame: FrameType | None) -> None:
+        self.signals.append(signum)  # nothing else here: the loop acts
+
+    def _wait(self) -> None:
+        for key, _ in self.selector.select(_TICK):
+            if key.data is None:
+                while True:
+                    try:
+                        if not os.read(self._wake_r, 512):
+                            break
+                    except BlockingIOError:
+                        break
+                continue
+            self._read(key.data)
+
+    def _read(self, worker: Worker) -> None:
+        now = self.clock()
+        for kind, text in worker.channel.read():
+            was_starting = worker.state == STARTING
+            worker.on_message(kind, text, now)
+            if kind == "ready" and was_starting and worker.stop_sent_at is None:
+                self._on_ready(worker)
+        if worker.channel.eof:
+            self._forget_channel(worker)
+
+    def _forget_channel(self, worker: Worker) -> None:
+        try:
+            self.selector.unregister(worker.channel)
+        except (KeyError, ValueError):
+            pass
+
+    # -- starting and replacing -------------------------------------------------------
+
+    def _spawn(self, slot: int) -> Worker:
+        self.spawned += 1
+        worker = spawn(self.config, self.sock.fileno(), slot, self.spawned, self.clock())
+        self.workers.append(worker)
+        self.selector.register(worker.channel, selectors.EVENT_READ, worker)
+        log.info("started %s", worker.name)
+        return worker
+
+    def _advance(self) -> None:
+        """Start whatever should be running and is not: ordered at boot, at once later."""
+        if self.phase == BOOTING:
+            for slot, worker in self.slots.items():
+                if worker is None:
+                    self.slots[slot] = self._spawn(slot)
+                if self.slots[slot].state != READY:  # type: ignore[union-attr]
+                    return  # the next slot starts once this one is ready
+            self.phase = RUNNING
+            loop_name = self.slots[1].loop_name if self.slots[1] else "?"
+            log.info("listening on %s (serving %s, %d worker(s), %s loop)",
+                     url_of(self.sock), self.config.root, len(self.slots), loop_name)  # fmt: skip
+        if self.phase != RUNNING:
+            return
+        if not self.roll and self.roll_again:
+            self.roll_again = False
+            self.roll.extend(self.slots)
+        if self.roll and self.roll[0] not in self.successors:
+            self.successors[self.roll[0]] = self._spawn(self.roll[0])
+        for slot, worker in self.slots.items():
+            if worker is None and slot not in self.successors:
+                self.slots[slot] = self._spawn(slot)
+
+    def _on_ready(self, worker: Worker) -> None:
+        slot = worker.slot
+        if self.successors.get(slot) is not worker:
+            return
+        # The new worker accepts on the shared socket; only now does the old one stop.
+        del self.successors[slot]
+        old, self.slots[slot] = self.slots[slot], worker
+        if old is not None:
+            log.info("retiring %s: %s took its place", old.name, worker.name)
+            old.stop(self.clock())
+        if self.roll and self.roll[0] == slot:
+            self.roll.popleft()
+            if not self.roll:
+                log.info("rolling restart done: %d new worker(s) serving", len(self.slots))
+
+    # -- signals --------------------------------------------------------------------------
+
+    def _dispatch_signals(self) -> None:
+        while self.signals:
+            signum = self.signals.popleft()
+            name = signal.Signals(signum).name
+            if signum in (signal.SIGTERM, signal.SIGINT):
+                if self.phase != STOPPING:
+                    log.info("%s received: graceful stop, in reverse start order", name)
+                    self.stop(EXIT_OK)
+            elif signum == signal.SIGHUP:
+                self._rolling_restart()
+            elif signum == signal.SIGUSR1:
+                for worker in self.workers:
+                    worker.send(signal.SIGUSR1)
+
+    def _rolling_restart(self) -> None:
+        if self.phase != RUNNING:
+            log.warning("SIGHUP ignored: the server is %s", self.phase)
+            return
+        for worker in self.slots.values():  # log rotation: old workers write to the new file
+            if worker is not None:
+                worker.send(signal.SIGUSR1)
+        if self.roll:
+            log.info("SIGHUP received during a rolling restart: another one will follow")
+            self.roll_again = True
+            return
+        log.info("SIGHUP received: rolling restart of %d worker(s)", len(self.slots))
+        self.roll.extend(self.slots)
+
+    # -- exits ------------------------------------------------------------------------------
+
+    def _reap(self) -> None:
+        for worker in list(self.workers):
+            if worker.reap() is None:
+                continue
+            self._read(worker)  # a boot failure's reason may still be in the pipe
+            self._forget_channel(worker)
+            worker.close()
+            self.workers.remove(worker)
+            self._on_exit(worker)
+
+    def _on_exit(self, worker: Worker) -> None:
+        slot = worker.slot
+        if worker.stop_sent_at is not None or self.phase == STOPPING:
+            if worker.killed_for is not None and self.status == EXIT_OK:
+                self.status = EXIT_FAILURE  # it had to be killed: not a clean stop
+            level = logging.INFO if worker.status == 0 else logging.WARNING
+            log.log(level, "%s stopped: %s", worker.name, worker.describe_exit())
+            return
+        successor = self.successors.get(slot) is worker
+        if successor:
+            del self.successors[slot]
+        elif self.slots[slot] is worker:
+            self.slots[slot] = None
+        if worker.status == EXIT_CONFIG and worker.state == STARTING:
+            reason = worker.boot_failure or f"{worker.name} exited with status 2 before ready"
+            if successor:
+                log.error("rolling restart abandoned: %s; the running workers go on", reason)
+                self.roll.clear()
+                self.roll_again = False
+            else:
+                log.error("cannot start: %s", reason)
+                self.stop(EXIT_CONFIG)
+            return
+        what = worker.describe_exit()
+        if worker.killed_for is not None:
+            what += f" ({worker.killed_for})"
+        if not self.budget.record(self.clock()):
+            log.error(
+                "giving up: %s %s, restart %d within %ss exceeds --max-restarts %d;"
+                " stopping all workers, exit status %d",
+                worker.name, what, self.config.max_restarts + 1, self.config.restart_window,
+                self.config.max_restarts, EXIT_BUDGET,
+            )  # fmt: skip
+            self.stop(EXIT_BUDGET)
+            return
+        log.warning("%s %s; starting a replacement", worker.name, what)
+
+    # -- stopping and timers -------------------------------------------------------------
+
+    def stop(self, status: int) -> None:
+        """Close the arbiter's copy of the socket, then SIGTERM workers, last started first."""
+        if self.phase == STOPPING:
+            return
+        self.phase = STOPPING
+        self.status = status
+        self.stop_began = self.clock()
+        self.roll.clear()
+        self.roll_again = False
+        self.sock.close()
+        for worker in reversed(self.workers):
+            worker.stop(self.stop_began)
+
+    def _check_timers(self) -> None:
+        now = self.clock()
+        config = self.config
+        for worker in self.workers:
+            if worker.killed_for is not None or worker.status is not None:
+                continue
+            if worker.stop_sent_at is not None:
+                if now - worker.stop_sent_at > config.grace_period + STOP_MARGIN:
+                    log.warning("%s still running %.0fs after SIGTERM: killing it",
+                                worker.name, now - worker.stop_sent_at)  # fmt: skip
+                    worker.kill("did not stop in time")
+            elif worker.state == STARTING:
+                limit = max(config.heartbeat_timeout, MIN_START_TIMEOUT)
+                if now - worker.started_at > limit:
+                    log.error("%s not ready after %.0fs: killing it", worker.name, limit)
+                    worker.kill(f"not ready within {limit:g}s")
+            elif now - worker.last_sign > config.heartbeat_timeout:
+                silent = now - worker.last_sign
+                log.error("%s: no heartbeat for %.1fs (--heartbeat-timeout %gs): killing it",
+                          worker.name, silent, config.heartbeat_timeout)  # fmt: skip
+                worker.kill(f"no heartbeat for {silent:.1f}s")
+        if self.phase == STOPPING and not self.stop_announced:
+            closed = all(w.listener_closed or w.status is not None for w in self.workers)
+            if closed or now - self.stop_began > _CLOSE_REPORT_WAIT:
+                self.stop_announced = True
+                log.info("stopping: no longer accepting; %d worker(s) draining, grace period %gs",
+                         len(self.workers), config.grace_period)  # fmt: skip

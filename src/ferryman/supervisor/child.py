@@ -1,0 +1,89 @@
+"""A worker process's entry point: `python -m ferryman.supervisor.child` (started by process.py).
+
+It takes the listening socket and the write end of its pipe to the arbiter
+as inherited descriptors, reads its Config from the environment, and runs
+the worker (ferryman.server.worker). What it tells the arbiter is in
+heartbeat.py. Exit status: 0 after a stop, 2 after a configuration or boot
+failure (the arbiter then stops instead of restarting it), anything else is
+a crash (restarted within the budget).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import socket
+import sys
+from collections.abc import Callable, Sequence
+
+from ferryman.errors import ConfigError
+from ferryman.server import worker
+from ferryman.supervisor.heartbeat import Beacon
+from ferryman.supervisor.hooks import FaultHooks
+from ferryman.supervisor.process import CONFIG_ENV, config_from_environ
+
+log = logging.getLogger("ferryman.worker")
+
+EXIT_OK, EXIT_CONFIG = 0, 2
+
+
+class Supervised:
+    """worker.Supervision over the pipe to the arbiter."""
+
+    def __init__(self, beacon: Beacon, slot: int, hooks: FaultHooks) -> None:
+        self.beacon = beacon
+        self.slot = slot
+        self.hooks = hooks
+
+    def ready(self, loop: asyncio.AbstractEventLoop, stop: Callable[[], None], name: str) -> None:
+        def orphaned() -> None:
+            log.warning("worker %d: the arbiter is gone; stopping", self.slot)
+            stop()
+
+        log.info("worker %d ready (%s loop)", self.slot, name)
+        if not self.beacon.send("ready", name):
+            orphaned()
+            return
+        self.beacon.start(loop, orphaned)
+        self.hooks.when_ready(loop)
+
+    def closed(self) -> None:
+        self.beacon.send("closed")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ferryman-worker")
+    parser.add_argument("--listen-fd", type=int, required=True)
+    parser.add_argument("--control-fd", type=int, required=True)
+    parser.add_argument("--slot", type=int, required=True)
+    parser.add_argument("--number", type=int, required=True)
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO,
+        format="ferryman[%(process)d] %(levelname)s %(message)s",
+        stream=sys.stderr,
+    )
+    hooks = FaultHooks.from_environ(os.environ, args.number)
+    beacon = Beacon(args.control_fd)
+    try:
+        hooks.at_start()
+        config = config_from_environ(os.environ)
+        os.environ.pop(CONFIG_ENV, None)
+        sock = socket.socket(fileno=args.listen_fd)
+        try:
+            return worker.run(config, sock, Supervised(beacon, args.slot, hooks))
+        finally:
+            sock.close()
+    except ConfigError as exc:
+        # The arbiter logs the reason, once, as its own "cannot start" line.
+        if not beacon.send("boot-failed", str(exc)):
+            log.error("cannot start: %s", exc)
+        return EXIT_CONFIG
+    finally:
+        beacon.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

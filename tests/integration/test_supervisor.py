@@ -1,0 +1,392 @@
+"""The arbiter and its workers, with real processes and real signals.
+
+Faults are injected through the TEST-ONLY hooks of ferryman.supervisor.hooks
+(FERRYMAN_TEST_HOOKS=1 plus one FERRYMAN_TEST_* variable); production never
+sets them. Every wait polls the log or the socket with a deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import hashlib
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import CI, ServerProcess, pattern, wait_until
+
+BIG = 5 * 1024 * 1024 + 7
+READY = re.compile(r"ferryman\[(\d+)\] INFO worker (\d+) ready")
+HOOKS = {"FERRYMAN_TEST_HOOKS": "1"}
+
+
+def ready_workers(srv: ServerProcess) -> list[tuple[int, int]]:
+    """(slot, pid) of every worker that reported ready, in order."""
+    found = (READY.search(line) for line in list(srv.lines))
+    return [(int(m.group(2)), int(m.group(1))) for m in found if m]
+
+
+def gone(pid: int) -> bool:
+    """The process has exited (a zombie waiting for its reaper counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def get(srv: ServerProcess, path: str, headers: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
+    with srv.connect() as conn:
+        return conn.get(path, headers)
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 30):  # type: ignore[no-untyped-def]
+    return subprocess.run(
+        [sys.executable, "-m", "ferryman.cli", *args],
+        capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})},
+    )  # fmt: skip
+
+
+# -- crashes ------------------------------------------------------------------------
+
+
+def test_sigkill_mid_download_then_resume_with_if_range(ferryman, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    root = tmp_path / "root"
+    root.mkdir()
+    source = os.urandom(8 * 1024 * 1024)
+    (root / "big.bin").write_bytes(source)
+    srv = ferryman("--workers", "1", root=root)
+    [(_, pid)] = ready_workers(srv)
+
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+    sock.settimeout(10)
+    sock.connect((srv.host, srv.port))
+    sock.sendall(b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n")
+    raw = b""
+    while b"\r\n\r\n" not in raw:
+        raw += sock.recv(16384)
+    head, _, body = raw.partition(b"\r\n\r\n")
+    etag = re.search(rb"(?i)etag: (\S+)", head).group(1).decode()  # type: ignore[union-attr]
+    received = bytearray(body)
+    while len(received) < 1024 * 1024:  # a slow reader, a megabyte in
+        received += sock.recv(16384)
+        time.sleep(0.001)
+    os.kill(pid, signal.SIGKILL)
+    killed = time.monotonic()
+    with contextlib.suppress(ConnectionResetError):
+        while chunk := sock.recv(65536):
+            received += chunk
+    sock.close()
+    assert len(received) < len(source), "the transfer should have broken"
+
+    # A replacement accepts within a second of the kill.
+    response = get(srv, "/big.bin", {"Range": "bytes=0-0"})
+    assert response.status == 206
+    assert time.monotonic() - killed < 1.0
+    assert wait_until(lambda: len(ready_workers(srv)) == 2, 5)
+    assert f"worker 1 (pid {pid}) was killed by SIGKILL; starting a replacement" in srv.log_text()
+
+    # Resume where the transfer broke, pinned to the same version of the file.
+    rest = get(srv, "/big.bin", {"Range": f"bytes={len(received)}-", "If-Range": etag})
+    assert rest.status == 206
+    assert rest.header("content-range") == (
+        f"bytes {len(received)}-{len(source) - 1}/{len(source)}"
+    )
+    whole = bytes(received) + rest.body
+    assert hashlib.sha256(whole).hexdigest() == hashlib.sha256(source).hexdigest()
+
+
+def test_a_worker_crashing_at_every_start_spends_the_budget(tmp_path: Path) -> None:
+    env = {**HOOKS, "FERRYMAN_TEST_CRASH_AT_START": "1"}
+    started = time.monotonic()
+    done = run_cli("serve", str(tmp_path), "--port", "0", "--max-restarts", "3",
+                   "--restart-window", "10s", env=env)  # fmt: skip
+    assert done.returncode == 3, done.stderr
+    assert time.monotonic() - started < 10  # within the restart window
+    reasons = [line for line in done.stderr.splitlines() if "giving up" in line]
+    assert len(reasons) == 1, done.stderr
+    assert "exited with status 1" in reasons[0] and "--max-restarts 3" in reasons[0]
+    assert done.stderr.count("started worker 1") == 4  # the first start and three restarts
+    assert "listening on" not in done.stderr
+
+
+def test_a_worker_boot_failure_stops_at_once_without_respawning(tmp_path: Path) -> None:
+    done = run_cli("serve", str(tmp_path), "--port", "0", "--workers", "2",
+                   "--access-log", str(tmp_path / "missing" / "access.log"))  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.count("started worker") == 1
+    assert done.stderr.count("cannot open --access-log") == 1
+    assert "cannot start:" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_too_many_crashes_while_serving_stop_the_server_with_status_3(ferryman) -> None:  # type: ignore[no-untyped-def]
+    srv = ferryman("--max-restarts", "1", "--restart-window", "1m")
+    os.kill(ready_workers(srv)[0][1], signal.SIGKILL)
+    assert wait_until(lambda: len(ready_workers(srv)) == 2, 5), srv.log_text()
+    assert get(srv, "/hello.txt").status == 200
+    os.kill(ready_workers(srv)[1][1], signal.SIGKILL)
+    assert srv.wait(10) == 3
+    assert "giving up" in srv.log_text() and "stopped (status 3)" in srv.log_text()
+
+
+def test_workers_are_permanent_even_after_a_clean_exit(ferryman) -> None:  # type: ignore[no-untyped-def]
+    srv = ferryman("--workers", "2")
+    _, pid = ready_workers(srv)[1]
+    os.kill(pid, signal.SIGTERM)  # not through the arbiter: nobody asked it to stop
+    assert wait_until(lambda: len(ready_workers(srv)) == 3, 5), srv.log_text()
+    assert f"worker 2 (pid {pid}) exited with status 0; starting a replacement" in srv.log_text()
+    assert ready_workers(srv)[2][0] == 2
+    assert srv.stop() == 0
+
+
+def test_a_handler_exception_costs_only_that_response(ferryman) -> None:  # type: ignore[no-untyped-def]
+    srv = ferryman(env={**HOOKS, "FERRYMAN_TEST_RAISE_ON": "/boom"})
+    with srv.connect() as conn:
+        assert conn.get("/boom").status == 500
+        assert conn.get("/hello.txt").body == b"hello, world\n"  # same connection
+    assert len(ready_workers(srv)) == 1 and "replacement" not in srv.log_text()
+    assert "FERRYMAN_TEST_RAISE_ON" in srv.log_text()  # the traceback is logged
+
+
+def test_a_blocked_event_loop_is_killed_and_replaced(ferryman) -> None:  # type: ignore[no-untyped-def]
+    env = {**HOOKS, "FERRYMAN_TEST_BLOCK_LOOP_AFTER": "0.2", "FERRYMAN_TEST_HOOK_SPAWNS": "1"}
+    srv = ferryman("--heartbeat-timeout", "1", env=env)
+    [(_, pid)] = ready_workers(srv)
+    assert wait_until(lambda: "no heartbeat" in srv.log_text(), 5), srv.log_text()
+    assert wait_until(lambda: len(ready_workers(srv)) == 2, 5), srv.log_text()
+    text = srv.log_text()
+    assert re.search(rf"worker 1 \(pid {pid}\): no heartbeat for 1\.\d+s .* killing it", text)
+    assert f"worker 1 (pid {pid}) was killed by SIGKILL (no heartbeat for" in text
+    assert get(srv, "/hello.txt").status == 200  # the replacement serves
+    assert srv.stop() == 0
+
+
+def test_the_workers_stop_when_the_arbiter_is_killed(ferryman) -> None:  # type: ignore[no-untyped-def]
+    srv = ferryman("--workers", "2")
+    pids = [pid for _, pid in ready_workers(srv)]
+    srv.proc.kill()
+    srv.proc.wait(5)
+    # They notice at their next heartbeat (EPIPE) and stop instead of serving unsupervised.
+    assert wait_until(lambda: all(gone(pid) for pid in pids), 5)
+    assert "the arbiter is gone" in srv.log_text()
+
+
+# -- start and stop -------------------------------------------------------------------
+
+
+def test_workers_start_in_order_each_after_the_one_before_is_ready(ferryman) -> None:  # type: ignore[no-untyped-def]
+    srv = ferryman("--workers", "3")
+    lines = srv.lines
+    assert [slot for slot, _ in ready_workers(srv)] == [1, 2, 3]
+    for slot in (1, 2):
+        ready = next(i for i, line in enumerate(lines) if f"worker {slot} ready" in line)
+        later = next(i for i, line in enumerate(lines) if f"started worker {slot + 1}" in line)
+        assert ready < later
+    assert "3 worker(s)" in next(line for line in lines if "listening on" in line)
+    assert sum("listening on" in line for line in lines) == 1
+
+
+def test_workers_auto_starts_one_per_cpu(ferryman) -> None:  # type: ignore[no-untyped-def]
+    srv = ferryman("--workers", "auto")
+    assert len(ready_workers(srv)) == len(os.sched_getaffinity(0))
+
+
+def slow_download(srv: ServerProcess, path: str, result: dict, started: threading.Event) -> None:
+    """Read at about 2.5 MB/s with a small receive buffer; store what arrived."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+    sock.settimeout(30)
+    try:
+        sock.connect((srv.host, srv.port))
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+        data = bytearray()
+        begin = time.monotonic()
+        while chunk := sock.recv(16384):
+            data += chunk
+            started.set()
+            ahead = len(data) / 2_500_000 - (time.monotonic() - begin)
+            if ahead > 0:
+                time.sleep(ahead)
+        result["data"] = bytes(data)
+    except OSError as exc:
+        result["error"] = exc
+    finally:
+        started.set()
+        sock.close()
+
+
+def test_sigterm_during_20_slow_downloads_lets_every_one_finish(ferryman) -> None:  # type: ignore[no-untyped-def]
+    srv = ferryman("--workers", "2")
+    results = [dict() for _ in range(20)]  # type: ignore[var-annotated]
+    started = [threading.Event() for _ in results]
+    threads = [
+        threading.Thread(target=slow_download, args=(srv, f"/p{BIG}.bin", r, s))
+        for r, s in zip(results, started, strict=True)
+    ]
+    for t in threads:
+        t.start()
+    assert all(s.wait(10) for s in started)  # every transfer is under way
+    srv.signal(signal.SIGTERM)
+    assert wait_until(lambda: "stopping: no longer accepting" in srv.log_text(), 5)
+    with pytest.raises(OSError):
+        socket.create_connection((srv.host, srv.port), timeout=2).close()
+    for t in threads:
+        t.join(60)
+    expected = pattern(BIG)
+    for r in results:
+        assert "error" not in r, r.get("error")
+        assert r["data"].partition(b"\r\n\r\n")[2] == expected
+    assert srv.wait(15) == 0, srv.log_text()
+    assert "grace period over" not in srv.log_text()
+
+
+# -- rolling restart --------------------------------------------------------------------
+
+
+async def hammer(host: str, port: int, stop: asyncio.Event, expected: bytes,
+                 keepalive: bool, tally: dict[str, int]) -> None:  # fmt: skip
+    """Request /p1000.bin again and again; any answer that is not exactly right is a failure."""
+    request = b"GET /p1000.bin HTTP/1.1\r\nHost: t\r\n" + (
+        b"\r\n" if keepalive else b"Connection: close\r\n\r\n"
+    )
+    writer = None
+    while not stop.is_set():
+        try:
+            if writer is None:
+                reader, writer = await asyncio.open_connection(host, port)
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = int(re.search(rb"(?i)content-length: (\d+)", head).group(1))  # type: ignore[union-attr]
+            body = await reader.readexactly(length)
+            if not head.startswith(b"HTTP/1.1 200 ") or body != expected:
+                tally["wrong"] += 1
+            tally["ok"] += 1
+            if b"connection: close" in head.lower():
+                writer.close()
+                await writer.wait_closed()
+                writer = None
+        except (OSError, asyncio.IncompleteReadError) as exc:
+            tally["failed"] += 1
+            tally.setdefault(type(exc).__name__, 0)
+            tally[type(exc).__name__] += 1
+            if writer is not None:
+                writer.close()
+            writer = None
+    if writer is not None:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+
+
+def rolls_done(srv: ServerProcess) -> int:
+    return srv.log_text().count("rolling restart done")
+
+
+def test_sighup_under_load_fails_no_request(ferryman) -> None:  # type: ignore[no-untyped-def]
+    srv = ferryman("--workers", "2")
+    rolls = 1 if CI else 3
+    before = {pid for _, pid in ready_workers(srv)}
+
+    async def main() -> dict[str, int]:
+        stop = asyncio.Event()
+        tally = {"ok": 0, "failed": 0, "wrong": 0}
+        clients = [
+            asyncio.create_task(hammer(srv.host, srv.port, stop, pattern(1000), i % 2 == 0, tally))
+            for i in range(16)
+        ]
+        await asyncio.sleep(0.3)  # load first, then restart under it
+        for n in range(1, rolls + 1):
+            srv.signal(signal.SIGHUP)
+            done = functools.partial(wait_until, lambda n=n: rolls_done(srv) >= n, 15)
+            await asyncio.to_thread(done)  # the clients go on meanwhile
+            await asyncio.sleep(0.3)
+        stop.set()
+        await asyncio.gather(*clients)
+        return tally
+
+    tally = asyncio.run(main())
+    assert rolls_done(srv) == rolls, srv.log_text()
+    assert tally["failed"] == 0 and tally["wrong"] == 0, tally
+    assert tally["ok"] > 100, tally
+    after = {pid for slot, pid in ready_workers(srv)[-2:]}
+    assert not before & after  # every worker was replaced
+    assert srv.stop() == 0
+
+
+WRK_REPORT = """
+function done(summary, latency, requests)
+   local e = summary.errors
+   io.write(string.format("RESULT %d %d %d %d %d %d\\n", summary.requests,
+      e.connect, e.read, e.write, e.status, e.timeout))
+end
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("keepalive", [True, False], ids=["keep-alive", "close"])
+def test_sighup_under_wrk_fails_no_request(ferryman, tmp_path: Path, keepalive: bool) -> None:  # type: ignore[no-untyped-def]
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        pytest.skip("wrk is not installed")
+    srv = ferryman("--workers", "2")
+    script = tmp_path / "report.lua"
+    script.write_text(WRK_REPORT)
+    seconds = 3 if CI else 5
+    cmd = [wrk, "-t1", "-c32", f"-d{seconds}s", "--timeout", "5s", "-s", str(script)]
+    if not keepalive:
+        cmd += ["-H", "Connection: close"]
+    load = subprocess.Popen([*cmd, f"http://{srv.host}:{srv.port}/p1000.bin"],
+                            stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        time.sleep(0.5)  # under load before the first restart
+        srv.signal(signal.SIGHUP)
+        assert wait_until(lambda: rolls_done(srv) == 1, 10), srv.log_text()
+        srv.signal(signal.SIGHUP)
+        assert wait_until(lambda: rolls_done(srv) == 2, 10), srv.log_text()
+        out, _ = load.communicate(timeout=seconds + 20)
+    finally:
+        if load.poll() is None:
+            load.kill()
+            load.communicate()
+    match = re.search(r"RESULT (\d+) (\d+) (\d+) (\d+) (\d+) (\d+)", out)
+    assert match, out
+    requests, *errors = (int(g) for g in match.groups())
+    assert requests > 1000
+    assert errors == [0, 0, 0, 0, 0], f"connect/read/write/status/timeout errors: {errors}"
+
+
+def test_a_rolling_restart_whose_workers_cannot_boot_keeps_the_old_ones(  # type: ignore[no-untyped-def]
+    ferryman, tmp_path: Path
+) -> None:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    srv = ferryman("--workers", "2", "--access-log", str(logs / "access.log"))
+    shutil.rmtree(logs)  # new workers will not be able to open their log
+    srv.signal(signal.SIGHUP)
+    assert wait_until(lambda: "rolling restart abandoned" in srv.log_text(), 10), srv.log_text()
+    assert "cannot open --access-log" in srv.log_text()
+    assert srv.proc.poll() is None
+    assert get(srv, "/hello.txt").status == 200
+    assert len(ready_workers(srv)) == 2  # still the first two
+    assert srv.stop() == 0
+
+
+def test_sigusr1_reopens_the_access_logs_without_a_restart(ferryman, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    log = tmp_path / "access.log"
+    srv = ferryman("--workers", "2", "--access-log", str(log))
+    log.rename(tmp_path / "access.log.1")
+    srv.signal(signal.SIGUSR1)
+    assert wait_until(log.exists, 5)
+    assert len(ready_workers(srv)) == 2 and "rolling" not in srv.log_text()

@@ -1,0 +1,84 @@
+"""Accept errors: out of descriptors or memory pauses accepting, then it resumes."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import socket
+
+import pytest
+
+from ferryman.server import listener as listener_module
+from ferryman.server.listener import BATCH_SHARED, Listener
+
+
+class FlakySocket(socket.socket):
+    """A listening socket whose first accepts fail as if the process were out of descriptors."""
+
+    failures: list[int] = []
+
+    def accept(self) -> tuple[socket.socket, object]:
+        if self.failures:
+            raise OSError(self.failures.pop(0), "injected")
+        return super().accept()
+
+
+@pytest.mark.parametrize("code", [errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM])
+def test_resource_errors_back_off_and_retry(code: int) -> None:
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        sock = FlakySocket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(8)
+        sock.failures = [code, code]
+        made = asyncio.Event()
+
+        class Proto(asyncio.Protocol):
+            def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                made.set()
+                transport.close()
+
+        listener = Listener(loop, sock, Proto, lambda: 0, 10)
+        listener.start()
+        client = socket.create_connection(sock.getsockname())
+        try:
+            started = loop.time()
+            await asyncio.wait_for(made.wait(), 5)
+            # Two failures, each followed by a pause: the connection was not lost.
+            assert loop.time() - started >= 2 * listener_module._BACKOFF * 0.9
+        finally:
+            client.close()
+            listener.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_shared_socket_is_accepted_one_connection_per_turn() -> None:
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        sock = socket.create_server(("127.0.0.1", 0))
+        accepted = 0
+
+        class Proto(asyncio.Protocol):
+            def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                nonlocal accepted
+                accepted += 1
+                transport.close()
+
+        listener = Listener(loop, sock, Proto, lambda: 0, 10, BATCH_SHARED)
+        clients = [socket.create_connection(sock.getsockname()) for _ in range(5)]
+        try:
+            listener.start()
+            listener._on_readable()  # one readiness event
+            assert listener.pending == 1
+            for _ in range(200):
+                if accepted == 5:
+                    break
+                await asyncio.sleep(0.01)
+            assert accepted == 5  # the rest on later turns of the loop
+        finally:
+            for client in clients:
+                client.close()
+            listener.close()
+
+    asyncio.run(scenario())
