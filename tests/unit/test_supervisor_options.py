@@ -123,3 +123,26 @@ def test_stop_signals_workers_in_reverse_start_order(tmp_path: Path) -> None:
         for fd in (boss._wake_r, boss._wake_w):
             os.close(fd)
         sock.close()
+
+
+def test_a_worker_that_cannot_even_be_spawned_counts_against_the_budget(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(arbiter, "spawn", refuse)
+    config = build_config(cli_args(str(tmp_path), "--max-restarts", "2"), environ={})
+    sock = socket.create_server(("127.0.0.1", 0))
+    boss = arbiter.Arbiter(config, sock)
+    try:
+        for _ in range(3):
+            boss._advance()
+        assert (boss.phase, boss.status) == (arbiter.STOPPING, arbiter.EXIT_BUDGET)
+        assert "giving up: worker 1 could not be started" in caplog.text
+        boss._advance()  # nothing more is started once stopping
+    finally:
+        boss.selector.close()
+        for fd in (boss._wake_r, boss._wake_w):
+            os.close(fd)
+        sock.close()

@@ -163,13 +163,21 @@ class Arbiter:
         log.info("started %s", worker.name)
         return worker
 
+    def _start(self, slot: int) -> Worker | None:
+        """Spawn, or count a failure to spawn (fork or exec refused) like a crash."""
+        try:
+            return self._spawn(slot)
+        except OSError as exc:
+            self._count_restart(f"worker {slot} could not be started ({exc})")
+            return None
+
     def _advance(self) -> None:
         """Start whatever should be running and is not: ordered at boot, at once later."""
         if self.phase == BOOTING:
             for slot, worker in self.slots.items():
                 if worker is None:
-                    self.slots[slot] = self._spawn(slot)
-                if self.slots[slot].state != READY:  # type: ignore[union-attr]
+                    worker = self.slots[slot] = self._start(slot)
+                if worker is None or worker.state != READY:
                     return  # the next slot starts once this one is ready
             self.phase = RUNNING
             loop_name = self.slots[1].loop_name if self.slots[1] else "?"
@@ -181,10 +189,12 @@ class Arbiter:
             self.roll_again = False
             self.roll.extend(self.slots)
         if self.roll and self.roll[0] not in self.successors:
-            self.successors[self.roll[0]] = self._spawn(self.roll[0])
+            successor = self._start(self.roll[0])
+            if successor is not None:
+                self.successors[self.roll[0]] = successor
         for slot, worker in self.slots.items():
-            if worker is None and slot not in self.successors:
-                self.slots[slot] = self._spawn(slot)
+            if worker is None and slot not in self.successors and self.phase == RUNNING:
+                self.slots[slot] = self._start(slot)
 
     def _on_ready(self, worker: Worker) -> None:
         slot = worker.slot
@@ -266,19 +276,23 @@ class Arbiter:
                 log.error("cannot start: %s", reason)
                 self.stop(EXIT_CONFIG)
             return
-        what = worker.describe_exit()
+        what = f"{worker.name} {worker.describe_exit()}"
         if worker.killed_for is not None:
             what += f" ({worker.killed_for})"
-        if not self.budget.record(self.clock()):
-            log.error(
-                "giving up: %s %s, restart %d within %ss exceeds --max-restarts %d;"
-                " stopping all workers, exit status %d",
-                worker.name, what, self.config.max_restarts + 1, self.config.restart_window,
-                self.config.max_restarts, EXIT_BUDGET,
-            )  # fmt: skip
-            self.stop(EXIT_BUDGET)
+        self._count_restart(what)
+
+    def _count_restart(self, what: str) -> None:
+        """A restart is due: allowed by the budget (a replacement follows), or the end."""
+        if self.budget.record(self.clock()):
+            log.warning("%s; starting a replacement", what)
             return
-        log.warning("%s %s; starting a replacement", worker.name, what)
+        log.error(
+            "giving up: %s, restart %d within %ss exceeds --max-restarts %d;"
+            " stopping all workers, exit status %d",
+            what, self.config.max_restarts + 1, self.config.restart_window,
+            self.config.max_restarts, EXIT_BUDGET,
+        )  # fmt: skip
+        self.stop(EXIT_BUDGET)
 
     # -- stopping and timers -------------------------------------------------------------
 
