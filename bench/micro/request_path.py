@@ -24,8 +24,7 @@ from ferryman.server.connection import HttpConnection
 from ferryman.server.context import ServerContext
 
 REQUEST = (
-    b"GET /1k.bin HTTP/1.1\r\nHost: 127.0.0.1:8000\r\n"
-    b"User-Agent: bench\r\nAccept: */*\r\n\r\n"
+    b"GET /1k.bin HTTP/1.1\r\nHost: 127.0.0.1:8000\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n"
 )
 
 

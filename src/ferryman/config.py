@@ -199,6 +199,19 @@ OPTIONS: tuple[Option, ...] = (
            "on SIGTERM/SIGINT, how long in-flight transfers may take to finish"),
     Option("small-body", parse_size, 16384,
            "file bodies up to this size are read and sent with the head in one write"),
+    Option("allow-write", parse_bool, False,
+           "enable PUT and DELETE (needs --tokens or --signing-key)", flag_takes_value=False),
+    Option("private", parse_bool, False,
+           "reads need a token or a signed URL too", flag_takes_value=False),
+    Option("tokens", _optional_text, None,
+           "file of 'TOKEN SCOPE [PATH-PREFIX]' lines, SCOPE read|write (Bearer tokens)"),
+    Option("signing-key", _optional_text, None, "file holding the HMAC key for signed URLs"),
+    Option("verify-writes", _choice("full", "size"), "full",
+           "after a write, read back size and SHA-256 ('full') or the size only"),
+    Option("body-timeout", parse_duration, 60.0,
+           "a client that sends no request-body bytes for this long gets 408"),
+    Option("max-upload-size", parse_size, 16 * 1024**3,
+           "largest request body (upload), else 413; 0: no limit"),
     Option("file-cache", parse_size, 32 * 1024 * 1024,
            "memory for small files (up to --small-body) kept between requests; 0: off"),
     Option("workers", parse_workers, 1,
@@ -242,6 +255,13 @@ class Config:
     max_restarts: int = 5
     restart_window: float = 10.0
     file_cache: int = 32 * 1024 * 1024
+    body_timeout: float = 60.0
+    allow_write: bool = False
+    private: bool = False
+    tokens: str | None = None
+    signing_key: str | None = None
+    verify_writes: str = "full"
+    max_upload_size: int = 16 * 1024**3
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

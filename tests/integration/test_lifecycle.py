@@ -24,6 +24,14 @@ def open_fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
+def worker_pid(srv: ServerProcess) -> int:
+    """The one worker under the arbiter (its only child process)."""
+    arbiter = srv.proc.pid
+    children = Path(f"/proc/{arbiter}/task/{arbiter}/children").read_text().split()
+    assert len(children) == 1, children
+    return int(children[0])
+
+
 def slow_download(srv: ServerProcess, path: str, result: dict, rate: int = 2 * 1024 * 1024) -> None:
     """Read a body at about `rate` bytes/s with a small receive buffer; store what arrived."""
     sock = socket.socket()
@@ -107,7 +115,7 @@ def test_idle_connections_close_at_once_on_stop(ferryman) -> None:  # type: igno
 def test_bodies_release_their_descriptors_however_transfers_end(ferryman) -> None:  # type: ignore[no-untyped-def]
     for sendfile in ("on", "off"):
         srv = ferryman("--sendfile", sendfile)
-        pid = srv.proc.pid
+        pid = worker_pid(srv)
         with srv.connect() as conn:  # warm up: lazily made descriptors exist now
             conn.get("/hello.txt")
         baseline = open_fds(pid)

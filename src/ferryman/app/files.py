@@ -18,6 +18,7 @@ from collections.abc import Awaitable
 from functools import lru_cache
 
 from ferryman.app import listing
+from ferryman.app.digestindex import DigestIndex
 from ferryman.app.filecache import SmallFileCache
 from ferryman.app.mime import content_type
 from ferryman.app.paths import RequestPath, resolve
@@ -63,6 +64,7 @@ class FileServer:
         self.cache_control = config.cache_control
         self.max_ranges = config.max_ranges
         self.small_body = config.small_body
+        self.digests: DigestIndex | None = None  # set when a catalog exists
         self.cache = (
             SmallFileCache(max_bytes=config.file_cache)
             if config.file_cache and self.small_body
@@ -182,6 +184,10 @@ class FileServer:
         mtime = int(st.st_mtime)
         validators = Validators(etag=etag, last_modified=mtime)
         common: Headers = [("ETag", etag), ("Last-Modified", format_date(mtime))]
+        if self.digests is not None:
+            digest = self.digests.repr_digest(relative, st)
+            if digest is not None:
+                common.append(("Repr-Digest", digest))
         if self.cache_control:
             common.append(("Cache-Control", self.cache_control))
         outcome = evaluate_preconditions(

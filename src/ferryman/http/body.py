@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,3 +57,14 @@ class Body:
 
 
 EMPTY = Body()
+
+
+class BodyReader(Protocol):
+    """A request body as the handler sees it: pulled piece by piece."""
+
+    done: bool  # the whole body has been read
+    received: int  # bytes read so far
+
+    async def read(self) -> bytes: ...  # the next piece; b"" at the end
+
+    def __aiter__(self) -> AsyncIterator[bytes]: ...

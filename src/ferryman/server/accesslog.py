@@ -7,6 +7,7 @@ busy server makes one write call per second for its log, not one per request.
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 from typing import IO, TYPE_CHECKING
@@ -17,6 +18,7 @@ from ferryman.http.parser import Request
 if TYPE_CHECKING:
     from ferryman.server.connection import HttpConnection
 
+_SIGNATURE = re.compile(r"(ferryman-signature=)[^&]*")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
@@ -65,6 +67,8 @@ class AccessLog:
         duration = time.monotonic() - started
         version = "HTTP/1.1" if request.http11 else "HTTP/1.0"
         target = request.target.decode("latin-1")
+        if "ferryman-signature=" in target:  # a signed URL is a credential: keep it out of logs
+            target = _SIGNATURE.sub(r"\1[redacted]", target)
         headers = request.headers
         if self.json:
             entry = {

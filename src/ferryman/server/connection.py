@@ -35,13 +35,14 @@ from ferryman.http.body import FileRegion, Part
 from ferryman.http.parser import NEED_DATA, Request, RequestParser
 from ferryman.http.response import Framing, Response, error_response, frame_head
 from ferryman.server import transfer, zerocopy
+from ferryman.server.requestbody import RequestBody
 
 if TYPE_CHECKING:
     from ferryman.server.context import ServerContext
 
 log = logging.getLogger("ferryman.connection")
 
-_IDLE, _HEAD, _SEND = "idle", "head", "send"
+_IDLE, _HEAD, _BODY, _SEND = "idle", "head", "body", "send"
 _HIGH_WATER = 256 * 1024  # transport buffer that pauses the loop's writes
 _MAX_PIPELINE_BUFFER = 256 * 1024  # unparsed bytes held before reading pauses
 
@@ -59,7 +60,9 @@ class HttpConnection(asyncio.Protocol):
         self.write_paused = False
         self.reading_paused = False
         self.eof = False
-        self._waiter: asyncio.Future[None] | None = None
+        self._waiter: asyncio.Future[None] | None = None  # a write waiting for the socket
+        self._body_waiter: asyncio.Future[None] | None = None  # a handler waiting for body bytes
+        self._body: RequestBody | None = None  # the body of the request being answered
         self._task: asyncio.Task[None] | None = None
         self._writer: zerocopy.SocketWriter | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -82,6 +85,8 @@ class HttpConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.parser.receive(data)
+        if self._body_waiter is not None:
+            self._wake_body(None)
         if not self.busy:
             self._process()
         elif self.parser.buffered > _MAX_PIPELINE_BUFFER and not self.reading_paused:
@@ -90,6 +95,7 @@ class HttpConnection(asyncio.Protocol):
 
     def eof_received(self) -> bool:
         self.eof = True
+        self._wake_body(ConnectionResetError("client closed before the body ended"))
         if not self.busy:
             self._process()
         return True  # keep the write side open until the answer is out
@@ -105,6 +111,7 @@ class HttpConnection(asyncio.Protocol):
         # strike before it started (leaking the body) or while a worker thread
         # still reads the body's descriptor.
         self._fail_waiter(ConnectionResetError("connection lost"))
+        self._wake_body(ConnectionResetError("connection lost"))
         if not self.busy:
             self._close_writer()
         self.ctx.connection_closed(self)
@@ -166,13 +173,14 @@ class HttpConnection(asyncio.Protocol):
         self._deadline = math.inf
         self.requests += 1
         started = time.monotonic()
-        if request.has_body:
-            self.closing = True  # its body is not read: the stream cannot be reused
+        self._body = None
         try:
             expect = request.headers.get("expect")
             if expect is not None and expect.lower() != "100-continue":
                 raise HttpError(417, "expectation_failed", "only 100-continue is supported")
-            result = self.ctx.app.handle(request)
+            if request.has_body:
+                self._body = RequestBody(self, request, self.ctx.config.max_upload_size)
+            result = self.ctx.app.handle(request, self._body)
         except HttpError as exc:
             result = self._error(request, exc)
         except Exception:
@@ -195,6 +203,11 @@ class HttpConnection(asyncio.Protocol):
             response = await pending
         except HttpError as exc:
             response = self._error(request, exc)
+        except ConnectionError:  # the client left while the handler waited on it
+            self.busy = False
+            self.abort()
+            self._close_writer()
+            return
         except Exception:
             log.exception("handler failed for %s %r", request.method, request.target)
             response = self._error(request, HttpError(500, "internal_error", "see server log"))
@@ -211,7 +224,13 @@ class HttpConnection(asyncio.Protocol):
         """Frame and send a response; synchronous when the body allows it."""
         body = response.body
         try:
-            keep_alive = request.keep_alive and not self.closing and not self.ctx.stopping
+            keep_alive = (
+                request.keep_alive
+                and not self.closing
+                and not self.ctx.stopping
+                # a body left unread (or refused unread) still occupies the stream
+                and (not request.has_body or (self._body is not None and self._body.done))
+            )
             framing = frame_head(
                 response,
                 method=request.method,
@@ -385,6 +404,8 @@ class HttpConnection(asyncio.Protocol):
                 ProtocolError(408, "request_timeout", "request head not received in time")
             )
             self.abort_later()
+        elif self._timer_kind == _BODY:
+            self._wake_body(HttpError(408, "request_timeout", "request body not received in time"))
         elif self._timer_kind == _SEND:
             log.info(
                 "closing %s: no progress sending for %ss", self.peer, self.ctx.config.send_timeout
@@ -446,6 +467,30 @@ class HttpConnection(asyncio.Protocol):
         finally:
             self.loop.remove_writer(fd)
             self._deadline = math.inf
+
+    async def wait_for_body(self) -> None:
+        """Wait for more request-body bytes (RequestBody.read calls this)."""
+        if self.closed or self.eof:
+            raise ConnectionResetError("client closed before the body ended")
+        if self.reading_paused:
+            self.reading_paused = False
+            self.transport.resume_reading()
+        self._arm(_BODY, self.ctx.config.body_timeout)
+        waiter = self.loop.create_future()
+        self._body_waiter = waiter
+        try:
+            await waiter
+        finally:
+            self._body_waiter = None
+            self._deadline = math.inf
+
+    def _wake_body(self, exc: BaseException | None) -> None:
+        waiter, self._body_waiter = self._body_waiter, None
+        if waiter is not None and not waiter.done():
+            if exc is None:
+                waiter.set_result(None)
+            else:
+                waiter.set_exception(exc)
 
     def socket_writer(self) -> zerocopy.SocketWriter | None:
         """The connection's socket duplicate, made at first use; None if none can be had."""

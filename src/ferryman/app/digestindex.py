@@ -1,0 +1,58 @@
+"""Repr-Digest for catalogued files, without a catalog query per request.
+
+The catalog knows each stored file's SHA-256 with the size and mtime it had
+when ferryman wrote it. A GET may carry that digest only while the file on
+disk still has that size and mtime; a file changed behind ferryman's back is
+served without it, and the mismatch is logged once per version.
+
+Answers are memoised per path and file version (size, mtime_ns), so the
+catalog (SQLite, a local read in WAL mode) is asked once per version, not
+once per request. Another worker's upload changes the mtime, which misses
+the memo.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from ferryman.catalog.db import Catalog, CatalogError
+from ferryman.http.digest import format_repr_digest
+
+log = logging.getLogger("ferryman.catalog")
+_MAX_MEMO = 8192
+
+
+class DigestIndex:
+    def __init__(self, catalog: Catalog) -> None:
+        self.catalog = catalog
+        self._memo: dict[str, tuple[tuple[int, int], str | None]] = {}
+
+    def repr_digest(self, relative: str, st: os.stat_result) -> str | None:
+        """The Repr-Digest value for this version of the file, or None."""
+        version = (st.st_size, st.st_mtime_ns)
+        memo = self._memo.get(relative)
+        if memo is not None and memo[0] == version:
+            return memo[1]
+        value = self._lookup(relative, st)
+        if len(self._memo) >= _MAX_MEMO:
+            self._memo.clear()  # rare and cheap to refill: one catalog read per path
+        self._memo[relative] = (version, value)
+        return value
+
+    def _lookup(self, relative: str, st: os.stat_result) -> str | None:
+        try:
+            entry = self.catalog.get(relative)
+        except (CatalogError, ValueError) as exc:  # busy, or a name it cannot hold
+            log.warning("no Repr-Digest for %s: %s", relative, exc)
+            return None
+        if entry is None or entry.deleted:
+            return None
+        if entry.size != st.st_size or entry.mtime_ns != st.st_mtime_ns:
+            log.warning(
+                "%s changed on disk outside ferryman (catalog: %d bytes, mtime %d; disk: %d "
+                "bytes, mtime %d): served without Repr-Digest",
+                relative, entry.size, entry.mtime_ns, st.st_size, st.st_mtime_ns,
+            )  # fmt: skip
+            return None
+        return format_repr_digest(bytes.fromhex(entry.sha256))

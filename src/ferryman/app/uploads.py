@@ -1,0 +1,342 @@
+"""PUT and DELETE on local files: nothing becomes visible until it is verified.
+
+A PUT streams its body into a temporary file beside the target (a dotfile,
+so never served), hashing as it goes. Before anything is visible: the byte
+count, Content-MD5 and Content-Digest/Repr-Digest are checked; the file is
+fsynced and read back (`--verify-writes full`: size and SHA-256 from disk;
+`size`: size only). Then it replaces the target atomically (rename; link for
+create-only `If-None-Match: *`, so two racing creators cannot both win), the
+directory is fsynced, and the catalog records it. Any failure on the way
+(mismatch, disconnect, full disk) removes the temporary file and leaves the
+target and the catalog as they were. Concurrent PUTs of one path each land
+whole; the last rename wins.
+
+Disk and catalog work runs in worker threads, in 1 MiB batches for the body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import hashlib
+import logging
+import os
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from ferryman.app.files import file_etag
+from ferryman.app.paths import RequestPath, resolve
+from ferryman.app.writepath import existing, open_parent
+from ferryman.catalog.db import Catalog, CatalogError
+from ferryman.errors import HttpError
+from ferryman.http.body import BodyReader
+from ferryman.http.conditional import Outcome, Validators, evaluate_preconditions
+from ferryman.http.digest import format_repr_digest, parse_content_md5, parse_digest_field
+from ferryman.http.parser import Request
+from ferryman.http.response import Response
+
+if TYPE_CHECKING:
+    from ferryman.app.files import FileServer
+
+log = logging.getLogger("ferryman.uploads")
+TEMP_PREFIX = ".ferryman-upload-"
+_BATCH = 1024 * 1024
+_FULL_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+@dataclass
+class _Checks:
+    """What the client asked us to verify, and the hashers that will tell."""
+
+    md5: bytes | None = None
+    digests: dict[str, bytes] = field(default_factory=dict)
+    hashers: dict[str, hashlib._Hash] = field(default_factory=dict)
+
+    @classmethod
+    def from_request(cls, request: Request) -> _Checks:
+        checks = cls(hashers={"sha-256": hashlib.sha256()})
+        headers = request.headers
+        if "content-md5" in headers:
+            checks.md5 = parse_content_md5(headers["content-md5"])
+            checks.hashers["md5"] = hashlib.md5(usedforsecurity=False)
+        for name in ("content-digest", "repr-digest"):  # a full PUT: both describe the body
+            if name in headers:
+                for algorithm, raw in parse_digest_field(headers[name], name).items():
+                    if checks.digests.get(algorithm, raw) != raw:
+                        raise HttpError(400, "digest_mismatch", f"{name} contradicts itself")
+                    checks.digests[algorithm] = raw
+        if "sha-512" in checks.digests:
+            checks.hashers["sha-512"] = hashlib.sha512()
+        return checks
+
+    def update(self, data: bytes | bytearray) -> None:
+        for hasher in self.hashers.values():
+            hasher.update(data)
+
+    def verify(self) -> None:
+        if self.md5 is not None and self.hashers["md5"].digest() != self.md5:
+            raise HttpError(400, "digest_mismatch", "Content-MD5 does not match the body")
+        for algorithm, expected in self.digests.items():
+            if self.hashers[algorithm].digest() != expected:
+                raise HttpError(400, "digest_mismatch", f"{algorithm} does not match the body")
+
+    @property
+    def sha256(self) -> bytes:
+        return self.hashers["sha-256"].digest()
+
+
+class Uploads:
+    def __init__(self, files: FileServer, verify: str, catalog: Catalog | None = None) -> None:
+        self.files = files
+        self.verify_mode = verify
+        self.catalog = catalog
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    # -- PUT ------------------------------------------------------------------
+
+    async def put(self, request: Request, body: BodyReader | None) -> Response:
+        path = _file_path(request)
+        if "content-length" not in request.headers and request.body_kind != "chunked":
+            raise HttpError(411, "length_required", "send Content-Length or a chunked body")
+        checks = _Checks.from_request(request)
+        name = path.segments[-1]
+        parent = await asyncio.to_thread(
+            open_parent, self.files.root_fd, path.segments[:-1], create=True
+        )
+        try:
+            before = await asyncio.to_thread(existing, parent, name)
+            create_only = _check_preconditions(request, before)
+            temp = TEMP_PREFIX + secrets.token_hex(8)
+            temp_fd = await asyncio.to_thread(_create_temp, parent, temp)
+            try:
+                size = await self._receive(body, temp_fd, checks)
+                checks.verify()
+                await asyncio.to_thread(_settle, temp_fd, size, checks.sha256, self.verify_mode)
+                async with self._lock(path.relative):
+                    if not create_only:  # the version the client saw may have changed meanwhile
+                        _check_preconditions(
+                            request, await asyncio.to_thread(existing, parent, name)
+                        )
+                    await asyncio.to_thread(_commit, parent, temp, name, create_only)
+                st = os.fstat(temp_fd)
+            except BaseException:
+                await asyncio.to_thread(_discard, parent, temp)
+                raise
+            finally:
+                os.close(temp_fd)
+        except ConnectionError:
+            raise  # the client left mid-body: nothing stored, nobody to answer
+        except OSError as exc:
+            raise _write_error(exc) from None
+        finally:
+            os.close(parent)
+        etag = file_etag(st)
+        await self._record(path, st, checks.sha256, etag)
+        headers = [("ETag", etag), ("Repr-Digest", format_repr_digest(checks.sha256))]
+        if before is None:
+            headers.append(("Location", path.url()))
+            return Response(201, headers)
+        return Response(204, headers)
+
+    async def _receive(self, body: BodyReader | None, fd: int, checks: _Checks) -> int:
+        size = 0
+        batch = bytearray()
+        if body is not None:
+            async for chunk in body:
+                batch += chunk
+                if len(batch) >= _BATCH:
+                    size += await asyncio.to_thread(_write_and_hash, fd, batch, checks)
+                    batch = bytearray()
+        if batch:
+            size += await asyncio.to_thread(_write_and_hash, fd, batch, checks)
+        return size
+
+    # -- DELETE ---------------------------------------------------------------
+
+    async def delete(self, request: Request) -> Response:
+        path = _file_path(request)
+        name = path.segments[-1]
+        parent = await asyncio.to_thread(
+            open_parent, self.files.root_fd, path.segments[:-1], create=False
+        )
+        try:
+            async with self._lock(path.relative):
+                before = await asyncio.to_thread(existing, parent, name)
+                if before is None:
+                    raise HttpError(404, "not_found", "no such file")
+                _check_preconditions(request, before)
+                await asyncio.to_thread(_unlink, parent, name)
+        except OSError as exc:
+            raise _write_error(exc) from None
+        finally:
+            os.close(parent)
+        if self.catalog is not None:
+            try:
+                await asyncio.to_thread(self.catalog.mark_deleted, path.relative)
+            except CatalogError as exc:
+                log.error("catalog did not record the deletion of %s: %s", path.relative, exc)
+                raise HttpError(503, "catalog_busy", "deleted but not recorded; retry",
+                                (("Retry-After", "1"),)) from None  # fmt: skip
+        return Response(204)
+
+    # -- shared -----------------------------------------------------------------
+
+    def _lock(self, key: str) -> asyncio.Lock:
+        lock = self._locks.get(key)
+        if lock is None:
+            if len(self._locks) > 4096:  # drop idle locks; a held one is kept
+                self._locks = {k: v for k, v in self._locks.items() if v.locked()}
+            lock = self._locks[key] = asyncio.Lock()
+        return lock
+
+    async def _record(
+        self, path: RequestPath, st: os.stat_result, sha256: bytes, etag: str
+    ) -> None:
+        if self.catalog is None:
+            return
+        try:
+            await asyncio.to_thread(
+                self.catalog.record,
+                path.relative,
+                size=st.st_size,
+                sha256=sha256.hex(),
+                mtime_ns=st.st_mtime_ns,
+                etag=etag,
+            )
+        except CatalogError as exc:
+            # The bytes are stored and verified but not recorded: not a success.
+            # A retried PUT (idempotent) records them.
+            log.error("catalog did not record %s: %s", path.relative, exc)
+            raise HttpError(503, "catalog_busy", "stored but not recorded; retry",
+                            (("Retry-After", "1"),)) from None  # fmt: skip
+
+
+def _file_path(request: Request) -> RequestPath:
+    path = resolve(request.path)
+    try:
+        path.relative.encode("utf-8")  # the catalog (and most clients) need UTF-8 names
+    except UnicodeEncodeError:
+        raise HttpError(400, "bad_path", "file names must be UTF-8") from None
+    if not path.segments or path.trailing_slash:
+        raise HttpError(405, "method_not_allowed", "a directory cannot be written or deleted",
+                        (("Allow", "GET, HEAD"),))  # fmt: skip
+    return path
+
+
+def _check_preconditions(request: Request, current: os.stat_result | None) -> bool:
+    """412 unless If-Match / If-None-Match allow the write; True for create-only."""
+    headers = request.headers
+    validators = Validators(
+        etag=file_etag(current) if current else None,
+        last_modified=int(current.st_mtime) if current else None,
+    )
+    outcome = evaluate_preconditions(
+        request.method,
+        if_match=headers.get("if-match"),
+        if_none_match=headers.get("if-none-match"),
+        if_modified_since=None,
+        if_unmodified_since=headers.get("if-unmodified-since"),
+        validators=validators,
+        exists=current is not None,
+    )
+    if outcome is not Outcome.PROCEED:
+        raise HttpError(
+            412, "precondition_failed", "the file is not in the state the client expects"
+        )
+    return headers.get("if-none-match", "").strip() == "*"
+
+
+# -- blocking steps (worker threads) -------------------------------------------------
+
+
+def _create_temp(parent_fd: int, name: str) -> int:
+    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW
+    return os.open(name, flags, 0o644, dir_fd=parent_fd)
+
+
+def _write_and_hash(fd: int, data: bytearray, checks: _Checks) -> int:
+    checks.update(data)
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+    return len(data)
+
+
+def _settle(fd: int, size: int, sha256: bytes, mode: str) -> None:
+    """fsync, then read back what the disk holds and compare."""
+    os.fsync(fd)
+    if os.fstat(fd).st_size != size:
+        raise HttpError(500, "verify_failed", "the stored size differs from the bytes received")
+    if mode != "full":
+        return
+    hasher = hashlib.sha256()
+    offset = 0
+    while chunk := os.pread(fd, _BATCH, offset):
+        hasher.update(chunk)
+        offset += len(chunk)
+    if offset != size or hasher.digest() != sha256:
+        raise HttpError(500, "verify_failed", "the stored bytes differ from the bytes received")
+
+
+def _commit(parent_fd: int, temp: str, name: str, create_only: bool) -> None:
+    if create_only:
+        try:
+            os.link(temp, name, src_dir_fd=parent_fd, dst_dir_fd=parent_fd, follow_symlinks=False)
+        except FileExistsError:
+            raise HttpError(
+                412, "precondition_failed", "the file exists (If-None-Match: *)"
+            ) from None
+        os.unlink(temp, dir_fd=parent_fd)
+    else:
+        os.rename(temp, name, src_dir_fd=parent_fd, dst_dir_fd=parent_fd)
+    os.fsync(parent_fd)
+
+
+def _unlink(parent_fd: int, name: str) -> None:
+    os.unlink(name, dir_fd=parent_fd)
+    os.fsync(parent_fd)
+
+
+def _discard(parent_fd: int, temp: str) -> None:
+    try:
+        os.unlink(temp, dir_fd=parent_fd)
+    except FileNotFoundError:
+        pass
+
+
+def start_orphan_sweep(root: str, *, older_than: float) -> threading.Thread:
+    """Remove upload temporaries a crash left behind, in the background.
+
+    They are dotfiles (never served) in the directories that were written.
+    Only files idle for `older_than` seconds go: a live upload (perhaps another
+    worker's) writes at least every --body-timeout.
+    """
+
+    def sweep() -> None:
+        cutoff = time.time() - older_than
+        for directory, dirs, names in os.walk(root):
+            dirs[:] = [d for d in dirs if not d.startswith(".")]
+            for name in names:
+                if name.startswith(TEMP_PREFIX):
+                    path = os.path.join(directory, name)
+                    try:
+                        if os.lstat(path).st_mtime < cutoff:
+                            os.unlink(path)
+                            log.info("removed %s, left by an interrupted upload", path)
+                    except OSError:
+                        continue
+
+    thread = threading.Thread(target=sweep, name="ferryman-orphan-sweep", daemon=True)
+    thread.start()
+    return thread
+
+
+def _write_error(exc: OSError) -> HttpError:
+    if exc.errno in _FULL_SPACE:
+        return HttpError(507, "insufficient_storage", "no space left; nothing was stored")
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return HttpError(403, "forbidden", "the file cannot be written")
+    return HttpError(500, "internal_error", f"write failed ({exc.strerror}); nothing was stored")

@@ -1,0 +1,135 @@
+"""The catalog's schema: an ordered list of migrations, and what a valid row holds.
+
+`MIGRATIONS[i]` takes a database from schema version `i` to `i + 1`; the
+version of a database is the number of migrations applied to it, kept in
+`meta.schema_version` (0 when there is no `meta` table: a new file). The
+runner in `db.py` applies each one in its own write transaction and bumps the
+version in that same transaction, so a crash leaves a database at one
+version or the next, never between.
+
+A released migration is never edited: databases in the field were made by
+the text as it was. Change the schema by appending a migration (a test
+pins the text of version 1; pin each release's migration the same way).
+
+`check_path` and `check_fields` are the Python side of the CHECK
+constraints: they refuse bad values with ValueError (TypeError for a wrong
+type) before the database is touched, with a message that names the value.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from collections.abc import Iterator
+
+# v1: current state per path, and an append-only log of every change.
+# Rows of `objects` are never removed (DELETE sets `deleted`), which is what
+# lets every `history` row reference one.
+_V1 = """
+CREATE TABLE meta (
+    key   TEXT PRIMARY KEY NOT NULL,
+    value INTEGER NOT NULL
+);
+INSERT INTO meta (key, value) VALUES ('schema_version', 0);
+
+CREATE TABLE objects (
+    path       TEXT PRIMARY KEY NOT NULL,
+    size       INTEGER NOT NULL CHECK (size >= 0),
+    sha256     TEXT NOT NULL CHECK (length(sha256) = 64),
+    mtime_ns   INTEGER NOT NULL,
+    etag       TEXT NOT NULL,
+    deleted    INTEGER NOT NULL DEFAULT 0 CHECK (deleted IN (0, 1)),
+    updated_ns INTEGER NOT NULL
+);
+
+CREATE TABLE history (
+    id       INTEGER PRIMARY KEY AUTOINCREMENT,
+    path     TEXT NOT NULL REFERENCES objects (path),
+    size     INTEGER NOT NULL,
+    sha256   TEXT NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    etag     TEXT NOT NULL,
+    deleted  INTEGER NOT NULL CHECK (deleted IN (0, 1)),
+    at_ns    INTEGER NOT NULL
+);
+CREATE INDEX history_by_path ON history (path, id);
+"""
+
+# v2: the history is append-only in the database itself, not only by habit
+# of the code that writes it, and objects rows cannot be dropped (a DELETE
+# is a flag, the audit relies on the trail).
+_V2 = """
+CREATE TRIGGER history_no_update BEFORE UPDATE ON history
+BEGIN
+    SELECT RAISE(ABORT, 'catalog history is append-only');
+END;
+
+CREATE TRIGGER history_no_delete BEFORE DELETE ON history
+BEGIN
+    SELECT RAISE(ABORT, 'catalog history is append-only');
+END;
+
+CREATE TRIGGER objects_no_delete BEFORE DELETE ON objects
+BEGIN
+    SELECT RAISE(ABORT, 'catalog objects are marked deleted, never removed');
+END;
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2)
+LATEST = len(MIGRATIONS)
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_ETAG = re.compile(r'(?:W/)?"[\x21\x23-\x7e\x80-\xff]*"')  # RFC 9110 entity-tag
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1  # what an SQLite INTEGER holds
+
+
+def statements(script: str) -> Iterator[str]:
+    """Split a script into complete statements (semicolons inside triggers are kept).
+
+    `Connection.executescript` would do this too, but it COMMITs any open
+    transaction first, which would split a migration from its version bump.
+    """
+    start = 0
+    for end, char in enumerate(script):
+        if char == ";" and sqlite3.complete_statement(script[start : end + 1]):
+            statement = script[start : end + 1].strip()
+            start = end + 1
+            if statement != ";":
+                yield statement
+    if script[start:].strip():
+        raise ValueError(f"incomplete SQL statement at the end of a script: {script[start:]!r}")
+
+
+def check_path(path: str) -> None:
+    """A catalog path is a normalised relative URL path: "a/b.txt", never "/a", "a//b" or "a/..".
+
+    Empty segments are refused too: "a//b" and "a/b" name one file on disk,
+    and two catalog rows for it would make the audit see a phantom.
+    """
+    if not isinstance(path, str):
+        raise TypeError(f"catalog path must be a str, not {type(path).__name__}")
+    if not path or path.startswith("/") or "\x00" in path:
+        raise ValueError(f"catalog path {path!r} is empty, absolute or holds a NUL")
+    if any(segment in ("", ".", "..") for segment in path.split("/")):
+        raise ValueError(f"catalog path {path!r} has an empty, '.' or '..' segment")
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"catalog path {path!r} is not valid Unicode (lone surrogate)") from None
+
+
+def check_fields(*, size: int, sha256: str, mtime_ns: int, etag: str) -> None:
+    """The fields of one recorded version: size >= 0, lower-case hex SHA-256, quoted ETag."""
+    _check_int("size", size, 0)
+    _check_int("mtime_ns", mtime_ns, _INT64_MIN)
+    if not isinstance(sha256, str) or not _SHA256.fullmatch(sha256):
+        raise ValueError(f"sha256 {sha256!r} is not 64 lower-case hex digits")
+    if not isinstance(etag, str) or not _ETAG.fullmatch(etag):
+        raise ValueError(f'etag {etag!r} is not a quoted entity-tag ("..." or W/"...")')
+
+
+def _check_int(name: str, value: int, low: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+    if not low <= value <= _INT64_MAX:
+        raise ValueError(f"{name} {value} is out of range [{low}, 2**63 - 1]")
