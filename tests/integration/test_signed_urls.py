@@ -1,0 +1,92 @@
+"""`ferryman sign` URLs against a server with --signing-key: exact, expiring, unforgeable."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from tests.conftest import ServerProcess, wait_until
+
+
+def sign(key: Path, url: str, method: str = "GET", expires: str = "1h") -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "ferryman.cli", "sign", url, "--method", method,
+         "--expires", expires, "--signing-key", str(key)],
+        capture_output=True, text=True, timeout=20, check=True,
+    )  # fmt: skip
+    return done.stdout.strip()
+
+
+def target(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.path}?{parts.query}"
+
+
+def send(srv: ServerProcess, method: str, path: str, data: bytes = b""):  # type: ignore[no-untyped-def]
+    head = f"{method} {path} HTTP/1.1\r\nHost: t\r\nContent-Length: {len(data)}\r\n\r\n"
+    with srv.connect() as conn:
+        return conn.request(head.encode() + data, head_request=method == "HEAD")[0]
+
+
+@pytest.fixture
+def signed_server(ferryman, tmp_path: Path):  # type: ignore[no-untyped-def]
+    key = tmp_path / "key"
+    key.write_bytes(b"k" * 48)
+    root = tmp_path / "root"
+    root.mkdir()
+    log = tmp_path / "access.log"
+    srv = ferryman("--allow-write", "--private", "--signing-key", str(key),
+                   "--access-log", str(log), root=root)  # fmt: skip
+    return srv, key, root, log
+
+
+def test_signed_put_then_signed_get(signed_server) -> None:  # type: ignore[no-untyped-def]
+    srv, key, root, log = signed_server
+    put_url = sign(key, f"{srv.url}/box/f.txt", "PUT")
+    assert send(srv, "PUT", target(put_url), b"signed body").status == 201
+    assert (root / "box/f.txt").read_bytes() == b"signed body"
+    get_url = sign(key, f"{srv.url}/box/f.txt")
+    r = send(srv, "GET", target(get_url))
+    assert (r.status, r.body) == (200, b"signed body")
+    assert send(srv, "HEAD", target(get_url)).status == 200  # GET signature covers HEAD
+    assert send(srv, "GET", "/box/f.txt").status == 401  # --private: nothing unsigned
+    srv.stop()
+    text = log.read_text()
+    assert "ferryman-signature=[redacted]" in text and get_url.rsplit("=", 1)[1] not in text
+
+
+def test_altered_or_misused_signatures_are_403(signed_server) -> None:  # type: ignore[no-untyped-def]
+    srv, key, root, _ = signed_server
+    (root / "f.txt").write_bytes(b"x")
+    good = target(sign(key, f"{srv.url}/f.txt"))
+    assert send(srv, "GET", good).status == 200
+    assert send(srv, "GET", good.replace("/f.txt", "/g.txt")).status == 403  # other path
+    assert send(srv, "PUT", good, b"y").status == 403  # signed for GET only
+    expires = good.split("ferryman-expires=")[1].split("&")[0]
+    later = good.replace(expires, str(int(expires) + 3600))
+    assert send(srv, "GET", later).status == 403  # expiry extended by hand
+    flipped = good[:-1] + ("0" if good[-1] != "0" else "1")
+    assert send(srv, "GET", flipped).status == 403
+    assert (root / "f.txt").read_bytes() == b"x"
+
+
+def test_expired_signature_is_403(signed_server) -> None:  # type: ignore[no-untyped-def]
+    srv, key, root, _ = signed_server
+    (root / "f.txt").write_bytes(b"x")
+    url = target(sign(key, f"{srv.url}/f.txt", expires="1s"))
+    expiry = int(url.split("ferryman-expires=")[1].split("&")[0])
+    assert wait_until(lambda: time.time() > expiry + 1, 5)
+    assert send(srv, "GET", url).status == 403
+
+
+def test_sign_needs_a_key(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "ferryman.cli", "sign", "http://h/x"],
+        capture_output=True, text=True, timeout=20, env={"PATH": "/usr/bin"},
+    )  # fmt: skip
+    assert done.returncode == 2 and "--signing-key" in done.stderr
