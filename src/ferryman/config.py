@@ -187,7 +187,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("max-header-bytes", parse_size, 32768, "largest header section, else 431"),
     Option("max-ranges", parse_positive_int, 100,
            "most ranges in one Range header; more are ignored (200)"),
-    Option("max-connections", parse_positive_int, 4096,
+    Option("max-connections", parse_positive_int, 10000,
            "open connections per process; at the limit ferryman stops accepting"),
     Option("header-timeout", parse_duration, 20.0,
            "time allowed to receive a whole request head (slowloris guard); 408 after"),
@@ -244,7 +244,7 @@ class Config:
     max_header_count: int = 100
     max_header_bytes: int = 32768
     max_ranges: int = 100
-    max_connections: int = 4096
+    max_connections: int = 10000
     header_timeout: float = 20.0
     keepalive_timeout: float = 75.0
     send_timeout: float = 60.0

@@ -42,6 +42,11 @@ log = logging.getLogger("ferryman")
 
 _FD_HEADROOM = 64  # descriptors beyond the connections: listener, logs, the loop's own
 _FDS_PER_CONNECTION = 3  # its socket, the file being sent, the socket's duplicate for sendfile
+# An idle connection holds one descriptor; only transfers hold the other two,
+# and running short of those degrades gracefully (503 on open, a buffered copy
+# without a duplicate). So connections are counted at one descriptor each,
+# with this many kept back for transfers.
+_FDS_FOR_TRANSFERS = 1024
 # Idle keep-alive connections get this long to send one more request (answered
 # with Connection: close) before they are closed. Long enough for a busy client
 # whose next request is already on the wire; short next to any grace period.
@@ -59,7 +64,11 @@ class Supervision(Protocol):
 
 
 def raise_fd_limit(max_connections: int) -> int:
-    """Lift the soft descriptor limit toward what max_connections needs; returns what fits."""
+    """Lift the soft descriptor limit toward what max_connections needs; returns what fits.
+
+    Asks for room for every connection to be transferring at once, and
+    settles for one descriptor per connection plus a reserve for transfers.
+    """
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     want = max_connections * _FDS_PER_CONNECTION + _FD_HEADROOM
     if soft < want:
@@ -67,7 +76,7 @@ def raise_fd_limit(max_connections: int) -> int:
         with contextlib.suppress(ValueError, OSError):
             resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
             soft = target
-    fits = max(1, (soft - _FD_HEADROOM) // _FDS_PER_CONNECTION)
+    fits = max(1, soft - _FD_HEADROOM - _FDS_FOR_TRANSFERS)
     if fits < max_connections:
         log.warning(
             "descriptor limit %d allows %d connections, not --max-connections %d",
