@@ -14,8 +14,9 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 from ferryman.app import listing
 from ferryman.app.digestindex import DigestIndex
@@ -44,6 +45,9 @@ from ferryman.http.ranges import (
 from ferryman.http.response import Headers, Response
 from ferryman.pagecache import read_nowait
 
+if TYPE_CHECKING:
+    from ferryman.app.archive import ArchiveServer
+
 _OPEN_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY
 _NOT_FOUND = HttpError(404, "not_found", "no such file")
 
@@ -65,6 +69,7 @@ class FileServer:
         self.max_ranges = config.max_ranges
         self.small_body = config.small_body
         self.digests: DigestIndex | None = None  # set when a catalog exists
+        self.archives: ArchiveServer | None = None  # set by App: paths through .tar files
         self.cache = (
             SmallFileCache(max_bytes=config.file_cache)
             if config.file_cache and self.small_body
@@ -83,10 +88,22 @@ class FileServer:
             if hit is not None:
                 return hit
         path = resolve(request.path)
-        fd, st = self._open(path.relative)
+        try:
+            fd, st = self._open(path.relative)
+        except HttpError as exc:
+            # A path through an archive fails to open (ENOTDIR): serve the member.
+            if exc.status == 404 and self.archives is not None:
+                member = self.archives.serve(request, path)
+                if member is not None:
+                    return member
+            raise
         if stat.S_ISDIR(st.st_mode):
             return self._directory(request, path, fd)
         if not stat.S_ISREG(st.st_mode) or path.trailing_slash:
+            if self.archives is not None and stat.S_ISREG(st.st_mode):
+                members = self.archives.serve_open(request, path, fd, st)  # `/a.tar/`
+                if members is not None:
+                    return members
             os.close(fd)
             raise _NOT_FOUND
         return self.respond_with_file(request, fd, st, path.segments[-1], path.relative)
@@ -179,67 +196,29 @@ class FileServer:
     def _file_response(
         self, request: Request, fd: int, st: os.stat_result, name: str, relative: str
     ) -> Response:
-        headers = request.headers
-        etag = file_etag(st)
-        mtime = int(st.st_mtime)
-        validators = Validators(etag=etag, last_modified=mtime)
-        common: Headers = [("ETag", etag), ("Last-Modified", format_date(mtime))]
+        extra: Headers = []
         if self.digests is not None:
             digest = self.digests.repr_digest(relative, st)
             if digest is not None:
-                common.append(("Repr-Digest", digest))
-        if self.cache_control:
-            common.append(("Cache-Control", self.cache_control))
-        outcome = evaluate_preconditions(
-            request.method,
-            if_match=headers.get("if-match"),
-            if_none_match=headers.get("if-none-match"),
-            if_modified_since=headers.get("if-modified-since"),
-            if_unmodified_since=headers.get("if-unmodified-since"),
-            validators=validators,
+                extra.append(("Repr-Digest", digest))
+        plan = plan_response(
+            request,
+            size=st.st_size,
+            etag=file_etag(st),
+            last_modified=int(st.st_mtime),
+            name=name,
+            cache_control=self.cache_control,
+            max_ranges=self.max_ranges,
+            extra=extra,
         )
-        if outcome is Outcome.NOT_MODIFIED:
+        if plan.status == 304:
             os.close(fd)
-            return Response(304, common)
-        if outcome is Outcome.PRECONDITION_FAILED:
-            raise HttpError(412, "precondition_failed", "a precondition did not hold")
-
-        size = st.st_size
-        kind = content_type(name)
-        common.append(("Accept-Ranges", "bytes"))
-        range_header = headers.get("range")
-        if range_header is not None and not if_range_matches(headers.get("if-range"), validators):
-            range_header = None
-        decision = evaluate_range(range_header, size, max_ranges=self.max_ranges)
-        cleanup = _closer(fd)
-        if decision.kind is RangeKind.UNSATISFIABLE:
-            raise HttpError(
-                416,
-                "range_not_satisfiable",
-                f"no requested range lies within the {size} bytes",
-                headers=(("Content-Range", unsatisfied_content_range(size)),),
-            )
-        if decision.kind is RangeKind.FULL:
-            common.append(("Content-Type", kind))
-            if size <= self.small_body and self.cache is not None:
-                small = self._remember(request, relative, st, common, fd)
-                if small is not None:
-                    return small
-            return Response(200, common, Body((FileRegion(fd, 0, size),), cleanup=cleanup))
-        if len(decision.ranges) == 1:
-            r = decision.ranges[0]
-            common.append(("Content-Type", kind))
-            common.append(("Content-Range", content_range(r, size)))
-            return Response(
-                206, common, Body((FileRegion(fd, r.start, r.length),), cleanup=cleanup)
-            )
-        boundary = new_boundary()
-        parts = [
-            FileRegion(fd, p.start, p.length) if isinstance(p, ByteRange) else p
-            for p in multipart_byteranges(decision.ranges, size, kind, boundary)
-        ]
-        common.append(("Content-Type", multipart_content_type(boundary)))
-        return Response(206, common, Body(parts, cleanup=cleanup))
+            return Response(304, plan.headers)
+        if plan.status == 200 and st.st_size <= self.small_body and self.cache is not None:
+            small = self._remember(request, relative, st, plan.headers, fd)
+            if small is not None:
+                return small
+        return Response(plan.status, plan.headers, plan.body(fd, 0, _closer(fd)))
 
     def _remember(
         self, request: Request, relative: str, st: os.stat_result, headers: Headers, fd: int
@@ -253,6 +232,125 @@ class FileServer:
             self.cache.store(request.path, os.path.join(self.root, relative), st, headers, body)
         os.close(fd)
         return Response(200, headers, Body((body,)))
+
+
+# -- deciding a response: any source with a size and validators --------------
+
+
+class Plan:
+    """A decided response: status, headers, and which bytes of the representation go out.
+
+    Any source with a known size and validators gets the same answer: local
+    files (offset 0 of their descriptor), members of a .tar (the member's
+    offset in the archive), extracted members (a spool file). A plain class
+    and no ByteRange for a whole body: it is made once per request on the hot
+    path.
+    """
+
+    __slots__ = ("headers", "size", "spans", "status")
+
+    def __init__(
+        self,
+        status: int,
+        headers: Headers,
+        spans: tuple[bytes | ByteRange, ...] | None = None,
+        size: int = 0,
+    ) -> None:
+        self.status = status
+        self.headers = headers
+        self.spans = spans  # literals and ranges in body order; None: all `size` bytes
+        self.size = size
+
+    @property
+    def length(self) -> int:
+        if self.spans is None:
+            return self.size
+        return sum(s.length if isinstance(s, ByteRange) else len(s) for s in self.spans)
+
+    def window(self) -> tuple[int, int] | None:
+        """First and last byte the body needs (inclusive), or None for no bytes."""
+        if self.spans is None:
+            return (0, self.size - 1) if self.size else None
+        ranges = [s for s in self.spans if isinstance(s, ByteRange)]
+        if not ranges:
+            return None
+        return min(r.start for r in ranges), max(r.end for r in ranges)
+
+    def body(self, fd: int, base: int, cleanup: listing.Cleanup | None) -> Body:
+        """The body with representation byte `n` at offset `base + n` of `fd`."""
+        if self.spans is None:
+            return Body((FileRegion(fd, base, self.size),), cleanup=cleanup)
+        parts = [
+            FileRegion(fd, base + s.start, s.length) if isinstance(s, ByteRange) else s
+            for s in self.spans
+        ]
+        return Body(parts, cleanup=cleanup)
+
+    def declared_body(self) -> Body:
+        """For HEAD: the length only; frame_head never reads parts when no body is sent."""
+        body = Body()
+        body.length = self.length
+        return body
+
+
+def plan_response(
+    request: Request,
+    *,
+    size: int,
+    etag: str,
+    last_modified: int,
+    name: str,
+    cache_control: str | None,
+    max_ranges: int,
+    extra: Sequence[tuple[str, str]] = (),
+) -> Plan:
+    """Preconditions (RFC 9110 13.2.2), Range and If-Range, multipart: no I/O.
+
+    Raises HttpError 412 or 416; returns a 304 plan with no spans. `extra`
+    headers (Repr-Digest) follow the validators.
+    """
+    headers = request.headers
+    validators = Validators(etag=etag, last_modified=last_modified)
+    common: Headers = [("ETag", etag), ("Last-Modified", format_date(last_modified)), *extra]
+    if cache_control:
+        common.append(("Cache-Control", cache_control))
+    outcome = evaluate_preconditions(
+        request.method,
+        if_match=headers.get("if-match"),
+        if_none_match=headers.get("if-none-match"),
+        if_modified_since=headers.get("if-modified-since"),
+        if_unmodified_since=headers.get("if-unmodified-since"),
+        validators=validators,
+    )
+    if outcome is Outcome.NOT_MODIFIED:
+        return Plan(304, common)
+    if outcome is Outcome.PRECONDITION_FAILED:
+        raise HttpError(412, "precondition_failed", "a precondition did not hold")
+    kind = content_type(name)
+    common.append(("Accept-Ranges", "bytes"))
+    range_header = headers.get("range")
+    if range_header is not None and not if_range_matches(headers.get("if-range"), validators):
+        range_header = None
+    decision = evaluate_range(range_header, size, max_ranges=max_ranges)
+    if decision.kind is RangeKind.UNSATISFIABLE:
+        raise HttpError(
+            416,
+            "range_not_satisfiable",
+            f"no requested range lies within the {size} bytes",
+            headers=(("Content-Range", unsatisfied_content_range(size)),),
+        )
+    if decision.kind is RangeKind.FULL:
+        common.append(("Content-Type", kind))
+        return Plan(200, common, size=size)
+    if len(decision.ranges) == 1:
+        r = decision.ranges[0]
+        common.append(("Content-Type", kind))
+        common.append(("Content-Range", content_range(r, size)))
+        return Plan(206, common, (r,))
+    boundary = new_boundary()
+    spans = tuple(multipart_byteranges(decision.ranges, size, kind, boundary))
+    common.append(("Content-Type", multipart_content_type(boundary)))
+    return Plan(206, common, spans)
 
 
 def _is_under(path: str, directory: str) -> bool:

@@ -6,10 +6,12 @@ import logging
 import time
 from collections.abc import Awaitable
 
+from ferryman.app.archive import ArchiveServer
 from ferryman.app.auth import Access, Authorizer, SigningKey, TokenTable
 from ferryman.app.digestindex import DigestIndex
 from ferryman.app.files import FileServer
 from ferryman.app.paths import resolve
+from ferryman.app.spool import Spool
 from ferryman.app.uploads import Uploads, start_orphan_sweep
 from ferryman.catalog.db import Catalog, CatalogError
 from ferryman.config import Config
@@ -35,6 +37,7 @@ class App:
         )
         self.catalog = open_catalog(config)
         self.files = FileServer(config)
+        self.files.archives = ArchiveServer(self.files, Spool(str(config.state_path / "spool")))
         if self.catalog is not None:
             self.files.digests = DigestIndex(self.catalog)
         self.uploads = (

@@ -39,6 +39,7 @@ from collections import deque
 from collections.abc import Callable
 from types import FrameType
 
+from ferryman.app.spool import Spool
 from ferryman.config import Config
 from ferryman.errors import ConfigError
 from ferryman.server.listener import bind, url_of
@@ -63,10 +64,15 @@ def serve(config: Config) -> int:
     if not root.is_dir() or not os.access(root, os.R_OK | os.X_OK):
         raise ConfigError(f"SOURCE {config.source!r} is not a readable directory")
     sock = bind(config.host, config.port)
+    Spool(spool_directory(config)).sweep()  # what a killed server left; no worker runs yet
     try:
         return Arbiter(config, sock).run()
     finally:
         sock.close()
+
+
+def spool_directory(config: Config) -> str:
+    return str(config.state_path / "spool")
 
 
 class Arbiter:
@@ -77,6 +83,7 @@ class Arbiter:
         self.sock = sock
         self.clock = clock
         self.budget = RestartBudget(config.max_restarts, config.restart_window)
+        self.spool = Spool(spool_directory(config))
         self.slots: dict[int, Worker | None] = dict.fromkeys(range(1, config.workers + 1))
         self.successors: dict[int, Worker] = {}  # rolling restart: the slot's next worker
         self.workers: list[Worker] = []  # every worker not yet reaped, in start order
@@ -251,6 +258,7 @@ class Arbiter:
             self._forget_channel(worker)
             worker.close()
             self.workers.remove(worker)
+            self.spool.sweep(worker.pid)  # a worker that died mid-transfer left its files
             self._on_exit(worker)
 
     def _on_exit(self, worker: Worker) -> None:
