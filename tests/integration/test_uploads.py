@@ -309,3 +309,29 @@ def test_interrupted_upload_temporaries_are_swept_at_start(ferryman, tmp_path: P
     ferryman("--allow-write", "--tokens", str(tokens), root=root)
     assert wait_until(lambda: not orphan.exists(), 5)
     assert fresh.exists()
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A 1 MiB filesystem as the served root (needs root to mount a tmpfs)."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)],
+                          capture_output=True, text=True)  # fmt: skip
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a small filesystem here: {done.stderr.strip()}")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_full_disk_is_507_and_stores_nothing(ferryman, tmp_path: Path, small_disk: Path) -> None:  # type: ignore[no-untyped-def]
+    tokens = tmp_path / "tokens"
+    tokens.write_text(f"{WRITE} write\n")
+    (small_disk / "keep.bin").write_bytes(b"original")
+    srv = ferryman("--allow-write", "--tokens", str(tokens), "--state-dir",
+                   str(tmp_path / "state"), root=small_disk)  # fmt: skip
+    r = put(srv, "/keep.bin", pattern(3_000_000))
+    assert r.status == 507 and json.loads(r.body)["error"] == "insufficient_storage"
+    assert (small_disk / "keep.bin").read_bytes() == b"original"
+    assert not temp_files(small_disk)
+    assert put(srv, "/fits.bin", b"small").status == 201  # the space came back
