@@ -32,6 +32,15 @@ def temp_files(root: Path) -> list[Path]:
     return [p for p in root.rglob(".ferryman-upload-*")]
 
 
+def catalogued(state: Path, path: str) -> bool:
+    """Whether the catalog under `state` has a live entry for `path`."""
+    from ferryman.catalog.db import Catalog
+
+    with Catalog(state / "catalog.db") as cat:
+        entry = cat.get(path)
+        return entry is not None and not entry.deleted
+
+
 def put(
     srv: ServerProcess, path: str, data: bytes, headers: dict | None = None, token: str = WRITE
 ):  # type: ignore[no-untyped-def]
@@ -98,6 +107,7 @@ def test_wrong_digests_store_nothing(store, headers: dict) -> None:  # type: ign
     assert json.loads(r.body)["error"] in ("digest_mismatch", "bad_digest")
     assert (root / "keep.bin").read_bytes() == b"original"
     assert not temp_files(root)
+    assert not catalogued(root / ".ferryman", "keep.bin")
 
 
 def test_client_disconnecting_halfway_leaves_nothing(store) -> None:  # type: ignore[no-untyped-def]
@@ -109,6 +119,7 @@ def test_client_disconnecting_halfway_leaves_nothing(store) -> None:  # type: ig
     sock.close()
     assert wait_until(lambda: not temp_files(root), 5), temp_files(root)
     assert not (root / "half.bin").exists()
+    assert not catalogued(root / ".ferryman", "half.bin")
     with srv.connect() as conn:
         assert conn.get("/half.bin").status == 404
 
@@ -145,6 +156,8 @@ def test_too_large_is_413_before_any_byte_is_invited(ferryman, tmp_path: Path) -
         assert conn.closed_by_peer(5)
     assert put(srv, "/small", b"x" * 1000).status == 201
     assert not (tmp_path / "big").exists()
+    assert catalogued(tmp_path / ".ferryman", "small")
+    assert not catalogued(tmp_path / ".ferryman", "big")
 
 
 def test_concurrent_puts_end_with_one_whole_version(store) -> None:  # type: ignore[no-untyped-def]
@@ -160,8 +173,14 @@ def test_concurrent_puts_end_with_one_whole_version(store) -> None:  # type: ign
     for t in threads:
         t.join(60)
     assert sorted(statuses) and all(s in (201, 204) for s in statuses) and len(statuses) == 8
-    assert (root / "race.bin").read_bytes() in versions
+    final = (root / "race.bin").read_bytes()
+    assert final in versions
     assert not temp_files(root)
+    from ferryman.catalog.db import Catalog
+
+    with Catalog(root / ".ferryman" / "catalog.db") as cat:  # the catalog names that version
+        entry = cat.get("race.bin")
+        assert entry is not None and entry.sha256 == hashlib.sha256(final).hexdigest()
 
 
 def test_preconditions_on_writes(store) -> None:  # type: ignore[no-untyped-def]
@@ -334,4 +353,6 @@ def test_full_disk_is_507_and_stores_nothing(ferryman, tmp_path: Path, small_dis
     assert r.status == 507 and json.loads(r.body)["error"] == "insufficient_storage"
     assert (small_disk / "keep.bin").read_bytes() == b"original"
     assert not temp_files(small_disk)
+    assert not catalogued(tmp_path / "state", "keep.bin")
     assert put(srv, "/fits.bin", b"small").status == 201  # the space came back
+    assert catalogued(tmp_path / "state", "fits.bin")

@@ -121,7 +121,11 @@ class Uploads:
                             request, await asyncio.to_thread(existing, parent, name)
                         )
                     await asyncio.to_thread(_commit, parent, temp, name, create_only)
-                st = os.fstat(temp_fd)
+                    st = os.fstat(temp_fd)
+                    etag = file_etag(st)
+                    # Recorded under the same lock as the rename: the catalog's last
+                    # word on a path is the version that is on disk.
+                    await self._record(path, st, checks.sha256, etag)
             except BaseException:
                 await asyncio.to_thread(_discard, parent, temp)
                 raise
@@ -133,8 +137,6 @@ class Uploads:
             raise _write_error(exc) from None
         finally:
             os.close(parent)
-        etag = file_etag(st)
-        await self._record(path, st, checks.sha256, etag)
         headers = [("ETag", etag), ("Repr-Digest", format_repr_digest(checks.sha256))]
         if before is None:
             headers.append(("Location", path.url()))
