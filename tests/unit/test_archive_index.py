@@ -20,21 +20,20 @@ from types import SimpleNamespace
 
 import pytest
 
-from ferryman.app import archive
-from ferryman.app.archive import (
+from ferryman.app import archive_index as archive
+from ferryman.app.archive import ArchiveServer
+from ferryman.app.archive_index import (
     ArchiveDamaged,
-    ArchiveServer,
     IndexCache,
-    Plan,
     extract_window,
     is_archive_name,
     is_compressed,
     member_etag,
     normalise_member,
     open_positional,
-    plan_response,
     read_index,
 )
+from ferryman.app.files import Plan, plan_response
 from ferryman.app.listing import Entry
 from ferryman.app.paths import resolve
 from ferryman.app.spool import PREFIX, Spool

@@ -89,7 +89,7 @@ class FileServer:
                 return hit
         path = resolve(request.path)
         try:
-            fd, st = self._open(path.relative)
+            fd, st = self.open_relative(path.relative)
         except HttpError as exc:
             # A path through an archive fails to open (ENOTDIR): serve the member.
             if exc.status == 404 and self.archives is not None:
@@ -110,7 +110,13 @@ class FileServer:
 
     # -- opening --------------------------------------------------------------
 
-    def _open(self, relative: str, *, missing_ok: bool = False) -> tuple[int, os.stat_result]:
+    def open_relative(
+        self, relative: str, *, missing_ok: bool = False
+    ) -> tuple[int, os.stat_result]:
+        """Open `relative` under the root: (descriptor, its fstat); 404 unless it may be served.
+
+        Also opens the archive a request path runs through (app/archive.py).
+        """
         try:
             fd = os.open(relative, _OPEN_FLAGS, dir_fd=self.root_fd)
         except OSError as exc:
@@ -152,7 +158,7 @@ class FileServer:
                 location += "?" + request.query.decode("latin-1")
             return Response(301, [("Location", location)])
         try:
-            index_fd, index_st = self._open(_join(path.relative, "index.html"))
+            index_fd, index_st = self.open_relative(_join(path.relative, "index.html"))
         except HttpError:
             return listing.respond(request, path, fd, self)
         os.close(fd)

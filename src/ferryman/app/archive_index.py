@@ -1,0 +1,343 @@
+"""The member index of a tar archive: what a request through an archive may name.
+
+Reading (blocking, run in a worker thread by app/archive.py): tarfile walks
+the headers of a .tar, or of the decompressed stream of a .tar.gz/.tgz,
+through a pread-based reader of its own (open_positional: no shared file
+offset) and a guard that bounds what one archive can cost (header block
+size, bytes walked, member count). Format problems end the index, they do
+not raise; only I/O errors do, and those are not cached.
+
+Member names are normalised once, at index time: leading "./" and empty
+segments go; an absolute name, a ".." anywhere, a dotfile segment, links,
+devices, FIFOs and sparse files are left out of the index, so they are 404
+and never listed.
+
+Also here: the bounded LRU of indexes by archive identity (IndexCache), the
+member ETag, and extract_window, which decompresses one window of a
+.tar.gz stream into a spool file (app/spool.py). Limits, and why they are
+what they are: docs/decisions/0009-archive-members.md.
+"""
+
+from __future__ import annotations
+
+import errno
+import gzip
+import hashlib
+import io
+import os
+import tarfile
+import threading
+import zlib
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import IO, TYPE_CHECKING, Protocol
+
+from ferryman.app.listing import Entry
+from ferryman.app.spool import Spool
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
+
+SUFFIXES = (".tar", ".tar.gz", ".tgz")
+_COMPRESSED = (".tar.gz", ".tgz")
+MAX_MEMBERS = 100_000  # members indexed per archive; the rest is left out (logged)
+MAX_HEADER = 1024**2  # largest header block (pax, GNU long name) tarfile may read at once
+MAX_SCAN = 16 * 1024**3  # decompressed bytes an index build may walk through (.tar.gz)
+CACHE_ARCHIVES = 64  # indexes kept ...
+CACHE_ENTRIES = 250_000  # ... and their total size in members and directories
+_CHUNK = 1024**2
+_READ_BUFFER = 16 * 1024  # a header's neighbourhood; a seek past it drops the rest
+_LAST_DATE = 253402300799  # 9999-12-31T23:59:59Z, the last HTTP-date
+
+Identity = tuple[int, int, int, int, int]
+
+
+def is_archive_name(name: str) -> bool:
+    return name.lower().endswith(SUFFIXES)
+
+
+def is_compressed(name: str) -> bool:
+    return name.lower().endswith(_COMPRESSED)
+
+
+def normalise_member(name: str) -> str | None:
+    """The member's path inside the archive, or None when it may not be served.
+
+    "./a//b/" -> "a/b". Absolute names, ".." anywhere (even where it would
+    stay inside, as GNU tar refuses them too) and dotfile segments give None.
+    """
+    if name.startswith("/"):
+        return None
+    parts = []
+    for part in name.split("/"):
+        if part in ("", "."):
+            continue
+        if part.startswith("."):  # "..", or a dotfile: a request could not name it
+            return None
+        parts.append(part)
+    return "/".join(parts) or None
+
+
+def member_etag(st: os.stat_result, member: str, offset: int) -> str:
+    """Strong: the archive's identity (as file_etag) plus the member's name and offset."""
+    text = f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}\0{member}\0{offset}"
+    digest = hashlib.blake2b(text.encode("utf-8", "surrogateescape"), digest_size=12)
+    return f'"{digest.hexdigest()}"'
+
+
+# -- the index ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    offset: int  # of its data in the (decompressed) tar stream
+    size: int
+    mtime: int
+
+
+@dataclass(slots=True)
+class ArchiveIndex:
+    """Regular members by normalised name; each directory's entries ("" is the top)."""
+
+    mtime: int  # for directories the archive does not describe
+    files: dict[str, Member] = field(default_factory=dict)
+    dirs: dict[str, dict[str, Entry]] = field(default_factory=lambda: {"": {}})
+    readable: bool = True  # False: not a tar archive at all (every request is 404)
+    problem: str | None = None  # why reading stopped early, if it did
+
+    @property
+    def cost(self) -> int:
+        return len(self.files) + len(self.dirs)
+
+    def add(self, info: tarfile.TarInfo, archive_size: int | None) -> None:
+        name = normalise_member(info.name)
+        if name is None:
+            return
+        mtime = min(max(int(info.mtime), 0), _LAST_DATE)
+        if info.isdir():
+            self._directory(name, mtime)
+        elif info.isreg() and not info.issparse():
+            if archive_size is not None and info.offset_data + info.size > archive_size:
+                return  # truncated archive: the data is not all there
+            self.files[name] = Member(info.offset_data, info.size, mtime)
+            parent, _, base = name.rpartition("/")
+            self._directory(parent)
+            self.dirs[parent][base] = Entry(base, False, info.size, mtime)
+        else:  # link, device, FIFO, sparse: never served; it also hides an earlier file
+            if self.files.pop(name, None) is not None:
+                parent, _, base = name.rpartition("/")
+                self.dirs[parent].pop(base, None)
+
+    def _directory(self, name: str, mtime: int | None = None) -> None:
+        """Make sure `name` and its parents exist; `mtime` from the archive if it has one."""
+        while mtime is not None or name not in self.dirs:
+            self.dirs.setdefault(name, {})
+            if not name:
+                return
+            parent, _, base = name.rpartition("/")
+            siblings = self.dirs.setdefault(parent, {})
+            old = siblings.get(base)
+            if mtime is None:
+                mtime = old.mtime if old is not None and old.is_dir else self.mtime
+            siblings[base] = Entry(base, True, 0, mtime)
+            name, mtime = parent, None
+
+
+class _Readable(Protocol):
+    def read(self, size: int = -1, /) -> bytes: ...
+    def seek(self, offset: int, whence: int = os.SEEK_SET, /) -> int: ...
+    def tell(self) -> int: ...
+
+
+class _Guarded:
+    """The file object tarfile reads through: bounds what one archive can cost.
+
+    A header block larger than MAX_HEADER is refused (tarfile reads a pax or
+    GNU long-name block whole, so a forged size would be read into memory),
+    and so is a seek beyond `limit` (for gzip, every forward seek is
+    decompression).
+    """
+
+    def __init__(self, raw: _Readable, limit: int) -> None:
+        self.raw = raw
+        self.limit = limit
+
+    def write(self, data: bytes) -> int:
+        raise tarfile.ReadError("archives are read-only")
+
+    def close(self) -> None:
+        """The caller closes what it opened."""
+
+    def read(self, size: int = -1) -> bytes:
+        if size < 0 or size > MAX_HEADER:
+            raise tarfile.ReadError(f"a header block of {size} bytes (limit {MAX_HEADER})")
+        return self.raw.read(size)
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        if whence == os.SEEK_SET and offset > self.limit:
+            raise tarfile.ReadError(f"the archive goes on past {self.limit} bytes")
+        return self.raw.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self.raw.tell()
+
+
+def read_index(raw: IO[bytes], *, compressed: bool, size: int, mtime: int) -> ArchiveIndex:
+    """Index a tar stream (blocking). Format problems end the index, they do not raise.
+
+    What was read before a problem stays usable (members of a damaged or
+    huge archive up to that point); a problem before the first member makes
+    the index unreadable. Raises OSError only for I/O errors, which are not
+    the archive's fault and must not be cached.
+    """
+    index = ArchiveIndex(mtime)
+    unpacked = gzip.GzipFile(fileobj=raw, mode="rb") if compressed else None
+    guarded = _Guarded(unpacked or raw, MAX_SCAN if compressed else size)
+    count = 0
+    try:
+        with tarfile.TarFile(fileobj=guarded, mode="r") as tar:
+            while (info := tar.next()) is not None:
+                count += 1
+                if count > MAX_MEMBERS:
+                    raise tarfile.ReadError(f"more than {MAX_MEMBERS} members")
+                index.add(info, None if compressed else size)
+                # The index keeps what it needs; TarFile would keep every TarInfo.
+                tar.members.clear()  # type: ignore[attr-defined]
+    except (tarfile.TarError, gzip.BadGzipFile, EOFError, zlib.error) as exc:
+        index.problem = str(exc) or type(exc).__name__
+        index.readable = count > 0
+    finally:
+        if unpacked is not None:
+            unpacked.close()  # not `raw`: the caller's
+    return index
+
+
+class IndexCache:
+    """Least recently used indexes, bounded in archives and in total entries."""
+
+    def __init__(self, archives: int = CACHE_ARCHIVES, entries: int = CACHE_ENTRIES) -> None:
+        self.archives = archives
+        self.entries = entries
+        self.cost = 0
+        self._items: OrderedDict[Identity, ArchiveIndex] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def get(self, key: Identity) -> ArchiveIndex | None:
+        index = self._items.get(key)
+        if index is not None:
+            self._items.move_to_end(key)
+        return index
+
+    def put(self, key: Identity, index: ArchiveIndex) -> None:
+        old = self._items.pop(key, None)
+        if old is not None:
+            self.cost -= old.cost
+        self._items[key] = index
+        self.cost += index.cost
+        while len(self._items) > 1 and (
+            len(self._items) > self.archives or self.cost > self.entries
+        ):
+            _, evicted = self._items.popitem(last=False)
+            self.cost -= evicted.cost
+
+
+# -- extraction (.tar.gz) --------------------------------------------------------------
+
+
+class ArchiveDamaged(Exception):
+    """The compressed stream ended or broke before the member's bytes were all there."""
+
+
+class _Stopped(Exception):
+    """The request that wanted the extraction is gone."""
+
+
+def extract_window(
+    raw: IO[bytes], start: int, length: int, spool: Spool, stop: threading.Event
+) -> tuple[int, str]:
+    """Decompress bytes [start, start+length) of the tar stream into a new spool file.
+
+    Blocking. Never writes more than `length` bytes, whatever the stream
+    holds. On any failure the spool file is discarded here.
+    """
+    try:
+        with gzip.GzipFile(fileobj=raw, mode="rb") as gz:
+            skip = start
+            while skip:
+                if stop.is_set():
+                    raise _Stopped
+                chunk = gz.read(min(_CHUNK, skip))
+                if not chunk:
+                    raise ArchiveDamaged("the archive ends before the member")
+                skip -= len(chunk)
+            fd, name = spool.create()
+            try:
+                left = length
+                while left:
+                    if stop.is_set():
+                        raise _Stopped
+                    chunk = gz.read(min(_CHUNK, left))
+                    if not chunk:
+                        raise ArchiveDamaged("the archive ends inside the member")
+                    view = memoryview(chunk)
+                    while view:
+                        view = view[os.write(fd, view) :]
+                    left -= len(chunk)
+            except BaseException:
+                spool.discard(fd, name)
+                raise
+    except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
+        raise ArchiveDamaged(str(exc)) from None
+    return fd, name
+
+
+# -- reading without a shared file offset ----------------------------------------------
+
+
+class _PositionalFile(io.RawIOBase):
+    """Reads a descriptor with pread at a position of its own; closes the descriptor.
+
+    A dup() shares its file offset with the original (and every other dup), so
+    reading through it would move everyone's; pread moves no one's.
+    """
+
+    def __init__(self, fd: int) -> None:
+        super().__init__()
+        self.fd = fd
+        self.position = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: WriteableBuffer) -> int:
+        count = os.preadv(self.fd, [buffer], self.position)
+        self.position += count
+        return count
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        if whence == os.SEEK_CUR:
+            offset += self.position
+        elif whence == os.SEEK_END:
+            offset += os.fstat(self.fd).st_size
+        if offset < 0:
+            raise OSError(errno.EINVAL, "negative seek position")
+        self.position = offset
+        return offset
+
+    def tell(self) -> int:
+        return self.position
+
+    def close(self) -> None:
+        if not self.closed:
+            os.close(self.fd)
+        super().close()
+
+
+def open_positional(fd: int) -> io.BufferedReader:
+    """A buffered, seekable reader that owns `fd` and leaves its file offset alone."""
+    return io.BufferedReader(_PositionalFile(fd), buffer_size=_READ_BUFFER)
