@@ -250,10 +250,11 @@ class HttpConnection(asyncio.Protocol):
                     self.transport.write(framing.head + inline)
                     self._finished(request, response, framing, len(inline), started)
                     return
+                # Sent from a task, not here: the loop first reads every ready
+                # request, then the sends run back to back. Measured on random
+                # 64 KiB ranges (docs/performance.md): 11.2k req/s this way, 8.6k
+                # sending inline.
                 sender = self._zero_copy(framing, body.parts)
-                if sender is not None and sender.advance() == zerocopy.DONE:
-                    self._finished(request, response, framing, self.body_sent, started)
-                    return
         except (OSError, zerocopy.FileShrank) as exc:
             self._aborted(request, response, started, exc)
             return

@@ -7,10 +7,10 @@ multipart framing) go with MSG_MORE so they share packets with the file data
 that follows; file regions go with os.sendfile().
 
 `ZeroCopySend` is a resumable state machine: `advance()` sends until the
-socket would block, a region is not in the page cache, or all is sent. The
-connection calls it once synchronously, so a response the socket takes at
-once (the common case for ranges and small files) needs no task at all;
-only the rest of a blocked or cold transfer moves into `finish()`.
+socket would block, a region is not in the page cache, or all is sent, and
+`finish()` drives it, waiting for writability or warming cold pages in a
+thread. The connection runs it from a task (sending inside the read
+callback was measured slower under load: docs/performance.md).
 """
 
 from __future__ import annotations
