@@ -356,3 +356,21 @@ def test_full_disk_is_507_and_stores_nothing(ferryman, tmp_path: Path, small_dis
     assert not catalogued(tmp_path / "state", "keep.bin")
     assert put(srv, "/fits.bin", b"small").status == 201  # the space came back
     assert catalogued(tmp_path / "state", "fits.bin")
+
+
+def test_body_that_stops_arriving_is_408_and_stores_nothing(ferryman, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    tokens = tmp_path / "tokens"
+    tokens.write_text(f"{WRITE} write\n")
+    root = tmp_path / "root"
+    root.mkdir()
+    srv = ferryman("--allow-write", "--tokens", str(tokens), "--body-timeout", "1", root=root)
+    with srv.connect() as conn:
+        conn.send(
+            b"PUT /slow.bin HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer %s\r\n"
+            b"Content-Length: 100000\r\n\r\n" % WRITE.encode() + b"x" * 1000
+        )
+        r = conn.read()
+        assert r.status == 408
+        assert conn.closed_by_peer(5)
+    assert not (root / "slow.bin").exists() and not temp_files(root)
+    assert not catalogued(root / ".ferryman", "slow.bin")

@@ -21,11 +21,7 @@ last byte has been handed to the kernel or the connection is gone.
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import logging
-import math
-import struct
-import termios
 import time
 from collections.abc import Awaitable, Sequence
 from typing import TYPE_CHECKING
@@ -35,6 +31,7 @@ from ferryman.http.body import FileRegion, Part
 from ferryman.http.parser import NEED_DATA, Request, RequestParser
 from ferryman.http.response import Framing, Response, error_response, frame_head
 from ferryman.server import transfer, zerocopy
+from ferryman.server.deadline import BODY, HEAD, IDLE, SEND, Deadline, unsent_bytes
 from ferryman.server.requestbody import RequestBody
 
 if TYPE_CHECKING:
@@ -42,7 +39,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("ferryman.connection")
 
-_IDLE, _HEAD, _BODY, _SEND = "idle", "head", "body", "send"
 _HIGH_WATER = 256 * 1024  # transport buffer that pauses the loop's writes
 _MAX_PIPELINE_BUFFER = 256 * 1024  # unparsed bytes held before reading pauses
 
@@ -65,10 +61,7 @@ class HttpConnection(asyncio.Protocol):
         self._body: RequestBody | None = None  # the body of the request being answered
         self._task: asyncio.Task[None] | None = None
         self._writer: zerocopy.SocketWriter | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at = math.inf
-        self._deadline = math.inf
-        self._timer_kind = _IDLE
+        self.deadline = Deadline(self.loop, self._expired)
         self._unsent_mark = 0  # bytes not yet taken by the client when SEND was armed
         self.body_sent = 0  # body bytes of the current response handed to the kernel
         self.requests = 0
@@ -81,7 +74,7 @@ class HttpConnection(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         self.peer = peer[0] if isinstance(peer, tuple) else "-"
         self.ctx.connection_opened(self)
-        self._arm(_HEAD, self.ctx.config.header_timeout)
+        self._arm(HEAD, self.ctx.config.header_timeout)
 
     def data_received(self, data: bytes) -> None:
         self.parser.receive(data)
@@ -102,10 +95,7 @@ class HttpConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        self._deadline = math.inf
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self.deadline.cancel()
         # A running task is not cancelled: its wait fails, it notices the loss,
         # releases its body and closes the socket writer itself. Cancelling could
         # strike before it started (leaking the body) or while a worker thread
@@ -123,11 +113,11 @@ class HttpConnection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self.write_paused = True
-        self._arm(_SEND, self.ctx.config.send_timeout)
+        self._arm(SEND, self.ctx.config.send_timeout)
 
     def resume_writing(self) -> None:
         self.write_paused = False
-        self._deadline = math.inf
+        self.deadline.disarm()
         waiter, self._waiter = self._waiter, None
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -161,16 +151,16 @@ class HttpConnection(asyncio.Protocol):
             return
         # Deadlines start at the first byte (HEAD) or at the end of the last
         # answer (IDLE); bytes trickling in later do not extend them.
-        kind = _HEAD if self.parser.mid_request else _IDLE
-        if self._timer_kind != kind or self._deadline == math.inf:
+        kind = HEAD if self.parser.mid_request else IDLE
+        if self.deadline.kind != kind or not self.deadline.armed:
             config = self.ctx.config
-            self._arm(kind, config.header_timeout if kind == _HEAD else config.keepalive_timeout)
+            self._arm(kind, config.header_timeout if kind == HEAD else config.keepalive_timeout)
         if self.reading_paused:
             self.reading_paused = False
             self.transport.resume_reading()
 
     def _on_request(self, request: Request) -> None:
-        self._deadline = math.inf
+        self.deadline.disarm()
         self.requests += 1
         started = time.monotonic()
         self._body = None
@@ -351,7 +341,7 @@ class HttpConnection(asyncio.Protocol):
         self.closing = True
         self.transport.close()
         if self.transport.get_write_buffer_size():
-            self._arm(_SEND, self.ctx.config.send_timeout)
+            self._arm(SEND, self.ctx.config.send_timeout)
 
     def abort(self) -> None:
         if not self.closed:
@@ -368,75 +358,46 @@ class HttpConnection(asyncio.Protocol):
         if not self.busy:
             self.close()
 
-    # -- timers -------------------------------------------------------------------
+    # -- timeouts -----------------------------------------------------------------
 
     def _arm(self, kind: str, timeout: float) -> None:
-        if kind == _SEND and (self._timer_kind != _SEND or self._deadline == math.inf):
-            self._unsent_mark = self._unsent()
-        self._timer_kind = kind
-        deadline = self.loop.time() + timeout
-        self._deadline = deadline
-        if deadline < self._timer_at:
-            if self._timer is not None:
-                self._timer.cancel()
-            self._timer = self.loop.call_at(deadline, self._on_timer)
-            self._timer_at = deadline
+        if kind == SEND and (self.deadline.kind != SEND or not self.deadline.armed):
+            self._unsent_mark = unsent_bytes(self.transport)
+        self.deadline.arm(kind, timeout)
 
-    def _on_timer(self) -> None:
-        self._timer = None
-        self._timer_at = math.inf
-        if self.closed or self._deadline == math.inf:
-            return
-        if self.loop.time() < self._deadline:
-            self._timer = self.loop.call_at(self._deadline, self._on_timer)
-            self._timer_at = self._deadline
-            return
-        if self._timer_kind == _SEND:
-            unsent = self._unsent()
+    def _expired(self, kind: str) -> float | None:
+        """The connection's deadline passed: act, or return a timeout to wait on."""
+        if self.closed:
+            return None
+        config = self.ctx.config
+        if kind == SEND:
+            unsent = unsent_bytes(self.transport)
             if unsent < self._unsent_mark:  # the client took bytes: slow, not stalled
                 self._unsent_mark = unsent
-                self._deadline = self.loop.time() + self.ctx.config.send_timeout
-                self._timer = self.loop.call_at(self._deadline, self._on_timer)
-                self._timer_at = self._deadline
-                return
-        self._deadline = math.inf
-        if self._timer_kind == _HEAD and self.parser.mid_request and not self.closing:
+                return config.send_timeout
+            log.info("closing %s: no progress sending for %ss", self.peer, config.send_timeout)
+            self.abort()
+        elif kind == HEAD and self.parser.mid_request and not self.closing:
             self._answer_protocol_error(
                 ProtocolError(408, "request_timeout", "request head not received in time")
             )
             self.abort_later()
-        elif self._timer_kind == _BODY:
+        elif kind == BODY:
             self._wake_body(HttpError(408, "request_timeout", "request body not received in time"))
-        elif self._timer_kind == _SEND:
-            log.info(
-                "closing %s: no progress sending for %ss", self.peer, self.ctx.config.send_timeout
-            )
-            self.abort()
         else:
             self.close()
-
-    def _unsent(self) -> int:
-        """Bytes written but not yet acknowledged: transport buffer plus kernel send queue."""
-        unsent = self.transport.get_write_buffer_size()
-        sock = self.transport.get_extra_info("socket")
-        if sock is not None:
-            try:
-                raw = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")
-                unsent += struct.unpack("i", raw)[0]
-            except OSError:
-                pass
-        return unsent
+        return None
 
     def abort_later(self) -> None:
         """After a final error answer: give the client the send timeout to read it."""
         if not self.closed and self.transport.get_write_buffer_size():
-            self._arm(_SEND, self.ctx.config.send_timeout)
+            self._arm(SEND, self.ctx.config.send_timeout)
 
     # -- what body writers need (transfer.Connection) -------------------------------
 
     def progress(self) -> None:
-        if self._timer_kind == _SEND and self._deadline != math.inf:
-            self._deadline = self.loop.time() + self.ctx.config.send_timeout
+        if self.deadline.kind == SEND and self.deadline.armed:
+            self.deadline.extend(self.ctx.config.send_timeout)
 
     async def drain(self) -> None:
         """Wait while the transport's buffer is above its high-water mark."""
@@ -461,13 +422,13 @@ class HttpConnection(asyncio.Protocol):
 
     async def writable(self, fd: int) -> None:
         """Wait until the socket (through the duplicate `fd`) accepts bytes."""
-        self._arm(_SEND, self.ctx.config.send_timeout)
+        self._arm(SEND, self.ctx.config.send_timeout)
         self.loop.add_writer(fd, self._wake)
         try:
             await self._wait()
         finally:
             self.loop.remove_writer(fd)
-            self._deadline = math.inf
+            self.deadline.disarm()
 
     async def wait_for_body(self) -> None:
         """Wait for more request-body bytes (RequestBody.read calls this)."""
@@ -476,14 +437,14 @@ class HttpConnection(asyncio.Protocol):
         if self.reading_paused:
             self.reading_paused = False
             self.transport.resume_reading()
-        self._arm(_BODY, self.ctx.config.body_timeout)
+        self._arm(BODY, self.ctx.config.body_timeout)
         waiter = self.loop.create_future()
         self._body_waiter = waiter
         try:
             await waiter
         finally:
             self._body_waiter = None
-            self._deadline = math.inf
+            self.deadline.disarm()
 
     def _wake_body(self, exc: BaseException | None) -> None:
         waiter, self._body_waiter = self._body_waiter, None
