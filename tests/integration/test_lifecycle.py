@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ServerProcess, pattern, wait_until
+from tests.slowclient import body_of, slow_download
 
 BIG = 5 * 1024 * 1024 + 7
 
@@ -32,43 +33,13 @@ def worker_pid(srv: ServerProcess) -> int:
     return int(children[0])
 
 
-def slow_download(srv: ServerProcess, path: str, result: dict, rate: int = 2 * 1024 * 1024) -> None:
-    """Read a body at about `rate` bytes/s with a small receive buffer; store what arrived."""
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
-    sock.settimeout(30)
-    try:
-        sock.connect((srv.host, srv.port))
-        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
-        data = bytearray()
-        start = time.monotonic()
-        while True:
-            chunk = sock.recv(16384)
-            if not chunk:
-                break
-            data += chunk
-            ahead = len(data) / rate - (time.monotonic() - start)
-            if ahead > 0:
-                time.sleep(ahead)
-        result["data"] = bytes(data)
-    except OSError as exc:
-        result["error"] = exc
-    finally:
-        sock.close()
-
-
-def body_of(raw: bytes) -> bytes:
-    head, _, body = raw.partition(b"\r\n\r\n")
-    length = int(re.search(rb"Content-Length: (\d+)", head).group(1))  # type: ignore[union-attr]
-    return body[:length]
-
-
 @pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
 def test_sigterm_lets_slow_downloads_finish(ferryman, loop: str) -> None:  # type: ignore[no-untyped-def]
     srv = ferryman("--loop", loop)
     results = [dict() for _ in range(5)]  # type: ignore[var-annotated]
     threads = [
-        threading.Thread(target=slow_download, args=(srv, f"/p{BIG}.bin", r)) for r in results
+        threading.Thread(target=slow_download, args=(srv.host, srv.port, f"/p{BIG}.bin", r))
+        for r in results
     ]
     for t in threads:
         t.start()

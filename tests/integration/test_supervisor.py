@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import CI, ServerProcess, pattern, wait_until
+from tests.slowclient import slow_download
 
 BIG = 5 * 1024 * 1024 + 7
 READY = re.compile(r"ferryman\[(\d+)\] INFO worker (\d+) ready")
@@ -203,36 +204,16 @@ def test_workers_auto_starts_one_per_cpu(ferryman) -> None:  # type: ignore[no-u
     assert len(ready_workers(srv)) == len(os.sched_getaffinity(0))
 
 
-def slow_download(srv: ServerProcess, path: str, result: dict, started: threading.Event) -> None:
-    """Read at about 2.5 MB/s with a small receive buffer; store what arrived."""
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
-    sock.settimeout(30)
-    try:
-        sock.connect((srv.host, srv.port))
-        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
-        data = bytearray()
-        begin = time.monotonic()
-        while chunk := sock.recv(16384):
-            data += chunk
-            started.set()
-            ahead = len(data) / 2_500_000 - (time.monotonic() - begin)
-            if ahead > 0:
-                time.sleep(ahead)
-        result["data"] = bytes(data)
-    except OSError as exc:
-        result["error"] = exc
-    finally:
-        started.set()
-        sock.close()
-
-
 def test_sigterm_during_20_slow_downloads_lets_every_one_finish(ferryman) -> None:  # type: ignore[no-untyped-def]
     srv = ferryman("--workers", "2")
     results = [dict() for _ in range(20)]  # type: ignore[var-annotated]
     started = [threading.Event() for _ in results]
     threads = [
-        threading.Thread(target=slow_download, args=(srv, f"/p{BIG}.bin", r, s))
+        threading.Thread(
+            target=slow_download,
+            args=(srv.host, srv.port, f"/p{BIG}.bin", r),
+            kwargs={"rate": 2_500_000, "started": s},
+        )
         for r, s in zip(results, started, strict=True)
     ]
     for t in threads:
