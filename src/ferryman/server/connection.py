@@ -32,6 +32,7 @@ from ferryman.http.parser import NEED_DATA, Request, RequestParser
 from ferryman.http.response import Framing, Response, error_response, frame_head
 from ferryman.server import transfer, zerocopy
 from ferryman.server.deadline import BODY, HEAD, IDLE, SEND, Deadline, unsent_bytes
+from ferryman.server.flowcontrol import Waiter
 from ferryman.server.requestbody import RequestBody
 
 if TYPE_CHECKING:
@@ -56,8 +57,8 @@ class HttpConnection(asyncio.Protocol):
         self.write_paused = False
         self.reading_paused = False
         self.eof = False
-        self._waiter: asyncio.Future[None] | None = None  # a write waiting for the socket
-        self._body_waiter: asyncio.Future[None] | None = None  # a handler waiting for body bytes
+        self._write_wait = Waiter(self.loop)  # a writer waiting for the socket or buffer
+        self._body_wait = Waiter(self.loop)  # a handler waiting for request-body bytes
         self._body: RequestBody | None = None  # the body of the request being answered
         self._task: asyncio.Task[None] | None = None
         self._writer: zerocopy.SocketWriter | None = None
@@ -78,8 +79,7 @@ class HttpConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.parser.receive(data)
-        if self._body_waiter is not None:
-            self._wake_body(None)
+        self._body_wait.wake()
         if not self.busy:
             self._process()
         elif self.parser.buffered > _MAX_PIPELINE_BUFFER and not self.reading_paused:
@@ -88,7 +88,7 @@ class HttpConnection(asyncio.Protocol):
 
     def eof_received(self) -> bool:
         self.eof = True
-        self._wake_body(ConnectionResetError("client closed before the body ended"))
+        self._body_wait.wake(ConnectionResetError("client closed before the body ended"))
         if not self.busy:
             self._process()
         return True  # keep the write side open until the answer is out
@@ -100,8 +100,8 @@ class HttpConnection(asyncio.Protocol):
         # releases its body and closes the socket writer itself. Cancelling could
         # strike before it started (leaking the body) or while a worker thread
         # still reads the body's descriptor.
-        self._fail_waiter(ConnectionResetError("connection lost"))
-        self._wake_body(ConnectionResetError("connection lost"))
+        self._write_wait.wake(ConnectionResetError("connection lost"))
+        self._body_wait.wake(ConnectionResetError("connection lost"))
         if not self.busy:
             self._close_writer()
         self.ctx.connection_closed(self)
@@ -118,9 +118,8 @@ class HttpConnection(asyncio.Protocol):
     def resume_writing(self) -> None:
         self.write_paused = False
         self.deadline.disarm()
-        waiter, self._waiter = self._waiter, None
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        if self._write_wait.waiting:
+            self._write_wait.wake()
         elif not self.busy:
             self._process()
 
@@ -383,7 +382,9 @@ class HttpConnection(asyncio.Protocol):
             )
             self.abort_later()
         elif kind == BODY:
-            self._wake_body(HttpError(408, "request_timeout", "request body not received in time"))
+            self._body_wait.wake(
+                HttpError(408, "request_timeout", "request body not received in time")
+            )
         else:
             self.close()
         return None
@@ -404,7 +405,7 @@ class HttpConnection(asyncio.Protocol):
         if self.closed:
             raise ConnectionResetError("connection lost")
         if self.write_paused:
-            await self._wait()
+            await self._write_wait.wait()
 
     async def flush(self) -> None:
         """Wait until the transport's buffer is empty (before writing beside it)."""
@@ -415,7 +416,7 @@ class HttpConnection(asyncio.Protocol):
         self.transport.set_write_buffer_limits(high=0)  # pause now, resume when empty
         try:
             if self.write_paused:
-                await self._wait()
+                await self._write_wait.wait()
         finally:
             if not self.closed:
                 self.transport.set_write_buffer_limits(high=_HIGH_WATER)
@@ -423,9 +424,9 @@ class HttpConnection(asyncio.Protocol):
     async def writable(self, fd: int) -> None:
         """Wait until the socket (through the duplicate `fd`) accepts bytes."""
         self._arm(SEND, self.ctx.config.send_timeout)
-        self.loop.add_writer(fd, self._wake)
+        self.loop.add_writer(fd, self._write_wait.wake)
         try:
-            await self._wait()
+            await self._write_wait.wait()
         finally:
             self.loop.remove_writer(fd)
             self.deadline.disarm()
@@ -438,21 +439,10 @@ class HttpConnection(asyncio.Protocol):
             self.reading_paused = False
             self.transport.resume_reading()
         self._arm(BODY, self.ctx.config.body_timeout)
-        waiter = self.loop.create_future()
-        self._body_waiter = waiter
         try:
-            await waiter
+            await self._body_wait.wait()
         finally:
-            self._body_waiter = None
             self.deadline.disarm()
-
-    def _wake_body(self, exc: BaseException | None) -> None:
-        waiter, self._body_waiter = self._body_waiter, None
-        if waiter is not None and not waiter.done():
-            if exc is None:
-                waiter.set_result(None)
-            else:
-                waiter.set_exception(exc)
 
     def socket_writer(self) -> zerocopy.SocketWriter | None:
         """The connection's socket duplicate, made at first use; None if none can be had."""
@@ -462,18 +452,3 @@ class HttpConnection(asyncio.Protocol):
             except OSError:  # out of descriptors: the caller copies instead
                 return None
         return self._writer
-
-    def _wake(self) -> None:
-        waiter, self._waiter = self._waiter, None
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    async def _wait(self) -> None:
-        waiter = self.loop.create_future()
-        self._waiter = waiter
-        await waiter
-
-    def _fail_waiter(self, exc: Exception) -> None:
-        waiter, self._waiter = self._waiter, None
-        if waiter is not None and not waiter.done():
-            waiter.set_exception(exc)
