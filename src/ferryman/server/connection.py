@@ -232,37 +232,21 @@ class HttpConnection(asyncio.Protocol):
                 self._finished(request, response, framing, 0, started)
                 return
             self.body_sent = 0
-            sender = None
             if body.stream is None:
                 inline = self._inline(body.parts, body.length)
                 if inline is not None:
                     self.transport.write(framing.head + inline)
                     self._finished(request, response, framing, len(inline), started)
                     return
-                # Sent from a task, not here: the loop first reads every ready
-                # request, then the sends run back to back. Measured on random
-                # 64 KiB ranges (docs/performance.md): 11.2k req/s this way, 8.6k
-                # sending inline.
-                sender = self._zero_copy(framing, body.parts)
-        except (OSError, zerocopy.FileShrank) as exc:
-            self._aborted(request, response, started, exc)
-            return
         except BaseException:
             body.release()
             raise
+        # Everything else is sent from a task, not here: the loop first reads
+        # every ready request, then the sends run back to back. Measured on
+        # random 64 KiB ranges (docs/performance.md): 11.2k req/s this way,
+        # 8.6k sending sendfile bodies inside this callback.
         self.busy = True
-        self._task = self.loop.create_task(
-            self._transfer(request, response, framing, started, sender)
-        )
-
-    def _zero_copy(self, framing: Framing, parts: Sequence[Part]) -> zerocopy.ZeroCopySend | None:
-        """A zero-copy sender, if this body can have one now."""
-        if not self.ctx.config.sendfile or self.transport.get_write_buffer_size():
-            return None  # off, or earlier bytes still queued in the transport
-        if not any(isinstance(p, FileRegion) for p in parts):
-            return None
-        writer = self.socket_writer()
-        return None if writer is None else zerocopy.ZeroCopySend(self, writer, framing.head, parts)
+        self._task = self.loop.create_task(self._transfer(request, response, framing, started))
 
     def _inline(self, parts: Sequence[Part], length: int | None) -> bytes | None:
         """The body as bytes for one write with the head, when that beats sendfile.
@@ -285,10 +269,9 @@ class HttpConnection(asyncio.Protocol):
         response: Response,
         framing: Framing,
         started: float,
-        sender: zerocopy.ZeroCopySend | None,
     ) -> None:
         try:
-            await transfer.send_body(self, framing, response.body, self.ctx.config.sendfile, sender)
+            await transfer.send_body(self, framing, response.body, self.ctx.config.sendfile)
         except BaseException as exc:
             self._aborted(request, response, started, exc)
             if isinstance(exc, asyncio.CancelledError):
@@ -303,8 +286,7 @@ class HttpConnection(asyncio.Protocol):
         self, request: Request, response: Response, started: float, exc: BaseException
     ) -> None:
         """The body could not be sent whole: log it, release it, cut the connection."""
-        expected = (transfer.TransferAborted, asyncio.CancelledError, OSError, zerocopy.FileShrank)
-        if not isinstance(exc, expected):
+        if not isinstance(exc, transfer.TransferAborted | asyncio.CancelledError):
             log.error("sending %s %r failed", request.method, request.target, exc_info=exc)
         reason = str(exc) or type(exc).__name__
         self.ctx.access_log.record(self, request, response.status, self.body_sent, started, reason)

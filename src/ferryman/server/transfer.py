@@ -75,20 +75,14 @@ async def send_body(
     framing: Framing,
     body: Body,
     use_sendfile: bool,
-    sender: ZeroCopySend | None = None,
 ) -> None:
     """Send the head and the whole body, counting body bytes in `conn.body_sent`.
-
-    With `sender`, finish a zero-copy transfer the connection began synchronously.
 
     Raises TransferAborted when the body cannot be sent whole.
     """
     try:
         if body.stream is not None:
             await _send_stream(conn, framing, body.stream)
-            return
-        if sender is not None:
-            await sender.finish()
             return
         if use_sendfile and any(isinstance(p, FileRegion) for p in body.parts):
             writer = conn.socket_writer()
