@@ -82,25 +82,23 @@ def parse_port(text: str | int) -> int:
     return port
 
 
-def parse_positive_int(text: str | int) -> int:
+def _at_least(text: str | int, minimum: int) -> int:
     try:
         value = _whole_number(text)
     except ValueError:
         raise ConfigError(f"invalid number {text!r}") from None
-    if value < 1:
-        raise ConfigError(f"{value} must be at least 1")
+    if value < minimum:
+        raise ConfigError(f"{value} must be at least {minimum}")
     return value
+
+
+def parse_positive_int(text: str | int) -> int:
+    return _at_least(text, 1)
 
 
 def parse_count(text: str | int) -> int:
     """A whole number of at least 0 (for --max-restarts, where 0 means "never restart")."""
-    try:
-        value = _whole_number(text)
-    except ValueError:
-        raise ConfigError(f"invalid number {text!r}") from None
-    if value < 0:
-        raise ConfigError(f"{value} cannot be negative")
-    return value
+    return _at_least(text, 0)
 
 
 def parse_workers(text: str | int) -> int:

@@ -29,6 +29,7 @@ import tarfile
 import threading
 import zlib
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Protocol
 
@@ -264,33 +265,34 @@ def extract_window(
     """
     try:
         with gzip.GzipFile(fileobj=raw, mode="rb") as gz:
-            skip = start
-            while skip:
-                if stop.is_set():
-                    raise _Stopped
-                chunk = gz.read(min(_CHUNK, skip))
-                if not chunk:
-                    raise ArchiveDamaged("the archive ends before the member")
-                skip -= len(chunk)
+            for _ in _read_exactly(gz, start, stop, "the archive ends before the member"):
+                pass
             fd, name = spool.create()
             try:
-                left = length
-                while left:
-                    if stop.is_set():
-                        raise _Stopped
-                    chunk = gz.read(min(_CHUNK, left))
-                    if not chunk:
-                        raise ArchiveDamaged("the archive ends inside the member")
+                for chunk in _read_exactly(gz, length, stop, "the archive ends inside the member"):
                     view = memoryview(chunk)
                     while view:
                         view = view[os.write(fd, view) :]
-                    left -= len(chunk)
             except BaseException:
                 spool.discard(fd, name)
                 raise
     except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
         raise ArchiveDamaged(str(exc)) from None
     return fd, name
+
+
+def _read_exactly(
+    stream: IO[bytes], count: int, stop: threading.Event, short: str
+) -> Iterator[bytes]:
+    """The next `count` bytes of `stream` in chunks; checks `stop` before each read."""
+    while count:
+        if stop.is_set():
+            raise _Stopped
+        chunk = stream.read(min(_CHUNK, count))
+        if not chunk:
+            raise ArchiveDamaged(short)
+        count -= len(chunk)
+        yield chunk
 
 
 # -- reading without a shared file offset ----------------------------------------------
