@@ -282,7 +282,7 @@ def extract_window(
 
 
 def _read_exactly(
-    stream: IO[bytes], count: int, stop: threading.Event, short: str
+    stream: gzip.GzipFile, count: int, stop: threading.Event, short: str
 ) -> Iterator[bytes]:
     """The next `count` bytes of `stream` in chunks; checks `stop` before each read."""
     while count:
