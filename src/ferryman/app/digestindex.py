@@ -34,7 +34,11 @@ class DigestIndex:
         memo = self._memo.get(relative)
         if memo is not None and memo[0] == version:
             return memo[1]
-        value = self._lookup(relative, st)
+        try:
+            value = self._lookup(relative, st)
+        except CatalogError as exc:  # busy or broken now: ask again next time
+            log.warning("no Repr-Digest for %s: %s", relative, exc)
+            return None
         if len(self._memo) >= _MAX_MEMO:
             self._memo.clear()  # rare and cheap to refill: one catalog read per path
         self._memo[relative] = (version, value)
@@ -43,8 +47,7 @@ class DigestIndex:
     def _lookup(self, relative: str, st: os.stat_result) -> str | None:
         try:
             entry = self.catalog.get(relative)
-        except (CatalogError, ValueError) as exc:  # busy, or a name it cannot hold
-            log.warning("no Repr-Digest for %s: %s", relative, exc)
+        except ValueError:  # a name the catalog cannot hold (not UTF-8): never catalogued
             return None
         if entry is None or entry.deleted:
             return None

@@ -1,0 +1,57 @@
+"""Repr-Digest lookups: right for the version ferryman wrote, absent otherwise,
+and never stuck on a passing catalog error."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from pathlib import Path
+
+import pytest
+
+from ferryman.app.digestindex import DigestIndex
+from ferryman.catalog.db import Catalog
+from ferryman.http.digest import format_repr_digest
+
+
+@pytest.fixture
+def stored(tmp_path: Path):  # type: ignore[no-untyped-def]
+    data = b"catalogued bytes"
+    path = tmp_path / "f.bin"
+    path.write_bytes(data)
+    st = os.stat(path)
+    catalog = Catalog(tmp_path / "catalog.db")
+    catalog.record("f.bin", size=st.st_size, sha256=hashlib.sha256(data).hexdigest(),
+                   mtime_ns=st.st_mtime_ns, etag='"x"')  # fmt: skip
+    yield catalog, path, format_repr_digest(hashlib.sha256(data).digest())
+    catalog.close()
+
+
+def test_digest_for_the_version_written(stored) -> None:  # type: ignore[no-untyped-def]
+    catalog, path, expected = stored
+    index = DigestIndex(catalog)
+    assert index.repr_digest("f.bin", os.stat(path)) == expected
+    assert index.repr_digest("other.bin", os.stat(path)) is None
+
+
+def test_changed_file_gets_no_digest_and_a_log_line(stored, caplog) -> None:  # type: ignore[no-untyped-def]
+    catalog, path, expected = stored
+    index = DigestIndex(catalog)
+    assert index.repr_digest("f.bin", os.stat(path)) == expected
+    os.utime(path, ns=(0, 42))
+    with caplog.at_level(logging.WARNING, logger="ferryman.catalog"):
+        assert index.repr_digest("f.bin", os.stat(path)) is None
+        assert index.repr_digest("f.bin", os.stat(path)) is None  # memoised: logged once
+    assert [r.message for r in caplog.records].count(caplog.records[0].message) == 1
+    assert "changed on disk outside ferryman" in caplog.records[0].message
+
+
+def test_a_catalog_error_is_not_remembered(stored, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    catalog, path, expected = stored
+    broken = Catalog(tmp_path / "other.db")
+    broken.close()  # every call now raises CatalogError
+    index = DigestIndex(broken)
+    assert index.repr_digest("f.bin", os.stat(path)) is None
+    index.catalog = catalog  # the catalog answers again
+    assert index.repr_digest("f.bin", os.stat(path)) == expected
