@@ -374,3 +374,17 @@ def test_body_that_stops_arriving_is_408_and_stores_nothing(ferryman, tmp_path: 
         assert conn.closed_by_peer(5)
     assert not (root / "slow.bin").exists() and not temp_files(root)
     assert not catalogued(root / ".ferryman", "slow.bin")
+
+
+def test_verify_writes_size_still_checks_digests(ferryman, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    tokens = tmp_path / "tokens"
+    tokens.write_text(f"{WRITE} write\n")
+    root = tmp_path / "root"
+    root.mkdir()
+    srv = ferryman("--allow-write", "--tokens", str(tokens), "--verify-writes", "size", root=root)
+    data = pattern(300_000)
+    assert put(srv, "/s.bin", data).status == 201
+    assert (root / "s.bin").read_bytes() == data
+    bad = {"Content-Digest": f"sha-256=:{b64(hashlib.sha256(b'x').digest())}:"}
+    assert put(srv, "/t.bin", data, bad).status == 400  # the client's digest is checked anyway
+    assert not (root / "t.bin").exists()
