@@ -220,6 +220,33 @@ OPTIONS: tuple[Option, ...] = (
            "more worker restarts than this within --restart-window stops the server (status 3)"),
     Option("restart-window", parse_positive_duration, 10.0,
            "the sliding window, a duration, over which --max-restarts is counted"),
+    Option("s3-endpoint", _optional_text, None,
+           "S3-compatible endpoint URL for an s3:// SOURCE (none: AWS S3 in AWS_REGION)"),
+    Option("s3-multipart-threshold", parse_size, 64 * 1024**2,
+           "uploads to S3 larger than this go up in parts"),
+    Option("s3-part-size", parse_size, 16 * 1024**2,
+           "size of each part of a multipart upload to S3 (at least 5MiB)"),
+    Option("upload-attempts", parse_positive_int, 3,
+           "tries of an upload to a store that does not verify before 502"),
+    Option("cache-dir", _optional_text, None,
+           "cache remote objects block by block in this directory (none: no cache)"),
+    Option("cache-block-size", parse_size, 1024**2,
+           "the unit the cache fetches, stores and marks present"),
+    Option("cache-max-size", parse_size, 10 * 1024**3,
+           "the most bytes of blocks the cache holds; least recently used go first"),
+    Option("cache-max-age", parse_positive_duration, 7 * 86400.0,
+           "cache entries unused for this long are evicted"),
+    Option("cache-min-free", parse_size, 1024**3,
+           "free space the cache leaves on its filesystem, evicting to keep it"),
+    Option("cache-revalidate", parse_duration, 60.0,
+           "a cached object is checked against the store when its check is this old"),
+    Option("cache-readahead", parse_count, 4,
+           "blocks fetched ahead of a sequential reader"),
+    Option("cache-encrypt", parse_bool, False,
+           "encrypt cached blocks with AES-256-GCM", flag_takes_value=False),
+    Option("cache-key-file", _optional_text, None,
+           "the 32-byte cache key, created with mode 0600 if missing "
+           "(none: STATE-DIR/cache.key)"),
 )  # fmt: skip
 OPTIONS_BY_ATTR = {option.attr: option for option in OPTIONS}
 
@@ -260,7 +287,25 @@ class Config:
     signing_key: str | None = None
     verify_writes: str = "full"
     max_upload_size: int = 16 * 1024**3
+    s3_endpoint: str | None = None
+    s3_multipart_threshold: int = 64 * 1024**2
+    s3_part_size: int = 16 * 1024**2
+    upload_attempts: int = 3
+    cache_dir: str | None = None
+    cache_block_size: int = 1024**2
+    cache_max_size: int = 10 * 1024**3
+    cache_max_age: float = 7 * 86400.0
+    cache_min_free: int = 1024**3
+    cache_revalidate: float = 60.0
+    cache_readahead: int = 4
+    cache_encrypt: bool = False
+    cache_key_file: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_remote(self) -> bool:
+        """The source is an object store URL (s3://bucket/prefix), not a directory."""
+        return self.source.startswith("s3://")
 
     @property
     def root(self) -> Path:
@@ -268,7 +313,22 @@ class Config:
 
     @property
     def state_path(self) -> Path:
-        return Path(self.state_dir).resolve() if self.state_dir else self.root / ".ferryman"
+        """--state-dir, else SOURCE/.ferryman; for a store, a directory per bucket and prefix.
+
+        A store's default lives under XDG_STATE_HOME (~/.local/state), named
+        after the source so two sources never share a catalog.
+        """
+        if self.state_dir:
+            return Path(self.state_dir).resolve()
+        if self.is_remote:
+            base = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
+            name = re.sub(r"[^A-Za-z0-9._-]+", "_", self.source.removeprefix("s3://")).strip("_")
+            return Path(base).resolve() / "ferryman" / name
+        return self.root / ".ferryman"
+
+    @property
+    def cache_key_path(self) -> Path:
+        return Path(self.cache_key_file) if self.cache_key_file else self.state_path / "cache.key"
 
 
 def load_toml(path: str) -> dict[str, Any]:

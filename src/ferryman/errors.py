@@ -3,8 +3,10 @@
     FerrymanError
      +-- ConfigError        bad configuration; a boot failure, never retried
      +-- HttpError          an error answer to one request (status, detail, headers)
-          +-- ProtocolError malformed or over-limit intake: answer, then close the
-                            connection (the byte stream can no longer be trusted)
+     |    +-- ProtocolError malformed or over-limit intake: answer, then close the
+     |                      connection (the byte stream can no longer be trusted)
+     +-- StoreError         an object store operation failed (stores/base.py says
+                            how, and maps each kind to its HttpError)
 
 Lower layers (OSError, sqlite3, store clients) are translated into these at
 the boundary that sees them; nothing else reaches the connection.

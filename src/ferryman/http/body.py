@@ -1,8 +1,8 @@
 """What a handler returns as a response body: a description, not a write.
 
 A body is either a fixed sequence of parts (literal bytes and regions of open
-files, whose total length is known up front) or an async stream of chunks of
-unknown total length. The connection decides how to move it (sendfile for
+files, whose total length is known up front) or an async stream of chunks,
+whose total length may be declared (an object fetched from a store) or not. The connection decides how to move it (sendfile for
 file regions, buffered reads otherwise) and runs `cleanup` exactly once when
 the transfer ends, however it ends: completed, aborted or cut by the peer.
 That is what ties an open descriptor's (or a temporary file's) life to the
@@ -38,13 +38,15 @@ class Body:
         parts: Sequence[Part] = (),
         *,
         stream: AsyncIterator[bytes] | None = None,
+        length: int | None = None,
         cleanup: Callable[[], None] | None = None,
     ) -> None:
+        """`length` declares a stream's total (sent with Content-Length, enforced)."""
         self.parts = parts
         self.stream = stream
         self.cleanup = cleanup
         self.length: int | None = (
-            None
+            length
             if stream is not None
             else sum(p.count if isinstance(p, FileRegion) else len(p) for p in parts)
         )

@@ -82,7 +82,7 @@ async def send_body(
     """
     try:
         if body.stream is not None:
-            await _send_stream(conn, framing, body.stream)
+            await _send_stream(conn, framing, body.stream, body.length)
             return
         if use_sendfile and any(isinstance(p, FileRegion) for p in body.parts):
             writer = conn.socket_writer()
@@ -123,17 +123,42 @@ async def _copy_region(conn: Connection, region: FileRegion) -> None:
         await conn.drain()
 
 
-async def _send_stream(conn: Connection, framing: Framing, stream: AsyncIterator[bytes]) -> None:
+async def _send_stream(
+    conn: Connection, framing: Framing, stream: AsyncIterator[bytes], length: int | None
+) -> None:
+    """Chunks as they come; a declared length is a promise, checked both ways.
+
+    The stream is closed however the send ends, so an upstream fetch behind it
+    stops when the client goes away.
+    """
+    try:
+        await _copy_stream(conn, framing, stream, length)
+    finally:
+        close = getattr(stream, "aclose", None)
+        if close is not None:
+            await close()
+
+
+async def _copy_stream(
+    conn: Connection, framing: Framing, stream: AsyncIterator[bytes], length: int | None
+) -> None:
     transport = conn.transport
     transport.write(framing.head)
+    left = length
     async for chunk in stream:
         if not chunk:
             continue
+        if left is not None:
+            left -= len(chunk)
+            if left < 0:
+                raise TransferAborted("stream gave more bytes than it declared")
         await conn.drain()
         if framing.chunked:
             transport.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
         else:
             transport.write(chunk)
         conn.body_sent += len(chunk)
+    if left:
+        raise TransferAborted(f"stream ended {left} bytes short of its declared length")
     if framing.chunked:
         transport.write(b"0\r\n\r\n")
