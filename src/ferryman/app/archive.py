@@ -34,7 +34,7 @@ import logging
 import os
 import stat
 import threading
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Sequence
 from typing import TYPE_CHECKING
 
 from ferryman.app import listing
@@ -57,7 +57,7 @@ from ferryman.app.spool import Spool
 from ferryman.errors import HttpError
 from ferryman.http.body import Body
 from ferryman.http.parser import Request
-from ferryman.http.response import Headers, Response
+from ferryman.http.response import Response
 
 if TYPE_CHECKING:
     from ferryman.app.files import FileServer
@@ -67,7 +67,6 @@ log = logging.getLogger("ferryman.archive")
 
 MAX_MEMBER_SIZE = 4 * 1024**3  # largest member extracted to the spool, else 507
 EXTRACTIONS = 4  # concurrent extractions per worker; more requests wait their turn
-_RENDER_INLINE = 1000  # listings with more entries are rendered in a worker thread
 _NOT_FOUND = HttpError(404, "not_found", "no such file")
 _UNREADABLE = HttpError(404, "not_found", "not a readable tar archive")
 
@@ -272,25 +271,7 @@ class ArchiveServer:
     # -- listings ---------------------------------------------------------------------
 
     async def _listing(self, request: Request, path: RequestPath, entries: list[Entry]) -> Response:
-        url_path = path.url(slash=True)
-        if listing.wants_json(request):
-            render, kind = listing.render_json, "application/json"
-        else:
-            render, kind = listing.render_html, "text/html; charset=utf-8"
-        if len(entries) <= _RENDER_INLINE:
-            payload = render(url_path, listing.sort_entries(entries))
-        else:  # 100,000 entries take about half a second: not on the event loop
-            payload = await asyncio.to_thread(_render, render, url_path, entries)
-        headers: Headers = [("Content-Type", kind), ("Vary", "Accept")]
-        if self.files.cache_control:
-            headers.append(("Cache-Control", self.files.cache_control))
-        return Response(200, headers, Body((payload,)))
-
-
-def _render(
-    render: Callable[[str, list[Entry]], bytes], url_path: str, entries: list[Entry]
-) -> bytes:
-    return render(url_path, listing.sort_entries(entries))
+        return await listing.render(request, path, entries, self.files.cache_control)
 
 
 def _index_fd(fd: int, compressed: bool, size: int, mtime: int) -> ArchiveIndex:

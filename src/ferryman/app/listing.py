@@ -74,7 +74,12 @@ def human_size(size: int) -> str:
     raise AssertionError("unreachable")
 
 
-def render_html(url_path: str, entries: list[Entry]) -> bytes:
+def _modified(entry: Entry) -> str:
+    """A store's "directories" have no time of their own (mtime 0): shown as '-'."""
+    return format_http_date(entry.mtime) if entry.mtime else "-"
+
+
+def render_html(url_path: str, entries: list[Entry], truncated: bool = False) -> bytes:
     title = html.escape(url_path)
     rows = []
     if url_path != "/":
@@ -86,8 +91,10 @@ def render_html(url_path: str, entries: list[Entry]) -> bytes:
         rows.append(
             f'<tr><td><a href="{html.escape(href)}">{html.escape(shown)}</a></td>'
             f'<td class="size" title="{e.size}">{size}</td>'
-            f"<td>{format_http_date(e.mtime)}</td></tr>"
+            f"<td>{_modified(e)}</td></tr>"
         )
+    if truncated:
+        rows.append(f'<tr><td colspan="3">(only the first {len(entries)} entries)</td></tr>')
     page = (
         '<!DOCTYPE html>\n<html><head><meta charset="utf-8">'
         f"<title>Index of {title}</title>"
@@ -101,24 +108,29 @@ def render_html(url_path: str, entries: list[Entry]) -> bytes:
     return page.encode("utf-8", "surrogateescape")
 
 
-def render_json(url_path: str, entries: list[Entry]) -> bytes:
-    doc = {
+def render_json(url_path: str, entries: list[Entry], truncated: bool = False) -> bytes:
+    doc: dict[str, object] = {
         "path": url_path,
         "entries": [
             {
                 "name": e.name,
                 "type": "directory" if e.is_dir else "file",
                 "size": e.size,
-                "modified": format_http_date(e.mtime),
+                "modified": format_http_date(e.mtime) if e.mtime else None,
             }
             for e in entries
         ],
     }
+    if truncated:
+        doc["truncated"] = True
     return json.dumps(doc, ensure_ascii=False).encode("utf-8", "surrogateescape") + b"\n"
 
 
 def wants_json(request: Request) -> bool:
     return "application/json" in request.headers.get("accept", "").lower()
+
+
+RENDER_INLINE = 2000  # entries rendered on the event loop; 100,000 take about half a second
 
 
 async def respond(request: Request, path: RequestPath, fd: int, server: FileServer) -> Response:
@@ -127,12 +139,33 @@ async def respond(request: Request, path: RequestPath, fd: int, server: FileServ
         entries = await asyncio.to_thread(read_entries, fd, path.relative, server)
     finally:
         os.close(fd)
+    return await render(request, path, entries, server.cache_control)
+
+
+async def render(
+    request: Request,
+    path: RequestPath,
+    entries: list[Entry],
+    cache_control: str | None,
+    truncated: bool = False,
+) -> Response:
+    """The listing response for `entries`, sorted here: JSON or HTML, as the client asks.
+
+    Used for directories, archives and store prefixes alike. A long listing is
+    sorted and rendered in a worker thread.
+    """
     url_path = path.url(slash=True) if path.segments else "/"
-    if wants_json(request):
-        payload, kind = render_json(url_path, entries), "application/json"
-    else:
-        payload, kind = render_html(url_path, entries), "text/html; charset=utf-8"
+    as_json = wants_json(request)
+
+    def build() -> bytes:
+        ordered = sort_entries(entries)
+        if as_json:
+            return render_json(url_path, ordered, truncated)
+        return render_html(url_path, ordered, truncated)
+
+    payload = build() if len(entries) <= RENDER_INLINE else await asyncio.to_thread(build)
+    kind = "application/json" if as_json else "text/html; charset=utf-8"
     headers = [("Content-Type", kind), ("Vary", "Accept")]
-    if server.cache_control:
-        headers.append(("Cache-Control", server.cache_control))
+    if cache_control:
+        headers.append(("Cache-Control", cache_control))
     return Response(200, headers, Body((payload,)))

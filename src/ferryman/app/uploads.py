@@ -24,17 +24,22 @@ import os
 import secrets
 import threading
 import time
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ferryman.app.files import file_etag
-from ferryman.app.paths import RequestPath, resolve
+from ferryman.app.intake import (
+    BodyChecks,
+    check_write_preconditions,
+    write_and_hash,
+    write_path,
+)
+from ferryman.app.paths import RequestPath
 from ferryman.app.writepath import existing, open_parent
 from ferryman.catalog.db import Catalog, CatalogError
 from ferryman.errors import HttpError
 from ferryman.http.body import BodyReader
-from ferryman.http.conditional import Outcome, Validators, evaluate_preconditions
-from ferryman.http.digest import format_repr_digest, parse_content_md5, parse_digest_field
+from ferryman.http.conditional import Validators
+from ferryman.http.digest import format_repr_digest
 from ferryman.http.parser import Request
 from ferryman.http.response import Response
 
@@ -47,47 +52,6 @@ _BATCH = 1024 * 1024
 _FULL_SPACE = (errno.ENOSPC, errno.EDQUOT)
 
 
-@dataclass
-class _Checks:
-    """What the client asked us to verify, and the hashers that will tell."""
-
-    md5: bytes | None = None
-    digests: dict[str, bytes] = field(default_factory=dict)
-    hashers: dict[str, hashlib._Hash] = field(default_factory=dict)
-
-    @classmethod
-    def from_request(cls, request: Request) -> _Checks:
-        checks = cls(hashers={"sha-256": hashlib.sha256()})
-        headers = request.headers
-        if "content-md5" in headers:
-            checks.md5 = parse_content_md5(headers["content-md5"])
-            checks.hashers["md5"] = hashlib.md5(usedforsecurity=False)
-        for name in ("content-digest", "repr-digest"):  # a full PUT: both describe the body
-            if name in headers:
-                for algorithm, raw in parse_digest_field(headers[name], name).items():
-                    if checks.digests.get(algorithm, raw) != raw:
-                        raise HttpError(400, "digest_mismatch", f"{name} contradicts itself")
-                    checks.digests[algorithm] = raw
-        if "sha-512" in checks.digests:
-            checks.hashers["sha-512"] = hashlib.sha512()
-        return checks
-
-    def update(self, data: bytes | bytearray) -> None:
-        for hasher in self.hashers.values():
-            hasher.update(data)
-
-    def verify(self) -> None:
-        if self.md5 is not None and self.hashers["md5"].digest() != self.md5:
-            raise HttpError(400, "digest_mismatch", "Content-MD5 does not match the body")
-        for algorithm, expected in self.digests.items():
-            if self.hashers[algorithm].digest() != expected:
-                raise HttpError(400, "digest_mismatch", f"{algorithm} does not match the body")
-
-    @property
-    def sha256(self) -> bytes:
-        return self.hashers["sha-256"].digest()
-
-
 class Uploads:
     def __init__(self, files: FileServer, verify: str, catalog: Catalog | None = None) -> None:
         self.files = files
@@ -98,17 +62,17 @@ class Uploads:
     # -- PUT ------------------------------------------------------------------
 
     async def put(self, request: Request, body: BodyReader | None) -> Response:
-        path = _file_path(request)
+        path = write_path(request)
         if "content-length" not in request.headers and request.body_kind != "chunked":
             raise HttpError(411, "length_required", "send Content-Length or a chunked body")
-        checks = _Checks.from_request(request)
+        checks = BodyChecks.from_request(request)
         name = path.segments[-1]
         parent = await asyncio.to_thread(
             open_parent, self.files.root_fd, path.segments[:-1], create=True
         )
         try:
             before = await asyncio.to_thread(existing, parent, name)
-            create_only = _check_preconditions(request, before)
+            create_only = check_write_preconditions(request, _validators(before))
             temp = TEMP_PREFIX + secrets.token_hex(8)
             temp_fd = await asyncio.to_thread(_create_temp, parent, temp)
             try:
@@ -117,8 +81,8 @@ class Uploads:
                 await asyncio.to_thread(_settle, temp_fd, size, checks.sha256, self.verify_mode)
                 async with self._lock(path.relative):
                     if not create_only:  # the version the client saw may have changed meanwhile
-                        _check_preconditions(
-                            request, await asyncio.to_thread(existing, parent, name)
+                        check_write_preconditions(
+                            request, _validators(await asyncio.to_thread(existing, parent, name))
                         )
                     await asyncio.to_thread(_commit, parent, temp, name, create_only)
                     st = os.fstat(temp_fd)
@@ -143,23 +107,23 @@ class Uploads:
             return Response(201, headers)
         return Response(204, headers)
 
-    async def _receive(self, body: BodyReader | None, fd: int, checks: _Checks) -> int:
+    async def _receive(self, body: BodyReader | None, fd: int, checks: BodyChecks) -> int:
         size = 0
         batch = bytearray()
         if body is not None:
             async for chunk in body:
                 batch += chunk
                 if len(batch) >= _BATCH:
-                    size += await asyncio.to_thread(_write_and_hash, fd, batch, checks)
+                    size += await asyncio.to_thread(write_and_hash, fd, batch, checks)
                     batch = bytearray()
         if batch:
-            size += await asyncio.to_thread(_write_and_hash, fd, batch, checks)
+            size += await asyncio.to_thread(write_and_hash, fd, batch, checks)
         return size
 
     # -- DELETE ---------------------------------------------------------------
 
     async def delete(self, request: Request) -> Response:
-        path = _file_path(request)
+        path = write_path(request)
         name = path.segments[-1]
         parent = await asyncio.to_thread(
             open_parent, self.files.root_fd, path.segments[:-1], create=False
@@ -169,7 +133,7 @@ class Uploads:
                 before = await asyncio.to_thread(existing, parent, name)
                 if before is None:
                     raise HttpError(404, "not_found", "no such file")
-                _check_preconditions(request, before)
+                check_write_preconditions(request, _validators(before))
                 await asyncio.to_thread(_unlink, parent, name)
         except OSError as exc:
             raise _write_error(exc) from None
@@ -216,39 +180,10 @@ class Uploads:
                             (("Retry-After", "1"),)) from None  # fmt: skip
 
 
-def _file_path(request: Request) -> RequestPath:
-    path = resolve(request.path)
-    try:
-        path.relative.encode("utf-8")  # the catalog (and most clients) need UTF-8 names
-    except UnicodeEncodeError:
-        raise HttpError(400, "bad_path", "file names must be UTF-8") from None
-    if not path.segments or path.trailing_slash:
-        raise HttpError(405, "method_not_allowed", "a directory cannot be written or deleted",
-                        (("Allow", "GET, HEAD"),))  # fmt: skip
-    return path
-
-
-def _check_preconditions(request: Request, current: os.stat_result | None) -> bool:
-    """412 unless If-Match / If-None-Match allow the write; True for create-only."""
-    headers = request.headers
-    validators = Validators(
-        etag=file_etag(current) if current else None,
-        last_modified=int(current.st_mtime) if current else None,
-    )
-    outcome = evaluate_preconditions(
-        request.method,
-        if_match=headers.get("if-match"),
-        if_none_match=headers.get("if-none-match"),
-        if_modified_since=None,
-        if_unmodified_since=headers.get("if-unmodified-since"),
-        validators=validators,
-        exists=current is not None,
-    )
-    if outcome is not Outcome.PROCEED:
-        raise HttpError(
-            412, "precondition_failed", "the file is not in the state the client expects"
-        )
-    return headers.get("if-none-match", "").strip() == "*"
+def _validators(current: os.stat_result | None) -> Validators | None:
+    if current is None:
+        return None
+    return Validators(etag=file_etag(current), last_modified=int(current.st_mtime))
 
 
 # -- blocking steps (worker threads) -------------------------------------------------
@@ -257,14 +192,6 @@ def _check_preconditions(request: Request, current: os.stat_result | None) -> bo
 def _create_temp(parent_fd: int, name: str) -> int:
     flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW
     return os.open(name, flags, 0o644, dir_fd=parent_fd)
-
-
-def _write_and_hash(fd: int, data: bytearray, checks: _Checks) -> int:
-    checks.update(data)
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-    return len(data)
 
 
 def _settle(fd: int, size: int, sha256: bytes, mode: str) -> None:

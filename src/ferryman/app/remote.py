@@ -1,0 +1,198 @@
+"""Serving objects of a store (s3://bucket/prefix), through the block cache or straight.
+
+The same decision as for local files (files.plan_response: preconditions,
+Range and If-Range, multipart) is made from the object's size and
+validators; only the body differs:
+
+- with the cache (--cache-dir), the validators are those of the version the
+  cache pinned, and the body comes from its blocks: regions of its data file
+  when every block is present, else a stream that sends each block as it
+  lands (cache/client.py);
+- without it, the validators come from a HEAD and the body is a ranged GET
+  per range, pinned to that ETag with If-Match so the bytes cannot come from
+  another version than the headers describe. The first bytes are awaited
+  before the response is returned: a store that fails before sending
+  anything gets a proper error status, not a cut 200.
+
+A key is the request path relative to the source; "directories" are common
+prefixes, listed from the store one level at a time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+from ferryman.app import listing
+from ferryman.app.files import Plan, plan_response
+from ferryman.app.paths import RequestPath, resolve
+from ferryman.config import Config
+from ferryman.errors import HttpError
+from ferryman.http.body import Body
+from ferryman.http.digest import format_repr_digest
+from ferryman.http.parser import Request
+from ferryman.http.ranges import ByteRange
+from ferryman.http.response import Headers, Response
+from ferryman.stores.base import NotFound, ObjectInfo, Store, StoreError, http_error
+
+if TYPE_CHECKING:
+    from ferryman.cache.client import CacheClient
+
+LISTING_LIMIT = 10_000  # entries per listing page rendered; more are cut (and said so)
+INDEX = "index.html"
+
+
+def object_key(path: RequestPath) -> str:
+    """The store key of a request path; 400 unless it is UTF-8 (object keys are)."""
+    key = "/".join(path.segments)
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError:
+        raise HttpError(400, "bad_path", "object keys must be UTF-8") from None
+    return key
+
+
+class RemoteServer:
+    def __init__(self, config: Config, store: Store, cache: CacheClient | None = None) -> None:
+        self.store = store
+        self.cache = cache
+        self.cache_control = config.cache_control
+        self.max_ranges = config.max_ranges
+
+    async def get(self, request: Request) -> Response:
+        path = resolve(request.path)
+        key = object_key(path)
+        try:
+            if not path.segments or path.trailing_slash:
+                return await self._directory(request, path, key)
+            try:
+                return await self._object(request, key, path.segments[-1])
+            except NotFound:
+                if await self._is_directory(key):
+                    return Response(301, [("Location", path.url(slash=True))])
+                raise
+        except StoreError as exc:
+            raise http_error(exc) from None
+
+    # -- objects --------------------------------------------------------------------
+
+    async def _object(self, request: Request, key: str, name: str) -> Response:
+        if self.cache is not None:
+            cached = await self.cache.lookup(key)
+            try:
+                plan = self._plan(request, cached.info, name)
+                if plan.status == 304 or request.method == "HEAD":
+                    cached.close()
+                    return _without_body(plan)
+                return Response(plan.status, plan.headers, cached.body(_spans(plan)))
+            except BaseException:
+                cached.close()
+                raise
+        info = await self.store.stat(key)
+        plan = self._plan(request, info, name)
+        if plan.status == 304 or request.method == "HEAD":
+            return _without_body(plan)
+        stream = _read_spans(self.store, key, info.etag, _spans(plan))
+        first = await _first_chunk(stream)
+        return Response(
+            plan.status, plan.headers, Body(stream=_prepend(first, stream), length=plan.length)
+        )
+
+    def _plan(self, request: Request, info: ObjectInfo, name: str) -> Plan:
+        extra: Headers = []
+        if info.sha256:
+            extra.append(("Repr-Digest", format_repr_digest(bytes.fromhex(info.sha256))))
+        return plan_response(
+            request,
+            size=info.size,
+            etag=info.etag,
+            last_modified=info.last_modified,
+            name=name,
+            cache_control=self.cache_control,
+            max_ranges=self.max_ranges,
+            extra=extra,
+        )
+
+    # -- directories --------------------------------------------------------------------
+
+    async def _directory(self, request: Request, path: RequestPath, key: str) -> Response:
+        prefix = key + "/" if key else ""
+        try:
+            return await self._object(request, prefix + INDEX, INDEX)
+        except NotFound:
+            pass
+        entries: list[listing.Entry] = []
+        truncated = False
+        async for item in self.store.list(prefix):
+            if item.name.startswith("."):
+                continue  # as for local files: dot-names are never served, so never listed
+            if len(entries) == LISTING_LIMIT:
+                truncated = True
+                break
+            entries.append(
+                listing.Entry(item.name, item.is_dir, item.size, item.last_modified or 0)
+            )
+        if not entries and prefix:
+            raise NotFound(f"no objects under {prefix}")
+        return await listing.render(request, path, entries, self.cache_control, truncated)
+
+    async def _is_directory(self, key: str) -> bool:
+        async for _ in self.store.list(key + "/"):
+            return True
+        return False
+
+
+# -- bodies -------------------------------------------------------------------------------
+
+
+def _spans(plan: Plan) -> Sequence[bytes | ByteRange]:
+    if plan.spans is not None:
+        return plan.spans
+    return (ByteRange(0, plan.size - 1),) if plan.size else ()
+
+
+def _without_body(plan: Plan) -> Response:
+    if plan.status == 304:
+        return Response(304, plan.headers)
+    return Response(plan.status, plan.headers, plan.declared_body())
+
+
+async def _read_spans(
+    store: Store, key: str, etag: str, spans: Sequence[bytes | ByteRange]
+) -> AsyncIterator[bytes]:
+    """Literals as they are, each range as a ranged GET of the pinned version."""
+    for span in spans:
+        if isinstance(span, bytes):
+            yield span
+            continue
+        reader = store.read(key, span.start, span.end + 1, if_match=etag)
+        try:
+            async for chunk in reader:
+                yield chunk
+        finally:
+            await _close(reader)
+
+
+async def _first_chunk(stream: AsyncIterator[bytes]) -> bytes:
+    """The stream's first bytes (b"" for an empty body); its failure closes it and raises."""
+    try:
+        return await anext(stream, b"")
+    except BaseException:
+        await _close(stream)
+        raise
+
+
+async def _prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    try:
+        if first:
+            yield first
+        async for chunk in rest:
+            yield chunk
+    finally:
+        await _close(rest)
+
+
+async def _close(stream: Any) -> None:
+    close = getattr(stream, "aclose", None)
+    if close is not None:
+        await close()
