@@ -74,6 +74,9 @@ class RemoteServer:
         except StoreError as exc:
             raise http_error(exc) from None
 
+    def close(self) -> None:
+        """Nothing held between requests here; the store is closed by the App."""
+
     # -- objects --------------------------------------------------------------------
 
     async def _object(self, request: Request, key: str, name: str) -> Response:
@@ -170,7 +173,7 @@ async def _read_spans(
             async for chunk in reader:
                 yield chunk
         finally:
-            await _close(reader)
+            await close_stream(reader)
 
 
 async def _first_chunk(stream: AsyncIterator[bytes]) -> bytes:
@@ -178,7 +181,7 @@ async def _first_chunk(stream: AsyncIterator[bytes]) -> bytes:
     try:
         return await anext(stream, b"")
     except BaseException:
-        await _close(stream)
+        await close_stream(stream)
         raise
 
 
@@ -189,10 +192,11 @@ async def _prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[by
         async for chunk in rest:
             yield chunk
     finally:
-        await _close(rest)
+        await close_stream(rest)
 
 
-async def _close(stream: Any) -> None:
+async def close_stream(stream: Any) -> None:
+    """Close an async iterator that can be closed (an async generator, a store read)."""
     close = getattr(stream, "aclose", None)
     if close is not None:
         await close()

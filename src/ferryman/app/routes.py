@@ -5,12 +5,15 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable
+from typing import Protocol
 
 from ferryman.app.archive import ArchiveServer
 from ferryman.app.auth import Access, Authorizer, SigningKey, TokenTable
 from ferryman.app.digestindex import DigestIndex
 from ferryman.app.files import FileServer
 from ferryman.app.paths import resolve
+from ferryman.app.remote import RemoteServer
+from ferryman.app.remote_uploads import RemoteUploads
 from ferryman.app.spool import Spool
 from ferryman.app.uploads import Uploads, start_orphan_sweep
 from ferryman.catalog.db import Catalog, CatalogError
@@ -19,6 +22,7 @@ from ferryman.errors import ConfigError, HttpError
 from ferryman.http.body import BodyReader
 from ferryman.http.parser import Request
 from ferryman.http.response import Response
+from ferryman.stores.base import Store
 
 log = logging.getLogger("ferryman")
 READ_METHODS = frozenset(("GET", "HEAD"))
@@ -36,15 +40,13 @@ class App:
             allow_write=config.allow_write,
         )
         self.catalog = open_catalog(config)
-        self.files = FileServer(config)
-        self.files.archives = ArchiveServer(self.files, Spool(str(config.state_path / "spool")))
-        if self.catalog is not None:
-            self.files.digests = DigestIndex(self.catalog)
-        self.uploads = (
-            Uploads(self.files, config.verify_writes, self.catalog) if config.allow_write else None
-        )
-        if self.uploads is not None:
-            start_orphan_sweep(self.files.root, older_than=2 * config.body_timeout)
+        self.store: Store | None = None
+        self.files: Reader
+        self.uploads: Writer | None = None
+        if config.is_remote:
+            self._serve_store(config)
+        else:
+            self._serve_directory(config)
         allowed = "GET, HEAD, PUT, DELETE" if self.uploads else "GET, HEAD"
         self._not_allowed = HttpError(
             405, "method_not_allowed", f"allowed here: {allowed}", (("Allow", allowed),)
@@ -65,10 +67,55 @@ class App:
             return self.uploads.delete(request)
         raise self._not_allowed
 
+    def _serve_directory(self, config: Config) -> None:
+        files = FileServer(config)
+        files.archives = ArchiveServer(files, Spool(str(config.state_path / "spool")))
+        if self.catalog is not None:
+            files.digests = DigestIndex(self.catalog)
+        self.files = files
+        if config.allow_write:
+            self.uploads = Uploads(files, config.verify_writes, self.catalog)
+            start_orphan_sweep(files.root, older_than=2 * config.body_timeout)
+
+    def _serve_store(self, config: Config) -> None:
+        from ferryman.stores.s3 import S3Store  # the S3 client is imported only when used
+
+        store = self.store = S3Store.from_config(config)
+        cache = None
+        if config.cache_dir:
+            from ferryman.cache.client import open_cache_client
+
+            cache = open_cache_client(config)
+        self.files = RemoteServer(config, store, cache)
+        if config.allow_write:
+            self.uploads = RemoteUploads(
+                store,
+                Spool(str(config.state_path / "spool")),
+                config,
+                self.catalog,
+                changed=cache.forget if cache is not None else None,
+            )
+
     def close(self) -> None:
         self.files.close()
         if self.catalog is not None:
             self.catalog.close()
+
+    async def aclose(self) -> None:
+        """Release what needs the event loop (the store's client); then close()."""
+        if self.store is not None:
+            await self.store.close()
+        self.close()
+
+
+class Reader(Protocol):
+    def get(self, request: Request) -> Response | Awaitable[Response]: ...
+    def close(self) -> None: ...
+
+
+class Writer(Protocol):
+    def put(self, request: Request, body: BodyReader | None) -> Awaitable[Response]: ...
+    def delete(self, request: Request) -> Awaitable[Response]: ...
 
 
 def open_catalog(config: Config) -> Catalog | None:
