@@ -1,0 +1,405 @@
+"""One cache entry's files, opened: the filler's writer and a worker's reader.
+
+An entry is a directory (decision 0012) holding:
+
+    meta   JSON of EntryMeta; sealed (aad b"meta" + id) when encrypted; written
+           once, its mtime is when a HEAD last confirmed the version
+    data   sparse; block i at offset i * slot (slot = block size, + 28 sealed)
+    map    one byte per block: 1 present, 0 not
+    used   empty; its mtime is the entry's last use
+
+Both handles open every file relative to a descriptor of the entry's
+directory, so they see one entry even if it is renamed into trash meanwhile:
+a reader never pairs the meta of one version with the data of another.
+
+Ownership: an EntryWriter (the filler, the only writer) owns its descriptors
+and holds a shared flock on `data` while open, so the evictor skips the entry
+while it is being filled. An EntryReader (one per request in a worker) owns
+its descriptors; `acquire` takes the shared flock that marks the entry in use
+for as long as a transfer sends from it, and `close` releases everything.
+
+Crash rule: a block is written and fdatasynced before its map byte is set,
+so a crash leaves a block absent, never present with wrong bytes. Clearing a
+map byte is fsynced, because a cleared byte that comes back after a power
+loss over a half-rewritten block would be the unsafe direction.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from ferryman.cache import blockmap
+from ferryman.cache.crypto import BadBlock, BlockCipher
+from ferryman.http.body import FileRegion
+
+META, DATA, MAP, USED = "meta", "data", "map", "used"
+TOUCH_INTERVAL = 10.0  # seconds: `used` is rewritten at most this often per reader
+_RO = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW
+_RW = os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW
+_MAX_META = 1 << 20
+
+
+class BadEntry(Exception):
+    """An entry's files are not a valid entry for this cache (torn, foreign, other mode)."""
+
+
+@dataclass(frozen=True)
+class EntryMeta:
+    """The version of an object an entry holds, and how it is cut into blocks."""
+
+    key: str
+    size: int
+    etag: str
+    last_modified: int
+    content_type: str | None
+    sha256: str | None
+    block_size: int
+
+    def block_count(self) -> int:
+        return blockmap.block_count(self.size, self.block_size)
+
+    def block_span(self, index: int) -> tuple[int, int]:
+        """(object offset, length) of block `index`."""
+        return blockmap.block_span(index, self.size, self.block_size)
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self), sort_keys=True, separators=(",", ":")).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> EntryMeta:
+        """Parse `to_json`'s output; ValueError for anything else."""
+        fields: Any = json.loads(raw)
+        if not isinstance(fields, dict):
+            raise ValueError("meta is not a JSON object")
+        try:
+            meta = cls(**fields)
+        except TypeError as exc:
+            raise ValueError(f"meta has the wrong fields: {exc}") from None
+        checks = (
+            isinstance(meta.key, str),
+            isinstance(meta.etag, str),
+            _is_int(meta.size) and meta.size >= 0,
+            _is_int(meta.last_modified),
+            _is_int(meta.block_size) and meta.block_size > 0,
+            meta.content_type is None or isinstance(meta.content_type, str),
+            meta.sha256 is None or isinstance(meta.sha256, str),
+        )
+        if not all(checks):
+            raise ValueError("meta has a field of the wrong type")
+        return meta
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+# -- encoding shared by writer and reader -------------------------------------
+
+
+def encode_meta(meta: EntryMeta, entry_id: str, cipher: BlockCipher | None) -> bytes:
+    raw = meta.to_json()
+    return raw if cipher is None else cipher.seal(raw, _meta_aad(entry_id))
+
+
+def decode_meta(raw: bytes, entry_id: str, cipher: BlockCipher | None) -> EntryMeta:
+    """The meta in `raw`; BadEntry if it is torn, plain in an encrypted cache or the reverse,
+    or sealed under another key or for another entry."""
+    try:
+        if cipher is not None:
+            raw = cipher.open(raw, _meta_aad(entry_id))
+        return EntryMeta.from_json(raw)
+    except (BadBlock, ValueError) as exc:  # JSONDecodeError and UnicodeDecodeError are too
+        raise BadEntry(f"entry {entry_id}: unreadable meta ({exc})") from None
+
+
+def _meta_aad(entry_id: str) -> bytes:
+    return b"meta" + entry_id.encode()
+
+
+def block_aad(entry_id: str, etag: str, index: int) -> bytes:
+    """What a sealed block is bound to: its entry, its object version and its position."""
+    return b"%s\0%s\0%d" % (entry_id.encode(), etag.encode(), index)
+
+
+def slot_size(block_size: int, encrypted: bool) -> int:
+    return block_size + BlockCipher.OVERHEAD if encrypted else block_size
+
+
+def data_length(meta: EntryMeta, encrypted: bool) -> int:
+    """The apparent length of a complete `data` file."""
+    count = meta.block_count()
+    if count == 0:
+        return 0
+    _, last = meta.block_span(count - 1)
+    extra = BlockCipher.OVERHEAD if encrypted else 0
+    return (count - 1) * slot_size(meta.block_size, encrypted) + last + extra
+
+
+def read_meta(dir_fd: int, entry_id: str, cipher: BlockCipher | None) -> tuple[EntryMeta, float]:
+    """(meta, mtime of the meta file) of the entry open as `dir_fd`."""
+    fd = os.open(META, _RO, dir_fd=dir_fd)
+    try:
+        mtime = os.fstat(fd).st_mtime
+        raw = os.read(fd, _MAX_META)
+    finally:
+        os.close(fd)
+    return decode_meta(raw, entry_id, cipher), mtime
+
+
+def _pread_exact(fd: int, length: int, offset: int) -> bytes:
+    """`length` bytes at `offset`, fewer only at the end of the file."""
+    data = os.pread(fd, length, offset)
+    if len(data) == length or not data:
+        return data
+    parts = [data]
+    got = len(data)
+    while got < length:
+        more = os.pread(fd, length - got, offset + got)
+        if not more:
+            break
+        parts.append(more)
+        got += len(more)
+    return b"".join(parts)
+
+
+def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(fd, view, offset)
+        view = view[written:]
+        offset += written
+
+
+def _open_files(dir_fd: int, flags: int) -> tuple[int, int]:
+    data_fd = os.open(DATA, flags, dir_fd=dir_fd)
+    try:
+        map_fd = os.open(MAP, flags, dir_fd=dir_fd)
+    except BaseException:
+        os.close(data_fd)
+        raise
+    return data_fd, map_fd
+
+
+# -- the writer -----------------------------------------------------------------
+
+
+class EntryWriter:
+    """The filler's handle on one entry. Blocking calls: run them in threads.
+
+    Different blocks may be written from different threads at once; one block
+    is written by one thread at a time (the filler's single flight).
+    """
+
+    def __init__(
+        self, dir_fd: int, entry_id: str, meta: EntryMeta, cipher: BlockCipher | None
+    ) -> None:
+        """Take ownership of `dir_fd` (closed by `close`, or here on failure)."""
+        self.entry_id = entry_id
+        self.meta = meta
+        self.encrypted = cipher is not None
+        self._cipher = cipher
+        self._dir_fd = dir_fd
+        self._data_fd = self._map_fd = -1
+        try:
+            self._data_fd, self._map_fd = _open_files(dir_fd, _RW)
+            fcntl.flock(self._data_fd, fcntl.LOCK_SH)  # in use: the evictor skips it
+            count = meta.block_count()
+            self.present = bytearray(_pread_exact(self._map_fd, count, 0))
+            if len(self.present) != count:
+                raise BadEntry(f"entry {entry_id}: map has {len(self.present)} of {count} bytes")
+        except BaseException:
+            self.close()
+            raise
+        self._slot = slot_size(meta.block_size, self.encrypted)
+
+    def write_block(self, index: int, data: bytes) -> None:
+        """Store block `index` durably, then mark it present. OSError on disk errors."""
+        _, length = self.meta.block_span(index)
+        if len(data) != length:
+            raise ValueError(f"block {index} is {length} bytes, not {len(data)}")
+        if self.present[index]:
+            self.clear_block(index)  # never rewrite bytes that are marked present
+        if self._cipher is not None:
+            data = self._cipher.seal(data, block_aad(self.entry_id, self.meta.etag, index))
+        _pwrite_all(self._data_fd, data, index * self._slot)
+        os.fdatasync(self._data_fd)
+        os.pwrite(self._map_fd, b"\x01", index)
+        self.present[index] = 1
+
+    def clear_block(self, index: int) -> None:
+        """Mark block `index` absent (a bad block, to be fetched again)."""
+        self.meta.block_span(index)  # IndexError outside the object
+        os.pwrite(self._map_fd, b"\x00", index)
+        os.fdatasync(self._map_fd)
+        self.present[index] = 0
+
+    def verify_block(self, index: int) -> bool:
+        """Encrypted: the stored block passes its check. Plain: True (nothing to check)."""
+        if self._cipher is None:
+            return True
+        _, length = self.meta.block_span(index)
+        sealed = _pread_exact(self._data_fd, length + BlockCipher.OVERHEAD, index * self._slot)
+        try:
+            self._cipher.open(sealed, block_aad(self.entry_id, self.meta.etag, index))
+        except BadBlock:
+            return False
+        return True
+
+    def mark_checked(self) -> None:
+        """Record that a HEAD confirmed this version just now (meta's mtime)."""
+        os.utime(META, dir_fd=self._dir_fd)
+
+    def touch_used(self) -> None:
+        os.utime(USED, dir_fd=self._dir_fd)
+
+    def close(self) -> None:
+        """Release the descriptors (and with them the in-use lock). Idempotent."""
+        for name in ("_map_fd", "_data_fd", "_dir_fd"):
+            fd = getattr(self, name)
+            if fd >= 0:
+                setattr(self, name, -1)
+                os.close(fd)
+
+    def __enter__(self) -> EntryWriter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+# -- the reader -----------------------------------------------------------------
+
+
+class EntryReader:
+    """A worker's handle on one entry, opened per request. Never writes an entry byte.
+
+    `region` and `present` are cheap (no syscall / one pread); `read_block`
+    and `acquire` may touch the disk, so callers on an event loop run them in
+    a thread when the data may be cold.
+    """
+
+    def __init__(
+        self,
+        dir_fd: int,
+        path: str,
+        entry_id: str,
+        cipher: BlockCipher | None,
+    ) -> None:
+        """Take ownership of `dir_fd`; BadEntry or OSError (closing it) if not an entry."""
+        self.entry_id = entry_id
+        self.encrypted = cipher is not None
+        self._cipher = cipher
+        self._path = path
+        self._dir_fd = dir_fd
+        self.data_fd = self._map_fd = -1
+        self._held = False
+        self._touched = float("-inf")
+        try:
+            self.meta, self.checked_at = read_meta(dir_fd, entry_id, cipher)
+            self.data_fd, self._map_fd = _open_files(dir_fd, _RO)
+        except BaseException:
+            self.close()
+            raise
+        self._slot = slot_size(self.meta.block_size, self.encrypted)
+
+    def present(self, first: int, last: int) -> bool:
+        """All blocks first..last (inclusive) are present."""
+        count = last - first + 1
+        if count <= 0:
+            return True
+        marks = os.pread(self._map_fd, count, first)
+        return len(marks) == count and b"\x00" not in marks
+
+    def missing(self, first: int, last: int) -> list[int]:
+        """The blocks in first..last (inclusive) that are not present."""
+        count = last - first + 1
+        if count <= 0:
+            return []
+        marks = os.pread(self._map_fd, count, first)
+        return [first + i for i in range(count) if i >= len(marks) or not marks[i]]
+
+    def region(self, start: int, length: int) -> FileRegion:
+        """Object bytes [start, start+length) as a region of `data` (plain entries only).
+
+        The caller has checked that the blocks are present (and holds `acquire`).
+        """
+        if self.encrypted:
+            raise ValueError("an encrypted entry has no plaintext region; use read_block")
+        if start < 0 or length < 0 or start + length > self.meta.size:
+            raise ValueError(f"[{start}, {start + length}) is outside {self.meta.size} bytes")
+        return FileRegion(self.data_fd, start, length)
+
+    def read_block(self, index: int) -> bytes:
+        """The plaintext of block `index`; BadBlock if it fails its check or is cut short."""
+        _, length = self.meta.block_span(index)
+        if self._cipher is None:
+            data = _pread_exact(self.data_fd, length, index * self._slot)
+            if len(data) != length:
+                raise BadBlock(f"block {index}: {len(data)} of {length} bytes on disk")
+            return data
+        sealed = _pread_exact(self.data_fd, length + BlockCipher.OVERHEAD, index * self._slot)
+        return self._cipher.open(sealed, block_aad(self.entry_id, self.meta.etag, index))
+
+    def acquire(self) -> bool:
+        """Mark the entry in use (shared flock on data); False if it is no longer cached.
+
+        After the lock the entry must still be where it was: the evictor renames
+        an entry away only while it holds the exclusive lock, so an entry found
+        in place now stays until `release`. False means the caller treats the
+        request as a miss.
+        """
+        if self._held:
+            return True
+        fcntl.flock(self.data_fd, fcntl.LOCK_SH)
+        try:
+            here = os.fstat(self._dir_fd)
+            there = os.stat(self._path)
+            current = (
+                os.fstat(self.data_fd).st_nlink > 0
+                and here.st_ino == there.st_ino
+                and here.st_dev == there.st_dev
+            )
+        except FileNotFoundError:
+            current = False
+        if not current:
+            fcntl.flock(self.data_fd, fcntl.LOCK_UN)
+            return False
+        self._held = True
+        return True
+
+    def release(self) -> None:
+        if self._held:
+            self._held = False
+            fcntl.flock(self.data_fd, fcntl.LOCK_UN)
+
+    def touch_used(self) -> None:
+        """Record a use for LRU and age; cheap to call per request (rewrites rarely)."""
+        now = time.monotonic()
+        if now - self._touched < TOUCH_INTERVAL:
+            return
+        self._touched = now
+        try:
+            if time.time() - os.stat(USED, dir_fd=self._dir_fd).st_mtime >= TOUCH_INTERVAL:
+                os.utime(USED, dir_fd=self._dir_fd)
+        except FileNotFoundError:
+            pass  # evicted meanwhile: nothing left to record
+
+    def close(self) -> None:
+        """Release the lock and the descriptors. Idempotent."""
+        self.release()
+        for name in ("_map_fd", "data_fd", "_dir_fd"):
+            fd = getattr(self, name)
+            if fd >= 0:
+                setattr(self, name, -1)
+                os.close(fd)
+
+    def __enter__(self) -> EntryReader:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
