@@ -44,7 +44,7 @@ from ferryman.config import Config
 from ferryman.errors import ConfigError
 from ferryman.server.listener import bind, url_of
 from ferryman.supervisor.budget import RestartBudget
-from ferryman.supervisor.process import READY, STARTING, Worker, spawn
+from ferryman.supervisor.process import FILLER_SLOT, READY, STARTING, Worker, spawn
 
 log = logging.getLogger("ferryman.arbiter")
 
@@ -60,9 +60,14 @@ BOOTING, RUNNING, STOPPING = "booting", "running", "stopping"
 
 def serve(config: Config) -> int:
     """`ferryman serve`: boot checks, bind, run the arbiter; returns the exit status."""
-    root = config.root
-    if not root.is_dir() or not os.access(root, os.R_OK | os.X_OK):
-        raise ConfigError(f"SOURCE {config.source!r} is not a readable directory")
+    if not config.is_remote:
+        root = config.root
+        if not root.is_dir() or not os.access(root, os.R_OK | os.X_OK):
+            raise ConfigError(f"SOURCE {config.source!r} is not a readable directory")
+    elif config.cache_dir and config.cache_encrypt:
+        from ferryman.cache.crypto import load_or_create_key  # cryptography: only when used
+
+        load_or_create_key(config.cache_key_path)  # once, before any process reads it
     sock = bind(config.host, config.port)
     Spool(spool_directory(config)).sweep()  # what a killed server left; no worker runs yet
     try:
@@ -84,7 +89,8 @@ class Arbiter:
         self.clock = clock
         self.budget = RestartBudget(config.max_restarts, config.restart_window)
         self.spool = Spool(spool_directory(config))
-        self.slots: dict[int, Worker | None] = dict.fromkeys(range(1, config.workers + 1))
+        first = FILLER_SLOT if config.is_remote and config.cache_dir else 1
+        self.slots: dict[int, Worker | None] = dict.fromkeys(range(first, config.workers + 1))
         self.successors: dict[int, Worker] = {}  # rolling restart: the slot's next worker
         self.workers: list[Worker] = []  # every worker not yet reaped, in start order
         self.signals: deque[int] = deque()
@@ -189,12 +195,13 @@ class Arbiter:
             self.phase = RUNNING
             loop_name = self.slots[1].loop_name if self.slots[1] else "?"
             log.info("listening on %s (serving %s, %d worker(s), %s loop)",
-                     url_of(self.sock), self.config.root, len(self.slots), loop_name)  # fmt: skip
+                     url_of(self.sock), self._source(), self.config.workers,
+                     loop_name)  # fmt: skip
         if self.phase != RUNNING:
             return
         if not self.roll and self.roll_again:
             self.roll_again = False
-            self.roll.extend(self.slots)
+            self.roll.extend(_worker_slots(self.slots))
         if self.roll and self.roll[0] not in self.successors:
             successor = self._start(self.roll[0])
             if successor is not None:
@@ -202,6 +209,9 @@ class Arbiter:
         for slot, worker in self.slots.items():
             if worker is None and slot not in self.successors and self.phase == RUNNING:
                 self.slots[slot] = self._start(slot)
+
+    def _source(self) -> str:
+        return self.config.source if self.config.is_remote else str(self.config.root)
 
     def _on_ready(self, worker: Worker) -> None:
         slot = worker.slot
@@ -216,7 +226,7 @@ class Arbiter:
         if self.roll and self.roll[0] == slot:
             self.roll.popleft()
             if not self.roll:
-                log.info("rolling restart done: %d new worker(s) serving", len(self.slots))
+                log.info("rolling restart done: %d new worker(s) serving", self.config.workers)
 
     # -- signals --------------------------------------------------------------------------
 
@@ -245,8 +255,8 @@ class Arbiter:
             log.info("SIGHUP received during a rolling restart: another one will follow")
             self.roll_again = True
             return
-        log.info("SIGHUP received: rolling restart of %d worker(s)", len(self.slots))
-        self.roll.extend(self.slots)
+        log.info("SIGHUP received: rolling restart of %d worker(s)", self.config.workers)
+        self.roll.extend(_worker_slots(self.slots))
 
     # -- exits ------------------------------------------------------------------------------
 
@@ -344,3 +354,12 @@ class Arbiter:
                 self.stop_announced = True
                 log.info("stopping: no longer accepting; %d worker(s) draining, grace period %gs",
                          len(self.workers), config.grace_period)  # fmt: skip
+
+
+def _worker_slots(slots: dict[int, Worker | None]) -> list[int]:
+    """The slots a rolling restart replaces: the workers, not the cache filler.
+
+    Two fillers must never serve one cache directory at once (only one writes),
+    so the filler is not replaced beside itself; it keeps running.
+    """
+    return [slot for slot in slots if slot != FILLER_SLOT]

@@ -2,7 +2,9 @@
 
 It takes the listening socket and the write end of its pipe to the arbiter
 as inherited descriptors, reads its Config from the environment, and runs
-the worker (ferryman.server.worker). What it tells the arbiter is in
+the worker (ferryman.server.worker). Started without a listening socket, in
+slot 0, it runs the cache filler instead (ferryman.cache.service), under
+the same supervision: ready, heartbeat, exit statuses. What it tells the arbiter is in
 heartbeat.py. Exit status: 0 after a stop, 2 after a configuration or boot
 failure (the arbiter then stops instead of restarting it), anything else is
 a crash (restarted within the budget).
@@ -39,10 +41,11 @@ class Supervised:
 
     def ready(self, loop: asyncio.AbstractEventLoop, stop: Callable[[], None], name: str) -> None:
         def orphaned() -> None:
-            log.warning("worker %d: the arbiter is gone; stopping", self.slot)
+            log.warning("%s: the arbiter is gone; stopping", self.slot or "cache filler")
             stop()
 
-        log.info("worker %d ready (%s loop)", self.slot, name)
+        if self.slot:
+            log.info("worker %d ready (%s loop)", self.slot, name)
         if not self.beacon.send("ready", name):
             orphaned()
             return
@@ -55,7 +58,7 @@ class Supervised:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ferryman-worker")
-    parser.add_argument("--listen-fd", type=int, required=True)
+    parser.add_argument("--listen-fd", type=int, default=None)
     parser.add_argument("--control-fd", type=int, required=True)
     parser.add_argument("--slot", type=int, required=True)
     parser.add_argument("--number", type=int, required=True)
@@ -71,6 +74,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         hooks.at_start()
         config = config_from_environ(os.environ)
         os.environ.pop(CONFIG_ENV, None)
+        if args.listen_fd is None:
+            from ferryman.cache.service import run_filler
+
+            return run_filler(config, Supervised(beacon, args.slot, hooks))
         sock = socket.socket(fileno=args.listen_fd)
         try:
             return worker.run(config, sock, Supervised(beacon, args.slot, hooks))

@@ -36,6 +36,7 @@ from ferryman.supervisor.heartbeat import Channel
 CONFIG_ENV = "FERRYMAN_WORKER_CONFIG"
 
 STARTING, READY, STOPPING = "starting", "ready", "stopping"
+FILLER_SLOT = 0  # the cache filler (cache/service.py) runs in slot 0, before the workers
 
 
 class Worker:
@@ -63,6 +64,8 @@ class Worker:
 
     @property
     def name(self) -> str:
+        if self.slot == FILLER_SLOT:
+            return f"cache filler (pid {self.pid})"
         return f"worker {self.slot} (pid {self.pid})"
 
     def on_message(self, kind: str, text: str, now: float) -> None:
@@ -116,19 +119,22 @@ class Worker:
 
 def spawn(config: Config, listen_fd: int, slot: int, number: int, now: float,
           environ: Mapping[str, str] | None = None) -> Worker:  # fmt: skip
-    """Start a worker serving `listen_fd`; it reports on its own pipe."""
+    """Start a worker serving `listen_fd` (or, in FILLER_SLOT, the cache filler, which
+    gets no listening socket); it reports on its own pipe."""
     read_fd, write_fd = os.pipe()  # both close-on-exec; pass_fds opens write_fd to the child
     env = dict(os.environ if environ is None else environ)
     env[CONFIG_ENV] = json.dumps(dataclasses.asdict(config))
     argv = [
         sys.executable, "-m", "ferryman.supervisor.child",
-        "--listen-fd", str(listen_fd), "--control-fd", str(write_fd),
-        "--slot", str(slot), "--number", str(number),
+        "--control-fd", str(write_fd), "--slot", str(slot), "--number", str(number),
     ]  # fmt: skip
+    pass_fds = [write_fd]
+    if slot != FILLER_SLOT:
+        argv += ["--listen-fd", str(listen_fd)]
+        pass_fds.append(listen_fd)
     try:
         proc = subprocess.Popen(
-            argv, pass_fds=(listen_fd, write_fd), env=env, stdin=subprocess.DEVNULL,
-            process_group=0,
+            argv, pass_fds=pass_fds, env=env, stdin=subprocess.DEVNULL, process_group=0,
         )  # fmt: skip
     except BaseException:
         os.close(read_fd)
