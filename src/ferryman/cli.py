@@ -38,7 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="serve a directory over HTTP")
     serve.add_argument("source", nargs="?", default=None,
-                       help="directory to serve (default: the current directory)")  # fmt: skip
+                       help="directory to serve (default: the current directory), "
+                            "or s3://bucket[/prefix]")  # fmt: skip
     serve.add_argument("--config", metavar="FILE", help="TOML file of settings (flags override)")
     for option in OPTIONS:
         flag = f"--{option.name}"

@@ -331,6 +331,25 @@ class Config:
         return Path(self.cache_key_file) if self.cache_key_file else self.state_path / "cache.key"
 
 
+MIN_BLOCK, MAX_BLOCK = 64 * 1024, 64 * 1024**2
+MIN_PART = 5 * 1024**2  # S3 refuses smaller parts (but the last)
+
+
+def check_combinations(config: Config) -> None:
+    """Settings that are valid alone but not together; a ConfigError says which."""
+    if not config.is_remote:
+        for name in ("cache_dir", "s3_endpoint"):
+            if getattr(config, name):
+                flag = "--" + name.replace("_", "-")
+                raise ConfigError(f"{flag} needs a store as SOURCE (s3://bucket[/prefix])")
+    if config.cache_encrypt and not config.cache_dir:
+        raise ConfigError("--cache-encrypt needs --cache-dir")
+    if not MIN_BLOCK <= config.cache_block_size <= MAX_BLOCK:
+        raise ConfigError(f"--cache-block-size: use {MIN_BLOCK // 1024}KiB to {MAX_BLOCK >> 20}MiB")
+    if config.s3_part_size < MIN_PART:
+        raise ConfigError("--s3-part-size: S3 needs parts of at least 5MiB")
+
+
 def load_toml(path: str) -> dict[str, Any]:
     try:
         with open(path, "rb") as handle:

@@ -2,8 +2,9 @@
 
 A body is either a fixed sequence of parts (literal bytes and regions of open
 files, whose total length is known up front) or an async stream of chunks,
-whose total length may be declared (an object fetched from a store) or not. The connection decides how to move it (sendfile for
-file regions, buffered reads otherwise) and runs `cleanup` exactly once when
+whose total length may be declared (an object fetched from a store) or not.
+The connection decides how to move it (sendfile for file regions, buffered
+reads otherwise) and runs `cleanup` exactly once when
 the transfer ends, however it ends: completed, aborted or cut by the peer.
 That is what ties an open descriptor's (or a temporary file's) life to the
 transfer rather than to the handler.

@@ -40,7 +40,7 @@ from collections.abc import Callable
 from types import FrameType
 
 from ferryman.app.spool import Spool
-from ferryman.config import Config
+from ferryman.config import Config, check_combinations
 from ferryman.errors import ConfigError
 from ferryman.server.listener import bind, url_of
 from ferryman.supervisor.budget import RestartBudget
@@ -60,14 +60,19 @@ BOOTING, RUNNING, STOPPING = "booting", "running", "stopping"
 
 def serve(config: Config) -> int:
     """`ferryman serve`: boot checks, bind, run the arbiter; returns the exit status."""
+    check_combinations(config)
     if not config.is_remote:
         root = config.root
         if not root.is_dir() or not os.access(root, os.R_OK | os.X_OK):
             raise ConfigError(f"SOURCE {config.source!r} is not a readable directory")
-    elif config.cache_dir and config.cache_encrypt:
-        from ferryman.cache.crypto import load_or_create_key  # cryptography: only when used
+    else:
+        from ferryman.stores.s3 import parse_source  # the S3 client: only when used
 
-        load_or_create_key(config.cache_key_path)  # once, before any process reads it
+        parse_source(config.source)
+        if config.cache_dir and config.cache_encrypt:
+            from ferryman.cache.crypto import load_or_create_key
+
+            load_or_create_key(config.cache_key_path)  # once, before any process reads it
     sock = bind(config.host, config.port)
     Spool(spool_directory(config)).sweep()  # what a killed server left; no worker runs yet
     try:
