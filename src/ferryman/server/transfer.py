@@ -24,6 +24,7 @@ import os
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Protocol
 
+from ferryman.errors import FerrymanError
 from ferryman.http.body import Body, FileRegion, Part
 from ferryman.pagecache import read_nowait
 from ferryman.server.zerocopy import FileShrank, SocketWriter, ZeroCopySend
@@ -91,7 +92,9 @@ async def send_body(
                 await ZeroCopySend(conn, writer, framing.head, body.parts).finish()
                 return
         await _send_buffered(conn, framing.head, body.parts)
-    except (ConnectionError, OSError, FileShrank) as exc:
+    except (ConnectionError, OSError, FileShrank, FerrymanError) as exc:
+        # FerrymanError: a stream's source failed midway (a store fetch cut short);
+        # the head is gone, so the only honest answer is an aborted transfer.
         raise TransferAborted(str(exc) or type(exc).__name__) from exc
 
 
