@@ -100,6 +100,8 @@ def new_event_loop(choice: str) -> asyncio.AbstractEventLoop:
 
 
 def check_source(config: Config) -> None:
+    if config.is_remote:
+        return  # a store is reached on first use; the arbiter checked its URL
     root = config.root
     if not root.is_dir() or not os.access(root, os.R_OK | os.X_OK):
         raise ConfigError(f"SOURCE {config.source!r} is not a readable directory")
@@ -152,7 +154,7 @@ async def serve(config: Config, sock: socket.socket, supervision: Supervision) -
     finally:
         flusher.cancel()
         access_log.close()
-        app.close()
+        await app.aclose()
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1):
             loop.remove_signal_handler(signum)
 
