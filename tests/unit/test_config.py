@@ -10,7 +10,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ferryman.cli import build_parser
-from ferryman.config import OPTIONS, Config, build_config, parse_duration, parse_size
+from ferryman.config import (
+    OPTIONS,
+    Config,
+    build_config,
+    check_combinations,
+    parse_duration,
+    parse_size,
+)
 from ferryman.errors import ConfigError
 
 DOCS = Path(__file__).parent.parent.parent / "docs" / "configuration.md"
@@ -106,3 +113,26 @@ def test_toml_values_of_the_wrong_type_are_refused(tmp_path: Path, toml: str) ->
     path.write_text(toml + "\n")
     with pytest.raises(ConfigError):
         build_config(cli("--config", str(path)), environ={})
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [({"cache_dir": "/tmp/c"}, "--cache-dir needs a store"),
+     ({"s3_endpoint": "http://x"}, "--s3-endpoint needs a store"),
+     ({"source": "s3://b", "cache_encrypt": True}, "--cache-encrypt needs --cache-dir"),
+     ({"source": "s3://b", "cache_dir": "/c", "cache_block_size": 4096}, "--cache-block-size"),
+     ({"source": "s3://b", "s3_part_size": 1024**2}, "at least 5MiB")],
+)  # fmt: skip
+def test_settings_that_do_not_go_together(values: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        check_combinations(Config(**values))
+
+
+def test_store_sources_get_their_own_state_directory(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_STATE_HOME", "/var/state")
+    one = Config(source="s3://media/videos")
+    assert one.is_remote
+    assert str(one.state_path) == "/var/state/ferryman/media_videos"
+    assert one.cache_key_path == one.state_path / "cache.key"
+    assert Config(source="s3://media").state_path != one.state_path
+    check_combinations(Config(source="s3://b", cache_dir="/c", cache_encrypt=True))  # fine
