@@ -108,13 +108,15 @@ def _read_key(path: Path) -> bytes:
                 f"cache key {path}: group or others may access it "
                 f"(mode {stat.S_IMODE(st.st_mode):04o}); run chmod 600 on it"
             )
-        data = os.read(fd, KEY_BYTES + 1)
+        if st.st_size != KEY_BYTES:
+            raise ConfigError(
+                f"cache key {path}: holds {st.st_size} bytes, a cache key is {KEY_BYTES} bytes"
+            )
+        data = os.read(fd, KEY_BYTES)
     finally:
         os.close(fd)
     if len(data) != KEY_BYTES:
-        raise ConfigError(
-            f"cache key {path}: holds {len(data)} bytes, a cache key is {KEY_BYTES} bytes"
-        )
+        raise ConfigError(f"cache key {path}: could read only {len(data)} bytes of it")
     return data
 
 

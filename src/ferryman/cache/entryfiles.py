@@ -175,6 +175,14 @@ def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
         offset += written
 
 
+def _touch(name: str, dir_fd: int) -> None:
+    """Set a file's mtime to now; an entry dropped meanwhile has nothing left to record."""
+    try:
+        os.utime(name, dir_fd=dir_fd)
+    except FileNotFoundError:
+        pass
+
+
 def _open_files(dir_fd: int, flags: int) -> tuple[int, int]:
     data_fd = os.open(DATA, flags, dir_fd=dir_fd)
     try:
@@ -252,10 +260,10 @@ class EntryWriter:
 
     def mark_checked(self) -> None:
         """Record that a HEAD confirmed this version just now (meta's mtime)."""
-        os.utime(META, dir_fd=self._dir_fd)
+        _touch(META, self._dir_fd)
 
     def touch_used(self) -> None:
-        os.utime(USED, dir_fd=self._dir_fd)
+        _touch(USED, self._dir_fd)
 
     def close(self) -> None:
         """Release the descriptors (and with them the in-use lock). Idempotent."""
@@ -384,10 +392,11 @@ class EntryReader:
             return
         self._touched = now
         try:
-            if time.time() - os.stat(USED, dir_fd=self._dir_fd).st_mtime >= TOUCH_INTERVAL:
-                os.utime(USED, dir_fd=self._dir_fd)
+            if time.time() - os.stat(USED, dir_fd=self._dir_fd).st_mtime < TOUCH_INTERVAL:
+                return  # another request recorded a use just now
         except FileNotFoundError:
-            pass  # evicted meanwhile: nothing left to record
+            return
+        _touch(USED, self._dir_fd)
 
     def close(self) -> None:
         """Release the lock and the descriptors. Idempotent."""
