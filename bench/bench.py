@@ -28,6 +28,18 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="~3 s per workload, fewer clients")
     parser.add_argument("--duration", type=float, help="seconds per measurement (overrides mode)")
     parser.add_argument(
+        "--idle-connections", type=int, metavar="N", help="idle connections (overrides mode)"
+    )
+    parser.add_argument(
+        "--slow-readers", type=int, metavar="N", help="slow readers (overrides mode)"
+    )
+    parser.add_argument(
+        "--client-sources",
+        type=int,
+        metavar="N",
+        help="loopback source addresses the idle and slow clients spread over (default 8)",
+    )
+    parser.add_argument(
         "--servers",
         default=",".join(s.name for s in SERVERS),
         help="comma-separated subset of: %(default)s",
@@ -62,11 +74,20 @@ def _select(names: str, items: list, what: str) -> list:
     return [known[n] for n in wanted]
 
 
-def raise_nofile_limit() -> None:
-    """Servers and clients inherit this: 10,000 connections need the room."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+def raise_nofile_limit(connections: int) -> None:
+    """Servers and clients inherit this: 10,000 connections need the room.
+
+    The soft limit goes up to the hard one; the hard one too (root only) if it
+    is short of the connections plus room for a server's files and reserve.
+    """
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    want = hard if hard == resource.RLIM_INFINITY else max(hard, connections + 2048)
+    for limit in ((want, want), (hard, hard)):
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, limit)
+            return
+        except (ValueError, OSError):
+            continue
 
 
 def log(message: str) -> None:
@@ -142,6 +163,9 @@ def main(argv: list[str]) -> int:
     settings: Settings = settings_for(
         args.quick,
         duration=args.duration,
+        idle_connections=args.idle_connections,
+        slow_readers=args.slow_readers,
+        client_sources=args.client_sources,
         ferryman=args.ferryman,
         ferryman_args=tuple(args.ferryman_arg) or None,
     )
@@ -149,7 +173,7 @@ def main(argv: list[str]) -> int:
     workloads = _select(args.workloads, WORKLOADS, "workloads")
     if REFERENCE not in {s.name for s in specs}:
         log(f"note: {REFERENCE} is not in this run, so there are no ratios")
-    raise_nofile_limit()
+    raise_nofile_limit(max(settings.idle_connections, settings.slow_readers))
     started = datetime.now().astimezone()
     log(f"ferryman benchmark, {settings.mode} mode: {settings.duration:g} s per measurement")
     with tempfile.TemporaryDirectory(prefix="ferryman-bench-") as tmp:

@@ -24,6 +24,7 @@ class ClientProcess:
             "--host", HOST, "--port", str(port), "--path", path, "--count", str(count),
             "--rate", str(settings.slow_rate), "--rcvbuf", str(settings.slow_rcvbuf),
             "--open-timeout", str(settings.open_timeout),
+            "--sources", str(settings.client_sources),
         ]  # fmt: skip
         self.proc = subprocess.Popen(
             argv,

@@ -12,6 +12,9 @@ driven through stdin/stdout with one JSON object per line:
         {"event": "ready", ...} once every stream has started; "start" on
         stdin resets the byte count, "stop" prints {"event": "report", ...}
         with what was read between the two, and exits.
+
+Connections are spread over --sources loopback source addresses, and every
+failure is charged to the client or to the server (bench/clientsockets.py).
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ import socket
 import sys
 import time
 from dataclasses import dataclass, field
+
+from clientsockets import Failures, client_socket, source_addresses
 
 try:
     import uvloop
@@ -39,10 +44,16 @@ def emit(event: str, **fields: object) -> None:
     print(json.dumps({"event": event, **fields}), flush=True)
 
 
-def raise_nofile_limit() -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+def raise_nofile_limit(count: int) -> None:
+    """One descriptor per connection and some room; past the hard limit if allowed (root)."""
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    want = max(hard, count + 256) if hard != resource.RLIM_INFINITY else hard
+    for limit in ((want, want), (hard, hard)):
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, limit)
+            return
+        except (ValueError, OSError):
+            continue  # not allowed to raise the hard limit: failures will say EMFILE
 
 
 async def stdin_line() -> str:
@@ -60,14 +71,8 @@ def request_bytes(host: str, port: int, path: str) -> bytes:
 @dataclass
 class IdleStats:
     answered: int = 0
-    failed: int = 0
     closed: int = 0
-    errors: dict[str, int] = field(default_factory=dict)
-
-    def fail(self, exc: BaseException) -> None:
-        self.failed += 1
-        name = type(exc).__name__
-        self.errors[name] = self.errors.get(name, 0) + 1
+    failures: Failures = field(default_factory=Failures)
 
 
 async def read_response(reader: asyncio.StreamReader) -> int:
@@ -94,25 +99,42 @@ async def watch_close(reader: asyncio.StreamReader, stats: IdleStats) -> None:
     stats.closed += 1
 
 
-async def open_idle(args: argparse.Namespace, sem: asyncio.Semaphore, stats: IdleStats, keep: list):
+async def connect(args: argparse.Namespace, source: str | None, failures: Failures, rcvbuf=None):
+    """A connected socket from `source`, or None with the failure recorded."""
+    try:
+        sock = client_socket(source, rcvbuf)
+    except OSError as exc:
+        failures.add("socket", exc)
+        return None
+    loop = asyncio.get_running_loop()
+    try:
+        await asyncio.wait_for(loop.sock_connect(sock, (args.host, args.port)), CONNECT_TIMEOUT)
+    except (OSError, TimeoutError) as exc:
+        sock.close()
+        failures.add("connect", exc)
+        return None
+    return sock
+
+
+async def open_idle(
+    args: argparse.Namespace, source: str | None, sem: asyncio.Semaphore, stats: IdleStats,
+    keep: list,
+) -> None:  # fmt: skip
     async with sem:
-        try:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(args.host, args.port), CONNECT_TIMEOUT
-            )
-        except (OSError, TimeoutError) as exc:
-            stats.fail(exc)
+        sock = await connect(args, source, stats.failures)
+        if sock is None:
             return
+        reader, writer = await asyncio.open_connection(sock=sock)
         keep.append(writer)
         try:
             writer.write(request_bytes(args.host, args.port, args.path))
             status = await asyncio.wait_for(read_response(reader), CONNECT_TIMEOUT)
         except (OSError, TimeoutError, ValueError, IndexError, asyncio.IncompleteReadError) as exc:
-            stats.fail(exc)
+            stats.failures.add("response", exc)
             writer.close()
             return
         if status != 200:
-            stats.fail(ValueError(f"status {status}"))
+            stats.failures.add("response", f"status {status}")
             writer.close()
             return
         stats.answered += 1
@@ -123,19 +145,24 @@ async def run_idle(args: argparse.Namespace) -> None:
     stats = IdleStats()
     keep: list = []
     sem = asyncio.Semaphore(CONNECT_CONCURRENCY)
+    sources = source_addresses(args.host, args.sources)
     started = time.monotonic()
-    tasks = [asyncio.create_task(open_idle(args, sem, stats, keep)) for _ in range(args.count)]
+    tasks = [
+        asyncio.create_task(open_idle(args, sources[n % len(sources)], sem, stats, keep))
+        for n in range(args.count)
+    ]
     _, pending = await asyncio.wait(tasks, timeout=args.open_timeout)
     for task in pending:
         task.cancel()
     emit(
         "holding",
         answered=stats.answered,
-        failed=stats.failed,
+        failed=stats.failures.total,
         unfinished=len(pending),
         held=stats.answered - stats.closed,
         open_s=round(time.monotonic() - started, 2),
-        errors=stats.errors,
+        sources=len(sources),
+        **stats.failures.as_dict(),
     )
     await stdin_line()
     emit("report", answered=stats.answered, held=stats.answered - stats.closed, closed=stats.closed)
@@ -154,17 +181,19 @@ class Stream:
     closed: bool = False
 
 
-async def open_stream(args: argparse.Namespace, sem: asyncio.Semaphore) -> Stream | None:
+async def open_stream(
+    args: argparse.Namespace, source: str | None, sem: asyncio.Semaphore, failures: Failures
+) -> Stream | None:
     loop = asyncio.get_running_loop()
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, args.rcvbuf)
-    sock.setblocking(False)
     async with sem:
+        sock = await connect(args, source, failures, args.rcvbuf)
+        if sock is None:
+            return None
         try:
-            await asyncio.wait_for(loop.sock_connect(sock, (args.host, args.port)), CONNECT_TIMEOUT)
             await loop.sock_sendall(sock, request_bytes(args.host, args.port, args.path))
-        except (OSError, TimeoutError):
+        except OSError as exc:
             sock.close()
+            failures.add("request", exc)
             return None
     return Stream(sock)
 
@@ -229,8 +258,12 @@ class Reader:
 
 async def run_slow(args: argparse.Namespace) -> None:
     sem = asyncio.Semaphore(CONNECT_CONCURRENCY)
+    sources = source_addresses(args.host, args.sources)
+    failures = Failures()
     started = time.monotonic()
-    opened = await asyncio.gather(*(open_stream(args, sem) for _ in range(args.count)))
+    opened = await asyncio.gather(
+        *(open_stream(args, sources[n % len(sources)], sem, failures) for n in range(args.count))
+    )
     streams = [s for s in opened if s is not None]
     reader = Reader(streams, args.rate)
     reader_task = asyncio.create_task(reader.run())
@@ -245,6 +278,8 @@ async def run_slow(args: argparse.Namespace) -> None:
         ok=sum(s.status == 200 for s in streams),
         statuses=sorted({s.status for s in streams}),
         open_s=round(time.monotonic() - started, 2),
+        sources=len(sources),
+        **failures.as_dict(),
     )
     await stdin_line()
     reader.window_bytes = 0
@@ -274,12 +309,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--rate", type=float, default=64 * 1024)
     parser.add_argument("--rcvbuf", type=int, default=16 * 1024)
     parser.add_argument("--open-timeout", type=float, default=180.0)
+    parser.add_argument("--sources", type=int, default=8, help="loopback source addresses")
     return parser.parse_args()
 
 
 def main() -> None:
     args = parse_args()
-    raise_nofile_limit()
+    raise_nofile_limit(args.count)
     coro = run_idle(args) if args.mode == "idle" else run_slow(args)
     if uvloop is not None:
         uvloop.run(coro)

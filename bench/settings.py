@@ -33,6 +33,7 @@ class Settings:
     multirange_part_size: int = 16 * 1024
     slow_rate: int = 64 * 1024  # bytes per second each slow reader accepts
     slow_rcvbuf: int = 16 * 1024  # SO_RCVBUF of each slow reader (Linux doubles it)
+    client_sources: int = 8  # loopback source addresses the clients spread over (127.0.0.1-8)
     ferryman: str = str(FERRYMAN)  # the ferryman executable to run
     ferryman_args: tuple[str, ...] = ()  # extra arguments, e.g. ("--sendfile", "off")
     startup_timeout: float = 30.0

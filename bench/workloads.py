@@ -2,8 +2,10 @@
 
 Statuses: "ok"; "flagged" (a figure exists, but some answers were wrong or
 some connections were not held: see the note); "unsupported" (the server does
-not do this kind of request); "error" (the run broke: see the note). The
-orchestrator adds "failed to start".
+not do this kind of request); "client error" (the load generator itself could
+not open its connections, e.g. out of local ports: the figures say nothing
+about the server); "error" (the run broke: see the note). The orchestrator
+adds "failed to start".
 """
 
 from __future__ import annotations
@@ -152,6 +154,27 @@ def run_multirange(server: Server, ctx: Context) -> Outcome:
     return _wrk_outcome(m, {"rps": m.wrk.requests_per_s}, _probe_note(probe))
 
 
+CLIENT_ERROR = "client error"
+
+
+def _failure_causes(event: dict, side: str) -> str:
+    """'connect ECONNREFUSED x3, ...' for one side's failures in a client event."""
+    prefix = f"{side}: "
+    causes = event.get("errors", {})
+    return ", ".join(f"{k[len(prefix) :]} x{v}" for k, v in causes.items() if k.startswith(prefix))
+
+
+def _client_error_note(event: dict) -> str:
+    """Why the client failed, when it did; "" when every failure was the server's."""
+    failed = event.get("client_failed", 0)
+    if not failed:
+        return ""
+    return (
+        f"the client could not open {failed} connection(s) ({_failure_causes(event, 'client')}); "
+        "not the server's doing"
+    )
+
+
 def run_idle(server: Server, ctx: Context) -> Outcome:
     s = ctx.settings
     count = s.idle_connections
@@ -171,7 +194,12 @@ def run_idle(server: Server, ctx: Context) -> Outcome:
     status, note = "ok", ""
     if held < count:
         status = "flagged"
-        note = f"held {held} of {count} (answered {opened['answered']}, failed {opened['failed']})"
+        note = f"held {held} of {count} (answered {opened['answered']}, failed {opened['failed']}"
+        causes = _failure_causes(opened, "server")
+        note += f": {causes})" if causes else ")"
+    client_note = _client_error_note(opened)
+    if client_note:
+        status, note = CLIENT_ERROR, f"{client_note}; {note}" if note else client_note
     return Outcome(status, metrics, note, {"open": opened, "report": report})
 
 
@@ -200,6 +228,11 @@ def run_slow(server: Server, ctx: Context) -> Outcome:
     if report["ok"] < count:
         status = "flagged"
         note = f"{report['ok']} of {count} streams alive with 200 (statuses {ready['statuses']})"
+        causes = _failure_causes(ready, "server")
+        note += f"; failed: {causes}" if causes else ""
+    client_note = _client_error_note(ready)
+    if client_note:
+        status, note = CLIENT_ERROR, f"{client_note}; {note}" if note else client_note
     return Outcome(status, metrics, note, {"ready": ready, "report": report})
 
 
