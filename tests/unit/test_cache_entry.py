@@ -266,9 +266,15 @@ def test_mark_checked_and_touch_used(cache: CacheDir, writer: EntryWriter) -> No
         reader.touch_used()  # within TOUCH_INTERVAL of its last touch: skipped
         assert (path / "used").stat().st_mtime == long_ago
     assert TOUCH_INTERVAL == 10.0
+    assert writer.checked_at > long_ago  # as it was when the writer opened
+    writer.close()
+    writer = cache.open_writer(KEY)
+    assert writer is not None and writer.checked_at == long_ago
     writer.mark_checked()
+    assert writer.checked_at > long_ago
     writer.touch_used()
     assert (path / "used").stat().st_mtime > long_ago
+    writer.close()
     with reader_of(cache) as reader:
         assert reader.checked_at > long_ago
 

@@ -201,6 +201,7 @@ class EntryWriter:
 
     Different blocks may be written from different threads at once; one block
     is written by one thread at a time (the filler's single flight).
+    `checked_at` is when a HEAD last confirmed the version (meta's mtime).
     """
 
     def __init__(
@@ -216,6 +217,7 @@ class EntryWriter:
         try:
             self._data_fd, self._map_fd = _open_files(dir_fd, _RW)
             fcntl.flock(self._data_fd, fcntl.LOCK_SH)  # in use: the evictor skips it
+            self.checked_at = os.stat(META, dir_fd=dir_fd).st_mtime  # last confirming HEAD
             count = meta.block_count()
             self.present = bytearray(_pread_exact(self._map_fd, count, 0))
             if len(self.present) != count:
@@ -261,6 +263,7 @@ class EntryWriter:
     def mark_checked(self) -> None:
         """Record that a HEAD confirmed this version just now (meta's mtime)."""
         _touch(META, self._dir_fd)
+        self.checked_at = time.time()
 
     def touch_used(self) -> None:
         _touch(USED, self._dir_fd)
