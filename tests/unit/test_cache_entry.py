@@ -388,16 +388,21 @@ def test_drop_if_unused(cache: CacheDir, writer: EntryWriter) -> None:
     assert list((cache.path / "trash").iterdir()) == []
 
 
-def test_meta_json_rejects_wrong_fields() -> None:
-    good = meta_for().to_json()
-    assert EntryMeta.from_json(good) == meta_for()
-    for bad in (
-        b"[]",
-        b'{"key": "k"}',
-        good.replace(b'"size":', b'"size_":'),
-        good.replace(b'"block_size":4096', b'"block_size":0'),
-        good.replace(b'"size":21480', b'"size":"21480"'),
-        good.replace(b'"size":21480', b'"size":true'),
-    ):
-        with pytest.raises(ValueError):
-            EntryMeta.from_json(bad)
+def test_drop_if_unused_spares_an_entry_used_or_made_again_since_the_scan(
+    cache: CacheDir,
+) -> None:
+    cache.create(meta_for()).close()
+    used = cache.entry_path(KEY) / "used"
+    os.utime(used, (1_000_000_000, 1_000_000_000))
+    (scanned,) = list(cache.entries())
+    cache.create(meta_for(etag='"v2"')).close()  # cached again after the scan
+    assert not cache.drop_if_unused(scanned)
+    with reader_of(cache) as reader:
+        assert reader.meta.etag == '"v2"'
+    os.utime(used, (1_000_000_000, 1_000_000_000))
+    (scanned,) = list(cache.entries())
+    os.utime(used, (1_000_000_001, 1_000_000_001))  # a reader recorded a use
+    assert not cache.drop_if_unused(scanned)
+    (rescanned,) = list(cache.entries())
+    assert cache.drop_if_unused(rescanned)
+    assert cache.open_reader(KEY) is None

@@ -201,7 +201,9 @@ class CacheDir:
         """Remove `entry` unless a reader or the writer holds it; True if it was removed.
 
         The exclusive lock is held across the rename, so a reader that locks the
-        entry meanwhile finds it gone (EntryReader.acquire) or keeps it.
+        entry meanwhile finds it gone (EntryReader.acquire) or keeps it. An
+        entry whose `used` is newer than the scan was used or made again since:
+        it stays. (Its inode number cannot tell: a new entry may reuse it.)
         """
         try:
             fd = os.open(entry.path / DATA, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
@@ -212,6 +214,8 @@ class CacheDir:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 return False
+            if _used_since(entry):
+                return False  # used, or cached again, since the scan: no longer a victim
             parked = self._park(entry.path)
         finally:
             os.close(fd)
@@ -286,6 +290,13 @@ def _usage(path: Path) -> EntryUsage:
     finally:
         os.close(dir_fd)
     return EntryUsage(path.name, path, allocated, last_used, in_use)
+
+
+def _used_since(entry: EntryUsage) -> bool:
+    try:
+        return os.stat(entry.path / USED, follow_symlinks=False).st_mtime > entry.last_used
+    except FileNotFoundError:
+        return False
 
 
 def _new_file(dir_fd: int, name: str, content: bytes = b"", *, size: int = 0) -> None:

@@ -64,7 +64,7 @@ class EvictionReport:
     free_bytes: int  # free space on the cache's filesystem before the run
     evicted: int  # entries removed
     evicted_bytes: int
-    skipped: int  # victims that were in use by the time they were to go
+    skipped: int  # victims in use, used again or gone by the time they were to go
 
 
 class Evictor:
@@ -123,7 +123,7 @@ class Evictor:
         )
         if evicted or skipped:
             log.info(
-                "cache: evicted %d entries (%d bytes), %d in use kept",
+                "cache: evicted %d entries (%d bytes), kept %d used since the scan",
                 evicted,
                 evicted_bytes,
                 skipped,
