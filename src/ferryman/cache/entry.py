@@ -44,6 +44,7 @@ from ferryman.cache.entryfiles import (
     encode_meta,
     read_meta,
 )
+from ferryman.errors import ConfigError
 
 __all__ = ["CacheDir", "EntryMeta", "EntryReader", "EntryUsage", "EntryWriter"]
 
@@ -66,7 +67,10 @@ class EntryUsage:
 
 
 class CacheDir:
-    """A cache directory for one source (`namespace`), plain or encrypted (`cipher`)."""
+    """A cache directory for one source (`namespace`), plain or encrypted (`cipher`).
+
+    ConfigError if the directory cannot be made or used.
+    """
 
     def __init__(self, path: Path, *, namespace: str, cipher: BlockCipher | None) -> None:
         self.path = path
@@ -76,7 +80,10 @@ class CacheDir:
         self.tmp_dir = path / "tmp"
         self.trash_dir = path / "trash"
         for directory in (path, self.entries_dir, self.tmp_dir, self.trash_dir):
-            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            try:
+                directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            except OSError as exc:
+                raise ConfigError(f"cache directory {directory}: {exc.strerror}") from None
 
     @property
     def encrypted(self) -> bool:
