@@ -1,5 +1,6 @@
 """What every connection of one worker shares: settings, the app, the
-connection set, the access log, and the state of a graceful stop."""
+connection set, the deadline queue, the access log, and the state of a
+graceful stop."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from ferryman.config import Config
 from ferryman.http.dates import format_http_date
 from ferryman.http.parser import Limits
 from ferryman.server.accesslog import AccessLog
+from ferryman.server.deadline import Timers
 
 if TYPE_CHECKING:
     from ferryman.server.connection import HttpConnection
@@ -32,6 +34,7 @@ class ServerContext:
             max_header_bytes=config.max_header_bytes,
         )
         self.connections: set[HttpConnection] = set()
+        self.timers = Timers(loop)  # every connection's deadline, behind one loop timer
         self.stopping = False  # keep-alive is off: every answer says Connection: close
         self.closing_idle = False  # connections not mid-response are closed, new ones too
         self.on_connection_closed: Callable[[], None] = lambda: None

@@ -12,13 +12,18 @@ crashing; other accept errors concern one client and are skipped.
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import logging
 import socket
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from ferryman.errors import ConfigError
+
+if TYPE_CHECKING:
+    # Annotations only: the arbiter imports bind() from here and runs no event
+    # loop, and importing asyncio costs a process about 11 MiB of RSS.
+    import asyncio
 
 log = logging.getLogger("ferryman.listener")
 
