@@ -39,6 +39,8 @@ def s3_env(endpoint: str) -> dict[str, str]:
         "AWS_REGION": REGION,
         "AWS_DEFAULT_REGION": REGION,
         "FERRYMAN_S3_ENDPOINT": endpoint,
+        # Never let a credential chain look for an instance role on the network.
+        "AWS_EC2_METADATA_DISABLED": "true",
     }
 
 
