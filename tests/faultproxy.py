@@ -15,6 +15,8 @@ applies to a request (`times=None`: every request). A rule can:
   the connection (RST);
 - `truncate_after=K`: pass on the head (with the original Content-Length)
   and K body bytes, then close cleanly;
+- `no_answer=True`: read the request, forward nothing, reset the connection
+  (a store that died while the request was in flight);
 - `slow_down=True`: answer 503 SlowDown with an S3 XML error body (and
   `retry_after` as Retry-After when given) instead of forwarding;
 - `empty_body=True`: forward the request with its body dropped and
@@ -58,6 +60,7 @@ class Rule:
     latency: float = 0.0
     reset_after: int | None = None
     truncate_after: int | None = None
+    no_answer: bool = False
     slow_down: bool = False
     retry_after: int | None = None
     empty_body: bool = False
@@ -207,11 +210,14 @@ class FaultProxy:
         if rule and rule.slow_down:
             if not expects:
                 await _read_body(reader, request.by_name)
-            await self._answer_slow_down(writer, rule, close=expects)
+            await self._answer_slow_down(writer, rule, request.method, close=expects)
             return not expects
         if expects:
             writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         body = await _read_body(reader, request.by_name)
+        if rule and rule.no_answer:
+            _reset(writer)
+            return False
         if rule and rule.latency:
             await asyncio.sleep(rule.latency)
         drop = {"expect", "connection", "content-length", "transfer-encoding"}
@@ -283,7 +289,7 @@ class FaultProxy:
         return framed
 
     async def _answer_slow_down(
-        self, writer: asyncio.StreamWriter, rule: Rule, close: bool
+        self, writer: asyncio.StreamWriter, rule: Rule, method: str, close: bool
     ) -> None:
         headers = [
             "HTTP/1.1 503 Slow Down",
@@ -293,9 +299,10 @@ class FaultProxy:
         ]
         if rule.retry_after is not None:
             headers.append(f"Retry-After: {rule.retry_after}")
-        await _write(writer, ("\r\n".join(headers) + "\r\n\r\n").encode() + SLOW_DOWN_BODY)
+        body = b"" if method == "HEAD" else SLOW_DOWN_BODY  # a HEAD answer has no body
+        await _write(writer, ("\r\n".join(headers) + "\r\n\r\n").encode() + body)
         with self._lock:
-            self.bytes_out += len(SLOW_DOWN_BODY)
+            self.bytes_out += len(body)
 
 
 async def _read_request(reader: asyncio.StreamReader) -> Request | None:

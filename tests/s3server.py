@@ -44,6 +44,17 @@ def s3_env(endpoint: str) -> dict[str, str]:
     }
 
 
+def sign(method: str, url: str, body: bytes, headers: dict[str, str]) -> dict[str, str]:
+    """`headers` plus an AWS SigV4 signature with the test keys."""
+    from botocore.auth import S3SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    request = AWSRequest(method=method, url=url, data=body, headers=headers)
+    S3SigV4Auth(Credentials(ACCESS_KEY, SECRET_KEY), "s3", REGION).add_auth(request)
+    return dict(request.headers.items())
+
+
 class MotoServer:
     """One moto S3 server process; `url` is `http://127.0.0.1:PORT`."""
 
@@ -112,6 +123,21 @@ class MotoServer:
         if status != 200:
             raise RuntimeError(f"putting {key}: {status} {body[:200]!r}")
 
+    def head_object(
+        self, bucket: str, key: str, headers: dict[str, str] | None = None
+    ) -> tuple[int, dict[str, str]]:
+        """Status and (lower-cased) response headers of a signed HEAD."""
+        path = f"/{bucket}/{urllib.parse.quote(key)}"
+        signed = sign("HEAD", self.url + path, b"", headers or {})
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=30)
+        try:
+            conn.request("HEAD", path, headers=signed)
+            resp = conn.getresponse()
+            resp.read()
+            return resp.status, {name.lower(): value for name, value in resp.getheaders()}
+        finally:
+            conn.close()
+
     def get_object(self, bucket: str, key: str) -> tuple[int, bytes]:
         return self.request("GET", f"/{bucket}/{urllib.parse.quote(key)}")
 
@@ -122,10 +148,15 @@ class MotoServer:
         body: bytes | None = None,
         headers: dict[str, str] | None = None,
     ) -> tuple[int, bytes]:
-        """One unsigned request (moto without auth accepts it); status and body."""
+        """One request signed with the test keys; status and body.
+
+        Signed, because moto takes an unsigned request for an anonymous one
+        and then refuses it on a private object (an overwrite, for example).
+        """
+        signed = sign(method, self.url + path, body or b"", headers or {})
         conn = http.client.HTTPConnection(self.host, self.port, timeout=30)
         try:
-            conn.request(method, path, body=body, headers=headers or {})
+            conn.request(method, path, body=body, headers=signed)
             resp = conn.getresponse()
             return resp.status, resp.read()
         finally:

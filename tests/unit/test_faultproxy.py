@@ -115,6 +115,16 @@ def test_reset_cuts_the_connection_after_k_bytes(proxy: FaultProxy) -> None:
     assert proxy.bytes_out == 3000
 
 
+def test_no_answer_resets_after_reading_the_request(proxy: FaultProxy) -> None:
+    proxy.add(Rule(method="PUT", no_answer=True))
+    conn = connect(proxy)
+    conn.request("PUT", "/obj", body=b"x" * 100)
+    with pytest.raises((ConnectionResetError, http.client.RemoteDisconnected)):
+        conn.getresponse()
+    assert Upstream.received == []
+    assert proxy.count("PUT") == 1
+
+
 def test_slow_down_answers_503_without_forwarding(proxy: FaultProxy) -> None:
     proxy.add(Rule(method="PUT", slow_down=True, retry_after=7))
     conn = connect(proxy)
