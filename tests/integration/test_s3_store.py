@@ -118,6 +118,9 @@ def test_from_config_reads_the_environment(monkeypatch: pytest.MonkeyPatch) -> N
     assert store.region == "eu-west-3"
     assert (store.multipart_threshold, store.part_size) == (8 * MIB, 6 * MIB)
     assert store.description == "s3://media/videos at http://127.0.0.1:9"
+    for endpoint in ("127.0.0.1:9000", "ftp://host", "http://"):
+        with pytest.raises(ConfigError):
+            S3Store.from_config(Config(source="s3://media", s3_endpoint=endpoint))
     monkeypatch.delenv("AWS_REGION")
     monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
     assert S3Store.from_config(config).region == "us-east-1"
@@ -338,6 +341,31 @@ def test_multipart_upload_checksums_each_part(
     assert fault_proxy.count("POST") == 2  # create and complete
     info = use_store(moto_endpoint, s3_bucket, lambda store: store.stat("big.bin"))
     assert (info.size, info.sha256) == (size, digest.hex())
+
+
+def test_part_size_grows_to_stay_within_the_part_limit(
+    moto_server: MotoServer,
+    s3_bucket: str,
+    fault_proxy: FaultProxy,
+    spool: Callable[[bytes], int],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(s3, "MAX_PARTS", 2)  # S3's is 10,000
+    size = 11 * MIB
+    data = pattern(size)
+    fd = spool(data)
+    use_store(
+        fault_proxy.url,
+        s3_bucket,
+        lambda store: store.upload("two-parts", fd, size, hashlib.sha256(data).digest()),
+        multipart_threshold=5 * MIB,
+        part_size=5 * MIB,
+    )
+    assert [int(r.by_name["content-length"]) for r in fault_proxy.log if r.method == "PUT"] == [
+        size // 2,
+        size // 2,
+    ]
+    assert moto_server.get_object(s3_bucket, "two-parts") == (200, data)
 
 
 def test_a_lost_part_is_retried(

@@ -35,6 +35,7 @@ import os
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import aiohttp
 import botocore.exceptions as boto_errors  # type: ignore[import-untyped]
@@ -61,6 +62,7 @@ T = TypeVar("T")
 READ_CHUNK = 1024 * 1024  # the most one read() yield carries; aiohttp gives what has arrived
 UPLOAD_CONCURRENCY = 4  # parts in flight per upload: memory is this many parts
 PART_ATTEMPTS = 3
+MAX_PARTS = 10_000
 CONNECT_TIMEOUT = 5.0
 READ_TIMEOUT = 30.0  # silence on an open connection before it counts as lost
 POOL_CONNECTIONS = 32
@@ -126,6 +128,11 @@ class S3Store:
         chain is used (shared config files, container and instance roles).
         """
         bucket, prefix = parse_source(config.source)
+        endpoint = config.s3_endpoint
+        if endpoint is not None:
+            parts = urlsplit(endpoint)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ConfigError(f"bad --s3-endpoint {endpoint!r}: expected http(s)://host[:port]")
         key_id = os.environ.get("AWS_ACCESS_KEY_ID")
         secret = os.environ.get("AWS_SECRET_ACCESS_KEY")
         credentials = (
@@ -135,7 +142,7 @@ class S3Store:
         return cls(
             bucket,
             prefix,
-            endpoint=config.s3_endpoint,
+            endpoint=endpoint,
             region=region,
             credentials=credentials,
             multipart_threshold=config.s3_multipart_threshold,
@@ -277,10 +284,11 @@ class S3Store:
         )
         upload_id = created["UploadId"]
         slots = asyncio.Semaphore(UPLOAD_CONCURRENCY)
+        part_size = max(self.part_size, -(-size // MAX_PARTS))  # S3 takes 10,000 parts at most
 
         async def part(number: int) -> dict[str, Any]:
-            offset = (number - 1) * self.part_size
-            length = min(self.part_size, size - offset)
+            offset = (number - 1) * part_size
+            length = min(part_size, size - offset)
             async with slots:
                 data, digest = await asyncio.to_thread(_pread_hashed, fd, offset, length)
                 answer = await _with_retries(
@@ -297,7 +305,7 @@ class S3Store:
                 )
             return {"PartNumber": number, "ETag": answer["ETag"], "ChecksumSHA256": _b64(digest)}
 
-        count = (size + self.part_size - 1) // self.part_size
+        count = -(-size // part_size)
         try:
             async with asyncio.TaskGroup() as group:
                 tasks = [group.create_task(part(n)) for n in range(1, count + 1)]
