@@ -10,6 +10,7 @@ adds "failed to start".
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -189,7 +190,7 @@ def run_idle(server: Server, ctx: Context) -> Outcome:
         "held": held,
         "rss_mib": rss.peak / MIB,
         "baseline_mib": baseline / MIB,
-        "kib_per_conn": (rss.peak - baseline) / 1024 / held if held else float("nan"),
+        "kib_per_conn": (rss.peak - baseline) / 1024 / held if held else math.nan,
     }
     status, note = "ok", ""
     if held < count:
@@ -206,6 +207,7 @@ def run_idle(server: Server, ctx: Context) -> Outcome:
 def run_slow(server: Server, ctx: Context) -> Outcome:
     s = ctx.settings
     count = s.slow_readers
+    baseline = rss_bytes(server.sid)
     with ClientProcess(s, "slow", server.port, ctx.files.big_path, count) as client:
         ready = client.read_event("ready", s.open_timeout + 30)
         cpu_before = cpu_seconds(server.sid)
@@ -223,6 +225,8 @@ def run_slow(server: Server, ctx: Context) -> Outcome:
         "cpu_pct": 100 * cpu / window,
         "delivered_pct": 100 * report["bytes"] / report["window_s"] / expected,
         "streams": report["ok"],
+        "baseline_mib": baseline / MIB,
+        "kib_per_stream": (rss.peak - baseline) / 1024 / report["ok"] if report["ok"] else math.nan,
     }
     status, note = "ok", ""
     if report["ok"] < count:
