@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from ferryman.config import Config
 from ferryman.errors import ConfigError
@@ -101,6 +103,26 @@ def test_parse_source(url: str, expected: tuple[str, str]) -> None:
 def test_parse_source_refuses_bad_urls(url: str) -> None:
     with pytest.raises(ConfigError):
         parse_source(url)
+
+
+BUCKETS = st.from_regex(r"[a-z0-9][a-z0-9-]{1,61}[a-z0-9]", fullmatch=True)
+SEGMENTS = st.lists(st.text(st.characters(blacklist_characters="/"), min_size=1), max_size=4)
+
+
+@given(bucket=BUCKETS, segments=SEGMENTS, slash=st.booleans())
+def test_parse_source_keeps_any_prefix(bucket: str, segments: list[str], slash: bool) -> None:
+    prefix = "/".join(segments)
+    url = f"s3://{bucket}/{prefix}" + ("/" if slash and prefix else "")
+    assert parse_source(url) == (bucket, prefix)
+
+
+@given(bucket=BUCKETS, bad=st.sampled_from(["A", "_", " ", "\n", "..", "/"]), at=st.integers(0, 63))
+def test_parse_source_refuses_a_bad_character_anywhere(bucket: str, bad: str, at: int) -> None:
+    name = bucket[:at] + bad + bucket[at:]
+    if bad == "/":
+        name = "/" + name  # an empty bucket name
+    with pytest.raises(ConfigError):
+        parse_source(f"s3://{name}")
 
 
 def test_from_config_reads_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

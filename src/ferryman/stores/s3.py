@@ -69,9 +69,9 @@ POOL_CONNECTIONS = 32
 LIST_PAGE = 1000  # S3's own maximum
 
 # DNS-compatible bucket names (S3's rules for new buckets, as moto enforces them).
-BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-IP_ADDRESS = re.compile(r"^\d+\.\d+\.\d+\.\d+$")
-SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+IP_ADDRESS = re.compile(r"\d+\.\d+\.\d+\.\d+")
+SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
 def parse_source(url: str) -> tuple[str, str]:
@@ -79,7 +79,7 @@ def parse_source(url: str) -> tuple[str, str]:
     if not url.startswith("s3://"):
         raise ConfigError(f"not an S3 URL: {url!r} (expected s3://bucket[/prefix])")
     bucket, _, prefix = url.removeprefix("s3://").partition("/")
-    if not BUCKET_NAME.match(bucket) or ".." in bucket or IP_ADDRESS.match(bucket):
+    if not BUCKET_NAME.fullmatch(bucket) or ".." in bucket or IP_ADDRESS.fullmatch(bucket):
         raise ConfigError(
             f"bad bucket name {bucket!r}: 3-63 characters, lowercase letters, digits, "
             "'.' and '-', starting and ending with a letter or digit"
@@ -212,7 +212,7 @@ class S3Store:
             size=head["ContentLength"],
             etag=head["ETag"],
             last_modified=int(head["LastModified"].timestamp()),
-            sha256=sha256 if SHA256_HEX.match(sha256) else None,
+            sha256=sha256 if SHA256_HEX.fullmatch(sha256) else None,
             content_type=head.get("ContentType"),
         )
 
