@@ -462,6 +462,30 @@ def test_upload_of_a_short_file_fails_before_sending(
     assert fault_proxy.count("PUT") == 0
 
 
+def test_file_window_reads_only_its_region(tmp_path: Path) -> None:
+    path = tmp_path / "f"
+    path.write_bytes(pattern(1000))
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        window = s3.FileWindow(fd, 100, 300)
+        assert window.read(50) == pattern(50, 100)
+        assert window.tell() == 50
+        assert window.read() == pattern(250, 150)
+        assert window.read(10) == b""
+        assert window.seek(-10, os.SEEK_END) == 290
+        assert window.read() == pattern(10, 390)
+        window.seek(0)
+        assert window.read(1) == pattern(1, 100)
+        beyond = s3.FileWindow(fd, 900, 200)  # the file ends 100 bytes into it
+        assert beyond.read(100) == pattern(100, 900)
+        with pytest.raises(OSError):
+            beyond.read(100)
+        window.close()
+        os.fstat(fd)  # the descriptor is still the caller's, still open
+    finally:
+        os.close(fd)
+
+
 def test_delete(moto_server: MotoServer, s3_bucket: str) -> None:
     moto_server.put_object(s3_bucket, "gone", b"x")
     use_store(moto_server.url, s3_bucket, lambda store: store.delete("gone"))
