@@ -117,8 +117,8 @@ class FaultProxy:
         self._thread.start()
         if not self._ready.wait(10) or self._server is None:
             raise RuntimeError("fault proxy did not start")
-        self.port = self._server.sockets[0].getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.port: int = self._server.sockets[0].getsockname()[1]
+        self.url: str = f"http://127.0.0.1:{self.port}"
 
     # -- the test's side -------------------------------------------------------
 

@@ -46,9 +46,9 @@ def s3_env(endpoint: str) -> dict[str, str]:
 
 def sign(method: str, url: str, body: bytes, headers: dict[str, str]) -> dict[str, str]:
     """`headers` plus an AWS SigV4 signature with the test keys."""
-    from botocore.auth import S3SigV4Auth
-    from botocore.awsrequest import AWSRequest
-    from botocore.credentials import Credentials
+    from botocore.auth import S3SigV4Auth  # type: ignore[import-untyped]
+    from botocore.awsrequest import AWSRequest  # type: ignore[import-untyped]
+    from botocore.credentials import Credentials  # type: ignore[import-untyped]
 
     request = AWSRequest(method=method, url=url, data=body, headers=headers)
     S3SigV4Auth(Credentials(ACCESS_KEY, SECRET_KEY), "s3", REGION).add_auth(request)
@@ -73,8 +73,8 @@ class MotoServer:
         )
         port = self._read_port(timeout)
         self.host = "127.0.0.1"
-        self.port = port
-        self.url = f"http://{self.host}:{port}"
+        self.port: int = port
+        self.url: str = f"http://{self.host}:{port}"
         self._wait_answering(timeout)
 
     def _read_port(self, timeout: float) -> int:
