@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from tests.rawhttp import Conn
+from tests.s3fixtures import *  # noqa: F403  (moto and the fault proxy, for S3 tests)
 
 RECORD = 16
 READY = re.compile(r"listening on (http://\S+)")

@@ -34,7 +34,8 @@ from ferryman.stores.base import (
     Truncated,
     Unavailable,
 )
-from ferryman.stores.s3 import S3Store, parse_source
+from ferryman.stores.s3 import S3Store
+from ferryman.stores.s3source import parse_source
 from tests.conftest import pattern, wait_until
 from tests.faultproxy import FaultProxy, Rule
 from tests.s3fixtures import *  # noqa: F403

@@ -36,7 +36,6 @@ import os
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 import aiohttp
 import botocore.exceptions as boto_errors  # type: ignore[import-untyped]
@@ -45,7 +44,6 @@ from aiobotocore.response import AioReadTimeoutError  # type: ignore[import-unty
 from aiobotocore.session import AioSession, get_session  # type: ignore[import-untyped]
 
 from ferryman.config import Config
-from ferryman.errors import ConfigError
 from ferryman.stores.base import (
     AccessDenied,
     ListEntry,
@@ -57,6 +55,7 @@ from ferryman.stores.base import (
     Truncated,
     Unavailable,
 )
+from ferryman.stores.s3source import check_endpoint, parse_source
 
 T = TypeVar("T")
 
@@ -69,26 +68,7 @@ READ_TIMEOUT = 30.0  # silence on an open connection before it counts as lost
 POOL_CONNECTIONS = 32
 LIST_PAGE = 1000  # S3's own maximum
 
-# DNS-compatible bucket names (S3's rules for new buckets, as moto enforces them).
-BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
-IP_ADDRESS = re.compile(r"\d+\.\d+\.\d+\.\d+")
 SHA256_HEX = re.compile(r"[0-9a-f]{64}")
-
-
-def parse_source(url: str) -> tuple[str, str]:
-    """`s3://bucket[/prefix]` -> (bucket, prefix without slashes at either end)."""
-    if not url.startswith("s3://"):
-        raise ConfigError(f"not an S3 URL: {url!r} (expected s3://bucket[/prefix])")
-    bucket, _, prefix = url.removeprefix("s3://").partition("/")
-    if not BUCKET_NAME.fullmatch(bucket) or ".." in bucket or IP_ADDRESS.fullmatch(bucket):
-        raise ConfigError(
-            f"bad bucket name {bucket!r}: 3-63 characters, lowercase letters, digits, "
-            "'.' and '-', starting and ending with a letter or digit"
-        )
-    prefix = prefix.strip("/")
-    if "//" in prefix:
-        raise ConfigError(f"bad prefix {prefix!r}: empty path segment")
-    return bucket, prefix
 
 
 class S3Store:
@@ -129,11 +109,7 @@ class S3Store:
         chain is used (shared config files, container and instance roles).
         """
         bucket, prefix = parse_source(config.source)
-        endpoint = config.s3_endpoint
-        if endpoint is not None:
-            parts = urlsplit(endpoint)
-            if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise ConfigError(f"bad --s3-endpoint {endpoint!r}: expected http(s)://host[:port]")
+        endpoint = check_endpoint(config.s3_endpoint)
         key_id = os.environ.get("AWS_ACCESS_KEY_ID")
         secret = os.environ.get("AWS_SECRET_ACCESS_KEY")
         credentials = (

@@ -43,6 +43,7 @@ from ferryman.app.spool import Spool
 from ferryman.config import Config, check_combinations
 from ferryman.errors import ConfigError
 from ferryman.server.listener import bind, url_of
+from ferryman.stores.s3source import check_endpoint, parse_source
 from ferryman.supervisor.budget import RestartBudget
 from ferryman.supervisor.process import FILLER_SLOT, READY, STARTING, Worker, spawn
 
@@ -66,9 +67,8 @@ def serve(config: Config) -> int:
         if not root.is_dir() or not os.access(root, os.R_OK | os.X_OK):
             raise ConfigError(f"SOURCE {config.source!r} is not a readable directory")
     else:
-        from ferryman.stores.s3 import parse_source  # the S3 client: only when used
-
         parse_source(config.source)
+        check_endpoint(config.s3_endpoint)
         if config.cache_dir and config.cache_encrypt:
             from ferryman.cache.crypto import load_or_create_key
 
