@@ -10,7 +10,6 @@ import base64
 import hashlib
 import json
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,9 +23,8 @@ BIG = 3 * 1024 * 1024 + 5
 
 
 @pytest.fixture(scope="module")
-def moto() -> Iterator[MotoServer]:
-    with MotoServer() as server:
-        yield server
+def moto(moto_server: MotoServer) -> MotoServer:
+    return moto_server
 
 
 @pytest.fixture(scope="module")
@@ -202,7 +200,7 @@ def catalog_row(state: Path, key: str) -> tuple[int, str] | None:
 
 
 def test_put_stores_verified_object_with_its_digest(writable) -> None:  # type: ignore[no-untyped-def]
-    srv, name, state = writable
+    srv, _, state = writable
     data = pattern(200_000)
     sha = hashlib.sha256(data).digest()
     created = put(
@@ -221,7 +219,7 @@ def test_put_stores_verified_object_with_its_digest(writable) -> None:  # type: 
 
 
 def test_put_with_wrong_digest_stores_nothing(writable) -> None:  # type: ignore[no-untyped-def]
-    srv, name, state = writable
+    srv, _, state = writable
     wrong = base64.b64encode(hashlib.sha256(b"other").digest()).decode()
     answer = put(srv, "/x.bin", b"payload", Content_Digest=f"sha-256=:{wrong}:")
     assert answer.status == 400
@@ -230,7 +228,7 @@ def test_put_with_wrong_digest_stores_nothing(writable) -> None:  # type: ignore
 
 
 def test_write_preconditions_and_delete(writable) -> None:  # type: ignore[no-untyped-def]
-    srv, name, state = writable
+    srv, _, state = writable
     assert put(srv, "/c.txt", b"one", If_None_Match="*").status == 201
     assert put(srv, "/c.txt", b"two", If_None_Match="*").status == 412
     etag = get(srv, "/c.txt").header("etag")
