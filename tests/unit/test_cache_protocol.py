@@ -46,7 +46,9 @@ kinds = st.sampled_from(
 )
 requests = st.one_of(
     st.builds(Open, keys, st.booleans()),
-    st.tuples(blocks, st.integers(0, 10_000)).map(lambda t: Want(t[0], t[0] + t[1])),
+    st.tuples(blocks, st.integers(0, 10_000)).map(
+        lambda t: Want(t[0], min(t[0] + t[1], protocol.MAX_BLOCK - 1))
+    ),
     st.builds(Bad, blocks),
     st.just(Stats()),
 )

@@ -1,0 +1,347 @@
+"""The cache filler process: serves the filler protocol on a Unix socket (decisions/0012).
+
+`run_filler` is the process main, started by the arbiter in its own slot
+(supervisor/child.py) before the workers. It loads the cache key, recovers
+the cache directory, builds the store and the Filler, and answers workers
+until SIGTERM or SIGINT: then it stops accepting, fails what workers still
+wait for (their transfers abort; their clients resume), closes the store and
+exits 0. A configuration it cannot use is a ConfigError (exit status 2 in
+child.py: the arbiter stops instead of restarting it).
+
+`serve` runs the protocol for any Filler on any event loop, so tests drive
+the real service in-process with an in-memory store.
+
+One `_Session` per worker connection owns that connection: it reads
+requests in order, answers `open` and `stats` inline, and runs each `want`
+and `bad` in a task of its own, so block notifications from several wants
+interleave as blocks land. Ending the session (EOF, a bad line, the service
+closing) cancels its tasks; fetches they started go on for other waiters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import fcntl
+import hashlib
+import logging
+import os
+import signal
+import socket
+import stat
+from collections.abc import Callable, Coroutine, Iterator
+from pathlib import Path
+from typing import Any, Protocol
+
+from ferryman.cache.crypto import BlockCipher, load_or_create_key
+from ferryman.cache.entry import CacheDir
+from ferryman.cache.eviction import Evictor
+from ferryman.cache.filler import Filler, Outcome
+from ferryman.cache.protocol import (
+    MAX_LINE,
+    Bad,
+    BadMessage,
+    Entry,
+    Have,
+    Open,
+    Reply,
+    Stats,
+    StatsReply,
+    Want,
+    decode_request,
+    encode,
+    error_reply,
+    failed_reply,
+)
+from ferryman.config import Config
+from ferryman.errors import ConfigError
+from ferryman.stores.base import StoreError
+
+log = logging.getLogger("ferryman.cache")
+
+SOCKET_NAME = "filler.sock"
+LOCK_NAME = "filler.lock"
+BACKLOG = 1024  # cold requests of every worker may connect at once
+_SUN_PATH_MAX = 107  # sockaddr_un.sun_path is 108 bytes with the NUL
+
+
+class Supervision(Protocol):
+    """What the filler tells its supervisor (the same calls a worker makes)."""
+
+    def ready(self, loop: asyncio.AbstractEventLoop, stop: Callable[[], None], name: str) -> None:
+        """Serving; `stop` starts a graceful stop."""
+
+    def closed(self) -> None:
+        """No longer accepting."""
+
+
+def socket_path(config: Config) -> str:
+    """Where workers find the filler: CACHE_DIR/filler.sock, or an abstract name if too long.
+
+    The abstract name (Linux: a leading NUL) is derived from the cache
+    directory, so every process of one server computes the same one.
+    """
+    if not config.cache_dir:
+        raise ConfigError("the cache filler needs --cache-dir")
+    directory = Path(config.cache_dir).resolve()
+    path = str(directory / SOCKET_NAME)
+    if len(os.fsencode(path)) <= _SUN_PATH_MAX:
+        return path
+    digest = hashlib.sha256(os.fsencode(directory)).hexdigest()[:32]
+    return f"\0ferryman-filler-{digest}"
+
+
+# -- the process ---------------------------------------------------------------------
+
+
+def run_filler(config: Config, supervision: Supervision | None = None) -> int:
+    """The filler process: serve until SIGTERM or SIGINT; returns the exit status."""
+    loop = _new_event_loop(config.loop)
+    try:
+        return loop.run_until_complete(_run(config, supervision))
+    finally:
+        loop.run_until_complete(loop.shutdown_default_executor())
+        loop.close()
+
+
+async def _run(config: Config, supervision: Supervision | None) -> int:
+    loop = asyncio.get_running_loop()
+    if not config.cache_dir:
+        raise ConfigError("the cache filler needs --cache-dir")
+    cipher = (
+        BlockCipher(load_or_create_key(config.cache_key_path)) if config.cache_encrypt else None
+    )
+    try:
+        cache = CacheDir(Path(config.cache_dir), namespace=config.source, cipher=cipher)
+    except OSError as exc:
+        raise ConfigError(f"--cache-dir {config.cache_dir}: {exc.strerror}") from None
+    with _sole_filler(cache.path):
+        await asyncio.to_thread(cache.recover)
+        from ferryman.stores.s3 import S3Store  # only the filler process needs the S3 client
+
+        store = S3Store.from_config(config)
+        evictor = Evictor(
+            cache,
+            max_size=config.cache_max_size,
+            max_age=config.cache_max_age,
+            min_free=config.cache_min_free,
+        )
+        filler = Filler(
+            cache, store, block_size=config.cache_block_size,
+            readahead=config.cache_readahead, revalidate=config.cache_revalidate,
+            evictor=evictor,
+        )  # fmt: skip
+        stop = asyncio.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        service: FillerService | None = None
+        try:
+            await filler.start()
+            path = socket_path(config)
+            service = await serve(filler, path)
+            log.info("filler ready: %s at %s, %s", cache.path, path.replace("\0", "@"),
+                     store.description)  # fmt: skip
+            if supervision is not None:
+                supervision.ready(loop, stop.set, type(loop).__module__.split(".")[0])
+            await stop.wait()
+            service.stop_accepting()
+            if supervision is not None:
+                supervision.closed()
+            return 0
+        finally:
+            if service is not None:
+                await service.close()
+            await filler.close()
+            await store.close()
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(signum)
+            log.info("filler stopped")
+
+
+@contextlib.contextmanager
+def _sole_filler(cache_dir: Path) -> Iterator[None]:
+    """Hold CACHE_DIR/filler.lock: a second filler on one directory would be a second writer."""
+    fd = os.open(cache_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConfigError(f"another cache filler is using {cache_dir}") from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def _new_event_loop(choice: str) -> asyncio.AbstractEventLoop:
+    if choice != "asyncio":
+        try:
+            import uvloop
+        except ImportError:
+            if choice == "uvloop":
+                raise ConfigError("--loop uvloop: uvloop is not installed") from None
+        else:
+            loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+            return loop
+    return asyncio.new_event_loop()
+
+
+# -- the protocol server -----------------------------------------------------------------
+
+
+class FillerService:
+    """The listening socket and the sessions of connected workers."""
+
+    def __init__(self, filler: Filler) -> None:
+        self.filler = filler
+        self.server: asyncio.AbstractServer | None = None
+        self.sessions: set[asyncio.Task[None]] = set()
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self.sessions.add(task)
+        try:
+            await _Session(self.filler, reader, writer).run()
+        except asyncio.CancelledError:
+            pass  # `close` ended the session; asyncio's server would log a cancelled one
+        finally:
+            self.sessions.discard(task)
+
+    def stop_accepting(self) -> None:
+        if self.server is not None:
+            self.server.close()
+
+    async def close(self) -> None:
+        """Stop accepting and end every session (workers see the connection close)."""
+        self.stop_accepting()
+        for task in list(self.sessions):
+            task.cancel()
+        await asyncio.gather(*self.sessions, return_exceptions=True)
+
+
+async def serve(filler: Filler, path: str) -> FillerService:
+    """Serve the filler protocol on the Unix socket `path` (a stale socket file is replaced).
+
+    The socket is bound here rather than by the loop: uvloop cannot bind an
+    abstract name (a leading NUL) itself, but serves a socket bound to one.
+    """
+    _unlink_stale(path)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(path)
+        if not path.startswith("\0"):
+            os.chmod(path, 0o600)  # workers run as the filler's user
+        service = FillerService(filler)
+        service.server = await asyncio.start_unix_server(
+            service._accept, sock=sock, limit=MAX_LINE, backlog=BACKLOG
+        )
+    except BaseException:
+        sock.close()
+        raise
+    return service
+
+
+def _unlink_stale(path: str) -> None:
+    if path.startswith("\0"):
+        return
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(mode):
+        raise ConfigError(f"{path} exists and is not a socket")
+    os.unlink(path)  # _sole_filler (or the test) made sure nobody serves on it
+
+
+class _Session:
+    """One worker connection: one object, its version pinned by the first open."""
+
+    def __init__(
+        self, filler: Filler, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        self.filler = filler
+        self.reader = reader
+        self.writer = writer
+        self.key: str | None = None
+        self.etag: str | None = None
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    async def run(self) -> None:
+        try:
+            while True:
+                try:
+                    line = await self.reader.readline()
+                except ValueError:  # asyncio's name for "over the line limit"
+                    log.warning("filler: a worker sent a line over %d bytes", MAX_LINE)
+                    return
+                except ConnectionError:
+                    return
+                if not line.endswith(b"\n"):
+                    return  # EOF (possibly mid-line): the worker is done or gone
+                try:
+                    await self._dispatch(decode_request(line))
+                except BadMessage as exc:
+                    log.warning("filler: closing a worker connection: %s", exc)
+                    return
+        finally:
+            self.writer.close()
+            for task in self.tasks:
+                task.cancel()
+            await asyncio.gather(*self.tasks, return_exceptions=True)
+
+    async def _dispatch(self, request: Open | Want | Bad | Stats) -> None:
+        if isinstance(request, Stats):
+            self._send(StatsReply(dict(self.filler.stats.snapshot())))
+            return
+        if isinstance(request, Open):
+            if self.key is not None and request.key != self.key:
+                raise BadMessage("one object per connection")
+            try:
+                meta = await self.filler.open(request.key, request.check)
+            except StoreError as exc:
+                self._send(error_reply(exc))
+                return
+            self.key, self.etag = request.key, meta.etag
+            self._send(Entry(dataclasses.asdict(meta)))
+            return
+        if self.key is None:
+            raise BadMessage(f"{type(request).__name__.lower()} before open")
+        if isinstance(request, Want):
+            self._spawn(self._report(request.first, request.last))
+        else:
+            self._spawn(self._refetch(request.block))
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _report(self, first: int, last: int) -> None:
+        """One message per block of first..last as each lands; an error for all of them."""
+        assert self.key is not None
+        try:
+            async for block, outcome in self.filler.want(self.key, first, last, etag=self.etag):
+                self._send(_block_reply(block, outcome))
+                await self.writer.drain()
+        except StoreError as exc:  # the pinned version is gone: nothing of it will come
+            self._send(error_reply(exc))
+        except ConnectionError:
+            pass
+
+    async def _refetch(self, block: int) -> None:
+        assert self.key is not None
+        try:
+            await self.filler.bad(self.key, block, etag=self.etag)
+        except StoreError as exc:
+            self._send(error_reply(exc))
+            return
+        await self._report(block, block)
+
+    def _send(self, reply: Reply) -> None:
+        if not self.writer.is_closing():
+            self.writer.write(encode(reply))
+
+
+def _block_reply(block: int, outcome: Outcome) -> Reply:
+    return Have(block) if outcome is None else failed_reply(block, outcome)

@@ -1,0 +1,389 @@
+"""The filler service on a real Unix socket, and workers' cache clients talking to it.
+
+Everything runs in one event loop: the service (with an in-memory store) and
+any number of CacheClients, each with its own CacheDir handle as a worker
+process would have. Bodies are collected the way a connection sends them
+(FileRegions read with os.pread, streams iterated) and compared byte for
+byte with the object's self-identifying pattern.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import os
+import stat
+import time
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvloop
+
+from ferryman.cache.client import CacheClient
+from ferryman.cache.crypto import BlockCipher
+from ferryman.cache.entry import CacheDir
+from ferryman.cache.filler import Filler
+from ferryman.cache.protocol import MAX_LINE
+from ferryman.cache.service import FillerService, serve, socket_path
+from ferryman.config import Config
+from ferryman.errors import ConfigError
+from ferryman.http.body import Body, FileRegion
+from ferryman.http.ranges import ByteRange
+from ferryman.stores.base import NotFound, PreconditionFailed, Throttled, Unavailable
+from tests.conftest import pattern
+from tests.memstore import Fault, MemStore
+
+BS = 4096
+KEY = "media/film.bin"
+SIZE = 40 * BS + 1234
+NAMESPACE = "s3://bucket/prefix"
+
+
+LOOPS = {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
+
+
+def run(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
+    """Run the test on each event loop a worker may use (its `loop` parameter)."""
+
+    @functools.wraps(test)
+    @pytest.mark.parametrize("loop", sorted(LOOPS))
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        with asyncio.Runner(loop_factory=LOOPS[kwargs["loop"]]) as runner:
+            runner.run(asyncio.wait_for(test(*args, **kwargs), 30))
+
+    return wrapper
+
+
+@dataclass
+class Cache:
+    tmp: Path
+    store: MemStore
+    filler: Filler
+    service: FillerService
+    path: str
+    cipher: BlockCipher | None
+
+    def client(self, **options: Any) -> CacheClient:
+        """A worker's client: its own CacheDir handle on the same directory."""
+        cache = CacheDir(self.tmp / "cache", namespace=NAMESPACE, cipher=self.cipher)
+        settings: dict[str, Any] = {"revalidate": 60.0, "readahead": 2}
+        settings.update(options)
+        return CacheClient(cache, self.path, **settings)
+
+    async def stop(self) -> None:
+        await self.service.close()
+        await self.filler.close()
+
+
+@asynccontextmanager
+async def running(
+    tmp: Path, *, cipher: BlockCipher | None = None, **options: Any
+) -> AsyncIterator[Cache]:
+    store = MemStore()
+    store.put(KEY, pattern(SIZE), "video/mp4")
+    cache = CacheDir(tmp / "cache", namespace=NAMESPACE, cipher=cipher)
+    settings: dict[str, Any] = {"block_size": BS, "readahead": 0, "revalidate": 60.0}
+    settings.update(options)
+    filler = Filler(cache, store, **settings)
+    path = str(tmp / "filler.sock")
+    service = await serve(filler, path)
+    running_cache = Cache(tmp, store, filler, service, path, cipher)
+    try:
+        yield running_cache
+    finally:
+        await running_cache.stop()
+
+
+async def collect(body: Body) -> bytes:
+    """The bytes a connection would send, then the body's cleanup (as the connection runs it)."""
+    try:
+        if body.stream is not None:
+            data = b"".join([chunk async for chunk in body.stream])
+            assert len(data) == body.length
+            return data
+        return b"".join(
+            os.pread(p.fd, p.count, p.offset) if isinstance(p, FileRegion) else p
+            for p in body.parts
+        )
+    finally:
+        body.release()
+
+
+def expected(spans: Sequence[bytes | ByteRange]) -> bytes:
+    return b"".join(
+        s if isinstance(s, bytes) else pattern(s.end - s.start + 1, s.start) for s in spans
+    )
+
+
+async def fetch(client: CacheClient, spans: Sequence[bytes | ByteRange], key: str = KEY) -> bytes:
+    obj = await client.lookup(key)
+    return await collect(obj.body(spans))
+
+
+async def until(predicate: Callable[[], bool], within: float = 5.0) -> None:
+    deadline = time.monotonic() + within
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.005)
+
+
+def is_socket(path: str) -> bool:
+    return stat.S_ISSOCK(os.lstat(path).st_mode)
+
+
+WHOLE = [ByteRange(0, SIZE - 1)]
+MULTI = [
+    b"--x\r\n\r\n",
+    ByteRange(10, 5000),
+    b"\r\n--x\r\n\r\n",
+    ByteRange(SIZE - 7, SIZE - 1),
+    b"--",
+]
+
+
+# -- cold, then warm -------------------------------------------------------------------
+
+
+@run
+async def test_a_cold_object_streams_then_serves_warm_without_the_filler(
+    tmp_path: Path, loop: str
+) -> None:
+    async with running(tmp_path) as cache:
+        client = cache.client()
+        obj = await client.lookup(KEY)
+        assert (obj.info.key, obj.info.size, obj.info.content_type) == (KEY, SIZE, "video/mp4")
+        assert obj.info.etag == cache.store.objects[KEY].etag
+        body = obj.body(WHOLE)
+        assert body.stream is not None and body.length == SIZE
+        assert await collect(body) == pattern(SIZE)
+        assert client.stats.misses == 1 and client.stats.hits == 0
+        assert cache.store.bytes_sent == SIZE
+        await cache.stop()  # from now on, only the disk can answer
+        obj = await client.lookup(KEY)
+        body = obj.body(MULTI)
+        assert all(isinstance(p, FileRegion) for p in body.parts if not isinstance(p, bytes))
+        assert await collect(body) == expected(MULTI)
+        assert client.stats.hits == 1
+        other = cache.client()  # another worker, its LRU empty: opens the entry from disk
+        assert await fetch(other, WHOLE) == pattern(SIZE)
+        assert other.stats.hits == 1 and other.stats.misses == 0
+
+
+@run
+async def test_ranges_and_literals_cold_and_partly_cached(tmp_path: Path, loop: str) -> None:
+    async with running(tmp_path) as cache:
+        client = cache.client()
+        assert await fetch(client, [ByteRange(BS * 3 + 5, BS * 4 + 9)]) == pattern(
+            BS + 5, BS * 3 + 5
+        )
+        assert cache.store.reads == [(KEY, BS * 3, BS * 5)]  # the two blocks, one GET
+        spans = [b"<", ByteRange(0, BS * 6), b"|", ByteRange(BS * 4, BS * 4), b">"]
+        obj = await client.lookup(KEY)
+        body = obj.body(spans)
+        assert body.stream is not None  # blocks 0-2 and 5-6 are missing
+        assert await collect(body) == expected(spans)
+        assert sorted(cache.store.reads)[0] == (KEY, 0, BS * 3)
+        assert cache.store.bytes_sent == BS * 7  # nothing fetched twice
+        assert await fetch(client, MULTI) == expected(MULTI)
+
+
+@run
+async def test_several_workers_at_once_share_one_fill(tmp_path: Path, loop: str) -> None:
+    async with running(tmp_path, readahead=4, max_fetches=2) as cache:
+        cache.store.chunk = 1500
+        clients = [cache.client() for _ in range(4)]
+        wanted = [
+            WHOLE,
+            MULTI,
+            [ByteRange(BS * 20, SIZE - 1)],
+            [ByteRange(1, 1), ByteRange(BS * 39, BS * 39 + 3)],
+        ]
+        results = await asyncio.gather(*(fetch(c, spans) for c in clients for spans in wanted))
+        assert results == [expected(spans) for _ in clients for spans in wanted]
+        assert cache.store.bytes_sent == SIZE  # each block went upstream once
+        assert cache.store.stats == 1  # one HEAD for sixteen cold lookups
+
+
+# -- faults --------------------------------------------------------------------------------
+
+
+@run
+async def test_the_filler_going_away_ends_streams_with_an_error(tmp_path: Path, loop: str) -> None:
+    async with running(tmp_path) as cache:
+        cache.store.chunk = BS
+        cache.store.hold_after = 3 * BS  # every read stalls after three blocks
+        client = cache.client(readahead=0)
+        obj = await client.lookup(KEY)
+        body = obj.body(WHOLE)
+        assert body.stream is not None
+        received = b""
+        with pytest.raises(Unavailable):
+            async for chunk in body.stream:
+                received += chunk
+                if len(received) == 2 * BS:
+                    await cache.stop()
+        body.release()
+        assert received == pattern(len(received))  # a true prefix, never a wrong byte
+        with pytest.raises(Unavailable):
+            await client.lookup("other/key")  # nobody serves the socket now
+
+
+@run
+async def test_store_errors_reach_the_worker_as_themselves(tmp_path: Path, loop: str) -> None:
+    async with running(tmp_path) as cache:
+        client = cache.client()
+        with pytest.raises(NotFound):
+            await client.lookup("no/such/key")
+        obj = await client.lookup(KEY)
+        cache.store.faults = [Fault("throttle")]
+        body = obj.body([ByteRange(0, 10)])
+        with pytest.raises(Throttled) as caught:
+            await collect(body)
+        assert caught.value.retry_after == 3
+        assert await fetch(client, [ByteRange(0, 10)]) == pattern(11)  # later it works
+
+
+@run
+async def test_a_version_change_aborts_readers_of_the_old_one(tmp_path: Path, loop: str) -> None:
+    async with running(tmp_path) as cache:
+        cache.store.chunk = BS
+        cache.store.hold_after = BS
+        old = cache.client(readahead=0)
+        obj = await old.lookup(KEY)
+        stream = obj.body(WHOLE).stream
+        assert stream is not None
+        first = await anext(stream)
+        assert first == pattern(BS)
+        new_data = pattern(3 * BS, 777)
+        cache.store.put(KEY, new_data)
+        cache.store.hold_after = None
+        checker = cache.client(revalidate=0.0)  # checks on every lookup
+        assert await fetch(checker, [ByteRange(0, 3 * BS - 1)]) == new_data
+        with pytest.raises(PreconditionFailed):
+            async for _ in stream:
+                pass
+        obj.close()
+        cache.store.gate.set()
+
+
+@run
+async def test_a_stale_check_asks_for_a_head_and_keeps_the_blocks(
+    tmp_path: Path, loop: str
+) -> None:
+    async with running(tmp_path) as cache:
+        now = [time.time()]
+        client = cache.client(clock=lambda: now[0], revalidate=30.0)
+        assert await fetch(client, WHOLE) == pattern(SIZE)
+        heads = cache.store.stats
+        now[0] += 10
+        assert await fetch(client, WHOLE) == pattern(SIZE)
+        assert cache.store.stats == heads  # still fresh
+        now[0] += 30
+        assert await fetch(client, WHOLE) == pattern(SIZE)
+        assert cache.store.stats == heads + 1  # checked, same version: nothing refetched
+        assert cache.store.bytes_sent == SIZE
+
+
+@run
+async def test_the_filler_speaking_nonsense_is_an_unavailable_store(
+    tmp_path: Path, loop: str
+) -> None:
+    path = str(tmp_path / "liar.sock")
+
+    async def liar(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readline()
+        writer.write(b"x" * (MAX_LINE + 10) + b"\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_unix_server(liar, path=path)
+    cache = CacheDir(tmp_path / "cache", namespace=NAMESPACE, cipher=None)
+    client = CacheClient(cache, path, revalidate=60.0, readahead=1)
+    with pytest.raises(Unavailable):
+        await client.lookup(KEY)
+    server.close()
+    await server.wait_closed()
+
+
+# -- encryption ------------------------------------------------------------------------------
+
+
+@run
+async def test_encrypted_entries_stream_exact_bytes_and_heal_bad_blocks(
+    tmp_path: Path, loop: str
+) -> None:
+    async with running(tmp_path, cipher=BlockCipher(os.urandom(32))) as cache:
+        client = cache.client()
+        assert await fetch(client, MULTI) == expected(MULTI)
+        assert await fetch(client, WHOLE) == pattern(SIZE)
+        obj = await client.lookup(KEY)
+        body = obj.body(MULTI)
+        assert body.stream is not None  # no plaintext on disk: always a stream
+        assert await collect(body) == expected(MULTI)
+        assert client.stats.hits == 1
+        data = cache.filler.cache.entry_path(KEY) / "data"
+        fd = os.open(data, os.O_WRONLY)
+        os.pwrite(fd, b"\x00" * 8, 5 * (BS + BlockCipher.OVERHEAD) + 40)
+        os.close(fd)
+        fetched = cache.store.bytes_sent
+        assert await fetch(client, WHOLE) == pattern(SIZE)
+        assert cache.filler.stats.bad_blocks == 1
+        assert cache.store.bytes_sent == fetched + BS  # that block, once more
+
+
+# -- the socket ------------------------------------------------------------------------------
+
+
+def test_socket_path_falls_back_to_an_abstract_name(tmp_path: Path) -> None:
+    short = Config(source="s3://b", cache_dir=str(tmp_path / "c"))
+    assert socket_path(short) == str((tmp_path / "c").resolve() / "filler.sock")
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    long = Config(source="s3://b", cache_dir=str(deep))
+    name = socket_path(long)
+    assert name.startswith("\0ferryman-filler-") and len(name) < 60
+    assert socket_path(Config(source="s3://b", cache_dir=str(deep))) == name  # stable
+    with pytest.raises(ConfigError):
+        socket_path(Config(source="s3://b"))
+
+
+@run
+async def test_a_stale_socket_file_is_replaced_and_abstract_names_work(
+    tmp_path: Path, loop: str
+) -> None:
+    async with running(tmp_path) as cache:
+        await cache.stop()
+        assert is_socket(cache.path)  # left behind, as after a crash
+        service = await serve(cache.filler, cache.path)
+        client = cache.client()
+        assert await fetch(client, [ByteRange(0, 99)]) == pattern(100)
+        await service.close()
+        abstract = f"\0ferryman-test-{os.getpid()}-{id(service)}"
+        service = await serve(cache.filler, abstract)
+        client = CacheClient(
+            CacheDir(tmp_path / "cache", namespace=NAMESPACE, cipher=None),
+            abstract,
+            revalidate=60.0,
+            readahead=1,
+        )
+        assert await fetch(client, [ByteRange(BS * 30, BS * 30 + 9)]) == pattern(10, BS * 30)
+        await service.close()
+
+
+@run
+async def test_stats_answer_over_the_socket(tmp_path: Path, loop: str) -> None:
+    async with running(tmp_path) as cache:
+        await fetch(cache.client(), WHOLE)
+        # A block is visible on disk a moment before the filler's loop counts it.
+        await until(lambda: cache.filler.stats.fills == 41)
+        reader, writer = await asyncio.open_unix_connection(cache.path)
+        writer.write(b'{"op":"stats"}\n')
+        line = await reader.readline()
+        writer.close()
+        stats = json.loads(line)["stats"]
+        assert stats["fills"] == 41 and stats["bytes_fetched"] == SIZE
+        assert stats["upstream_requests"] == 1 + len(cache.store.reads)
