@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 import uvloop
 
-from ferryman.cache.client import CacheClient
+from ferryman.cache.client import CacheClient, open_cache_client
 from ferryman.cache.crypto import BlockCipher
 from ferryman.cache.entry import CacheDir
 from ferryman.cache.filler import Filler
@@ -287,6 +287,38 @@ async def test_a_stale_check_asks_for_a_head_and_keeps_the_blocks(
         assert await fetch(client, WHOLE) == pattern(SIZE)
         assert cache.store.stats == heads + 1  # checked, same version: nothing refetched
         assert cache.store.bytes_sent == SIZE
+
+
+@run
+async def test_a_write_through_this_server_is_seen_at_once(tmp_path: Path, loop: str) -> None:
+    async with running(tmp_path) as cache:
+        writer, other = cache.client(), cache.client()
+        assert await fetch(writer, WHOLE) == pattern(SIZE)
+        assert await fetch(other, WHOLE) == pattern(SIZE)  # its LRU holds the old version
+        new = pattern(2 * BS + 3, 4242)
+        cache.store.put(KEY, new)
+        writer.forget(KEY)  # what an upload or delete through ferryman calls
+        assert await fetch(writer, [ByteRange(0, len(new) - 1)]) == new
+        await until(lambda: cache.filler._entries[KEY].meta.size == len(new))
+        assert await fetch(other, [ByteRange(0, len(new) - 1)]) == new
+        await cache.store.delete(KEY)
+        other.forget(KEY)
+        with pytest.raises(NotFound):
+            await other.lookup(KEY)
+        await until(lambda: KEY not in cache.filler._entries)
+        with pytest.raises(NotFound):
+            await writer.lookup(KEY)
+
+
+@run
+async def test_a_worker_client_from_the_configuration(tmp_path: Path, loop: str) -> None:
+    config = Config(source=NAMESPACE, cache_dir=str(tmp_path / "cache"), cache_readahead=1)
+    async with running(tmp_path) as cache:
+        service = await serve(cache.filler, socket_path(config))
+        client = open_cache_client(config)
+        assert client.socket_path == socket_path(config) and client.readahead == 1
+        assert await fetch(client, MULTI) == expected(MULTI)
+        await service.close()
 
 
 @run

@@ -25,9 +25,10 @@ import socket
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Sequence
+from pathlib import Path
 
 from ferryman.cache import blockmap
-from ferryman.cache.crypto import BadBlock
+from ferryman.cache.crypto import BadBlock, BlockCipher, load_or_create_key
 from ferryman.cache.entry import CacheDir, EntryReader
 from ferryman.cache.protocol import (
     MAX_LINE,
@@ -46,17 +47,36 @@ from ferryman.cache.protocol import (
     store_error,
 )
 from ferryman.cache.stats import CacheStats
+from ferryman.config import Config
 from ferryman.http.body import Body, Part
 from ferryman.http.ranges import ByteRange
 from ferryman.pagecache import read_nowait
 from ferryman.stores.base import ObjectInfo, PreconditionFailed, StoreError, Unavailable
 
 MAX_READERS = 64  # open entries kept per worker (each holds four descriptors)
+MAX_CHANGED = 4096  # keys written by this worker and not looked up since
 SWEEP_EVERY = 1.0  # seconds between checks for LRU readers whose entry was evicted
 CONNECT_TIMEOUT = 5.0  # seconds a connect may wait for room in the filler's backlog
 THREAD_DECRYPT = 64 * 1024  # blocks at least this big are read and decrypted in a thread
 
 Span = bytes | ByteRange
+
+
+def open_cache_client(config: Config) -> CacheClient:
+    """The CacheClient of a worker process, for --cache-dir (the filler creates the key)."""
+    from ferryman.cache.service import socket_path
+
+    assert config.cache_dir is not None
+    cipher = None
+    if config.cache_encrypt:
+        cipher = BlockCipher(load_or_create_key(config.cache_key_path))
+    cache = CacheDir(Path(config.cache_dir), namespace=config.source, cipher=cipher)
+    return CacheClient(
+        cache,
+        socket_path(config),
+        revalidate=config.cache_revalidate,
+        readahead=config.cache_readahead,
+    )
 
 
 class _Shared:
@@ -113,6 +133,8 @@ class CacheClient:
         self.stats = CacheStats()  # hits and misses of this worker
         self._readers: OrderedDict[str, _Shared] = OrderedDict()
         self._swept = time.monotonic()
+        self._changed: set[str] = set()  # keys this worker wrote: check before serving
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def lookup(self, key: str) -> CachedObject:
         """The cached version of `key`; the filler is asked only when needed.
@@ -122,7 +144,8 @@ class CacheClient:
         """
         self._sweep()
         shared = self._find(key)
-        if shared is not None and self.clock() - shared.checked < self.revalidate:
+        fresh = shared is not None and self.clock() - shared.checked < self.revalidate
+        if shared is not None and fresh and key not in self._changed:
             if shared.use():
                 return CachedObject(self, shared, None)
             self._forget(key, shared)
@@ -138,13 +161,45 @@ class CacheClient:
                 if shared is None or shared.reader.meta.etag != etag or not shared.use():
                     raise Unavailable(f"the cache entry of {key!r} changed while it was opened")
             shared.checked = self.clock()
+            self._changed.discard(key)
             return CachedObject(self, shared, link)
         except BaseException:
             link.close()
             raise
 
+    def forget(self, key: str) -> None:
+        """`key` was just written or deleted through this server: stop serving the old version.
+
+        This worker checks with the store on its next lookup of `key`; the
+        filler is asked to check now, so it drops the old entry, and every
+        other worker then finds it gone (EntryReader.acquire fails).
+        """
+        if len(self._changed) >= MAX_CHANGED:
+            self._changed.clear()  # the filler's check below covers them too, a moment later
+        self._changed.add(key)
+        shared = self._readers.pop(key, None)
+        if shared is not None:
+            shared.retire()
+        task = asyncio.get_running_loop().create_task(self._recheck(key))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _recheck(self, key: str) -> None:
+        try:
+            link = await FillerLink.connect(self.socket_path)
+        except StoreError:
+            return  # no filler now: a restarted one checks on the next open
+        try:
+            await link.open(key, check=True)
+        except StoreError:
+            pass  # NotFound after a delete is the expected answer
+        finally:
+            link.close()
+
     def close(self) -> None:
         """Close every reader no transfer uses (worker shutdown); the rest close after."""
+        for task in self._tasks:
+            task.cancel()
         for shared in self._readers.values():
             shared.retire()
         self._readers.clear()

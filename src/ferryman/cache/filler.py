@@ -50,6 +50,7 @@ log = logging.getLogger("ferryman.cache")
 
 RETRY_DELAYS = (0.05, 0.25)  # seconds before the 2nd and 3rd try of a run (cut or reset)
 EVICT_EVERY = 5.0  # seconds between periodic eviction runs
+MAX_OPEN = 256  # entries whose writers stay open while idle
 EVICT_GAP = 0.5  # at least this long between runs triggered by fills (all may be in use)
 
 Outcome = StoreError | None  # what a block's future resolves to
@@ -180,6 +181,13 @@ class Filler:
             task.exception()  # retrieved: every waiter may have gone
 
     async def _open(self, key: str, check: bool) -> EntryMeta:
+        try:
+            return await self._open_locked(key, check)
+        except OSError as exc:
+            log.error("cache: cannot open an entry for %r: %s", key, exc)
+            raise Unavailable(f"the cache cannot hold {key!r}: {exc.strerror}") from None
+
+    async def _open_locked(self, key: str, check: bool) -> EntryMeta:
         async with self._locked(key):
             fill = self._entries.get(key) or await self._load(key)
             if fill is not None and not check and self.clock() - fill.checked < self.revalidate:
@@ -206,7 +214,7 @@ class Filler:
                 info.sha256, self.block_size,
             )  # fmt: skip
             writer = await asyncio.to_thread(self.cache.create, meta)
-            fill = self._entries[key] = _Fill(writer, self.clock())
+            self._remember(key, _Fill(writer, self.clock()))
             return meta
 
     async def _load(self, key: str) -> _Fill | None:
@@ -215,7 +223,16 @@ class Filler:
         if found is None:
             return None
         writer, checked = found
-        fill = self._entries[key] = _Fill(writer, checked)
+        return self._remember(key, _Fill(writer, checked))
+
+    def _remember(self, key: str, fill: _Fill) -> _Fill:
+        """Keep `fill` open; close idle writers beyond MAX_OPEN (each holds descriptors)."""
+        self._entries[key] = fill
+        if len(self._entries) > MAX_OPEN:
+            for other in [k for k, f in self._entries.items() if f.idle and k not in self._locks]:
+                self._entries.pop(other).retire()
+                if len(self._entries) <= MAX_OPEN // 2:
+                    break
         return fill
 
     def _open_writer(self, key: str) -> tuple[EntryWriter, float] | None:
@@ -322,6 +339,8 @@ class Filler:
             log.warning("cache: block %d of %r failed its check; fetching it again",
                         block, fill.meta.key)  # fmt: skip
             await asyncio.to_thread(fill.writer.clear_block, block)
+        except OSError as exc:
+            raise Unavailable(f"the cache cannot check block {block}: {exc.strerror}") from None
         finally:
             fill.writes -= 1
             if fill.dropped and not fill.writes:
@@ -331,7 +350,10 @@ class Filler:
         fill = self._entries.get(key)
         if fill is None:
             async with self._locked(key):
-                fill = self._entries.get(key) or await self._load(key)
+                try:
+                    fill = self._entries.get(key) or await self._load(key)
+                except OSError as exc:
+                    raise Unavailable(f"the cache cannot open {key!r}: {exc.strerror}") from None
         if fill is None or (etag is not None and fill.meta.etag != etag):
             raise PreconditionFailed(f"the cached version of {key!r} was replaced")
         return fill
