@@ -13,7 +13,13 @@ import asyncio
 import functools
 import json
 import os
+import queue
+import signal
+import socket
 import stat
+import subprocess
+import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
@@ -404,6 +410,98 @@ async def test_a_stale_socket_file_is_replaced_and_abstract_names_work(
         )
         assert await fetch(client, [ByteRange(BS * 30, BS * 30 + 9)]) == pattern(10, BS * 30)
         await service.close()
+
+
+FILLER_MAIN = """
+import logging, sys
+from ferryman.cache.service import run_filler
+from ferryman.config import Config
+from ferryman.errors import ConfigError
+logging.basicConfig(level=logging.INFO, format="%(message)s")
+source, cache_dir, endpoint = sys.argv[1:4]
+try:
+    sys.exit(run_filler(Config(source=source, cache_dir=cache_dir, s3_endpoint=endpoint)))
+except ConfigError as exc:
+    print("cannot start:", exc, file=sys.stderr)
+    sys.exit(2)
+"""
+
+
+class FillerProcess:
+    """The filler process (run_filler) on a store endpoint where nobody listens."""
+
+    def __init__(self, cache_dir: Path) -> None:
+        env = {
+            **os.environ,
+            "AWS_ACCESS_KEY_ID": "test",
+            "AWS_SECRET_ACCESS_KEY": "test",
+            "AWS_EC2_METADATA_DISABLED": "true",
+        }
+        args = [NAMESPACE, str(cache_dir), "http://127.0.0.1:9"]
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", FILLER_MAIN, *args], stderr=subprocess.PIPE, text=True, env=env
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.lines.put(line)
+
+    def wait_for_line(self, text: str) -> str:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                line = self.lines.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            if text in line:
+                return line
+        raise AssertionError(f"no line with {text!r}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        self._reader.join(5)
+        assert self.proc.stderr is not None
+        self.proc.stderr.close()
+
+
+def ask(path: str, *requests: bytes) -> list[dict[str, Any]]:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(20)
+        sock.connect(path)
+        with sock.makefile("rb") as stream:
+            replies = []
+            for request in requests:
+                sock.sendall(request)
+                replies.append(json.loads(stream.readline()))
+            return replies
+
+
+def test_the_filler_process_serves_until_sigterm(tmp_path: Path) -> None:
+    cache_dir = tmp_path / "cache"
+    filler = FillerProcess(cache_dir)
+    second: FillerProcess | None = None
+    try:
+        filler.wait_for_line("filler ready")
+        path = socket_path(Config(source=NAMESPACE, cache_dir=str(cache_dir)))
+        stats, error = ask(path, b'{"op":"stats"}\n', b'{"op":"open","key":"a/b","check":false}\n')
+        assert stats["op"] == "stats" and stats["stats"]["fills"] == 0
+        assert error["op"] == "error" and error["kind"] == "Unavailable"  # nobody at the endpoint
+        second = FillerProcess(cache_dir)
+        assert second.proc.wait(20) == 2  # one writer per cache directory
+        assert "another cache filler" in second.wait_for_line("cannot start")
+        filler.proc.send_signal(signal.SIGTERM)
+        assert filler.proc.wait(20) == 0
+        filler.wait_for_line("filler stopped")
+    finally:
+        filler.stop()
+        if second is not None:
+            second.stop()
 
 
 @run
