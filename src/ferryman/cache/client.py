@@ -57,7 +57,7 @@ MAX_READERS = 64  # open entries kept per worker (each holds four descriptors)
 MAX_CHANGED = 4096  # keys written by this worker and not looked up since
 SWEEP_EVERY = 1.0  # seconds between checks for LRU readers whose entry was evicted
 CONNECT_TIMEOUT = 5.0  # seconds a connect may wait for room in the filler's backlog
-THREAD_DECRYPT = 64 * 1024  # blocks at least this big are read and decrypted in a thread
+THREAD_DECRYPT = 64 * 1024  # blocks at least this long are read and decrypted in a thread
 
 Span = bytes | ByteRange
 
@@ -345,10 +345,10 @@ class CachedObject:
             if len(data) != region.count:
                 raise Unavailable(f"block {block} of the cache entry is short")
             return data
-        start = block * reader.meta.block_size
+        start, length = reader.meta.block_span(block)
         for attempt in range(2):
             try:
-                if high - low >= THREAD_DECRYPT or reader.meta.block_size >= THREAD_DECRYPT:
+                if length >= THREAD_DECRYPT:
                     plain = await asyncio.to_thread(reader.read_block, block)
                 else:
                     plain = reader.read_block(block)
