@@ -153,7 +153,7 @@ class CacheClient:
         self.stats.misses += 1
         link = await FillerLink.connect(self.socket_path)
         try:
-            etag = await link.open(key, check=shared is not None)
+            etag = await link.open(key, check=shared is not None or key in self._changed)
             if shared is None or shared.reader.meta.etag != etag or not shared.use():
                 if shared is not None:
                     self._forget(key, shared)
