@@ -313,10 +313,10 @@ class Filler:
             yield await arrivals.get()
 
     async def bad(self, key: str, block: int, *, etag: str | None = None) -> None:
-        """A reader found block `block` failing its check: clear it if it is really bad.
+        """A reader found block `block` failing its check: if it really is bad, fetch it again.
 
-        Returns once the block is either verified good or cleared (so a want
-        that follows fetches it again). One check per block at a time.
+        Returns once the block is either verified good or cleared and being
+        fetched (a want that follows waits for it). One check per block at a time.
         """
         fill = await self._current(key, etag)
         if not 0 <= block < fill.meta.block_count():
@@ -339,6 +339,8 @@ class Filler:
             log.warning("cache: block %d of %r failed its check; fetching it again",
                         block, fill.meta.key)  # fmt: skip
             await asyncio.to_thread(fill.writer.clear_block, block)
+            if not fill.dropped:
+                self._fetch(fill, block, block)
         except OSError as exc:
             raise Unavailable(f"the cache cannot check block {block}: {exc.strerror}") from None
         finally:
@@ -364,7 +366,11 @@ class Filler:
         if first == fill.next_block and self.readahead:
             stop = min(last + self.readahead, fill.meta.block_count() - 1)
         fill.next_block = last + 1
-        runs = blockmap.missing_runs(fill.writer.present, first, stop, self.max_run, fill.pending)
+        self._fetch(fill, first, stop)
+
+    def _fetch(self, fill: _Fill, first: int, last: int) -> None:
+        """Start runs for the blocks of first..last that are neither present nor in flight."""
+        runs = blockmap.missing_runs(fill.writer.present, first, last, self.max_run, fill.pending)
         loop = asyncio.get_running_loop()
         for run_first, run_last in runs:
             for block in range(run_first, run_last + 1):
