@@ -30,6 +30,7 @@ from typing import Any
 import pytest
 import uvloop
 
+from ferryman.cache import client as client_module
 from ferryman.cache.client import CacheClient, open_cache_client
 from ferryman.cache.crypto import BlockCipher
 from ferryman.cache.entry import CacheDir
@@ -314,6 +315,27 @@ async def test_a_write_through_this_server_is_seen_at_once(tmp_path: Path, loop:
         await until(lambda: KEY not in cache.filler._entries)
         with pytest.raises(NotFound):
             await writer.lookup(KEY)
+
+
+@run
+async def test_an_idle_entry_is_released_to_the_evictor(
+    tmp_path: Path, loop: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(client_module, "LINGER", 0.05)
+    monkeypatch.setattr(client_module, "SWEEP_EVERY", 0.02)
+    async with running(tmp_path) as cache:
+        client = cache.client()
+
+        def in_use() -> bool:
+            return [u.in_use for u in cache.filler.cache.entries()] == [True]
+
+        assert await fetch(client, [ByteRange(0, 9)]) == pattern(10)
+        await cache.stop()  # the filler lets go of its writer
+        await until(lambda: not in_use())  # the worker's lock lingered, then was released
+        obj = await client.lookup(KEY)  # warm: from the disk only
+        assert in_use()
+        assert await collect(obj.body([ByteRange(0, 9)])) == pattern(10)
+        await until(lambda: not in_use())
 
 
 @run

@@ -12,9 +12,10 @@ present. A failed block, or the filler going away, ends the stream with a
 StoreError, so the connection aborts: a client never gets wrong bytes.
 
 Ownership: the LRU owns its EntryReaders. A CachedObject holds one use of a
-reader (the flock is held while any use is) and, after a cold lookup, its
-filler connection; `body` hands both to the Body's cleanup, and `close`
-releases them when no body was made (HEAD, 304, 412).
+reader (the flock is held while any use is, and a moment after: _Shared)
+and, after a cold lookup, its filler connection; `body` hands both to the
+Body's cleanup, and `close` releases them when no body was made (HEAD, 304,
+412).
 """
 
 from __future__ import annotations
@@ -55,7 +56,9 @@ from ferryman.stores.base import ObjectInfo, PreconditionFailed, StoreError, Una
 
 MAX_READERS = 64  # open entries kept per worker (each holds four descriptors)
 MAX_CHANGED = 4096  # keys written by this worker and not looked up since
-SWEEP_EVERY = 1.0  # seconds between checks for LRU readers whose entry was evicted
+SWEEP_EVERY = 1.0  # seconds between sweeps of the LRU (see _sweep)
+LINGER = 2.0  # seconds an idle entry stays locked in use (see _Shared)
+COMPLETE_CHECK = 4096  # entries of at most this many blocks are checked whole once
 CONNECT_TIMEOUT = 5.0  # seconds a connect may wait for room in the filler's backlog
 THREAD_DECRYPT = 64 * 1024  # blocks at least this long are read and decrypted in a thread
 
@@ -80,19 +83,41 @@ def open_cache_client(config: Config) -> CacheClient:
 
 
 class _Shared:
-    """One EntryReader of the LRU and the uses (CachedObjects) holding it."""
+    """One EntryReader of the LRU, the uses (CachedObjects) holding it, what is known of it.
 
-    __slots__ = ("checked", "reader", "retired", "users")
+    The shared flock is taken at the first use and kept until the entry has
+    been idle for LINGER seconds (the client's sweep releases it), so a hot
+    entry costs one fstat per request rather than a lock, two stats and an
+    unlock. While it is held the evictor skips the entry, as for any entry
+    being sent; a replaced entry is noticed by its data file's link count.
+    """
+
+    __slots__ = (
+        "checked", "complete", "idle_since", "info", "locked", "reader", "retired", "users",
+    )  # fmt: skip
 
     def __init__(self, reader: EntryReader) -> None:
         self.reader = reader
         self.checked = reader.checked_at  # last HEAD that confirmed the version (Unix time)
+        meta = reader.meta
+        self.info = ObjectInfo(
+            meta.key, meta.size, meta.etag, meta.last_modified, meta.sha256, meta.content_type
+        )
+        self.complete = False  # every block was present (a block is never cleared from
+        # a plain entry; an encrypted one is always streamed and checks each block)
         self.users = 0
+        self.locked = False
+        self.idle_since = time.monotonic()
         self.retired = False  # out of the LRU: close when the last use ends
 
     def use(self) -> bool:
         """Take a use; False if the entry is no longer in the cache (evicted, replaced)."""
-        if self.users == 0 and not self.reader.acquire():
+        if self.locked:
+            if os.fstat(self.reader.data_fd).st_nlink == 0:
+                return False
+        elif self.reader.acquire():
+            self.locked = True
+        else:
             return False
         self.users += 1
         return True
@@ -100,9 +125,16 @@ class _Shared:
     def unuse(self) -> None:
         self.users -= 1
         if self.users == 0:
-            self.reader.release()
+            self.idle_since = time.monotonic()
             if self.retired:
                 self.reader.close()
+
+    def relax(self, now: float) -> bool:
+        """Release the lock once idle for LINGER seconds; True while it is still held."""
+        if self.locked and self.users == 0 and now - self.idle_since >= LINGER:
+            self.reader.release()
+            self.locked = False
+        return self.locked
 
     def retire(self) -> None:
         self.retired = True
@@ -132,7 +164,7 @@ class CacheClient:
         self.clock = clock
         self.stats = CacheStats()  # hits and misses of this worker
         self._readers: OrderedDict[str, _Shared] = OrderedDict()
-        self._swept = time.monotonic()
+        self._sweeper: asyncio.TimerHandle | None = None
         self._changed: set[str] = set()  # keys this worker wrote: check before serving
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -142,7 +174,6 @@ class CacheClient:
         Raises the StoreError kinds the filler reports (NotFound, Throttled, ...)
         and Unavailable when the filler cannot be reached.
         """
-        self._sweep()
         shared = self._find(key)
         fresh = shared is not None and self.clock() - shared.checked < self.revalidate
         if shared is not None and fresh and key not in self._changed:
@@ -198,6 +229,9 @@ class CacheClient:
 
     def close(self) -> None:
         """Close every reader no transfer uses (worker shutdown); the rest close after."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         for task in self._tasks:
             task.cancel()
         for shared in self._readers.values():
@@ -218,6 +252,8 @@ class CacheClient:
         while len(self._readers) > MAX_READERS:
             _, oldest = self._readers.popitem(last=False)
             oldest.retire()
+        if self._sweeper is None:
+            self._sweeper = asyncio.get_running_loop().call_later(SWEEP_EVERY, self._sweep)
         return shared
 
     def _forget(self, key: str, shared: _Shared) -> None:
@@ -226,14 +262,18 @@ class CacheClient:
         shared.retire()
 
     def _sweep(self) -> None:
-        """Close idle readers of evicted entries: their descriptors pin the disk space."""
+        """Every SWEEP_EVERY seconds while readers are open: unlock idle entries, so the
+        evictor may take them, and close idle readers of entries that are gone (their
+        descriptors would pin the disk space)."""
+        self._sweeper = None
         now = time.monotonic()
-        if now - self._swept < SWEEP_EVERY:
-            return
-        self._swept = now
         for key, shared in list(self._readers.items()):
             if shared.users == 0 and shared.unlinked():
                 self._forget(key, shared)
+            else:
+                shared.relax(now)
+        if self._readers:
+            self._sweeper = asyncio.get_running_loop().call_later(SWEEP_EVERY, self._sweep)
 
 
 class CachedObject:
@@ -245,10 +285,7 @@ class CachedObject:
         self._link = link
         self._asked_filler = link is not None
         self.reader = shared.reader
-        meta = shared.reader.meta
-        self.info = ObjectInfo(
-            meta.key, meta.size, meta.etag, meta.last_modified, meta.sha256, meta.content_type
-        )
+        self.info = shared.info
 
     def body(self, spans: Sequence[Span]) -> Body:
         """Literals and byte ranges (inclusive ends) of the object, in order.
@@ -258,13 +295,8 @@ class CachedObject:
         The body's cleanup releases the entry (and the filler connection).
         """
         reader = self.reader
-        block_size = reader.meta.block_size
-        present = all(
-            reader.present(blocks.start, blocks.stop - 1)
-            for s in spans
-            if isinstance(s, ByteRange)
-            for blocks in [blockmap.blocks_covering(s.start, s.end + 1, block_size)]
-        )
+        assert self._shared is not None, "one body per CachedObject"
+        present = self._shared.complete or self._present(spans)
         if present and not self._asked_filler:
             self._client.stats.hits += 1
         elif not self._asked_filler:
@@ -278,6 +310,20 @@ class CachedObject:
             return Body(parts, cleanup=self.close)
         length = sum(len(s) if isinstance(s, bytes) else s.end - s.start + 1 for s in spans)
         return Body(stream=self._stream(list(spans)), length=length, cleanup=self.close)
+
+    def _present(self, spans: Sequence[Span]) -> bool:
+        """Every block the ranges need is present (and note a complete entry)."""
+        reader = self.reader
+        block_size = reader.meta.block_size
+        for span in spans:
+            if isinstance(span, ByteRange):
+                blocks = blockmap.blocks_covering(span.start, span.end + 1, block_size)
+                if not reader.present(blocks.start, blocks.stop - 1):
+                    return False
+        count = reader.meta.block_count()
+        if count <= COMPLETE_CHECK and self._shared is not None:
+            self._shared.complete = reader.present(0, count - 1)
+        return True
 
     def close(self) -> None:
         """Release the entry and the filler connection. Idempotent."""
