@@ -32,7 +32,8 @@ class Fault:
     kind: "truncate" (stream `after` bytes, then Truncated), "reset" (the same,
     then Unavailable), "throttle" (Throttled before any byte), "extra" (stream
     every byte and then one more, breaking the contract), "change" (the object
-    changes before the read starts, so If-Match fails).
+    changes before the read starts, so If-Match fails), "bug" (an exception that
+    is not a StoreError).
     """
 
     kind: str
@@ -91,6 +92,8 @@ class MemStore:
             self.put(key, self.objects[key].data[::-1])
         if fault is not None and fault.kind == "throttle":
             raise Throttled("slow down", 3)
+        if fault is not None and fault.kind == "bug":
+            raise RuntimeError("a store client bug")
         obj = self.objects.get(key)
         if obj is None:
             raise NotFound(f"no object {key!r}")

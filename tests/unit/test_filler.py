@@ -314,6 +314,22 @@ async def test_throttling_fails_at_once_with_its_delay(tmp_path: Path) -> None:
 
 
 @run
+async def test_an_unexpected_store_exception_fails_waiters_instead_of_hanging(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = MemStore()
+    store.put(KEY, pattern(2 * BS))
+    filler = make(tmp_path, store)
+    await filler.open(KEY)
+    store.faults = [Fault("bug")]
+    outcomes = await collect(filler, 0, 1)
+    assert all(isinstance(o, Unavailable) and "bug" in str(o) for o in outcomes.values())
+    assert "fetching blocks 0-1" in caplog.text
+    assert await collect(filler, 0, 1) == {0: None, 1: None}
+    await filler.close()
+
+
+@run
 async def test_a_disk_error_fails_the_blocks_not_the_filler(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -409,6 +409,9 @@ class Filler:
         except asyncio.CancelledError:
             self._fail_range(fill, progress.block, last, Unavailable("the fetch was stopped"))
             raise
+        except Exception as exc:  # a bug must not leave waiters hanging
+            log.exception("cache: fetching blocks %d-%d of %r failed", first, last, fill.meta.key)
+            self._fail_range(fill, progress.block, last, Unavailable(f"fetch failed: {exc!r}"))
 
     def _fail_range(self, fill: _Fill, first: int, last: int, error: StoreError) -> None:
         for block in range(first, last + 1):
@@ -417,9 +420,9 @@ class Filler:
     async def _stream_run(self, fill: _Fill, progress: _Progress, last: int) -> None:
         """Write each block as its bytes complete; the run's last one once the body ended.
 
-        Holding the last block until the end is what lets a body that runs long
-        (more bytes than asked: a store that ignored the range) be refused
-        before any of its bytes is written in a wrong place.
+        The store checks that its answer is the range asked (stores/base.py);
+        holding the last block until the body ends is the backstop: a body
+        longer than asked is refused before its last block is written.
         """
         meta = fill.meta
         start, _ = meta.block_span(progress.block)
@@ -454,7 +457,7 @@ class Filler:
         """Make room, write one whole block durably, and tell its waiters."""
         if fill.dropped:
             raise asyncio.CancelledError
-        slot = slot_size(self.block_size, self.cache.encrypted)
+        slot = slot_size(fill.meta.block_size, self.cache.encrypted)
         await self._make_room(slot)
         fill.writes += 1
         write = asyncio.ensure_future(asyncio.to_thread(fill.writer.write_block, block, data))

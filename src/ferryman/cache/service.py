@@ -56,7 +56,7 @@ from ferryman.cache.protocol import (
 )
 from ferryman.config import Config
 from ferryman.errors import ConfigError
-from ferryman.stores.base import StoreError
+from ferryman.stores.base import StoreError, Unavailable
 
 log = logging.getLogger("ferryman.cache")
 
@@ -301,6 +301,10 @@ class _Session:
                 meta = await self.filler.open(request.key, request.check)
             except StoreError as exc:
                 self._send(error_reply(exc))
+                return
+            except Exception as exc:  # a bug costs this request, not the filler
+                log.exception("filler: opening %r failed", request.key)
+                self._send(error_reply(Unavailable(f"the cache filler failed: {exc!r}")))
                 return
             self.key, self.etag = request.key, meta.etag
             self._send(Entry(dataclasses.asdict(meta)))
