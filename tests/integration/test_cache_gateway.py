@@ -1,0 +1,390 @@
+"""The block cache end to end: ferryman (arbiter, filler, workers) in front of moto.
+
+Every upstream request goes through tests/faultproxy.py, which counts GETs
+and the body bytes they carry and injects faults. Objects are pattern bytes
+(each names its own offset); every body served is compared with the object.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import CI, ServerProcess, pattern, wait_until
+from tests.faultproxy import FaultProxy, Rule
+from tests.rawhttp import read_response
+from tests.s3server import MotoServer, s3_env
+
+MIB = 1024 * 1024
+BIG = 8 * MIB + 12345  # nine blocks of 1 MiB, the last one short
+RANGES_IN = re.compile(r"bytes=(\d+)-(\d+)")
+
+
+class Gateway:
+    """A bucket, the proxy in front of it, and ferryman servers with a cache over both."""
+
+    def __init__(self, moto: MotoServer, proxy: FaultProxy, base: Path) -> None:
+        self.moto = moto
+        self.proxy = proxy
+        self.bucket = moto.create_bucket()
+        self.base = base
+        self.cache = base / "cache"
+        self.servers: list[ServerProcess] = []
+
+    def put(self, key: str, data: bytes) -> None:
+        self.moto.put_object(self.bucket, key, data)
+
+    def start(self, *flags: str) -> ServerProcess:
+        srv = ServerProcess(
+            f"s3://{self.bucket}",  # type: ignore[arg-type]
+            "--state-dir", str(self.base / "state"), "--cache-dir", str(self.cache), *flags,
+            env=s3_env(self.proxy.url),
+        )  # fmt: skip
+        self.servers.append(srv)
+        return srv
+
+    def fetched_ranges(self) -> list[tuple[int, int]]:
+        """(first, last) byte of every ranged GET that reached the store, in order."""
+        found = []
+        for request in self.proxy.log:
+            match = RANGES_IN.search(request.by_name.get("range", ""))
+            if request.method == "GET" and match:
+                found.append((int(match.group(1)), int(match.group(2))))
+        return found
+
+    def fetched_blocks(self) -> list[int]:
+        """Each block index as often as the store was asked for it."""
+        blocks = []
+        for first, last in self.fetched_ranges():
+            blocks.extend(range(first // MIB, last // MIB + 1))
+        return blocks
+
+    def stop(self) -> None:
+        for srv in self.servers:
+            srv.stop()
+
+
+@pytest.fixture
+def gateway(moto_server: MotoServer, fault_proxy: FaultProxy, tmp_path: Path) -> Iterator[Gateway]:
+    gw = Gateway(moto_server, fault_proxy, tmp_path)
+    gw.put("big.bin", pattern(BIG))
+    yield gw
+    gw.stop()
+
+
+def get(srv: ServerProcess, path: str, **headers: str) -> tuple[int, dict[str, str], bytes, bool]:
+    """Status, headers, the body bytes that arrived, and whether all of them did."""
+    fields = "".join(f"{k.replace('_', '-')}: {v}\r\n" for k, v in headers.items())
+    with socket.create_connection((srv.host, srv.port), timeout=30) as sock:
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: t\r\n{fields}\r\n".encode())
+        stream = sock.makefile("rb")
+        head = read_response(stream, head_request=True)
+        found = {k.lower(): v for k, v in head.headers}
+        length = int(found.get("content-length", "0"))
+        body = bytearray()
+        while len(body) < length:
+            piece = stream.read1(256 * 1024)
+            if not piece:
+                break
+            body += piece
+        return head.status, found, bytes(body), len(body) == length
+
+
+def assert_serves_whole(srv: ServerProcess, key: str, data: bytes) -> None:
+    status, _, body, whole = get(srv, "/" + key)
+    assert status == 200 and whole
+    assert body == data
+
+
+# -- single flight and time to first byte ----------------------------------------------------
+
+
+def test_fifty_cold_requests_fetch_each_block_once(gateway: Gateway) -> None:
+    srv = gateway.start("--workers", "2", "--cache-readahead", "0")
+    start, end = 2 * MIB + 100, 5 * MIB - 100  # blocks 2, 3 and 4
+    results: list[tuple[int, bytes]] = []
+
+    def one() -> None:
+        status, _, body, _ = get(srv, "/big.bin", Range=f"bytes={start}-{end}")
+        results.append((status, body))
+
+    threads = [threading.Thread(target=one) for _ in range(50)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert len(results) == 50
+    for status, body in results:
+        assert status == 206
+        assert body == pattern(end - start + 1, start)
+    assert sorted(gateway.fetched_blocks()) == [2, 3, 4]
+    assert gateway.proxy.count("HEAD") == 1  # one filler asked once for the version
+
+
+def test_a_cold_range_at_the_end_waits_for_one_block_only(gateway: Gateway) -> None:
+    """The last MiB of the object: its first byte comes after one block, not eight."""
+    srv = gateway.start("--cache-readahead", "0")
+    last_block = BIG // MIB
+    gateway.proxy.add(Rule(method="GET", latency=0.3, times=None))  # every fetch is slow
+    began = time.monotonic()
+    status, _, body, whole = get(srv, "/big.bin", Range="bytes=-1048576")
+    took = time.monotonic() - began
+    assert status == 206 and whole
+    assert body == pattern(MIB, BIG - MIB)
+    # The last MiB spans the last two blocks; nothing before them was fetched.
+    assert sorted(set(gateway.fetched_blocks())) == [last_block - 1, last_block]
+    assert gateway.fetched_ranges()[0][0] >= (last_block - 1) * MIB
+    assert took < 8 * 0.3  # two slow fetches, not the eight blocks before them
+
+
+def test_sequential_readers_get_read_ahead(gateway: Gateway) -> None:
+    srv = gateway.start("--cache-readahead", "3")
+    status, _, body, _ = get(srv, "/big.bin", Range="bytes=0-99")
+    assert status == 206 and body == pattern(100)
+    assert wait_until(lambda: set(gateway.fetched_blocks()) >= {0, 1, 2, 3}, timeout=10)
+    assert max(gateway.fetched_blocks()) <= 3
+
+
+# -- faults -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fault", ["reset_after", "truncate_after"])
+def test_cut_fetches_cache_nothing_wrong(gateway: Gateway, fault: str) -> None:
+    """Every fetch of block 1 onward is cut inside its first block: no retry gets further."""
+    srv = gateway.start("--cache-readahead", "0")
+    status, _, body, _ = get(srv, "/big.bin", Range="bytes=0-99")  # block 0, whole
+    assert (status, body) == (206, pattern(100))
+    gateway.proxy.add(Rule(method="GET", times=None, **{fault: 4000}))
+    status, _, body, whole = get(srv, "/big.bin")
+    assert status == 200
+    assert not whole  # the client sees the transfer cut ...
+    assert len(body) >= MIB  # ... after the block that was there ...
+    assert body == pattern(len(body))  # ... and never a wrong byte
+    gateway.proxy.clear()
+    assert_serves_whole(srv, "big.bin", pattern(BIG))  # what was kept is right
+
+
+def test_a_fetch_cut_after_whole_blocks_keeps_them(gateway: Gateway) -> None:
+    """A response cut mid-run still delivers its whole blocks: retries make progress."""
+    srv = gateway.start("--cache-readahead", "0")
+    gateway.proxy.add(Rule(method="GET", times=3, truncate_after=MIB + 4000))
+    status, _, body, _ = get(srv, "/big.bin")
+    assert status == 200
+    assert body == pattern(len(body))
+    gateway.proxy.clear()
+    assert_serves_whole(srv, "big.bin", pattern(BIG))
+    assert gateway.fetched_blocks().count(0) == 1  # block 0 arrived whole the first time
+
+
+def test_throttled_store_is_503_with_retry_after(gateway: Gateway) -> None:
+    srv = gateway.start()
+    gateway.proxy.add(Rule(method="HEAD", slow_down=True, retry_after=4))
+    status, headers, _, _ = get(srv, "/big.bin")
+    assert status == 503 and headers["retry-after"] == "4"
+    assert_serves_whole(srv, "big.bin", pattern(BIG))
+
+
+def _filler_pid(srv: ServerProcess) -> int:
+    found = re.findall(r"started cache filler \(pid (\d+)\)", srv.log_text())
+    assert found, srv.log_text()
+    return int(found[-1])
+
+
+def fetch_after(gateway: Gateway, count: int) -> Callable[[], bool]:
+    return lambda: len(gateway.fetched_ranges()) > count
+
+
+def logged_twice(srv: ServerProcess, text: str) -> Callable[[], bool]:
+    return lambda: srv.log_text().count(text) >= 2
+
+
+def _kill_all(srv: ServerProcess) -> None:
+    """SIGKILL the arbiter and every process it started (workers, filler)."""
+    children = subprocess.run(
+        ["pgrep", "-P", str(srv.proc.pid)], capture_output=True, text=True, check=False
+    ).stdout.split()
+    srv.proc.kill()
+    for pid in children:
+        try:
+            os.kill(int(pid), signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    srv.proc.wait(10)
+
+
+def test_sigkill_during_fills_then_every_byte_served_is_right(gateway: Gateway) -> None:
+    """Each round kills mid-fill (the filler alone, or everything) on a cold object."""
+    rounds = 4 if CI else 8
+    objects = {f"r{n}.bin": pattern(BIG, 1000 * n) for n in range(rounds)}
+    for key, data in objects.items():
+        gateway.put(key, data)
+    for round_number, key in enumerate(objects):
+        srv = gateway.start("--cache-readahead", "2", "--workers", "2", "--grace-period", "2")
+        gateway.proxy.clear()
+        gateway.proxy.add(Rule(method="GET", latency=0.05, times=None))  # fills take a while
+        reader = threading.Thread(target=get, args=(srv, "/" + key), daemon=True)
+        reader.start()
+        wait_until(fetch_after(gateway, len(gateway.fetched_ranges())), timeout=10)
+        time.sleep(0.04 * (round_number % 4))  # kill at different points of a fill
+        if round_number % 2:
+            os.kill(_filler_pid(srv), signal.SIGKILL)  # the filler alone: it is restarted
+            assert wait_until(logged_twice(srv, "filler ready"), timeout=10)
+            gateway.proxy.clear()
+            assert_serves_whole(srv, key, objects[key])
+            srv.stop()
+        else:
+            _kill_all(srv)  # the whole server, then a new one on the same cache directory
+        reader.join(10)
+    gateway.proxy.clear()
+    srv = gateway.start()
+    for key, data in objects.items():
+        assert_serves_whole(srv, key, data)
+        for start in (0, MIB - 1, 3 * MIB + 7, BIG - 10):
+            status, _, body, _ = get(srv, "/" + key, Range=f"bytes={start}-{start + 99}")
+            assert (status, body) == (206, data[start : start + 100])
+
+
+# -- versions -----------------------------------------------------------------------------------
+
+
+def test_an_object_replaced_upstream_is_served_whole_in_its_new_version(gateway: Gateway) -> None:
+    srv = gateway.start("--cache-revalidate", "0")
+    assert_serves_whole(srv, "big.bin", pattern(BIG))
+    _, first, _, _ = get(srv, "/big.bin", Range="bytes=0-0")
+    new = pattern(3 * MIB + 1, 77)  # other bytes, other size
+    gateway.put("big.bin", new)
+    status, headers, body, whole = get(srv, "/big.bin")
+    assert status == 200 and whole and body == new
+    assert headers["etag"] != first["etag"]
+    assert headers["content-length"] == str(len(new))
+
+
+def test_blocks_of_two_versions_are_never_mixed(gateway: Gateway) -> None:
+    """Block 0 is cached from v1; the object changes; block 5 would come from v2."""
+    srv = gateway.start("--cache-revalidate", "1h", "--cache-readahead", "0")
+    status, first, body, _ = get(srv, "/big.bin", Range="bytes=0-99")
+    assert status == 206 and body == pattern(100)
+    new = pattern(BIG, 5)
+    gateway.put("big.bin", new)
+    status, headers, body, whole = get(srv, "/big.bin", Range=f"bytes={5 * MIB}-{5 * MIB + 99}")
+    # The fetch with If-Match on v1's ETag fails: v1's entry is dropped, nothing of
+    # v2 is sent under v1's headers. Either the transfer aborts or v2 is served whole.
+    if status == 206 and whole and headers["etag"] == first["etag"]:
+        pytest.fail("v2 bytes were sent under v1's ETag")
+    status, headers, body, whole = get(srv, "/big.bin")
+    assert status == 200 and whole and body == new
+    assert headers["etag"] != first["etag"]
+
+
+# -- eviction -------------------------------------------------------------------------------------
+
+
+def entry_dirs(cache: Path) -> list[Path]:
+    return [p for p in (cache / "entries").glob("*/*") if p.is_dir()]
+
+
+def test_size_limit_evicts_least_recently_used(gateway: Gateway) -> None:
+    for name in ("a", "b", "c"):
+        gateway.put(f"{name}.bin", pattern(2 * MIB, ord(name)))
+    srv = gateway.start("--cache-max-size", "5MiB", "--cache-readahead", "0")
+    assert_serves_whole(srv, "a.bin", pattern(2 * MIB, ord("a")))
+    assert_serves_whole(srv, "b.bin", pattern(2 * MIB, ord("b")))
+    assert_serves_whole(srv, "c.bin", pattern(2 * MIB, ord("c")))  # a must go to make room
+    assert wait_until(lambda: len(entry_dirs(gateway.cache)) == 2, timeout=10)
+    gateway.proxy.reset_counters()
+    assert_serves_whole(srv, "c.bin", pattern(2 * MIB, ord("c")))
+    assert gateway.proxy.count("GET") == 0  # c is still cached
+    assert_serves_whole(srv, "a.bin", pattern(2 * MIB, ord("a")))
+    assert gateway.proxy.count("GET") >= 1  # a was evicted: fetched again
+
+
+def test_age_limit_evicts_unused_entries(gateway: Gateway) -> None:
+    gateway.put("small.bin", pattern(1000))
+    srv = gateway.start("--cache-max-age", "1s")
+    assert_serves_whole(srv, "small.bin", pattern(1000))
+    assert len(entry_dirs(gateway.cache)) == 1
+    assert wait_until(lambda: not entry_dirs(gateway.cache), timeout=20)
+    assert_serves_whole(srv, "small.bin", pattern(1000))
+
+
+def test_free_space_floor(gateway: Gateway, tmp_path: Path) -> None:
+    mount = tmp_path / "small-fs"
+    mount.mkdir()
+    made = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=12m", "tmpfs", str(mount)], capture_output=True
+    )
+    if made.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        gateway.cache = mount / "cache"
+        for name in ("a", "b", "c"):
+            gateway.put(f"{name}.bin", pattern(3 * MIB, ord(name)))
+        srv = gateway.start("--cache-min-free", "5MiB", "--cache-readahead", "0")
+        for name in ("a", "b", "c"):
+            assert_serves_whole(srv, f"{name}.bin", pattern(3 * MIB, ord(name)))
+        assert wait_until(lambda: os.statvfs(mount).f_bavail * os.statvfs(mount).f_frsize
+                          >= 5 * MIB, timeout=10)  # fmt: skip
+        assert len(entry_dirs(gateway.cache)) < 3
+        srv.stop()
+    finally:
+        gateway.stop()
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+# -- encryption -----------------------------------------------------------------------------------
+
+
+def test_encrypted_cache_holds_no_plaintext_and_catches_a_flipped_byte(gateway: Gateway) -> None:
+    data = pattern(3 * MIB)
+    gateway.put("secret-name.bin", data)
+    srv = gateway.start("--cache-encrypt", "--cache-readahead", "0")
+    assert_serves_whole(srv, "secret-name.bin", data)
+    _, headers, _, _ = get(srv, "/secret-name.bin", Range="bytes=0-0")
+    key_file = gateway.base / "state" / "cache.key"
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    etag = headers["etag"].strip('"').encode()
+    for path in gateway.cache.rglob("*"):
+        assert b"secret-name" not in os.fsencode(path)
+        if path.is_file() and path.name != "filler.sock":
+            blob = path.read_bytes()
+            for needle in (b"secret-name", etag, data[MIB : MIB + 64], b"<0000000001048576>"):
+                assert needle not in blob, (path, needle)
+    (entry,) = entry_dirs(gateway.cache)
+    with open(entry / "data", "r+b") as handle:  # flip one byte inside block 1
+        handle.seek(MIB + 28 + 1000)
+        byte = handle.read(1)
+        handle.seek(-1, os.SEEK_CUR)
+        handle.write(bytes([byte[0] ^ 0xFF]))
+    gateway.proxy.reset_counters()
+    assert_serves_whole(srv, "secret-name.bin", data)  # caught, fetched again, right
+    assert gateway.fetched_blocks() == [1]
+
+
+# -- counters ------------------------------------------------------------------------------------
+
+
+def filler_stats(cache: Path) -> dict[str, float]:
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.connect(str(cache / "filler.sock"))
+        sock.sendall(b'{"op": "stats"}\n')
+        line = sock.makefile("rb").readline()
+    return json.loads(line)["stats"]  # type: ignore[no-any-return]
+
+
+def test_counters(gateway: Gateway) -> None:
+    srv = gateway.start("--cache-readahead", "0")
+    assert_serves_whole(srv, "big.bin", pattern(BIG))
+    stats = filler_stats(gateway.cache)
+    assert stats["fills"] == 9
+    assert stats["bytes_fetched"] == BIG == gateway.proxy.bytes_out
+    assert stats["misses"] >= 1
