@@ -11,7 +11,8 @@ driven through stdin/stdout with one JSON object per line:
         each and read it at RATE bytes/s per connection. Prints
         {"event": "ready", ...} once every stream has started; "start" on
         stdin resets the byte count, "stop" prints {"event": "report", ...}
-        with what was read between the two, and exits.
+        with what was read between the two (and `client_late_s`: reading
+        time this process itself lost by falling behind), and exits.
 
 Connections are spread over --sources loopback source addresses, and every
 failure is charged to the client or to the server (bench/clientsockets.py).
@@ -240,8 +241,16 @@ class Reader:
         self.streams = streams
         self.rate = rate
         self.window_bytes = 0
+        # Seconds of reading this process lost by being late for its ticks
+        # (beyond the two ticks a stream may bank): when readers get less than
+        # their rate, this says whether the client or the server fell behind.
+        self.late_s = 0.0
         self.running = True
         self.started = asyncio.Event()  # set once every stream has a status or closed
+
+    def start_window(self) -> None:
+        self.window_bytes = 0
+        self.late_s = 0.0
 
     async def run(self) -> None:
         buf = bytearray(256 * 1024)
@@ -249,6 +258,7 @@ class Reader:
         while self.running:
             await asyncio.sleep(TICK)
             now = time.monotonic()
+            self.late_s += max(0.0, now - last - 2 * TICK)
             for stream in self.streams:
                 self.window_bytes += read_budget(stream, buf, self.rate, now - last)
             last = now
@@ -282,7 +292,7 @@ async def run_slow(args: argparse.Namespace) -> None:
         **failures.as_dict(),
     )
     await stdin_line()
-    reader.window_bytes = 0
+    reader.start_window()
     window_start = time.monotonic()
     await stdin_line()
     window = time.monotonic() - window_start
@@ -290,6 +300,7 @@ async def run_slow(args: argparse.Namespace) -> None:
         "report",
         window_s=round(window, 3),
         bytes=reader.window_bytes,
+        client_late_s=round(reader.late_s, 3),
         open=sum(not s.closed for s in streams),
         ok=sum(s.status == 200 and not s.closed for s in streams),
     )

@@ -204,6 +204,23 @@ def run_idle(server: Server, ctx: Context) -> Outcome:
     return Outcome(status, metrics, note, {"open": opened, "report": report})
 
 
+SLOW_DELIVERED_PCT = 90  # below this share of their rate, the readers were short-changed
+
+
+def _slow_delivery(delivered_pct: float, report: dict) -> tuple[str, str]:
+    """Readers got too little: whose doing? The client knows how late it was."""
+    window = report["window_s"]
+    late = report.get("client_late_s", 0.0)
+    note = f"readers got {delivered_pct:.0f}% of their rate"
+    # Late ticks explain a shortfall of late / window; most of it: the client's.
+    if late / window >= (1 - delivered_pct / 100) / 2:
+        return CLIENT_ERROR, (
+            f"{note}, but the client itself fell {late:.1f} s behind in the {window:.0f} s "
+            "window (its CPU was busy): not the server's doing"
+        )
+    return "flagged", f"{note} (the client kept up: {late:.1f} s behind)"
+
+
 def run_slow(server: Server, ctx: Context) -> Outcome:
     s = ctx.settings
     count = s.slow_readers
@@ -234,6 +251,8 @@ def run_slow(server: Server, ctx: Context) -> Outcome:
         note = f"{report['ok']} of {count} streams alive with 200 (statuses {ready['statuses']})"
         causes = _failure_causes(ready, "server")
         note += f"; failed: {causes}" if causes else ""
+    elif metrics["delivered_pct"] < SLOW_DELIVERED_PCT:
+        status, note = _slow_delivery(metrics["delivered_pct"], report)
     client_note = _client_error_note(ready)
     if client_note:
         status, note = CLIENT_ERROR, f"{client_note}; {note}" if note else client_note
