@@ -254,6 +254,22 @@ def test_sigkill_during_fills_then_every_byte_served_is_right(gateway: Gateway) 
             assert (status, body) == (206, data[start : start + 100])
 
 
+def test_sigterm_drains_a_cold_transfer_before_the_filler_stops(gateway: Gateway) -> None:
+    srv = gateway.start("--cache-readahead", "1")
+    gateway.proxy.add(Rule(method="GET", latency=0.2, times=None))  # a fill of ~2 s
+    result: list[tuple[int, dict[str, str], bytes, bool]] = []
+    reader = threading.Thread(target=lambda: result.append(get(srv, "/big.bin")))
+    reader.start()
+    assert wait_until(fetch_after(gateway, 0), timeout=10)
+    srv.signal(signal.SIGTERM)
+    reader.join(30)
+    status, _, body, whole = result[0]
+    assert status == 200 and whole and body == pattern(BIG)
+    assert srv.wait(30) == 0
+    log = srv.log_text()
+    assert log.index("worker 1 (pid") < log.index("cache filler (pid", log.index("SIGTERM"))
+
+
 # -- versions -----------------------------------------------------------------------------------
 
 

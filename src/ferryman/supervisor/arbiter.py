@@ -330,7 +330,15 @@ class Arbiter:
         self.roll_again = False
         self.sock.close()
         for worker in reversed(self.workers):
-            worker.stop(self.stop_began)
+            if worker.slot != FILLER_SLOT:  # it fills for the draining workers: stopped last
+                worker.stop(self.stop_began)
+        self._stop_filler_when_alone()
+
+    def _stop_filler_when_alone(self) -> None:
+        """Once every worker has exited, the cache filler has nobody to fill for."""
+        if self.phase == STOPPING and all(w.slot == FILLER_SLOT for w in self.workers):
+            for worker in self.workers:
+                worker.stop(self.clock())
 
     def _check_timers(self) -> None:
         now = self.clock()
@@ -353,12 +361,17 @@ class Arbiter:
                 log.error("%s: no heartbeat for %.1fs (--heartbeat-timeout %gs): killing it",
                           worker.name, silent, config.heartbeat_timeout)  # fmt: skip
                 worker.kill(f"no heartbeat for {silent:.1f}s")
+        self._stop_filler_when_alone()
         if self.phase == STOPPING and not self.stop_announced:
-            closed = all(w.listener_closed or w.status is not None for w in self.workers)
+            closed = all(
+                w.listener_closed or w.status is not None or w.slot == FILLER_SLOT
+                for w in self.workers
+            )
             if closed or now - self.stop_began > _CLOSE_REPORT_WAIT:
                 self.stop_announced = True
+                draining = sum(1 for w in self.workers if w.slot != FILLER_SLOT)
                 log.info("stopping: no longer accepting; %d worker(s) draining, grace period %gs",
-                         len(self.workers), config.grace_period)  # fmt: skip
+                         draining, config.grace_period)  # fmt: skip
 
 
 def _worker_slots(slots: dict[int, Worker | None]) -> list[int]:
