@@ -63,6 +63,7 @@ CONNECT_TIMEOUT = 5.0  # seconds a connect may wait for room in the filler's bac
 THREAD_DECRYPT = 64 * 1024  # blocks at least this long are read and decrypted in a thread
 
 Span = bytes | ByteRange
+_NOBODY_LISTENING = (ConnectionRefusedError, FileNotFoundError)  # a filler restarting
 
 
 def open_cache_client(config: Config) -> CacheClient:
@@ -427,6 +428,24 @@ class FillerLink:
 
     @classmethod
     async def connect(cls, path: str) -> FillerLink:
+        """Connect to the filler, waiting up to CONNECT_TIMEOUT for one that is restarting.
+
+        A filler that crashed is replaced by the arbiter within a moment; a
+        request that arrives meanwhile waits for it rather than failing.
+        """
+        deadline = time.monotonic() + CONNECT_TIMEOUT
+        delay = 0.02
+        while True:
+            try:
+                return await cls._connect_once(path)
+            except _NOBODY_LISTENING as exc:
+                if time.monotonic() + delay > deadline:
+                    raise Unavailable(f"the cache filler is not reachable ({exc})") from None
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.5)
+
+    @classmethod
+    async def _connect_once(cls, path: str) -> FillerLink:
         """Connect to the filler; Unavailable when nobody serves `path`.
 
         The socket is connected here, not by the loop: uvloop cannot connect
@@ -444,6 +463,9 @@ class FillerLink:
                 await asyncio.to_thread(sock.connect, path)
                 sock.setblocking(False)
             reader, writer = await asyncio.open_unix_connection(sock=sock, limit=MAX_LINE)
+        except _NOBODY_LISTENING:
+            sock.close()
+            raise
         except OSError as exc:
             sock.close()
             raise Unavailable(f"the cache filler is not reachable ({exc})") from None
