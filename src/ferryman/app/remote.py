@@ -7,7 +7,9 @@ validators; only the body differs:
 - with the cache (--cache-dir), the validators are those of the version the
   cache pinned, and the body comes from its blocks: regions of its data file
   when every block is present, else a stream that sends each block as it
-  lands (cache/client.py);
+  lands (cache/client.py). A warm hit (an entry this worker may serve
+  without asking the filler) is answered synchronously, so the connection
+  sends it without a task, as it does a local file;
 - without it, the validators come from a HEAD and the body is a ranged GET
   per range, pinned to that ETag with If-Match so the bytes cannot come from
   another version than the headers describe. The first bytes are awaited
@@ -20,7 +22,7 @@ prefixes, listed from the store one level at a time.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ferryman.app import listing
@@ -36,7 +38,7 @@ from ferryman.http.response import Headers, Response
 from ferryman.stores.base import NotFound, ObjectInfo, Store, StoreError, http_error
 
 if TYPE_CHECKING:
-    from ferryman.cache.client import CacheClient
+    from ferryman.cache.client import CacheClient, CachedObject
 
 LISTING_LIMIT = 10_000  # entries per listing page rendered; more are cut (and said so)
 INDEX = "index.html"
@@ -59,9 +61,17 @@ class RemoteServer:
         self.cache_control = config.cache_control
         self.max_ranges = config.max_ranges
 
-    async def get(self, request: Request) -> Response:
+    def get(self, request: Request) -> Response | Awaitable[Response]:
+        """A warm cache hit is answered at once; everything else awaits the cache or store."""
         path = resolve(request.path)
         key = object_key(path)
+        if self.cache is not None and path.segments and not path.trailing_slash:
+            cached = self.cache.lookup_warm(key)
+            if cached is not None:
+                return self._cached_response(request, cached, path.segments[-1])
+        return self._get(request, path, key)
+
+    async def _get(self, request: Request, path: RequestPath, key: str) -> Response:
         try:
             if not path.segments or path.trailing_slash:
                 return await self._directory(request, path, key)
@@ -81,16 +91,7 @@ class RemoteServer:
 
     async def _object(self, request: Request, key: str, name: str) -> Response:
         if self.cache is not None:
-            cached = await self.cache.lookup(key)
-            try:
-                plan = self._plan(request, cached.info, name)
-                if plan.status == 304 or request.method == "HEAD":
-                    cached.close()
-                    return _without_body(plan)
-                return Response(plan.status, plan.headers, cached.body(_spans(plan)))
-            except BaseException:
-                cached.close()
-                raise
+            return self._cached_response(request, await self.cache.lookup(key), name)
         info = await self.store.stat(key)
         plan = self._plan(request, info, name)
         if plan.status == 304 or request.method == "HEAD":
@@ -100,6 +101,18 @@ class RemoteServer:
         return Response(
             plan.status, plan.headers, Body(stream=_prepend(first, stream), length=plan.length)
         )
+
+    def _cached_response(self, request: Request, cached: CachedObject, name: str) -> Response:
+        """The answer from a cached version; its body (or this) releases the entry."""
+        try:
+            plan = self._plan(request, cached.info, name)
+            if plan.status == 304 or request.method == "HEAD":
+                cached.close()
+                return _without_body(plan)
+            return Response(plan.status, plan.headers, cached.body(_spans(plan)))
+        except BaseException:
+            cached.close()
+            raise
 
     def _plan(self, request: Request, info: ObjectInfo, name: str) -> Plan:
         extra: Headers = []

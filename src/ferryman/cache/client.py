@@ -1,9 +1,10 @@
 """The worker side of the block cache: read entries directly, ask the filler for the rest.
 
 Runs in each worker's event loop (decisions/0012). The warm path sends no
-message at all: `lookup` finds the entry's reader in a small per-worker LRU
-(or opens it from disk), checks that its last HEAD is recent enough and
-takes the shared flock that marks it in use; `body` then describes present
+message and awaits nothing: `lookup_warm` finds the entry's reader in a small
+per-worker LRU (or opens it from disk), checks that its last HEAD is recent
+enough and takes the shared flock that marks it in use; when it cannot,
+`lookup` asks the filler (link.py); `body` then describes present
 bytes of a plain entry as FileRegions, which the connection sends with
 sendfile. Anything else streams: missing blocks are asked of the filler over
 a Unix socket (protocol.py), a window of `readahead` blocks ahead of the one
@@ -22,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -31,22 +31,7 @@ from pathlib import Path
 from ferryman.cache import blockmap
 from ferryman.cache.crypto import BadBlock, BlockCipher, load_or_create_key
 from ferryman.cache.entry import CacheDir, EntryReader
-from ferryman.cache.protocol import (
-    MAX_LINE,
-    Bad,
-    BadMessage,
-    Entry,
-    Error,
-    Failed,
-    Have,
-    Open,
-    Reply,
-    Request,
-    Want,
-    decode_reply,
-    encode,
-    store_error,
-)
+from ferryman.cache.link import FillerLink
 from ferryman.cache.stats import CacheStats
 from ferryman.config import Config
 from ferryman.http.body import Body, Part
@@ -59,11 +44,9 @@ MAX_CHANGED = 4096  # keys written by this worker and not looked up since
 SWEEP_EVERY = 1.0  # seconds between sweeps of the LRU (see _sweep)
 LINGER = 2.0  # seconds an idle entry stays locked in use (see _Shared)
 COMPLETE_CHECK = 4096  # entries of at most this many blocks are checked whole once
-CONNECT_TIMEOUT = 5.0  # seconds a connect may wait for room in the filler's backlog
 THREAD_DECRYPT = 64 * 1024  # blocks at least this long are read and decrypted in a thread
 
 Span = bytes | ByteRange
-_NOBODY_LISTENING = (ConnectionRefusedError, FileNotFoundError)  # a filler restarting
 
 
 def open_cache_client(config: Config) -> CacheClient:
@@ -169,19 +152,37 @@ class CacheClient:
         self._changed: set[str] = set()  # keys this worker wrote: check before serving
         self._tasks: set[asyncio.Task[None]] = set()
 
+    def lookup_warm(self, key: str) -> CachedObject | None:
+        """The cached version of `key` when it can be had without the filler, else None.
+
+        Synchronous, so a warm hit is answered inside the connection's read
+        callback with no task: the entry must be open (or openable) here, its
+        last HEAD younger than `revalidate`, not written through this worker
+        since, and still in place (its in-use lock taken). Anything else is
+        for `lookup`.
+        """
+        shared = self._find(key)
+        if shared is None or key in self._changed:
+            return None
+        if self.clock() - shared.checked >= self.revalidate:
+            return None
+        if shared.use():
+            return CachedObject(self, shared, None)
+        self._forget(key, shared)  # evicted or replaced: `lookup` asks the filler
+        return None
+
     async def lookup(self, key: str) -> CachedObject:
         """The cached version of `key`; the filler is asked only when needed.
 
         Raises the StoreError kinds the filler reports (NotFound, Throttled, ...)
         and Unavailable when the filler cannot be reached.
         """
-        shared = self._find(key)
-        fresh = shared is not None and self.clock() - shared.checked < self.revalidate
-        if shared is not None and fresh and key not in self._changed:
-            if shared.use():
-                return CachedObject(self, shared, None)
-            self._forget(key, shared)
-            shared = None
+        warm = self.lookup_warm(key)
+        if warm is not None:
+            return warm
+        # What lookup_warm left in the LRU is a stale or rewritten entry (asked
+        # to be checked), or nothing (the filler opens or makes it).
+        shared = self._readers.get(key)
         self.stats.misses += 1
         link = await FillerLink.connect(self.socket_path)
         try:
@@ -408,164 +409,6 @@ class CachedObject:
             if not reader.present(block, block):
                 raise Unavailable("the cache entry was replaced while it was being read")
         raise AssertionError("unreachable")
-
-
-class FillerLink:
-    """One connection to the filler about one object: `open`, then block notices.
-
-    After `open`, a listener task turns each "have"/"failed" into the result
-    of that block's future (None, or the StoreError to raise). An "error", a
-    bad line or the connection closing breaks the link: every block still
-    awaited, and every later one, fails with that error.
-    """
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._reader = reader
-        self._writer = writer
-        self._blocks: dict[int, asyncio.Future[StoreError | None]] = {}
-        self._broken: StoreError | None = None
-        self._listener: asyncio.Task[None] | None = None
-
-    @classmethod
-    async def connect(cls, path: str) -> FillerLink:
-        """Connect to the filler, waiting up to CONNECT_TIMEOUT for one that is restarting.
-
-        A filler that crashed is replaced by the arbiter within a moment; a
-        request that arrives meanwhile waits for it rather than failing.
-        """
-        deadline = time.monotonic() + CONNECT_TIMEOUT
-        delay = 0.02
-        while True:
-            try:
-                return await cls._connect_once(path)
-            except _NOBODY_LISTENING as exc:
-                if time.monotonic() + delay > deadline:
-                    raise Unavailable(f"the cache filler is not reachable ({exc})") from None
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 0.5)
-
-    @classmethod
-    async def _connect_once(cls, path: str) -> FillerLink:
-        """Connect to the filler; Unavailable when nobody serves `path`.
-
-        The socket is connected here, not by the loop: uvloop cannot connect
-        to an abstract name (a leading NUL). A Unix connect does not wait
-        unless the filler's backlog is full; only then does a thread wait.
-        """
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            sock.setblocking(False)
-            try:
-                sock.connect(path)
-            except BlockingIOError:
-                sock.setblocking(True)
-                sock.settimeout(CONNECT_TIMEOUT)
-                await asyncio.to_thread(sock.connect, path)
-                sock.setblocking(False)
-            reader, writer = await asyncio.open_unix_connection(sock=sock, limit=MAX_LINE)
-        except _NOBODY_LISTENING:
-            sock.close()
-            raise
-        except OSError as exc:
-            sock.close()
-            raise Unavailable(f"the cache filler is not reachable ({exc})") from None
-        except BaseException:
-            sock.close()
-            raise
-        return cls(reader, writer)
-
-    async def open(self, key: str, check: bool) -> str:
-        """Ask for `key`'s entry (a HEAD first if `check`); returns the pinned ETag."""
-        self._send(Open(key, check))
-        reply = await self._next()
-        if isinstance(reply, Error):
-            raise store_error(reply.kind, reply.detail, reply.retry_after)
-        etag = reply.meta.get("etag") if isinstance(reply, Entry) else None
-        if not isinstance(etag, str):
-            raise Unavailable(f"the cache filler answered open with {reply!r}")
-        self._listener = asyncio.ensure_future(self._listen())
-        return etag
-
-    def want(self, first: int, last: int) -> None:
-        """Ask for the blocks of first..last not asked for yet (no wait)."""
-        new = [b for b in range(first, last + 1) if b not in self._blocks]
-        if not new or self._broken is not None:
-            return
-        loop = asyncio.get_running_loop()
-        for block in new:
-            self._blocks[block] = loop.create_future()
-        self._send(Want(new[0], new[-1]))
-
-    async def wait(self, block: int) -> None:
-        """Return once the filler reported `block` present; raise what it reported else."""
-        self.want(block, block)
-        future = self._blocks.get(block)
-        if future is None:
-            assert self._broken is not None
-            raise self._broken
-        outcome = await asyncio.shield(future)
-        if outcome is not None:
-            del self._blocks[block]  # a later want may ask again
-            raise outcome
-
-    async def refetch(self, block: int) -> None:
-        """Report `block` as failing its check; return once it is present again."""
-        if self._broken is not None:
-            raise self._broken
-        self._blocks[block] = asyncio.get_running_loop().create_future()
-        self._send(Bad(block))
-        await self.wait(block)
-
-    def close(self) -> None:
-        if self._listener is not None:
-            self._listener.cancel()
-        self._break(Unavailable("the filler connection was closed"))
-        self._writer.close()
-
-    def _send(self, request: Request) -> None:
-        if self._writer.is_closing():
-            self._break(Unavailable("the cache filler went away"))
-        else:
-            self._writer.write(encode(request))
-
-    async def _next(self) -> Reply:
-        try:
-            line = await self._reader.readline()
-        except (ValueError, ConnectionError) as exc:
-            raise Unavailable(f"the cache filler connection failed: {exc}") from None
-        if not line.endswith(b"\n"):
-            raise Unavailable("the cache filler went away")
-        try:
-            return decode_reply(line)
-        except BadMessage as exc:
-            raise Unavailable(f"the cache filler sent a bad message: {exc}") from None
-
-    async def _listen(self) -> None:
-        try:
-            while True:
-                reply = await self._next()
-                if isinstance(reply, Have):
-                    self._settle(reply.block, None)
-                elif isinstance(reply, Failed):
-                    error = store_error(reply.kind, reply.detail, reply.retry_after)
-                    self._settle(reply.block, error)
-                elif isinstance(reply, Error):
-                    self._break(store_error(reply.kind, reply.detail, reply.retry_after))
-                    return
-        except Unavailable as exc:
-            self._break(exc)
-
-    def _settle(self, block: int, outcome: StoreError | None) -> None:
-        future = self._blocks.get(block)
-        if future is not None and not future.done():
-            future.set_result(outcome)
-
-    def _break(self, error: StoreError) -> None:
-        if self._broken is None:
-            self._broken = error
-        for future in self._blocks.values():
-            if not future.done():
-                future.set_result(self._broken)
 
 
 def _pread(fd: int, count: int, offset: int) -> bytes:
