@@ -208,11 +208,21 @@ def logged_twice(srv: ServerProcess, text: str) -> Callable[[], bool]:
     return lambda: srv.log_text().count(text) >= 2
 
 
+def _parent_of(stat: Path) -> int | None:
+    try:
+        fields = stat.read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return int(fields[1])
+
+
 def _kill_all(srv: ServerProcess) -> None:
     """SIGKILL the arbiter and every process it started (workers, filler)."""
-    children = subprocess.run(
-        ["pgrep", "-P", str(srv.proc.pid)], capture_output=True, text=True, check=False
-    ).stdout.split()
+    children = [
+        stat.parent.name
+        for stat in Path("/proc").glob("[0-9]*/stat")
+        if _parent_of(stat) == srv.proc.pid
+    ]
     srv.proc.kill()
     for pid in children:
         try:
