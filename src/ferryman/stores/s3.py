@@ -6,63 +6,53 @@ docs/decisions/0011-s3-client-library.md: any S3 key, S3's own error codes
 and Retry-After, ferryman's own SHA-256 sent as the checksum, a body that
 can be closed.
 
+This module holds the client, stat, ranged reads, listing and delete, and
+decides how an upload is sent; the sending itself (single PUT or multipart)
+is stores/s3upload.py, and what a failure means is stores/s3errors.py.
+
 Who owns what:
 - The aiobotocore client (and its aiohttp connection pool) belongs to the
   store: made on first use on the running loop, closed by `close()`.
 - A `read()` owns its HTTP response: the iterator's `finally` closes it, so
   `aclose()` (or a cancelled consumer) drops the connection at once instead
   of draining the rest of the body.
-- `upload()` owns its multipart upload: any failure, cancellation included,
-  aborts it, so no invisible parts are left behind to be billed.
-- The caller owns `fd`; it is only read here, with os.pread in a thread.
+- `upload()` hands its multipart upload to s3upload.put_in_parts, which
+  aborts it on any failure, cancellation included.
+- The caller owns `fd`; it is only read, in threads.
 
 Retries: none in the library (total_max_attempts=1). The cache decides when
 a read is worth another try and the upload path retries whole uploads
-(--upload-attempts); only a multipart part is retried here (PART_ATTEMPTS),
+(--upload-attempts); only a multipart part is retried (PART_ATTEMPTS),
 because failing a 16 GiB upload for one lost part would waste the rest.
 
-Every failure becomes a StoreError kind in `store_error`, the one place
-that knows the library's exceptions; nothing from botocore or aiohttp
-leaves this module.
+Every request and body read is wrapped here: its failure becomes a
+StoreError kind through s3errors.store_error, so nothing from botocore or
+aiohttp leaves this module.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
-import io
 import os
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator
+from functools import partial
+from typing import Any
 
-import aiohttp
-import botocore.exceptions as boto_errors  # type: ignore[import-untyped]
 from aiobotocore.config import AioConfig  # type: ignore[import-untyped]
-from aiobotocore.response import AioReadTimeoutError  # type: ignore[import-untyped]
 from aiobotocore.session import AioSession, get_session  # type: ignore[import-untyped]
 
 from ferryman.config import Config
-from ferryman.stores.base import (
-    AccessDenied,
-    ListEntry,
-    NotFound,
-    ObjectInfo,
-    PreconditionFailed,
-    StoreError,
-    Throttled,
-    Truncated,
-    Unavailable,
-)
+from ferryman.stores.base import ListEntry, ObjectInfo, Truncated, Unavailable
+from ferryman.stores.s3errors import LIBRARY_ERRORS, store_error
 from ferryman.stores.s3source import check_endpoint, parse_source
-
-T = TypeVar("T")
+from ferryman.stores.s3upload import FileWindow as FileWindow  # re-exported: s3.FileWindow
+from ferryman.stores.s3upload import put_in_parts, put_whole
 
 READ_CHUNK = 1024 * 1024  # the most one read() yield carries; aiohttp gives what has arrived
 UPLOAD_CONCURRENCY = 4  # parts in flight per upload (streamed from the file, not buffered)
-PART_ATTEMPTS = 3
-MAX_PARTS = 10_000
+PART_ATTEMPTS = 3  # tries of one multipart part
+MAX_PARTS = 10_000  # S3 takes 10,000 parts at most: larger files get larger parts
 CONNECT_TIMEOUT = 5.0
 READ_TIMEOUT = 30.0  # silence on an open connection before it counts as lost
 POOL_CONNECTIONS = 32
@@ -238,74 +228,26 @@ class S3Store:
     async def upload(
         self, key: str, fd: int, size: int, sha256: bytes, content_type: str | None = None
     ) -> None:
+        # The SHA-256 travels as metadata too: stat() reads it back for verification.
         extra: dict[str, Any] = {"Metadata": {"sha256": sha256.hex()}}
         if content_type:
             extra["ContentType"] = content_type
         if (await asyncio.to_thread(os.fstat, fd)).st_size < size:
             raise Truncated(f"{key}: the file to upload is shorter than {size} bytes")
+        call = partial(self._call, key, Key=self._key(key))
         if size <= self.multipart_threshold:
-            await self._call(
-                key,
-                "put_object",
-                Key=self._key(key),
-                Body=FileWindow(fd, 0, size),
-                ContentLength=size,
-                ChecksumSHA256=_b64(sha256),
-                **extra,
-            )
+            await put_whole(call, fd, size, sha256, extra)
         else:
-            await self._upload_parts(key, fd, size, extra)
-
-    async def _upload_parts(self, key: str, fd: int, size: int, extra: dict[str, Any]) -> None:
-        created = await self._call(
-            key, "create_multipart_upload", Key=self._key(key), ChecksumAlgorithm="SHA256", **extra
-        )
-        upload_id = created["UploadId"]
-        slots = asyncio.Semaphore(UPLOAD_CONCURRENCY)
-        part_size = max(self.part_size, -(-size // MAX_PARTS))  # S3 takes 10,000 parts at most
-
-        async def part(number: int) -> dict[str, Any]:
-            offset = (number - 1) * part_size
-            length = min(part_size, size - offset)
-            async with slots:
-                digest = await asyncio.to_thread(_sha256_of, fd, offset, length)
-                answer = await _with_retries(
-                    lambda: self._call(
-                        key,
-                        "upload_part",
-                        Key=self._key(key),
-                        UploadId=upload_id,
-                        PartNumber=number,
-                        Body=FileWindow(fd, offset, length),
-                        ContentLength=length,
-                        ChecksumSHA256=_b64(digest),
-                    )
-                )
-            return {"PartNumber": number, "ETag": answer["ETag"], "ChecksumSHA256": _b64(digest)}
-
-        count = -(-size // part_size)
-        try:
-            async with asyncio.TaskGroup() as group:
-                tasks = [group.create_task(part(n)) for n in range(1, count + 1)]
-            await self._call(
-                key,
-                "complete_multipart_upload",
-                Key=self._key(key),
-                UploadId=upload_id,
-                MultipartUpload={"Parts": [task.result() for task in tasks]},
+            await put_in_parts(
+                call,
+                fd,
+                size,
+                extra,
+                part_size=self.part_size,
+                max_parts=MAX_PARTS,
+                concurrency=UPLOAD_CONCURRENCY,
+                attempts=PART_ATTEMPTS,
             )
-        except BaseException as exc:
-            # Shielded: a cancelled upload must still abort, or its parts linger.
-            await asyncio.shield(self._abort(key, upload_id))
-            if isinstance(exc, BaseExceptionGroup):
-                raise _first_store_error(exc) from exc
-            raise
-
-    async def _abort(self, key: str, upload_id: str) -> None:
-        try:
-            await self._call(key, "abort_multipart_upload", Key=self._key(key), UploadId=upload_id)
-        except StoreError:
-            pass  # best effort; the original failure is what the caller needs to see
 
     async def delete(self, key: str) -> None:
         # S3 answers 204 whether or not the key existed; the protocol promises NotFound.
@@ -355,153 +297,3 @@ def _page_entries(page: dict[str, Any], full: str) -> list[tuple[str, ListEntry]
             entry = ListEntry(name=name, is_dir=False, size=item["Size"], last_modified=modified)
             entries.append((item["Key"], entry))
     return entries
-
-
-class FileWindow(io.RawIOBase):
-    """Bytes [offset, offset + length) of a descriptor, as a request body.
-
-    aiohttp streams a file-like body 64 KiB at a time, each read in its
-    executor: no part of the upload is held in memory and no file read runs
-    on the event loop. (A bytes body would be wrapped by botocore in a
-    BytesIO that aiohttp copies whole, on the loop: 30 ms for 64 MiB.)
-    The descriptor stays the caller's: closing the window does not close it.
-    """
-
-    def __init__(self, fd: int, offset: int, length: int) -> None:
-        super().__init__()
-        self._fd, self._offset, self._length = fd, offset, length
-        self._position = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._position
-
-    def seek(self, position: int, whence: int = os.SEEK_SET) -> int:
-        base = {os.SEEK_SET: 0, os.SEEK_CUR: self._position, os.SEEK_END: self._length}[whence]
-        self._position = min(max(base + position, 0), self._length)
-        return self._position
-
-    def readinto(self, buffer: Any) -> int:
-        wanted = min(len(buffer), self._length - self._position)
-        if wanted <= 0:
-            return 0
-        with memoryview(buffer) as view:
-            count = os.preadv(self._fd, [view[:wanted]], self._offset + self._position)
-        if count == 0:  # the file shrank under the upload: never send a short body quietly
-            raise OSError(f"upload source ended at {self._offset + self._position}")
-        self._position += count
-        return count
-
-
-def _sha256_of(fd: int, offset: int, length: int) -> bytes:
-    """SHA-256 of a region of a file (a multipart part's own checksum)."""
-    digest = hashlib.sha256()
-    done = 0
-    while done < length:
-        chunk = os.pread(fd, min(length - done, 1024 * 1024), offset + done)
-        if not chunk:
-            raise Truncated(f"the file to upload ended at {offset + done}")
-        digest.update(chunk)
-        done += len(chunk)
-    return digest.digest()
-
-
-def _b64(digest: bytes) -> str:
-    return base64.b64encode(digest).decode("ascii")
-
-
-async def _with_retries(attempt: Callable[[], Awaitable[T]]) -> T:
-    """A part upload, tried PART_ATTEMPTS times while the failure is worth retrying."""
-    for number in range(1, PART_ATTEMPTS + 1):
-        try:
-            return await attempt()
-        except (Unavailable, Truncated, Throttled) as exc:
-            if number == PART_ATTEMPTS:
-                raise
-            delay = exc.retry_after if isinstance(exc, Throttled) else 0.2 * 2**number
-            await asyncio.sleep(delay)
-    raise AssertionError("unreachable")
-
-
-def _first_store_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The failure of a TaskGroup of parts, as one exception (the first StoreError)."""
-    for exc in group.exceptions:
-        if isinstance(exc, BaseExceptionGroup):
-            return _first_store_error(exc)
-        if isinstance(exc, StoreError):
-            return exc
-    return group.exceptions[0]
-
-
-# -- failures --------------------------------------------------------------------
-
-LIBRARY_ERRORS = (
-    boto_errors.BotoCoreError,
-    boto_errors.ClientError,
-    aiohttp.ClientError,
-    asyncio.TimeoutError,
-    OSError,
-)
-NOT_FOUND_CODES = {"NoSuchKey", "NoSuchBucket", "NotFound", "NoSuchUpload", "404"}
-DENIED_CODES = {
-    "AccessDenied",
-    "InvalidAccessKeyId",
-    "SignatureDoesNotMatch",
-    "AllAccessDisabled",
-    "AccountProblem",
-    "InvalidToken",
-    "ExpiredToken",
-    "403",
-}
-THROTTLED_CODES = {"SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded"}
-# The bytes the store received were not the bytes sent: a cut request body.
-SHORT_BODY_CODES = {"IncompleteBody", "BadDigest", "XAmzContentSHA256Mismatch", "InvalidDigest"}
-BODY_CUT = (
-    AioReadTimeoutError,
-    boto_errors.ResponseStreamingError,
-    boto_errors.IncompleteReadError,
-    aiohttp.ClientPayloadError,
-)
-
-
-def store_error(exc: BaseException, key: str) -> StoreError:
-    """What a library or HTTP failure means to ferryman: the one translation."""
-    if isinstance(exc, StoreError):
-        return exc
-    if isinstance(exc, boto_errors.ClientError):
-        return _answer_error(exc, key)
-    if isinstance(exc, BODY_CUT):
-        return Truncated(f"{key}: the body was cut: {exc}")
-    if isinstance(exc, boto_errors.NoCredentialsError | boto_errors.PartialCredentialsError):
-        return AccessDenied(f"{key}: no usable credentials: {exc}")
-    return Unavailable(f"{key}: the store is unreachable: {type(exc).__name__}: {exc}")
-
-
-def _answer_error(exc: Any, key: str) -> StoreError:
-    """An error answer from the store: by its S3 code first, then by its status."""
-    response = exc.response
-    meta = response.get("ResponseMetadata", {})
-    status = int(meta.get("HTTPStatusCode") or 0)
-    code = str(response.get("Error", {}).get("Code") or status)
-    detail = f"{key}: {status} {code}"
-    if code in NOT_FOUND_CODES or status == 404:
-        return NotFound(detail)
-    if code in DENIED_CODES or status == 403:
-        return AccessDenied(detail)
-    if code == "PreconditionFailed" or status == 412:
-        return PreconditionFailed(detail)
-    if code in THROTTLED_CODES or status in (429, 503):
-        return Throttled(detail, _retry_after(meta.get("HTTPHeaders", {})))
-    if code in SHORT_BODY_CODES or status == 416:
-        return Truncated(detail)
-    return Unavailable(detail)
-
-
-def _retry_after(headers: dict[str, str]) -> int:
-    value = headers.get("retry-after", "")
-    return max(1, min(int(value), 3600)) if value.isdigit() else 1
