@@ -1,0 +1,140 @@
+"""The servers of the cache benchmark: the upstream (moto), ferryman with and without
+the cache, and nginx's proxy_cache in front of the same upstream.
+
+Each is a servers.ServerSpec, so servers.running_server starts it pinned to
+the server CPU in its own session and stops it by killing its process group.
+moto itself runs unpinned (it is the origin, not under test) and is stopped
+by the caller. Objects are stored public-read, so that nginx can fetch them
+without signing, as ferryman fetches them signed.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from servers import Launch, ServerSpec, ServerStartError, free_port
+from settings import HOST, REPO_DIR, Settings
+from testfiles import BIG_NAME, SMALL_NAME, TestFiles
+
+sys.path.insert(0, str(REPO_DIR))
+from tests.s3server import MotoServer, s3_env
+
+PUBLIC = {"x-amz-acl": "public-read"}
+
+
+@dataclass
+class Upstream:
+    moto: MotoServer
+    bucket: str
+
+    def put(self, key: str, data: bytes) -> None:
+        self.moto.put_object(self.bucket, key, data, PUBLIC)
+
+
+def start_upstream(files: TestFiles) -> Upstream:
+    """moto with a bucket holding the run's 1 KiB and 100 MiB files."""
+    moto = MotoServer()
+    try:
+        upstream = Upstream(moto, moto.create_bucket())
+        for name in (SMALL_NAME, BIG_NAME):
+            upstream.put(name, (files.root / name).read_bytes())
+    except BaseException:
+        moto.stop()
+        raise
+    return upstream
+
+
+def _ferryman_argv(settings: Settings, source: str) -> list[str]:
+    if not Path(settings.ferryman).exists():
+        raise ServerStartError(f"{settings.ferryman} does not exist")
+    argv = [settings.ferryman, "serve", source, "--host", HOST, "--port", "0"]
+    return [*argv, *settings.ferryman_args]
+
+
+def local_spec() -> ServerSpec:
+    def launch(workdir: Path, files: TestFiles, settings: Settings) -> Launch:
+        return Launch(_ferryman_argv(settings, str(files.root)))
+
+    return ServerSpec("local", "ferryman serving a local directory", launch)
+
+
+def cache_spec(upstream: Upstream, *, encrypt: bool = False) -> ServerSpec:
+    """ferryman serving the bucket through a fresh cache directory in its workdir."""
+
+    def launch(workdir: Path, files: TestFiles, settings: Settings) -> Launch:
+        argv = _ferryman_argv(settings, f"s3://{upstream.bucket}")
+        argv += ["--state-dir", str(workdir / "state"), "--cache-dir", str(workdir / "cache")]
+        if encrypt:
+            argv.append("--cache-encrypt")
+        return Launch(argv, env=s3_env(upstream.moto.url))
+
+    if encrypt:
+        return ServerSpec("cache-encrypt", "ferryman, s3 through --cache-encrypt", launch)
+    return ServerSpec("cache", "ferryman, s3 through --cache-dir", launch)
+
+
+NGINX_PROXY_CONF = """\
+daemon off;
+master_process on;
+worker_processes 1;
+user root;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log warn;
+events {{
+    worker_connections 1024;
+}}
+http {{
+    access_log off;
+    sendfile on;
+    client_body_temp_path {dir}/client_body;
+    proxy_temp_path {dir}/proxy;
+    fastcgi_temp_path {dir}/fastcgi;
+    uwsgi_temp_path {dir}/uwsgi;
+    scgi_temp_path {dir}/scgi;
+    proxy_cache_path {dir}/cache levels=1:2 keys_zone=objects:10m max_size=8g inactive=1h;
+    server {{
+        listen {host}:{port};
+        location / {{
+            proxy_pass {upstream}/{bucket}/;
+            proxy_set_header Host {upstream_host};
+            proxy_http_version 1.1;
+            proxy_cache objects;
+            proxy_cache_lock on;
+            proxy_cache_valid 200 206 1h;
+{extra}        }}
+    }}
+}}
+"""
+
+SLICE = """\
+            slice 1m;
+            proxy_cache_key $uri$slice_range;
+            proxy_set_header Range $slice_range;
+"""
+
+
+def nginx_cache_spec(upstream: Upstream, *, sliced: bool = False) -> ServerSpec:
+    """nginx proxy_cache in front of moto; `sliced` adds the slice module (1 MiB slices)."""
+
+    def launch(workdir: Path, files: TestFiles, settings: Settings) -> Launch:
+        port = free_port()
+        conf = workdir / "nginx.conf"
+        conf.write_text(
+            NGINX_PROXY_CONF.format(
+                dir=workdir,
+                host=HOST,
+                port=port,
+                upstream=upstream.moto.url,
+                upstream_host=upstream.moto.url.removeprefix("http://"),
+                bucket=upstream.bucket,
+                extra=SLICE if sliced else "",
+            )
+        )
+        argv = ["nginx", "-p", str(workdir), "-c", str(conf), "-e", str(workdir / "error.log")]
+        return Launch(argv, port)
+
+    if sliced:
+        return ServerSpec("nginx-slice", "nginx proxy_cache + slice 1m", launch)
+    return ServerSpec("nginx-cache", "nginx proxy_cache", launch)
