@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from ferryman.cache import filler as filler_module
+from ferryman.cache import fetcher as filler_module
 from ferryman.cache.crypto import BadBlock, BlockCipher
 from ferryman.cache.entry import CacheDir
 from ferryman.cache.eviction import Evictor

@@ -37,7 +37,8 @@ from typing import Any, Protocol
 from ferryman.cache.crypto import BlockCipher, load_or_create_key
 from ferryman.cache.entry import CacheDir
 from ferryman.cache.eviction import Evictor
-from ferryman.cache.filler import Filler, Outcome
+from ferryman.cache.filler import Filler
+from ferryman.cache.fillstate import Outcome
 from ferryman.cache.protocol import (
     MAX_LINE,
     Bad,

@@ -1,0 +1,192 @@
+"""Fetching runs of blocks from the store and writing each block as its bytes complete.
+
+`Fetcher.fetch` turns the blocks of a range that are neither present nor in
+flight into runs (at most `max_run` blocks, one ranged GET each, at most
+`max_fetches` GETs at a time). A run writes every block as soon as its bytes
+have arrived, settles that block's future, and after a cut or a reset asks
+again for what is still missing (RETRY_DELAYS).
+
+Who owns what (everything on the filler's loop):
+
+* A run owns the futures of its blocks until it settles them; however it
+  ends (done, failed, cancelled, a bug) every block it did not write is
+  settled with an error, so no waiter is left waiting.
+* A block is handed to write_block only when all its bytes arrived; the
+  write runs in a thread and is shielded from cancellation, and the Fill's
+  writer is closed only when its last write has returned (fillstate.py).
+  `writes` holds the running ones, for the filler's close.
+* A 412 or 404 means the pinned version is gone: the run hands the Fill to
+  `version_gone` (the filler's), which drops the entry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterator
+from functools import partial
+
+from ferryman.cache import blockmap
+from ferryman.cache.entry import CacheDir, EntryMeta
+from ferryman.cache.entryfiles import slot_size
+from ferryman.cache.evictionpacing import EvictionPacer
+from ferryman.cache.fillstate import Fill
+from ferryman.cache.stats import CacheStats
+from ferryman.stores.base import (
+    NotFound,
+    PreconditionFailed,
+    Store,
+    StoreError,
+    Truncated,
+    Unavailable,
+)
+
+log = logging.getLogger("ferryman.cache")
+
+RETRY_DELAYS = (0.05, 0.25)  # seconds before the 2nd and 3rd try of a run (cut or reset)
+
+
+class Fetcher:
+    def __init__(
+        self,
+        cache: CacheDir,
+        store: Store,
+        stats: CacheStats,
+        pacer: EvictionPacer,
+        version_gone: Callable[[Fill, StoreError], None],
+        *,
+        max_fetches: int,
+        max_run: int,
+    ) -> None:
+        self.cache = cache
+        self.store = store
+        self.stats = stats
+        self.max_run = max_run
+        self.writes: set[asyncio.Future[None]] = set()  # write_block threads running
+        self._pacer = pacer
+        self._version_gone = version_gone
+        self._slots = asyncio.Semaphore(max_fetches)
+
+    def fetch(self, fill: Fill, first: int, last: int) -> None:
+        """Start runs for the blocks of first..last that are neither present nor in flight."""
+        runs = blockmap.missing_runs(fill.writer.present, first, last, self.max_run, fill.pending)
+        loop = asyncio.get_running_loop()
+        for run_first, run_last in runs:
+            for block in range(run_first, run_last + 1):
+                fill.pending[block] = loop.create_future()
+            task = loop.create_task(self._fetch_run(fill, run_first, run_last))
+            fill.runs.add(task)
+            task.add_done_callback(fill.runs.discard)
+
+    async def _fetch_run(self, fill: Fill, first: int, last: int) -> None:
+        """One ranged GET for blocks first..last, retried for what a cut left missing."""
+        progress = _Progress(first)
+        try:
+            async with self._slots:
+                for attempt in range(len(RETRY_DELAYS) + 1):
+                    if progress.block > last:
+                        return
+                    try:
+                        await self._stream_run(fill, progress, last)
+                        return
+                    except (Truncated, Unavailable) as exc:
+                        if attempt == len(RETRY_DELAYS) or fill.dropped:
+                            raise
+                        log.info("cache: retrying blocks %d-%d of %r: %s",
+                                 progress.block, last, fill.meta.key, exc)  # fmt: skip
+                        await asyncio.sleep(RETRY_DELAYS[attempt])
+        except (PreconditionFailed, NotFound) as exc:
+            self._version_gone(fill, exc)
+        except StoreError as exc:
+            fill.fail_range(progress.block, last, exc)
+        except OSError as exc:
+            log.error("cache: cannot write %r: %s", fill.meta.key, exc)
+            error = Unavailable(f"the cache cannot store blocks: {exc.strerror}")
+            fill.fail_range(progress.block, last, error)
+        except asyncio.CancelledError:
+            fill.fail_range(progress.block, last, Unavailable("the fetch was stopped"))
+            raise
+        except Exception as exc:  # a bug must not leave waiters hanging
+            log.exception("cache: fetching blocks %d-%d of %r failed", first, last, fill.meta.key)
+            fill.fail_range(progress.block, last, Unavailable(f"fetch failed: {exc!r}"))
+
+    async def _stream_run(self, fill: Fill, progress: _Progress, last: int) -> None:
+        """Write each block as its bytes complete; the run's last one once the body ended.
+
+        The store checks that its answer is the range asked (stores/base.py);
+        holding the last block until the body ends is the backstop: a body
+        longer than asked is refused before its last block is written.
+        """
+        meta = fill.meta
+        start, _ = meta.block_span(progress.block)
+        end = sum(meta.block_span(last))
+        self.stats.upstream_requests += 1
+        stream = self.store.read(meta.key, start, end, if_match=meta.etag)
+        buffer = bytearray()
+        received = 0
+        try:
+            async for chunk in stream:
+                received += len(chunk)
+                self.stats.bytes_fetched += len(chunk)
+                if received > end - start:
+                    raise Unavailable(f"the store sent more than bytes {start}-{end - 1}")
+                buffer += chunk
+                for block, data in _whole_blocks(meta, buffer, progress.block, last - 1):
+                    await self._write(fill, block, data)
+                    progress.block = block + 1
+        finally:
+            close = getattr(stream, "aclose", None)
+            if close is not None:
+                await close()
+        for block, data in _whole_blocks(meta, buffer, progress.block, last):
+            await self._write(fill, block, data)
+            progress.block = block + 1
+        if progress.block <= last:
+            raise Truncated(
+                f"the store's answer for {meta.key!r} stopped at block {progress.block}"
+            )
+
+    async def _write(self, fill: Fill, block: int, data: bytes) -> None:
+        """Make room, write one whole block durably, and tell its waiters."""
+        if fill.dropped:
+            raise asyncio.CancelledError
+        slot = slot_size(fill.meta.block_size, self.cache.encrypted)
+        await self._pacer.make_room(slot)
+        fill.writes += 1
+        write = asyncio.ensure_future(asyncio.to_thread(fill.writer.write_block, block, data))
+        write.add_done_callback(partial(_write_done, fill))
+        self.writes.add(write)
+        write.add_done_callback(self.writes.discard)
+        await asyncio.shield(write)  # a cancelled run still lets the thread finish
+        self._pacer.wrote(slot)
+        self.stats.fills += 1
+        fill.settle(block, None)
+
+
+class _Progress:
+    """The first block of a run not yet written (survives the run's retries)."""
+
+    __slots__ = ("block",)
+
+    def __init__(self, block: int) -> None:
+        self.block = block
+
+
+def _whole_blocks(
+    meta: EntryMeta, buffer: bytearray, block: int, last: int
+) -> Iterator[tuple[int, bytes]]:
+    """Cut every complete block off the front of `buffer`, starting with `block`."""
+    while block <= last:
+        _, length = meta.block_span(block)
+        if len(buffer) < length:
+            return
+        data = bytes(buffer[:length])
+        del buffer[:length]
+        yield block, data
+        block += 1
+
+
+def _write_done(fill: Fill, write: asyncio.Future[None]) -> None:
+    if not write.cancelled():
+        write.exception()  # the awaiting run reports it; this only marks it seen
+    fill.end_write()
