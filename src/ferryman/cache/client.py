@@ -229,6 +229,17 @@ class CacheClient:
         finally:
             link.close()
 
+    def _version_gone(self, key: str) -> None:
+        """A fill of `key` learned that its version changed upstream: the filler drops the
+        entry from a task, so until it has, the next lookup must ask it (check), not find
+        the old entry still in place."""
+        if len(self._changed) >= MAX_CHANGED:
+            self._changed.clear()
+        self._changed.add(key)
+        shared = self._readers.pop(key, None)
+        if shared is not None:
+            shared.retire()
+
     def close(self) -> None:
         """Close every reader no transfer uses (worker shutdown); the rest close after."""
         if self._sweeper is not None:
@@ -340,18 +351,22 @@ class CachedObject:
 
     async def _stream(self, spans: list[Span]) -> AsyncIterator[bytes]:
         block_size = self.reader.meta.block_size
-        for span in spans:
-            if isinstance(span, bytes):
-                if span:
-                    yield span
-                continue
-            blocks = blockmap.blocks_covering(span.start, span.end + 1, block_size)
-            last = blocks.stop - 1
-            for block in blocks:
-                await self._ensure(block, last)
-                low = max(span.start, block * block_size)
-                high = min(span.end + 1, (block + 1) * block_size)
-                yield await self._read(block, low, high)
+        try:
+            for span in spans:
+                if isinstance(span, bytes):
+                    if span:
+                        yield span
+                    continue
+                blocks = blockmap.blocks_covering(span.start, span.end + 1, block_size)
+                last = blocks.stop - 1
+                for block in blocks:
+                    await self._ensure(block, last)
+                    low = max(span.start, block * block_size)
+                    high = min(span.end + 1, (block + 1) * block_size)
+                    yield await self._read(block, low, high)
+        except PreconditionFailed:
+            self._client._version_gone(self.reader.meta.key)
+            raise
 
     async def _ensure(self, block: int, last: int) -> None:
         """Return once `block` is present, asking the filler for it (and a window ahead)."""
