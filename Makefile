@@ -11,7 +11,7 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Real clients the integration tests drive (Debian package: command it provides).
 TEST_TOOLS := curl:curl wget:wget aria2:aria2c
 
-.PHONY: serve test setup test-tools lint typecheck unit fuzz bench clean
+.PHONY: serve test setup test-tools lint typecheck unit fuzz bench bench-cache clean
 
 setup: $(STAMP)
 
@@ -54,6 +54,10 @@ fuzz: $(STAMP)
 
 bench: $(STAMP)
 	bash bench/run.sh $(if $(QUICK),--quick)
+
+# The cache against local files, and cold time to first byte against nginx's proxy_cache.
+bench-cache: $(STAMP)
+	$(BIN)/python bench/cache_bench.py $(if $(QUICK),--quick)
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis
