@@ -100,7 +100,9 @@ async def watch_close(reader: asyncio.StreamReader, stats: IdleStats) -> None:
     stats.closed += 1
 
 
-async def connect(args: argparse.Namespace, source: str | None, failures: Failures, rcvbuf=None):
+async def connect(
+    args: argparse.Namespace, source: str | None, failures: Failures, rcvbuf: int | None = None
+) -> socket.socket | None:
     """A connected socket from `source`, or None with the failure recorded."""
     try:
         sock = client_socket(source, rcvbuf)
