@@ -26,6 +26,7 @@ from collections.abc import AsyncIterator, Awaitable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ferryman.app import listing
+from ferryman.app.filecache import SmallFileCache
 from ferryman.app.files import Plan, plan_response
 from ferryman.app.paths import RequestPath, resolve
 from ferryman.config import Config
@@ -105,6 +106,10 @@ class RemoteServer:
     def _cached_response(self, request: Request, cached: CachedObject, name: str) -> Response:
         """The answer from a cached version; its body (or this) releases the entry."""
         try:
+            if SmallFileCache.applies_to(request.method, request.headers):
+                memory = cached.whole_in_memory()
+                if memory is not None:
+                    return self._from_memory(request, cached, name, *memory)
             plan = self._plan(request, cached.info, name)
             if plan.status == 304 or request.method == "HEAD":
                 cached.close()
@@ -113,6 +118,32 @@ class RemoteServer:
         except BaseException:
             cached.close()
             raise
+
+    def _from_memory(
+        self,
+        request: Request,
+        cached: CachedObject,
+        name: str,
+        data: bytes,
+        head: tuple[Headers, bytes] | None,
+    ) -> Response:
+        """A plain GET or HEAD of a small object: its bytes and head, both kept in memory.
+
+        The headers are decided once by the full path (plan_response) and kept
+        with the entry; a new version is a new entry, so they cannot go stale.
+        """
+        block: bytes | None = None
+        if head is None:
+            headers = self._plan(request, cached.info, name).headers  # a plain 200
+            cached.remember_head(headers)
+        else:
+            headers, block = head
+        if request.method == "HEAD":
+            cached.close()
+            body = Body()
+            body.length = len(data)
+            return Response(200, headers, body, block)
+        return Response(200, headers, Body((data,), cleanup=cached.close), block)
 
     def _plan(self, request: Request, info: ObjectInfo, name: str) -> Plan:
         extra: Headers = []

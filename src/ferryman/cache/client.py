@@ -36,6 +36,7 @@ from ferryman.cache.stats import CacheStats
 from ferryman.config import Config
 from ferryman.http.body import Body, Part
 from ferryman.http.ranges import ByteRange
+from ferryman.http.response import Headers, encode_headers
 from ferryman.pagecache import read_nowait
 from ferryman.stores.base import ObjectInfo, PreconditionFailed, StoreError, Unavailable
 
@@ -43,6 +44,7 @@ MAX_READERS = 64  # open entries kept per worker (each holds four descriptors)
 MAX_CHANGED = 4096  # keys written by this worker and not looked up since
 SWEEP_EVERY = 1.0  # seconds between sweeps of the LRU (see _sweep)
 LINGER = 2.0  # seconds an idle entry stays locked in use (see _Shared)
+SMALL_IN_MEMORY = 16 * 1024  # complete entries up to this size are kept in memory
 COMPLETE_CHECK = 4096  # entries of at most this many blocks are checked whole once
 THREAD_DECRYPT = 64 * 1024  # blocks at least this long are read and decrypted in a thread
 
@@ -77,7 +79,8 @@ class _Shared:
     """
 
     __slots__ = (
-        "checked", "complete", "idle_since", "info", "locked", "reader", "retired", "users",
+        "checked", "complete", "head", "idle_since", "info", "locked", "reader", "retired",
+        "small", "users",
     )  # fmt: skip
 
     def __init__(self, reader: EntryReader) -> None:
@@ -93,9 +96,16 @@ class _Shared:
         self.locked = False
         self.idle_since = time.monotonic()
         self.retired = False  # out of the LRU: close when the last use ends
+        self.small: bytes | None = None  # the whole object, for small complete plain entries
+        self.head: tuple[Headers, bytes] | None = None  # a plain 200's headers, encoded
 
     def use(self) -> bool:
-        """Take a use; False if the entry is no longer in the cache (evicted, replaced)."""
+        """Take a use; False if the entry is no longer in the cache (evicted, replaced).
+
+        While this worker holds the lock the evictor cannot take the entry, but
+        a write through another worker can replace it: one fstat per use sees
+        that at once, so a read after a write never gets the old version.
+        """
         if self.locked:
             if os.fstat(self.reader.data_fd).st_nlink == 0:
                 return False
@@ -315,6 +325,12 @@ class CachedObject:
         elif not self._asked_filler:
             self._client.stats.misses += 1
         reader.touch_used()
+        small = self._small() if present else None
+        if small is not None:  # no read at all: the bytes are in memory
+            return Body(
+                [s if isinstance(s, bytes) else small[s.start : s.end + 1] for s in spans],
+                cleanup=self.close,
+            )
         if present and not reader.encrypted:
             parts: list[Part] = [
                 s if isinstance(s, bytes) else reader.region(s.start, s.end - s.start + 1)
@@ -323,6 +339,40 @@ class CachedObject:
             return Body(parts, cleanup=self.close)
         length = sum(len(s) if isinstance(s, bytes) else s.end - s.start + 1 for s in spans)
         return Body(stream=self._stream(list(spans)), length=length, cleanup=self.close)
+
+    def whole_in_memory(self) -> tuple[bytes, tuple[Headers, bytes] | None] | None:
+        """(bytes, remembered 200 head) of a small complete entry; None for any other.
+
+        For the plain GET or HEAD of a small object, the caller answers from
+        memory with the head it remembered (`remember_head`), as local small
+        files are answered (app/filecache.py).
+        """
+        small = self._small()
+        if small is None or self._shared is None:
+            return None
+        self._client.stats.hits += 1
+        self.reader.touch_used()
+        return small, self._shared.head
+
+    def remember_head(self, headers: Headers) -> None:
+        if self._shared is not None:
+            self._shared.head = (headers, encode_headers(headers))
+
+    def _small(self) -> bytes | None:
+        """A small, complete, plain entry's bytes, read once and kept with the entry.
+
+        Safe because a plain entry's present blocks never change (a new
+        version is a new entry); bounded by MAX_READERS * SMALL_IN_MEMORY.
+        """
+        shared = self._shared
+        if shared is None or not shared.complete or self.reader.encrypted:
+            return None
+        if shared.small is None and self.info.size <= SMALL_IN_MEMORY:
+            region = self.reader.region(0, self.info.size)
+            data = read_nowait(region.fd, region.offset, region.count)
+            if data is not None and len(data) == region.count:
+                shared.small = data
+        return shared.small
 
     def _present(self, spans: Sequence[Span]) -> bool:
         """Every block the ranges need is present (and note a complete entry)."""
