@@ -40,6 +40,7 @@ from ferryman.http.conditional import Validators
 from ferryman.http.digest import format_repr_digest
 from ferryman.http.parser import Request
 from ferryman.http.response import Response
+from ferryman.keylocks import KeyLocks
 from ferryman.stores.base import (
     AccessDenied,
     NotFound,
@@ -69,7 +70,7 @@ class RemoteUploads:
         self.attempts = config.upload_attempts
         self.catalog = catalog
         self.changed = changed  # told the key after a write or delete (the cache drops it)
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._locks = KeyLocks()
 
     # -- PUT ------------------------------------------------------------------------
 
@@ -90,7 +91,7 @@ class RemoteUploads:
         try:
             size = await _receive(body, fd, checks)
             checks.verify()
-            async with self._lock(key):
+            async with self._locks.hold(key):
                 now = await self._current(key)
                 if create_only or now != before:  # it changed while the body arrived
                     check_write_preconditions(request, _validators(now))
@@ -168,7 +169,7 @@ class RemoteUploads:
     async def delete(self, request: Request) -> Response:
         key = object_key(write_path(request))
         try:
-            async with self._lock(key):
+            async with self._locks.hold(key):
                 before = await self._current(key)
                 if before is None:
                     raise HttpError(404, "not_found", "no such object")
@@ -194,14 +195,6 @@ class RemoteUploads:
             return await self.store.stat(key)
         except NotFound:
             return None
-
-    def _lock(self, key: str) -> asyncio.Lock:
-        lock = self._locks.get(key)
-        if lock is None:
-            if len(self._locks) > 4096:  # drop idle locks; a held one is kept
-                self._locks = {k: v for k, v in self._locks.items() if v.locked()}
-            lock = self._locks[key] = asyncio.Lock()
-        return lock
 
     async def _record(self, key: str, info: ObjectInfo, sha256: bytes) -> None:
         if self.catalog is None:

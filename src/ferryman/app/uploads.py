@@ -42,6 +42,7 @@ from ferryman.http.conditional import Validators
 from ferryman.http.digest import format_repr_digest
 from ferryman.http.parser import Request
 from ferryman.http.response import Response
+from ferryman.keylocks import KeyLocks
 
 if TYPE_CHECKING:
     from ferryman.app.files import FileServer
@@ -57,7 +58,7 @@ class Uploads:
         self.files = files
         self.verify_mode = verify
         self.catalog = catalog
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._locks = KeyLocks()
 
     # -- PUT ------------------------------------------------------------------
 
@@ -79,7 +80,7 @@ class Uploads:
                 size = await self._receive(body, temp_fd, checks)
                 checks.verify()
                 await asyncio.to_thread(_settle, temp_fd, size, checks.sha256, self.verify_mode)
-                async with self._lock(path.relative):
+                async with self._locks.hold(path.relative):
                     if not create_only:  # the version the client saw may have changed meanwhile
                         check_write_preconditions(
                             request, _validators(await asyncio.to_thread(existing, parent, name))
@@ -129,7 +130,7 @@ class Uploads:
             open_parent, self.files.root_fd, path.segments[:-1], create=False
         )
         try:
-            async with self._lock(path.relative):
+            async with self._locks.hold(path.relative):
                 before = await asyncio.to_thread(existing, parent, name)
                 if before is None:
                     raise HttpError(404, "not_found", "no such file")
@@ -149,14 +150,6 @@ class Uploads:
         return Response(204)
 
     # -- shared -----------------------------------------------------------------
-
-    def _lock(self, key: str) -> asyncio.Lock:
-        lock = self._locks.get(key)
-        if lock is None:
-            if len(self._locks) > 4096:  # drop idle locks; a held one is kept
-                self._locks = {k: v for k, v in self._locks.items() if v.locked()}
-            lock = self._locks[key] = asyncio.Lock()
-        return lock
 
     async def _record(
         self, path: RequestPath, st: os.stat_result, sha256: bytes, etag: str

@@ -38,8 +38,8 @@ from ferryman.cache.eviction import Evictor
 from ferryman.cache.evictionpacing import EvictionPacer
 from ferryman.cache.fetcher import Fetcher
 from ferryman.cache.fillstate import Fill, Outcome, relay
-from ferryman.cache.keylocks import KeyLocks
 from ferryman.cache.stats import CacheStats
+from ferryman.keylocks import KeyLocks
 from ferryman.stores.base import NotFound, PreconditionFailed, Store, StoreError, Unavailable
 
 log = logging.getLogger("ferryman.cache")

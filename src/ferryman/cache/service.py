@@ -57,6 +57,7 @@ from ferryman.cache.protocol import (
 )
 from ferryman.config import Config
 from ferryman.errors import ConfigError
+from ferryman.loops import new_event_loop
 from ferryman.stores.base import StoreError, Unavailable
 
 log = logging.getLogger("ferryman.cache")
@@ -98,7 +99,7 @@ def socket_path(config: Config) -> str:
 
 def run_filler(config: Config, supervision: Supervision | None = None) -> int:
     """The filler process: serve until SIGTERM or SIGINT; returns the exit status."""
-    loop = _new_event_loop(config.loop)
+    loop = new_event_loop(config.loop)
     try:
         return loop.run_until_complete(_run(config, supervision))
     finally:
@@ -172,19 +173,6 @@ def _sole_filler(cache_dir: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
-
-
-def _new_event_loop(choice: str) -> asyncio.AbstractEventLoop:
-    if choice != "asyncio":
-        try:
-            import uvloop
-        except ImportError:
-            if choice == "uvloop":
-                raise ConfigError("--loop uvloop: uvloop is not installed") from None
-        else:
-            loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
-            return loop
-    return asyncio.new_event_loop()
 
 
 # -- the protocol server -----------------------------------------------------------------

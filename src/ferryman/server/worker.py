@@ -33,6 +33,7 @@ from typing import Protocol
 from ferryman.app.routes import App
 from ferryman.config import Config
 from ferryman.errors import ConfigError
+from ferryman.loops import new_event_loop
 from ferryman.server.accesslog import AccessLog
 from ferryman.server.connection import HttpConnection
 from ferryman.server.context import ServerContext
@@ -84,19 +85,6 @@ def raise_fd_limit(max_connections: int) -> int:
         )  # fmt: skip
         return fits
     return max_connections
-
-
-def new_event_loop(choice: str) -> asyncio.AbstractEventLoop:
-    if choice in ("auto", "uvloop"):
-        try:
-            import uvloop
-        except ImportError:
-            if choice == "uvloop":
-                raise ConfigError("--loop uvloop: uvloop is not installed") from None
-        else:
-            loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
-            return loop
-    return asyncio.new_event_loop()
 
 
 def check_source(config: Config) -> None:

@@ -1,9 +1,12 @@
-"""One asyncio lock per cache key, kept only while someone holds or waits for it.
+"""One asyncio lock per key (a path, an object key), kept only while someone holds or waits.
 
-The filler changes an entry on disk (load, create, drop) only under its
-key's lock, so a drop after a 412 cannot remove the entry an open has just
-created. A key that is in `KeyLocks` is being worked on: idle writers of
-such keys are not closed.
+Users: writes of local files and of store objects (app/uploads.py,
+app/remote_uploads.py) order a key's commit and catalog record under its
+lock; the cache filler changes an entry on disk (load, create, drop) only
+under its key's lock, so a drop after a 412 cannot remove the entry an open
+has just created, and a key in `KeyLocks` is being worked on (its idle
+writer is not closed). Memory is bounded by the keys in use, not by every
+key ever seen.
 """
 
 from __future__ import annotations
