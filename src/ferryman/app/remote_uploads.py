@@ -26,10 +26,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import os
 from collections.abc import Callable
 
-from ferryman.app.intake import BodyChecks, check_write_preconditions, write_and_hash, write_path
+from ferryman.app.intake import BodyChecks, check_write_preconditions, receive_body, write_path
 from ferryman.app.remote import close_stream, object_key
 from ferryman.app.spool import Spool
 from ferryman.catalog.db import Catalog, CatalogError
@@ -89,7 +88,7 @@ class RemoteUploads:
         except OSError as exc:
             raise HttpError(507, "insufficient_storage", f"cannot spool the body: {exc}") from None
         try:
-            size = await _receive(body, fd, checks)
+            size = await receive_body(body, fd, checks)
             checks.verify()
             async with self._locks.hold(key):
                 now = await self._current(key)
@@ -227,18 +226,3 @@ def _validators(info: ObjectInfo | None) -> Validators | None:
     if info is None:
         return None
     return Validators(etag=info.etag, last_modified=info.last_modified)
-
-
-async def _receive(body: BodyReader | None, fd: int, checks: BodyChecks) -> int:
-    size = 0
-    batch = bytearray()
-    if body is not None:
-        async for chunk in body:
-            batch += chunk
-            if len(batch) >= _BATCH:
-                size += await asyncio.to_thread(write_and_hash, fd, batch, checks)
-                batch = bytearray()
-    if batch:
-        size += await asyncio.to_thread(write_and_hash, fd, batch, checks)
-    os.lseek(fd, 0, os.SEEK_SET)
-    return size

@@ -30,7 +30,7 @@ from ferryman.app.files import file_etag
 from ferryman.app.intake import (
     BodyChecks,
     check_write_preconditions,
-    write_and_hash,
+    receive_body,
     write_path,
 )
 from ferryman.app.paths import RequestPath
@@ -77,7 +77,7 @@ class Uploads:
             temp = TEMP_PREFIX + secrets.token_hex(8)
             temp_fd = await asyncio.to_thread(_create_temp, parent, temp)
             try:
-                size = await self._receive(body, temp_fd, checks)
+                size = await receive_body(body, temp_fd, checks)
                 checks.verify()
                 await asyncio.to_thread(_settle, temp_fd, size, checks.sha256, self.verify_mode)
                 async with self._locks.hold(path.relative):
@@ -107,19 +107,6 @@ class Uploads:
             headers.append(("Location", path.url()))
             return Response(201, headers)
         return Response(204, headers)
-
-    async def _receive(self, body: BodyReader | None, fd: int, checks: BodyChecks) -> int:
-        size = 0
-        batch = bytearray()
-        if body is not None:
-            async for chunk in body:
-                batch += chunk
-                if len(batch) >= _BATCH:
-                    size += await asyncio.to_thread(write_and_hash, fd, batch, checks)
-                    batch = bytearray()
-        if batch:
-            size += await asyncio.to_thread(write_and_hash, fd, batch, checks)
-        return size
 
     # -- DELETE ---------------------------------------------------------------
 
