@@ -14,7 +14,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from servers import Launch, ServerSpec, ServerStartError, free_port
+from servers import Launch, ServerSpec, ferryman_argv, free_port
 from settings import HOST, REPO_DIR, Settings
 from testfiles import BIG_NAME, SMALL_NAME, TestFiles
 
@@ -46,16 +46,9 @@ def start_upstream(files: TestFiles) -> Upstream:
     return upstream
 
 
-def _ferryman_argv(settings: Settings, source: str) -> list[str]:
-    if not Path(settings.ferryman).exists():
-        raise ServerStartError(f"{settings.ferryman} does not exist")
-    argv = [settings.ferryman, "serve", source, "--host", HOST, "--port", "0"]
-    return [*argv, *settings.ferryman_args]
-
-
 def local_spec() -> ServerSpec:
     def launch(workdir: Path, files: TestFiles, settings: Settings) -> Launch:
-        return Launch(_ferryman_argv(settings, str(files.root)))
+        return Launch(ferryman_argv(settings, str(files.root)))
 
     return ServerSpec("local", "ferryman serving a local directory", launch)
 
@@ -64,7 +57,7 @@ def cache_spec(upstream: Upstream, *, encrypt: bool = False) -> ServerSpec:
     """ferryman serving the bucket through a fresh cache directory in its workdir."""
 
     def launch(workdir: Path, files: TestFiles, settings: Settings) -> Launch:
-        argv = _ferryman_argv(settings, f"s3://{upstream.bucket}")
+        argv = ferryman_argv(settings, f"s3://{upstream.bucket}")
         argv += ["--state-dir", str(workdir / "state"), "--cache-dir", str(workdir / "cache")]
         if encrypt:
             argv.append("--cache-encrypt")

@@ -72,11 +72,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _ferryman(workdir: Path, files: TestFiles, settings: Settings) -> Launch:
+def ferryman_argv(settings: Settings, source: str) -> list[str]:
+    """`ferryman serve SOURCE` on a free port, with the run's extra flags."""
     if not Path(settings.ferryman).exists():
         raise ServerStartError(f"{settings.ferryman} does not exist")
-    argv = [settings.ferryman, "serve", str(files.root), "--host", HOST, "--port", "0"]
-    return Launch([*argv, *settings.ferryman_args])
+    argv = [settings.ferryman, "serve", source, "--host", HOST, "--port", "0"]
+    return [*argv, *settings.ferryman_args]
+
+
+def _ferryman(workdir: Path, files: TestFiles, settings: Settings) -> Launch:
+    return Launch(ferryman_argv(settings, str(files.root)))
 
 
 NGINX_CONF = """\

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -46,6 +47,7 @@ class MemObject:
     etag: str
     last_modified: int
     content_type: str | None = None
+    sha256: str | None = None  # what ferryman's upload records in the metadata
 
 
 @dataclass
@@ -60,6 +62,8 @@ class MemStore:
     gate: asyncio.Event = field(default_factory=asyncio.Event)
     held: int = 0  # reads currently paused at the gate
     description: str = "memory"
+    uploads: int = 0  # upload() calls
+    upload_faults: list[object] = field(default_factory=list)  # "empty" or a StoreError
     _version: int = 0
 
     def put(self, key: str, data: bytes, content_type: str | None = None) -> str:
@@ -75,7 +79,9 @@ class MemStore:
         obj = self.objects.get(key)
         if obj is None:
             raise NotFound(f"no object {key!r}")
-        return ObjectInfo(key, len(obj.data), obj.etag, obj.last_modified, None, obj.content_type)
+        return ObjectInfo(
+            key, len(obj.data), obj.etag, obj.last_modified, obj.sha256, obj.content_type
+        )
 
     def read(
         self, key: str, start: int, end: int, *, if_match: str | None = None
@@ -126,13 +132,34 @@ class MemStore:
                 raise Unavailable("connection reset by peer")
             raise Truncated(f"body ended after {cut} of {end - start} bytes")
 
-    def list(self, prefix: str) -> AsyncIterator[ListEntry]:
-        raise NotImplementedError
+    async def list(self, prefix: str) -> AsyncIterator[ListEntry]:
+        """One level under `prefix`, in key order, as S3 with Delimiter "/" gives it."""
+        seen: set[str] = set()
+        for key in sorted(self.objects):
+            if not key.startswith(prefix):
+                continue
+            name, slash, _ = key[len(prefix) :].partition("/")
+            if name in seen:
+                continue
+            seen.add(name)
+            obj = self.objects[key]
+            if slash:
+                yield ListEntry(name, True)
+            else:
+                yield ListEntry(name, False, len(obj.data), obj.last_modified)
 
     async def upload(
         self, key: str, fd: int, size: int, sha256: bytes, content_type: str | None = None
     ) -> None:
-        raise NotImplementedError
+        """Keep what the fd holds; an `upload_faults` entry instead keeps b"" ("empty")
+        or raises its StoreError."""
+        self.uploads += 1
+        fault = self.upload_faults.pop(0) if self.upload_faults else None
+        if isinstance(fault, Exception):
+            raise fault
+        data = b"" if fault == "empty" else os.pread(fd, size, 0)
+        self.put(key, data, content_type)
+        self.objects[key].sha256 = hashlib.sha256(data).hexdigest()
 
     async def delete(self, key: str) -> None:
         self.objects.pop(key)

@@ -39,7 +39,8 @@ from ferryman.http.response import Headers, Response
 from ferryman.stores.base import NotFound, ObjectInfo, Store, StoreError, http_error
 
 if TYPE_CHECKING:
-    from ferryman.cache.client import CacheClient, CachedObject
+    from ferryman.cache.cached import CachedObject
+    from ferryman.cache.client import CacheClient
 
 LISTING_LIMIT = 10_000  # entries per listing page rendered; more are cut (and said so)
 INDEX = "index.html"

@@ -1,19 +1,14 @@
-"""The worker side of the block cache: read entries directly, ask the filler for the rest.
+"""The worker side of the block cache: which entry answers a key, without the filler if possible.
 
 Runs in each worker's event loop (decisions/0012). The warm path sends no
 message and awaits nothing: `lookup_warm` finds the entry's reader in a small
 per-worker LRU (or opens it from disk), checks that its last HEAD is recent
 enough and takes the shared flock that marks it in use; when it cannot,
-`lookup` asks the filler (link.py); `body` then describes present
-bytes of a plain entry as FileRegions, which the connection sends with
-sendfile. Anything else streams: missing blocks are asked of the filler over
-a Unix socket (protocol.py), a window of `readahead` blocks ahead of the one
-being sent, and each block is read from disk once the filler says it is
-present. A failed block, or the filler going away, ends the stream with a
-StoreError, so the connection aborts: a client never gets wrong bytes.
+`lookup` asks the filler (link.py). What is sent from the entry found is cached.py's
+business (CachedObject).
 
 Ownership: the LRU owns its EntryReaders. A CachedObject holds one use of a
-reader (the flock is held while any use is, and a moment after: _Shared)
+reader (the flock is held while any use is, and a moment after: SharedEntry)
 and, after a cold lookup, its filler connection; `body` hands both to the
 Body's cleanup, and `close` releases them when no body was made (HEAD, 304,
 412).
@@ -25,30 +20,22 @@ import asyncio
 import os
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 
-from ferryman.cache import blockmap
-from ferryman.cache.crypto import BadBlock, BlockCipher, load_or_create_key
+from ferryman.cache.cached import CachedObject
+from ferryman.cache.crypto import BlockCipher, load_or_create_key
 from ferryman.cache.entry import CacheDir, EntryReader
 from ferryman.cache.link import FillerLink
 from ferryman.cache.stats import CacheStats
 from ferryman.config import Config
-from ferryman.http.body import Body, Part
-from ferryman.http.ranges import ByteRange
-from ferryman.http.response import Headers, encode_headers
-from ferryman.pagecache import read_nowait
-from ferryman.stores.base import ObjectInfo, PreconditionFailed, StoreError, Unavailable
+from ferryman.http.response import Headers
+from ferryman.stores.base import ObjectInfo, StoreError, Unavailable
 
 MAX_READERS = 64  # open entries kept per worker (each holds four descriptors)
 MAX_CHANGED = 4096  # keys written by this worker and not looked up since
 SWEEP_EVERY = 1.0  # seconds between sweeps of the LRU (see _sweep)
-LINGER = 2.0  # seconds an idle entry stays locked in use (see _Shared)
-SMALL_IN_MEMORY = 16 * 1024  # complete entries up to this size are kept in memory
-COMPLETE_CHECK = 4096  # entries of at most this many blocks are checked whole once
-THREAD_DECRYPT = 64 * 1024  # blocks at least this long are read and decrypted in a thread
-
-Span = bytes | ByteRange
+LINGER = 2.0  # seconds an idle entry stays locked in use (see SharedEntry)
 
 
 def open_cache_client(config: Config) -> CacheClient:
@@ -68,7 +55,7 @@ def open_cache_client(config: Config) -> CacheClient:
     )
 
 
-class _Shared:
+class SharedEntry:
     """One EntryReader of the LRU, the uses (CachedObjects) holding it, what is known of it.
 
     The shared flock is taken at the first use and kept until the entry has
@@ -107,7 +94,7 @@ class _Shared:
         that at once, so a read after a write never gets the old version.
         """
         if self.locked:
-            if os.fstat(self.reader.data_fd).st_nlink == 0:
+            if self.unlinked():
                 return False
         elif self.reader.acquire():
             self.locked = True
@@ -157,7 +144,7 @@ class CacheClient:
         self.readahead = readahead
         self.clock = clock
         self.stats = CacheStats()  # hits and misses of this worker
-        self._readers: OrderedDict[str, _Shared] = OrderedDict()
+        self._readers: OrderedDict[str, SharedEntry] = OrderedDict()
         self._sweeper: asyncio.TimerHandle | None = None
         self._changed: set[str] = set()  # keys this worker wrote: check before serving
         self._tasks: set[asyncio.Task[None]] = set()
@@ -217,12 +204,7 @@ class CacheClient:
         filler is asked to check now, so it drops the old entry, and every
         other worker then finds it gone (EntryReader.acquire fails).
         """
-        if len(self._changed) >= MAX_CHANGED:
-            self._changed.clear()  # the filler's check below covers them too, a moment later
-        self._changed.add(key)
-        shared = self._readers.pop(key, None)
-        if shared is not None:
-            shared.retire()
+        self.version_gone(key)
         task = asyncio.get_running_loop().create_task(self._recheck(key))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -239,12 +221,13 @@ class CacheClient:
         finally:
             link.close()
 
-    def _version_gone(self, key: str) -> None:
-        """A fill of `key` learned that its version changed upstream: the filler drops the
-        entry from a task, so until it has, the next lookup must ask it (check), not find
-        the old entry still in place."""
+    def version_gone(self, key: str) -> None:
+        """The version of `key` this worker holds is no longer current (a write through
+        this server, or a fill that found it changed upstream): drop the reader, and let
+        the next lookup ask the filler to check rather than find the old entry, which
+        the filler removes a moment later."""
         if len(self._changed) >= MAX_CHANGED:
-            self._changed.clear()
+            self._changed.clear()  # the filler's checks cover them too, a moment later
         self._changed.add(key)
         shared = self._readers.pop(key, None)
         if shared is not None:
@@ -263,7 +246,7 @@ class CacheClient:
 
     # -- the LRU of readers -----------------------------------------------------------
 
-    def _find(self, key: str) -> _Shared | None:
+    def _find(self, key: str) -> SharedEntry | None:
         shared = self._readers.get(key)
         if shared is not None:
             self._readers.move_to_end(key)
@@ -271,7 +254,7 @@ class CacheClient:
         reader = self.cache.open_reader(key)
         if reader is None:
             return None
-        shared = self._readers[key] = _Shared(reader)
+        shared = self._readers[key] = SharedEntry(reader)
         while len(self._readers) > MAX_READERS:
             _, oldest = self._readers.popitem(last=False)
             oldest.retire()
@@ -279,7 +262,7 @@ class CacheClient:
             self._sweeper = asyncio.get_running_loop().call_later(SWEEP_EVERY, self._sweep)
         return shared
 
-    def _forget(self, key: str, shared: _Shared) -> None:
+    def _forget(self, key: str, shared: SharedEntry) -> None:
         if self._readers.get(key) is shared:
             del self._readers[key]
         shared.retire()
@@ -297,190 +280,3 @@ class CacheClient:
                 shared.relax(now)
         if self._readers:
             self._sweeper = asyncio.get_running_loop().call_later(SWEEP_EVERY, self._sweep)
-
-
-class CachedObject:
-    """One version of an object in the cache, held in use until its body ends."""
-
-    def __init__(self, client: CacheClient, shared: _Shared, link: FillerLink | None) -> None:
-        self._client = client
-        self._shared: _Shared | None = shared
-        self._link = link
-        self._asked_filler = link is not None
-        self.reader = shared.reader
-        self.info = shared.info
-
-    def body(self, spans: Sequence[Span]) -> Body:
-        """Literals and byte ranges (inclusive ends) of the object, in order.
-
-        Zero-copy FileRegions when the entry is plain and every block the
-        ranges need is present; otherwise a stream of exactly those bytes.
-        The body's cleanup releases the entry (and the filler connection).
-        """
-        reader = self.reader
-        assert self._shared is not None, "one body per CachedObject"
-        present = self._shared.complete or self._present(spans)
-        if present and not self._asked_filler:
-            self._client.stats.hits += 1
-        elif not self._asked_filler:
-            self._client.stats.misses += 1
-        reader.touch_used()
-        small = self._small() if present else None
-        if small is not None:  # no read at all: the bytes are in memory
-            return Body(
-                [s if isinstance(s, bytes) else small[s.start : s.end + 1] for s in spans],
-                cleanup=self.close,
-            )
-        if present and not reader.encrypted:
-            parts: list[Part] = [
-                s if isinstance(s, bytes) else reader.region(s.start, s.end - s.start + 1)
-                for s in spans
-            ]
-            return Body(parts, cleanup=self.close)
-        length = sum(len(s) if isinstance(s, bytes) else s.end - s.start + 1 for s in spans)
-        return Body(stream=self._stream(list(spans)), length=length, cleanup=self.close)
-
-    def whole_in_memory(self) -> tuple[bytes, tuple[Headers, bytes] | None] | None:
-        """(bytes, remembered 200 head) of a small complete entry; None for any other.
-
-        For the plain GET or HEAD of a small object, the caller answers from
-        memory with the head it remembered (`remember_head`), as local small
-        files are answered (app/filecache.py).
-        """
-        small = self._small()
-        if small is None or self._shared is None:
-            return None
-        self._client.stats.hits += 1
-        self.reader.touch_used()
-        return small, self._shared.head
-
-    def remember_head(self, headers: Headers) -> None:
-        if self._shared is not None:
-            self._shared.head = (headers, encode_headers(headers))
-
-    def _small(self) -> bytes | None:
-        """A small, complete, plain entry's bytes, read once and kept with the entry.
-
-        Safe because a plain entry's present blocks never change (a new
-        version is a new entry); bounded by MAX_READERS * SMALL_IN_MEMORY.
-        """
-        shared = self._shared
-        if shared is None or not shared.complete or self.reader.encrypted:
-            return None
-        if shared.small is None and self.info.size <= SMALL_IN_MEMORY:
-            region = self.reader.region(0, self.info.size)
-            data = read_nowait(region.fd, region.offset, region.count)
-            if data is not None and len(data) == region.count:
-                shared.small = data
-        return shared.small
-
-    def _present(self, spans: Sequence[Span]) -> bool:
-        """Every block the ranges need is present (and note a complete entry)."""
-        reader = self.reader
-        block_size = reader.meta.block_size
-        for span in spans:
-            if isinstance(span, ByteRange):
-                blocks = blockmap.blocks_covering(span.start, span.end + 1, block_size)
-                if not reader.present(blocks.start, blocks.stop - 1):
-                    return False
-        count = reader.meta.block_count()
-        if count <= COMPLETE_CHECK and self._shared is not None:
-            self._shared.complete = reader.present(0, count - 1)
-        return True
-
-    def close(self) -> None:
-        """Release the entry and the filler connection. Idempotent."""
-        if self._link is not None:
-            self._link.close()
-            self._link = None
-        shared, self._shared = self._shared, None
-        if shared is not None:
-            shared.unuse()
-
-    # -- the stream -------------------------------------------------------------------
-
-    async def _stream(self, spans: list[Span]) -> AsyncIterator[bytes]:
-        block_size = self.reader.meta.block_size
-        try:
-            for span in spans:
-                if isinstance(span, bytes):
-                    if span:
-                        yield span
-                    continue
-                blocks = blockmap.blocks_covering(span.start, span.end + 1, block_size)
-                last = blocks.stop - 1
-                for block in blocks:
-                    await self._ensure(block, last)
-                    low = max(span.start, block * block_size)
-                    high = min(span.end + 1, (block + 1) * block_size)
-                    yield await self._read(block, low, high)
-        except PreconditionFailed:
-            self._client._version_gone(self.reader.meta.key)
-            raise
-
-    async def _ensure(self, block: int, last: int) -> None:
-        """Return once `block` is present, asking the filler for it (and a window ahead)."""
-        present = self.reader.present(block, block)
-        if present and self._link is None:
-            return  # warm so far: no reason to talk to the filler
-        link = await self._connect()
-        link.want(block, min(last, block + self._client.readahead))
-        if present:
-            return
-        await link.wait(block)
-        if not self.reader.present(block, block):
-            # The filler filled another entry than the one this reader holds.
-            raise Unavailable("the cache entry was replaced while it was being read")
-
-    async def _connect(self) -> FillerLink:
-        if self._link is None:
-            key = self.reader.meta.key
-            link = await FillerLink.connect(self._client.socket_path)
-            try:
-                etag = await link.open(key, check=False)
-            except BaseException:
-                link.close()
-                raise
-            self._link = link
-            self._asked_filler = True
-            if etag != self.reader.meta.etag:
-                raise PreconditionFailed(f"{key!r} changed while it was being sent")
-        return self._link
-
-    async def _read(self, block: int, low: int, high: int) -> bytes:
-        """Object bytes [low, high) of `block`, which is present."""
-        reader = self.reader
-        if not reader.encrypted:
-            region = reader.region(low, high - low)
-            data = read_nowait(region.fd, region.offset, region.count)
-            if data is None or len(data) != region.count:
-                data = await asyncio.to_thread(_pread, region.fd, region.count, region.offset)
-            if len(data) != region.count:
-                raise Unavailable(f"block {block} of the cache entry is short")
-            return data
-        start, length = reader.meta.block_span(block)
-        for attempt in range(2):
-            try:
-                if length >= THREAD_DECRYPT:
-                    plain = await asyncio.to_thread(reader.read_block, block)
-                else:
-                    plain = reader.read_block(block)
-                return plain[low - start : high - start]
-            except BadBlock:
-                if attempt:
-                    raise Unavailable(f"block {block} failed its check twice") from None
-            link = await self._connect()
-            await link.refetch(block)
-            if not reader.present(block, block):
-                raise Unavailable("the cache entry was replaced while it was being read")
-        raise AssertionError("unreachable")
-
-
-def _pread(fd: int, count: int, offset: int) -> bytes:
-    data = os.pread(fd, count, offset)
-    while 0 < len(data) < count:
-        more = os.pread(fd, count - len(data), offset + len(data))
-        if not more:
-            break
-        data += more
-    return data

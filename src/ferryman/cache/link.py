@@ -64,9 +64,10 @@ class FillerLink:
             try:
                 return await cls._connect_once(path)
             except _NOBODY_LISTENING as exc:
-                if time.monotonic() + delay > deadline:
+                left = deadline - time.monotonic()
+                if left <= 0:
                     raise Unavailable(f"the cache filler is not reachable ({exc})") from None
-                await asyncio.sleep(delay)
+                await asyncio.sleep(min(delay, left))  # the last try is at the deadline
                 delay = min(delay * 2, 0.5)
 
     @classmethod

@@ -1,0 +1,225 @@
+"""One cached object version being answered: its body from memory, from regions, or streamed.
+
+A CachedObject holds one use of an entry (client.py's SharedEntry: the in-use
+flock) and, after a cold lookup, a connection to the filler. `body` describes
+present bytes of a plain entry as FileRegions, which the connection sends
+with sendfile; a small complete entry is answered from memory. Anything else
+streams: missing blocks are asked of the filler (link.py), a window of
+`readahead` blocks ahead of the one being sent, and each block is read from
+disk once the filler says it is present. A failed block, or the filler going
+away, ends the stream with a StoreError, so the connection aborts: a client
+never gets wrong bytes. The Body's cleanup (or `close`, when no body was
+made: HEAD, 304, 412) releases the use and the connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Sequence
+from typing import TYPE_CHECKING
+
+from ferryman.cache import blockmap
+from ferryman.cache.crypto import BadBlock
+from ferryman.cache.link import FillerLink
+from ferryman.http.body import Body, Part
+from ferryman.http.ranges import ByteRange
+from ferryman.http.response import Headers, encode_headers
+from ferryman.pagecache import read_nowait
+from ferryman.stores.base import PreconditionFailed, Unavailable
+
+if TYPE_CHECKING:
+    from ferryman.cache.client import CacheClient, SharedEntry
+
+SMALL_IN_MEMORY = 16 * 1024  # complete entries up to this size are kept in memory
+COMPLETE_CHECK = 4096  # entries of at most this many blocks are checked whole once
+THREAD_DECRYPT = 64 * 1024  # blocks at least this long are read and decrypted in a thread
+
+Span = bytes | ByteRange
+
+
+class CachedObject:
+    """One version of an object in the cache, held in use until its body ends."""
+
+    def __init__(self, client: CacheClient, shared: SharedEntry, link: FillerLink | None) -> None:
+        self._client = client
+        self._shared: SharedEntry | None = shared
+        self._link = link
+        self._asked_filler = link is not None
+        self.reader = shared.reader
+        self.info = shared.info
+
+    def body(self, spans: Sequence[Span]) -> Body:
+        """Literals and byte ranges (inclusive ends) of the object, in order.
+
+        Zero-copy FileRegions when the entry is plain and every block the
+        ranges need is present; otherwise a stream of exactly those bytes.
+        The body's cleanup releases the entry (and the filler connection).
+        """
+        reader = self.reader
+        assert self._shared is not None, "one body per CachedObject"
+        present = self._shared.complete or self._present(spans)
+        if present and not self._asked_filler:
+            self._client.stats.hits += 1
+        elif not self._asked_filler:
+            self._client.stats.misses += 1
+        reader.touch_used()
+        small = self._small() if present else None
+        if small is not None:  # no read at all: the bytes are in memory
+            return Body(
+                [s if isinstance(s, bytes) else small[s.start : s.end + 1] for s in spans],
+                cleanup=self.close,
+            )
+        if present and not reader.encrypted:
+            parts: list[Part] = [
+                s if isinstance(s, bytes) else reader.region(s.start, s.end - s.start + 1)
+                for s in spans
+            ]
+            return Body(parts, cleanup=self.close)
+        length = sum(len(s) if isinstance(s, bytes) else s.end - s.start + 1 for s in spans)
+        return Body(stream=self._stream(list(spans)), length=length, cleanup=self.close)
+
+    def whole_in_memory(self) -> tuple[bytes, tuple[Headers, bytes] | None] | None:
+        """(bytes, remembered 200 head) of a small complete entry; None for any other.
+
+        For the plain GET or HEAD of a small object, the caller answers from
+        memory with the head it remembered (`remember_head`), as local small
+        files are answered (app/filecache.py).
+        """
+        small = self._small()
+        if small is None or self._shared is None:
+            return None
+        self._client.stats.hits += 1
+        self.reader.touch_used()
+        return small, self._shared.head
+
+    def remember_head(self, headers: Headers) -> None:
+        if self._shared is not None:
+            self._shared.head = (headers, encode_headers(headers))
+
+    def _small(self) -> bytes | None:
+        """A small, complete, plain entry's bytes, read once and kept with the entry.
+
+        Safe because a plain entry's present blocks never change (a new
+        version is a new entry); bounded by MAX_READERS * SMALL_IN_MEMORY.
+        """
+        shared = self._shared
+        if shared is None or not shared.complete or self.reader.encrypted:
+            return None
+        if shared.small is None and self.info.size <= SMALL_IN_MEMORY:
+            region = self.reader.region(0, self.info.size)
+            data = read_nowait(region.fd, region.offset, region.count)
+            if data is not None and len(data) == region.count:
+                shared.small = data
+        return shared.small
+
+    def _present(self, spans: Sequence[Span]) -> bool:
+        """Every block the ranges need is present (and note a complete entry)."""
+        reader = self.reader
+        block_size = reader.meta.block_size
+        for span in spans:
+            if isinstance(span, ByteRange):
+                blocks = blockmap.blocks_covering(span.start, span.end + 1, block_size)
+                if not reader.present(blocks.start, blocks.stop - 1):
+                    return False
+        count = reader.meta.block_count()
+        if count <= COMPLETE_CHECK and self._shared is not None:
+            self._shared.complete = reader.present(0, count - 1)
+        return True
+
+    def close(self) -> None:
+        """Release the entry and the filler connection. Idempotent."""
+        if self._link is not None:
+            self._link.close()
+            self._link = None
+        shared, self._shared = self._shared, None
+        if shared is not None:
+            shared.unuse()
+
+    # -- the stream -------------------------------------------------------------------
+
+    async def _stream(self, spans: list[Span]) -> AsyncIterator[bytes]:
+        block_size = self.reader.meta.block_size
+        try:
+            for span in spans:
+                if isinstance(span, bytes):
+                    if span:
+                        yield span
+                    continue
+                blocks = blockmap.blocks_covering(span.start, span.end + 1, block_size)
+                last = blocks.stop - 1
+                for block in blocks:
+                    await self._ensure(block, last)
+                    low = max(span.start, block * block_size)
+                    high = min(span.end + 1, (block + 1) * block_size)
+                    yield await self._read(block, low, high)
+        except PreconditionFailed:
+            self._client.version_gone(self.reader.meta.key)
+            raise
+
+    async def _ensure(self, block: int, last: int) -> None:
+        """Return once `block` is present, asking the filler for it (and a window ahead)."""
+        present = self.reader.present(block, block)
+        if present and self._link is None:
+            return  # warm so far: no reason to talk to the filler
+        link = await self._connect()
+        link.want(block, min(last, block + self._client.readahead))
+        if present:
+            return
+        await link.wait(block)
+        if not self.reader.present(block, block):
+            # The filler filled another entry than the one this reader holds.
+            raise Unavailable("the cache entry was replaced while it was being read")
+
+    async def _connect(self) -> FillerLink:
+        if self._link is None:
+            key = self.reader.meta.key
+            link = await FillerLink.connect(self._client.socket_path)
+            try:
+                etag = await link.open(key, check=False)
+            except BaseException:
+                link.close()
+                raise
+            self._link = link
+            self._asked_filler = True
+            if etag != self.reader.meta.etag:
+                raise PreconditionFailed(f"{key!r} changed while it was being sent")
+        return self._link
+
+    async def _read(self, block: int, low: int, high: int) -> bytes:
+        """Object bytes [low, high) of `block`, which is present."""
+        reader = self.reader
+        if not reader.encrypted:
+            region = reader.region(low, high - low)
+            data = read_nowait(region.fd, region.offset, region.count)
+            if data is None or len(data) != region.count:
+                data = await asyncio.to_thread(_pread, region.fd, region.count, region.offset)
+            if len(data) != region.count:
+                raise Unavailable(f"block {block} of the cache entry is short")
+            return data
+        start, length = reader.meta.block_span(block)
+        for attempt in range(2):
+            try:
+                if length >= THREAD_DECRYPT:
+                    plain = await asyncio.to_thread(reader.read_block, block)
+                else:
+                    plain = reader.read_block(block)
+                return plain[low - start : high - start]
+            except BadBlock:
+                if attempt:
+                    raise Unavailable(f"block {block} failed its check twice") from None
+            link = await self._connect()
+            await link.refetch(block)
+            if not reader.present(block, block):
+                raise Unavailable("the cache entry was replaced while it was being read")
+        raise AssertionError("unreachable")
+
+
+def _pread(fd: int, count: int, offset: int) -> bytes:
+    data = os.pread(fd, count, offset)
+    while 0 < len(data) < count:
+        more = os.pread(fd, count - len(data), offset + len(data))
+        if not more:
+            break
+        data += more
+    return data

@@ -1,0 +1,52 @@
+"""A worker waits for a restarting filler, but not for ever."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from ferryman.cache import link
+from ferryman.cache.link import FillerLink
+from ferryman.stores.base import Unavailable
+
+
+def test_nobody_listening_is_unavailable_after_the_connect_timeout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(link, "CONNECT_TIMEOUT", 0.3)
+    tries: list[float] = []
+    once = FillerLink._connect_once.__func__  # type: ignore[attr-defined]
+
+    async def counted(cls: type[FillerLink], path: str) -> FillerLink:
+        tries.append(time.monotonic())
+        return await once(cls, path)  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(FillerLink, "_connect_once", classmethod(counted))
+    with pytest.raises(Unavailable, match="not reachable"):
+        asyncio.run(FillerLink.connect(str(tmp_path / "filler.sock")))
+    assert len(tries) > 2  # it kept trying ...
+    assert tries[-1] - tries[0] >= 0.3 - 0.01  # ... until the deadline, not a backoff step short
+
+
+def test_a_filler_that_comes_up_meanwhile_is_reached(tmp_path: Path) -> None:
+    path = str(tmp_path / "filler.sock")
+
+    async def run() -> None:
+        async def start_late() -> None:
+            await asyncio.sleep(0.1)  # the filler is being restarted
+            listener = socket.socket(socket.AF_UNIX)
+            listener.bind(path)
+            listener.listen()
+            await asyncio.sleep(1.0)
+            listener.close()
+
+        starter = asyncio.ensure_future(start_late())
+        connected = await FillerLink.connect(path)
+        connected.close()
+        await starter
+
+    asyncio.run(run())
