@@ -15,7 +15,7 @@ import traceback
 from datetime import datetime
 from pathlib import Path
 
-from report import build_document, build_results, render_text, save_document
+from report import build_document, build_results, median_outcome, render_text, save_document
 from servers import SERVERS, ServerSpec, ServerStartError, running_server
 from settings import DOCS_CHART, REFERENCE, RESULTS_DIR, Settings, settings_for
 from testfiles import make_test_files
@@ -27,6 +27,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="~3 s per workload, fewer clients")
     parser.add_argument("--duration", type=float, help="seconds per measurement (overrides mode)")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        help="run each rate workload this often, servers alternating, and report the median "
+        "(default 1; 3 is steadier on a shared machine)",
+    )
     parser.add_argument(
         "--idle-connections", type=int, metavar="N", help="idle connections (overrides mode)"
     )
@@ -124,19 +130,21 @@ def run_all(
     outcomes: dict[str, dict[str, Outcome]] = {}
     for workload in workloads:
         log(f"== {workload.key}: {workload.describe(ctx.settings)}")
-        outcomes[workload.key] = {}
-        for n, spec in enumerate(specs):
-            if spec.name in start_failures:
-                outcome = Outcome("failed to start", note=start_failures[spec.name])
-            else:
-                workdir = ctx.workdir / "servers" / f"{workload.key}-{n}-{spec.name}"
-                try:
-                    outcome = run_one(spec, workload, ctx, workdir)
-                except ServerStartError as exc:
-                    start_failures[spec.name] = str(exc)
-                    outcome = Outcome("failed to start", note=str(exc))
-            outcomes[workload.key][spec.name] = outcome
-            log(f"   {spec.name:<12} {summary(outcome)}")
+        rounds: dict[str, list[Outcome]] = {spec.name: [] for spec in specs}
+        for round_no in range(ctx.settings.rounds if workload.rate else 1):
+            for n, spec in enumerate(specs):
+                if spec.name in start_failures:
+                    outcome = Outcome("failed to start", note=start_failures[spec.name])
+                else:
+                    name = f"{workload.key}-{n}-{spec.name}-{round_no}"
+                    try:
+                        outcome = run_one(spec, workload, ctx, ctx.workdir / "servers" / name)
+                    except ServerStartError as exc:
+                        start_failures[spec.name] = str(exc)
+                        outcome = Outcome("failed to start", note=str(exc))
+                rounds[spec.name].append(outcome)
+                log(f"   {spec.name:<12} {summary(outcome)}")
+        outcomes[workload.key] = {name: median_outcome(each) for name, each in rounds.items()}
     return outcomes
 
 
@@ -163,6 +171,7 @@ def main(argv: list[str]) -> int:
     settings: Settings = settings_for(
         args.quick,
         duration=args.duration,
+        rounds=args.rounds,
         idle_connections=args.idle_connections,
         slow_readers=args.slow_readers,
         client_sources=args.client_sources,

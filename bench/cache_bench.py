@@ -1,6 +1,6 @@
 """The cache benchmark: a warm cache against local files, and cold time to first byte.
 
-    .venv/bin/python bench/cache_bench.py [--quick]
+    .venv/bin/python bench/cache_bench.py [--quick] [--rounds 3]
 
 1. Warm path: ferryman serving a bucket (moto) through a warm --cache-dir,
    and through a warm --cache-encrypt one, against ferryman serving the same
@@ -8,6 +8,8 @@
    100 MiB object (GB/s, server CPU s/GB) and random 64 KiB ranges of it.
    The main suite's workloads and wrk runs (workloads.py), server on CPU 1,
    wrk on CPU 0. The cache is warmed by one whole GET of each object first.
+   Each figure is the median of --rounds rounds (3), the servers taking
+   turns within a round, so a noisy moment of the machine hits all of them.
 2. Cold time to first byte of a 1 MiB range at 0, 50% and 99% of a 1 GiB
    object (256 MiB with --quick), a fresh cache per offset, for ferryman and
    nginx's proxy_cache (plain, and with the slice module) in front of the
@@ -31,7 +33,7 @@ from pathlib import Path
 
 from cache_servers import Upstream, cache_spec, local_spec, nginx_cache_spec, start_upstream
 from cache_ttfb import measure_ttfb, render_ttfb
-from report import build_document, build_results, render_notes, render_table
+from report import build_document, build_results, median_outcome, render_notes, render_table
 from servers import Server, ServerStartError, running_server
 from settings import BENCH_DIR, HOST, RESULTS_DIR, settings_for
 from testfiles import TestFiles, make_test_files
@@ -57,25 +59,36 @@ def warm_up(server: Server, files: TestFiles) -> None:
 
 
 def run_warm(ctx: Context, upstream: Upstream) -> dict[str, dict[str, Outcome]]:
+    """Every warm workload against local files and both caches, `rounds` times over with
+    the servers alternating (so a noisy moment hits all of them); each median is kept."""
     specs = [local_spec(), cache_spec(upstream), cache_spec(upstream, encrypt=True)]
-    outcomes: dict[str, dict[str, Outcome]] = {w.key: {} for w in WARM_WORKLOADS}
-    for spec in specs:
-        workdir = ctx.workdir / spec.name
-        try:
-            with running_server(spec, ctx.files, workdir, ctx.settings) as server:
-                warm_up(server, ctx.files)
+    rounds: dict[str, dict[str, list[Outcome]]] = {
+        w.key: {spec.name: [] for spec in specs} for w in WARM_WORKLOADS
+    }
+    for round_no in range(ctx.settings.rounds):
+        for spec in specs:
+            workdir = ctx.workdir / f"{spec.name}-{round_no}"
+            try:
+                with running_server(spec, ctx.files, workdir, ctx.settings) as server:
+                    warm_up(server, ctx.files)
+                    for workload in WARM_WORKLOADS:
+                        print(f"  round {round_no + 1}, {spec.name}: {workload.key}", flush=True)
+                        try:
+                            outcome = workload.run(server, ctx)
+                        except Exception as exc:  # the run goes on
+                            outcome = Outcome("error", note=str(exc))
+                        rounds[workload.key][spec.name].append(outcome)
+            except ServerStartError as exc:
                 for workload in WARM_WORKLOADS:
-                    print(f"  {spec.name}: {workload.key}", flush=True)
-                    try:
-                        outcomes[workload.key][spec.name] = workload.run(server, ctx)
-                    except Exception as exc:  # the run goes on
-                        outcomes[workload.key][spec.name] = Outcome("error", note=str(exc))
-        except ServerStartError as exc:
-            for workload in WARM_WORKLOADS:
-                outcomes[workload.key][spec.name] = Outcome("failed to start", note=str(exc))
-        finally:
-            shutil.rmtree(workdir, ignore_errors=True)
-    return outcomes
+                    rounds[workload.key][spec.name].append(
+                        Outcome("failed to start", note=str(exc))
+                    )
+            finally:
+                shutil.rmtree(workdir, ignore_errors=True)
+    return {
+        key: {name: median_outcome(each) for name, each in by_server.items()}
+        for key, by_server in rounds.items()
+    }
 
 
 def draw(doc: dict[str, object], path: Path) -> str:
@@ -102,13 +115,16 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="short run (under 2 minutes)")
     parser.add_argument("--duration", type=float, help="seconds per wrk measurement")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="rounds per workload; the median is reported"
+    )
     parser.add_argument("--ttfb-mib", type=int, help="size of the cold object in MiB")
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
     parser.add_argument("--skip-ttfb", action="store_true")
     args = parser.parse_args()
-    settings = settings_for(args.quick, duration=args.duration)
+    settings = settings_for(args.quick, duration=args.duration, rounds=args.rounds)
     if args.quick:
-        settings = settings_for(True, duration=args.duration or 2.0, warmup=0.5)
+        settings = settings_for(True, duration=args.duration or 2.0, warmup=0.5, rounds=args.rounds)
     ttfb_size = (args.ttfb_mib or (256 if args.quick else 1024)) * MIB
     started = datetime.now()
     tmp = Path(tempfile.mkdtemp(prefix="ferryman-cache-bench-"))

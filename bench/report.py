@@ -6,6 +6,7 @@ import json
 import math
 import os
 import platform
+import statistics
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -55,6 +56,29 @@ def ratios_to_reference(outcomes: dict[str, Outcome], reference: str) -> dict[st
             if base and math.isfinite(base) and math.isfinite(value):
                 ratios[name][key] = value / base
     return ratios
+
+
+def median_outcome(rounds: list[Outcome]) -> Outcome:
+    """One outcome from several rounds of the same workload and server: each metric's
+    median over the rounds whose figures count; every round's figures kept in details."""
+    counted = [o for o in rounds if o.status in SHOWN]
+    if len(rounds) == 1 or not counted:
+        return rounds[0]
+    metrics = {
+        key: statistics.median(o.metrics[key] for o in counted if key in o.metrics)
+        for key in counted[0].metrics
+    }
+    flagged = [o for o in counted if o.status == "flagged"]
+    notes = sorted({o.note for o in rounds if o.note})
+    return Outcome(
+        "flagged" if flagged else "ok",
+        metrics,
+        "; ".join(notes),
+        {
+            "rounds": [{"status": o.status, "metrics": o.metrics} for o in rounds],
+            "last": rounds[-1].details,
+        },
+    )
 
 
 def build_results(outcomes: dict[str, dict[str, Outcome]], reference: str) -> list[Result]:

@@ -36,6 +36,7 @@ class Settings:
     client_sources: int = 8  # loopback source addresses the clients spread over (127.0.0.1-8)
     ferryman: str = str(FERRYMAN)  # the ferryman executable to run
     ferryman_args: tuple[str, ...] = ()  # extra arguments, e.g. ("--sendfile", "off")
+    rounds: int = 1  # rate workloads run this often, servers alternating; the median is kept
     startup_timeout: float = 30.0
     open_timeout: float = 180.0  # time allowed to open all idle connections / slow readers
 

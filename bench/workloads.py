@@ -57,6 +57,7 @@ class Workload:
     title: str
     metrics: tuple[Metric, ...]
     run: Callable[[Server, Context], Outcome]
+    rate: bool = True  # a rate under load (noisy): repeated per --rounds, median kept
 
     def describe(self, settings: Settings) -> str:
         """The title with this run's counts filled in."""
@@ -282,6 +283,7 @@ WORKLOADS = [
             Metric("rss_mib", "RSS MiB", "MiB", "lower", 1),
         ),
         run_idle,
+        rate=False,
     ),
     Workload(
         "slow",
@@ -291,5 +293,6 @@ WORKLOADS = [
             Metric("cpu_s", "CPU s", "s", "lower", 2),
         ),
         run_slow,
+        rate=False,
     ),
 ]

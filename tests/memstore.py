@@ -164,5 +164,8 @@ class MemStore:
     async def delete(self, key: str) -> None:
         self.objects.pop(key)
 
+    async def prepare(self) -> None:
+        pass
+
     async def close(self) -> None:
         pass

@@ -211,7 +211,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("max-upload-size", parse_size, 16 * 1024**3,
            "largest request body (upload), else 413; 0: no limit"),
     Option("file-cache", parse_size, 32 * 1024 * 1024,
-           "memory for small files (up to --small-body) kept between requests; 0: off"),
+           "memory for small answers (files up to --small-body, cached objects up to 16 KiB) "
+           "kept between requests and revalidated on each use; 0: off"),
     Option("workers", parse_workers, 1,
            "worker processes under the arbiter; 'auto' is one per CPU"),
     Option("heartbeat-timeout", parse_positive_duration, 30.0,

@@ -295,6 +295,42 @@ def test_an_object_replaced_upstream_is_served_whole_in_its_new_version(gateway:
     assert headers["content-length"] == str(len(new))
 
 
+def test_a_small_object_answered_from_memory_is_never_stale(gateway: Gateway) -> None:
+    """Small objects are answered from memory (app/bodycache.py); a write through
+    ferryman, or a new version found upstream, is served at once all the same."""
+    tokens = gateway.base / "tokens"
+    tokens.write_text("w-token write\n")
+    old, new, newer = pattern(900, 1), pattern(1100, 2), pattern(700, 3)
+    gateway.put("small.bin", old)
+    srv = gateway.start("--allow-write", "--tokens", str(tokens), "--cache-revalidate", "1h")
+    for _ in range(3):
+        status, headers, body, whole = get(srv, "/small.bin")
+        assert status == 200 and whole and body == old
+    gets = sum(1 for r in gateway.proxy.log if r.method in ("GET", "HEAD"))
+    status, _, _, _ = get(srv, "/small.bin")
+    assert sum(1 for r in gateway.proxy.log if r.method in ("GET", "HEAD")) == gets  # memory
+
+    request = (
+        f"PUT /small.bin HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer w-token\r\n"
+        f"Content-Length: {len(new)}\r\n\r\n"
+    ).encode()
+    with srv.connect() as conn:
+        assert conn.request(request + new)[0].status == 204
+    status, after, body, whole = get(srv, "/small.bin")
+    assert status == 200 and whole and body == new
+    assert after["etag"] != headers["etag"] and after["content-length"] == str(len(new))
+
+    srv.stop()
+    srv = gateway.start("--cache-revalidate", "1s")
+    for _ in range(2):
+        status, _, body, whole = get(srv, "/small.bin")
+        assert status == 200 and whole and body == new
+    gateway.put("small.bin", newer)  # behind ferryman's back: seen once revalidated
+    time.sleep(1.1)
+    status, _, body, whole = get(srv, "/small.bin")
+    assert status == 200 and whole and body == newer
+
+
 def test_blocks_of_two_versions_are_never_mixed(gateway: Gateway) -> None:
     """Block 0 is cached from v1; the object changes; block 5 would come from v2."""
     srv = gateway.start("--cache-revalidate", "1h", "--cache-readahead", "0")

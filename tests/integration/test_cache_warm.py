@@ -103,6 +103,43 @@ async def test_lookup_warm_refuses_a_dropped_entry_and_holds_a_served_one(
         client.close()
 
 
+@run
+async def test_an_answer_kept_in_memory_stays_current_only_while_lookup_warm_would_serve_it(
+    tmp_path: Path, loop: str
+) -> None:
+    now = [1_000_000.0]
+    async with running(tmp_path) as cache:
+        client = cache.client(revalidate=10.0, clock=lambda: now[0])
+        assert await fetch(client, WHOLE) == pattern(SIZE)
+        obj = client.lookup_warm(KEY)
+        assert obj is not None
+        current = obj.still_current()
+        obj.close()
+        hits = client.stats.hits
+        assert current() and current()
+        assert client.stats.hits == hits + 2  # a use of the entry, as a warm hit is
+        now[0] += 11.0  # not confirmed within `revalidate`
+        assert not current()
+
+        assert await fetch(client, WHOLE) == pattern(SIZE)
+        obj = client.lookup_warm(KEY)
+        assert obj is not None
+        current = obj.still_current()
+        obj.close()
+        assert current()
+        client.forget(KEY)  # written through this worker
+        assert not current()
+
+        assert await fetch(client, WHOLE) == pattern(SIZE)
+        obj = client.lookup_warm(KEY)
+        assert obj is not None
+        current = obj.still_current()
+        obj.close()
+        CacheDir(tmp_path / "cache", namespace=NAMESPACE, cipher=None).drop(KEY)
+        assert not current()  # replaced by another process
+        client.close()
+
+
 # -- end to end, filler stopped ---------------------------------------------------------------
 
 

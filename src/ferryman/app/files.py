@@ -19,8 +19,8 @@ from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from ferryman.app import listing
+from ferryman.app.bodycache import SmallBodyCache, same_file
 from ferryman.app.digestindex import DigestIndex
-from ferryman.app.filecache import SmallFileCache
 from ferryman.app.mime import content_type
 from ferryman.app.paths import RequestPath, resolve
 from ferryman.config import Config
@@ -71,7 +71,7 @@ class FileServer:
         self.digests: DigestIndex | None = None  # set when a catalog exists
         self.archives: ArchiveServer | None = None  # set by App: paths through .tar files
         self.cache = (
-            SmallFileCache(max_bytes=config.file_cache)
+            SmallBodyCache(max_bytes=config.file_cache)
             if config.file_cache and self.small_body
             else None
         )
@@ -235,7 +235,8 @@ class FileServer:
         if body is None or len(body) != st.st_size:
             return None  # cold or changing: the connection reads it the usual way
         if self.cache.applies_to(request.method, request.headers):
-            self.cache.store(request.path, os.path.join(self.root, relative), st, headers, body)
+            path = os.path.join(self.root, relative)
+            self.cache.store(request.path, same_file(path, st), headers, body)
         os.close(fd)
         return Response(200, headers, Body((body,)))
 

@@ -26,7 +26,7 @@ from collections.abc import AsyncIterator, Awaitable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ferryman.app import listing
-from ferryman.app.filecache import SmallFileCache
+from ferryman.app.bodycache import SmallBodyCache
 from ferryman.app.files import Plan, plan_response
 from ferryman.app.paths import RequestPath, resolve
 from ferryman.config import Config
@@ -62,9 +62,20 @@ class RemoteServer:
         self.cache = cache
         self.cache_control = config.cache_control
         self.max_ranges = config.max_ranges
+        # Plain GETs of small cached objects, answered from memory (as local small files).
+        self.answers = (
+            SmallBodyCache(max_bytes=config.file_cache)
+            if cache is not None and config.file_cache
+            else None
+        )
 
     def get(self, request: Request) -> Response | Awaitable[Response]:
         """A warm cache hit is answered at once; everything else awaits the cache or store."""
+        answers = self.answers
+        if answers is not None and answers.applies_to(request.method, request.headers):
+            hit = answers.response(request.path)
+            if hit is not None:
+                return hit
         path = resolve(request.path)
         key = object_key(path)
         if self.cache is not None and path.segments and not path.trailing_slash:
@@ -107,10 +118,10 @@ class RemoteServer:
     def _cached_response(self, request: Request, cached: CachedObject, name: str) -> Response:
         """The answer from a cached version; its body (or this) releases the entry."""
         try:
-            if SmallFileCache.applies_to(request.method, request.headers):
+            if SmallBodyCache.applies_to(request.method, request.headers):
                 memory = cached.whole_in_memory()
                 if memory is not None:
-                    return self._from_memory(request, cached, name, *memory)
+                    return self._from_memory(request, cached, name, memory)
             plan = self._plan(request, cached.info, name)
             if plan.status == 304 or request.method == "HEAD":
                 cached.close()
@@ -121,30 +132,15 @@ class RemoteServer:
             raise
 
     def _from_memory(
-        self,
-        request: Request,
-        cached: CachedObject,
-        name: str,
-        data: bytes,
-        head: tuple[Headers, bytes] | None,
+        self, request: Request, cached: CachedObject, name: str, data: bytes
     ) -> Response:
-        """A plain GET or HEAD of a small object: its bytes and head, both kept in memory.
-
-        The headers are decided once by the full path (plan_response) and kept
-        with the entry; a new version is a new entry, so they cannot go stale.
-        """
-        block: bytes | None = None
-        if head is None:
-            headers = self._plan(request, cached.info, name).headers  # a plain 200
-            cached.remember_head(headers)
-        else:
-            headers, block = head
-        if request.method == "HEAD":
-            cached.close()
-            body = Body()
-            body.length = len(data)
-            return Response(200, headers, body, block)
-        return Response(200, headers, Body((data,), cleanup=cached.close), block)
+        """A plain GET or HEAD of a small object whose bytes are in memory: answer, and keep
+        the answer for the next request of the same path while that version is current."""
+        headers = self._plan(request, cached.info, name).headers  # a plain 200
+        if self.answers is not None:
+            self.answers.store(request.path, cached.still_current(), headers, data)
+        cached.close()
+        return Response(200, headers, Body((data,)))
 
     def _plan(self, request: Request, info: ObjectInfo, name: str) -> Plan:
         extra: Headers = []

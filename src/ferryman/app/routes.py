@@ -101,6 +101,11 @@ class App:
         if self.catalog is not None:
             self.catalog.close()
 
+    async def prepare(self) -> None:
+        """Before the first request: a store's client is made (not at the first request)."""
+        if self.store is not None:
+            await self.store.prepare()
+
     async def aclose(self) -> None:
         """Release what needs the event loop (the store's client); then close()."""
         if self.store is not None:

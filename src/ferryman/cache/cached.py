@@ -15,8 +15,9 @@ made: HEAD, 304, 412) releases the use and the connection.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TYPE_CHECKING
 
 from ferryman.cache import blockmap
@@ -24,7 +25,6 @@ from ferryman.cache.crypto import BadBlock
 from ferryman.cache.link import FillerLink
 from ferryman.http.body import Body, Part
 from ferryman.http.ranges import ByteRange
-from ferryman.http.response import Headers, encode_headers
 from ferryman.pagecache import read_nowait
 from ferryman.stores.base import PreconditionFailed, Unavailable
 
@@ -79,23 +79,23 @@ class CachedObject:
         length = sum(len(s) if isinstance(s, bytes) else s.end - s.start + 1 for s in spans)
         return Body(stream=self._stream(list(spans)), length=length, cleanup=self.close)
 
-    def whole_in_memory(self) -> tuple[bytes, tuple[Headers, bytes] | None] | None:
-        """(bytes, remembered 200 head) of a small complete entry; None for any other.
+    def whole_in_memory(self) -> bytes | None:
+        """The bytes of a small complete entry; None for any other.
 
-        For the plain GET or HEAD of a small object, the caller answers from
-        memory with the head it remembered (`remember_head`), as local small
-        files are answered (app/filecache.py).
+        For the plain GET or HEAD of a small object, which the caller answers
+        from memory as local small files are answered (app/bodycache.py).
         """
         small = self._small()
-        if small is None or self._shared is None:
+        if small is None:
             return None
         self._client.stats.hits += 1
         self.reader.touch_used()
-        return small, self._shared.head
+        return small
 
-    def remember_head(self, headers: Headers) -> None:
-        if self._shared is not None:
-            self._shared.head = (headers, encode_headers(headers))
+    def still_current(self) -> Callable[[], bool]:
+        """The check that this version is still the one to serve (app/bodycache.py)."""
+        assert self._shared is not None
+        return functools.partial(self._client.still_warm, self.reader.meta.key, self._shared)
 
     def _small(self) -> bytes | None:
         """A small, complete, plain entry's bytes, read once and kept with the entry.

@@ -29,7 +29,6 @@ from ferryman.cache.entry import CacheDir, EntryReader
 from ferryman.cache.link import FillerLink
 from ferryman.cache.stats import CacheStats
 from ferryman.config import Config
-from ferryman.http.response import Headers
 from ferryman.stores.base import ObjectInfo, StoreError, Unavailable
 
 MAX_READERS = 64  # open entries kept per worker (each holds four descriptors)
@@ -66,8 +65,8 @@ class SharedEntry:
     """
 
     __slots__ = (
-        "checked", "complete", "head", "idle_since", "info", "locked", "reader", "retired",
-        "small", "users",
+        "checked", "complete", "idle_since", "info", "locked", "reader", "retired", "small",
+        "users",
     )  # fmt: skip
 
     def __init__(self, reader: EntryReader) -> None:
@@ -84,7 +83,6 @@ class SharedEntry:
         self.idle_since = time.monotonic()
         self.retired = False  # out of the LRU: close when the last use ends
         self.small: bytes | None = None  # the whole object, for small complete plain entries
-        self.head: tuple[Headers, bytes] | None = None  # a plain 200's headers, encoded
 
     def use(self) -> bool:
         """Take a use; False if the entry is no longer in the cache (evicted, replaced).
@@ -167,6 +165,27 @@ class CacheClient:
             return CachedObject(self, shared, None)
         self._forget(key, shared)  # evicted or replaced: `lookup` asks the filler
         return None
+
+    def still_warm(self, key: str, shared: SharedEntry) -> bool:
+        """Whether `shared` still answers for `key` as `lookup_warm` would, without a use.
+
+        For an answer kept in memory (app/bodycache.py): the entry must still be
+        this worker's, locked in use, in place, confirmed within `revalidate`,
+        and `key` not written since. Counts as a use: a hit, a mark for the
+        entry's age, and the lock kept (as SharedEntry.relax would for a use).
+        """
+        if (
+            self._readers.get(key) is not shared
+            or not shared.locked
+            or self.clock() - shared.checked >= self.revalidate
+            or key in self._changed
+            or shared.unlinked()
+        ):
+            return False
+        self.stats.hits += 1
+        shared.idle_since = time.monotonic()
+        shared.reader.touch_used()
+        return True
 
     async def lookup(self, key: str) -> CachedObject:
         """The cached version of `key`; the filler is asked only when needed.

@@ -139,6 +139,7 @@ async def _run(config: Config, supervision: Supervision | None) -> int:
             loop.add_signal_handler(signum, stop.set)
         service: FillerService | None = None
         try:
+            await store.prepare()  # the first cold request must not wait for it
             await filler.start()
             path = socket_path(config)
             service = await serve(filler, path)

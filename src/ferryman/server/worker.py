@@ -126,6 +126,7 @@ async def serve(config: Config, sock: socket.socket, supervision: Supervision) -
         loop.add_signal_handler(signum, stop.set)
     for signum in (signal.SIGHUP, signal.SIGUSR1):
         loop.add_signal_handler(signum, access_log.reopen)
+    await app.prepare()
     flusher = loop.create_task(_flush_every_second(access_log))
     listener.start()
     supervision.ready(loop, stop.set, type(loop).__module__.split(".")[0])

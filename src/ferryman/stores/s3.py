@@ -153,6 +153,9 @@ class S3Store:
                 self._client = await self._client_context.__aenter__()
         return self._client
 
+    async def prepare(self) -> None:
+        await self._s3()
+
     async def close(self) -> None:
         if self._client_context is not None:
             context, self._client_context, self._client = self._client_context, None, None

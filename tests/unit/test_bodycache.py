@@ -1,22 +1,22 @@
-"""The small-file cache: bounded, and never answers for a file that changed."""
+"""The small-body cache: bounded, and never answers for a file that changed."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-from ferryman.app.filecache import SmallFileCache
+from ferryman.app.bodycache import SmallBodyCache, same_file
 
 HEADERS = [("Content-Type", "text/plain")]
 
 
-def put(cache: SmallFileCache, path: Path, data: bytes, key: bytes | None = None) -> None:
+def put(cache: SmallBodyCache, path: Path, data: bytes, key: bytes | None = None) -> None:
     path.write_bytes(data)
-    cache.store(key or path.name.encode(), str(path), os.stat(path), HEADERS, data)
+    cache.store(key or path.name.encode(), same_file(str(path), os.stat(path)), HEADERS, data)
 
 
 def test_hit_then_miss_after_change(tmp_path: Path) -> None:
-    cache = SmallFileCache()
+    cache = SmallBodyCache()
     put(cache, tmp_path / "a", b"one")
     hit = cache.response(b"a")
     assert hit is not None and hit.body.parts == (b"one",)
@@ -27,7 +27,7 @@ def test_hit_then_miss_after_change(tmp_path: Path) -> None:
 
 
 def test_miss_when_deleted_or_replaced(tmp_path: Path) -> None:
-    cache = SmallFileCache()
+    cache = SmallBodyCache()
     put(cache, tmp_path / "a", b"one")
     (tmp_path / "a").unlink()
     assert cache.response(b"a") is None
@@ -38,12 +38,12 @@ def test_miss_when_deleted_or_replaced(tmp_path: Path) -> None:
 
 
 def test_bounded_by_entries_and_bytes(tmp_path: Path) -> None:
-    cache = SmallFileCache(max_entries=3, max_bytes=16 * 100)
+    cache = SmallBodyCache(max_entries=3, max_bytes=16 * 100)
     for i in range(5):
         put(cache, tmp_path / f"f{i}", b"x" * 10)
     assert len(cache) == 3
     assert cache.response(b"f0") is None and cache.response(b"f4") is not None
-    big = SmallFileCache(max_entries=100, max_bytes=16 * 100)
+    big = SmallBodyCache(max_entries=100, max_bytes=16 * 100)
     for i in range(40):
         put(big, tmp_path / f"g{i}", b"y" * 100)  # 100 bytes each, 1600 allowed
     assert sum(len(e.body) for e in big._entries.values()) <= 1600
@@ -52,8 +52,8 @@ def test_bounded_by_entries_and_bytes(tmp_path: Path) -> None:
 
 
 def test_only_plain_reads_apply() -> None:
-    assert SmallFileCache.applies_to("GET", {"host": "h", "accept": "*/*"})
-    assert SmallFileCache.applies_to("HEAD", {})
-    assert not SmallFileCache.applies_to("PUT", {})
+    assert SmallBodyCache.applies_to("GET", {"host": "h", "accept": "*/*"})
+    assert SmallBodyCache.applies_to("HEAD", {})
+    assert not SmallBodyCache.applies_to("PUT", {})
     for name in ("range", "if-none-match", "if-modified-since", "if-match", "if-range"):
-        assert not SmallFileCache.applies_to("GET", {name: "x"})
+        assert not SmallBodyCache.applies_to("GET", {name: "x"})

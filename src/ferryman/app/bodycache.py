@@ -1,22 +1,30 @@
-"""Small files answered from memory, revalidated by one stat() per request.
+"""Small 200 answers kept in memory, each revalidated by its source on every use.
 
-nginx's open_file_cache trusts an entry for a fixed time; this cache trusts
-it only while a stat() of the same path shows the same identity (device,
-inode, size, mtime in nanoseconds), so a changed file is never served stale.
-A hit skips path resolution, open, fstat, the /proc confinement check, the
-read and the close; its headers are kept already encoded. Entries are made
-only for paths that passed every check of the full path, and only a
-conditional-free, Range-free GET or HEAD may use them: anything else takes
-the full path, which owns the precondition and Range logic.
+A hit skips everything between the request path and the bytes: for a local
+file, path resolution, open, fstat, the /proc confinement check, the read and
+the close; for a cached object, the key, the cache entry's lookup and lock.
+Its headers are kept already encoded. Entries are made only for answers that
+passed every check of the full path, and only a conditional-free, Range-free
+GET or HEAD may use them: anything else takes the full path, which owns the
+precondition and Range logic.
 
-Why a stat is enough: equal identity means the same inode whatever route
-reached it, and that inode was servable when the entry was made. A rename
-of the file or of a directory on the way changes what the path reaches.
+Every entry carries `current`, the check that it still describes what the
+full path would serve now. nginx's open_file_cache trusts an entry for a
+fixed time; here a changed file or object version is never served stale:
+
+- a local file: a stat() of the same path shows the same identity (device,
+  inode, size, mtime in nanoseconds). Equal identity means the same inode
+  whatever route reached it, and that inode was servable when the entry was
+  made; a rename of the file or of a directory on the way changes what the
+  path reaches;
+- a cached object: the cache entry is still the one this worker holds
+  in use, and its version was confirmed recently (cache/client.py).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ferryman.http.body import Body
@@ -32,16 +40,28 @@ def identity(st: os.stat_result) -> tuple[int, int, int, int]:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
+def same_file(path: str, st: os.stat_result) -> Callable[[], bool]:
+    """The check of an answer made from the file at `path` whose fstat was `st`."""
+    known = identity(st)
+
+    def current() -> bool:
+        try:
+            return identity(os.stat(path)) == known
+        except OSError:
+            return False
+
+    return current
+
+
 @dataclass(slots=True)
 class Entry:
-    path: str  # absolute path to stat
-    identity: tuple[int, int, int, int]
+    current: Callable[[], bool]
     headers: Headers
     head_block: bytes
     body: bytes
 
 
-class SmallFileCache:
+class SmallBodyCache:
     """Bounded by entry count and bytes; the oldest entry goes first."""
 
     def __init__(self, max_entries: int = 2048, max_bytes: int = 32 * 1024 * 1024) -> None:
@@ -65,11 +85,7 @@ class SmallFileCache:
         if entry is None:
             self.misses += 1
             return None
-        try:
-            current = identity(os.stat(entry.path))
-        except OSError:
-            current = None
-        if current != entry.identity:
+        if not entry.current():
             self._drop(raw_path)
             self.misses += 1
             return None
@@ -77,16 +93,16 @@ class SmallFileCache:
         return Response(200, entry.headers, Body((entry.body,)), entry.head_block)
 
     def store(
-        self, raw_path: bytes, path: str, st: os.stat_result, headers: Headers, body: bytes
+        self, raw_path: bytes, current: Callable[[], bool], headers: Headers, body: bytes
     ) -> None:
-        if len(body) != st.st_size or len(body) > self.max_bytes // 16:
+        if len(body) > self.max_bytes // 16:
             return
         self._drop(raw_path)
         while self._entries and (
             len(self._entries) >= self.max_entries or self._bytes + len(body) > self.max_bytes
         ):
             self._drop(next(iter(self._entries)))
-        self._entries[raw_path] = Entry(path, identity(st), headers, encode_headers(headers), body)
+        self._entries[raw_path] = Entry(current, headers, encode_headers(headers), body)
         self._bytes += len(body)
 
     def _drop(self, raw_path: bytes) -> None:
