@@ -121,6 +121,10 @@ def main() -> int:
     parser.add_argument("--ttfb-mib", type=int, help="size of the cold object in MiB")
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
     parser.add_argument("--skip-ttfb", action="store_true")
+    parser.add_argument("--skip-warm", action="store_true")
+    parser.add_argument(
+        "--ttfb-samples", type=int, default=5, help="cold ranges timed per server and offset"
+    )
     args = parser.parse_args()
     settings = settings_for(args.quick, duration=args.duration, rounds=args.rounds)
     if args.quick:
@@ -136,7 +140,7 @@ def main() -> int:
             ctx = Context(settings, files, tmp / "work")
             (tmp / "work").mkdir()
             print("warm path:", flush=True)
-            outcomes = run_warm(ctx, upstream)
+            outcomes = {} if args.skip_warm else run_warm(ctx, upstream)
             ttfb: list[dict[str, object]] = []
             if not args.skip_ttfb:
                 print(f"cold time to first byte ({ttfb_size // MIB} MiB object) ...", flush=True)
@@ -145,7 +149,9 @@ def main() -> int:
                     nginx_cache_spec(upstream),
                     nginx_cache_spec(upstream, sliced=True),
                 ]
-                ttfb = measure_ttfb(specs, upstream, ttfb_size, files, tmp / "work", settings)
+                ttfb = measure_ttfb(
+                    specs, upstream, ttfb_size, files, tmp / "work", settings, args.ttfb_samples
+                )
         finally:
             upstream.moto.stop()
     finally:

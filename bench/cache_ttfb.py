@@ -94,7 +94,7 @@ def measure_ttfb(
     files: TestFiles,
     workdir: Path,
     settings: Settings,
-    samples: int = 3,
+    samples: int = 5,
 ) -> list[dict[str, object]]:
     """For each server and offset, `samples` times: a fresh server and cache, one timed
     cold range; the median is reported. The servers take turns, so a slow moment of the
