@@ -11,11 +11,12 @@ from __future__ import annotations
 import os
 import re
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from ferryman.cache.client import CacheClient
 from ferryman.cache.entry import CacheDir
 from ferryman.http.ranges import ByteRange
 from tests.conftest import pattern
@@ -103,6 +104,16 @@ async def test_lookup_warm_refuses_a_dropped_entry_and_holds_a_served_one(
         client.close()
 
 
+async def memory_check(client: CacheClient) -> Callable[[], bool]:
+    """Fetch KEY whole, then the check an answer kept in memory would carry."""
+    assert await fetch(client, WHOLE) == pattern(SIZE)
+    obj = client.lookup_warm(KEY)
+    assert obj is not None
+    current = obj.still_current()
+    obj.close()
+    return current
+
+
 @run
 async def test_an_answer_kept_in_memory_stays_current_only_while_lookup_warm_would_serve_it(
     tmp_path: Path, loop: str
@@ -110,31 +121,20 @@ async def test_an_answer_kept_in_memory_stays_current_only_while_lookup_warm_wou
     now = [1_000_000.0]
     async with running(tmp_path) as cache:
         client = cache.client(revalidate=10.0, clock=lambda: now[0])
-        assert await fetch(client, WHOLE) == pattern(SIZE)
-        obj = client.lookup_warm(KEY)
-        assert obj is not None
-        current = obj.still_current()
-        obj.close()
+        current = await memory_check(client)
         hits = client.stats.hits
         assert current() and current()
         assert client.stats.hits == hits + 2  # a use of the entry, as a warm hit is
         now[0] += 11.0  # not confirmed within `revalidate`
         assert not current()
 
-        assert await fetch(client, WHOLE) == pattern(SIZE)
-        obj = client.lookup_warm(KEY)
-        assert obj is not None
-        current = obj.still_current()
-        obj.close()
+        current = await memory_check(client)
         assert current()
         client.forget(KEY)  # written through this worker
         assert not current()
 
-        assert await fetch(client, WHOLE) == pattern(SIZE)
-        obj = client.lookup_warm(KEY)
-        assert obj is not None
-        current = obj.still_current()
-        obj.close()
+        current = await memory_check(client)
+        assert current()
         CacheDir(tmp_path / "cache", namespace=NAMESPACE, cipher=None).drop(KEY)
         assert not current()  # replaced by another process
         client.close()
