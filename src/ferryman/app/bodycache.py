@@ -28,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ferryman.http.body import Body
+from ferryman.http.parser import Request
 from ferryman.http.response import Headers, Response, encode_headers
 
 # Headers that make a request ask for more than "the current representation".
@@ -79,24 +80,30 @@ class SmallBodyCache:
     def applies_to(method: str, headers: dict[str, str]) -> bool:
         return (method == "GET" or method == "HEAD") and _NEEDS_FULL_PATH.isdisjoint(headers)
 
-    def response(self, raw_path: bytes) -> Response | None:
-        """A 200 for `raw_path` from memory, or None (then take the full path)."""
-        entry = self._entries.get(raw_path)
+    def response(self, request: Request) -> Response | None:
+        """A 200 from memory for a plain GET or HEAD of a kept path, else None (take the
+        full path)."""
+        if not self.applies_to(request.method, request.headers):
+            return None
+        entry = self._entries.get(request.path)
         if entry is None:
             self.misses += 1
             return None
         if not entry.current():
-            self._drop(raw_path)
+            self._drop(request.path)
             self.misses += 1
             return None
         self.hits += 1
         return Response(200, entry.headers, Body((entry.body,)), entry.head_block)
 
     def store(
-        self, raw_path: bytes, current: Callable[[], bool], headers: Headers, body: bytes
+        self, request: Request, current: Callable[[], bool], headers: Headers, body: bytes
     ) -> None:
-        if len(body) > self.max_bytes // 16:
+        """Keep a plain 200 the full path just made for `request` (only a plain GET or
+        HEAD's: another request's headers describe something else)."""
+        if not self.applies_to(request.method, request.headers) or len(body) > self.max_bytes // 16:
             return
+        raw_path = request.path
         self._drop(raw_path)
         while self._entries and (
             len(self._entries) >= self.max_entries or self._bytes + len(body) > self.max_bytes

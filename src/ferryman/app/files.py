@@ -82,9 +82,8 @@ class FileServer:
     # -- entry point ----------------------------------------------------------
 
     def get(self, request: Request) -> Response | Awaitable[Response]:
-        cache = self.cache
-        if cache is not None and cache.applies_to(request.method, request.headers):
-            hit = cache.response(request.path)
+        if self.cache is not None:
+            hit = self.cache.response(request)
             if hit is not None:
                 return hit
         path = resolve(request.path)
@@ -234,9 +233,7 @@ class FileServer:
         body = read_nowait(fd, 0, st.st_size)
         if body is None or len(body) != st.st_size:
             return None  # cold or changing: the connection reads it the usual way
-        if self.cache.applies_to(request.method, request.headers):
-            path = os.path.join(self.root, relative)
-            self.cache.store(request.path, same_file(path, st), headers, body)
+        self.cache.store(request, same_file(os.path.join(self.root, relative), st), headers, body)
         os.close(fd)
         return Response(200, headers, Body((body,)))
 

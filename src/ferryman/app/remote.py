@@ -71,9 +71,8 @@ class RemoteServer:
 
     def get(self, request: Request) -> Response | Awaitable[Response]:
         """A warm cache hit is answered at once; everything else awaits the cache or store."""
-        answers = self.answers
-        if answers is not None and answers.applies_to(request.method, request.headers):
-            hit = answers.response(request.path)
+        if self.answers is not None:
+            hit = self.answers.response(request)
             if hit is not None:
                 return hit
         path = resolve(request.path)
@@ -138,7 +137,7 @@ class RemoteServer:
         the answer for the next request of the same path while that version is current."""
         headers = self._plan(request, cached.info, name).headers  # a plain 200
         if self.answers is not None:
-            self.answers.store(request.path, cached.still_current(), headers, data)
+            self.answers.store(request, cached.still_current(), headers, data)
         cached.close()
         return Response(200, headers, Body((data,)))
 
