@@ -63,7 +63,7 @@ class MemStore:
     held: int = 0  # reads currently paused at the gate
     description: str = "memory"
     uploads: int = 0  # upload() calls
-    upload_faults: list[object] = field(default_factory=list)  # "empty" or a StoreError
+    upload_faults: list[object] = field(default_factory=list)  # "empty", "corrupt", an error
     _version: int = 0
 
     def put(self, key: str, data: bytes, content_type: str | None = None) -> str:
@@ -151,18 +151,22 @@ class MemStore:
     async def upload(
         self, key: str, fd: int, size: int, sha256: bytes, content_type: str | None = None
     ) -> None:
-        """Keep what the fd holds; an `upload_faults` entry instead keeps b"" ("empty")
-        or raises its StoreError."""
+        """Keep what the fd holds; an `upload_faults` entry instead keeps b"" ("empty"),
+        keeps other bytes of the same length under the right SHA-256 metadata
+        ("corrupt": only reading them back shows it), or raises its StoreError."""
         self.uploads += 1
         fault = self.upload_faults.pop(0) if self.upload_faults else None
         if isinstance(fault, Exception):
             raise fault
-        data = b"" if fault == "empty" else os.pread(fd, size, 0)
+        sent = os.pread(fd, size, 0)
+        data = b"" if fault == "empty" else sent
+        if fault == "corrupt":
+            data = bytes(b ^ 0xFF for b in sent)
         self.put(key, data, content_type)
-        self.objects[key].sha256 = hashlib.sha256(data).hexdigest()
+        self.objects[key].sha256 = hashlib.sha256(sent if fault == "corrupt" else data).hexdigest()
 
     async def delete(self, key: str) -> None:
-        self.objects.pop(key)
+        self.objects.pop(key, None)  # absent: nothing to do, as S3 answers
 
     async def prepare(self) -> None:
         pass

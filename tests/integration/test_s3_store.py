@@ -244,7 +244,6 @@ def test_a_range_past_the_end_is_truncated(moto_server: MotoServer, s3_bucket: s
 def test_missing_objects_and_buckets_are_not_found(moto_endpoint: str, s3_bucket: str) -> None:
     raises(NotFound, lambda store: store.stat("nope"), moto_endpoint, s3_bucket)
     raises(NotFound, lambda store: collect(store.read("nope", 0, 10)), moto_endpoint, s3_bucket)
-    raises(NotFound, lambda store: store.delete("nope"), moto_endpoint, s3_bucket)
     raises(NotFound, lambda store: store.stat("x"), moto_endpoint, "no-such-bucket-here")
     raises(NotFound, lambda store: entries(store, ""), moto_endpoint, "no-such-bucket-here")
 
@@ -491,6 +490,29 @@ def test_delete(moto_server: MotoServer, s3_bucket: str) -> None:
     moto_server.put_object(s3_bucket, "gone", b"x")
     use_store(moto_server.url, s3_bucket, lambda store: store.delete("gone"))
     assert moto_server.get_object(s3_bucket, "gone")[0] == 404
+    use_store(moto_server.url, s3_bucket, lambda store: store.delete("gone"))  # absent: no error
+
+
+@pytest.mark.parametrize(
+    ("answer", "start", "end", "error"),
+    [
+        ({"ContentLength": 20}, 0, 20, None),  # a 200 that is exactly the range: right
+        ({"ContentLength": 100}, 10, 20, Unavailable),  # the Range was ignored
+        ({"ContentLength": 100}, 0, 20, Unavailable),  # a 200 with more than asked
+        ({"ContentRange": "bytes 0-9/100"}, 10, 20, Unavailable),  # other bytes
+        ({"ContentRange": "bytes 10-15/16"}, 10, 20, Truncated),  # the object ends first
+        ({"ContentRange": "bytes 10-19/*"}, 10, 20, None),
+        ({"ContentRange": "junk"}, 10, 20, Unavailable),
+    ],
+)
+def test_an_answer_for_other_bytes_than_asked_is_refused(
+    answer: dict[str, object], start: int, end: int, error: type[Exception] | None
+) -> None:
+    if error is None:
+        s3._check_range("k", answer, start, end)
+    else:
+        with pytest.raises(error):
+            s3._check_range("k", answer, start, end)
 
 
 # -- failures ----------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from ferryman.app import remote
 from ferryman.app.remote import RemoteServer
 from ferryman.app.remote_uploads import RemoteUploads
 from ferryman.app.spool import Spool
+from ferryman.catalog.db import Catalog
 from ferryman.config import Config
 from ferryman.errors import HttpError
 from ferryman.http.parser import Request, RequestParser
@@ -137,3 +138,55 @@ def test_a_transient_failure_then_a_verified_upload(
     created = put(uploads(store, tmp_path), b"data")
     assert created.status == 201
     assert store.objects["k.bin"].data == b"data" and store.uploads == 2
+
+
+def test_bytes_that_read_back_wrong_are_retried_then_502(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Right size and SHA-256 metadata, other bytes: only --verify-writes full sees it."""
+    monkeypatch.setattr("ferryman.app.remote_uploads.FIRST_RETRY_DELAY", 0.0)
+    store = MemStore(upload_faults=["corrupt", "corrupt"])
+    with pytest.raises(HttpError) as failed:
+        put(uploads(store, tmp_path, attempts=2), b"data")
+    assert failed.value.status == 502 and "read back" in failed.value.detail
+    assert store.uploads == 2
+    store = MemStore(upload_faults=["corrupt"])
+    assert put(uploads(store, tmp_path, attempts=2), b"data").status == 201
+    assert store.objects["k.bin"].data == b"data"
+
+
+def test_an_object_changed_while_the_body_arrived_is_not_overwritten(tmp_path: Path) -> None:
+    store = MemStore()
+    etag = store.put("k.bin", b"seen")
+
+    class RacedBody(Body):
+        async def read(self) -> bytes:
+            if not self.done and self.pieces:
+                store.put("k.bin", b"other")  # another writer, mid-body
+            return await super().read()
+
+    req = request("PUT", "/k.bin", b"mine", If_Match=etag)
+    with pytest.raises(HttpError) as refused:
+        asyncio.run(uploads(store, tmp_path).put(req, RacedBody(b"mine")))
+    assert refused.value.status == 412
+    assert store.uploads == 0 and store.objects["k.bin"].data == b"other"
+
+
+def test_the_cache_is_told_whenever_an_upload_was_tried(tmp_path: Path) -> None:
+    """A 503 (stored, not catalogued) or a 502 (unverified) still changed the store:
+    the cache must drop the old version all the same."""
+    told: list[str] = []
+    catalog = Catalog(tmp_path / "catalog.db")
+    catalog.close()  # every record fails: 503 catalog_busy
+    config = Config(source="s3://b", upload_attempts=1)
+    store = MemStore()
+    up = RemoteUploads(store, Spool(str(tmp_path / "spool")), config, catalog, told.append)
+    with pytest.raises(HttpError) as unrecorded:
+        put(up, b"new")
+    assert unrecorded.value.status == 503 and store.objects["k.bin"].data == b"new"
+    assert told == ["k.bin"]
+    store.upload_faults.append("empty")
+    with pytest.raises(HttpError) as unverified:
+        put(RemoteUploads(store, up.spool, config, None, told.append), b"newer")
+    assert unverified.value.status == 502
+    assert told == ["k.bin", "k.bin"]

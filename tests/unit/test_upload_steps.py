@@ -10,11 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from ferryman.app.files import FileServer
-from ferryman.app.paths import resolve
-from ferryman.app.uploads import Uploads, _settle
+from ferryman.app.intake import record_delete, record_write
+from ferryman.app.uploads import _settle
 from ferryman.catalog.db import Catalog
-from ferryman.config import Config
 from ferryman.errors import HttpError
 
 
@@ -50,12 +48,11 @@ def test_size_mode_does_not_read_back(temp_fd: int) -> None:
 def test_catalog_that_cannot_record_is_503(tmp_path: Path) -> None:
     catalog = Catalog(tmp_path / "catalog.db")
     catalog.close()  # every call now raises CatalogError
-    files = FileServer(Config(source=str(tmp_path)))
-    try:
-        uploads = Uploads(files, "full", catalog)
-        (tmp_path / "f").write_bytes(b"x")
+    for step in (
+        record_write(catalog, "f", size=1, sha256=b"\0" * 32, mtime_ns=0, etag='"e"'),
+        record_delete(catalog, "f"),
+    ):
         with pytest.raises(HttpError) as info:
-            asyncio.run(uploads._record(resolve(b"/f"), os.stat(tmp_path / "f"), b"\0" * 32, '"e"'))
+            asyncio.run(step)
         assert info.value.status == 503 and ("Retry-After", "1") in info.value.headers
-    finally:
-        files.close()
+    asyncio.run(record_write(None, "f", size=1, sha256=b"\0" * 32, mtime_ns=0, etag='"e"'))

@@ -12,11 +12,14 @@ share these rules.
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
+import logging
 import os
 from dataclasses import dataclass, field
 
 from ferryman.app.paths import RequestPath, resolve
+from ferryman.catalog.db import Catalog, CatalogError
 from ferryman.errors import HttpError
 from ferryman.http.body import BodyReader
 from ferryman.http.conditional import Outcome, Validators, evaluate_preconditions
@@ -24,6 +27,51 @@ from ferryman.http.digest import parse_content_md5, parse_digest_field
 from ferryman.http.parser import Request
 
 BATCH = 1024 * 1024  # bytes of request body written (and hashed) per thread hop
+FULL_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+log = logging.getLogger("ferryman.uploads")
+
+
+def require_length(request: Request) -> None:
+    """411 unless the body's end is known: a Content-Length or chunked framing."""
+    if "content-length" not in request.headers and request.body_kind != "chunked":
+        raise HttpError(411, "length_required", "send Content-Length or a chunked body")
+
+
+def storage_error(exc: OSError, what: str) -> HttpError:
+    """A failure of ferryman's own disk while it could `what`: 507 when full, else 500."""
+    if exc.errno in FULL_SPACE:
+        return HttpError(507, "insufficient_storage", f"no space left to {what}; nothing stored")
+    return HttpError(500, "internal_error", f"cannot {what} ({exc.strerror}); nothing stored")
+
+
+async def record_write(
+    catalog: Catalog | None, key: str, *, size: int, sha256: bytes, mtime_ns: int, etag: str
+) -> None:
+    """Catalog a verified write. The bytes are stored but, unrecorded, not a success:
+    503 (a retried PUT is idempotent and records them)."""
+    if catalog is None:
+        return
+    try:
+        await asyncio.to_thread(
+            catalog.record, key, size=size, sha256=sha256.hex(), mtime_ns=mtime_ns, etag=etag
+        )
+    except CatalogError as exc:
+        log.error("catalog did not record %s: %s", key, exc)
+        raise HttpError(503, "catalog_busy", "stored but not recorded; retry",
+                        (("Retry-After", "1"),)) from None  # fmt: skip
+
+
+async def record_delete(catalog: Catalog | None, key: str) -> None:
+    """Catalog a deletion; 503 when the catalog cannot (the object is gone all the same)."""
+    if catalog is None:
+        return
+    try:
+        await asyncio.to_thread(catalog.mark_deleted, key)
+    except CatalogError as exc:
+        log.error("catalog did not record the deletion of %s: %s", key, exc)
+        raise HttpError(503, "catalog_busy", "deleted but not recorded; retry",
+                        (("Retry-After", "1"),)) from None  # fmt: skip
 
 
 @dataclass

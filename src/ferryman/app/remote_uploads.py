@@ -28,10 +28,20 @@ import hashlib
 import logging
 from collections.abc import Callable
 
-from ferryman.app.intake import BodyChecks, check_write_preconditions, receive_body, write_path
+from ferryman.app.intake import (
+    BATCH,
+    BodyChecks,
+    check_write_preconditions,
+    receive_body,
+    record_delete,
+    record_write,
+    require_length,
+    storage_error,
+    write_path,
+)
 from ferryman.app.remote import close_stream, object_key
 from ferryman.app.spool import Spool
-from ferryman.catalog.db import Catalog, CatalogError
+from ferryman.catalog.db import Catalog
 from ferryman.config import Config
 from ferryman.errors import HttpError
 from ferryman.http.body import BodyReader
@@ -50,7 +60,6 @@ from ferryman.stores.base import (
 )
 
 log = logging.getLogger("ferryman.uploads")
-_BATCH = 1024 * 1024
 FIRST_RETRY_DELAY = 0.25  # seconds; doubled after each failed attempt
 
 
@@ -76,8 +85,7 @@ class RemoteUploads:
     async def put(self, request: Request, body: BodyReader | None) -> Response:
         path = write_path(request)
         key = object_key(path)
-        if "content-length" not in request.headers and request.body_kind != "chunked":
-            raise HttpError(411, "length_required", "send Content-Length or a chunked body")
+        require_length(request)
         checks = BodyChecks.from_request(request)
         try:
             before = await self._current(key)
@@ -86,7 +94,7 @@ class RemoteUploads:
         except StoreError as exc:
             raise http_error(exc) from None
         except OSError as exc:
-            raise HttpError(507, "insufficient_storage", f"cannot spool the body: {exc}") from None
+            raise storage_error(exc, "spool the body") from None
         try:
             size = await receive_body(body, fd, checks)
             checks.verify()
@@ -94,20 +102,26 @@ class RemoteUploads:
                 now = await self._current(key)
                 if create_only or now != before:  # it changed while the body arrived
                     check_write_preconditions(request, _validators(now))
-                info = await self._store_verified(
-                    key, fd, size, checks.sha256, request.headers.get("content-type")
-                )
-                await self._record(key, info, checks.sha256)
+                try:
+                    info = await self._store_verified(
+                        key, fd, size, checks.sha256, request.headers.get("content-type")
+                    )
+                    await record_write(
+                        self.catalog, key, size=info.size, sha256=checks.sha256,
+                        mtime_ns=info.last_modified * 1_000_000_000, etag=info.etag,
+                    )  # fmt: skip
+                finally:
+                    # Once an upload was tried the store may hold new bytes, whatever
+                    # is answered (502 unverified, 503 unrecorded): stop serving the old.
+                    self._changed(key)
         except StoreError as exc:
             raise http_error(exc) from None
         except ConnectionError:
             raise  # the client left mid-body: nothing stored, nobody to answer
         except OSError as exc:
-            raise HttpError(507, "insufficient_storage", f"cannot spool the body: {exc}") from None
+            raise storage_error(exc, "spool the body") from None
         finally:
             self.spool.discard(fd, name)
-        if self.changed is not None:
-            self.changed(key)
         headers = [("ETag", info.etag), ("Repr-Digest", format_repr_digest(checks.sha256))]
         if before is None:
             return Response(201, [*headers, ("Location", path.url())])
@@ -153,7 +167,7 @@ class RemoteUploads:
         try:
             async for chunk in reader:
                 batch += chunk
-                if len(batch) >= _BATCH:  # hashing a MiB is ~1 ms: off the event loop
+                if len(batch) >= BATCH:  # hashing a MiB is ~1 ms: off the event loop
                     await asyncio.to_thread(hasher.update, batch)
                     batch = bytearray()
         finally:
@@ -176,15 +190,8 @@ class RemoteUploads:
                 await self.store.delete(key)
         except StoreError as exc:
             raise http_error(exc) from None
-        if self.changed is not None:
-            self.changed(key)
-        if self.catalog is not None:
-            try:
-                await asyncio.to_thread(self.catalog.mark_deleted, key)
-            except CatalogError as exc:
-                log.error("catalog did not record the deletion of %s: %s", key, exc)
-                raise HttpError(503, "catalog_busy", "deleted but not recorded; retry",
-                                (("Retry-After", "1"),)) from None  # fmt: skip
+        self._changed(key)
+        await record_delete(self.catalog, key)
         return Response(204)
 
     # -- shared -----------------------------------------------------------------------------
@@ -195,22 +202,9 @@ class RemoteUploads:
         except NotFound:
             return None
 
-    async def _record(self, key: str, info: ObjectInfo, sha256: bytes) -> None:
-        if self.catalog is None:
-            return
-        try:
-            await asyncio.to_thread(
-                self.catalog.record,
-                key,
-                size=info.size,
-                sha256=sha256.hex(),
-                mtime_ns=info.last_modified * 1_000_000_000,
-                etag=info.etag,
-            )
-        except CatalogError as exc:
-            log.error("catalog did not record %s: %s", key, exc)
-            raise HttpError(503, "catalog_busy", "stored but not recorded; retry",
-                            (("Retry-After", "1"),)) from None  # fmt: skip
+    def _changed(self, key: str) -> None:
+        if self.changed is not None:
+            self.changed(key)
 
 
 def _kept_wrong(info: ObjectInfo, size: int, sha256: bytes) -> str:

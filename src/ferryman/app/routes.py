@@ -69,7 +69,7 @@ class App:
 
     def _serve_directory(self, config: Config) -> None:
         files = FileServer(config)
-        files.archives = ArchiveServer(files, Spool(str(config.state_path / "spool")))
+        files.archives = ArchiveServer(files, Spool.of(config))
         if self.catalog is not None:
             files.digests = DigestIndex(self.catalog)
         self.files = files
@@ -90,7 +90,7 @@ class App:
         if config.allow_write:
             self.uploads = RemoteUploads(
                 store,
-                Spool(str(config.state_path / "spool")),
+                Spool.of(config),
                 config,
                 self.catalog,
                 changed=cache.forget if cache is not None else None,

@@ -39,6 +39,10 @@ import os
 import secrets
 import threading
 from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ferryman.config import Config
 
 log = logging.getLogger("ferryman.spool")
 
@@ -50,6 +54,11 @@ _FILE_MODE = 0o600
 
 class Spool:
     """The spool directory of one server; see the module docstring for ownership."""
+
+    @classmethod
+    def of(cls, config: Config) -> Spool:
+        """The server's spool, STATE/spool: what workers write and the arbiter sweeps."""
+        return cls(str(config.state_path / "spool"))
 
     def __init__(self, directory: str) -> None:
         # The directory is made on first use, not here: a read-only deployment

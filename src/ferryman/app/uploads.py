@@ -28,14 +28,18 @@ from typing import TYPE_CHECKING
 
 from ferryman.app.files import file_etag
 from ferryman.app.intake import (
+    BATCH,
     BodyChecks,
     check_write_preconditions,
     receive_body,
+    record_delete,
+    record_write,
+    require_length,
+    storage_error,
     write_path,
 )
-from ferryman.app.paths import RequestPath
 from ferryman.app.writepath import existing, open_parent
-from ferryman.catalog.db import Catalog, CatalogError
+from ferryman.catalog.db import Catalog
 from ferryman.errors import HttpError
 from ferryman.http.body import BodyReader
 from ferryman.http.conditional import Validators
@@ -49,8 +53,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("ferryman.uploads")
 TEMP_PREFIX = ".ferryman-upload-"
-_BATCH = 1024 * 1024
-_FULL_SPACE = (errno.ENOSPC, errno.EDQUOT)
 
 
 class Uploads:
@@ -64,8 +66,7 @@ class Uploads:
 
     async def put(self, request: Request, body: BodyReader | None) -> Response:
         path = write_path(request)
-        if "content-length" not in request.headers and request.body_kind != "chunked":
-            raise HttpError(411, "length_required", "send Content-Length or a chunked body")
+        require_length(request)
         checks = BodyChecks.from_request(request)
         name = path.segments[-1]
         parent = await asyncio.to_thread(
@@ -90,7 +91,10 @@ class Uploads:
                     etag = file_etag(st)
                     # Recorded under the same lock as the rename: the catalog's last
                     # word on a path is the version that is on disk.
-                    await self._record(path, st, checks.sha256, etag)
+                    await record_write(
+                        self.catalog, path.relative, size=st.st_size, sha256=checks.sha256,
+                        mtime_ns=st.st_mtime_ns, etag=etag,
+                    )  # fmt: skip
             except BaseException:
                 await asyncio.to_thread(_discard, parent, temp)
                 raise
@@ -127,37 +131,8 @@ class Uploads:
             raise _write_error(exc) from None
         finally:
             os.close(parent)
-        if self.catalog is not None:
-            try:
-                await asyncio.to_thread(self.catalog.mark_deleted, path.relative)
-            except CatalogError as exc:
-                log.error("catalog did not record the deletion of %s: %s", path.relative, exc)
-                raise HttpError(503, "catalog_busy", "deleted but not recorded; retry",
-                                (("Retry-After", "1"),)) from None  # fmt: skip
+        await record_delete(self.catalog, path.relative)
         return Response(204)
-
-    # -- shared -----------------------------------------------------------------
-
-    async def _record(
-        self, path: RequestPath, st: os.stat_result, sha256: bytes, etag: str
-    ) -> None:
-        if self.catalog is None:
-            return
-        try:
-            await asyncio.to_thread(
-                self.catalog.record,
-                path.relative,
-                size=st.st_size,
-                sha256=sha256.hex(),
-                mtime_ns=st.st_mtime_ns,
-                etag=etag,
-            )
-        except CatalogError as exc:
-            # The bytes are stored and verified but not recorded: not a success.
-            # A retried PUT (idempotent) records them.
-            log.error("catalog did not record %s: %s", path.relative, exc)
-            raise HttpError(503, "catalog_busy", "stored but not recorded; retry",
-                            (("Retry-After", "1"),)) from None  # fmt: skip
 
 
 def _validators(current: os.stat_result | None) -> Validators | None:
@@ -183,7 +158,7 @@ def _settle(fd: int, size: int, sha256: bytes, mode: str) -> None:
         return
     hasher = hashlib.sha256()
     offset = 0
-    while chunk := os.pread(fd, _BATCH, offset):
+    while chunk := os.pread(fd, BATCH, offset):
         hasher.update(chunk)
         offset += len(chunk)
     if offset != size or hasher.digest() != sha256:
@@ -244,8 +219,6 @@ def start_orphan_sweep(root: str, *, older_than: float) -> threading.Thread:
 
 
 def _write_error(exc: OSError) -> HttpError:
-    if exc.errno in _FULL_SPACE:
-        return HttpError(507, "insufficient_storage", "no space left; nothing was stored")
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return HttpError(403, "forbidden", "the file cannot be written")
-    return HttpError(500, "internal_error", f"write failed ({exc.strerror}); nothing was stored")
+    return storage_error(exc, "write the file")

@@ -78,7 +78,8 @@ class Store(Protocol):
         ...
 
     async def delete(self, key: str) -> None:
-        """Remove `key`; NotFound if it did not exist."""
+        """Remove `key`; nothing happens if it does not exist (as S3 answers). A caller
+        that must tell the two apart asks `stat` first, as writes do under their lock."""
         ...
 
     async def prepare(self) -> None:

@@ -253,8 +253,6 @@ class S3Store:
             )
 
     async def delete(self, key: str) -> None:
-        # S3 answers 204 whether or not the key existed; the protocol promises NotFound.
-        await self._call(key, "head_object", Key=self._key(key))
         await self._call(key, "delete_object", Key=self._key(key))
 
 

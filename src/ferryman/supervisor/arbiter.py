@@ -74,15 +74,11 @@ def serve(config: Config) -> int:
 
             load_or_create_key(config.cache_key_path)  # once, before any process reads it
     sock = bind(config.host, config.port)
-    Spool(spool_directory(config)).sweep()  # what a killed server left; no worker runs yet
+    Spool.of(config).sweep()  # what a killed server left; no worker runs yet
     try:
         return Arbiter(config, sock).run()
     finally:
         sock.close()
-
-
-def spool_directory(config: Config) -> str:
-    return str(config.state_path / "spool")
 
 
 class Arbiter:
@@ -93,7 +89,7 @@ class Arbiter:
         self.sock = sock
         self.clock = clock
         self.budget = RestartBudget(config.max_restarts, config.restart_window)
-        self.spool = Spool(spool_directory(config))
+        self.spool = Spool.of(config)
         first = FILLER_SLOT if config.is_remote and config.cache_dir else 1
         self.slots: dict[int, Worker | None] = dict.fromkeys(range(first, config.workers + 1))
         self.successors: dict[int, Worker] = {}  # rolling restart: the slot's next worker
