@@ -65,12 +65,13 @@ class EvictionPacer:
         """One eviction run leaving room for `reserve` bytes (shared with a running one)."""
         if self._evicting is None:
             self._evicting = asyncio.ensure_future(self._run_evictor(reserve))
-        evicting = self._evicting
-        try:
-            await asyncio.shield(evicting)
-        finally:
-            if evicting.done() and self._evicting is evicting:
-                self._evicting = None
+            # Cleared when the run ends, not by a waiter: every waiter may be cancelled.
+            self._evicting.add_done_callback(self._evicted)
+        await asyncio.shield(self._evicting)
+
+    def _evicted(self, run: asyncio.Task[None]) -> None:
+        if self._evicting is run:
+            self._evicting = None
 
     async def evict_periodically(self) -> None:
         while True:
