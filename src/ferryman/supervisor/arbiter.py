@@ -242,16 +242,20 @@ class Arbiter:
             elif signum == signal.SIGHUP:
                 self._rolling_restart()
             elif signum == signal.SIGUSR1:
-                for worker in self.workers:
-                    worker.send(signal.SIGUSR1)
+                self._reopen_access_logs()
+
+    def _reopen_access_logs(self) -> None:
+        """SIGUSR1 to every worker, draining ones too; the filler has no access log (and
+        SIGUSR1's default action would kill it)."""
+        for worker in self.workers:
+            if worker.slot != FILLER_SLOT:
+                worker.send(signal.SIGUSR1)
 
     def _rolling_restart(self) -> None:
         if self.phase != RUNNING:
             log.warning("SIGHUP ignored: the server is %s", self.phase)
             return
-        for worker in self.slots.values():  # log rotation: old workers write to the new file
-            if worker is not None:
-                worker.send(signal.SIGUSR1)
+        self._reopen_access_logs()  # log rotation: old workers write to the new file
         if self.roll:
             log.info("SIGHUP received during a rolling restart: another one will follow")
             self.roll_again = True
