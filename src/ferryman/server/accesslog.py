@@ -7,6 +7,7 @@ busy server makes one write call per second for its log, not one per request.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import sys
 import time
@@ -18,6 +19,7 @@ from ferryman.http.parser import Request
 if TYPE_CHECKING:
     from ferryman.server.connection import HttpConnection
 
+log = logging.getLogger("ferryman.accesslog")
 _SIGNATURE = re.compile(r"(ferryman-signature=)[^&]*")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
@@ -106,11 +108,18 @@ class AccessLog:
             self._lines.append(f'{conn.peer} - - [{_clf_time(time.time())}] "-" {status} 0 "-" "-"')
 
     def reopen(self) -> None:
-        """SIGHUP: reopen the log file (after rotation moved it away)."""
+        """SIGUSR1: reopen the log file (after rotation moved it away). The new file is
+        opened before the old one is closed: if it cannot be, logging goes on where it was."""
         if self._owned and self._out is not None:
             self.flush()
+            try:
+                fresh = open(self._out.name, "a", encoding="utf-8")  # noqa: SIM115
+            except OSError as exc:
+                log.warning("cannot reopen the access log %s (%s); still writing to the old one",
+                            self._out.name, exc.strerror)  # fmt: skip
+                return
             self._out.close()
-            self._out = open(self._out.name, "a", encoding="utf-8")  # noqa: SIM115
+            self._out = fresh
 
     def flush(self) -> None:
         if self._lines and self._out is not None:
