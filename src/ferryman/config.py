@@ -8,6 +8,7 @@ checked against it by a test, so a new option cannot go undocumented.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import tomllib
@@ -316,15 +317,17 @@ class Config:
     def state_path(self) -> Path:
         """--state-dir, else SOURCE/.ferryman; for a store, a directory per bucket and prefix.
 
-        A store's default lives under XDG_STATE_HOME (~/.local/state), named
-        after the source so two sources never share a catalog.
+        A store's default lives under XDG_STATE_HOME (~/.local/state): a name
+        readable as the source, and a digest of the exact source so that two
+        sources never share a catalog (s3://m/a_b and s3://m/a/b read alike).
         """
         if self.state_dir:
             return Path(self.state_dir).resolve()
         if self.is_remote:
             base = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
-            name = re.sub(r"[^A-Za-z0-9._-]+", "_", self.source.removeprefix("s3://")).strip("_")
-            return Path(base).resolve() / "ferryman" / name
+            readable = re.sub(r"[^A-Za-z0-9._-]+", "_", self.source.removeprefix("s3://"))
+            digest = hashlib.sha256(self.source.encode()).hexdigest()[:8]
+            return Path(base).resolve() / "ferryman" / f"{readable.strip('_')}-{digest}"
         return self.root / ".ferryman"
 
     @property

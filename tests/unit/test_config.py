@@ -132,7 +132,10 @@ def test_store_sources_get_their_own_state_directory(monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("XDG_STATE_HOME", "/var/state")
     one = Config(source="s3://media/videos")
     assert one.is_remote
-    assert str(one.state_path) == "/var/state/ferryman/media_videos"
+    assert one.state_path.parent == Path("/var/state/ferryman")
+    assert one.state_path.name.startswith("media_videos-")
     assert one.cache_key_path == one.state_path / "cache.key"
     assert Config(source="s3://media").state_path != one.state_path
+    alike = {Config(source=s).state_path for s in ("s3://m/a_b", "s3://m/a/b", "s3://m/a b")}
+    assert len(alike) == 3
     check_combinations(Config(source="s3://b", cache_dir="/c", cache_encrypt=True))  # fine
