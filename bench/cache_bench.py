@@ -7,7 +7,8 @@
    files from a local directory (the reference, x1.00): a 1 KiB object, a
    100 MiB object (GB/s, server CPU s/GB) and random 64 KiB ranges of it.
    The main suite's workloads and wrk runs (workloads.py), server on CPU 1,
-   wrk on CPU 0. The cache is warmed by one whole GET of each object first.
+   wrk on CPU 0. The cache is warmed by one whole GET of each object first, checked
+   against the file (a wrong answer is an error for that round).
    Each figure is the median of --rounds rounds (3), the servers taking
    turns within a round, so a noisy moment of the machine hits all of them.
 2. Cold time to first byte of a 1 MiB range at 0, 50% and 99% of a 1 GiB
@@ -22,7 +23,6 @@ when matplotlib is importable here or in bench/.venv-peers, cache-latest.png.
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import shutil
 import subprocess
@@ -33,9 +33,10 @@ from pathlib import Path
 
 from cache_servers import Upstream, cache_spec, local_spec, nginx_cache_spec, start_upstream
 from cache_ttfb import measure_ttfb, render_ttfb
+from probes import probe_whole
 from report import build_document, build_results, median_outcome, render_notes, render_table
-from servers import Server, ServerStartError, running_server
-from settings import BENCH_DIR, HOST, RESULTS_DIR, settings_for
+from servers import Server, ServerSpec, ServerStartError, running_server
+from settings import BENCH_DIR, RESULTS_DIR, settings_for
 from testfiles import TestFiles, make_test_files
 from workloads import WORKLOADS, Context, Outcome
 
@@ -45,17 +46,39 @@ WARM_WORKLOADS = [w for w in WORKLOADS if w.key in ("small", "big", "ranges")]
 PEERS_PYTHON = BENCH_DIR / ".venv-peers" / "bin" / "python"
 
 
+class WarmUpError(Exception):
+    """The server answered the warming GET wrongly: its figures would mean nothing."""
+
+
 def warm_up(server: Server, files: TestFiles) -> None:
-    """One whole GET of each object, so every block is in the cache before measuring."""
+    """One whole GET of each object, so every block is in the cache before measuring;
+    each must be a 200 with the file's bytes."""
     for path in (files.small_path, files.big_path):
-        conn = http.client.HTTPConnection(HOST, server.port, timeout=120)
-        try:
-            conn.request("GET", path)
-            response = conn.getresponse()
-            while response.read(1 << 20):
-                pass
-        finally:
-            conn.close()
+        probe = probe_whole(server.port, files, path)
+        if not probe.correct:
+            raise WarmUpError(f"warm-up: {probe.note}")
+
+
+def run_round(spec: ServerSpec, ctx: Context, round_no: int) -> dict[str, Outcome]:
+    """Start the server, warm it, run every warm workload; workload key -> outcome."""
+    workdir = ctx.workdir / f"{spec.name}-{round_no}"
+    outcomes: dict[str, Outcome] = {}
+    try:
+        with running_server(spec, ctx.files, workdir, ctx.settings) as server:
+            warm_up(server, ctx.files)
+            for workload in WARM_WORKLOADS:
+                print(f"  round {round_no + 1}, {spec.name}: {workload.key}", flush=True)
+                try:
+                    outcomes[workload.key] = workload.run(server, ctx)
+                except Exception as exc:  # the run goes on
+                    outcomes[workload.key] = Outcome("error", note=str(exc))
+    except ServerStartError as exc:
+        return {w.key: Outcome("failed to start", note=str(exc)) for w in WARM_WORKLOADS}
+    except WarmUpError as exc:
+        return {w.key: Outcome("error", note=str(exc)) for w in WARM_WORKLOADS}
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return outcomes
 
 
 def run_warm(ctx: Context, upstream: Upstream) -> dict[str, dict[str, Outcome]]:
@@ -67,24 +90,8 @@ def run_warm(ctx: Context, upstream: Upstream) -> dict[str, dict[str, Outcome]]:
     }
     for round_no in range(ctx.settings.rounds):
         for spec in specs:
-            workdir = ctx.workdir / f"{spec.name}-{round_no}"
-            try:
-                with running_server(spec, ctx.files, workdir, ctx.settings) as server:
-                    warm_up(server, ctx.files)
-                    for workload in WARM_WORKLOADS:
-                        print(f"  round {round_no + 1}, {spec.name}: {workload.key}", flush=True)
-                        try:
-                            outcome = workload.run(server, ctx)
-                        except Exception as exc:  # the run goes on
-                            outcome = Outcome("error", note=str(exc))
-                        rounds[workload.key][spec.name].append(outcome)
-            except ServerStartError as exc:
-                for workload in WARM_WORKLOADS:
-                    rounds[workload.key][spec.name].append(
-                        Outcome("failed to start", note=str(exc))
-                    )
-            finally:
-                shutil.rmtree(workdir, ignore_errors=True)
+            for key, outcome in run_round(spec, ctx, round_no).items():
+                rounds[key][spec.name].append(outcome)
     return {
         key: {name: median_outcome(each) for name, each in by_server.items()}
         for key, by_server in rounds.items()

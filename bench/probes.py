@@ -1,9 +1,14 @@
-"""One careful request before a Range workload: is it supported, and right?
+"""One careful request before a workload: is it supported, and right?
 
-A server that answers a Range request with 200 (or 416) does not support that
-kind of range request: the workload reports it as "unsupported" instead of
-downloading whole 100 MiB files in a loop. A 206 whose bytes differ from the
-file is a wrong answer: the workload still runs, and its figure is flagged.
+Before the plain GET workloads, one whole GET of the file: a status other than
+200, or a body other than the file's bytes, is a wrong answer, and the
+workload's figure is flagged.
+
+Before a Range workload, a server that answers a Range request with 200 (or
+416) does not support that kind of range request: the workload reports it as
+"unsupported" instead of downloading whole 100 MiB files in a loop. A 206
+whose bytes differ from the file is a wrong answer: the workload still runs,
+and its figure is flagged.
 """
 
 from __future__ import annotations
@@ -11,11 +16,13 @@ from __future__ import annotations
 import http.client
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 from settings import HOST
 from testfiles import TestFiles
 
 CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+)")
+CHUNK = 1 << 20
 
 
 @dataclass
@@ -35,6 +42,35 @@ def _get(port: int, path: str, range_header: str) -> tuple[int, str, bytes | Non
         return resp.status, resp.getheader("Content-Type", ""), body
     finally:
         conn.close()
+
+
+def _body_problem(resp: http.client.HTTPResponse, local: Path) -> str:
+    """An empty string when the body is the local file's bytes, read in step with it."""
+    offset = 0
+    with open(local, "rb") as f:
+        while chunk := resp.read(CHUNK):
+            if chunk != f.read(len(chunk)):
+                return f"wrong bytes in {offset:,}-{offset + len(chunk) - 1:,}"
+            offset += len(chunk)
+        if f.read(1):
+            return f"body ends after {offset:,} of {local.stat().st_size:,} bytes"
+    return ""
+
+
+def probe_whole(port: int, files: TestFiles, path: str) -> Probe:
+    """GET of a whole test file: a 200 whose body is the file's bytes."""
+    conn = http.client.HTTPConnection(HOST, port, timeout=120)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        if resp.status != 200:
+            return Probe(True, False, f"GET {path} answers {resp.status}")
+        problem = _body_problem(resp, files.root / path.lstrip("/"))
+    except http.client.IncompleteRead:
+        problem = "body shorter than its Content-Length"
+    finally:
+        conn.close()
+    return Probe(True, not problem, f"GET {path}: {problem}" if problem else "")
 
 
 def _unsupported(status: int, content_type: str) -> Probe:

@@ -60,7 +60,10 @@ def ratios_to_reference(outcomes: dict[str, Outcome], reference: str) -> dict[st
 
 def median_outcome(rounds: list[Outcome]) -> Outcome:
     """One outcome from several rounds of the same workload and server: each metric's
-    median over the rounds whose figures count; every round's figures kept in details."""
+    median over the rounds whose figures count; every round's figures kept in details.
+
+    A round without figures (an error, a server that did not start) leaves the
+    result flagged, so that a crash in one round shows in the notes."""
     counted = [o for o in rounds if o.status in SHOWN]
     if len(rounds) == 1 or not counted:
         return rounds[0]
@@ -68,17 +71,28 @@ def median_outcome(rounds: list[Outcome]) -> Outcome:
         key: statistics.median(o.metrics[key] for o in counted if key in o.metrics)
         for key in counted[0].metrics
     }
-    flagged = [o for o in counted if o.status == "flagged"]
-    notes = sorted({o.note for o in rounds if o.note})
+    clean = all(o.status == "ok" for o in rounds)
     return Outcome(
-        "flagged" if flagged else "ok",
+        "ok" if clean else "flagged",
         metrics,
-        "; ".join(notes),
+        "; ".join(_round_notes(rounds)),
         {
             "rounds": [{"status": o.status, "metrics": o.metrics} for o in rounds],
             "last": rounds[-1].details,
         },
     )
+
+
+def _round_notes(rounds: list[Outcome]) -> list[str]:
+    """Each distinct note once; a round without figures also says its number and status."""
+    notes: list[str] = []
+    for number, o in enumerate(rounds, 1):
+        note = o.note
+        if o.status not in SHOWN:
+            note = f"round {number} {o.status}" + (f": {o.note}" if o.note else "")
+        if note and note not in notes:
+            notes.append(note)
+    return notes
 
 
 def build_results(outcomes: dict[str, dict[str, Outcome]], reference: str) -> list[Result]:

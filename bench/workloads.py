@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from clientproc import ClientProcess
-from probes import Probe, probe_multi_range, probe_single_range
+from probes import Probe, probe_multi_range, probe_single_range, probe_whole
 from proctree import cpu_seconds, rss_bytes, sample_rss
 from servers import Server
 from settings import Settings
@@ -110,13 +110,19 @@ def _wrk_outcome(measured: Measured, metrics: dict[str, float], note: str = "") 
     return Outcome(status, metrics, "; ".join(problems), {"wrk": measured.wrk.as_dict()})
 
 
+def _probe_note(probe: Probe) -> str:
+    return "" if probe.correct else f"probe: {probe.note}"
+
+
 def run_small(server: Server, ctx: Context) -> Outcome:
+    probe = probe_whole(server.port, ctx.files, ctx.files.small_path)
     m = _measure(ctx, server, ctx.settings.small_connections, "plain", path=ctx.files.small_path)
     metrics = {"rps": m.wrk.requests_per_s, "p99_ms": m.wrk.latency_us["p99"] / 1000}
-    return _wrk_outcome(m, metrics)
+    return _wrk_outcome(m, metrics, _probe_note(probe))
 
 
 def run_big(server: Server, ctx: Context) -> Outcome:
+    probe = probe_whole(server.port, ctx.files, ctx.files.big_path)
     m = _measure(ctx, server, ctx.settings.big_connections, "plain")
     gigabytes = m.wrk.bytes / 1e9
     metrics = {
@@ -124,11 +130,7 @@ def run_big(server: Server, ctx: Context) -> Outcome:
         "cpu_s_per_gb": m.server_cpu_s / gigabytes if gigabytes else float("nan"),
         "cpu_s": m.server_cpu_s,
     }
-    return _wrk_outcome(m, metrics)
-
-
-def _probe_note(probe: Probe) -> str:
-    return "" if probe.correct else f"probe: {probe.note}"
+    return _wrk_outcome(m, metrics, _probe_note(probe))
 
 
 def run_ranges(server: Server, ctx: Context) -> Outcome:

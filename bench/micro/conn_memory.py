@@ -6,7 +6,8 @@ process with tracemalloc on, and drives it with the benchmark's own client
 client holds its connections it compares the worker's RSS and a tracemalloc
 snapshot with the ones taken before connecting, and prints:
 
-- RSS growth per connection, split into what Python's allocator traced and
+- RSS growth per connection (per connection still held or streaming at the
+  end, and how many that was when fewer than asked), split into what Python's allocator traced and
   the rest (C allocations of uvloop/libuv, httptools/llhttp, the C library);
 - the allocation sites (file:line) that grew most, per connection.
 
@@ -86,12 +87,25 @@ def send(proc: subprocess.Popen[str], line: str) -> None:
     proc.stdin.flush()
 
 
-def report(args: argparse.Namespace, before: dict, after: dict, diff: list) -> None:
-    n = args.count
+def connections_kept(mode: str, final: dict[str, object]) -> int:
+    """Connections still held (idle) or streaming with a 200 (slow) at the end."""
+    kept = final["held"] if mode == "idle" else final["ok"]
+    assert isinstance(kept, int)
+    return kept
+
+
+def report(args: argparse.Namespace, kept: int, before: dict, after: dict, diff: list) -> None:
+    """Growth per connection actually kept (held, or streaming), not per one asked for."""
+    if kept == 0:
+        print(f"{args.mode}: none of {args.count} connections was kept; nothing to divide")
+        return
+    n = kept
     rss = (after["rss"] - before["rss"]) / n
     anon = (after["anon"] - before["anon"]) / n
     traced = (after["traced"] - before["traced"]) / 1024 / n
-    print(f"{args.mode}: {n} connections")
+    print(f"{args.mode}: {kept} connections")
+    if kept < args.count:
+        print(f"  only {kept} of {args.count} were kept: the figures are per kept connection")
     print(f"  VmRSS   +{rss:7.2f} KiB per connection")
     print(f"  RssAnon +{anon:7.2f} KiB per connection")
     if not tracemalloc.is_tracing():
@@ -144,13 +158,13 @@ def main() -> None:
                      "traced": tracemalloc.get_traced_memory()[0]}  # fmt: skip
             second = tracemalloc.take_snapshot() if args.frames else None
             send(proc, "stop" if args.mode == "slow" else "report")
-            event(proc)
+            final = event(proc)
         finally:
             proc.kill()
             proc.wait()
         print(json.dumps(opened))
         diff = second.compare_to(first, "traceback") if first and second else []
-        report(args, before, after, diff)
+        report(args, connections_kept(args.mode, final), before, after, diff)
 
     worker.run(config, sock, Probe(measure))
 

@@ -53,14 +53,23 @@ class MemoryTransport:
         pass
 
 
+def check_answer(response: bytes, body: bytes) -> None:
+    """The timed request must be answered in full: a 200 with the file's bytes."""
+    head, _, got = response.partition(b"\r\n\r\n")
+    status = head.split(b"\r\n", 1)[0]
+    if not status.startswith(b"HTTP/1.1 200 ") or got != body:
+        raise SystemExit(f"unexpected answer: {status!r}, {len(got)} body bytes")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("-n", type=int, default=20000)
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
     root = tempfile.mkdtemp()
+    body = os.urandom(1024)
     with open(os.path.join(root, "1k.bin"), "wb") as f:
-        f.write(os.urandom(1024))
+        f.write(body)
     loop = asyncio.new_event_loop()
     config = Config(source=root)
     ctx = ServerContext(config, App(config), loop, AccessLog("off"))
@@ -73,6 +82,8 @@ def main() -> None:
             conn.data_received(REQUEST)
         transport.out.clear()
 
+    conn.data_received(REQUEST)
+    check_answer(b"".join(transport.out), body)
     run(1000)
     assert not conn.busy
     if args.profile:
