@@ -6,7 +6,6 @@ Run through bench/run.sh (which installs the peers); see bench/README.md.
 from __future__ import annotations
 
 import argparse
-import resource
 import shutil
 import signal
 import sys
@@ -15,6 +14,7 @@ import traceback
 from datetime import datetime
 from pathlib import Path
 
+from clientsockets import raise_nofile_limit
 from report import build_document, build_results, median_outcome, render_text, save_document
 from servers import SERVERS, ServerSpec, ServerStartError, running_server
 from settings import DOCS_CHART, REFERENCE, RESULTS_DIR, Settings, settings_for
@@ -78,22 +78,6 @@ def _select(names: str, items: list, what: str) -> list:
     if unknown:
         sys.exit(f"unknown {what}: {', '.join(unknown)} (known: {', '.join(known)})")
     return [known[n] for n in wanted]
-
-
-def raise_nofile_limit(connections: int) -> None:
-    """Servers and clients inherit this: 10,000 connections need the room.
-
-    The soft limit goes up to the hard one; the hard one too (root only) if it
-    is short of the connections plus room for a server's files and reserve.
-    """
-    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-    want = hard if hard == resource.RLIM_INFINITY else max(hard, connections + 2048)
-    for limit in ((want, want), (hard, hard)):
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, limit)
-            return
-        except (ValueError, OSError):
-            continue
 
 
 def log(message: str) -> None:
@@ -182,7 +166,8 @@ def main(argv: list[str]) -> int:
     workloads = _select(args.workloads, WORKLOADS, "workloads")
     if REFERENCE not in {s.name for s in specs}:
         log(f"note: {REFERENCE} is not in this run, so there are no ratios")
-    raise_nofile_limit(max(settings.idle_connections, settings.slow_readers))
+    # Servers and clients inherit the limit; a server needs room for its own files too.
+    raise_nofile_limit(max(settings.idle_connections, settings.slow_readers), margin=2048)
     started = datetime.now().astimezone()
     log(f"ferryman benchmark, {settings.mode} mode: {settings.duration:g} s per measurement")
     with tempfile.TemporaryDirectory(prefix="ferryman-bench-") as tmp:

@@ -14,8 +14,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from servers import Launch, ServerSpec, ferryman_argv, free_port
-from settings import HOST, REPO_DIR, Settings
+from servers import Launch, ServerSpec, ferryman_argv, ferryman_local, nginx_launch
+from settings import REPO_DIR, Settings
 from testfiles import BIG_NAME, SMALL_NAME, TestFiles
 
 sys.path.insert(0, str(REPO_DIR))
@@ -47,10 +47,7 @@ def start_upstream(files: TestFiles) -> Upstream:
 
 
 def local_spec() -> ServerSpec:
-    def launch(workdir: Path, files: TestFiles, settings: Settings) -> Launch:
-        return Launch(ferryman_argv(settings, str(files.root)))
-
-    return ServerSpec("local", "ferryman serving a local directory", launch)
+    return ServerSpec("local", "ferryman serving a local directory", ferryman_local)
 
 
 def cache_spec(upstream: Upstream, *, encrypt: bool = False) -> ServerSpec:
@@ -68,27 +65,11 @@ def cache_spec(upstream: Upstream, *, encrypt: bool = False) -> ServerSpec:
     return ServerSpec("cache", "ferryman, s3 through --cache-dir", launch)
 
 
-NGINX_PROXY_CONF = """\
-daemon off;
-master_process on;
-worker_processes 1;
-user root;
-pid {dir}/nginx.pid;
-error_log {dir}/error.log warn;
-events {{
-    worker_connections 1024;
-}}
-http {{
-    access_log off;
-    sendfile on;
-    client_body_temp_path {dir}/client_body;
-    proxy_temp_path {dir}/proxy;
-    fastcgi_temp_path {dir}/fastcgi;
-    uwsgi_temp_path {dir}/uwsgi;
-    scgi_temp_path {dir}/scgi;
+PROXY_CACHE_PATH = """\
     proxy_cache_path {dir}/cache levels=1:2 keys_zone=objects:10m max_size=8g inactive=1h;
-    server {{
-        listen {host}:{port};
+"""
+
+PROXY_LOCATION = """\
         location / {{
             proxy_pass {upstream}/{bucket}/;
             proxy_set_header Host {upstream_host};
@@ -97,8 +78,6 @@ http {{
             proxy_cache_lock on;
             proxy_cache_valid 200 206 1h;
 {extra}        }}
-    }}
-}}
 """
 
 SLICE = """\
@@ -112,21 +91,13 @@ def nginx_cache_spec(upstream: Upstream, *, sliced: bool = False) -> ServerSpec:
     """nginx proxy_cache in front of moto; `sliced` adds the slice module (1 MiB slices)."""
 
     def launch(workdir: Path, files: TestFiles, settings: Settings) -> Launch:
-        port = free_port()
-        conf = workdir / "nginx.conf"
-        conf.write_text(
-            NGINX_PROXY_CONF.format(
-                dir=workdir,
-                host=HOST,
-                port=port,
-                upstream=upstream.moto.url,
-                upstream_host=upstream.moto.url.removeprefix("http://"),
-                bucket=upstream.bucket,
-                extra=SLICE if sliced else "",
-            )
+        location = PROXY_LOCATION.format(
+            upstream=upstream.moto.url,
+            upstream_host=upstream.moto.url.removeprefix("http://"),
+            bucket=upstream.bucket,
+            extra=SLICE if sliced else "",
         )
-        argv = ["nginx", "-p", str(workdir), "-c", str(conf), "-e", str(workdir / "error.log")]
-        return Launch(argv, port)
+        return nginx_launch(workdir, settings, location, PROXY_CACHE_PATH.format(dir=workdir))
 
     if sliced:
         return ServerSpec("nginx-slice", "nginx proxy_cache + slice 1m", launch)

@@ -13,7 +13,6 @@ at the last; the body is compared byte for byte with the object.
 from __future__ import annotations
 
 import os
-import random
 import shutil
 import socket
 import statistics
@@ -24,21 +23,18 @@ from pathlib import Path
 from cache_servers import Upstream
 from servers import ServerSpec, ServerStartError, running_server
 from settings import HOST, Settings
-from testfiles import TestFiles
+from testfiles import BLOCK_SIZE, TestFiles, repeated_blocks
 
 MIB = 1024 * 1024
 RANGE = MIB
 BIG_KEY = "ttfb.bin"
-DISTINCT = 13  # distinct 1 MiB blocks, repeated: a range from a wrong offset differs
-
-
-def _block(index: int) -> bytes:
-    return random.Random(7000 + index).randbytes(MIB)
+DISTINCT = (
+    13  # distinct blocks of 1 MiB (BLOCK_SIZE), repeated: a range from a wrong offset differs
+)
 
 
 def object_bytes(size: int) -> bytes:
-    blocks = [_block(i) for i in range(DISTINCT)]
-    return b"".join(blocks[i % DISTINCT] for i in range(size // MIB))
+    return b"".join(repeated_blocks(7000, DISTINCT, size // BLOCK_SIZE))
 
 
 @dataclass

@@ -23,13 +23,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import resource
 import socket
 import sys
 import time
 from dataclasses import dataclass, field
 
-from clientsockets import Failures, client_socket, source_addresses
+from clientsockets import Failures, client_socket, raise_nofile_limit, source_addresses
 
 try:
     import uvloop
@@ -43,18 +42,6 @@ TICK = 0.1
 
 def emit(event: str, **fields: object) -> None:
     print(json.dumps({"event": event, **fields}), flush=True)
-
-
-def raise_nofile_limit(count: int) -> None:
-    """One descriptor per connection and some room; past the hard limit if allowed (root)."""
-    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-    want = max(hard, count + 256) if hard != resource.RLIM_INFINITY else hard
-    for limit in ((want, want), (hard, hard)):
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, limit)
-            return
-        except (ValueError, OSError):
-            continue  # not allowed to raise the hard limit: failures will say EMFILE
 
 
 async def stdin_line() -> str:
@@ -328,7 +315,7 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
-    raise_nofile_limit(args.count)
+    raise_nofile_limit(args.count, margin=256)
     coro = run_idle(args) if args.mode == "idle" else run_slow(args)
     if uvloop is not None:
         uvloop.run(coro)

@@ -22,6 +22,7 @@ A connection that fails is charged to the side that failed:
 from __future__ import annotations
 
 import errno
+import resource
 import socket
 
 # Errors that mean this client, not the server, could not make the connection.
@@ -38,6 +39,23 @@ CLIENT_ERRNOS = {
 # the kernel needs only the 4-tuple to be unused. Plain bind((addr, 0)) would
 # reserve a port for this address outright, against any destination.
 IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
+
+
+def raise_nofile_limit(connections: int, margin: int) -> None:
+    """Room for `connections` descriptors plus `margin` (the process's own files).
+
+    The soft limit goes up to the hard one; the hard one too (root only) if it
+    is short of connections + margin. Not allowed: the limit stays, and failed
+    connections say EMFILE.
+    """
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    want = hard if hard == resource.RLIM_INFINITY else max(hard, connections + margin)
+    for limit in ((want, want), (hard, hard)):
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, limit)
+            return
+        except (ValueError, OSError):
+            continue
 
 
 def source_addresses(host: str, count: int) -> list[str | None]:

@@ -80,10 +80,13 @@ def ferryman_argv(settings: Settings, source: str) -> list[str]:
     return [*argv, *settings.ferryman_args]
 
 
-def _ferryman(workdir: Path, files: TestFiles, settings: Settings) -> Launch:
+def ferryman_local(workdir: Path, files: TestFiles, settings: Settings) -> Launch:
+    """ferryman serving the run's test files from their local directory."""
     return Launch(ferryman_argv(settings, str(files.root)))
 
 
+# One config for every nginx of the benchmarks: the file server and the proxy
+# caches fill the two slots, everything else is the same.
 NGINX_CONF = """\
 daemon off;
 master_process on;
@@ -104,10 +107,9 @@ http {{
     fastcgi_temp_path {dir}/fastcgi;
     uwsgi_temp_path {dir}/uwsgi;
     scgi_temp_path {dir}/scgi;
-    server {{
+{http_extra}    server {{
         listen {host}:{port};
-        root {root};
-    }}
+{server_body}    }}
 }}
 """
 
@@ -116,7 +118,11 @@ def _nofile_limit() -> int:
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
-def _nginx(workdir: Path, files: TestFiles, settings: Settings) -> Launch:
+def nginx_launch(
+    workdir: Path, settings: Settings, server_body: str, http_extra: str = ""
+) -> Launch:
+    """nginx on a free port with NGINX_CONF written into `workdir`; `server_body` and
+    `http_extra` are whole lines (indented, newline-terminated) for the two slots."""
     port = free_port()
     nofile = _nofile_limit()
     conf = workdir / "nginx.conf"
@@ -125,17 +131,22 @@ def _nginx(workdir: Path, files: TestFiles, settings: Settings) -> Launch:
             dir=workdir,
             host=HOST,
             port=port,
-            root=files.root,
             nofile=nofile,
             # Room for this run's connections, no more: nginx preallocates
             # per-connection structures, and the idle workload measures RSS.
             connections=min(
                 nofile - 100, max(settings.idle_connections, settings.slow_readers) + 1024
             ),
+            http_extra=http_extra,
+            server_body=server_body,
         )
     )
     argv = ["nginx", "-p", str(workdir), "-c", str(conf), "-e", str(workdir / "error.log")]
     return Launch(argv, port)
+
+
+def _nginx(workdir: Path, files: TestFiles, settings: Settings) -> Launch:
+    return nginx_launch(workdir, settings, f"        root {files.root};\n")
 
 
 CADDYFILE = """\
@@ -170,7 +181,7 @@ def _peer(script: str) -> Callable[[Path, TestFiles, Settings], Launch]:
 
 
 SERVERS = [
-    ServerSpec("ferryman", "ferryman serve, defaults", _ferryman),
+    ServerSpec("ferryman", "ferryman serve, defaults", ferryman_local),
     ServerSpec("nginx", "nginx, 1 worker, sendfile on, access log off", _nginx),
     ServerSpec("caddy", "Caddy file_server", _caddy),
     ServerSpec("aiohttp", "aiohttp static files on uvloop", _peer("aiohttp_peer.py")),

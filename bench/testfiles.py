@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,19 +37,24 @@ class TestFiles:
             return f.read(length)
 
 
-def _block(index: int) -> bytes:
-    return random.Random(SEED + index).randbytes(BLOCK_SIZE)
+def random_block(seed: int, index: int, size: int = BLOCK_SIZE) -> bytes:
+    """Block `index` of a seeded sequence: the same bytes on every run."""
+    return random.Random(seed + index).randbytes(size)
+
+
+def repeated_blocks(seed: int, distinct: int, count: int) -> Iterator[bytes]:
+    """`count` blocks cycling through `distinct` seeded ones: cheap to make, and a
+    range read from a shifted offset still differs from the right one."""
+    blocks = [random_block(seed, i) for i in range(distinct)]
+    for i in range(count):
+        yield blocks[i % distinct]
 
 
 def make_test_files(root: Path) -> TestFiles:
     """Write the 1 KiB and 100 MiB files; the same bytes on every run."""
     root.mkdir(parents=True, exist_ok=True)
     root.chmod(0o755)
-    (root / SMALL_NAME).write_bytes(_block(0)[:SMALL_SIZE])
-    # Eight distinct 1 MiB blocks, repeated: cheap to make, and a shifted range
-    # still differs from the right one.
-    blocks = [_block(i) for i in range(8)]
+    (root / SMALL_NAME).write_bytes(random_block(SEED, 0)[:SMALL_SIZE])
     with open(root / BIG_NAME, "wb") as f:
-        for i in range(BIG_SIZE // BLOCK_SIZE):
-            f.write(blocks[i % len(blocks)])
+        f.writelines(repeated_blocks(SEED, 8, BIG_SIZE // BLOCK_SIZE))
     return TestFiles(root)

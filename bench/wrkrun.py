@@ -31,14 +31,6 @@ class WrkResult:
     def requests_per_s(self) -> float:
         return self.requests / self.duration_s
 
-    @property
-    def bytes_per_s(self) -> float:
-        return self.bytes / self.duration_s
-
-    @property
-    def socket_errors(self) -> int:
-        return sum(v for k, v in self.errors.items() if k != "status")
-
     def as_dict(self) -> dict[str, object]:
         return {
             "requests": self.requests,
