@@ -57,7 +57,7 @@ bench: $(STAMP)
 
 # The cache against local files, and cold time to first byte against nginx's proxy_cache.
 bench-cache: $(STAMP)
-	$(BIN)/python bench/cache_bench.py $(if $(QUICK),--quick)
+	bash bench/run.sh --cache $(if $(QUICK),--quick)
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,6 +1,10 @@
 """The cache benchmark: a warm cache against local files, and cold time to first byte.
 
-    .venv/bin/python bench/cache_bench.py [--quick] [--rounds 3]
+    make bench-cache [QUICK=1]
+    bash bench/run.sh --cache [--quick] [--rounds 3] [--skip-ttfb] ...
+
+run.sh installs nginx and wrk when missing (and bench/.venv-peers, for the
+chart), then runs this with the project's .venv Python, which has moto.
 
 1. Warm path: ferryman serving a bucket (moto) through a warm --cache-dir,
    and through a warm --cache-encrypt one, against ferryman serving the same
@@ -108,7 +112,7 @@ def draw(doc: dict[str, object], path: Path) -> str:
     except ImportError:
         pass
     if not PEERS_PYTHON.exists():
-        return "no chart: matplotlib is not installed (run `make bench` once)"
+        return "no chart: matplotlib is not installed (run `make bench-cache` once)"
     script = (
         "import json, sys; sys.path.insert(0, sys.argv[1]); from chart import draw_chart; "
         "from pathlib import Path; draw_chart(json.load(open(sys.argv[2])), Path(sys.argv[3]))"

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Entry point of the benchmark suite: `make bench` or `make bench QUICK=1`.
+# Entry point of the benchmarks: `make bench [QUICK=1]` and `make bench-cache [QUICK=1]`.
 # Installs its own peers (idempotently), then runs bench/bench.py with every
-# argument passed through (e.g. --quick, --servers nginx,caddy).
+# argument passed through (e.g. --quick, --servers nginx,caddy); with --cache
+# as the first argument, bench/cache_bench.py instead.
 set -euo pipefail
 
 BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO_DIR="$(dirname "$BENCH_DIR")"
 PEERS_VENV="$BENCH_DIR/.venv-peers"
 REQUIREMENTS="$BENCH_DIR/requirements-peers.txt"
 PYTHON="${PYTHON:-python3}"
@@ -13,6 +15,21 @@ SUDO=""
 
 # Debian packages: "package:command" pairs, installed only when missing.
 DEBIAN_PEERS="nginx:nginx caddy:caddy wrk:wrk"
+SCRIPT="bench.py"
+RUN_PYTHON="$PEERS_VENV/bin/python"
+
+if [ "${1:-}" = "--cache" ]; then
+    shift
+    # The cache benchmark starts moto from the project's tests (tests/s3server.py),
+    # so it runs under the project's .venv; the peers' venv still draws its chart.
+    SCRIPT="cache_bench.py"
+    RUN_PYTHON="$REPO_DIR/.venv/bin/python"
+    DEBIAN_PEERS="nginx:nginx wrk:wrk"
+    if [ ! -x "$RUN_PYTHON" ]; then
+        echo "bench: $RUN_PYTHON is missing: run \`make setup\` first" >&2
+        exit 1
+    fi
+fi
 
 install_debian_peers() {
     local missing="" pair
@@ -50,5 +67,5 @@ install_python_peers
 # 10,000 idle connections need more descriptors than the default 1,024.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
-cd "$BENCH_DIR/.."
-exec "$PEERS_VENV/bin/python" "$BENCH_DIR/bench.py" "$@"
+cd "$REPO_DIR"
+exec "$RUN_PYTHON" "$BENCH_DIR/$SCRIPT" "$@"

@@ -1,5 +1,6 @@
 """obstore and aiobotocore side by side against a local moto S3 server.
 
+    .venv/bin/pip install obstore     # once: ferryman itself does not depend on it
     .venv/bin/python bench/s3_clients.py [--rounds 3] [--big-mib 256] [--json FILE]
 
 moto runs in its own process (tests/s3server.py), so the CPU seconds counted
@@ -24,6 +25,7 @@ import argparse
 import asyncio
 import base64
 import hashlib
+import importlib.util
 import json
 import os
 import statistics
@@ -337,7 +339,12 @@ async def run(rounds: int, big_mib: int) -> dict[str, dict[str, Any]]:
         return {name: median_of(results) for name, results in collected.items()}
 
 
+OBSTORE_MISSING = "obstore is not installed: run `.venv/bin/pip install obstore` first"
+
+
 def main() -> None:
+    if importlib.util.find_spec("obstore") is None:
+        sys.exit(OBSTORE_MISSING)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--big-mib", type=int, default=256, help="size of the streamed object")
