@@ -197,21 +197,9 @@ def test_a_store_error_subclass_keeps_its_documented_kind() -> None:
     assert isinstance(throttled, Throttled) and throttled.retry_after == 1  # never "retry now"
 
 
-def test_stats_snapshot_names_every_counter() -> None:
+def test_a_stats_reply_round_trips() -> None:
     stats = CacheStats()
     stats.fills += 3
     stats.hits += 1
     snap = stats.snapshot()
-    assert snap["fills"] == 3 and snap["hits"] == 1
-    assert set(snap) == {
-        "hits",
-        "misses",
-        "fills",
-        "bytes_fetched",
-        "upstream_requests",
-        "evictions",
-        "evicted_bytes",
-        "bad_blocks",
-        "version_changes",
-    }
     assert decode_reply(encode(StatsReply(dict(snap)))) == StatsReply(dict(snap))

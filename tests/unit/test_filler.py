@@ -17,7 +17,6 @@ from typing import Any
 
 import pytest
 
-from ferryman.cache import fetcher as filler_module
 from ferryman.cache.crypto import BadBlock, BlockCipher
 from ferryman.cache.entry import CacheDir
 from ferryman.cache.eviction import Evictor
@@ -506,7 +505,3 @@ async def test_close_fails_waiters_and_stops_fetches(tmp_path: Path) -> None:
     outcomes = await waiting
     assert outcomes[0] is None
     assert all(isinstance(outcomes[i], Unavailable) for i in range(1, 8))
-
-
-def test_retry_delays_stay_short() -> None:
-    assert sum(filler_module.RETRY_DELAYS) < 1

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import os
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TYPE_CHECKING
 
 from ferryman.cache import blockmap
 from ferryman.cache.crypto import BadBlock
+from ferryman.cache.entryfiles import pread_exact
 from ferryman.cache.link import FillerLink
 from ferryman.http.body import Body, Part
 from ferryman.http.ranges import ByteRange
@@ -45,7 +45,6 @@ class CachedObject:
         self._client = client
         self._shared: SharedEntry | None = shared
         self._link = link
-        self._asked_filler = link is not None
         self.reader = shared.reader
         self.info = shared.info
 
@@ -59,10 +58,7 @@ class CachedObject:
         reader = self.reader
         assert self._shared is not None, "one body per CachedObject"
         present = self._shared.complete or self._present(spans)
-        if present and not self._asked_filler:
-            self._client.stats.hits += 1
-        elif not self._asked_filler:
-            self._client.stats.misses += 1
+        self._count(hit=present)
         reader.touch_used()
         small = self._small() if present else None
         if small is not None:  # no read at all: the bytes are in memory
@@ -88,7 +84,7 @@ class CachedObject:
         small = self._small()
         if small is None:
             return None
-        self._client.stats.hits += 1
+        self._count(hit=True)
         self.reader.touch_used()
         return small
 
@@ -96,6 +92,15 @@ class CachedObject:
         """The check that this version is still the one to serve (app/bodycache.py)."""
         assert self._shared is not None
         return functools.partial(self._client.still_warm, self.reader.meta.key, self._shared)
+
+    def _count(self, *, hit: bool) -> None:
+        """Count a hit or a miss, unless the filler was asked: `client.lookup` counted a miss."""
+        if self._link is not None:
+            return
+        if hit:
+            self._client.stats.hits += 1
+        else:
+            self._client.stats.misses += 1
 
     def _small(self) -> bytes | None:
         """A small, complete, plain entry's bytes, read once and kept with the entry.
@@ -181,7 +186,6 @@ class CachedObject:
                 link.close()
                 raise
             self._link = link
-            self._asked_filler = True
             if etag != self.reader.meta.etag:
                 raise PreconditionFailed(f"{key!r} changed while it was being sent")
         return self._link
@@ -193,7 +197,7 @@ class CachedObject:
             region = reader.region(low, high - low)
             data = read_nowait(region.fd, region.offset, region.count)
             if data is None or len(data) != region.count:
-                data = await asyncio.to_thread(_pread, region.fd, region.count, region.offset)
+                data = await asyncio.to_thread(pread_exact, region.fd, region.count, region.offset)
             if len(data) != region.count:
                 raise Unavailable(f"block {block} of the cache entry is short")
             return data
@@ -213,13 +217,3 @@ class CachedObject:
             if not reader.present(block, block):
                 raise Unavailable("the cache entry was replaced while it was being read")
         raise AssertionError("unreachable")
-
-
-def _pread(fd: int, count: int, offset: int) -> bytes:
-    data = os.pread(fd, count, offset)
-    while 0 < len(data) < count:
-        more = os.pread(fd, count - len(data), offset + len(data))
-        if not more:
-            break
-        data += more
-    return data

@@ -21,15 +21,13 @@ import os
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from pathlib import Path
 
 from ferryman.cache.cached import CachedObject
-from ferryman.cache.crypto import BlockCipher, load_or_create_key
 from ferryman.cache.entry import CacheDir, EntryReader
 from ferryman.cache.link import FillerLink
 from ferryman.cache.stats import CacheStats
 from ferryman.config import Config
-from ferryman.stores.base import ObjectInfo, StoreError, Unavailable
+from ferryman.stores.base import StoreError, Unavailable
 
 MAX_READERS = 64  # open entries kept per worker (each holds four descriptors)
 MAX_CHANGED = 4096  # keys written by this worker and not looked up since
@@ -41,13 +39,8 @@ def open_cache_client(config: Config) -> CacheClient:
     """The CacheClient of a worker process, for --cache-dir (the filler creates the key)."""
     from ferryman.cache.service import socket_path
 
-    assert config.cache_dir is not None
-    cipher = None
-    if config.cache_encrypt:
-        cipher = BlockCipher(load_or_create_key(config.cache_key_path))
-    cache = CacheDir(Path(config.cache_dir), namespace=config.source, cipher=cipher)
     return CacheClient(
-        cache,
+        CacheDir.of(config),
         socket_path(config),
         revalidate=config.cache_revalidate,
         readahead=config.cache_readahead,
@@ -72,10 +65,7 @@ class SharedEntry:
     def __init__(self, reader: EntryReader) -> None:
         self.reader = reader
         self.checked = reader.checked_at  # last HEAD that confirmed the version (Unix time)
-        meta = reader.meta
-        self.info = ObjectInfo(
-            meta.key, meta.size, meta.etag, meta.last_modified, meta.sha256, meta.content_type
-        )
+        self.info = reader.meta.info()
         self.complete = False  # every block was present (a block is never cleared from
         # a plain entry; an encrypted one is always streamed and checks each block)
         self.users = 0

@@ -140,7 +140,7 @@ def _create_key(path: Path) -> None:
             os.link(draft, path)
         except FileExistsError:
             return  # another process created it first: its key is the key
-        _fsync_dir(parent)
+        fsync_dir(parent)
     except OSError as exc:
         if exc.errno == errno.EEXIST:
             return
@@ -152,7 +152,8 @@ def _create_key(path: Path) -> None:
             pass
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """Make a rename or link into directory `path` durable (the cache directory uses it too)."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         os.fsync(fd)

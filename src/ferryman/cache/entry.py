@@ -30,7 +30,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from ferryman.cache.crypto import BlockCipher, plain_entry_id
+from ferryman.cache.crypto import BlockCipher, fsync_dir, load_or_create_key, plain_entry_id
 from ferryman.cache.entryfiles import (
     DATA,
     MAP,
@@ -44,6 +44,7 @@ from ferryman.cache.entryfiles import (
     encode_meta,
     read_meta,
 )
+from ferryman.config import Config
 from ferryman.errors import ConfigError
 
 __all__ = ["CacheDir", "EntryMeta", "EntryReader", "EntryUsage", "EntryWriter"]
@@ -84,6 +85,17 @@ class CacheDir:
                 directory.mkdir(mode=0o700, parents=True, exist_ok=True)
             except OSError as exc:
                 raise ConfigError(f"cache directory {directory}: {exc.strerror}") from None
+
+    @classmethod
+    def of(cls, config: Config) -> CacheDir:
+        """The cache directory of --cache-dir, with the cache key when --cache-encrypt
+        (created if missing: the filler and workers race to it safely)."""
+        if not config.cache_dir:
+            raise ConfigError("the block cache needs --cache-dir")
+        cipher = None
+        if config.cache_encrypt:
+            cipher = BlockCipher(load_or_create_key(config.cache_key_path))
+        return cls(Path(config.cache_dir), namespace=config.source, cipher=cipher)
 
     @property
     def encrypted(self) -> bool:
@@ -170,7 +182,7 @@ class CacheDir:
             final = self._id_path(entry_id)
             final.parent.mkdir(mode=0o700, exist_ok=True)
             os.rename(draft, final)
-            _fsync_dir(final.parent)
+            fsync_dir(final.parent)
         except BaseException:
             os.close(dir_fd)
             _remove(draft)
@@ -313,14 +325,6 @@ def _new_file(dir_fd: int, name: str, content: bytes = b"", *, size: int = 0) ->
             os.write(fd, content)
         if size:
             os.ftruncate(fd, size)  # sparse: no block is allocated until written
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, _DIR_FLAGS)
-    try:
         os.fsync(fd)
     finally:
         os.close(fd)

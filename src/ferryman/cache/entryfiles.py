@@ -36,6 +36,7 @@ from typing import Any
 from ferryman.cache import blockmap
 from ferryman.cache.crypto import BadBlock, BlockCipher
 from ferryman.http.body import FileRegion
+from ferryman.stores.base import ObjectInfo
 
 META, DATA, MAP, USED = "meta", "data", "map", "used"
 TOUCH_INTERVAL = 10.0  # seconds: `used` is rewritten at most this often per reader
@@ -59,6 +60,20 @@ class EntryMeta:
     content_type: str | None
     sha256: str | None
     block_size: int
+
+    @classmethod
+    def from_info(cls, info: ObjectInfo, block_size: int) -> EntryMeta:
+        """The entry for the version a HEAD reported, cut into `block_size` blocks."""
+        return cls(
+            info.key, info.size, info.etag, info.last_modified, info.content_type,
+            info.sha256, block_size,
+        )  # fmt: skip
+
+    def info(self) -> ObjectInfo:
+        """The version this entry holds, as a HEAD would report it."""
+        return ObjectInfo(
+            self.key, self.size, self.etag, self.last_modified, self.sha256, self.content_type
+        )
 
     def block_count(self) -> int:
         return blockmap.block_count(self.size, self.block_size)
@@ -151,7 +166,7 @@ def read_meta(dir_fd: int, entry_id: str, cipher: BlockCipher | None) -> tuple[E
     return decode_meta(raw, entry_id, cipher), mtime
 
 
-def _pread_exact(fd: int, length: int, offset: int) -> bytes:
+def pread_exact(fd: int, length: int, offset: int) -> bytes:
     """`length` bytes at `offset`, fewer only at the end of the file."""
     data = os.pread(fd, length, offset)
     if len(data) == length or not data:
@@ -219,13 +234,13 @@ class EntryWriter:
             fcntl.flock(self._data_fd, fcntl.LOCK_SH)  # in use: the evictor skips it
             self.checked_at = os.stat(META, dir_fd=dir_fd).st_mtime  # last confirming HEAD
             count = meta.block_count()
-            self.present = bytearray(_pread_exact(self._map_fd, count, 0))
+            self.present = bytearray(pread_exact(self._map_fd, count, 0))
             if len(self.present) != count:
                 raise BadEntry(f"entry {entry_id}: map has {len(self.present)} of {count} bytes")
         except BaseException:
             self.close()
             raise
-        self._slot = slot_size(meta.block_size, self.encrypted)
+        self.slot = slot_size(meta.block_size, self.encrypted)  # bytes a block takes on disk
 
     def write_block(self, index: int, data: bytes) -> None:
         """Store block `index` durably, then mark it present. OSError on disk errors."""
@@ -236,7 +251,7 @@ class EntryWriter:
             self.clear_block(index)  # never rewrite bytes that are marked present
         if self._cipher is not None:
             data = self._cipher.seal(data, block_aad(self.entry_id, self.meta.etag, index))
-        _pwrite_all(self._data_fd, data, index * self._slot)
+        _pwrite_all(self._data_fd, data, index * self.slot)
         os.fdatasync(self._data_fd)
         os.pwrite(self._map_fd, b"\x01", index)
         self.present[index] = 1
@@ -253,7 +268,7 @@ class EntryWriter:
         if self._cipher is None:
             return True
         _, length = self.meta.block_span(index)
-        sealed = _pread_exact(self._data_fd, length + BlockCipher.OVERHEAD, index * self._slot)
+        sealed = pread_exact(self._data_fd, length + BlockCipher.OVERHEAD, index * self.slot)
         try:
             self._cipher.open(sealed, block_aad(self.entry_id, self.meta.etag, index))
         except BadBlock:
@@ -349,11 +364,11 @@ class EntryReader:
         """The plaintext of block `index`; BadBlock if it fails its check or is cut short."""
         _, length = self.meta.block_span(index)
         if self._cipher is None:
-            data = _pread_exact(self.data_fd, length, index * self._slot)
+            data = pread_exact(self.data_fd, length, index * self._slot)
             if len(data) != length:
                 raise BadBlock(f"block {index}: {len(data)} of {length} bytes on disk")
             return data
-        sealed = _pread_exact(self.data_fd, length + BlockCipher.OVERHEAD, index * self._slot)
+        sealed = pread_exact(self.data_fd, length + BlockCipher.OVERHEAD, index * self._slot)
         return self._cipher.open(sealed, block_aad(self.entry_id, self.meta.etag, index))
 
     def acquire(self) -> bool:

@@ -27,8 +27,7 @@ from collections.abc import Callable, Iterator
 from functools import partial
 
 from ferryman.cache import blockmap
-from ferryman.cache.entry import CacheDir, EntryMeta
-from ferryman.cache.entryfiles import slot_size
+from ferryman.cache.entry import EntryMeta
 from ferryman.cache.evictionpacing import EvictionPacer
 from ferryman.cache.fillstate import Fill
 from ferryman.cache.stats import CacheStats
@@ -49,7 +48,6 @@ RETRY_DELAYS = (0.05, 0.25)  # seconds before the 2nd and 3rd try of a run (cut 
 class Fetcher:
     def __init__(
         self,
-        cache: CacheDir,
         store: Store,
         stats: CacheStats,
         pacer: EvictionPacer,
@@ -58,7 +56,6 @@ class Fetcher:
         max_fetches: int,
         max_run: int,
     ) -> None:
-        self.cache = cache
         self.store = store
         self.stats = stats
         self.max_run = max_run
@@ -150,7 +147,7 @@ class Fetcher:
         """Make room, write one whole block durably, and tell its waiters."""
         if fill.dropped:
             raise asyncio.CancelledError
-        slot = slot_size(fill.meta.block_size, self.cache.encrypted)
+        slot = fill.writer.slot
         await self._pacer.make_room(slot)
         fill.writes += 1
         write = asyncio.ensure_future(asyncio.to_thread(fill.writer.write_block, block, data))

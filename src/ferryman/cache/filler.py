@@ -26,14 +26,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from functools import partial
 from typing import Any
 
-from ferryman.cache.entry import CacheDir, EntryMeta, EntryWriter
-from ferryman.cache.entryfiles import META
+from ferryman.cache.entry import CacheDir, EntryMeta
 from ferryman.cache.eviction import Evictor
 from ferryman.cache.evictionpacing import EvictionPacer
 from ferryman.cache.fetcher import Fetcher
@@ -75,7 +73,7 @@ class Filler:
         self._tasks: set[asyncio.Task[None]] = set()  # drops and periodic eviction
         self._pacer = EvictionPacer(evictor, self.stats, partial(self._close_idle, 0), clock)
         self._fetcher = Fetcher(
-            cache, store, self.stats, self._pacer, self._version_gone,
+            store, self.stats, self._pacer, self._version_gone,
             max_fetches=max_fetches, max_run=max_run,
         )  # fmt: skip
 
@@ -161,21 +159,17 @@ class Filler:
             if fill is not None:
                 self.stats.version_changes += 1
                 await self._drop_now(fill, PreconditionFailed(f"{key!r} changed in the store"))
-            meta = EntryMeta(
-                key, info.size, info.etag, info.last_modified, info.content_type,
-                info.sha256, self.block_size,
-            )  # fmt: skip
+            meta = EntryMeta.from_info(info, self.block_size)
             writer = await asyncio.to_thread(self.cache.create, meta)
             self._remember(key, Fill(writer, self.clock()))
             return meta
 
     async def _load(self, key: str) -> Fill | None:
         """The entry on disk for `key` (call with the key locked), or None."""
-        found = await asyncio.to_thread(self._open_writer, key)
-        if found is None:
+        writer = await asyncio.to_thread(self.cache.open_writer, key)
+        if writer is None:
             return None
-        writer, checked = found
-        return self._remember(key, Fill(writer, checked))
+        return self._remember(key, Fill(writer, writer.checked_at))
 
     def _remember(self, key: str, fill: Fill) -> Fill:
         """Keep `fill` open; close idle writers beyond MAX_OPEN (each holds descriptors)."""
@@ -190,16 +184,6 @@ class Filler:
             self._entries.pop(key).retire()
             if len(self._entries) <= down_to:
                 break
-
-    def _open_writer(self, key: str) -> tuple[EntryWriter, float] | None:
-        writer = self.cache.open_writer(key)
-        if writer is None:
-            return None
-        try:  # meta's mtime is the last confirming HEAD (entryfiles.py)
-            checked = os.stat(self.cache.entry_path(key) / META).st_mtime
-        except OSError:
-            checked = float("-inf")
-        return writer, checked
 
     async def _drop_now(self, fill: Fill, error: StoreError) -> None:
         """Forget `fill`, fail its waiters, remove it from disk (key locked)."""

@@ -100,7 +100,7 @@ class Stats:
 
 @dataclass(frozen=True, slots=True)
 class Entry:
-    meta: dict[str, Any]  # EntryMeta's fields (see entry_meta_fields)
+    meta: dict[str, Any]  # EntryMeta's fields; a worker reads only the etag (link.py)
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,7 +34,6 @@ from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
-from ferryman.cache.crypto import BlockCipher, load_or_create_key
 from ferryman.cache.entry import CacheDir
 from ferryman.cache.eviction import Evictor
 from ferryman.cache.filler import Filler
@@ -109,15 +108,7 @@ def run_filler(config: Config, supervision: Supervision | None = None) -> int:
 
 async def _run(config: Config, supervision: Supervision | None) -> int:
     loop = asyncio.get_running_loop()
-    if not config.cache_dir:
-        raise ConfigError("the cache filler needs --cache-dir")
-    cipher = (
-        BlockCipher(load_or_create_key(config.cache_key_path)) if config.cache_encrypt else None
-    )
-    try:
-        cache = CacheDir(Path(config.cache_dir), namespace=config.source, cipher=cipher)
-    except OSError as exc:
-        raise ConfigError(f"--cache-dir {config.cache_dir}: {exc.strerror}") from None
+    cache = CacheDir.of(config)
     with _sole_filler(cache.path):
         await asyncio.to_thread(cache.recover)
         from ferryman.stores.s3 import S3Store  # only the filler process needs the S3 client
