@@ -27,9 +27,7 @@ from collections.abc import Sequence
 from ferryman import __version__
 from ferryman.app.auth import SigningKey, expires_in
 from ferryman.config import OPTIONS, build_config
-from ferryman.errors import ConfigError
-
-EXIT_OK, EXIT_FAILURE, EXIT_CONFIG, EXIT_BUDGET = 0, 1, 2, 3
+from ferryman.errors import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, ConfigError
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -14,6 +14,12 @@ the boundary that sees them; nothing else reaches the connection.
 
 from __future__ import annotations
 
+# Exit statuses of `ferryman serve`: the CLI, the arbiter and its workers agree on them.
+EXIT_OK = 0
+EXIT_FAILURE = 1  # unexpected, or a worker had to be killed at the stop
+EXIT_CONFIG = 2  # a boot failure (ConfigError): never retried
+EXIT_BUDGET = 3  # the restart budget was spent
+
 
 class FerrymanError(Exception):
     """Base of every error ferryman raises on purpose."""

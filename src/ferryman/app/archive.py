@@ -51,7 +51,7 @@ from ferryman.app.archive_index import (
     open_positional,
     read_index,
 )
-from ferryman.app.files import Plan, plan_response
+from ferryman.app.files import Plan, closer, plan_response
 from ferryman.app.listing import Entry
 from ferryman.app.spool import Spool
 from ferryman.errors import HttpError
@@ -120,8 +120,6 @@ class ArchiveServer:
 
     def serve(self, request: Request, path: RequestPath) -> Awaitable[Response] | None:
         """The answer for a path FileServer could not open, or None if no archive is in it."""
-        if not any(is_archive_name(s) for s in path.segments[:-1]):
-            return None
         found = self.split(path.segments)
         if found is None:
             return None
@@ -164,7 +162,7 @@ class ArchiveServer:
                 if plan.status == 304:
                     return Response(304, plan.headers)
                 if not compressed:
-                    body = plan.body(fd, found.offset, _closer(fd))
+                    body = plan.body(fd, found.offset, closer(fd))
                     fd = -1  # the body's now: closed when the transfer ends
                     return Response(plan.status, plan.headers, body)
                 return await self._extracted(request, plan, fd, found)
@@ -287,7 +285,3 @@ def _dup(fd: int) -> int:
             retry = (("Retry-After", "1"),)
             raise HttpError(503, "overloaded", "out of file descriptors", retry) from None
         raise
-
-
-def _closer(fd: int) -> listing.Cleanup:
-    return lambda: os.close(fd)

@@ -223,7 +223,7 @@ class FileServer:
             small = self._remember(request, relative, st, plan.headers, fd)
             if small is not None:
                 return small
-        return Response(plan.status, plan.headers, plan.body(fd, 0, _closer(fd)))
+        return Response(plan.status, plan.headers, plan.body(fd, 0, closer(fd)))
 
     def _remember(
         self, request: Request, relative: str, st: os.stat_result, headers: Headers, fd: int
@@ -361,7 +361,8 @@ def _is_under(path: str, directory: str) -> bool:
     return path == directory or path.startswith(directory.rstrip("/") + "/")
 
 
-def _closer(fd: int) -> listing.Cleanup:
+def closer(fd: int) -> listing.Cleanup:
+    """The cleanup of a body made of regions of `fd`: close it when the transfer ends."""
     return lambda: os.close(fd)
 
 

@@ -53,10 +53,6 @@ class Timers:
         self._handle: asyncio.TimerHandle | None = None
         self._handle_at = math.inf
 
-    def __len__(self) -> int:
-        """Live entries: deadlines waiting in the queue."""
-        return len(self._heap) - self._dead
-
     def time(self) -> float:
         return self._loop.time()
 

@@ -32,7 +32,8 @@ class RequestBody:
         self.max_size = max_size
         self.received = 0
         self.done = not request.has_body
-        self._continue_sent = False
+        # 100 Continue goes out at the first read, and only if the client waits for it.
+        self._continue_sent = not (request.http11 and request.expect_continue)
         if request.content_length is not None and request.content_length > max_size > 0:
             self.too_large()
 
@@ -46,7 +47,7 @@ class RequestBody:
         if self.done:
             return b""
         conn = self.conn
-        if self.request.expect_continue and not self._continue_sent and self.request.http11:
+        if not self._continue_sent:
             self._continue_sent = True
             conn.transport.write(_CONTINUE)
         while True:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import resource
 import signal
 import socket
@@ -31,7 +30,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from ferryman.app.routes import App
-from ferryman.config import Config
+from ferryman.config import Config, check_source
 from ferryman.errors import ConfigError
 from ferryman.loops import new_event_loop
 from ferryman.server.accesslog import AccessLog
@@ -85,14 +84,6 @@ def raise_fd_limit(max_connections: int) -> int:
         )  # fmt: skip
         return fits
     return max_connections
-
-
-def check_source(config: Config) -> None:
-    if config.is_remote:
-        return  # a store is reached on first use; the arbiter checked its URL
-    root = config.root
-    if not root.is_dir() or not os.access(root, os.R_OK | os.X_OK):
-        raise ConfigError(f"SOURCE {config.source!r} is not a readable directory")
 
 
 def run(config: Config, sock: socket.socket, supervision: Supervision) -> int:

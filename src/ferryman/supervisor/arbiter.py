@@ -40,8 +40,8 @@ from collections.abc import Callable
 from types import FrameType
 
 from ferryman.app.spool import Spool
-from ferryman.config import Config, check_combinations
-from ferryman.errors import ConfigError
+from ferryman.config import Config, check_combinations, check_source
+from ferryman.errors import EXIT_BUDGET, EXIT_CONFIG, EXIT_FAILURE, EXIT_OK
 from ferryman.server.listener import bind, url_of
 from ferryman.stores.s3source import check_endpoint, parse_source
 from ferryman.supervisor.budget import RestartBudget
@@ -49,7 +49,6 @@ from ferryman.supervisor.process import FILLER_SLOT, READY, STARTING, Worker, sp
 
 log = logging.getLogger("ferryman.arbiter")
 
-EXIT_OK, EXIT_FAILURE, EXIT_CONFIG, EXIT_BUDGET = 0, 1, 2, 3
 STOP_MARGIN = 5.0  # after the grace period, before a worker that has not exited is killed
 MIN_START_TIMEOUT = 30.0  # a start includes imports, which a busy machine can slow down
 _TICK = 0.25  # longest sleep of the loop: timer resolution
@@ -63,9 +62,7 @@ def serve(config: Config) -> int:
     """`ferryman serve`: boot checks, bind, run the arbiter; returns the exit status."""
     check_combinations(config)
     if not config.is_remote:
-        root = config.root
-        if not root.is_dir() or not os.access(root, os.R_OK | os.X_OK):
-            raise ConfigError(f"SOURCE {config.source!r} is not a readable directory")
+        check_source(config)
     else:
         parse_source(config.source)
         check_endpoint(config.s3_endpoint)

@@ -20,15 +20,13 @@ import socket
 import sys
 from collections.abc import Callable, Sequence
 
-from ferryman.errors import ConfigError
+from ferryman.errors import EXIT_CONFIG, ConfigError
 from ferryman.server import worker
 from ferryman.supervisor.heartbeat import Beacon
 from ferryman.supervisor.hooks import FaultHooks
 from ferryman.supervisor.process import CONFIG_ENV, config_from_environ
 
 log = logging.getLogger("ferryman.worker")
-
-EXIT_OK, EXIT_CONFIG = 0, 2
 
 
 class Supervised:
