@@ -211,6 +211,8 @@ OPTIONS: tuple[Option, ...] = (
            "a client that sends no request-body bytes for this long gets 408"),
     Option("max-upload-size", parse_size, 16 * 1024**3,
            "largest request body (upload), else 413; 0: no limit"),
+    Option("max-member-size", parse_size, 4 * 1024**3,
+           "largest compressed-archive member extracted to serve it; larger: 507"),
     Option("file-cache", parse_size, 32 * 1024 * 1024,
            "memory for small answers (files up to --small-body, cached objects up to 16 KiB) "
            "kept between requests and revalidated on each use; 0: off"),
@@ -289,6 +291,7 @@ class Config:
     signing_key: str | None = None
     verify_writes: str = "full"
     max_upload_size: int = 16 * 1024**3
+    max_member_size: int = 4 * 1024**3
     s3_endpoint: str | None = None
     s3_multipart_threshold: int = 64 * 1024**2
     s3_part_size: int = 16 * 1024**2

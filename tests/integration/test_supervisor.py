@@ -174,6 +174,17 @@ def test_a_blocked_event_loop_is_killed_and_replaced(ferryman) -> None:  # type:
     assert srv.stop() == 0
 
 
+def test_a_worker_that_ignores_the_stop_is_killed_and_the_exit_says_so(ferryman) -> None:  # type: ignore[no-untyped-def]
+    env = {**HOOKS, "FERRYMAN_TEST_BLOCK_LOOP_AFTER": "0.2"}
+    srv = ferryman("--heartbeat-timeout", "60", "--grace-period", "1", env=env)
+    [(_, pid)] = ready_workers(srv)
+    time.sleep(0.5)  # its loop is blocked now: SIGTERM's handler never runs
+    srv.signal(signal.SIGTERM)
+    assert srv.wait(30) == 1  # not a clean stop
+    text = srv.log_text()
+    assert re.search(rf"worker 1 \(pid {pid}\) still running \d+s after SIGTERM: killing it", text)
+
+
 def test_the_workers_stop_when_the_arbiter_is_killed(ferryman) -> None:  # type: ignore[no-untyped-def]
     srv = ferryman("--workers", "2")
     pids = [pid for _, pid in ready_workers(srv)]

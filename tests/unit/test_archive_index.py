@@ -408,7 +408,7 @@ def test_a_request_cancelled_mid_extraction_leaves_nothing(tmp_path: Path, spool
     with tarfile.open(path, "w:gz", compresslevel=1) as tar:  # type: ignore[call-overload]
         tar.addfile(info("zeros", size=size), Zeros())
     files = SimpleNamespace(cache_control=None, max_ranges=100)
-    server = ArchiveServer(files, spool)  # type: ignore[arg-type]
+    server = ArchiveServer(files, spool, max_member_size=size)  # type: ignore[arg-type]
 
     async def run() -> None:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
@@ -423,6 +423,30 @@ def test_a_request_cancelled_mid_extraction_leaves_nothing(tmp_path: Path, spool
 
     asyncio.run(run())
     assert spooled(spool) == []
+
+
+def test_a_member_over_the_extraction_limit_is_507_and_spools_nothing(
+    tmp_path: Path, spool: Spool
+) -> None:
+    path = tmp_path / "a.tgz"
+    with tarfile.open(path, "w:gz") as tar:  # type: ignore[call-overload]
+        tar.addfile(info("big", size=20), io.BytesIO(b"x" * 20))
+        tar.addfile(info("small", size=10), io.BytesIO(b"y" * 10))
+    files = SimpleNamespace(cache_control=None, max_ranges=100)
+    server = ArchiveServer(files, spool, max_member_size=10)  # type: ignore[arg-type]
+
+    async def get(name: str) -> tuple[int, int | None]:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        response = await server.respond(request(), resolve(b"/a.tgz/" + name.encode()), 1, fd,
+                                        os.fstat(fd))  # fmt: skip
+        response.body.release()
+        return response.status, response.body.length
+
+    with pytest.raises(HttpError) as refused:
+        asyncio.run(get("big"))
+    assert (refused.value.status, refused.value.error) == (507, "member_too_large")
+    assert spooled(spool) == []
+    assert asyncio.run(get("small")) == (200, 10)  # at the limit: served
 
 
 # -- the spool ---------------------------------------------------------------------------------

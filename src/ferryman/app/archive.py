@@ -65,7 +65,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("ferryman.archive")
 
-MAX_MEMBER_SIZE = 4 * 1024**3  # largest member extracted to the spool, else 507
 EXTRACTIONS = 4  # concurrent extractions per worker; more requests wait their turn
 _NOT_FOUND = HttpError(404, "not_found", "no such file")
 _UNREADABLE = HttpError(404, "not_found", "not a readable tar archive")
@@ -83,7 +82,7 @@ class ArchiveServer:
         files: FileServer,
         spool: Spool,
         *,
-        max_member_size: int = MAX_MEMBER_SIZE,
+        max_member_size: int,
         cache: IndexCache | None = None,
         extractions: int = EXTRACTIONS,
     ) -> None:

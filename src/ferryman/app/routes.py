@@ -69,7 +69,9 @@ class App:
 
     def _serve_directory(self, config: Config) -> None:
         files = FileServer(config)
-        files.archives = ArchiveServer(files, Spool.of(config))
+        files.archives = ArchiveServer(
+            files, Spool.of(config), max_member_size=config.max_member_size
+        )
         if self.catalog is not None:
             files.digests = DigestIndex(self.catalog)
         self.files = files
