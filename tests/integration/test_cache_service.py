@@ -539,3 +539,52 @@ async def test_stats_answer_over_the_socket(tmp_path: Path, loop: str) -> None:
         stats = json.loads(line)["stats"]
         assert stats["fills"] == 41 and stats["bytes_fetched"] == SIZE
         assert stats["upstream_requests"] == 1 + len(cache.store.reads)
+
+
+async def until_closed(path: str, *lines: bytes) -> list[bytes]:
+    """Send `lines` on one raw connection; the replies read until the service closed it."""
+    reader, writer = await asyncio.open_unix_connection(path)
+    try:
+        writer.write(b"".join(lines))
+        replies = []
+        while line := await asyncio.wait_for(reader.readline(), 5):
+            replies.append(line)
+        return replies  # readline() == b"": closed
+    finally:
+        writer.close()
+
+
+@run
+async def test_a_line_over_the_limit_closes_the_connection(tmp_path: Path, loop: str) -> None:
+    async with running(tmp_path) as cache:
+        padded = b'{"op":"stats","pad":"' + b"x" * MAX_LINE + b'"}\n'
+        assert await until_closed(cache.path, padded) == []
+
+
+@run
+async def test_want_or_bad_before_open_closes_the_connection(tmp_path: Path, loop: str) -> None:
+    async with running(tmp_path) as cache:
+        assert await until_closed(cache.path, b'{"op":"want","first":0,"last":0}\n') == []
+        assert await until_closed(cache.path, b'{"op":"bad","block":0}\n') == []
+        assert list(cache.filler.cache.entries()) == []
+        assert cache.store.stats == 0 and cache.store.reads == []
+
+
+@run
+async def test_a_second_object_on_one_connection_closes_it(tmp_path: Path, loop: str) -> None:
+    async with running(tmp_path) as cache:
+        first = b'{"op":"open","key":"%s","check":false}\n' % KEY.encode()
+        other = b'{"op":"open","key":"other/object","check":false}\n'
+        replies = await until_closed(cache.path, first, first, other)
+        assert [json.loads(line)["op"] for line in replies] == ["entry", "entry"]
+
+
+def test_keys_written_by_a_worker_are_forgotten_beyond_max_changed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(client_module, "MAX_CHANGED", 2)
+    cache = CacheDir(tmp_path / "cache", namespace=NAMESPACE, cipher=None)
+    client = CacheClient(cache, str(tmp_path / "filler.sock"), revalidate=60.0, readahead=0)
+    for key in ("a", "b", "c"):
+        client.version_gone(key)
+    assert client._changed == {"c"}

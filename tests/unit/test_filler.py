@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from ferryman.cache import filler as filler_module
 from ferryman.cache.crypto import BadBlock, BlockCipher
 from ferryman.cache.entry import CacheDir
 from ferryman.cache.eviction import Evictor
@@ -489,6 +490,33 @@ async def test_fills_evict_least_recently_used_entries_to_stay_in_size(tmp_path:
     assert "obj5" in left and "obj0" not in left  # the oldest went first
     for key in left:
         assert on_disk(filler, key) == {i: objects[key][i * BS : (i + 1) * BS] for i in range(16)}
+    await filler.close()
+
+
+@run
+async def test_idle_writers_beyond_max_open_are_closed_and_reloaded_from_disk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(filler_module, "MAX_OPEN", 2)
+    store = MemStore()
+    objects = {f"obj{i}": pattern(3 * BS, i) for i in range(4)}
+    for key, data in objects.items():
+        store.put(key, data)
+    filler = make(tmp_path, store)
+    first = None
+    for key in objects:
+        await filler.open(key)
+        first = first or filler._entries[key]
+        assert await collect(filler, 0, 2, key) == dict.fromkeys(range(3))
+        await until(lambda: all(fill.idle for fill in filler._entries.values()))
+        assert len(filler._entries) <= 2
+    assert first is not None and first.dropped  # its writer was closed
+    heads, reads = store.stats, len(store.reads)
+    await filler.open("obj0")
+    assert await collect(filler, 0, 2, "obj0") == dict.fromkeys(range(3))
+    assert filler._entries["obj0"] is not first
+    assert (store.stats, len(store.reads)) == (heads, reads)  # from disk, not the store
+    assert on_disk(filler, "obj0") == expect(objects["obj0"], range(3))
     await filler.close()
 
 
