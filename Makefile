@@ -11,7 +11,7 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Real clients the integration tests drive (Debian package: command it provides).
 TEST_TOOLS := curl:curl wget:wget aria2:aria2c
 
-.PHONY: serve test setup test-tools lint typecheck unit fuzz bench bench-cache clean
+.PHONY: serve test setup native native-tools test-tools lint typecheck unit fuzz bench bench-cache clean
 
 setup: $(STAMP)
 
@@ -25,7 +25,21 @@ $(STAMP): pyproject.toml
 	rm -f $(VENV)/.stamp-*
 	touch $@
 
-serve: $(STAMP)
+# The request path compiled with mypyc (src/ferryman/native.py says which modules
+# and checks the build against its sources at every start). Rebuilt only when a
+# source changed; without a compiler ferryman runs the same code as pure Python.
+native: $(STAMP) native-tools
+	$(BIN)/python tools/build_native.py
+
+native-tools:
+	@command -v cc >/dev/null 2>&1 || { echo "installing: gcc"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq gcc >/dev/null || true; }
+	@$(BIN)/python -c 'import os, sys, sysconfig; \
+	  sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' || \
+	  { echo "installing: python3-dev"; \
+	    $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq python3-dev >/dev/null || true; }
+
+serve: native
 	$(BIN)/ferryman serve $(or $(SOURCE),.) $(ARGS)
 
 test-tools:
@@ -39,25 +53,26 @@ test-tools:
 	fi
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench tools
+	$(BIN)/ruff format --check src tests bench tools
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-test: $(STAMP) test-tools lint typecheck
+test: native test-tools lint typecheck
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 fuzz: $(STAMP)
 	$(BIN)/pip install --quiet atheris
 	PYTHONPATH=. $(BIN)/python tests/fuzz/fuzz_parser.py -max_total_time=$(or $(SECONDS),60)
 
-bench: $(STAMP)
+bench: native
 	bash bench/run.sh $(if $(QUICK),--quick)
 
 # The cache against local files, and cold time to first byte against nginx's proxy_cache.
-bench-cache: $(STAMP)
+bench-cache: native
 	bash bench/run.sh --cache $(if $(QUICK),--quick)
 
 clean:
+	find src -name '*.so' -delete; rm -f src/ferryman/_native_manifest.json
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -216,6 +216,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("file-cache", parse_size, 32 * 1024 * 1024,
            "memory for small answers (files up to --small-body, cached objects up to 16 KiB) "
            "kept between requests and revalidated on each use; 0: off"),
+    Option("open-files", parse_count, 256,
+           "descriptors of recently served files kept open between requests, revalidated "
+           "by a stat() on each use and closed after 10 s unused; 0: off"),
     Option("workers", parse_workers, 1,
            "worker processes under the arbiter; 'auto' is one per CPU"),
     Option("heartbeat-timeout", parse_positive_duration, 30.0,
@@ -284,6 +287,7 @@ class Config:
     max_restarts: int = 5
     restart_window: float = 10.0
     file_cache: int = 32 * 1024 * 1024
+    open_files: int = 256
     body_timeout: float = 60.0
     allow_write: bool = False
     private: bool = False

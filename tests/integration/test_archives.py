@@ -7,7 +7,6 @@ can be counted: a spool file must exist exactly as long as its transfer.
 
 from __future__ import annotations
 
-import inspect
 import io
 import json
 import os
@@ -22,23 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from ferryman.app import files as files_module
-from ferryman.supervisor import arbiter as arbiter_module
 from tests.conftest import ServerProcess, need, pattern, wait_until
 from tests.integration.test_serving import parse_multipart
-
-# The hooks live in files owned by others (docs/decisions/0009-archive-members.md).
-# Until they are applied, the tests that need them are expected to fail; strictly,
-# so they report as soon as the hooks land. Tests that pass either way (404s, the
-# archive file itself) are never marked.
-ROUTED = "archives" in inspect.getsource(files_module.FileServer)
-SWEPT = "Spool" in inspect.getsource(arbiter_module)
-routed = pytest.mark.xfail(
-    not ROUTED, reason="needs the files.py/routes.py archive hooks (ADR 0009)", strict=True
-)
-swept = pytest.mark.xfail(
-    not (ROUTED and SWEPT), reason="needs the arbiter's spool sweeps (ADR 0009)", strict=True
-)
 
 MTIME = 1_700_000_000
 DIR_MTIME = 1_600_000_000
@@ -139,7 +123,6 @@ def spool_files(state: Path) -> list[str]:
 # -- members ----------------------------------------------------------------------
 
 
-@routed
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize(
     "member", ["hello.txt", "data/p0.bin", "data/p5000.bin", "data/p1000000.bin"]
@@ -153,7 +136,6 @@ def test_member_is_byte_exact(srv: ServerProcess, kind: str, member: str) -> Non
     assert r.header("accept-ranges") == "bytes"
 
 
-@routed
 @pytest.mark.parametrize("kind", KINDS)
 def test_member_headers(srv: ServerProcess, kind: str) -> None:
     with srv.connect() as conn:
@@ -173,7 +155,6 @@ def test_member_headers(srv: ServerProcess, kind: str) -> None:
 RANGES = ["bytes=100-199", "bytes=-500", "bytes=999000-", "bytes=0-0", "bytes=123457-654321"]
 
 
-@routed
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("header", RANGES)
 def test_single_range_of_a_member(srv: ServerProcess, kind: str, header: str) -> None:
@@ -190,7 +171,6 @@ def test_single_range_of_a_member(srv: ServerProcess, kind: str, header: str) ->
     assert r.body == pattern(end - start + 1, start)
 
 
-@routed
 @pytest.mark.parametrize("kind", KINDS)
 def test_multiple_ranges_of_a_member(srv: ServerProcess, kind: str) -> None:
     with srv.connect() as conn:
@@ -206,7 +186,6 @@ def test_multiple_ranges_of_a_member(srv: ServerProcess, kind: str) -> None:
     assert len(r.body) == int(r.header("content-length") or -1)
 
 
-@routed
 @pytest.mark.parametrize("kind", KINDS)
 def test_unsatisfiable_range_of_a_member(srv: ServerProcess, kind: str) -> None:
     with srv.connect() as conn:
@@ -214,7 +193,6 @@ def test_unsatisfiable_range_of_a_member(srv: ServerProcess, kind: str) -> None:
     assert (r.status, r.header("content-range")) == (416, "bytes */5000")
 
 
-@routed
 @pytest.mark.parametrize("kind", KINDS)
 def test_conditional_requests_on_a_member(srv: ServerProcess, kind: str) -> None:
     url = f"/{kind}/data/p5000.bin"
@@ -230,7 +208,6 @@ def test_conditional_requests_on_a_member(srv: ServerProcess, kind: str) -> None
     assert failed.status == 412
 
 
-@routed
 @pytest.mark.parametrize("kind", KINDS)
 def test_normalised_and_encoded_names(srv: ServerProcess, kind: str) -> None:
     with srv.connect() as conn:
@@ -254,7 +231,6 @@ def test_unservable_members_are_404(srv: ServerProcess, kind: str, member: str) 
 # -- listings and what is (not) an archive ------------------------------------------
 
 
-@routed
 @pytest.mark.parametrize("kind", KINDS)
 def test_listing_html(srv: ServerProcess, kind: str) -> None:
     with srv.connect() as conn:
@@ -267,7 +243,6 @@ def test_listing_html(srv: ServerProcess, kind: str) -> None:
     assert hrefs == ["../", "data/", "docs/", "dot/", "hello.txt", "odd%20name%20%C3%BC.txt"]
 
 
-@routed
 @pytest.mark.parametrize("kind", KINDS)
 def test_listing_json(srv: ServerProcess, kind: str) -> None:
     with srv.connect() as conn:
@@ -287,7 +262,6 @@ def test_listing_json(srv: ServerProcess, kind: str) -> None:
     ]  # fmt: skip
 
 
-@routed
 @pytest.mark.parametrize("kind", KINDS)
 def test_directory_member_without_slash_redirects(srv: ServerProcess, kind: str) -> None:
     with srv.connect() as conn:
@@ -304,7 +278,7 @@ def test_the_archive_itself_is_a_file(srv: ServerProcess, archive_root: Path) ->
 @pytest.mark.parametrize(
     ("url", "status", "body"),
     [
-        pytest.param("/sub/UPPER.TGZ/hello.txt", 200, b"upper\n", marks=routed),
+        pytest.param("/sub/UPPER.TGZ/hello.txt", 200, b"upper\n"),
         ("/dir.tar/inside.txt", 200, b"a directory named like an archive\n"),
         ("/fake.tar/x", 404, None),
         ("/fake.tar/", 404, None),
@@ -320,14 +294,12 @@ def test_what_is_an_archive(srv: ServerProcess, url: str, status: int, body: byt
         assert r.body == body
 
 
-@routed
 def test_empty_archive_lists_nothing(srv: ServerProcess) -> None:
     with srv.connect() as conn:
         r = conn.get("/empty.tar/", {"Accept": "application/json"})
     assert (r.status, json.loads(r.body)["entries"]) == (200, [])
 
 
-@routed
 def test_a_large_listing(srv: ServerProcess) -> None:
     with srv.connect() as conn:
         r = conn.get("/many.tar/m/", {"Accept": "application/json"})
@@ -339,7 +311,6 @@ def test_a_large_listing(srv: ServerProcess) -> None:
     assert last.body == b"1499"
 
 
-@routed
 def test_concurrent_requests_for_one_compressed_member(srv: ServerProcess) -> None:
     results: list[bytes] = []
 
@@ -414,7 +385,6 @@ def worker_pids(srv: ServerProcess) -> list[int]:
         return [int(p) for p in handle.read().split()]
 
 
-@routed
 def test_head_and_304_extract_nothing(
     ferryman: type[ServerProcess], archive_root: Path, state: Path
 ) -> None:
@@ -433,7 +403,6 @@ def test_head_and_304_extract_nothing(
     assert (state / "spool").stat().st_mode & 0o777 == 0o700
 
 
-@routed
 @pytest.mark.clients
 def test_slow_curl_gets_the_member_whole_and_its_temp_file_goes(
     ferryman: type[ServerProcess], archive_root: Path, state: Path, tmp_path: Path
@@ -450,7 +419,6 @@ def test_slow_curl_gets_the_member_whole_and_its_temp_file_goes(
     assert wait_until(lambda: spool_files(state) == [], timeout=1.0), spool_files(state)
 
 
-@routed
 def test_temp_file_lives_with_the_transfer_and_goes_when_the_client_leaves(
     ferryman: type[ServerProcess], archive_root: Path, state: Path
 ) -> None:
@@ -484,7 +452,6 @@ class Zeros:
         return bytes(size)
 
 
-@routed
 def test_a_client_gone_before_the_extraction_ends_leaves_nothing(
     ferryman: type[ServerProcess], tmp_path: Path, state: Path
 ) -> None:
@@ -507,7 +474,6 @@ def test_a_client_gone_before_the_extraction_ends_leaves_nothing(
     assert (r.status, r.body) == (206, bytes(4))
 
 
-@routed
 def test_a_stop_that_aborts_a_transfer_removes_its_temp_file(
     ferryman: type[ServerProcess], archive_root: Path, state: Path
 ) -> None:
@@ -523,7 +489,6 @@ def test_a_stop_that_aborts_a_transfer_removes_its_temp_file(
     assert spool_files(state) == []
 
 
-@swept
 def test_sigkilled_server_leaves_orphans_that_the_next_start_removes(
     ferryman: type[ServerProcess], archive_root: Path, state: Path
 ) -> None:
@@ -546,7 +511,6 @@ def test_sigkilled_server_leaves_orphans_that_the_next_start_removes(
     assert wait_until(lambda: spool_files(state) == ["unrelated.txt"], timeout=5.0)
 
 
-@swept
 def test_a_worker_killed_mid_transfer_has_its_files_swept(
     ferryman: type[ServerProcess], archive_root: Path, state: Path
 ) -> None:
@@ -565,7 +529,6 @@ def test_a_worker_killed_mid_transfer_has_its_files_swept(
         assert conn.get("/bundle.tgz/hello.txt").body == PLAIN["hello.txt"]
 
 
-@routed
 def test_an_archive_replaced_by_rename_is_indexed_again(
     ferryman: type[ServerProcess], tmp_path: Path, state: Path
 ) -> None:

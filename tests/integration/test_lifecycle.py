@@ -87,8 +87,9 @@ def test_bodies_release_their_descriptors_however_transfers_end(ferryman) -> Non
     for sendfile in ("on", "off"):
         srv = ferryman("--sendfile", sendfile)
         pid = worker_pid(srv)
-        with srv.connect() as conn:  # warm up: lazily made descriptors exist now
-            conn.get("/hello.txt")
+        with srv.connect() as conn:  # warm up: lazily made descriptors exist now,
+            conn.get("/hello.txt")  # and the one --open-files keeps for the big file
+            assert conn.get(f"/p{BIG}.bin").body == pattern(BIG)
         baseline = open_fds(pid)
         for _ in range(5):  # completed
             with srv.connect() as conn:

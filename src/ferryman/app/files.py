@@ -5,8 +5,11 @@ fstat the *open* descriptor (no stat/open race), confirm through
 /proc/self/fd where the descriptor really points (a symlink cannot lead out
 of the root, nor into a dotfile or the state directory), evaluate
 preconditions and ranges, and return a Response whose body is regions of
-that descriptor. The descriptor is closed by the body's cleanup, which the
-connection runs when the transfer ends; every early return closes it here.
+that descriptor. The descriptor is released by the body's cleanup, which the
+connection runs when the transfer ends; every early return releases it here.
+A regular file's descriptor is then kept open for the next request of the
+same path (app/openfiles.py), which skips the open and its checks when one
+stat() shows the same file.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from ferryman.app import listing
 from ferryman.app.bodycache import SmallBodyCache, same_file
 from ferryman.app.digestindex import DigestIndex
 from ferryman.app.mime import content_type
+from ferryman.app.openfiles import OpenFiles
 from ferryman.app.paths import RequestPath, resolve
 from ferryman.config import Config
 from ferryman.errors import HttpError
@@ -75,9 +79,17 @@ class FileServer:
             if config.file_cache and self.small_body
             else None
         )
+        self.open_files = OpenFiles(self.root_fd, config.open_files) if config.open_files else None
 
     def close(self) -> None:
+        if self.open_files is not None:
+            self.open_files.close()
         os.close(self.root_fd)
+
+    def tick(self) -> None:
+        """Once a second: close descriptors kept too long unused."""
+        if self.open_files is not None:
+            self.open_files.sweep()
 
     # -- entry point ----------------------------------------------------------
 
@@ -87,6 +99,12 @@ class FileServer:
             if hit is not None:
                 return hit
         path = resolve(request.path)
+        if self.open_files is not None and not path.trailing_slash:
+            kept = self.open_files.use(path.relative)
+            if kept is not None:
+                return self.respond_with_file(
+                    request, kept.fd, kept.st, path.segments[-1], path.relative, kept.release
+                )
         try:
             fd, st = self.open_relative(path.relative)
         except HttpError as exc:
@@ -105,7 +123,10 @@ class FileServer:
                     return members
             os.close(fd)
             raise _NOT_FOUND
-        return self.respond_with_file(request, fd, st, path.segments[-1], path.relative)
+        release = closer(fd)
+        if self.open_files is not None:
+            release = self.open_files.keep(path.relative, fd, st).release
+        return self.respond_with_file(request, fd, st, path.segments[-1], path.relative, release)
 
     # -- opening --------------------------------------------------------------
 
@@ -185,21 +206,36 @@ class FileServer:
     # -- files ------------------------------------------------------------------
 
     def respond_with_file(
-        self, request: Request, fd: int, st: os.stat_result, name: str, relative: str
+        self,
+        request: Request,
+        fd: int,
+        st: os.stat_result,
+        name: str,
+        relative: str,
+        release: listing.Cleanup | None = None,
     ) -> Response:
         """Preconditions, ranges and headers for an open regular file; owns `fd`.
 
-        On success the descriptor belongs to the returned body (or was closed, for
-        a 304); on any exception it is closed here, and only here.
+        `release` ends this request's use of `fd` (by default: closes it). On
+        success it belongs to the returned body (or was called, for a 304 or an
+        answer from memory); on any exception it is called here, and only here.
         """
+        if release is None:
+            release = closer(fd)
         try:
-            return self._file_response(request, fd, st, name, relative)
+            return self._file_response(request, fd, st, name, relative, release)
         except BaseException:
-            os.close(fd)
+            release()
             raise
 
     def _file_response(
-        self, request: Request, fd: int, st: os.stat_result, name: str, relative: str
+        self,
+        request: Request,
+        fd: int,
+        st: os.stat_result,
+        name: str,
+        relative: str,
+        release: listing.Cleanup,
     ) -> Response:
         extra: Headers = []
         if self.digests is not None:
@@ -217,13 +253,14 @@ class FileServer:
             extra=extra,
         )
         if plan.status == 304:
-            os.close(fd)
+            release()
             return Response(304, plan.headers)
         if plan.status == 200 and st.st_size <= self.small_body and self.cache is not None:
             small = self._remember(request, relative, st, plan.headers, fd)
             if small is not None:
+                release()
                 return small
-        return Response(plan.status, plan.headers, plan.body(fd, 0, closer(fd)))
+        return Response(plan.status, plan.headers, plan.body(fd, 0, release))
 
     def _remember(
         self, request: Request, relative: str, st: os.stat_result, headers: Headers, fd: int
@@ -234,7 +271,6 @@ class FileServer:
         if body is None or len(body) != st.st_size:
             return None  # cold or changing: the connection reads it the usual way
         self.cache.store(request, same_file(os.path.join(self.root, relative), st), headers, body)
-        os.close(fd)
         return Response(200, headers, Body((body,)))
 
 

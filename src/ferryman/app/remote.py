@@ -96,6 +96,9 @@ class RemoteServer:
         except StoreError as exc:
             raise http_error(exc) from None
 
+    def tick(self) -> None:
+        """Nothing to sweep: the cache's filler runs its own housekeeping."""
+
     def close(self) -> None:
         """Nothing held between requests here; the store is closed by the App."""
 

@@ -98,6 +98,10 @@ class App:
                 changed=cache.forget if cache is not None else None,
             )
 
+    def tick(self) -> None:
+        """Once a second, from the worker: housekeeping of the readers."""
+        self.files.tick()
+
     def close(self) -> None:
         self.files.close()
         if self.catalog is not None:
@@ -117,6 +121,7 @@ class App:
 
 class Reader(Protocol):
     def get(self, request: Request) -> Response | Awaitable[Response]: ...
+    def tick(self) -> None: ...
     def close(self) -> None: ...
 
 

@@ -11,13 +11,17 @@ import logging
 import re
 import sys
 import time
-from typing import IO, TYPE_CHECKING
+from typing import IO, Protocol
 
 from ferryman.errors import ConfigError
 from ferryman.http.parser import Request
 
-if TYPE_CHECKING:
-    from ferryman.server.connection import HttpConnection
+
+class Client(Protocol):
+    """What a log line needs of a connection."""
+
+    peer: str
+
 
 log = logging.getLogger("ferryman.accesslog")
 _SIGNATURE = re.compile(r"(ferryman-signature=)[^&]*")
@@ -56,7 +60,7 @@ class AccessLog:
 
     def record(
         self,
-        conn: HttpConnection,
+        conn: Client,
         request: Request,
         status: int,
         size: int,
@@ -96,7 +100,7 @@ class AccessLog:
                 f' "{_quoted(headers.get("user-agent", "-"))}"'
             )
 
-    def record_error(self, conn: HttpConnection, status: int) -> None:
+    def record_error(self, conn: Client, status: int) -> None:
         """A request that could not be parsed: no method or target to report."""
         if not self.enabled:
             return

@@ -118,7 +118,7 @@ async def serve(config: Config, sock: socket.socket, supervision: Supervision) -
     for signum in (signal.SIGHUP, signal.SIGUSR1):
         loop.add_signal_handler(signum, access_log.reopen)
     await app.prepare()
-    flusher = loop.create_task(_flush_every_second(access_log))
+    flusher = loop.create_task(_every_second(access_log, app))
     listener.start()
     supervision.ready(loop, stop.set, type(loop).__module__.split(".")[0])
     try:
@@ -149,7 +149,8 @@ async def drain(ctx: ServerContext, grace: float) -> bool:
     return await ctx.wait_drained(max(0.0, grace - (ctx.loop.time() - started)))
 
 
-async def _flush_every_second(access_log: AccessLog) -> None:
+async def _every_second(access_log: AccessLog, app: App) -> None:
     while True:
         await asyncio.sleep(1)
         access_log.flush()
+        app.tick()

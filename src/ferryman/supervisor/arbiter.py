@@ -39,6 +39,7 @@ from collections import deque
 from collections.abc import Callable
 from types import FrameType
 
+from ferryman import native
 from ferryman.app.spool import Spool
 from ferryman.config import Config, check_combinations, check_source
 from ferryman.errors import EXIT_BUDGET, EXIT_CONFIG, EXIT_FAILURE, EXIT_OK
@@ -192,9 +193,9 @@ class Arbiter:
                     return  # the next slot starts once this one is ready
             self.phase = RUNNING
             loop_name = self.slots[1].loop_name if self.slots[1] else "?"
-            log.info("listening on %s (serving %s, %d worker(s), %s loop)",
+            log.info("listening on %s (serving %s, %d worker(s), %s loop, request path %s)",
                      url_of(self.sock), self._source(), self.config.workers,
-                     loop_name)  # fmt: skip
+                     loop_name, native.STATUS)  # fmt: skip
         if self.phase != RUNNING:
             return
         if not self.roll and self.roll_again:

@@ -1,0 +1,138 @@
+"""Kept descriptors: reused only for the same file, never closed under a use."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ferryman.app.openfiles import INACTIVE, OpenFiles
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Iterator[tuple[Path, int]]:
+    fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    yield tmp_path, fd
+    os.close(fd)
+
+
+def is_open(fd: int) -> bool:
+    try:
+        os.fstat(fd)
+    except OSError:
+        return False
+    return True
+
+
+def opened(root: Path, name: str) -> tuple[int, os.stat_result]:
+    fd = os.open(root / name, os.O_RDONLY)
+    return fd, os.fstat(fd)
+
+
+def test_an_unchanged_file_is_answered_from_its_kept_descriptor(
+    root: tuple[Path, int],
+) -> None:
+    path, root_fd = root
+    (path / "a").write_bytes(b"alpha")
+    files = OpenFiles(root_fd, capacity=4)
+    fd, st = opened(path, "a")
+    entry = files.keep("a", fd, st)
+    entry.release()
+    again = files.use("a")
+    assert again is entry and again.fd == fd and again.users == 1
+    assert os.pread(again.fd, 5, 0) == b"alpha"
+    again.release()
+    assert is_open(fd)
+    assert files.use("b") is None
+
+
+@pytest.mark.parametrize("change", ["rewrite", "replace", "remove", "move_and_link", "touch"])
+def test_any_change_to_the_file_drops_its_descriptor(root: tuple[Path, int], change: str) -> None:
+    path, root_fd = root
+    (path / "a").write_bytes(b"alpha")
+    files = OpenFiles(root_fd, capacity=4)
+    fd, st = opened(path, "a")
+    entry = files.keep("a", fd, st)  # this request's use is still running
+    if change == "rewrite":  # same inode, new bytes and size
+        (path / "a").write_bytes(b"alphabet")
+    elif change == "replace":  # a new inode under the same name
+        (path / "a.tmp").write_bytes(b"alpha")
+        os.rename(path / "a.tmp", path / "a")
+    elif change == "remove":
+        (path / "a").unlink()
+    elif change == "move_and_link":  # the same inode, now reached through a symlink
+        outside = path / "elsewhere"
+        outside.mkdir()
+        os.rename(path / "a", outside / "a")
+        os.symlink(outside / "a", path / "a")
+    else:  # same size, mtime set back to what it was: only the ctime tells
+        os.utime(path / "a", ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert files.use("a") is None
+    assert len(files) == 0
+    assert is_open(fd), "closed under a transfer still using it"
+    entry.release()
+    assert not is_open(fd)
+
+
+def test_the_least_recently_used_are_closed_beyond_capacity(root: tuple[Path, int]) -> None:
+    path, root_fd = root
+    files = OpenFiles(root_fd, capacity=2)
+    fds = {}
+    for name in "abc":
+        (path / name).write_bytes(name.encode())
+        fd, st = opened(path, name)
+        fds[name] = fd
+        entry = files.keep(name, fd, st)
+        if name != "a":
+            entry.release()
+        if name == "b":
+            used = files.use("a")  # "a" becomes the most recent
+            assert used is not None
+            used.release()
+    # "b" was the least recently used when "c" came: closed at once.
+    assert not is_open(fds["b"])
+    assert files.use("b") is None
+    kept_a = files.use("a")
+    assert kept_a is not None and kept_a.users == 2
+    for _ in range(2):
+        kept_a.release()
+    assert is_open(fds["a"]) and is_open(fds["c"])
+    files.close()
+    assert not is_open(fds["a"]) and not is_open(fds["c"])
+
+
+def test_descriptors_unused_for_a_while_are_swept(root: tuple[Path, int]) -> None:
+    path, root_fd = root
+    files = OpenFiles(root_fd, capacity=8)
+    (path / "old").write_bytes(b"o")
+    (path / "busy").write_bytes(b"b")
+    (path / "new").write_bytes(b"n")
+    old = files.keep("old", *opened(path, "old"))
+    old.release()
+    busy = files.keep("busy", *opened(path, "busy"))
+    now = time.monotonic()
+    new = files.keep("new", *opened(path, "new"))
+    new.release()
+    new.used_at = now + INACTIVE  # used just now, as seen from the sweep below
+    files.sweep(now + INACTIVE + 0.5)
+    assert not is_open(old.fd)
+    assert is_open(busy.fd), "a descriptor in use outlives its entry"
+    assert len(files) == 1 and files.use("new") is new
+    busy.release()
+    assert not is_open(busy.fd)
+
+
+def test_keeping_a_path_again_replaces_its_entry(root: tuple[Path, int]) -> None:
+    path, root_fd = root
+    (path / "a").write_bytes(b"one")
+    files = OpenFiles(root_fd, capacity=4)
+    first = files.keep("a", *opened(path, "a"))
+    second = files.keep("a", *opened(path, "a"))
+    assert len(files) == 1 and is_open(first.fd)
+    first.release()
+    assert not is_open(first.fd)
+    second.release()
+    assert is_open(second.fd)
