@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from ferryman.app import paths
 from ferryman.app.paths import resolve
 from ferryman.errors import HttpError
 
@@ -71,3 +72,22 @@ def test_never_escapes_and_url_round_trips(parts: list[str], slash: bool) -> Non
     assert path.url() == "/" + "/".join(quote(s, safe="") for s in path.segments) + (
         "/" if path.trailing_slash and path.segments else ""
     )
+
+
+def test_resolved_paths_are_kept_and_the_table_stays_bounded() -> None:
+    first = resolve(b"/memo/a%20b/")
+    assert resolve(b"/memo/a%20b/") is first
+    assert (first.segments, first.relative, first.trailing_slash) == (
+        ("memo", "a b"),
+        "memo/a b",
+        True,
+    )
+    for i in range(paths._MEMO_MAX + 10):
+        resolve(b"/memo/%d" % i)
+    assert len(paths._resolved) <= paths._MEMO_MAX
+    # Refusals are raised every time, never remembered as paths.
+    for _ in range(2):
+        with pytest.raises(HttpError) as refused:
+            resolve(b"/../x")
+        assert refused.value.status == 400
+    assert b"/../x" not in paths._resolved

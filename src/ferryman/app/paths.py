@@ -11,21 +11,37 @@ Backslashes are ordinary filename characters on POSIX and get no meaning.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from typing import Final
 from urllib.parse import quote, unquote_to_bytes
 
 from ferryman.errors import HttpError
 
+_MEMO_MAX: Final = 4096  # resolved paths kept; the table is emptied when full
 
-@dataclass(frozen=True, slots=True)
+
 class RequestPath:
-    segments: tuple[str, ...]  # decoded names, none of them "", "." or ".."
-    trailing_slash: bool
+    """A resolved request path; immutable, so one instance serves every request for it."""
 
-    @property
-    def relative(self) -> str:
-        """The path relative to the root, for os.open(..., dir_fd=root)."""
-        return "/".join(self.segments) or "."
+    __slots__ = ("relative", "segments", "trailing_slash")
+
+    def __init__(self, segments: tuple[str, ...], trailing_slash: bool) -> None:
+        self.segments = segments  # decoded names, none of them "", "." or ".."
+        self.trailing_slash = trailing_slash
+        # The path relative to the root, for os.open(..., dir_fd=root).
+        self.relative = "/".join(segments) or "."
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, RequestPath)
+            and other.segments == self.segments
+            and other.trailing_slash == self.trailing_slash
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.segments, self.trailing_slash))
+
+    def __repr__(self) -> str:
+        return f"RequestPath({self.segments!r}, trailing_slash={self.trailing_slash})"
 
     def url(self, *, slash: bool | None = None) -> str:
         """The canonical, re-encoded URL path (never starts with '//')."""
@@ -34,7 +50,22 @@ class RequestPath:
         return "/" + body + ("/" if slash and body else "")
 
 
+_resolved: dict[bytes, RequestPath] = {}
+
+
 def resolve(raw_path: bytes) -> RequestPath:
+    """The request path resolved; 400 or 404 for paths that may never be served."""
+    # Resolving is pure and costs a few microseconds per request: kept by raw path.
+    path = _resolved.get(raw_path)
+    if path is None:
+        path = _resolve(raw_path)
+        if len(_resolved) >= _MEMO_MAX:
+            _resolved.clear()
+        _resolved[raw_path] = path
+    return path
+
+
+def _resolve(raw_path: bytes) -> RequestPath:
     decoded = unquote_to_bytes(raw_path)
     if b"\x00" in decoded:
         raise HttpError(400, "bad_path", "NUL byte in path")
