@@ -406,3 +406,18 @@ def test_junk_never_raises(header: str, length: int, max_ranges: int) -> None:
 def test_other_units_are_ignored(unit: str, rest: str) -> None:
     assume(unit.strip(" \t").lower() != "bytes" or unit.rstrip(" \t") != unit)
     assert evaluate_range(f"{unit}={rest}", 100).kind is FULL
+
+
+@given(
+    st.integers(0, 10**18 - 1), st.integers(0, 10**18 - 1), st.integers(0, 2), lengths,
+    max_ranges_strategy,
+)  # fmt: skip
+def test_the_single_closed_range_shortcut_matches_the_model(
+    first: int, last: int, zeros: int, length: int, max_ranges: int
+) -> None:
+    """ "bytes=first-last" takes a shorter path in evaluate_range: same answers."""
+    spec: Spec = ("int", first, last)
+    header = "bytes=" + render(spec, zeros)
+    decision = evaluate_range(header, length, max_ranges=max_ranges)
+    assert (decision.kind, spans(decision)) == model(length, [spec], max_ranges)
+    check_invariants(decision, length, max_ranges)
