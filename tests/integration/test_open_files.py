@@ -1,14 +1,26 @@
-"""Kept descriptors seen from a client: always the current file, never a leak."""
+"""Kept descriptors and answers kept in memory, seen from a client: always the
+current file, never a file that left the root, never a leaked descriptor."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import ServerProcess, pattern, wait_until
 from tests.integration.test_archives import open_descriptors, worker_pids
 
 SIZE = 200_000  # above --small-body: answered from the descriptor, not from memory
+SMALL = 1_000  # within --small-body: answered from memory once it was read
+
+
+def make_root(tmp_path: Path, sizes: dict[str, int]) -> Path:
+    root = tmp_path / "root"
+    root.mkdir()
+    for i, (name, size) in enumerate(sizes.items()):
+        (root / name).write_bytes(pattern(size, start=i))
+    return root
 
 
 def served(srv: ServerProcess, path: str, headers: dict[str, str] | None = None) -> bytes:
@@ -21,10 +33,8 @@ def served(srv: ServerProcess, path: str, headers: dict[str, str] | None = None)
 def test_a_changed_file_is_served_as_it_is_now(
     ferryman: type[ServerProcess], tmp_path: Path
 ) -> None:
-    root = tmp_path / "root"
-    root.mkdir()
+    root = make_root(tmp_path, {"f.bin": SIZE})
     target = root / "f.bin"
-    target.write_bytes(pattern(SIZE))
     srv = ferryman(root=root)
     assert served(srv, "/f.bin") == pattern(SIZE)
     assert served(srv, "/f.bin", {"Range": "bytes=10-19"}) == pattern(SIZE)[10:20]
@@ -46,16 +56,16 @@ def test_a_changed_file_is_served_as_it_is_now(
         assert conn.get("/f.bin").status == 404
 
 
+@pytest.mark.parametrize("size", [SIZE, SMALL], ids=["descriptor", "memory"])
 def test_a_file_moved_out_of_the_root_is_not_reached_through_a_symlink(
-    ferryman: type[ServerProcess], tmp_path: Path
+    ferryman: type[ServerProcess], tmp_path: Path, size: int
 ) -> None:
-    root = tmp_path / "root"
-    root.mkdir()
+    root = make_root(tmp_path, {"f.bin": size})
     outside = tmp_path / "outside"
     outside.mkdir()
-    (root / "f.bin").write_bytes(pattern(SIZE))
     srv = ferryman(root=root)
-    assert served(srv, "/f.bin") == pattern(SIZE)
+    for _ in range(2):  # the second answer comes from what was kept
+        assert served(srv, "/f.bin") == pattern(size)
     os.rename(root / "f.bin", outside / "f.bin")
     os.symlink(outside / "f.bin", root / "f.bin")
     with srv.connect() as conn:
@@ -65,10 +75,7 @@ def test_a_file_moved_out_of_the_root_is_not_reached_through_a_symlink(
 def test_kept_descriptors_are_closed_once_unused(
     ferryman: type[ServerProcess], tmp_path: Path
 ) -> None:
-    root = tmp_path / "root"
-    root.mkdir()
-    for i in range(5):
-        (root / f"f{i}.bin").write_bytes(pattern(SIZE, start=i))
+    root = make_root(tmp_path, {f"f{i}.bin": SIZE for i in range(5)})
     srv = ferryman("--open-files", "3", root=root)
     (worker,) = worker_pids(srv)
     for _ in range(3):
@@ -83,9 +90,7 @@ def test_kept_descriptors_are_closed_once_unused(
 
 
 def test_open_files_off_keeps_nothing(ferryman: type[ServerProcess], tmp_path: Path) -> None:
-    root = tmp_path / "root"
-    root.mkdir()
-    (root / "f.bin").write_bytes(pattern(SIZE))
+    root = make_root(tmp_path, {"f.bin": SIZE})
     srv = ferryman("--open-files", "0", root=root)
     (worker,) = worker_pids(srv)
     assert served(srv, "/f.bin") == pattern(SIZE)

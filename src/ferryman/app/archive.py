@@ -41,7 +41,6 @@ from ferryman.app import listing
 from ferryman.app.archive_index import (
     ArchiveDamaged,
     ArchiveIndex,
-    Identity,
     IndexCache,
     Member,
     extract_window,
@@ -53,6 +52,7 @@ from ferryman.app.archive_index import (
 )
 from ferryman.app.files import Plan, closer, plan_response
 from ferryman.app.listing import Entry
+from ferryman.app.openfiles import Identity, identity
 from ferryman.app.spool import Spool
 from ferryman.errors import HttpError
 from ferryman.http.body import Body
@@ -181,7 +181,7 @@ class ArchiveServer:
     # -- index --------------------------------------------------------------------
 
     async def _index(self, fd: int, st: os.stat_result, compressed: bool) -> ArchiveIndex:
-        key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        key = identity(st)
         index = self.cache.get(key)
         if index is not None:
             return index

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Protocol
 
 from ferryman.app.listing import Entry
+from ferryman.app.openfiles import Identity
 from ferryman.app.spool import Spool
 
 if TYPE_CHECKING:
@@ -49,8 +50,6 @@ CACHE_ENTRIES = 250_000  # ... and their total size in members and directories
 _CHUNK = 1024**2
 _READ_BUFFER = 16 * 1024  # a header's neighbourhood; a seek past it drops the rest
 _LAST_DATE = 253402300799  # 9999-12-31T23:59:59Z, the last HTTP-date
-
-Identity = tuple[int, int, int, int, int]
 
 
 def is_archive_name(name: str) -> bool:

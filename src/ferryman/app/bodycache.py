@@ -12,11 +12,10 @@ Every entry carries `current`, the check that it still describes what the
 full path would serve now. nginx's open_file_cache trusts an entry for a
 fixed time; here a changed file or object version is never served stale:
 
-- a local file: a stat() of the same path shows the same identity (device,
-  inode, size, mtime in nanoseconds). Equal identity means the same inode
-  whatever route reached it, and that inode was servable when the entry was
-  made; a rename of the file or of a directory on the way changes what the
-  path reaches;
+- a local file: a stat() of the same path shows the same identity
+  (`openfiles.identity`: device, inode, size, mtime and ctime). A rename of
+  the file changes its ctime, so a file moved out of the root and reached
+  again through a symlink at its old path is not served from memory;
 - a cached object: the cache entry is still the one this worker holds
   in use, and its version was confirmed recently (cache/client.py).
 """
@@ -27,6 +26,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ferryman.app.openfiles import identity
 from ferryman.http.body import Body
 from ferryman.http.parser import Request
 from ferryman.http.response import Headers, Response, encode_headers
@@ -35,10 +35,6 @@ from ferryman.http.response import Headers, Response, encode_headers
 _NEEDS_FULL_PATH = frozenset(
     ("range", "if-match", "if-none-match", "if-modified-since", "if-unmodified-since", "if-range")
 )
-
-
-def identity(st: os.stat_result) -> tuple[int, int, int, int]:
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 def same_file(path: str, st: os.stat_result) -> Callable[[], bool]:

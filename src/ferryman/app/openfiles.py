@@ -3,11 +3,10 @@
 Opening a file for a request costs an open(), an fstat(), a readlink() of
 /proc/self/fd (the confinement check) and a close(). A file asked for again
 is answered from the descriptor kept here after one stat() of its path,
-which must show the same file: device, inode, size, and mtime and ctime in
-nanoseconds. Anything else (a replaced, changed or removed file, a symlink
-pointed elsewhere, a file renamed or linked elsewhere, which changes its
-ctime) drops the entry and the request opens the path afresh, with every
-check. Bodies read through their descriptor with explicit
+which must show the same `identity()`. Anything else (a replaced, changed or
+removed file, a symlink pointed elsewhere, a file renamed or linked
+elsewhere, which changes its ctime) drops the entry and the request opens
+the path afresh, with every check. Bodies read through their descriptor with explicit
 offsets (sendfile, preadv), so any number of transfers can share one.
 
 An entry in use is never closed under a transfer: each request holds a use,
@@ -25,14 +24,27 @@ from collections import OrderedDict
 INACTIVE = 10.0  # seconds an unused descriptor stays open
 
 
+Identity = tuple[int, int, int, int, int]
+
+
+def identity(st: os.stat_result) -> Identity:
+    """What must not change for a path to still reach the file that was checked.
+
+    The ctime is in it because a rename changes it: a file moved out of the
+    root and reached again through a symlink at its old path is a new file to
+    check, not the one that was.
+    """
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
 class OpenFile:
     """One kept descriptor; `release()` ends a use."""
 
-    __slots__ = ("cache", "fd", "kept", "st", "used_at", "users")
+    __slots__ = ("fd", "identity", "kept", "st", "used_at", "users")
 
-    def __init__(self, cache: OpenFiles, fd: int, st: os.stat_result) -> None:
-        self.cache = cache
+    def __init__(self, fd: int, st: os.stat_result) -> None:
         self.fd = fd
+        self.identity = identity(st)
         self.st = st
         self.users = 1
         self.kept = True  # still in the cache's table
@@ -59,18 +71,10 @@ class OpenFiles:
         if entry is None:
             return None
         try:
-            st = os.stat(relative, dir_fd=self.root_fd)
+            same = identity(os.stat(relative, dir_fd=self.root_fd)) == entry.identity
         except OSError:
-            st = None
-        old = entry.st
-        if (
-            st is None
-            or st.st_ino != old.st_ino
-            or st.st_dev != old.st_dev
-            or st.st_size != old.st_size
-            or st.st_mtime_ns != old.st_mtime_ns
-            or st.st_ctime_ns != old.st_ctime_ns
-        ):
+            same = False
+        if not same:
             self._drop(relative)
             return None
         entry.users += 1
@@ -82,7 +86,7 @@ class OpenFiles:
         """Keep a descriptor just opened and checked; returns it with the caller's use."""
         if relative in self._entries:
             self._drop(relative)
-        entry = OpenFile(self, fd, st)
+        entry = OpenFile(fd, st)
         self._entries[relative] = entry
         while len(self._entries) > self.capacity:
             self._drop(next(iter(self._entries)))
