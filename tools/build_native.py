@@ -26,8 +26,7 @@ from ferryman import native  # noqa: E402
 
 
 def built_files() -> list[Path]:
-    suffixes = tuple(s for s in (".so", ".pyd"))
-    return [p for p in (SRC / "ferryman").rglob("*") if p.name.endswith(suffixes)]
+    return [p for p in (SRC / "ferryman").rglob("*") if p.name.endswith((".so", ".pyd"))]
 
 
 def clean() -> None:
@@ -44,14 +43,6 @@ def missing_toolchain() -> str | None:
     if not headers.exists():
         return f"no Python headers ({headers})"
     return None
-
-
-def up_to_date() -> bool:
-    os.environ.pop("FERRYMAN_PURE")
-    try:
-        return native.why_pure() is None
-    finally:
-        os.environ["FERRYMAN_PURE"] = "1"
 
 
 def build() -> None:
@@ -78,7 +69,7 @@ def main() -> int:
     if args.clean:
         clean()
         return 0
-    if not args.force and up_to_date():
+    if not args.force and native.why_pure(environ={}) is None:
         print("native build: up to date")
         return 0
     clean()  # never leave a module compiled that is no longer listed

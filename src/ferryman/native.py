@@ -23,7 +23,7 @@ import importlib.util
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
 
@@ -80,7 +80,7 @@ def compiled_file(module: str) -> Path | None:
     return None
 
 
-def why_pure(environ: dict[str, str] | os._Environ[str] = os.environ) -> str | None:
+def why_pure(environ: Mapping[str, str] = os.environ) -> str | None:
     """Why the compiled modules must not be used, or None if they may."""
     if environ.get("FERRYMAN_PURE", "") not in ("", "0"):
         return "FERRYMAN_PURE is set"
@@ -90,19 +90,24 @@ def why_pure(environ: dict[str, str] | os._Environ[str] = os.environ) -> str | N
         built = json.loads(MANIFEST.read_text())["modules"]
     except (OSError, ValueError, KeyError, TypeError):
         return f"no readable build manifest ({MANIFEST.name})"
-    if built != digests():
-        changed = sorted(m for m, d in digests().items() if built.get(m) != d)
+    now = digests()
+    if built != now:
+        changed = sorted(m for m in built.keys() | now.keys() if built.get(m) != now.get(m))
         return f"sources changed since the build: {', '.join(changed)}"
     return None
 
 
 class _SourceFinder(importlib.abc.MetaPathFinder):
-    """Imports the modules in MODULES from their .py files, ignoring any build."""
+    """Imports every ferryman module that has a build from its .py file instead.
+
+    Not only those in MODULES: a module dropped from the list may still have
+    an extension file from an older build, and it must not run either.
+    """
 
     def find_spec(
         self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
     ) -> importlib.machinery.ModuleSpec | None:
-        if fullname not in MODULES:
+        if not fullname.startswith("ferryman.") or compiled_file(fullname) is None:
             return None
         return importlib.util.spec_from_file_location(fullname, source_path(fullname))
 

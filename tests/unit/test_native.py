@@ -90,13 +90,30 @@ def test_no_build_at_all_is_said_plainly(monkeypatch: pytest.MonkeyPatch) -> Non
     assert native.why_pure(environ={"FERRYMAN_PURE": "yes"}) == "FERRYMAN_PURE is set"
 
 
-def test_the_source_finder_answers_only_for_the_compiled_modules() -> None:
+def test_the_source_finder_answers_for_every_built_ferryman_module(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    built = {"ferryman.http.parser", "ferryman.cli"}  # cli: dropped from MODULES, still built
+    monkeypatch.setattr(
+        native, "compiled_file", lambda module: tmp_path / "x.so" if module in built else None
+    )
     finder = native._SourceFinder()
-    spec = finder.find_spec("ferryman.http.parser", None)
-    assert spec is not None and spec.origin == str(native.source_path("ferryman.http.parser"))
-    assert spec.origin.endswith("/ferryman/http/parser.py")
-    assert finder.find_spec("ferryman.cli", None) is None
+    for module in built:
+        spec = finder.find_spec(module, None)
+        assert spec is not None and spec.origin == str(native.source_path(module))
+        assert spec.origin.endswith(".py")
+    assert finder.find_spec("ferryman.config", None) is None  # no build: the usual import
     assert finder.find_spec("json", None) is None
+
+
+def test_a_module_dropped_from_the_list_is_named_as_changed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(native, "compiled_file", lambda module: tmp_path / "x.so")
+    manifest = tmp_path / "manifest.json"
+    monkeypatch.setattr(native, "MANIFEST", manifest)
+    write_manifest(manifest, native.digests() | {"ferryman.app.gone": "0" * 64})
+    assert native.why_pure(environ={}) == "sources changed since the build: ferryman.app.gone"
 
 
 def test_every_listed_module_has_a_source() -> None:
