@@ -185,8 +185,9 @@ class FileServer:
         if not stat.S_ISREG(index_st.st_mode):
             os.close(index_fd)
             raise _NOT_FOUND
+        relative = _join(path.relative, "index.html")
         return self.respond_with_file(
-            request, index_fd, index_st, "index.html", _join(path.relative, "index.html")
+            request, index_fd, index_st, "index.html", relative, closer(index_fd)
         )
 
     def is_hidden(self, real_path: str) -> bool:
@@ -212,16 +213,14 @@ class FileServer:
         st: os.stat_result,
         name: str,
         relative: str,
-        release: listing.Cleanup | None = None,
+        release: listing.Cleanup,
     ) -> Response:
-        """Preconditions, ranges and headers for an open regular file; owns `fd`.
+        """Preconditions, ranges and headers for an open regular file.
 
-        `release` ends this request's use of `fd` (by default: closes it). On
-        success it belongs to the returned body (or was called, for a 304 or an
-        answer from memory); on any exception it is called here, and only here.
+        `release` ends this request's use of `fd` (closes it, or returns a kept
+        descriptor). On success it belongs to the returned body (or was called,
+        for a 304 or an answer from memory); on any exception it is called here.
         """
-        if release is None:
-            release = closer(fd)
         try:
             return self._file_response(request, fd, st, name, relative, release)
         except BaseException:

@@ -30,16 +30,6 @@ class RequestPath:
         # The path relative to the root, for os.open(..., dir_fd=root).
         self.relative = "/".join(segments) or "."
 
-    def __eq__(self, other: object) -> bool:
-        return (
-            isinstance(other, RequestPath)
-            and other.segments == self.segments
-            and other.trailing_slash == self.trailing_slash
-        )
-
-    def __hash__(self) -> int:
-        return hash((self.segments, self.trailing_slash))
-
     def __repr__(self) -> str:
         return f"RequestPath({self.segments!r}, trailing_slash={self.trailing_slash})"
 
