@@ -105,11 +105,23 @@ def build_results(outcomes: dict[str, dict[str, Outcome]], reference: str) -> li
     return results
 
 
+def _sysctl(name: str) -> str | None:
+    try:
+        with open("/proc/sys/" + name.replace(".", "/")) as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
 def _host_info() -> dict[str, object]:
     return {
         "cpus": os.cpu_count(),
         "kernel": platform.release(),
         "python": platform.python_version(),
+        # How the kernel paces TCP sends (BBR paces every socket with a timer
+        # when the qdisc is not fq): it moves the range figures.
+        "tcp_congestion_control": _sysctl("net.ipv4.tcp_congestion_control"),
+        "default_qdisc": _sysctl("net.core.default_qdisc"),
     }
 
 

@@ -2,7 +2,7 @@
 
 Three body writers, chosen per response by `send_body`:
 
-* zero-copy: the head goes out with MSG_MORE and file regions with
+* zero-copy: the head goes out with send() and file regions with
   os.sendfile(), both on a dup() of the connection's socket, beside the
   transport (uvloop has no loop.sendfile, and its transports refuse
   add_writer on their own socket; a duplicate works on both loops). The

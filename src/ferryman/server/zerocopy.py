@@ -2,9 +2,12 @@
 
 The bytes go out on a dup() of the connection's socket, beside its transport
 (uvloop has no loop.sendfile, and its transports refuse add_writer on their
-own socket; a duplicate works on both loops). Literal bytes (the head,
-multipart framing) go with MSG_MORE so they share packets with the file data
-that follows; file regions go with os.sendfile().
+own socket; a duplicate works on both loops). File regions go with
+os.sendfile(). The head goes alone, as nginx sends it by default: held back
+with MSG_MORE to share a packet with the first region, it made the kernel's
+TCP pacing (BBR here) arm a pacing timer on most 64 KiB range answers, one
+interrupt each (docs/performance.md). Multipart framing between regions still
+goes with MSG_MORE, which measured no timers.
 
 `ZeroCopySend` is a resumable state machine: `advance()` sends until the
 socket would block, a region is not in the page cache, or all is sent, and
@@ -79,7 +82,7 @@ class ZeroCopySend:
             item = items[self.index]
             try:
                 if isinstance(item, bytes):
-                    more = self.index + 1 < len(items)
+                    more = 0 < self.index < len(items) - 1  # framing, not the head
                     n = sock.send(item[self.done_in_item :], _MSG_MORE if more else 0)
                     counted = max(0, n - self.head_left)
                     self.head_left = max(0, self.head_left - n)

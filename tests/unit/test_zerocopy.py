@@ -1,0 +1,102 @@
+"""ZeroCopySend on a real socket pair: the bytes in order, and which sends wait for more.
+
+The head must go out alone (no MSG_MORE): held back, it made the kernel's TCP
+pacing arm a timer on most ranged answers. Multipart framing between regions
+goes with MSG_MORE so it shares a packet with the region that follows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+from ferryman.http.body import FileRegion, Part
+from ferryman.server.zerocopy import DONE, SocketWriter, ZeroCopySend
+
+MSG_MORE = getattr(socket, "MSG_MORE", 0)
+pytestmark = pytest.mark.skipif(not MSG_MORE, reason="MSG_MORE is Linux-only")
+
+
+class RecordingSocket(socket.socket):
+    """A real socket that remembers the flags of every send()."""
+
+    def __init__(self, fileno: int) -> None:
+        super().__init__(fileno=fileno)
+        self.flags: list[int] = []
+
+    def send(self, data: bytes, flags: int = 0) -> int:  # type: ignore[override]
+        self.flags.append(flags)
+        return super().send(data, flags)
+
+
+class FakeConnection:
+    def __init__(self) -> None:
+        self.body_sent = 0
+        self.closed = False
+        self.loop = asyncio.new_event_loop()
+
+    def progress(self) -> None:
+        pass
+
+    async def writable(self, fd: int) -> None:  # pragma: no cover - the pair never fills
+        raise AssertionError("unexpected wait")
+
+
+def send_all(tmp_path: Path, head: bytes, parts_of: object) -> tuple[bytes, list[int], int]:
+    data = bytes(range(256)) * 4
+    path = tmp_path / "f.bin"
+    path.write_bytes(data)
+    fd = os.open(path, os.O_RDONLY)
+    ours, theirs = socket.socketpair()
+    try:
+        writer = SocketWriter(ours)
+        recording = RecordingSocket(os.dup(ours.fileno()))
+        writer.sock.close()
+        writer.sock, writer.fd = recording, recording.fileno()
+        parts: list[Part] = parts_of(fd)  # type: ignore[operator]
+        conn = FakeConnection()
+        send = ZeroCopySend(conn, writer, head, parts)  # type: ignore[arg-type]
+        assert send.advance() == DONE
+        writer.close()
+        ours.close()
+        got = b""
+        while chunk := theirs.recv(65536):
+            got += chunk
+        conn.loop.close()
+        return got, recording.flags, conn.body_sent
+    finally:
+        os.close(fd)
+        theirs.close()
+
+
+def test_a_single_region_sends_the_head_alone_then_the_file(tmp_path: Path) -> None:
+    got, flags, body_sent = send_all(
+        tmp_path, b"HEAD\r\n\r\n", lambda fd: [FileRegion(fd, 10, 100)]
+    )
+    data = (tmp_path / "f.bin").read_bytes()
+    assert got == b"HEAD\r\n\r\n" + data[10:110]
+    assert flags == [0]
+    assert body_sent == 100
+
+
+def test_framing_between_regions_waits_for_the_region_and_the_last_does_not(tmp_path: Path) -> None:
+    def parts(fd: int) -> list[Part]:
+        return [
+            b"--sep\r\n\r\n",
+            FileRegion(fd, 0, 10),
+            b"\r\n--sep\r\n\r\n",
+            FileRegion(fd, 500, 20),
+            b"\r\n--sep--\r\n",
+        ]
+
+    got, flags, body_sent = send_all(tmp_path, b"HEAD\r\n\r\n", parts)
+    data = (tmp_path / "f.bin").read_bytes()
+    body = b"--sep\r\n\r\n" + data[0:10] + b"\r\n--sep\r\n\r\n" + data[500:520] + b"\r\n--sep--\r\n"
+    assert got == b"HEAD\r\n\r\n" + body
+    # head+first framing are merged into one literal; it goes alone, as the head
+    assert flags == [0, MSG_MORE, 0]
+    assert body_sent == len(body)
