@@ -55,6 +55,7 @@ MODULES = (
     "ferryman.app.files",
     "ferryman.app.openfiles",
     "ferryman.app.paths",
+    "ferryman.app.plan",
 )
 
 

@@ -39,12 +39,30 @@ def read_nowait(fd: int, offset: int, count: int) -> bytes | None:
 
 def is_cached(fd: int, offset: int, count: int) -> bool:
     """A cheap guess: the first and last byte of the region are in the page cache."""
+    if not _cached_byte(fd, offset):
+        return False
+    return count <= 1 or _cached_byte(fd, offset + count - 1)
+
+
+# The probe's answer is whether the read would block, never the byte read, so
+# one shared buffer serves every probe (from any thread): no allocation per
+# request on the sendfile path.
+_PROBE = [bytearray(1)]
+
+
+def _cached_byte(fd: int, offset: int) -> bool:
+    """The byte at `offset` is cached (or lies past the end: nothing to wait for)."""
+    global _nowait_supported
     if not _nowait_supported:
         return False
-    first = read_nowait(fd, offset, 1)
-    if first is None:
+    try:
+        os.preadv(fd, _PROBE, offset, _RWF_NOWAIT)
+    except BlockingIOError:
         return False
-    return count <= 1 or read_nowait(fd, offset + count - 1, 1) is not None
+    except OSError:  # filesystem without RWF_NOWAIT: always take the thread path
+        _nowait_supported = False
+        return False
+    return True
 
 
 def warm(fd: int, offset: int, count: int) -> None:

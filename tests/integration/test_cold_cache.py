@@ -38,6 +38,11 @@ def test_probe_tells_cold_from_cached(tmp_path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         assert not pagecache.is_cached(fd, 0, 1 << 20)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)  # no readahead past the page read
+        assert os.pread(fd, 1, 0) == pattern(1)
+        os.posix_fadvise(fd, 4096, 0, os.POSIX_FADV_DONTNEED)  # all but that page, again
+        assert pagecache.is_cached(fd, 0, 1)
+        assert not pagecache.is_cached(fd, 0, 1 << 20)  # its first byte cached, its last cold
         assert os.pread(fd, 1 << 20, 0) == pattern(1 << 20)  # a blocking read warms it
         assert pagecache.is_cached(fd, 0, 1 << 20)
         assert pagecache.read_nowait(fd, 4096, 16) == pattern(16, 4096)

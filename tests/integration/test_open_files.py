@@ -56,6 +56,32 @@ def test_a_changed_file_is_served_as_it_is_now(
         assert conn.get("/f.bin").status == 404
 
 
+def test_a_changed_file_gets_new_validators(ferryman: type[ServerProcess], tmp_path: Path) -> None:
+    """A kept descriptor keeps its answer headers; a changed file must not inherit them."""
+    root = make_root(tmp_path, {"f.bin": SIZE})
+    target = root / "f.bin"
+    srv = ferryman(root=root)
+    with srv.connect() as conn:
+        before = conn.get("/f.bin", {"Range": "bytes=0-9"})
+        again = conn.get("/f.bin")
+    assert before.status == 206 and again.status == 200
+    assert before.header("ETag") == again.header("ETag") is not None
+    assert before.header("Last-Modified") == again.header("Last-Modified")
+
+    with open(target, "r+b") as handle:  # same inode and size
+        handle.write(pattern(SIZE, start=3))
+    mtime = os.stat(target).st_mtime_ns
+    os.utime(target, ns=(mtime, mtime + 86_400 * 10**9))  # a day later: a new Last-Modified
+    with srv.connect() as conn:
+        after = conn.get("/f.bin", {"Range": "bytes=0-9"})
+        stale = conn.get("/f.bin", {"If-None-Match": str(before.header("ETag"))})
+        fresh = conn.get("/f.bin", {"If-None-Match": str(after.header("ETag"))})
+    assert after.status == 206 and after.body == pattern(SIZE, start=3)[:10]
+    assert after.header("ETag") != before.header("ETag")
+    assert after.header("Last-Modified") != before.header("Last-Modified")
+    assert stale.status == 200 and fresh.status == 304
+
+
 @pytest.mark.parametrize("size", [SIZE, SMALL], ids=["descriptor", "memory"])
 def test_a_file_moved_out_of_the_root_is_not_reached_through_a_symlink(
     ferryman: type[ServerProcess], tmp_path: Path, size: int

@@ -1,4 +1,4 @@
-"""Archive indexes, extraction windows, response plans, and the spool beneath them.
+"""Archive indexes, extraction windows, and the spool beneath them.
 
 Archives are built in memory (or in tmp_path) with tarfile; the index must
 place every member's data exactly where the bytes are, leave out whatever
@@ -33,14 +33,11 @@ from ferryman.app.archive_index import (
     open_positional,
     read_index,
 )
-from ferryman.app.files import Plan, plan_response
 from ferryman.app.listing import Entry
 from ferryman.app.paths import resolve
 from ferryman.app.spool import PREFIX, Spool
 from ferryman.errors import HttpError
-from ferryman.http.body import FileRegion
 from ferryman.http.parser import Request
-from ferryman.http.ranges import ByteRange
 from tests.conftest import pattern
 
 MTIME = 1_700_000_000
@@ -334,56 +331,12 @@ def test_positional_reader_leaves_the_descriptor_offset_alone(tmp_path: Path) ->
         os.close(fd)
 
 
-# -- deciding -----------------------------------------------------------------------------
+# -- requests ----------------------------------------------------------------------------
 
 
 def request(method: str = "GET", **headers: str) -> Request:
     fields = {k.replace("_", "-"): v for k, v in headers.items()}
     return Request(method, b"/x", b"/x", b"", True, fields, True, "none", None)
-
-
-def plan(req: Request, size: int = 1000) -> Plan:
-    return plan_response(
-        req, size=size, etag='"e"', last_modified=MTIME, name="x.txt", cache_control=None,
-        max_ranges=100,
-    )  # fmt: skip
-
-
-def test_plan_full_and_partial() -> None:
-    full = plan(request())
-    assert (full.status, full.window(), full.length) == (200, (0, 999), 1000)
-    assert full.body(7, 100, None).parts == (FileRegion(7, 100, 1000),)
-    one = plan(request(range="bytes=-10"))
-    assert (one.status, one.spans, one.window()) == (206, (ByteRange(990, 999),), (990, 999))
-    assert ("Content-Range", "bytes 990-999/1000") in one.headers
-    multi = plan(request(range="bytes=500-509,10-19"))
-    assert multi.status == 206 and multi.window() == (10, 509)
-    body = multi.body(7, 100, None)
-    regions = [p for p in body.parts if isinstance(p, FileRegion)]
-    assert regions == [FileRegion(7, 600, 10), FileRegion(7, 110, 10)]
-    assert body.length == multi.length
-
-
-def test_plan_empty_member_has_no_bytes() -> None:
-    empty = plan(request(), size=0)
-    assert (empty.status, empty.window(), empty.length) == (200, None, 0)
-
-
-def test_plan_preconditions() -> None:
-    assert plan(request(if_none_match='"e"')).status == 304
-    assert plan(request(range="bytes=0-9", if_range='"other"')).status == 200
-    with pytest.raises(HttpError) as failed:
-        plan(request(if_match='"other"'))
-    assert failed.value.status == 412
-    with pytest.raises(HttpError) as unsatisfiable:
-        plan(request(range="bytes=1000-"))
-    assert unsatisfiable.value.status == 416
-
-
-def test_head_body_declares_the_length_without_bytes() -> None:
-    body = plan(request("HEAD", range="bytes=0-9,20-29")).declared_body()
-    assert body.parts == () and body.cleanup is None
-    assert body.length == plan(request(range="bytes=0-9,20-29")).length
 
 
 # -- a cancelled request leaves no spool file -----------------------------------------------

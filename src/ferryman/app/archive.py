@@ -50,9 +50,10 @@ from ferryman.app.archive_index import (
     open_positional,
     read_index,
 )
-from ferryman.app.files import Plan, closer, plan_response
+from ferryman.app.files import closer
 from ferryman.app.listing import Entry
 from ferryman.app.openfiles import Identity, identity
+from ferryman.app.plan import Plan, Representation, plan_response
 from ferryman.app.spool import Spool
 from ferryman.errors import HttpError
 from ferryman.http.body import Body
@@ -149,15 +150,14 @@ class ArchiveServer:
                 raise _UNREADABLE
             found = index.files.get(member)
             if found is not None and not path.trailing_slash:
-                plan = plan_response(
-                    request,
+                rep = Representation(
                     size=found.size,
                     etag=member_etag(st, member, found.offset),
                     last_modified=found.mtime,
                     name=member.rpartition("/")[2],
                     cache_control=self.files.cache_control,
-                    max_ranges=self.files.max_ranges,
                 )
+                plan = plan_response(request, rep, max_ranges=self.files.max_ranges)
                 if plan.status == 304:
                     return Response(304, plan.headers)
                 if not compressed:

@@ -17,35 +17,19 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from collections.abc import Awaitable, Sequence
-from functools import lru_cache
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING
 
 from ferryman.app import listing
 from ferryman.app.bodycache import SmallBodyCache, same_file
 from ferryman.app.digestindex import DigestIndex
-from ferryman.app.mime import content_type
-from ferryman.app.openfiles import OpenFiles
+from ferryman.app.openfiles import OpenFile, OpenFiles
 from ferryman.app.paths import RequestPath, resolve
+from ferryman.app.plan import Representation, plan_response
 from ferryman.config import Config
 from ferryman.errors import HttpError
-from ferryman.http.body import Body, FileRegion
-from ferryman.http.conditional import (
-    Outcome,
-    Validators,
-    evaluate_preconditions,
-    if_range_matches,
-)
-from ferryman.http.dates import format_http_date
-from ferryman.http.multipart import multipart_byteranges, multipart_content_type, new_boundary
+from ferryman.http.body import Body
 from ferryman.http.parser import Request
-from ferryman.http.ranges import (
-    ByteRange,
-    RangeKind,
-    content_range,
-    evaluate_range,
-    unsatisfied_content_range,
-)
 from ferryman.http.response import Headers, Response
 from ferryman.pagecache import read_nowait
 
@@ -54,8 +38,6 @@ if TYPE_CHECKING:
 
 _OPEN_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY
 _NOT_FOUND = HttpError(404, "not_found", "no such file")
-
-format_date = lru_cache(maxsize=4096)(format_http_date)
 
 
 def file_etag(st: os.stat_result) -> str:
@@ -102,9 +84,7 @@ class FileServer:
         if self.open_files is not None and not path.trailing_slash:
             kept = self.open_files.use(path.relative)
             if kept is not None:
-                return self.respond_with_file(
-                    request, kept.fd, kept.st, path.segments[-1], path.relative, kept.release
-                )
+                return self.respond_with_file(request, kept, path.segments[-1], path.relative)
         try:
             fd, st = self.open_relative(path.relative)
         except HttpError as exc:
@@ -123,10 +103,11 @@ class FileServer:
                     return members
             os.close(fd)
             raise _NOT_FOUND
-        release = closer(fd)
         if self.open_files is not None:
-            release = self.open_files.keep(path.relative, fd, st).release
-        return self.respond_with_file(request, fd, st, path.segments[-1], path.relative, release)
+            opened = self.open_files.keep(path.relative, fd, st)
+        else:
+            opened = OpenFile(fd, st)
+        return self.respond_with_file(request, opened, path.segments[-1], path.relative)
 
     # -- opening --------------------------------------------------------------
 
@@ -186,9 +167,7 @@ class FileServer:
             os.close(index_fd)
             raise _NOT_FOUND
         relative = _join(path.relative, "index.html")
-        return self.respond_with_file(
-            request, index_fd, index_st, "index.html", relative, closer(index_fd)
-        )
+        return self.respond_with_file(request, OpenFile(index_fd, index_st), "index.html", relative)
 
     def is_hidden(self, real_path: str) -> bool:
         """The state directory, or a dotfile (or anything inside one) under the root."""
@@ -207,59 +186,56 @@ class FileServer:
     # -- files ------------------------------------------------------------------
 
     def respond_with_file(
-        self,
-        request: Request,
-        fd: int,
-        st: os.stat_result,
-        name: str,
-        relative: str,
-        release: listing.Cleanup,
+        self, request: Request, opened: OpenFile, name: str, relative: str
     ) -> Response:
         """Preconditions, ranges and headers for an open regular file.
 
-        `release` ends this request's use of `fd` (closes it, or returns a kept
-        descriptor). On success it belongs to the returned body (or was called,
-        for a 304 or an answer from memory); on any exception it is called here.
+        This request's use of `opened` belongs to the returned body, or is
+        released here (for a 304, an answer from memory, or any exception).
         """
         try:
-            return self._file_response(request, fd, st, name, relative, release)
+            return self._file_response(request, opened, name, relative)
         except BaseException:
-            release()
+            opened.release()
             raise
 
     def _file_response(
-        self,
-        request: Request,
-        fd: int,
-        st: os.stat_result,
-        name: str,
-        relative: str,
-        release: listing.Cleanup,
+        self, request: Request, opened: OpenFile, name: str, relative: str
     ) -> Response:
-        extra: Headers = []
-        if self.digests is not None:
-            digest = self.digests.repr_digest(relative, st)
-            if digest is not None:
-                extra.append(("Repr-Digest", digest))
+        st = opened.st
         plan = plan_response(
-            request,
-            size=st.st_size,
-            etag=file_etag(st),
-            last_modified=int(st.st_mtime),
-            name=name,
-            cache_control=self.cache_control,
-            max_ranges=self.max_ranges,
-            extra=extra,
+            request, self._representation(opened, name, relative), max_ranges=self.max_ranges
         )
         if plan.status == 304:
-            release()
+            opened.release()
             return Response(304, plan.headers)
         if plan.status == 200 and st.st_size <= self.small_body and self.cache is not None:
-            small = self._remember(request, relative, st, plan.headers, fd)
+            small = self._remember(request, relative, st, plan.headers, opened.fd)
             if small is not None:
-                release()
+                opened.release()
                 return small
-        return Response(plan.status, plan.headers, plan.body(fd, 0, release))
+        return Response(plan.status, plan.headers, plan.body(opened.fd, 0, opened.release))
+
+    def _representation(self, opened: OpenFile, name: str, relative: str) -> Representation:
+        """The file's validators and headers: made at its first answer, then kept with it.
+
+        Its Repr-Digest is asked for every time, as the digest index may learn
+        it after the descriptor was opened.
+        """
+        st = opened.st
+        digest = None if self.digests is None else self.digests.repr_digest(relative, st)
+        rep = opened.representation
+        if rep is None or rep.digest != digest:
+            rep = Representation(
+                size=st.st_size,
+                etag=file_etag(st),
+                last_modified=int(st.st_mtime),
+                name=name,
+                cache_control=self.cache_control,
+                digest=digest,
+            )
+            opened.representation = rep
+        return rep
 
     def _remember(
         self, request: Request, relative: str, st: os.stat_result, headers: Headers, fd: int
@@ -274,122 +250,6 @@ class FileServer:
 
 
 # -- deciding a response: any source with a size and validators --------------
-
-
-class Plan:
-    """A decided response: status, headers, and which bytes of the representation go out.
-
-    Any source with a known size and validators gets the same answer: local
-    files (offset 0 of their descriptor), members of a .tar (the member's
-    offset in the archive), extracted members (a spool file). A plain class
-    and no ByteRange for a whole body: it is made once per request on the hot
-    path.
-    """
-
-    __slots__ = ("headers", "size", "spans", "status")
-
-    def __init__(
-        self,
-        status: int,
-        headers: Headers,
-        spans: tuple[bytes | ByteRange, ...] | None = None,
-        size: int = 0,
-    ) -> None:
-        self.status = status
-        self.headers = headers
-        self.spans = spans  # literals and ranges in body order; None: all `size` bytes
-        self.size = size
-
-    @property
-    def length(self) -> int:
-        if self.spans is None:
-            return self.size
-        return sum(s.length if isinstance(s, ByteRange) else len(s) for s in self.spans)
-
-    def window(self) -> tuple[int, int] | None:
-        """First and last byte the body needs (inclusive), or None for no bytes."""
-        if self.spans is None:
-            return (0, self.size - 1) if self.size else None
-        ranges = [s for s in self.spans if isinstance(s, ByteRange)]
-        if not ranges:
-            return None
-        return min(r.start for r in ranges), max(r.end for r in ranges)
-
-    def body(self, fd: int, base: int, cleanup: listing.Cleanup | None) -> Body:
-        """The body with representation byte `n` at offset `base + n` of `fd`."""
-        if self.spans is None:
-            return Body((FileRegion(fd, base, self.size),), cleanup=cleanup)
-        parts = [
-            FileRegion(fd, base + s.start, s.length) if isinstance(s, ByteRange) else s
-            for s in self.spans
-        ]
-        return Body(parts, cleanup=cleanup)
-
-    def declared_body(self) -> Body:
-        """For HEAD: the length only; frame_head never reads parts when no body is sent."""
-        body = Body()
-        body.length = self.length
-        return body
-
-
-def plan_response(
-    request: Request,
-    *,
-    size: int,
-    etag: str,
-    last_modified: int,
-    name: str,
-    cache_control: str | None,
-    max_ranges: int,
-    extra: Sequence[tuple[str, str]] = (),
-) -> Plan:
-    """Preconditions (RFC 9110 13.2.2), Range and If-Range, multipart: no I/O.
-
-    Raises HttpError 412 or 416; returns a 304 plan with no spans. `extra`
-    headers (Repr-Digest) follow the validators.
-    """
-    headers = request.headers
-    validators = Validators(etag=etag, last_modified=last_modified)
-    common: Headers = [("ETag", etag), ("Last-Modified", format_date(last_modified)), *extra]
-    if cache_control:
-        common.append(("Cache-Control", cache_control))
-    outcome = evaluate_preconditions(
-        request.method,
-        if_match=headers.get("if-match"),
-        if_none_match=headers.get("if-none-match"),
-        if_modified_since=headers.get("if-modified-since"),
-        if_unmodified_since=headers.get("if-unmodified-since"),
-        validators=validators,
-    )
-    if outcome is Outcome.NOT_MODIFIED:
-        return Plan(304, common)
-    if outcome is Outcome.PRECONDITION_FAILED:
-        raise HttpError(412, "precondition_failed", "a precondition did not hold")
-    kind = content_type(name)
-    common.append(("Accept-Ranges", "bytes"))
-    range_header = headers.get("range")
-    if range_header is not None and not if_range_matches(headers.get("if-range"), validators):
-        range_header = None
-    decision = evaluate_range(range_header, size, max_ranges=max_ranges)
-    if decision.kind is RangeKind.UNSATISFIABLE:
-        raise HttpError(
-            416,
-            "range_not_satisfiable",
-            f"no requested range lies within the {size} bytes",
-            headers=(("Content-Range", unsatisfied_content_range(size)),),
-        )
-    if decision.kind is RangeKind.FULL:
-        common.append(("Content-Type", kind))
-        return Plan(200, common, size=size)
-    if len(decision.ranges) == 1:
-        r = decision.ranges[0]
-        common.append(("Content-Type", kind))
-        common.append(("Content-Range", content_range(r, size)))
-        return Plan(206, common, (r,))
-    boundary = new_boundary()
-    spans = tuple(multipart_byteranges(decision.ranges, size, kind, boundary))
-    common.append(("Content-Type", multipart_content_type(boundary)))
-    return Plan(206, common, spans)
 
 
 def _is_under(path: str, directory: str) -> bool:

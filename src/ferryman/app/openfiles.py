@@ -20,6 +20,10 @@ from __future__ import annotations
 import os
 import time
 from collections import OrderedDict
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ferryman.app.plan import Representation
 
 INACTIVE = 10.0  # seconds an unused descriptor stays open
 
@@ -38,17 +42,24 @@ def identity(st: os.stat_result) -> Identity:
 
 
 class OpenFile:
-    """One kept descriptor; `release()` ends a use."""
+    """An open, checked file and its uses; `release()` ends one.
 
-    __slots__ = ("fd", "identity", "kept", "st", "used_at", "users")
+    Made with one use. One that is not kept closes its descriptor when that
+    use ends; a kept one (OpenFiles.keep) stays open while it is in the table.
+    `representation` is what the server made of this version of the file for
+    its answers (app/plan.py), made at its first answer and kept with it.
+    """
 
-    def __init__(self, fd: int, st: os.stat_result) -> None:
+    __slots__ = ("fd", "identity", "kept", "representation", "st", "used_at", "users")
+
+    def __init__(self, fd: int, st: os.stat_result, *, kept: bool = False) -> None:
         self.fd = fd
         self.identity = identity(st)
         self.st = st
         self.users = 1
-        self.kept = True  # still in the cache's table
+        self.kept = kept  # in the table of OpenFiles
         self.used_at = time.monotonic()
+        self.representation: Representation | None = None
 
     def release(self) -> None:
         self.users -= 1
@@ -86,7 +97,7 @@ class OpenFiles:
         """Keep a descriptor just opened and checked; returns it with the caller's use."""
         if relative in self._entries:
             self._drop(relative)
-        entry = OpenFile(fd, st)
+        entry = OpenFile(fd, st, kept=True)
         self._entries[relative] = entry
         while len(self._entries) > self.capacity:
             self._drop(next(iter(self._entries)))

@@ -27,15 +27,15 @@ from typing import TYPE_CHECKING, Any
 
 from ferryman.app import listing
 from ferryman.app.bodycache import SmallBodyCache
-from ferryman.app.files import Plan, plan_response
 from ferryman.app.paths import RequestPath, resolve
+from ferryman.app.plan import Plan, Representation, plan_response
 from ferryman.config import Config
 from ferryman.errors import HttpError
 from ferryman.http.body import Body
 from ferryman.http.digest import format_repr_digest
 from ferryman.http.parser import Request
 from ferryman.http.ranges import ByteRange
-from ferryman.http.response import Headers, Response
+from ferryman.http.response import Response
 from ferryman.stores.base import NotFound, ObjectInfo, Store, StoreError, http_error
 
 if TYPE_CHECKING:
@@ -145,19 +145,16 @@ class RemoteServer:
         return Response(200, headers, Body((data,)))
 
     def _plan(self, request: Request, info: ObjectInfo, name: str) -> Plan:
-        extra: Headers = []
-        if info.sha256:
-            extra.append(("Repr-Digest", format_repr_digest(bytes.fromhex(info.sha256))))
-        return plan_response(
-            request,
+        digest = format_repr_digest(bytes.fromhex(info.sha256)) if info.sha256 else None
+        rep = Representation(
             size=info.size,
             etag=info.etag,
             last_modified=info.last_modified,
             name=name,
             cache_control=self.cache_control,
-            max_ranges=self.max_ranges,
-            extra=extra,
+            digest=digest,
         )
+        return plan_response(request, rep, max_ranges=self.max_ranges)
 
     # -- directories --------------------------------------------------------------------
 

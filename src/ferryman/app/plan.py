@@ -1,0 +1,178 @@
+"""Deciding an answer about one representation: preconditions, Range, headers.
+
+No I/O: every source with a known size and validators (local files, members
+of archives, stored objects) describes itself as a `Representation`, and
+`plan_response` says what to send. A `Representation` is made once per
+version of a file: a local file keeps its own beside its open descriptor
+(app/openfiles.py), so a request for a range of it pays for the range only
+(docs/performance.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import lru_cache
+
+from ferryman.app.mime import content_type
+from ferryman.errors import HttpError
+from ferryman.http.body import Body, FileRegion
+from ferryman.http.conditional import (
+    Outcome,
+    Validators,
+    evaluate_preconditions,
+    if_range_matches,
+)
+from ferryman.http.dates import format_http_date
+from ferryman.http.multipart import multipart_byteranges, multipart_content_type, new_boundary
+from ferryman.http.parser import Request
+from ferryman.http.ranges import (
+    ByteRange,
+    RangeKind,
+    content_range,
+    evaluate_range,
+    unsatisfied_content_range,
+)
+from ferryman.http.response import Headers
+
+format_date = lru_cache(maxsize=4096)(format_http_date)
+
+
+class Representation:
+    """One version of a file or stored object, as every answer about it describes it.
+
+    The header lists are shared by the plans made from it: a plan copies them
+    before adding to them, and nothing changes a Response's headers later.
+    """
+
+    __slots__ = (
+        "content_type",
+        "digest",
+        "not_modified_headers",
+        "ranged",
+        "size",
+        "validators",
+        "whole",
+    )
+
+    def __init__(
+        self,
+        *,
+        size: int,
+        etag: str,
+        last_modified: int,
+        name: str,
+        cache_control: str | None,
+        digest: str | None = None,
+    ) -> None:
+        self.size = size
+        self.digest = digest  # the Repr-Digest value, when known
+        self.validators = Validators(etag=etag, last_modified=last_modified)
+        self.content_type = content_type(name)
+        # What a 304 repeats (RFC 9110 15.4.5): validators, digest, caching.
+        headers: Headers = [("ETag", etag), ("Last-Modified", format_date(last_modified))]
+        if digest is not None:
+            headers.append(("Repr-Digest", digest))
+        if cache_control:
+            headers.append(("Cache-Control", cache_control))
+        self.not_modified_headers = headers
+        self.ranged: Headers = [*headers, ("Accept-Ranges", "bytes")]  # then a Content-Type
+        # A 200, and a 206 of one range before its Content-Range.
+        self.whole: Headers = [*self.ranged, ("Content-Type", self.content_type)]
+
+
+class Plan:
+    """A decided response: status, headers, and which bytes of the representation go out.
+
+    Any source with a known size and validators gets the same answer: local
+    files (offset 0 of their descriptor), members of a .tar (the member's
+    offset in the archive), extracted members (a spool file). A plain class
+    and no ByteRange for a whole body: it is made once per request on the hot
+    path.
+    """
+
+    __slots__ = ("headers", "size", "spans", "status")
+
+    def __init__(
+        self,
+        status: int,
+        headers: Headers,
+        spans: tuple[bytes | ByteRange, ...] | None = None,
+        size: int = 0,
+    ) -> None:
+        self.status = status
+        self.headers = headers
+        self.spans = spans  # literals and ranges in body order; None: all `size` bytes
+        self.size = size
+
+    @property
+    def length(self) -> int:
+        if self.spans is None:
+            return self.size
+        return sum(s.length if isinstance(s, ByteRange) else len(s) for s in self.spans)
+
+    def window(self) -> tuple[int, int] | None:
+        """First and last byte the body needs (inclusive), or None for no bytes."""
+        if self.spans is None:
+            return (0, self.size - 1) if self.size else None
+        ranges = [s for s in self.spans if isinstance(s, ByteRange)]
+        if not ranges:
+            return None
+        return min(r.start for r in ranges), max(r.end for r in ranges)
+
+    def body(self, fd: int, base: int, cleanup: Callable[[], None] | None) -> Body:
+        """The body with representation byte `n` at offset `base + n` of `fd`."""
+        if self.spans is None:
+            return Body((FileRegion(fd, base, self.size),), cleanup=cleanup)
+        parts = [
+            FileRegion(fd, base + s.start, s.length) if isinstance(s, ByteRange) else s
+            for s in self.spans
+        ]
+        return Body(parts, cleanup=cleanup)
+
+    def declared_body(self) -> Body:
+        """For HEAD: the length only; frame_head never reads parts when no body is sent."""
+        body = Body()
+        body.length = self.length
+        return body
+
+
+def plan_response(request: Request, rep: Representation, *, max_ranges: int) -> Plan:
+    """Preconditions (RFC 9110 13.2.2), Range and If-Range, multipart.
+
+    Raises HttpError 412 or 416; returns a 304 plan with no spans.
+    """
+    headers = request.headers
+    validators = rep.validators
+    outcome = evaluate_preconditions(
+        request.method,
+        if_match=headers.get("if-match"),
+        if_none_match=headers.get("if-none-match"),
+        if_modified_since=headers.get("if-modified-since"),
+        if_unmodified_since=headers.get("if-unmodified-since"),
+        validators=validators,
+    )
+    if outcome is Outcome.NOT_MODIFIED:
+        return Plan(304, list(rep.not_modified_headers))
+    if outcome is Outcome.PRECONDITION_FAILED:
+        raise HttpError(412, "precondition_failed", "a precondition did not hold")
+    size = rep.size
+    range_header = headers.get("range")
+    if range_header is not None and not if_range_matches(headers.get("if-range"), validators):
+        range_header = None
+    decision = evaluate_range(range_header, size, max_ranges=max_ranges)
+    if decision.kind is RangeKind.UNSATISFIABLE:
+        raise HttpError(
+            416,
+            "range_not_satisfiable",
+            f"no requested range lies within the {size} bytes",
+            headers=(("Content-Range", unsatisfied_content_range(size)),),
+        )
+    if decision.kind is RangeKind.FULL:
+        return Plan(200, list(rep.whole), size=size)
+    if len(decision.ranges) == 1:
+        r = decision.ranges[0]
+        return Plan(206, [*rep.whole, ("Content-Range", content_range(r, size))], (r,))
+    boundary = new_boundary()
+    spans = tuple(multipart_byteranges(decision.ranges, size, rep.content_type, boundary))
+    multipart = ("Content-Type", multipart_content_type(boundary))
+    return Plan(206, [*rep.ranged, multipart], spans)
