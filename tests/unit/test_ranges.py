@@ -12,6 +12,7 @@ from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
 from ferryman.http import ranges
+from ferryman.http.body import FileRegion
 from ferryman.http.ranges import (
     ByteRange,
     RangeDecision,
@@ -421,3 +422,24 @@ def test_the_single_closed_range_shortcut_matches_the_model(
     decision = evaluate_range(header, length, max_ranges=max_ranges)
     assert (decision.kind, spans(decision)) == model(length, [spec], max_ranges)
     check_invariants(decision, length, max_ranges)
+
+
+def test_values_compare_by_every_field() -> None:
+    # The property tests above compare decisions with ==: an __eq__ that said
+    # yes too often would let them pass on wrong answers.
+    assert ByteRange(1, 2) == ByteRange(1, 2) and hash(ByteRange(1, 2)) == hash(ByteRange(1, 2))
+    assert ByteRange(1, 2) != ByteRange(1, 3) and ByteRange(1, 2) != ByteRange(0, 2)
+    assert ByteRange(1, 2) != (1, 2)
+    one = RangeDecision(RangeKind.PARTIAL, (ByteRange(0, 0),))
+    assert one == RangeDecision(RangeKind.PARTIAL, (ByteRange(0, 0),))
+    assert one != RangeDecision(RangeKind.PARTIAL, (ByteRange(0, 1),))
+    assert one != RangeDecision(RangeKind.FULL, (ByteRange(0, 0),))
+    assert RangeDecision(RangeKind.FULL) != RangeDecision(RangeKind.UNSATISFIABLE)
+    region = FileRegion(3, 10, 5)
+    assert region == FileRegion(3, 10, 5) and hash(region) == hash(FileRegion(3, 10, 5))
+    assert region != FileRegion(4, 10, 5)
+    assert region != FileRegion(3, 11, 5)
+    assert region != FileRegion(3, 10, 6)
+    assert repr(region) == "FileRegion(fd=3, offset=10, count=5)"
+    with pytest.raises(ValueError):
+        ByteRange(5, 4)
