@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import os
+import select
 import socket
+import threading
 from pathlib import Path
 
 import pytest
 
 from ferryman.http.body import FileRegion, Part
+from ferryman.server import zerocopy
 from ferryman.server.zerocopy import DONE, SocketWriter, ZeroCopySend
 
 MSG_MORE = getattr(socket, "MSG_MORE", 0)
@@ -100,3 +103,50 @@ def test_framing_between_regions_waits_for_the_region_and_the_last_does_not(tmp_
     # head+first framing are merged into one literal; it goes alone, as the head
     assert flags == [0, MSG_MORE, 0]
     assert body_sent == len(body)
+
+
+def test_after_a_partial_send_the_next_call_still_asks_for_a_whole_step(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fewer, larger sendfile calls: the probed window slides with the offset."""
+    size = 3 * zerocopy.SENDFILE_CHUNK + 12345
+    data = os.urandom(size)
+    path = tmp_path / "big.bin"
+    path.write_bytes(data)
+    asked: list[tuple[int, int]] = []  # (offset, count) of every sendfile call
+    real_sendfile = os.sendfile
+
+    def recording_sendfile(out_fd: int, in_fd: int, offset: int, count: int) -> int:
+        asked.append((offset, count))
+        return real_sendfile(out_fd, in_fd, offset, count)
+
+    monkeypatch.setattr(os, "sendfile", recording_sendfile)
+    fd = os.open(path, os.O_RDONLY)
+    ours, theirs = socket.socketpair()
+    ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 * 1024)  # partial sends
+    received = bytearray()
+    reader = threading.Thread(target=_drain, args=(theirs, received))
+    reader.start()
+    try:
+        writer = SocketWriter(ours)
+        ours.setblocking(False)
+        conn = FakeConnection()
+        send = ZeroCopySend(conn, writer, b"", [FileRegion(fd, 0, size)])  # type: ignore[arg-type]
+        while send.advance() != DONE:
+            select.select([], [writer.fd], [], 5)
+        writer.close()
+        ours.close()
+        reader.join(10)
+        conn.loop.close()
+    finally:
+        os.close(fd)
+        theirs.close()
+    assert bytes(received) == data
+    assert len(asked) > 4  # the small buffer made partial sends
+    for offset, count in asked:
+        assert count == min(zerocopy.SENDFILE_CHUNK, size - offset), (offset, count)
+
+
+def _drain(sock: socket.socket, into: bytearray) -> None:
+    while chunk := sock.recv(1 << 16):
+        into += chunk

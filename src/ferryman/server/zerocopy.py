@@ -30,7 +30,7 @@ from ferryman.pagecache import is_cached, warm
 if TYPE_CHECKING:
     from ferryman.server.transfer import Connection
 
-SENDFILE_CHUNK = 2 * 1024 * 1024  # probe and warm granularity
+SENDFILE_CHUNK = 2 * 1024 * 1024  # most one sendfile() asks for (nginx: sendfile_max_chunk)
 _MSG_MORE = getattr(socket, "MSG_MORE", 0)
 
 DONE, BLOCKED, COLD = "done", "blocked", "cold"
@@ -89,12 +89,15 @@ class ZeroCopySend:
                     finished = self.done_in_item + n == len(item)
                 else:
                     offset = item.offset + self.done_in_item
-                    if offset >= self.checked_until:
-                        step = min(SENDFILE_CHUNK, item.offset + item.count - offset)
-                        if not is_cached(item.fd, offset, step):
-                            self.cold = (item.fd, offset, step)
+                    # Every call may send a whole step: after a partial send the
+                    # window slides, and only the bytes not yet probed are probed.
+                    window_end = min(offset + SENDFILE_CHUNK, item.offset + item.count)
+                    if window_end > self.checked_until:
+                        start = max(offset, self.checked_until)
+                        if not is_cached(item.fd, start, window_end - start):
+                            self.cold = (item.fd, start, window_end - start)
                             return COLD
-                        self.checked_until = offset + step
+                        self.checked_until = window_end
                     n = os.sendfile(self.writer.fd, item.fd, offset, self.checked_until - offset)
                     if n == 0:
                         raise FileShrank("file shrank while being sent")
