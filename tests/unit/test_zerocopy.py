@@ -45,8 +45,8 @@ class FakeConnection:
     def progress(self) -> None:
         pass
 
-    async def writable(self, fd: int) -> None:  # pragma: no cover - the pair never fills
-        raise AssertionError("unexpected wait")
+    async def send_while_writable(self, fd: int, send: object) -> str:  # pragma: no cover
+        raise AssertionError("unexpected wait: these sends never fill the pair")
 
 
 def send_all(tmp_path: Path, head: bytes, parts_of: object) -> tuple[bytes, list[int], int]:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING
 
 from ferryman.errors import HttpError, ProtocolError
@@ -412,15 +412,34 @@ class HttpConnection(asyncio.Protocol):
             if not self.closed:
                 self.transport.set_write_buffer_limits(high=_HIGH_WATER)
 
-    async def writable(self, fd: int) -> None:
-        """Wait until the socket (through the duplicate `fd`) accepts bytes."""
-        self._arm(SEND, self.ctx.config.send_timeout)
-        self.loop.add_writer(fd, self._write_wait.wake)
+    async def send_while_writable(self, fd: int, send: Callable[[], str]) -> str:
+        """Call `send` whenever the socket (through the duplicate `fd`) takes bytes,
+        until it answers something other than BLOCKED; return that answer.
+
+        `send` runs in the writability callback itself, not in a task that the
+        callback wakes: the socket's buffer is refilled one loop turn sooner,
+        and big files cost about a tenth less CPU per GB (docs/performance.md).
+        """
+        self._arm(SEND, self.ctx.config.send_timeout)  # send() extends it on progress
+        answer = zerocopy.BLOCKED
+
+        def on_writable() -> None:
+            nonlocal answer
+            try:
+                answer = send()
+            except Exception as exc:  # the peer left, the file shrank: the waiter raises it
+                self._write_wait.wake(exc)
+                return
+            if answer != zerocopy.BLOCKED:
+                self._write_wait.wake()
+
+        self.loop.add_writer(fd, on_writable)
         try:
             await self._write_wait.wait()
         finally:
             self.loop.remove_writer(fd)
             self.deadline.disarm()
+        return answer
 
     async def wait_for_body(self) -> None:
         """Wait for more request-body bytes (RequestBody.read calls this)."""

@@ -11,9 +11,10 @@ goes with MSG_MORE, which measured no timers.
 
 `ZeroCopySend` is a resumable state machine: `advance()` sends until the
 socket would block, a region is not in the page cache, or all is sent, and
-`finish()` drives it, waiting for writability or warming cold pages in a
-thread. The connection runs it from a task (sending inside the read
-callback was measured slower under load: docs/performance.md).
+`finish()` drives it from a task the connection starts (starting the send
+inside the read callback instead was measured no faster), then from the
+socket's writability callback while it blocks, and warms cold pages in a
+thread (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -116,14 +117,14 @@ class ZeroCopySend:
         return DONE
 
     async def finish(self) -> None:
-        """Drive advance() to the end, waiting for writability and warming cold pages."""
+        """Drive advance() to the end, through writability waits and cold pages."""
         while True:
             state = self.advance()
+            if state == BLOCKED:
+                state = await self.conn.send_while_writable(self.writer.fd, self.advance)
             if state == DONE:
                 return
-            if state == BLOCKED:
-                await self.conn.writable(self.writer.fd)
-            else:
+            if state == COLD:
                 assert self.cold is not None
                 fd, offset, count = self.cold
                 await asyncio.to_thread(warm, fd, offset, count)
