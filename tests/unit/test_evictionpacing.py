@@ -9,6 +9,7 @@ from typing import Any
 from ferryman.cache.eviction import EvictionReport
 from ferryman.cache.evictionpacing import EVICT_GAP, EvictionPacer
 from ferryman.cache.stats import CacheStats
+from tests.asynctime import Clock, run
 
 MIB = 1 << 20
 
@@ -34,62 +35,48 @@ class FakeEvictor:
         )
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def pacer_of(evictor: FakeEvictor, clock: Clock) -> EvictionPacer:
     fake: Any = evictor
     return EvictionPacer(fake, CacheStats(), lambda: None, clock)
 
 
-def test_a_run_whose_waiters_were_all_cancelled_does_not_stop_the_next() -> None:
-    async def scenario() -> None:
-        evictor = FakeEvictor(free=100 * MIB)
-        pacer = pacer_of(evictor, Clock())
-        evictor.gate.clear()
-        waiter = asyncio.ensure_future(pacer.evict(0))
-        await asyncio.to_thread(evictor.started.wait, 5)
-        waiter.cancel()  # as Fill.retire cancels a fetch run waiting in make_room
-        evictor.gate.set()
-        await pacer.close()
-        await pacer.evict(0)
-        assert evictor.runs == 2
-
-    asyncio.run(asyncio.wait_for(scenario(), 30))
+@run
+async def test_a_run_whose_waiters_were_all_cancelled_does_not_stop_the_next() -> None:
+    evictor = FakeEvictor(free=100 * MIB)
+    pacer = pacer_of(evictor, Clock())
+    evictor.gate.clear()
+    waiter = asyncio.ensure_future(pacer.evict(0))
+    await asyncio.to_thread(evictor.started.wait, 5)
+    waiter.cancel()  # as Fill.retire cancels a fetch run waiting in make_room
+    evictor.gate.set()
+    await pacer.close()
+    await pacer.evict(0)
+    assert evictor.runs == 2
 
 
-def test_make_room_runs_the_evictor_when_free_space_would_fall_under_min_free() -> None:
-    async def scenario() -> None:
-        clock = Clock()
-        evictor = FakeEvictor(free=10 * MIB, min_free=4 * MIB)
-        pacer = pacer_of(evictor, clock)
-        await pacer.evict(0)  # measures 10 MiB free
-        clock.now += EVICT_GAP
-        pacer.wrote(5 * MIB)
-        await pacer.make_room(MIB)  # 10 - 5 - 1 = 4 MiB left: still enough
-        assert evictor.runs == 1
-        await pacer.make_room(MIB + 1)  # one byte under min_free
-        assert evictor.runs == 2
-
-    asyncio.run(asyncio.wait_for(scenario(), 30))
+@run
+async def test_make_room_runs_the_evictor_when_free_space_would_fall_under_min_free() -> None:
+    clock = Clock()
+    evictor = FakeEvictor(free=10 * MIB, min_free=4 * MIB)
+    pacer = pacer_of(evictor, clock)
+    await pacer.evict(0)  # measures 10 MiB free
+    clock.now += EVICT_GAP
+    pacer.wrote(5 * MIB)
+    await pacer.make_room(MIB)  # 10 - 5 - 1 = 4 MiB left: still enough
+    assert evictor.runs == 1
+    await pacer.make_room(MIB + 1)  # one byte under min_free
+    assert evictor.runs == 2
 
 
-def test_make_room_does_not_run_the_evictor_again_within_the_gap() -> None:
-    async def scenario() -> None:
-        clock = Clock()
-        evictor = FakeEvictor(free=10 * MIB, min_free=4 * MIB)
-        pacer = pacer_of(evictor, clock)
-        await pacer.evict(0)
-        clock.now += EVICT_GAP / 2
-        await pacer.make_room(100 * MIB)  # over the limit, but the last run was just now
-        assert evictor.runs == 1
-        clock.now += EVICT_GAP / 2
-        await pacer.make_room(100 * MIB)
-        assert evictor.runs == 2
-
-    asyncio.run(asyncio.wait_for(scenario(), 30))
+@run
+async def test_make_room_does_not_run_the_evictor_again_within_the_gap() -> None:
+    clock = Clock()
+    evictor = FakeEvictor(free=10 * MIB, min_free=4 * MIB)
+    pacer = pacer_of(evictor, clock)
+    await pacer.evict(0)
+    clock.now += EVICT_GAP / 2
+    await pacer.make_room(100 * MIB)  # over the limit, but the last run was just now
+    assert evictor.runs == 1
+    clock.now += EVICT_GAP / 2
+    await pacer.make_room(100 * MIB)
+    assert evictor.runs == 2

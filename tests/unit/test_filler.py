@@ -7,11 +7,10 @@ self-identifying pattern, and what went upstream against the store's counters.
 from __future__ import annotations
 
 import asyncio
-import functools
 import itertools
 import os
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,27 +29,12 @@ from ferryman.stores.base import (
     Truncated,
     Unavailable,
 )
+from tests.asynctime import Clock, run
 from tests.conftest import pattern
 from tests.memstore import Fault, MemStore
 
 BS = 4096  # block size: small, so objects of many blocks stay small
 KEY = "dir/object.bin"
-
-
-def run(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
-    @functools.wraps(test)
-    def wrapper(*args: Any, **kwargs: Any) -> None:
-        asyncio.run(asyncio.wait_for(test(*args, **kwargs), 30))
-
-    return wrapper
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def make(

@@ -58,13 +58,16 @@ def write_manifest(path: Path, modules: dict[str, str]) -> None:
     path.write_text(json.dumps({"modules": modules}))
 
 
-def test_a_changed_source_makes_the_build_unusable(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def manifest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A build of every module whose manifest the test writes (at the returned path)."""
     monkeypatch.setattr(native, "compiled_file", lambda module: tmp_path / "x.so")
-    manifest = tmp_path / "manifest.json"
-    monkeypatch.setattr(native, "MANIFEST", manifest)
+    path = tmp_path / "manifest.json"
+    monkeypatch.setattr(native, "MANIFEST", path)
+    return path
 
+
+def test_a_changed_source_makes_the_build_unusable(manifest: Path) -> None:
     digests = native.digests()
     write_manifest(manifest, digests)
     assert native.why_pure(environ={}) is None
@@ -106,12 +109,7 @@ def test_the_source_finder_answers_for_every_built_ferryman_module(
     assert finder.find_spec("json", None) is None
 
 
-def test_a_module_dropped_from_the_list_is_named_as_changed(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(native, "compiled_file", lambda module: tmp_path / "x.so")
-    manifest = tmp_path / "manifest.json"
-    monkeypatch.setattr(native, "MANIFEST", manifest)
+def test_a_module_dropped_from_the_list_is_named_as_changed(manifest: Path) -> None:
     write_manifest(manifest, native.digests() | {"ferryman.app.gone": "0" * 64})
     assert native.why_pure(environ={}) == "sources changed since the build: ferryman.app.gone"
 
