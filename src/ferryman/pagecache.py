@@ -21,16 +21,9 @@ def read_nowait(fd: int, offset: int, count: int) -> bytes | None:
 
     Returns b"" at end of file. A partial answer means the rest is cold.
     """
-    global _nowait_supported
-    if not _nowait_supported:
-        return None
     buf = bytearray(count)
-    try:
-        got = os.preadv(fd, [buf], offset, _RWF_NOWAIT)
-    except BlockingIOError:
-        return None
-    except OSError:  # filesystem without RWF_NOWAIT: always take the thread path
-        _nowait_supported = False
+    got = _preadv_nowait(fd, [buf], offset)
+    if got < 0:
         return None
     if got < count:
         del buf[got:]
@@ -38,10 +31,13 @@ def read_nowait(fd: int, offset: int, count: int) -> bytes | None:
 
 
 def is_cached(fd: int, offset: int, count: int) -> bool:
-    """A cheap guess: the first and last byte of the region are in the page cache."""
-    if not _cached_byte(fd, offset):
+    """A cheap guess: the first and last byte of the region are in the page cache.
+
+    A byte past the end counts as cached: there is nothing to wait for.
+    """
+    if _preadv_nowait(fd, _PROBE, offset) < 0:
         return False
-    return count <= 1 or _cached_byte(fd, offset + count - 1)
+    return count <= 1 or _preadv_nowait(fd, _PROBE, offset + count - 1) >= 0
 
 
 # The probe's answer is whether the read would block, never the byte read, so
@@ -50,19 +46,18 @@ def is_cached(fd: int, offset: int, count: int) -> bool:
 _PROBE = [bytearray(1)]
 
 
-def _cached_byte(fd: int, offset: int) -> bool:
-    """The byte at `offset` is cached (or lies past the end: nothing to wait for)."""
+def _preadv_nowait(fd: int, buffers: list[bytearray], offset: int) -> int:
+    """Bytes read without waiting for the disk; -1 if that would mean waiting."""
     global _nowait_supported
     if not _nowait_supported:
-        return False
+        return -1
     try:
-        os.preadv(fd, _PROBE, offset, _RWF_NOWAIT)
+        return os.preadv(fd, buffers, offset, _RWF_NOWAIT)
     except BlockingIOError:
-        return False
+        return -1
     except OSError:  # filesystem without RWF_NOWAIT: always take the thread path
         _nowait_supported = False
-        return False
-    return True
+        return -1
 
 
 def warm(fd: int, offset: int, count: int) -> None:
