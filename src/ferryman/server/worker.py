@@ -63,20 +63,24 @@ class Supervision(Protocol):
         """The listener is closed: the worker is draining."""
 
 
-def raise_fd_limit(max_connections: int) -> int:
+def raise_fd_limit(max_connections: int, kept_files: int) -> int:
     """Lift the soft descriptor limit toward what max_connections needs; returns what fits.
 
-    Asks for room for every connection to be transferring at once, and
-    settles for one descriptor per connection plus a reserve for transfers.
+    Asks for room for every connection to be transferring at once, plus the
+    `kept_files` descriptors of --open-files, and settles for one descriptor
+    per connection plus a reserve for transfers.
     """
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    want = max_connections * _FDS_PER_CONNECTION + _FD_HEADROOM
+    reserved = _FD_HEADROOM + kept_files
+    want = max_connections * _FDS_PER_CONNECTION + reserved
     if soft < want:
         target = want if hard == resource.RLIM_INFINITY else min(want, hard)
         with contextlib.suppress(ValueError, OSError):
             resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
             soft = target
-    fits = max(1, soft - _FD_HEADROOM - _FDS_FOR_TRANSFERS)
+    # Never more kept back for transfers than all the connections could use.
+    transfers = min(_FDS_FOR_TRANSFERS, max_connections * (_FDS_PER_CONNECTION - 1))
+    fits = max(1, soft - reserved - transfers)
     if fits < max_connections:
         log.warning(
             "descriptor limit %d allows %d connections, not --max-connections %d",
@@ -105,7 +109,7 @@ async def serve(config: Config, sock: socket.socket, supervision: Supervision) -
         raise ConfigError(f"cannot open SOURCE {config.source!r}: {exc.strerror}") from None
     access_log = AccessLog(config.access_log, config.access_log_format)
     ctx = ServerContext(config, app, loop, access_log)
-    max_connections = raise_fd_limit(config.max_connections)
+    max_connections = raise_fd_limit(config.max_connections, config.open_files)
     batch = BATCH_SHARED if config.workers > 1 else BATCH_ALONE
     listener = Listener(
         loop, sock, lambda: HttpConnection(ctx), lambda: len(ctx.connections), max_connections,
