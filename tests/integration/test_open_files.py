@@ -83,19 +83,29 @@ def test_a_changed_file_gets_new_validators(ferryman: type[ServerProcess], tmp_p
 
 
 @pytest.mark.parametrize("size", [SIZE, SMALL], ids=["descriptor", "memory"])
+@pytest.mark.parametrize("moved", ["file", "directory", "directory_to_dotname"])
 def test_a_file_moved_out_of_the_root_is_not_reached_through_a_symlink(
-    ferryman: type[ServerProcess], tmp_path: Path, size: int
+    ferryman: type[ServerProcess], tmp_path: Path, size: int, moved: str
 ) -> None:
-    root = make_root(tmp_path, {"f.bin": size})
+    root = make_root(tmp_path, {})
+    (root / "d" / "e").mkdir(parents=True)
+    (root / "d" / "e" / "f.bin").write_bytes(pattern(size))
     outside = tmp_path / "outside"
     outside.mkdir()
     srv = ferryman(root=root)
     for _ in range(2):  # the second answer comes from what was kept
-        assert served(srv, "/f.bin") == pattern(size)
-    os.rename(root / "f.bin", outside / "f.bin")
-    os.symlink(outside / "f.bin", root / "f.bin")
+        assert served(srv, "/d/e/f.bin") == pattern(size)
+    if moved == "file":  # the file's own ctime changes
+        os.rename(root / "d" / "e" / "f.bin", outside / "f.bin")
+        os.symlink(outside / "f.bin", root / "d" / "e" / "f.bin")
+    elif moved == "directory":  # only a directory above it changes
+        os.rename(root / "d", outside / "d")
+        os.symlink(outside / "d", root / "d")
+    else:  # still under the root, but under a dot-name, which is never served
+        os.rename(root / "d", root / ".d")
+        os.symlink(".d", root / "d")
     with srv.connect() as conn:
-        assert conn.get("/f.bin").status == 404
+        assert conn.get("/d/e/f.bin").status == 404
 
 
 def test_kept_descriptors_are_closed_once_unused(

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import pytest
+
 from ferryman.app.bodycache import SmallBodyCache, same_file
+from ferryman.app.openfiles import identity
 from ferryman.http.parser import Request
 
 HEADERS = [("Content-Type", "text/plain")]
@@ -16,10 +20,25 @@ def get(path: bytes, method: str = "GET", **fields: str) -> Request:
     return Request(method, path, path, b"", True, headers, True, "none", None)
 
 
+_ROOTS: dict[Path, int] = {}  # tmp_path -> a descriptor of it, for same_file
+
+
+@pytest.fixture(autouse=True)
+def root(tmp_path: Path) -> Iterator[None]:
+    _ROOTS[tmp_path] = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    yield
+    os.close(_ROOTS.pop(tmp_path))
+
+
+def checked(path: Path) -> Callable[[], bool]:
+    """The check FileServer stores with an answer made from `path` (in the root)."""
+    return same_file(_ROOTS[path.parent], path.name, identity(os.stat(path)), ())
+
+
 def put(cache: SmallBodyCache, path: Path, data: bytes, key: bytes | None = None) -> None:
     path.write_bytes(data)
     request = get(key or path.name.encode())
-    cache.store(request, same_file(str(path), os.stat(path)), HEADERS, data)
+    cache.store(request, checked(path), HEADERS, data)
 
 
 def test_hit_then_miss_after_change(tmp_path: Path) -> None:
@@ -61,7 +80,7 @@ def test_bounded_by_entries_and_bytes(tmp_path: Path) -> None:
 def test_only_plain_reads_are_kept_and_answered(tmp_path: Path) -> None:
     cache = SmallBodyCache()
     (tmp_path / "a").write_bytes(b"one")
-    current = same_file(str(tmp_path / "a"), os.stat(tmp_path / "a"))
+    current = checked(tmp_path / "a")
     cache.store(get(b"a", range="bytes=0-0"), current, HEADERS, b"o")  # a 206's body
     assert len(cache) == 0
     cache.store(get(b"a"), current, HEADERS, b"one")

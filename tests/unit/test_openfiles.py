@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ferryman.app.openfiles import INACTIVE, OpenFiles
+from ferryman.app.openfiles import INACTIVE, OpenFiles, route
 
 
 @pytest.fixture
@@ -39,7 +39,7 @@ def test_an_unchanged_file_is_answered_from_its_kept_descriptor(
     (path / "a").write_bytes(b"alpha")
     files = OpenFiles(root_fd, capacity=4)
     fd, st = opened(path, "a")
-    entry = files.keep("a", fd, st)
+    entry = files.keep("a", fd, st, ())
     entry.release()
     again = files.use("a")
     assert again is entry and again.fd == fd and again.users == 1
@@ -55,7 +55,7 @@ def test_any_change_to_the_file_drops_its_descriptor(root: tuple[Path, int], cha
     (path / "a").write_bytes(b"alpha")
     files = OpenFiles(root_fd, capacity=4)
     fd, st = opened(path, "a")
-    entry = files.keep("a", fd, st)  # this request's use is still running
+    entry = files.keep("a", fd, st, ())  # this request's use is still running
     if change == "rewrite":  # same inode, new bytes and size
         (path / "a").write_bytes(b"alphabet")
     elif change == "replace":  # a new inode under the same name
@@ -77,6 +77,29 @@ def test_any_change_to_the_file_drops_its_descriptor(root: tuple[Path, int], cha
     assert not is_open(fd)
 
 
+@pytest.mark.parametrize("moved", ["d", "d/e"])
+def test_a_directory_above_the_file_moved_and_linked_back_drops_its_descriptor(
+    root: tuple[Path, int], moved: str
+) -> None:
+    path, root_fd = root
+    (path / "d" / "e").mkdir(parents=True)
+    (path / "d" / "e" / "a").write_bytes(b"alpha")
+    files = OpenFiles(root_fd, capacity=4)
+    way = route(root_fd, "d/e/a")
+    assert len(way) == 2
+    files.keep("d/e/a", *opened(path, "d/e/a"), way).release()
+    entry = files.use("d/e/a")
+    assert entry is not None  # nothing moved yet
+    entry.release()
+    outside = path.parent / f"outside-{path.name}"
+    outside.mkdir()
+    os.rename(path / moved, outside / "x")
+    os.symlink(outside / "x", path / moved)  # the same file, through a symlink
+    assert os.stat(path / "d" / "e" / "a").st_ino == entry.st.st_ino
+    assert files.use("d/e/a") is None
+    assert route(root_fd, "a") == ()  # a file in the root: no directory to stat
+
+
 def test_the_least_recently_used_are_closed_beyond_capacity(root: tuple[Path, int]) -> None:
     path, root_fd = root
     files = OpenFiles(root_fd, capacity=2)
@@ -85,7 +108,7 @@ def test_the_least_recently_used_are_closed_beyond_capacity(root: tuple[Path, in
         (path / name).write_bytes(name.encode())
         fd, st = opened(path, name)
         fds[name] = fd
-        entry = files.keep(name, fd, st)
+        entry = files.keep(name, fd, st, ())
         if name != "a":
             entry.release()
         if name == "b":
@@ -110,11 +133,11 @@ def test_descriptors_unused_for_a_while_are_swept(root: tuple[Path, int]) -> Non
     (path / "old").write_bytes(b"o")
     (path / "busy").write_bytes(b"b")
     (path / "new").write_bytes(b"n")
-    old = files.keep("old", *opened(path, "old"))
+    old = files.keep("old", *opened(path, "old"), ())
     old.release()
-    busy = files.keep("busy", *opened(path, "busy"))
+    busy = files.keep("busy", *opened(path, "busy"), ())
     now = time.monotonic()
-    new = files.keep("new", *opened(path, "new"))
+    new = files.keep("new", *opened(path, "new"), ())
     new.release()
     new.used_at = now + INACTIVE  # used just now, as seen from the sweep below
     files.sweep(now + INACTIVE + 0.5)
@@ -129,8 +152,8 @@ def test_keeping_a_path_again_replaces_its_entry(root: tuple[Path, int]) -> None
     path, root_fd = root
     (path / "a").write_bytes(b"one")
     files = OpenFiles(root_fd, capacity=4)
-    first = files.keep("a", *opened(path, "a"))
-    second = files.keep("a", *opened(path, "a"))
+    first = files.keep("a", *opened(path, "a"), ())
+    second = files.keep("a", *opened(path, "a"), ())
     assert len(files) == 1 and is_open(first.fd)
     first.release()
     assert not is_open(first.fd)

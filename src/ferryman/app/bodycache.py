@@ -12,21 +12,20 @@ Every entry carries `current`, the check that it still describes what the
 full path would serve now. nginx's open_file_cache trusts an entry for a
 fixed time; here a changed file or object version is never served stale:
 
-- a local file: a stat() of the same path shows the same identity
-  (`openfiles.identity`: device, inode, size, mtime and ctime). A rename of
-  the file changes its ctime, so a file moved out of the root and reached
-  again through a symlink at its old path is not served from memory;
+- a local file: its path still reaches the same file by the same
+  directories (`openfiles.still_reached`: identity and route). A rename of
+  the file or of a directory above it changes a ctime, so a file moved out
+  of the root and reached again through a symlink is not served from memory;
 - a cached object: the cache entry is still the one this worker holds
   in use, and its version was confirmed recently (cache/client.py).
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ferryman.app.openfiles import identity
+from ferryman.app.openfiles import Identity, Route, still_reached
 from ferryman.http.body import Body
 from ferryman.http.parser import Request
 from ferryman.http.response import Headers, Response, encode_headers
@@ -37,17 +36,9 @@ _NEEDS_FULL_PATH = frozenset(
 )
 
 
-def same_file(path: str, st: os.stat_result) -> Callable[[], bool]:
-    """The check of an answer made from the file at `path` whose fstat was `st`."""
-    known = identity(st)
-
-    def current() -> bool:
-        try:
-            return identity(os.stat(path)) == known
-        except OSError:
-            return False
-
-    return current
+def same_file(root_fd: int, relative: str, known: Identity, way: Route) -> Callable[[], bool]:
+    """The check of an answer made from the file `relative` was seen to reach."""
+    return lambda: still_reached(root_fd, relative, known, way)
 
 
 @dataclass(slots=True)

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 from ferryman.app import listing
 from ferryman.app.bodycache import SmallBodyCache, same_file
 from ferryman.app.digestindex import DigestIndex
-from ferryman.app.openfiles import OpenFile, OpenFiles
+from ferryman.app.openfiles import OpenFile, OpenFiles, Route, route
 from ferryman.app.paths import RequestPath, resolve
 from ferryman.app.plan import Representation, plan_response
 from ferryman.config import Config
@@ -86,6 +86,7 @@ class FileServer:
             if kept is not None:
                 return self.respond_with_file(request, kept, path.segments[-1], path.relative)
         try:
+            way = self._route(path.relative)
             fd, st = self.open_relative(path.relative)
         except HttpError as exc:
             # A path through an archive fails to open (ENOTDIR): serve the member.
@@ -104,9 +105,9 @@ class FileServer:
             os.close(fd)
             raise _NOT_FOUND
         if self.open_files is not None:
-            opened = self.open_files.keep(path.relative, fd, st)
+            opened = self.open_files.keep(path.relative, fd, st, way)
         else:
-            opened = OpenFile(fd, st)
+            opened = OpenFile(fd, st, way)
         return self.respond_with_file(request, opened, path.segments[-1], path.relative)
 
     # -- opening --------------------------------------------------------------
@@ -129,6 +130,13 @@ class FileServer:
             os.close(fd)
             raise
         return fd, st
+
+    def _route(self, relative: str) -> Route:
+        """openfiles.route, its errors answered as the open's would be."""
+        try:
+            return route(self.root_fd, relative)
+        except OSError as exc:
+            raise _open_error(exc) from None
 
     def _check_visible(self, fd: int) -> None:
         """404 unless the open descriptor may be served.
@@ -158,16 +166,18 @@ class FileServer:
             if request.query:
                 location += "?" + request.query.decode("latin-1")
             return Response(301, [("Location", location)])
+        relative = _join(path.relative, "index.html")
         try:
-            index_fd, index_st = self.open_relative(_join(path.relative, "index.html"))
+            way = self._route(relative)
+            index_fd, index_st = self.open_relative(relative)
         except HttpError:
             return listing.respond(request, path, fd, self)
         os.close(fd)
         if not stat.S_ISREG(index_st.st_mode):
             os.close(index_fd)
             raise _NOT_FOUND
-        relative = _join(path.relative, "index.html")
-        return self.respond_with_file(request, OpenFile(index_fd, index_st), "index.html", relative)
+        opened = OpenFile(index_fd, index_st, way)
+        return self.respond_with_file(request, opened, "index.html", relative)
 
     def is_hidden(self, real_path: str) -> bool:
         """The state directory, or a dotfile (or anything inside one) under the root."""
@@ -210,7 +220,7 @@ class FileServer:
             opened.release()
             return Response(304, plan.headers)
         if plan.status == 200 and st.st_size <= self.small_body and self.cache is not None:
-            small = self._remember(request, relative, st, plan.headers, opened.fd)
+            small = self._remember(request, relative, opened, plan.headers)
             if small is not None:
                 opened.release()
                 return small
@@ -238,14 +248,16 @@ class FileServer:
         return rep
 
     def _remember(
-        self, request: Request, relative: str, st: os.stat_result, headers: Headers, fd: int
+        self, request: Request, relative: str, opened: OpenFile, headers: Headers
     ) -> Response | None:
         """Answer a small, cached-in-RAM file from bytes, and keep it for next time."""
         assert self.cache is not None
-        body = read_nowait(fd, 0, st.st_size)
-        if body is None or len(body) != st.st_size:
+        size = opened.st.st_size
+        body = read_nowait(opened.fd, 0, size)
+        if body is None or len(body) != size:
             return None  # cold or changing: the connection reads it the usual way
-        self.cache.store(request, same_file(os.path.join(self.root, relative), st), headers, body)
+        current = same_file(self.root_fd, relative, opened.identity, opened.route)
+        self.cache.store(request, current, headers, body)
         return Response(200, headers, Body((body,)))
 
 

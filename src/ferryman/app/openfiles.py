@@ -2,12 +2,14 @@
 
 Opening a file for a request costs an open(), an fstat(), a readlink() of
 /proc/self/fd (the confinement check) and a close(). A file asked for again
-is answered from the descriptor kept here after one stat() of its path,
-which must show the same `identity()`. Anything else (a replaced, changed or
-removed file, a symlink pointed elsewhere, a file renamed or linked
-elsewhere, which changes its ctime) drops the entry and the request opens
-the path afresh, with every check. Bodies read through their descriptor with explicit
-offsets (sendfile, preadv), so any number of transfers can share one.
+is answered from the descriptor kept here if `still_reached()`: a stat()
+of its path shows the same `identity()`, and each directory on the way (if
+any: one stat() each) the same `route()`. Anything else (a replaced, changed
+or removed file, a symlink pointed elsewhere, a file or a directory above it
+renamed or linked elsewhere, which changes its ctime) drops the entry and
+the request opens the path afresh, with every check. Bodies read through
+their descriptor with explicit offsets (sendfile, preadv), so any number of
+transfers can share one.
 
 An entry in use is never closed under a transfer: each request holds a use,
 and a dropped or evicted entry closes its descriptor when its last use ends.
@@ -41,6 +43,39 @@ def identity(st: os.stat_result) -> Identity:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
+Route = tuple[tuple[int, int, int], ...]
+
+
+def route(root_fd: int, relative: str) -> Route:
+    """The directories `relative` passes through under the root, as they are now.
+
+    Device, inode and ctime of each: a directory above the file moved out of
+    the root (or under a dot-name) and reached again through a symlink left
+    in its place keeps the file's own identity, but not its ctime. Taken
+    before the file is opened and checked, so a later swap shows. A file in
+    the root itself costs nothing; one added to or removed from a directory
+    on the way changes its ctime too, and the next request reopens the path.
+    Raises OSError.
+    """
+    dirs: list[tuple[int, int, int]] = []
+    end = relative.find("/")
+    while end >= 0:
+        st = os.stat(relative[:end], dir_fd=root_fd)
+        dirs.append((st.st_dev, st.st_ino, st.st_ctime_ns))
+        end = relative.find("/", end + 1)
+    return tuple(dirs)
+
+
+def still_reached(root_fd: int, relative: str, known: Identity, way: Route) -> bool:
+    """`relative` still leads, by the same directories, to the file that was checked."""
+    try:
+        return (
+            identity(os.stat(relative, dir_fd=root_fd)) == known and route(root_fd, relative) == way
+        )
+    except OSError:
+        return False
+
+
 class OpenFile:
     """An open, checked file and its uses; `release()` ends one.
 
@@ -50,11 +85,12 @@ class OpenFile:
     its answers (app/plan.py), made at its first answer and kept with it.
     """
 
-    __slots__ = ("fd", "identity", "kept", "representation", "st", "used_at", "users")
+    __slots__ = ("fd", "identity", "kept", "representation", "route", "st", "used_at", "users")
 
-    def __init__(self, fd: int, st: os.stat_result, *, kept: bool = False) -> None:
+    def __init__(self, fd: int, st: os.stat_result, way: Route, *, kept: bool = False) -> None:
         self.fd = fd
         self.identity = identity(st)
+        self.route = way  # route() taken before the open
         self.st = st
         self.users = 1
         self.kept = kept  # in the table of OpenFiles
@@ -81,11 +117,7 @@ class OpenFiles:
         entry = self._entries.get(relative)
         if entry is None:
             return None
-        try:
-            same = identity(os.stat(relative, dir_fd=self.root_fd)) == entry.identity
-        except OSError:
-            same = False
-        if not same:
+        if not still_reached(self.root_fd, relative, entry.identity, entry.route):
             self._drop(relative)
             return None
         entry.users += 1
@@ -93,11 +125,12 @@ class OpenFiles:
         self._entries.move_to_end(relative)
         return entry
 
-    def keep(self, relative: str, fd: int, st: os.stat_result) -> OpenFile:
-        """Keep a descriptor just opened and checked; returns it with the caller's use."""
+    def keep(self, relative: str, fd: int, st: os.stat_result, way: Route) -> OpenFile:
+        """Keep a descriptor just opened and checked (`way`: its route() from before
+        the open); returns it with the caller's use."""
         if relative in self._entries:
             self._drop(relative)
-        entry = OpenFile(fd, st, kept=True)
+        entry = OpenFile(fd, st, way, kept=True)
         self._entries[relative] = entry
         while len(self._entries) > self.capacity:
             self._drop(next(iter(self._entries)))
