@@ -9,6 +9,7 @@ the server must close the connection, and bytes sent behind a bad request
 from __future__ import annotations
 
 import json
+import os
 import posixpath
 import random
 import select
@@ -504,6 +505,37 @@ def test_client_that_never_reads_is_cut_after_the_send_timeout(
     assert received < big, "the stalled client cannot have received the whole file"
     assert server.proc.poll() is None
     assert "Traceback" not in server.log_text()
+
+
+@pytest.mark.parametrize("path", TRANSFER_PATHS)
+def test_a_file_that_shrinks_under_a_blocked_transfer_ends_it_at_once(
+    ferryman: type[ServerProcess], tmp_path: Path, path: tuple[str, str]
+) -> None:
+    big = 64 << 20
+    (tmp_path / "hello.txt").write_bytes(HELLO)
+    with open(tmp_path / "big.bin", "wb") as sparse:
+        sparse.truncate(big)
+    loop, sendfile = path
+    log = tmp_path / "access.jsonl"
+    server = ferryman(
+        "--loop", loop, "--sendfile", sendfile, "--send-timeout", "30",
+        "--access-log", str(log), "--access-log-format", "json", root=tmp_path,
+    )  # fmt: skip
+    with connect_with_small_buffer(server) as reader:
+        reader.sendall(get("/big.bin"))
+        time.sleep(0.5)  # the socket's buffers fill and the transfer waits for room
+        os.truncate(tmp_path / "big.bin", 0)
+        received = receive_all(reader)  # EOF in seconds (recv times out after 5), not at 30 s
+    assert received < big
+    with server.connect(timeout=5) as other:
+        assert other.get("/hello.txt").body == HELLO
+    server.stop()
+    entries = [json.loads(line) for line in log.read_text().splitlines()]
+    cut = next(e for e in entries if e["target"] == "/big.bin")
+    assert cut["status"] == 200 and 0 < cut["bytes"] < big, cut
+    assert cut["error"] == "file shrank while being sent", cut
+    assert "Traceback" not in server.log_text()
+    assert "Exception in callback" not in server.log_text()
 
 
 # -- connection limit ---------------------------------------------------------------------------
