@@ -35,4 +35,3 @@ def test_enough_descriptors_leave_max_connections_alone(limits: list[tuple[int, 
     # one: 100 connections need at most 300 + 64 + 256 (it used to get 1).
     assert worker.raise_fd_limit(100, kept_files=256) == 100
     assert limits == [(100 * 3 + 64 + 256, 2000)]  # the kept files are asked for too
-

@@ -7,7 +7,6 @@ goes with MSG_MORE so it shares a packet with the region that follows.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import select
 import socket
@@ -40,7 +39,6 @@ class FakeConnection:
     def __init__(self) -> None:
         self.body_sent = 0
         self.closed = False
-        self.loop = asyncio.new_event_loop()
 
     def progress(self) -> None:
         pass
@@ -69,7 +67,6 @@ def send_all(tmp_path: Path, head: bytes, parts_of: object) -> tuple[bytes, list
         got = b""
         while chunk := theirs.recv(65536):
             got += chunk
-        conn.loop.close()
         return got, recording.flags, conn.body_sent
     finally:
         os.close(fd)
@@ -137,7 +134,6 @@ def test_after_a_partial_send_the_next_call_still_asks_for_a_whole_step(
         writer.close()
         ours.close()
         reader.join(10)
-        conn.loop.close()
     finally:
         os.close(fd)
         theirs.close()

@@ -34,7 +34,7 @@ import logging
 import os
 import stat
 import threading
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING
 
 from ferryman.app import listing
@@ -50,7 +50,6 @@ from ferryman.app.archive_index import (
     open_positional,
     read_index,
 )
-from ferryman.app.files import closer
 from ferryman.app.listing import Entry
 from ferryman.app.openfiles import Identity, identity
 from ferryman.app.plan import Plan, Representation, plan_response
@@ -161,7 +160,7 @@ class ArchiveServer:
                 if plan.status == 304:
                     return Response(304, plan.headers)
                 if not compressed:
-                    body = plan.body(fd, found.offset, closer(fd))
+                    body = plan.body(fd, found.offset, _closer(fd))
                     fd = -1  # the body's now: closed when the transfer ends
                     return Response(plan.status, plan.headers, body)
                 return await self._extracted(request, plan, fd, found)
@@ -284,3 +283,8 @@ def _dup(fd: int) -> int:
             retry = (("Retry-After", "1"),)
             raise HttpError(503, "overloaded", "out of file descriptors", retry) from None
         raise
+
+
+def _closer(fd: int) -> Callable[[], None]:
+    """The cleanup of a body made of regions of `fd`: close it when the transfer ends."""
+    return lambda: os.close(fd)

@@ -261,16 +261,8 @@ class FileServer:
         return Response(200, headers, Body((body,)))
 
 
-# -- deciding a response: any source with a size and validators --------------
-
-
 def _is_under(path: str, directory: str) -> bool:
     return path == directory or path.startswith(directory.rstrip("/") + "/")
-
-
-def closer(fd: int) -> listing.Cleanup:
-    """The cleanup of a body made of regions of `fd`: close it when the transfer ends."""
-    return lambda: os.close(fd)
 
 
 def _join(relative: str, name: str) -> str:

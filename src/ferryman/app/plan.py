@@ -2,10 +2,11 @@
 
 No I/O: every source with a known size and validators (local files, members
 of archives, stored objects) describes itself as a `Representation`, and
-`plan_response` says what to send. A `Representation` is made once per
-version of a file: a local file keeps its own beside its open descriptor
-(app/openfiles.py), so a request for a range of it pays for the range only
-(docs/performance.md).
+`plan_response` says what to send. A local file keeps its Representation
+beside its open descriptor (app/openfiles.py), so a request for a range of
+it pays for the range only (docs/performance.md). Archive members and stored
+objects still make theirs per request; a plain GET of a small one is
+answered from memory (app/bodycache.py) without it.
 """
 
 from __future__ import annotations

@@ -55,7 +55,7 @@ from ferryman.cache.protocol import (
     failed_reply,
 )
 from ferryman.config import Config
-from ferryman.errors import ConfigError
+from ferryman.errors import EXIT_OK, ConfigError
 from ferryman.loops import new_event_loop
 from ferryman.stores.base import StoreError, Unavailable
 
@@ -142,7 +142,7 @@ async def _run(config: Config, supervision: Supervision | None) -> int:
             service.stop_accepting()
             if supervision is not None:
                 supervision.closed()
-            return 0
+            return EXIT_OK
         finally:
             if service is not None:
                 await service.close()

@@ -31,7 +31,7 @@ from typing import Protocol
 
 from ferryman.app.routes import App
 from ferryman.config import Config, check_source
-from ferryman.errors import ConfigError
+from ferryman.errors import EXIT_OK, ConfigError
 from ferryman.loops import new_event_loop
 from ferryman.server.accesslog import AccessLog
 from ferryman.server.connection import HttpConnection
@@ -134,7 +134,7 @@ async def serve(config: Config, sock: socket.socket, supervision: Supervision) -
         if not await drain(ctx, config.grace_period):
             log.warning("grace period over: aborted the transfers still running")
         log.info("worker stopped")
-        return 0
+        return EXIT_OK
     finally:
         flusher.cancel()
         access_log.close()
