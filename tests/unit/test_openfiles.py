@@ -9,7 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from ferryman.app.files import FileServer
 from ferryman.app.openfiles import INACTIVE, OpenFiles, route
+from ferryman.config import Config
+from ferryman.errors import HttpError
+from ferryman.http.parser import Request
+from ferryman.http.response import Response
 
 
 @pytest.fixture
@@ -159,3 +164,44 @@ def test_keeping_a_path_again_replaces_its_entry(root: tuple[Path, int]) -> None
     assert not is_open(first.fd)
     second.release()
     assert is_open(second.fd)
+
+
+@pytest.mark.parametrize(
+    ("name", "headers", "status"),
+    [
+        ("big", {"if-none-match": "ETAG"}, 304),
+        ("big", {"if-match": '"other"'}, 412),
+        ("big", {"range": "bytes=999999-"}, 416),
+        ("small", {}, 200),  # answered from memory: no body holds the descriptor
+    ],
+)
+def test_every_answer_without_a_file_body_ends_its_use(
+    tmp_path: Path, name: str, headers: dict[str, str], status: int
+) -> None:
+    (tmp_path / "big").write_bytes(b"x" * 100_000)
+    (tmp_path / "small").write_bytes(b"y" * 100)
+    files = FileServer(Config(source=str(tmp_path)))
+    first = files.get(request(name))
+    assert isinstance(first, Response) and first.status == 200
+    first.body.release()
+    etag = dict(first.headers)["ETag"]
+    fields = {k: v.replace("ETAG", etag) for k, v in headers.items()}
+    assert files.open_files is not None
+    kept = files.open_files.use(name)
+    assert kept is not None
+    kept.release()
+    try:
+        answer = files.get(request(name, **fields))
+        assert isinstance(answer, Response) and answer.status == status
+    except HttpError as exc:
+        assert exc.status == status
+    assert kept.users == 0, "a use was never released: the descriptor would never close"
+    (tmp_path / name).write_bytes(b"z")  # changed: the entry is dropped, its descriptor closed
+    assert files.open_files.use(name) is None
+    assert not is_open(kept.fd)
+
+
+def request(name: str, **headers: str) -> Request:
+    target = f"/{name}".encode()
+    fields = {"host": "h"} | {k.replace("_", "-"): v for k, v in headers.items()}
+    return Request("GET", target, target, b"", True, fields, True, "none", None)
