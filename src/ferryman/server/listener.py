@@ -75,7 +75,9 @@ class Listener:
         self.open_connections = open_connections
         self.max_connections = max_connections
         self.batch = batch
-        self.pending = 0  # accepted, transport not made yet
+        # Accepted, transport not made yet. The tasks are held here: the loop
+        # keeps only weak references, and close() waits for them.
+        self.setting_up: set[asyncio.Task[None]] = set()
         self.accepting = False
         self.closed = False
         self._backoff: asyncio.TimerHandle | None = None
@@ -84,30 +86,39 @@ class Listener:
         self.sock.setblocking(False)
         self._resume()
 
-    def close(self) -> None:
+    async def close(self) -> None:
+        """Stop accepting; return once every connection already accepted is set up.
+
+        A connection accepted in the same loop turn as the stop is still being
+        set up: it is not yet among the open connections, so a drain that
+        looked then would miss it. It would be served by a worker already
+        tearing down, or dropped unanswered when the process exits.
+        """
         self.closed = True
         self._pause()
         if self._backoff is not None:
             self._backoff.cancel()
         self.sock.close()
+        for setup in list(self.setting_up):
+            await setup  # never raises: _start handles a failed setup
 
     def connection_closed(self) -> None:
         """A slot freed: accept again if the limit had paused us."""
         if not self.accepting and self._backoff is None and not self._at_limit():
             self._resume()
 
-    def _started(self) -> None:
+    def _started(self, setup: asyncio.Task[None]) -> None:
         """A pending connection is set up (or failed): it no longer counts twice."""
-        self.pending -= 1
+        self.setting_up.discard(setup)
         # connection_made (which adds the connection to the open count) runs
-        # before this task resumes, so for a moment the connection counts both
+        # before the setup task ends, so for a moment the connection counts both
         # as pending and as open. A pause decided in that moment is lifted
         # here, or the listener would stay paused below the limit until some
         # connection closed: 9,985 of 10,000 idle connections were served that way.
         self.connection_closed()
 
     def _at_limit(self) -> bool:
-        return self.open_connections() + self.pending >= self.max_connections
+        return self.open_connections() + len(self.setting_up) >= self.max_connections
 
     def _resume(self) -> None:
         if not self.closed and not self.accepting:
@@ -137,8 +148,9 @@ class Listener:
                     self._backoff = self.loop.call_later(_BACKOFF, self._end_backoff)
                     return
                 continue  # ECONNABORTED and friends: that client is gone
-            self.pending += 1
-            self.loop.create_task(self._start(conn))
+            setup = self.loop.create_task(self._start(conn))
+            self.setting_up.add(setup)
+            setup.add_done_callback(self._started)
 
     def _end_backoff(self) -> None:
         self._backoff = None
@@ -154,5 +166,3 @@ class Listener:
         except OSError as exc:
             log.debug("connection setup failed: %s", exc)
             conn.close()
-        finally:
-            self._started()

@@ -127,7 +127,7 @@ async def serve(config: Config, sock: socket.socket, supervision: Supervision) -
     supervision.ready(loop, stop.set, type(loop).__module__.split(".")[0])
     try:
         await stop.wait()
-        listener.close()
+        await listener.close()
         supervision.closed()
         log.info("draining: %d connection(s) open, grace period %ss",
                  len(ctx.connections), config.grace_period)  # fmt: skip

@@ -1,4 +1,5 @@
-"""Accept errors: out of descriptors or memory pauses accepting, then it resumes."""
+"""The listener: accept errors pause it and it resumes, a shared socket is taken one
+connection per turn, and closing waits for the connections already accepted."""
 
 from __future__ import annotations
 
@@ -48,7 +49,7 @@ def test_resource_errors_back_off_and_retry(code: int) -> None:
             assert loop.time() - started >= 2 * listener_module._BACKOFF * 0.9
         finally:
             client.close()
-            listener.close()
+            await listener.close()
 
     asyncio.run(scenario())
 
@@ -70,7 +71,7 @@ def test_a_shared_socket_is_accepted_one_connection_per_turn() -> None:
         try:
             listener.start()
             listener._on_readable()  # one readiness event
-            assert listener.pending == 1
+            assert len(listener.setting_up) == 1
             for _ in range(200):
                 if accepted == 5:
                     break
@@ -79,6 +80,40 @@ def test_a_shared_socket_is_accepted_one_connection_per_turn() -> None:
         finally:
             for client in clients:
                 client.close()
-            listener.close()
+            await listener.close()
+
+    asyncio.run(scenario())
+
+
+def test_closing_waits_for_the_connections_already_accepted() -> None:
+    """A connection accepted in the loop turn of the stop is set up (and so
+    counted by the drain) by the time close() returns; none accepted after."""
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        sock = socket.create_server(("127.0.0.1", 0))
+        opened: list[asyncio.BaseTransport] = []
+
+        class Proto(asyncio.Protocol):
+            def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                opened.append(transport)
+
+        listener = Listener(loop, sock, Proto, lambda: len(opened), 10, BATCH_SHARED)
+        address = sock.getsockname()
+        first, second = (socket.create_connection(address) for _ in range(2))
+        try:
+            listener.start()
+            listener._on_readable()  # the readiness event of the stop's loop turn
+            assert len(listener.setting_up) == 1 and not opened
+            await listener.close()
+            assert len(opened) == 1 and not listener.setting_up
+            for _ in range(5):
+                await asyncio.sleep(0)
+            assert len(opened) == 1  # the second stays for the other workers
+        finally:
+            first.close()
+            second.close()
+            for transport in opened:
+                transport.close()
 
     asyncio.run(scenario())
