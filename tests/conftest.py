@@ -43,10 +43,17 @@ class ServerProcess:
     """A ferryman subprocess; `url` is known once it printed its readiness line."""
 
     def __init__(
-        self, root: Path, *args: str, env: dict[str, str] | None = None, stdout: int | None = None
+        self,
+        root: Path,
+        *args: str,
+        env: dict[str, str] | None = None,
+        stdout: int | None = None,
+        wrapper: tuple[str, ...] = (),
     ) -> None:
+        """`wrapper` runs the server through a command (e.g. prlimit) that execs it."""
         stdout = subprocess.DEVNULL if stdout is None else stdout
-        cmd = [sys.executable, "-m", "ferryman.cli", "serve", str(root), "--port", "0", *args]
+        cmd = [*wrapper, sys.executable, "-m", "ferryman.cli", "serve", str(root), "--port", "0",
+               *args]  # fmt: skip
         self.proc = subprocess.Popen(
             cmd,
             stdout=stdout,

@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import socket
+import sqlite3
 import subprocess
 import threading
 from pathlib import Path
@@ -205,6 +206,57 @@ def test_delete(store) -> None:  # type: ignore[no-untyped-def]
         assert conn.get("/d.txt").status == 404
         assert conn.get("/d.txt", auth, method="DELETE").status == 404
     assert not (root / "d.txt").exists()
+
+
+def test_a_deletion_the_catalog_could_not_record_is_recorded_by_the_retry(  # type: ignore[no-untyped-def]
+    ferryman, tmp_path: Path
+) -> None:
+    """The catalog is locked by another writer past its busy timeout: the file is
+    deleted, the answer is 503 "retry", and the retry records the deletion (204)
+    although there is nothing left to delete."""
+    root, state = tmp_path / "root", tmp_path / "state"
+    root.mkdir()
+    tokens = tmp_path / "tokens"
+    tokens.write_text(f"{WRITE} write\n")
+    srv = ferryman("--allow-write", "--tokens", str(tokens), "--state-dir", str(state), root=root)
+    assert put(srv, "/d.bin", b"bye").status == 201
+    auth = {"Authorization": f"Bearer {WRITE}"}
+    holder = sqlite3.connect(state / "catalog.db", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # the write lock, as a long audit write would hold it
+    try:
+        with srv.connect(timeout=30) as conn:
+            r = conn.get("/d.bin", auth, method="DELETE")
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert r.status == 503 and r.header("retry-after") == "1"
+    assert json.loads(r.body)["error"] == "catalog_busy"
+    assert not (root / "d.bin").exists() and catalogued(state, "d.bin")
+    with srv.connect() as conn:
+        assert conn.get("/d.bin", {**auth, "If-Match": "*"}, method="DELETE").status == 412
+        assert catalogued(state, "d.bin")
+        assert conn.get("/d.bin", auth, method="DELETE").status == 204
+        assert not catalogued(state, "d.bin")
+        assert conn.get("/d.bin", auth, method="DELETE").status == 404  # recorded: nothing left
+
+
+def test_a_disk_error_other_than_full_is_500_and_stores_nothing(ferryman, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A file-size limit on the server (RLIMIT_FSIZE): writes past it fail with EFBIG."""
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "keep.bin").write_bytes(b"original")
+    tokens = tmp_path / "tokens"
+    tokens.write_text(f"{WRITE} write\n")
+    limit = ("prlimit", f"--fsize={1024 * 1024}", "--")
+    srv = ferryman("--allow-write", "--tokens", str(tokens), "--state-dir",
+                   str(tmp_path / "state"), root=root, wrapper=limit)  # fmt: skip
+    r = put(srv, "/keep.bin", pattern(3_000_000))
+    assert r.status == 500, r.body
+    assert json.loads(r.body)["detail"] == "cannot write the file (File too large); nothing stored"
+    assert (root / "keep.bin").read_bytes() == b"original"
+    assert not temp_files(root)
+    assert not catalogued(tmp_path / "state", "keep.bin")
+    assert put(srv, "/small.bin", b"fits").status == 201
 
 
 def test_access_control(store) -> None:  # type: ignore[no-untyped-def]

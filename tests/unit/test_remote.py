@@ -190,3 +190,31 @@ def test_the_cache_is_told_whenever_an_upload_was_tried(tmp_path: Path) -> None:
         put(RemoteUploads(store, up.spool, config, None, told.append), b"newer")
     assert unverified.value.status == 502
     assert told == ["k.bin", "k.bin"]
+
+
+def test_a_deletion_left_unrecorded_is_recorded_by_the_retry(tmp_path: Path) -> None:
+    """503 "deleted but not recorded; retry": the retry finds no object but a live
+    catalog entry, records the deletion and answers 204; a third DELETE is 404."""
+    store, config, spool = MemStore(), Config(source="s3://b"), Spool(str(tmp_path / "spool"))
+    catalog = Catalog(tmp_path / "catalog.db")
+    told: list[str] = []
+    assert put(RemoteUploads(store, spool, config, catalog, told.append), b"bye").status == 201
+    delete = request("DELETE", "/k.bin")
+    stale = Catalog(tmp_path / "catalog.db")
+    stale.close()  # every record fails
+    with pytest.raises(HttpError) as unrecorded:
+        asyncio.run(RemoteUploads(store, spool, config, stale, told.append).delete(delete))
+    assert unrecorded.value.status == 503 and "k.bin" not in store.objects
+    listed = catalog.get("k.bin")
+    assert listed is not None and not listed.deleted
+    up = RemoteUploads(store, spool, config, catalog, told.append)
+    with pytest.raises(HttpError) as refused:
+        asyncio.run(up.delete(request("DELETE", "/k.bin", If_Match='"v1"')))
+    assert refused.value.status == 412
+    assert asyncio.run(up.delete(delete)).status == 204
+    listed = catalog.get("k.bin")
+    assert listed is not None and listed.deleted
+    with pytest.raises(HttpError) as gone:
+        asyncio.run(up.delete(delete))
+    assert gone.value.status == 404
+    catalog.close()

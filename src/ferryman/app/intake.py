@@ -62,6 +62,23 @@ async def record_write(
                         (("Retry-After", "1"),)) from None  # fmt: skip
 
 
+async def listed_live(catalog: Catalog | None, key: str) -> bool:
+    """Whether the catalog still lists `key` as present (False without a catalog).
+
+    A DELETE that finds nothing asks this: a live entry means an earlier
+    deletion went unrecorded (its answer was 503, "retry") or the file was
+    removed behind ferryman's back, and the deletion is recorded now.
+    """
+    if catalog is None:
+        return False
+    try:
+        entry = await asyncio.to_thread(catalog.get, key)
+    except CatalogError as exc:
+        log.error("catalog could not say whether %s is listed: %s", key, exc)
+        return False
+    return entry is not None and not entry.deleted
+
+
 async def record_delete(catalog: Catalog | None, key: str) -> None:
     """Catalog a deletion; 503 when the catalog cannot (the object is gone all the same)."""
     if catalog is None:

@@ -32,6 +32,7 @@ from ferryman.app.intake import (
     BATCH,
     BodyChecks,
     check_write_preconditions,
+    listed_live,
     receive_body,
     record_delete,
     record_write,
@@ -184,10 +185,11 @@ class RemoteUploads:
         try:
             async with self._locks.hold(key):
                 before = await self._current(key)
-                if before is None:
+                if before is None and not await listed_live(self.catalog, key):
                     raise HttpError(404, "not_found", "no such object")
                 check_write_preconditions(request, _validators(before))
-                await self.store.delete(key)
+                if before is not None:  # else gone already: only the record is missing
+                    await self.store.delete(key)
         except StoreError as exc:
             raise http_error(exc) from None
         self._changed(key)

@@ -31,6 +31,7 @@ from ferryman.app.intake import (
     BATCH,
     BodyChecks,
     check_write_preconditions,
+    listed_live,
     receive_body,
     record_delete,
     record_write,
@@ -123,10 +124,11 @@ class Uploads:
         try:
             async with self._locks.hold(path.relative):
                 before = await asyncio.to_thread(existing, parent, name)
-                if before is None:
+                if before is None and not await listed_live(self.catalog, path.relative):
                     raise HttpError(404, "not_found", "no such file")
                 check_write_preconditions(request, _validators(before))
-                await asyncio.to_thread(_unlink, parent, name)
+                if before is not None:  # else gone already: only the record is missing
+                    await asyncio.to_thread(_unlink, parent, name)
         except OSError as exc:
             raise _write_error(exc) from None
         finally:
