@@ -218,7 +218,9 @@ OPTIONS: tuple[Option, ...] = (
            "kept between requests and revalidated on each use; 0: off"),
     Option("open-files", parse_count, 256,
            "descriptors of recently served files kept open between requests, revalidated "
-           "by a stat() on each use and closed after 10 s unused; 0: off"),
+           "by a stat() on each use and closed after --open-files-idle unused; 0: off"),
+    Option("open-files-idle", parse_positive_duration, 10.0,
+           "a kept descriptor unused for this long is closed (a deleted file's space is freed)"),
     Option("workers", parse_workers, 1,
            "worker processes under the arbiter; 'auto' is one per CPU"),
     Option("heartbeat-timeout", parse_positive_duration, 30.0,
@@ -288,6 +290,7 @@ class Config:
     restart_window: float = 10.0
     file_cache: int = 32 * 1024 * 1024
     open_files: int = 256
+    open_files_idle: float = 10.0
     body_timeout: float = 60.0
     allow_write: bool = False
     private: bool = False

@@ -112,16 +112,17 @@ def test_kept_descriptors_are_closed_once_unused(
     ferryman: type[ServerProcess], tmp_path: Path
 ) -> None:
     root = make_root(tmp_path, {f"f{i}.bin": SIZE for i in range(5)})
-    srv = ferryman("--open-files", "3", root=root)
+    srv = ferryman("--open-files", "3", "--open-files-idle", "3s", root=root)
     (worker,) = worker_pids(srv)
     for _ in range(3):
         for i in range(5):
             assert served(srv, f"/f{i}.bin") == pattern(SIZE, start=i)
     kept = {p for p in open_descriptors(worker) if p.startswith(f"{root}/")}
     assert kept == {str(root / f"f{i}.bin") for i in (2, 3, 4)}  # the capacity, most recent
-    # Unused for 10 s, they are closed (the worker sweeps once a second).
+    # Unused for 3 s, they are closed (the worker sweeps once a second);
+    # the default of 10 s would be too late here.
     assert wait_until(
-        lambda: not any(p.startswith(f"{root}/") for p in open_descriptors(worker)), timeout=15
+        lambda: not any(p.startswith(f"{root}/") for p in open_descriptors(worker)), timeout=8
     ), open_descriptors(worker)
 
 

@@ -10,11 +10,13 @@ from pathlib import Path
 import pytest
 
 from ferryman.app.files import FileServer
-from ferryman.app.openfiles import INACTIVE, OpenFiles, route
+from ferryman.app.openfiles import OpenFiles, route
 from ferryman.config import Config
 from ferryman.errors import HttpError
 from ferryman.http.parser import Request
 from ferryman.http.response import Response
+
+IDLE = 10.0  # --open-files-idle
 
 
 @pytest.fixture
@@ -42,7 +44,7 @@ def test_an_unchanged_file_is_answered_from_its_kept_descriptor(
 ) -> None:
     path, root_fd = root
     (path / "a").write_bytes(b"alpha")
-    files = OpenFiles(root_fd, capacity=4)
+    files = OpenFiles(root_fd, capacity=4, idle=IDLE)
     fd, st = opened(path, "a")
     entry = files.keep("a", fd, st, ())
     entry.release()
@@ -58,7 +60,7 @@ def test_an_unchanged_file_is_answered_from_its_kept_descriptor(
 def test_any_change_to_the_file_drops_its_descriptor(root: tuple[Path, int], change: str) -> None:
     path, root_fd = root
     (path / "a").write_bytes(b"alpha")
-    files = OpenFiles(root_fd, capacity=4)
+    files = OpenFiles(root_fd, capacity=4, idle=IDLE)
     fd, st = opened(path, "a")
     entry = files.keep("a", fd, st, ())  # this request's use is still running
     if change == "rewrite":  # same inode, new bytes and size
@@ -89,7 +91,7 @@ def test_a_directory_above_the_file_moved_and_linked_back_drops_its_descriptor(
     path, root_fd = root
     (path / "d" / "e").mkdir(parents=True)
     (path / "d" / "e" / "a").write_bytes(b"alpha")
-    files = OpenFiles(root_fd, capacity=4)
+    files = OpenFiles(root_fd, capacity=4, idle=IDLE)
     way = route(root_fd, "d/e/a")
     assert len(way) == 2
     files.keep("d/e/a", *opened(path, "d/e/a"), way).release()
@@ -107,7 +109,7 @@ def test_a_directory_above_the_file_moved_and_linked_back_drops_its_descriptor(
 
 def test_the_least_recently_used_are_closed_beyond_capacity(root: tuple[Path, int]) -> None:
     path, root_fd = root
-    files = OpenFiles(root_fd, capacity=2)
+    files = OpenFiles(root_fd, capacity=2, idle=IDLE)
     fds = {}
     for name in "abc":
         (path / name).write_bytes(name.encode())
@@ -134,7 +136,7 @@ def test_the_least_recently_used_are_closed_beyond_capacity(root: tuple[Path, in
 
 def test_descriptors_unused_for_a_while_are_swept(root: tuple[Path, int]) -> None:
     path, root_fd = root
-    files = OpenFiles(root_fd, capacity=8)
+    files = OpenFiles(root_fd, capacity=8, idle=IDLE)
     (path / "old").write_bytes(b"o")
     (path / "busy").write_bytes(b"b")
     (path / "new").write_bytes(b"n")
@@ -144,8 +146,8 @@ def test_descriptors_unused_for_a_while_are_swept(root: tuple[Path, int]) -> Non
     now = time.monotonic()
     new = files.keep("new", *opened(path, "new"), ())
     new.release()
-    new.used_at = now + INACTIVE  # used just now, as seen from the sweep below
-    files.sweep(now + INACTIVE + 0.5)
+    new.used_at = now + IDLE  # used just now, as seen from the sweep below
+    files.sweep(now + IDLE + 0.5)
     assert not is_open(old.fd)
     assert is_open(busy.fd), "a descriptor in use outlives its entry"
     assert len(files) == 1 and files.use("new") is new
@@ -156,7 +158,7 @@ def test_descriptors_unused_for_a_while_are_swept(root: tuple[Path, int]) -> Non
 def test_keeping_a_path_again_replaces_its_entry(root: tuple[Path, int]) -> None:
     path, root_fd = root
     (path / "a").write_bytes(b"one")
-    files = OpenFiles(root_fd, capacity=4)
+    files = OpenFiles(root_fd, capacity=4, idle=IDLE)
     first = files.keep("a", *opened(path, "a"), ())
     second = files.keep("a", *opened(path, "a"), ())
     assert len(files) == 1 and is_open(first.fd)

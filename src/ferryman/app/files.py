@@ -61,7 +61,11 @@ class FileServer:
             if config.file_cache and self.small_body
             else None
         )
-        self.open_files = OpenFiles(self.root_fd, config.open_files) if config.open_files else None
+        self.open_files = (
+            OpenFiles(self.root_fd, config.open_files, config.open_files_idle)
+            if config.open_files
+            else None
+        )
 
     def close(self) -> None:
         if self.open_files is not None:

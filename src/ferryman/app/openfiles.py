@@ -13,8 +13,8 @@ transfers can share one.
 
 An entry in use is never closed under a transfer: each request holds a use,
 and a dropped or evicted entry closes its descriptor when its last use ends.
-Entries unused for INACTIVE seconds are closed by `sweep()`, so a deleted
-file's space is not held for long.
+Entries unused for `idle` seconds (--open-files-idle) are closed by
+`sweep()`, so a deleted file's space is not held for long.
 """
 
 from __future__ import annotations
@@ -26,9 +26,6 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ferryman.app.plan import Representation
-
-INACTIVE = 10.0  # seconds an unused descriptor stays open
-
 
 Identity = tuple[int, int, int, int, int]
 
@@ -104,9 +101,10 @@ class OpenFile:
 
 
 class OpenFiles:
-    def __init__(self, root_fd: int, capacity: int) -> None:
+    def __init__(self, root_fd: int, capacity: int, idle: float) -> None:
         self.root_fd = root_fd
         self.capacity = capacity
+        self.idle = idle  # seconds an unused descriptor stays open
         self._entries: OrderedDict[str, OpenFile] = OrderedDict()  # least recently used first
 
     def __len__(self) -> int:
@@ -137,8 +135,8 @@ class OpenFiles:
         return entry
 
     def sweep(self, now: float | None = None) -> None:
-        """Close the descriptors nobody used for INACTIVE seconds."""
-        limit = (time.monotonic() if now is None else now) - INACTIVE
+        """Close the descriptors nobody used for `idle` seconds."""
+        limit = (time.monotonic() if now is None else now) - self.idle
         for relative, entry in list(self._entries.items()):
             if entry.used_at > limit:
                 break  # the rest were used more recently
