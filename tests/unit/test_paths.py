@@ -91,3 +91,8 @@ def test_resolved_paths_are_kept_and_the_table_stays_bounded() -> None:
             resolve(b"/../x")
         assert refused.value.status == 400
     assert b"/../x" not in paths._resolved
+    # Long paths are resolved every time: the table's memory stays small.
+    long = b"/" + b"x" * paths._MEMO_LONGEST
+    assert resolve(long).relative == "x" * paths._MEMO_LONGEST
+    assert long not in paths._resolved
+    assert resolve(long[:-1]) is resolve(long[:-1])

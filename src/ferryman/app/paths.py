@@ -17,6 +17,9 @@ from urllib.parse import quote, unquote_to_bytes
 from ferryman.errors import HttpError
 
 _MEMO_MAX: Final = 4096  # resolved paths kept; the table is emptied when full
+# Only paths up to this long are kept: the table then holds at most a few MiB,
+# not 4,096 request lines of --max-request-line (8 KiB) each.
+_MEMO_LONGEST: Final = 512
 
 
 class RequestPath:
@@ -49,9 +52,10 @@ def resolve(raw_path: bytes) -> RequestPath:
     path = _resolved.get(raw_path)
     if path is None:
         path = _resolve(raw_path)
-        if len(_resolved) >= _MEMO_MAX:
-            _resolved.clear()
-        _resolved[raw_path] = path
+        if len(raw_path) <= _MEMO_LONGEST:
+            if len(_resolved) >= _MEMO_MAX:
+                _resolved.clear()
+            _resolved[raw_path] = path
     return path
 
 
