@@ -74,5 +74,5 @@ bench-cache: native
 	bash bench/run.sh --cache $(if $(QUICK),--quick)
 
 clean:
-	find src -name '*.so' -delete; rm -f src/ferryman/_native_manifest.json
+	$(PYTHON) tools/build_native.py --clean
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis
