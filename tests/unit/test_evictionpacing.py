@@ -54,12 +54,18 @@ async def test_a_run_whose_waiters_were_all_cancelled_does_not_stop_the_next() -
     assert evictor.runs == 2
 
 
-@run
-async def test_make_room_runs_the_evictor_when_free_space_would_fall_under_min_free() -> None:
+async def measured() -> tuple[Clock, FakeEvictor, EvictionPacer]:
+    """A pacer whose first run found 10 MiB free, with 4 MiB to be kept free."""
     clock = Clock()
     evictor = FakeEvictor(free=10 * MIB, min_free=4 * MIB)
     pacer = pacer_of(evictor, clock)
-    await pacer.evict(0)  # measures 10 MiB free
+    await pacer.evict(0)
+    return clock, evictor, pacer
+
+
+@run
+async def test_make_room_runs_the_evictor_when_free_space_would_fall_under_min_free() -> None:
+    clock, evictor, pacer = await measured()
     clock.now += EVICT_GAP
     pacer.wrote(5 * MIB)
     await pacer.make_room(MIB)  # 10 - 5 - 1 = 4 MiB left: still enough
@@ -70,10 +76,7 @@ async def test_make_room_runs_the_evictor_when_free_space_would_fall_under_min_f
 
 @run
 async def test_make_room_does_not_run_the_evictor_again_within_the_gap() -> None:
-    clock = Clock()
-    evictor = FakeEvictor(free=10 * MIB, min_free=4 * MIB)
-    pacer = pacer_of(evictor, clock)
-    await pacer.evict(0)
+    clock, evictor, pacer = await measured()
     clock.now += EVICT_GAP / 2
     await pacer.make_room(100 * MIB)  # over the limit, but the last run was just now
     assert evictor.runs == 1
