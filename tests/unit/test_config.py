@@ -86,7 +86,7 @@ def test_switches_and_source() -> None:
     ("argv", "message"),
     [(("--port", "70000"), "--port"), (("--loop", "tokio"), "--loop"),
      (("--max-connections", "0"), "--max-connections"), (("--sendfile", "maybe"), "--sendfile"),
-     (("--open-files", "-1"), "--open-files")],
+     (("--open-files", "-1"), "--open-files"), (("--open-files-idle", "0"), "--open-files-idle")],
 )  # fmt: skip
 def test_bad_flags_name_the_flag(argv: tuple[str, ...], message: str) -> None:
     with pytest.raises(ConfigError, match=re.escape(message)):

@@ -117,3 +117,29 @@ def test_closing_waits_for_the_connections_already_accepted() -> None:
                 transport.close()
 
     asyncio.run(scenario())
+
+
+def test_a_connection_whose_setup_fails_frees_its_slot_and_is_closed() -> None:
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        sock = socket.create_server(("127.0.0.1", 0))
+        failed: list[socket.socket] = []
+
+        async def failing_setup(factory: object, conn: socket.socket) -> None:
+            failed.append(conn)
+            raise OSError(errno.ENOTCONN, "the client left before its setup")
+
+        loop.connect_accepted_socket = failing_setup  # type: ignore[method-assign,assignment]
+        listener = Listener(loop, sock, asyncio.Protocol, lambda: 0, 1, BATCH_SHARED)
+        client = socket.create_connection(sock.getsockname())
+        try:
+            listener.start()
+            listener._on_readable()
+            assert len(listener.setting_up) == 1 and listener._at_limit()  # the one slot
+            await listener.close()
+            assert not listener.setting_up and not listener._at_limit()  # free again
+            assert len(failed) == 1 and failed[0].fileno() == -1  # closed, not leaked
+        finally:
+            client.close()
+
+    asyncio.run(scenario())
