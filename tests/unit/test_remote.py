@@ -205,6 +205,9 @@ def test_a_deletion_left_unrecorded_is_recorded_by_the_retry(tmp_path: Path) -> 
     with pytest.raises(HttpError) as unrecorded:
         asyncio.run(RemoteUploads(store, spool, config, stale, told.append).delete(delete))
     assert unrecorded.value.status == 503 and "k.bin" not in store.objects
+    with pytest.raises(HttpError) as unknown:  # a catalog that cannot be read cannot say
+        asyncio.run(RemoteUploads(store, spool, config, stale, told.append).delete(delete))
+    assert unknown.value.status == 404
     listed = catalog.get("k.bin")
     assert listed is not None and not listed.deleted
     up = RemoteUploads(store, spool, config, catalog, told.append)
