@@ -51,5 +51,15 @@ class HttpError(FerrymanError):
         self.headers = headers
 
 
+def not_found(detail: str = "no such file") -> HttpError:
+    """A new 404 for each answer.
+
+    Never keep an exception instance to raise again: every raise appends the
+    raising frames to its __traceback__, so one shared instance grows with
+    each request (tests/unit/test_no_shared_exceptions.py enforces this).
+    """
+    return HttpError(404, "not_found", detail)
+
+
 class ProtocolError(HttpError):
     """The request could not be parsed or broke a limit; the connection closes after it."""

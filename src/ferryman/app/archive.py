@@ -54,7 +54,7 @@ from ferryman.app.listing import Entry
 from ferryman.app.openfiles import Identity, identity
 from ferryman.app.plan import Plan, Representation, plan_response
 from ferryman.app.spool import Spool
-from ferryman.errors import HttpError
+from ferryman.errors import HttpError, not_found
 from ferryman.http.body import Body
 from ferryman.http.parser import Request
 from ferryman.http.response import Response
@@ -66,8 +66,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("ferryman.archive")
 
 EXTRACTIONS = 4  # concurrent extractions per worker; more requests wait their turn
-_NOT_FOUND = HttpError(404, "not_found", "no such file")
-_UNREADABLE = HttpError(404, "not_found", "not a readable tar archive")
 
 
 class ArchiveServer:
@@ -146,7 +144,7 @@ class ArchiveServer:
         try:
             index = await self._index(fd, st, compressed)
             if not index.readable:
-                raise _UNREADABLE
+                raise not_found("not a readable tar archive")
             found = index.files.get(member)
             if found is not None and not path.trailing_slash:
                 rep = Representation(
@@ -166,7 +164,7 @@ class ArchiveServer:
                 return await self._extracted(request, plan, fd, found)
             entries = index.dirs.get(member)
             if entries is None:
-                raise _NOT_FOUND
+                raise not_found()
             if not path.trailing_slash:
                 location = path.url(slash=True)
                 if request.query:

@@ -27,7 +27,7 @@ from ferryman.app.openfiles import OpenFile, OpenFiles, Route, route
 from ferryman.app.paths import RequestPath, resolve
 from ferryman.app.plan import Representation, plan_response
 from ferryman.config import Config
-from ferryman.errors import HttpError
+from ferryman.errors import HttpError, not_found
 from ferryman.http.body import Body
 from ferryman.http.parser import Request
 from ferryman.http.response import Headers, Response
@@ -37,7 +37,6 @@ if TYPE_CHECKING:
     from ferryman.app.archive import ArchiveServer
 
 _OPEN_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY
-_NOT_FOUND = HttpError(404, "not_found", "no such file")
 
 
 def file_etag(st: os.stat_result) -> str:
@@ -107,7 +106,7 @@ class FileServer:
                 if members is not None:
                     return members
             os.close(fd)
-            raise _NOT_FOUND
+            raise not_found()
         if self.open_files is not None:
             opened = self.open_files.keep(path.relative, fd, st, way)
         else:
@@ -155,9 +154,9 @@ class FileServer:
         except OSError:  # no /proc: fall back to a path walk (racy, but still confining)
             real = os.path.realpath(f"/dev/fd/{fd}")
         if self.is_hidden(real):
-            raise _NOT_FOUND
+            raise not_found()
         if not self.follow_symlinks and not _is_under(real, self.root):
-            raise _NOT_FOUND
+            raise not_found()
 
     # -- directories ------------------------------------------------------------
 
@@ -179,7 +178,7 @@ class FileServer:
         os.close(fd)
         if not stat.S_ISREG(index_st.st_mode):
             os.close(index_fd)
-            raise _NOT_FOUND
+            raise not_found()
         opened = OpenFile(index_fd, index_st, way)
         return self.respond_with_file(request, opened, "index.html", relative)
 
@@ -275,7 +274,7 @@ def _join(relative: str, name: str) -> str:
 
 def _open_error(exc: OSError) -> HttpError:
     if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.ENAMETOOLONG, errno.ENXIO):
-        return _NOT_FOUND
+        return not_found()
     if exc.errno in (errno.EACCES, errno.EPERM):
         return HttpError(403, "forbidden", "permission denied")
     if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOMEM):

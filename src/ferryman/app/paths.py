@@ -14,7 +14,7 @@ import os
 from typing import Final
 from urllib.parse import quote, unquote_to_bytes
 
-from ferryman.errors import HttpError
+from ferryman.errors import HttpError, not_found
 
 _MEMO_MAX: Final = 4096  # resolved paths kept; the table is emptied when full
 # Only paths up to this long are kept: the table then holds at most a few MiB,
@@ -75,5 +75,5 @@ def _resolve(raw_path: bytes) -> RequestPath:
         segments.append(part)
     for segment in segments:
         if segment.startswith("."):
-            raise HttpError(404, "not_found", "no such file")
+            raise not_found()
     return RequestPath(tuple(segments), decoded.endswith(b"/"))

@@ -47,10 +47,7 @@ class App:
             self._serve_store(config)
         else:
             self._serve_directory(config)
-        allowed = "GET, HEAD, PUT, DELETE" if self.uploads else "GET, HEAD"
-        self._not_allowed = HttpError(
-            405, "method_not_allowed", f"allowed here: {allowed}", (("Allow", allowed),)
-        )
+        self._allowed = "GET, HEAD, PUT, DELETE" if self.uploads else "GET, HEAD"
         # Anonymous reads skip the authorizer when nothing could make them fail.
         self._open_reads = not config.private
 
@@ -65,7 +62,9 @@ class App:
             if method == "PUT":
                 return self.uploads.put(request, body)
             return self.uploads.delete(request)
-        raise self._not_allowed
+        allowed = self._allowed  # a new error per answer: a kept one grows with each raise
+        detail = f"allowed here: {allowed}"
+        raise HttpError(405, "method_not_allowed", detail, (("Allow", allowed),))
 
     def _serve_directory(self, config: Config) -> None:
         files = FileServer(config)
