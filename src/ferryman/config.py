@@ -237,6 +237,8 @@ OPTIONS: tuple[Option, ...] = (
            "size of each part of a multipart upload to S3 (at least 5MiB)"),
     Option("upload-attempts", parse_positive_int, 3,
            "tries of an upload to a store that does not verify before 502"),
+    Option("lock-timeout", parse_positive_duration, 30.0,
+           "a write waits this long for another write of the same path to finish, else 503"),
     Option("cache-dir", _optional_text, None,
            "cache remote objects block by block in this directory (none: no cache)"),
     Option("cache-block-size", parse_size, 1024**2,
@@ -303,6 +305,7 @@ class Config:
     s3_multipart_threshold: int = 64 * 1024**2
     s3_part_size: int = 16 * 1024**2
     upload_attempts: int = 3
+    lock_timeout: float = 30.0
     cache_dir: str | None = None
     cache_block_size: int = 1024**2
     cache_max_size: int = 10 * 1024**3

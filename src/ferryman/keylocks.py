@@ -1,8 +1,8 @@
 """One asyncio lock per key (a path, an object key), kept only while someone holds or waits.
 
-Users: writes of local files and of store objects (app/uploads.py,
-app/remote_uploads.py) order a key's commit and catalog record under its
-lock; the cache filler changes an entry on disk (load, create, drop) only
+Users: the write lock (app/writelock.py) takes a key's asyncio lock before
+its lock across processes, so that only one task per process reaches the
+latter; the cache filler changes an entry on disk (load, create, drop) only
 under its key's lock, so a drop after a 412 cannot remove the entry an open
 has just created, and a key in `KeyLocks` is being worked on (its idle
 writer is not closed). Memory is bounded by the keys in use, not by every

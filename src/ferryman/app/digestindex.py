@@ -1,14 +1,18 @@
 """Repr-Digest for catalogued files, without a catalog query per request.
 
-The catalog knows each stored file's SHA-256 with the size and mtime it had
-when ferryman wrote it. A GET may carry that digest only while the file on
-disk still has that size and mtime; a file changed behind ferryman's back is
-served without it, and the mismatch is logged once per version.
+The catalog knows each stored file's SHA-256 with the identity the file had
+when ferryman wrote it: size, mtime, ctime and inode. A GET may carry that
+digest only while the file on disk still has all four; a file changed
+behind ferryman's back is served without it, and the mismatch is logged
+once per version. The ctime is what catches an edit of the same size whose
+writer put the old mtime back (the kernel sets the ctime on every change
+and nobody can set it back); the inode catches a file replaced by another.
+Entries recorded before ferryman kept inode and ctime are matched on size
+and mtime alone.
 
-Answers are memoised per path and file version (size, mtime_ns), so the
-catalog (SQLite, a local read in WAL mode) is asked once per version, not
-once per request. Another worker's upload changes the mtime, which misses
-the memo.
+Answers are memoised per path and file version, so the catalog (SQLite, a
+local read in WAL mode) is asked once per version, not once per request.
+Another worker's upload changes the version, which misses the memo.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from __future__ import annotations
 import logging
 import os
 
-from ferryman.catalog.db import Catalog, CatalogError
+from ferryman.catalog.db import Catalog, CatalogEntry, CatalogError
 from ferryman.http.digest import format_repr_digest
 
 log = logging.getLogger("ferryman.catalog")
@@ -26,11 +30,11 @@ _MAX_MEMO = 8192
 class DigestIndex:
     def __init__(self, catalog: Catalog) -> None:
         self.catalog = catalog
-        self._memo: dict[str, tuple[tuple[int, int], str | None]] = {}
+        self._memo: dict[str, tuple[tuple[int, int, int, int], str | None]] = {}
 
     def repr_digest(self, relative: str, st: os.stat_result) -> str | None:
         """The Repr-Digest value for this version of the file, or None."""
-        version = (st.st_size, st.st_mtime_ns)
+        version = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
         memo = self._memo.get(relative)
         if memo is not None and memo[0] == version:
             return memo[1]
@@ -51,11 +55,21 @@ class DigestIndex:
             return None
         if entry is None or entry.deleted:
             return None
-        if entry.size != st.st_size or entry.mtime_ns != st.st_mtime_ns:
+        if not _same_version(entry, st):
             log.warning(
-                "%s changed on disk outside ferryman (catalog: %d bytes, mtime %d; disk: %d "
-                "bytes, mtime %d): served without Repr-Digest",
-                relative, entry.size, entry.mtime_ns, st.st_size, st.st_mtime_ns,
+                "%s changed on disk outside ferryman (catalog: %d bytes, mtime %d, ctime %s, "
+                "inode %s; disk: %d bytes, mtime %d, ctime %d, inode %d): served without "
+                "Repr-Digest",
+                relative, entry.size, entry.mtime_ns, entry.ctime_ns, entry.ino,
+                st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino,
             )  # fmt: skip
             return None
         return format_repr_digest(bytes.fromhex(entry.sha256))
+
+
+def _same_version(entry: CatalogEntry, st: os.stat_result) -> bool:
+    if entry.size != st.st_size or entry.mtime_ns != st.st_mtime_ns:
+        return False
+    if entry.ino is None or entry.ctime_ns is None:
+        return True  # recorded before ferryman kept them: size and mtime are all it has
+    return entry.ino == st.st_ino and entry.ctime_ns == st.st_ctime_ns

@@ -40,8 +40,12 @@ _OPEN_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY
 
 
 def file_etag(st: os.stat_result) -> str:
-    """A strong ETag from the file's identity: inode, size and mtime in nanoseconds."""
-    return f'"{st.st_ino:x}-{st.st_size:x}-{st.st_mtime_ns:x}"'
+    """A strong ETag from the file's identity: inode, size, mtime and ctime in nanoseconds.
+
+    The ctime changes with every change to the file, even an edit of the same
+    size whose writer restored the mtime, so such an edit gets a new ETag.
+    """
+    return f'"{st.st_ino:x}-{st.st_size:x}-{st.st_mtime_ns:x}-{st.st_ctime_ns:x}"'
 
 
 class FileServer:

@@ -5,8 +5,7 @@ If-None-Match and If-Unmodified-Since must hold against the current
 version; and the body must match every digest the client sent
 (Content-MD5, Content-Digest, Repr-Digest), hashed as it arrives. SHA-256 is
 always computed: it is what ferryman records and what a store is asked to
-keep. Local files (uploads.py) and objects of a store (remote_uploads.py)
-share these rules.
+keep. Every write (app/writes.py), whatever its target, follows these rules.
 """
 
 from __future__ import annotations
@@ -14,12 +13,10 @@ from __future__ import annotations
 import asyncio
 import errno
 import hashlib
-import logging
 import os
 from dataclasses import dataclass, field
 
 from ferryman.app.paths import RequestPath, resolve
-from ferryman.catalog.db import Catalog, CatalogError
 from ferryman.errors import HttpError
 from ferryman.http.body import BodyReader
 from ferryman.http.conditional import Outcome, Validators, evaluate_preconditions
@@ -28,8 +25,6 @@ from ferryman.http.parser import Request
 
 BATCH = 1024 * 1024  # bytes of request body written (and hashed) per thread hop
 FULL_SPACE = (errno.ENOSPC, errno.EDQUOT)
-
-log = logging.getLogger("ferryman.uploads")
 
 
 def require_length(request: Request) -> None:
@@ -43,52 +38,6 @@ def storage_error(exc: OSError, what: str) -> HttpError:
     if exc.errno in FULL_SPACE:
         return HttpError(507, "insufficient_storage", f"no space left to {what}; nothing stored")
     return HttpError(500, "internal_error", f"cannot {what} ({exc.strerror}); nothing stored")
-
-
-async def record_write(
-    catalog: Catalog | None, key: str, *, size: int, sha256: bytes, mtime_ns: int, etag: str
-) -> None:
-    """Catalog a verified write. The bytes are stored but, unrecorded, not a success:
-    503 (a retried PUT is idempotent and records them)."""
-    if catalog is None:
-        return
-    try:
-        await asyncio.to_thread(
-            catalog.record, key, size=size, sha256=sha256.hex(), mtime_ns=mtime_ns, etag=etag
-        )
-    except CatalogError as exc:
-        log.error("catalog did not record %s: %s", key, exc)
-        raise HttpError(503, "catalog_busy", "stored but not recorded; retry",
-                        (("Retry-After", "1"),)) from None  # fmt: skip
-
-
-async def listed_live(catalog: Catalog | None, key: str) -> bool:
-    """Whether the catalog still lists `key` as present (False without a catalog).
-
-    A DELETE that finds nothing asks this: a live entry means an earlier
-    deletion went unrecorded (its answer was 503, "retry") or the file was
-    removed behind ferryman's back, and the deletion is recorded now.
-    """
-    if catalog is None:
-        return False
-    try:
-        entry = await asyncio.to_thread(catalog.get, key)
-    except CatalogError as exc:
-        log.error("catalog could not say whether %s is listed: %s", key, exc)
-        return False
-    return entry is not None and not entry.deleted
-
-
-async def record_delete(catalog: Catalog | None, key: str) -> None:
-    """Catalog a deletion; 503 when the catalog cannot (the object is gone all the same)."""
-    if catalog is None:
-        return
-    try:
-        await asyncio.to_thread(catalog.mark_deleted, key)
-    except CatalogError as exc:
-        log.error("catalog did not record the deletion of %s: %s", key, exc)
-        raise HttpError(503, "catalog_busy", "deleted but not recorded; retry",
-                        (("Retry-After", "1"),)) from None  # fmt: skip
 
 
 @dataclass

@@ -11,11 +11,15 @@ from ferryman.app.archive import ArchiveServer
 from ferryman.app.auth import Access, Authorizer, SigningKey, TokenTable
 from ferryman.app.digestindex import DigestIndex
 from ferryman.app.files import FileServer
+from ferryman.app.localtarget import LocalTarget
 from ferryman.app.paths import resolve
 from ferryman.app.remote import RemoteServer
-from ferryman.app.remote_uploads import RemoteUploads
 from ferryman.app.spool import Spool
-from ferryman.app.uploads import Uploads, start_orphan_sweep
+from ferryman.app.staging import Staging
+from ferryman.app.storetarget import StoreTarget
+from ferryman.app.writelock import WriteLocks
+from ferryman.app.writes import Writes
+from ferryman.app.writetarget import Target
 from ferryman.catalog.db import Catalog, CatalogError
 from ferryman.config import Config
 from ferryman.errors import ConfigError, HttpError
@@ -42,7 +46,7 @@ class App:
         self.catalog = open_catalog(config)
         self.store: Store | None = None
         self.files: Reader
-        self.uploads: Writer | None = None
+        self.uploads: Writes | None = None
         if config.is_remote:
             self._serve_store(config)
         else:
@@ -75,8 +79,8 @@ class App:
             files.digests = DigestIndex(self.catalog)
         self.files = files
         if config.allow_write:
-            self.uploads = Uploads(files, config.verify_writes, self.catalog)
-            start_orphan_sweep(files.root, older_than=2 * config.body_timeout)
+            staging = Staging(str(config.state_path / "staging"), files.root)
+            self._writes(config, LocalTarget(files.root_fd, config.verify_writes, staging))
 
     def _serve_store(self, config: Config) -> None:
         from ferryman.stores.s3 import S3Store  # the S3 client is imported only when used
@@ -89,13 +93,20 @@ class App:
             cache = open_cache_client(config)
         self.files = RemoteServer(config, store, cache)
         if config.allow_write:
-            self.uploads = RemoteUploads(
+            target = StoreTarget(
                 store,
                 Spool.of(config),
-                config,
-                self.catalog,
+                verify_mode=config.verify_writes,
+                attempts=config.upload_attempts,
                 changed=cache.forget if cache is not None else None,
             )
+            self._writes(config, target)
+
+    def _writes(self, config: Config, target: Target) -> None:
+        """PUT and DELETE through `target`, recorded in the catalog (made when writes are on)."""
+        assert self.catalog is not None
+        locks = WriteLocks(str(config.state_path / "locks"), config.lock_timeout)
+        self.uploads = Writes(target, self.catalog, locks)
 
     def tick(self) -> None:
         """Once a second, from the worker: housekeeping of the readers."""
@@ -103,13 +114,18 @@ class App:
 
     def close(self) -> None:
         self.files.close()
+        if self.uploads is not None:
+            self.uploads.locks.close()
         if self.catalog is not None:
             self.catalog.close()
 
     async def prepare(self) -> None:
-        """Before the first request: a store's client is made (not at the first request)."""
+        """Before the first request: a store's client is made (not at the first request),
+        and writes a crash interrupted are settled."""
         if self.store is not None:
             await self.store.prepare()
+        if self.uploads is not None:
+            await self.uploads.settle()  # what a worker killed mid-write left undecided
 
     async def aclose(self) -> None:
         """Release what needs the event loop (the store's client); then close()."""
@@ -122,11 +138,6 @@ class Reader(Protocol):
     def get(self, request: Request) -> Response | Awaitable[Response]: ...
     def tick(self) -> None: ...
     def close(self) -> None: ...
-
-
-class Writer(Protocol):
-    def put(self, request: Request, body: BodyReader | None) -> Awaitable[Response]: ...
-    def delete(self, request: Request) -> Awaitable[Response]: ...
 
 
 def open_catalog(config: Config) -> Catalog | None:

@@ -43,24 +43,33 @@ from ferryman.errors import FerrymanError
 BUSY_TIMEOUT_MS = 5000
 PAGE_SIZE = 500  # rows per transaction in entries()
 
-_SELECT = "SELECT path, size, sha256, mtime_ns, etag, deleted, updated_ns FROM objects"
+_SELECT = (
+    "SELECT path, size, sha256, mtime_ns, etag, deleted, updated_ns, ino, ctime_ns FROM objects"
+)
 _GET = _SELECT + " WHERE path = ?"
 _PAGE_ALL = _SELECT + " WHERE path > ? ORDER BY path LIMIT ?"
 _PAGE_LIVE = _SELECT + " WHERE path > ? AND deleted = 0 ORDER BY path LIMIT ?"
 _UPSERT = (
-    "INSERT INTO objects (path, size, sha256, mtime_ns, etag, deleted, updated_ns)"
-    " VALUES (?, ?, ?, ?, ?, 0, ?) ON CONFLICT (path) DO UPDATE SET size = excluded.size,"
+    "INSERT INTO objects (path, size, sha256, mtime_ns, etag, deleted, updated_ns, ino, ctime_ns)"
+    " VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?) ON CONFLICT (path) DO UPDATE SET size = excluded.size,"
     " sha256 = excluded.sha256, mtime_ns = excluded.mtime_ns, etag = excluded.etag,"
-    " deleted = 0, updated_ns = excluded.updated_ns"
+    " deleted = 0, updated_ns = excluded.updated_ns, ino = excluded.ino,"
+    " ctime_ns = excluded.ctime_ns"
 )
 _LOG = (
-    "INSERT INTO history (path, size, sha256, mtime_ns, etag, deleted, at_ns)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO history (path, size, sha256, mtime_ns, etag, deleted, at_ns, ino, ctime_ns)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _HISTORY = (
-    "SELECT path, size, sha256, mtime_ns, etag, deleted, at_ns FROM history"
+    "SELECT path, size, sha256, mtime_ns, etag, deleted, at_ns, ino, ctime_ns FROM history"
     " WHERE path = ? ORDER BY id"
 )
+_INTENT = (
+    "INSERT OR REPLACE INTO intents (path, op, size, sha256, ident, staged, pid, at_ns)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_INTENTS = "SELECT path, op, size, sha256, ident, staged, pid, at_ns FROM intents ORDER BY path"
+_SETTLED = "DELETE FROM intents WHERE path = ?"
 
 
 class CatalogError(FerrymanError):
@@ -76,11 +85,36 @@ class CatalogEntry:
     etag: str  # as sent on the wire, with quotes
     deleted: bool
     updated_ns: int  # time.time_ns() of the last change
+    # A local file's inode and ctime when it was written (None for store objects
+    # and for entries recorded before ferryman kept them).
+    ino: int | None = None
+    ctime_ns: int | None = None
 
 
 def _entry(row: tuple[Any, ...]) -> CatalogEntry:
-    path, size, sha256, mtime_ns, etag, deleted, updated_ns = row
-    return CatalogEntry(path, size, sha256, mtime_ns, etag, bool(deleted), updated_ns)
+    path, size, sha256, mtime_ns, etag, deleted, updated_ns, ino, ctime_ns = row
+    return CatalogEntry(
+        path, size, sha256, mtime_ns, etag, bool(deleted), updated_ns, ino, ctime_ns
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Intent:
+    """A write in progress: recorded before the store changes, cleared with its outcome.
+
+    `ident` names the version the write makes or removes, as the store shows
+    it (a local file's "inode", a store object's ETag), so that whoever
+    settles a left-over intent can tell whether the change happened.
+    """
+
+    path: str
+    op: str  # "put" or "delete"
+    ident: str
+    size: int | None = None  # put: the bytes written
+    sha256: str | None = None  # put: lower-case hex
+    staged: str | None = None  # put to a local file: the temporary's name beside it
+    pid: int = 0  # the process that wrote it
+    at_ns: int = 0
 
 
 def _translate(path: str, exc: sqlite3.Error) -> CatalogError:
@@ -224,24 +258,39 @@ class Catalog:
             return _read_version(conn, self._path)
 
     def record(
-        self, path: str, *, size: int, sha256: str, mtime_ns: int, etag: str
+        self,
+        path: str,
+        *,
+        size: int,
+        sha256: str,
+        mtime_ns: int,
+        etag: str,
+        ino: int | None = None,
+        ctime_ns: int | None = None,
     ) -> CatalogEntry:
-        """Record a verified write of `path` (live again if it was deleted), and log it."""
+        """Record a verified write of `path` (live again if it was deleted), and log it.
+
+        Settles the path's intent in the same transaction.
+        """
         check_path(path)
         check_fields(size=size, sha256=sha256, mtime_ns=mtime_ns, etag=etag)
+        identity = (ino, ctime_ns)
         with self._use(_WRITE) as conn:
             now = time.time_ns()  # under the write lock: commit order and time order agree
-            conn.execute(_UPSERT, (path, size, sha256, mtime_ns, etag, now))
-            conn.execute(_LOG, (path, size, sha256, mtime_ns, etag, 0, now))
-        return CatalogEntry(path, size, sha256, mtime_ns, etag, False, now)
+            conn.execute(_UPSERT, (path, size, sha256, mtime_ns, etag, now, *identity))
+            conn.execute(_LOG, (path, size, sha256, mtime_ns, etag, 0, now, *identity))
+            conn.execute(_SETTLED, (path,))
+        return CatalogEntry(path, size, sha256, mtime_ns, etag, False, now, ino, ctime_ns)
 
     def mark_deleted(self, path: str) -> CatalogEntry | None:
         """Mark `path` deleted, keeping its last version; None if it was never catalogued.
 
         Deleting what is already deleted changes nothing (no new history row).
+        Settles the path's intent in the same transaction.
         """
         check_path(path)
         with self._use(_WRITE) as conn:
+            conn.execute(_SETTLED, (path,))
             row = conn.execute(_GET, (path,)).fetchone()
             if row is None:
                 return None
@@ -252,8 +301,34 @@ class Catalog:
             conn.execute(
                 "UPDATE objects SET deleted = 1, updated_ns = ? WHERE path = ?", (now, path)
             )
-            conn.execute(_LOG, (path, entry.size, entry.sha256, entry.mtime_ns, entry.etag, 1, now))
+            conn.execute(_LOG, (path, entry.size, entry.sha256, entry.mtime_ns, entry.etag, 1,
+                                now, entry.ino, entry.ctime_ns))  # fmt: skip
         return replace(entry, deleted=True, updated_ns=now)
+
+    # -- intents of writes in progress ----------------------------------------------
+
+    def begin(self, intent: Intent) -> None:
+        """Record `intent` before the change it announces (replacing the path's last one)."""
+        check_path(intent.path)
+        if intent.op not in ("put", "delete"):
+            raise ValueError(f"intent op {intent.op!r} is not 'put' or 'delete'")
+        with self._use(_WRITE) as conn:
+            conn.execute(_INTENT, (intent.path, intent.op, intent.size, intent.sha256,
+                                   intent.ident, intent.staged, intent.pid or os.getpid(),
+                                   time.time_ns()))  # fmt: skip
+
+    def drop_intent(self, path: str) -> None:
+        """Forget the path's intent: the change did not happen (or was undone)."""
+        check_path(path)
+        with self._use(_WRITE) as conn:
+            conn.execute(_SETTLED, (path,))
+
+    def intents(self) -> list[Intent]:
+        """Every intent not settled yet, by path."""
+        with self._use(_SINGLE) as conn:
+            rows = conn.execute(_INTENTS).fetchall()
+        return [Intent(path, op, ident, size, sha, staged, pid, at)
+                for path, op, size, sha, ident, staged, pid, at in rows]  # fmt: skip
 
     def get(self, path: str) -> CatalogEntry | None:
         """The current state of `path`, deleted or not; None if it was never catalogued."""

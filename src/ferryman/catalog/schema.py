@@ -75,7 +75,31 @@ BEGIN
 END;
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1, _V2)
+# v3: what identifies a local file's version beyond size and mtime (inode and
+# ctime: an edit that restores the mtime still changes the ctime), and the
+# intents of writes in progress. A write records its intent before it changes
+# the store and clears it in the transaction that records the outcome, so a
+# crash between the two leaves an intent that the next start settles by
+# looking at the store (app/writes.py).
+_V3 = """
+ALTER TABLE objects ADD COLUMN ino INTEGER;
+ALTER TABLE objects ADD COLUMN ctime_ns INTEGER;
+ALTER TABLE history ADD COLUMN ino INTEGER;
+ALTER TABLE history ADD COLUMN ctime_ns INTEGER;
+
+CREATE TABLE intents (
+    path   TEXT PRIMARY KEY NOT NULL,
+    op     TEXT NOT NULL CHECK (op IN ('put', 'delete')),
+    size   INTEGER CHECK (size IS NULL OR size >= 0),
+    sha256 TEXT CHECK (sha256 IS NULL OR length(sha256) = 64),
+    ident  TEXT NOT NULL,
+    staged TEXT,
+    pid    INTEGER NOT NULL,
+    at_ns  INTEGER NOT NULL
+);
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3)
 LATEST = len(MIGRATIONS)
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")

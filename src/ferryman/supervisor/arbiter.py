@@ -41,6 +41,7 @@ from types import FrameType
 
 from ferryman import native
 from ferryman.app.spool import Spool
+from ferryman.app.staging import Staging
 from ferryman.config import Config, check_combinations, check_source
 from ferryman.errors import EXIT_BUDGET, EXIT_CONFIG, EXIT_FAILURE, EXIT_OK
 from ferryman.server.listener import bind, url_of
@@ -72,7 +73,11 @@ def serve(config: Config) -> int:
 
             load_or_create_key(config.cache_key_path)  # once, before any process reads it
     sock = bind(config.host, config.port)
-    Spool.of(config).sweep()  # what a killed server left; no worker runs yet
+    # What a killed server left; no worker runs yet.
+    Spool.of(config).sweep()
+    staging = staging_of(config)
+    if staging is not None:
+        staging.sweep()
     try:
         return Arbiter(config, sock).run()
     finally:
@@ -88,6 +93,7 @@ class Arbiter:
         self.clock = clock
         self.budget = RestartBudget(config.max_restarts, config.restart_window)
         self.spool = Spool.of(config)
+        self.staging = staging_of(config)
         first = FILLER_SLOT if config.is_remote and config.cache_dir else 1
         self.slots: dict[int, Worker | None] = dict.fromkeys(range(first, config.workers + 1))
         self.successors: dict[int, Worker] = {}  # rolling restart: the slot's next worker
@@ -271,7 +277,10 @@ class Arbiter:
             self._forget_channel(worker)
             worker.close()
             self.workers.remove(worker)
-            self.spool.sweep(worker.pid)  # a worker that died mid-transfer left its files
+            # A worker that died mid-transfer or mid-upload left its temporary files.
+            self.spool.sweep(worker.pid)
+            if self.staging is not None:
+                self.staging.sweep(worker.pid)
             self._on_exit(worker)
 
     def _on_exit(self, worker: Worker) -> None:
@@ -370,6 +379,13 @@ class Arbiter:
                 draining = sum(1 for w in self.workers if w.slot != FILLER_SLOT)
                 log.info("stopping: no longer accepting; %d worker(s) draining, grace period %gs",
                          draining, config.grace_period)  # fmt: skip
+
+
+def staging_of(config: Config) -> Staging | None:
+    """The marks of upload temporaries under a writable directory SOURCE (app/staging.py)."""
+    if config.is_remote or not config.allow_write:
+        return None
+    return Staging(str(config.state_path / "staging"), str(config.root))
 
 
 def _worker_slots(slots: dict[int, Worker | None]) -> list[int]:

@@ -10,6 +10,9 @@ variables (tests/integration/test_supervisor.py sets them):
                                        event loop blocks for good (a stuck handler)
     FERRYMAN_TEST_RAISE_ON=/PATH       a request for exactly /PATH makes the
                                        handler raise (a bug in one handler)
+    FERRYMAN_TEST_KILL_BEFORE_RECORD=1 a write that reaches its catalog record (after
+                                       its commit) kills the worker with SIGKILL: the
+                                       crash between a rename and its record
     FERRYMAN_TEST_HOOK_SPAWNS=N        hooks apply only to the first N workers the
                                        arbiter starts, so that replacements are healthy
 """
@@ -17,6 +20,8 @@ variables (tests/integration/test_supervisor.py sets them):
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -34,6 +39,7 @@ class FaultHooks:
     crash_at_start: bool = False
     block_loop_after: float | None = None
     raise_on: bytes | None = None
+    kill_before_record: bool = False
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str], number: int) -> FaultHooks:
@@ -49,6 +55,7 @@ class FaultHooks:
             crash_at_start=environ.get("FERRYMAN_TEST_CRASH_AT_START") == "1",
             block_loop_after=float(block) if block else None,
             raise_on=raise_on.encode() if raise_on else None,
+            kill_before_record=environ.get("FERRYMAN_TEST_KILL_BEFORE_RECORD") == "1",
         )
 
     def at_start(self) -> None:
@@ -56,6 +63,8 @@ class FaultHooks:
             raise InjectedFault("FERRYMAN_TEST_CRASH_AT_START: crashing on purpose")
         if self.raise_on is not None:
             self._patch_handler(self.raise_on)
+        if self.kill_before_record:
+            self._patch_catalog()
 
     def when_ready(self, loop: asyncio.AbstractEventLoop) -> None:
         if self.block_loop_after is not None:
@@ -74,6 +83,16 @@ class FaultHooks:
             return handle(self, request, *rest)
 
         setattr(App, "handle", failing)  # noqa: B010 - mypy would refuse the assignment
+
+    @staticmethod
+    def _patch_catalog() -> None:
+        from ferryman.catalog.db import Catalog
+
+        def die(*args: Any, **kwargs: Any) -> Any:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+        for name in ("record", "mark_deleted"):
+            setattr(Catalog, name, die)
 
 
 def _block_forever() -> None:

@@ -1,0 +1,235 @@
+"""PUT and DELETE: one verified write flow for every target.
+
+A PUT, whatever it writes to (app/writetarget.py says what a target does):
+
+1. intake (app/intake.py): the path names a file, the length is known, the
+   digests the client sent are parsed; preconditions are checked once early,
+   so a write that cannot succeed does not send its body for nothing;
+2. the body streams into a staged temporary, hashed as it arrives, and every
+   digest is verified; the target seals it (local: fsync and read back);
+3. under the key's lock, which holds across the server's worker processes
+   (app/writelock.py): the version there now is read, the preconditions are
+   decided against it (and 201 against 204), the intent is recorded in the
+   catalog, the target commits and verifies, and the catalog records the
+   version, clearing the intent in the same transaction.
+
+A DELETE takes the lock, decides its preconditions, records its intent,
+removes the version and records the deletion.
+
+So the catalog's last word on a key is the version in the store, whichever
+worker wrote it. A crash between the commit and the record leaves an
+intent: `settle()` runs before a worker serves, and looks at the store to
+learn whether the change happened (then records it) or not (then forgets
+it). Nothing is reported stored that was not verified, and a write that
+fails leaves the store, the catalog and the temporaries as they were.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+
+from ferryman.app.intake import (
+    BodyChecks,
+    check_write_preconditions,
+    receive_body,
+    require_length,
+    storage_error,
+    write_path,
+)
+from ferryman.app.writelock import LockBusy, WriteLocks
+from ferryman.app.writetarget import Target, Version
+from ferryman.catalog.db import Catalog, CatalogError, Intent
+from ferryman.errors import HttpError, not_found
+from ferryman.http.body import BodyReader
+from ferryman.http.conditional import Validators
+from ferryman.http.digest import format_repr_digest
+from ferryman.http.parser import Request
+from ferryman.http.response import Response
+
+log = logging.getLogger("ferryman.uploads")
+
+
+class Writes:
+    """PUT and DELETE of one target, recorded in `catalog`, ordered by `locks`."""
+
+    def __init__(self, target: Target, catalog: Catalog, locks: WriteLocks) -> None:
+        self.target = target
+        self.catalog = catalog
+        self.locks = locks
+
+    # -- PUT ------------------------------------------------------------------------------
+
+    async def put(self, request: Request, body: BodyReader | None) -> Response:
+        path = write_path(request)
+        require_length(request)
+        checks = BodyChecks.from_request(request)
+        slot = await self.target.open(path, create=True)
+        try:
+            check_write_preconditions(request, _validators(await slot.current()))
+            staged = await slot.stage()
+            try:
+                try:
+                    size = await receive_body(body, staged.fd, checks)
+                except ConnectionError:
+                    raise  # the client left mid-body: nothing stored, nobody to answer
+                except OSError as exc:
+                    raise storage_error(exc, "write the file") from None
+                checks.verify()
+                sha256 = checks.sha256
+                await slot.seal(staged, size, sha256)
+                async with self._lock(slot.key):
+                    before = await slot.current()
+                    create_only = check_write_preconditions(request, _validators(before))
+                    intent = Intent(slot.key, "put", staged.ident, size, sha256.hex(), staged.name)
+                    await self._catalog(self.catalog.begin, intent, failed="nothing stored")
+                    try:
+                        made = await slot.commit(
+                            staged, size=size, sha256=sha256, create_only=create_only,
+                            content_type=request.headers.get("content-type"),
+                        )  # fmt: skip
+                    except BaseException:
+                        await self._forget_intent(slot.key)
+                        raise
+                    finally:
+                        self.target.changed(slot.key)
+                    await self._record(slot.key, made, sha256.hex())
+            finally:
+                await slot.discard(staged)
+        finally:
+            slot.close()
+        headers = [("ETag", made.etag), ("Repr-Digest", format_repr_digest(sha256))]
+        if before is None:
+            return Response(201, [*headers, ("Location", path.url())])
+        return Response(204, headers)
+
+    # -- DELETE ---------------------------------------------------------------------------
+
+    async def delete(self, request: Request) -> Response:
+        path = write_path(request)
+        slot = await self.target.open(path, create=False)
+        try:
+            async with self._lock(slot.key):
+                before = await slot.current()
+                if before is None and not await self._listed_live(slot.key):
+                    raise not_found()
+                check_write_preconditions(request, _validators(before))
+                if before is not None:  # else gone already: only the record is missing
+                    intent = Intent(slot.key, "delete", before.ident)
+                    await self._catalog(self.catalog.begin, intent, failed="nothing deleted")
+                    try:
+                        await slot.remove(before)
+                    except BaseException:
+                        await self._forget_intent(slot.key)
+                        raise
+                    finally:
+                        self.target.changed(slot.key)
+                await self._catalog(
+                    self.catalog.mark_deleted, slot.key, failed="deleted but not recorded; retry"
+                )
+        finally:
+            slot.close()
+        return Response(204)
+
+    # -- settling what a crash left -------------------------------------------------------
+
+    async def settle(self) -> int:
+        """Settle the intents that no running write holds; returns how many.
+
+        An intent whose key is locked belongs to a write in progress (in
+        another worker) and is left to it.
+        """
+        try:
+            intents = await asyncio.to_thread(self.catalog.intents)
+        except CatalogError as exc:
+            log.error("cannot read the catalog's write intents: %s", exc)
+            return 0
+        settled = 0
+        for intent in intents:
+            try:
+                async with self.locks.hold(intent.path, wait=0):
+                    await self._settle(intent)
+                    settled += 1
+            except LockBusy:
+                continue
+            except (HttpError, CatalogError) as exc:
+                log.warning("cannot settle the interrupted %s of %s yet: %s",
+                            intent.op, intent.path, getattr(exc, "detail", exc))  # fmt: skip
+        return settled
+
+    async def _settle(self, intent: Intent) -> None:
+        """Look at the store: record what the interrupted write did, or forget its intent."""
+        # Re-read under the lock: a write that finished meanwhile replaced or cleared it.
+        current = {i.path: i for i in await asyncio.to_thread(self.catalog.intents)}
+        if current.get(intent.path) != intent:
+            return
+        if intent.op == "put":
+            made = await self.target.put_happened(intent)
+            if made is not None and intent.sha256 is not None:
+                await asyncio.to_thread(self._record_settled, intent.path, made, intent.sha256)
+                log.info("settled an interrupted PUT of %s: it is in place, recorded", intent.path)
+                return
+        elif await self.target.delete_happened(intent):
+            await asyncio.to_thread(self.catalog.mark_deleted, intent.path)
+            log.info("settled an interrupted DELETE of %s: it is gone, recorded", intent.path)
+            return
+        await asyncio.to_thread(self.catalog.drop_intent, intent.path)
+        log.info("settled an interrupted %s of %s: it did not happen", intent.op.upper(),
+                 intent.path)  # fmt: skip
+
+    # -- the steps' shared parts ----------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def _lock(self, key: str) -> AsyncIterator[None]:
+        """The key's write lock; one not free within --lock-timeout is a 503 answer."""
+        async with contextlib.AsyncExitStack() as stack:
+            try:
+                await stack.enter_async_context(self.locks.hold(key))
+            except LockBusy as exc:
+                raise HttpError(503, "busy", f"{exc}; retry", (("Retry-After", "1"),)) from None
+            yield
+
+    async def _record(self, key: str, made: Version, sha256: str) -> None:
+        """Catalog a verified write. The bytes are stored but, unrecorded, not a success:
+        503 (the intent stays, so the next start records them; a retried PUT does too)."""
+        await self._catalog(self._record_settled, key, made, sha256,
+                            failed="stored but not recorded; retry")  # fmt: skip
+
+    def _record_settled(self, key: str, made: Version, sha256: str) -> None:
+        self.catalog.record(key, size=made.size, sha256=sha256, mtime_ns=made.mtime_ns,
+                            etag=made.etag, ino=made.ino, ctime_ns=made.ctime_ns)  # fmt: skip
+
+    async def _catalog(self, step: Callable[..., object], *args: object, failed: str) -> None:
+        """Run a catalog step in a thread; when the catalog cannot, 503 saying `failed`."""
+        try:
+            await asyncio.to_thread(step, *args)
+        except CatalogError as exc:
+            log.error("catalog: %s (%s)", exc, failed)
+            raise HttpError(503, "catalog_busy", failed, (("Retry-After", "1"),)) from None
+
+    async def _forget_intent(self, key: str) -> None:
+        """The change failed: drop its intent (if even that fails, the next start settles it)."""
+        try:
+            await asyncio.to_thread(self.catalog.drop_intent, key)
+        except CatalogError as exc:
+            log.warning("catalog kept the intent of a failed write of %s: %s", key, exc)
+
+    async def _listed_live(self, key: str) -> bool:
+        """Whether the catalog still lists `key` as present.
+
+        A DELETE that finds nothing asks this: a live entry means an earlier
+        deletion went unrecorded (its answer was 503, "retry") or the file was
+        removed behind ferryman's back, and the deletion is recorded now.
+        """
+        try:
+            entry = await asyncio.to_thread(self.catalog.get, key)
+        except CatalogError as exc:
+            log.error("catalog could not say whether %s is listed: %s", key, exc)
+            return False
+        return entry is not None and not entry.deleted
+
+
+def _validators(current: Version | None) -> Validators | None:
+    return None if current is None else current.validators
