@@ -55,3 +55,39 @@ def test_a_catalog_error_is_not_remembered(stored, tmp_path: Path) -> None:  # t
     assert index.repr_digest("f.bin", os.stat(path)) is None
     index.catalog = catalog  # the catalog answers again
     assert index.repr_digest("f.bin", os.stat(path)) == expected
+
+
+@pytest.mark.parametrize("replace", [False, True], ids=["edited-in-place", "replaced"])
+def test_same_size_edit_with_the_mtime_restored_gets_no_digest(
+    tmp_path: Path, replace: bool
+) -> None:
+    """The catalog keeps inode and ctime: an edit that keeps the size and puts the old
+    mtime back still changes the ctime (and a replacement the inode)."""
+    data = b"catalogued bytes"
+    path = tmp_path / "f.bin"
+    path.write_bytes(data)
+    st = os.stat(path)
+    with Catalog(tmp_path / "catalog.db") as catalog:
+        catalog.record("f.bin", size=st.st_size, sha256=hashlib.sha256(data).hexdigest(),
+                       mtime_ns=st.st_mtime_ns, etag='"x"', ino=st.st_ino,
+                       ctime_ns=st.st_ctime_ns)  # fmt: skip
+        index = DigestIndex(catalog)
+        assert index.repr_digest("f.bin", st) is not None
+        if replace:
+            (tmp_path / "new").write_bytes(b"CATALOGUED BYTES")
+            os.replace(tmp_path / "new", path)
+        else:
+            with open(path, "r+b") as handle:
+                handle.write(b"C")
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+        edited = os.stat(path)
+        assert (edited.st_size, edited.st_mtime_ns) == (st.st_size, st.st_mtime_ns)
+        assert index.repr_digest("f.bin", edited) is None
+
+
+def test_entries_without_inode_and_ctime_match_on_size_and_mtime(stored) -> None:  # type: ignore[no-untyped-def]
+    """Recorded by an older ferryman: size and mtime are all there is to go on."""
+    catalog, path, expected = stored
+    entry = catalog.get("f.bin")
+    assert entry is not None and entry.ino is None and entry.ctime_ns is None
+    assert DigestIndex(catalog).repr_digest("f.bin", os.stat(path)) == expected
