@@ -4,6 +4,7 @@ processes, migrations, refusals, and a dict-based reference model driven by hypo
 from __future__ import annotations
 
 import hashlib
+import os
 import sqlite3
 import subprocess
 import sys
@@ -20,8 +21,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import ferryman.catalog
-from ferryman.catalog import Catalog, CatalogEntry, CatalogError, db
-from ferryman.catalog.schema import LATEST, MIGRATIONS
+from ferryman.catalog import Catalog, CatalogEntry, CatalogError, Intent, db
+from ferryman.catalog.schema import LATEST, MIGRATIONS, statements
 from ferryman.errors import FerrymanError
 
 
@@ -51,7 +52,7 @@ def catalog(db_path: Path) -> Iterator[Catalog]:
 
 
 def test_public_surface() -> None:
-    assert ferryman.catalog.__all__ == ["Catalog", "CatalogEntry", "CatalogError"]
+    assert ferryman.catalog.__all__ == ["Catalog", "CatalogEntry", "CatalogError", "Intent"]
     assert issubclass(CatalogError, FerrymanError)
 
 
@@ -502,3 +503,65 @@ def test_the_catalog_behaves_like_a_dict_of_versions(ops: list[tuple[str, str, i
                 assert entry.updated_ns == versions[-1].updated_ns
         assert cat.count() == sum(not v[4] for v in current.values())
         assert [e.path for e in cat.entries(include_deleted=True)] == sorted(current)
+
+
+# -- intents and file identity (schema v3) ------------------------------------------
+
+
+def test_an_intent_is_cleared_by_the_record_of_its_outcome(catalog: Catalog) -> None:
+    put = Intent("a/x.bin", "put", "2049:77", 5, sha(5), ".ferryman-upload-1-ab")
+    catalog.begin(put)
+    [kept] = catalog.intents()
+    assert (kept.path, kept.op, kept.ident, kept.size, kept.sha256, kept.staged) == (
+        "a/x.bin", "put", "2049:77", 5, sha(5), ".ferryman-upload-1-ab",
+    )  # fmt: skip
+    assert kept.pid == os.getpid() and kept.at_ns > 0
+    entry = catalog.record("a/x.bin", size=5, sha256=sha(5), mtime_ns=1, etag='"e"', ino=77,
+                           ctime_ns=9)  # fmt: skip
+    assert catalog.intents() == [] and (entry.ino, entry.ctime_ns) == (77, 9)
+    assert catalog.get("a/x.bin") == entry and catalog.history("a/x.bin") == [entry]
+    catalog.begin(Intent("a/x.bin", "delete", "2049:77"))
+    catalog.begin(Intent("b", "delete", "e"))  # never catalogued: nothing to mark, still cleared
+    deleted = catalog.mark_deleted("a/x.bin")
+    assert deleted is not None and deleted.deleted and deleted.ino == 77
+    assert catalog.mark_deleted("b") is None
+    assert catalog.intents() == []
+
+
+def test_one_intent_per_path_the_latest_wins(catalog: Catalog) -> None:
+    catalog.begin(Intent("p", "put", "1:1", 1, sha(1)))
+    catalog.begin(Intent("p", "delete", "1:1"))
+    catalog.begin(Intent("q", "delete", "1:2"))
+    assert [(i.path, i.op) for i in catalog.intents()] == [("p", "delete"), ("q", "delete")]
+    catalog.drop_intent("p")
+    assert [i.path for i in catalog.intents()] == ["q"]
+
+
+@pytest.mark.parametrize(
+    "intent",
+    [
+        Intent("/abs", "put", "1:1"),
+        Intent("ok", "rename", "1:1"),
+        Intent("ok", "put", "1:1", -1, sha(1)),
+        Intent("ok", "put", "1:1", 1, "short"),
+    ],
+)
+def test_bad_intents_are_refused(catalog: Catalog, intent: Intent) -> None:
+    with pytest.raises((ValueError, CatalogError)):
+        catalog.begin(intent)
+    assert catalog.intents() == []
+
+
+def test_a_v2_database_gains_identity_and_intents_and_keeps_its_rows(db_path: Path) -> None:
+    with raw(db_path) as conn:
+        conn.executescript(V1_SQL)
+        for statement in statements(MIGRATIONS[1]):
+            conn.execute(statement)
+        conn.execute("UPDATE meta SET value = 2 WHERE key = 'schema_version'")
+        row = ("old/file", 5, sha(5), 5000, '"v5"')
+        conn.execute("INSERT INTO objects VALUES (?, ?, ?, ?, ?, 0, 42)", row)
+    with Catalog(db_path) as cat:
+        assert cat.schema_version == LATEST
+        old = cat.get("old/file")
+        assert old is not None and (old.ino, old.ctime_ns) == (None, None)
+        assert cat.intents() == []

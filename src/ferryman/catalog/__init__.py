@@ -5,6 +5,6 @@ See `ferryman.catalog.db` for the API and who owns what, `schema` for the migrat
 
 from __future__ import annotations
 
-from ferryman.catalog.db import Catalog, CatalogEntry, CatalogError
+from ferryman.catalog.db import Catalog, CatalogEntry, CatalogError, Intent
 
-__all__ = ["Catalog", "CatalogEntry", "CatalogError"]
+__all__ = ["Catalog", "CatalogEntry", "CatalogError", "Intent"]
