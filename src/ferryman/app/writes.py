@@ -22,6 +22,11 @@ intent: `settle()` runs before a worker serves, and looks at the store to
 learn whether the change happened (then records it) or not (then forgets
 it). Nothing is reported stored that was not verified, and a write that
 fails leaves the store, the catalog and the temporaries as they were.
+
+A write whose client leaves still runs to its end: the connection never
+cancels a running handler (server/connection.py), so no step is cut between
+the commit and the record except by the process dying, which is what the
+intents are for.
 """
 
 from __future__ import annotations
