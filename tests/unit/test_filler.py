@@ -10,6 +10,7 @@ import asyncio
 import errno
 import itertools
 import os
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -368,12 +369,17 @@ async def test_a_degraded_disk_stays_degraded_while_the_probe_fails(tmp_path: Pa
     store.put(KEY, pattern(2 * BS))
     filler = make(tmp_path, store)
     await filler.open(KEY)
+    filler.health.fault(OSError(errno.ENOENT, "a stray one"))
+    assert await filler.probe()  # the same directory, whole and writable: that was not it
     filler.health.fault(OSError(errno.ENOSPC, "full"))
     os.rmdir(filler.cache.tmp_dir)  # the probe cannot write
     assert not await filler.probe()
     assert filler.health.condition == health.GONE
-    filler.cache.tmp_dir.mkdir()
-    assert not await filler.probe()  # a directory that was gone is not trusted again
+    shutil.rmtree(filler.cache.path)
+    for directory in ("entries", "tmp", "trash"):  # made again in its place
+        (filler.cache.path / directory).mkdir(parents=True)
+    assert not await filler.probe()  # another directory: its socket went with the old one
+    assert filler.health.condition == health.GONE
     await filler.close()
 
 

@@ -86,6 +86,7 @@ class CacheDir:
                 directory.mkdir(mode=0o700, parents=True, exist_ok=True)
             except OSError as exc:
                 raise ConfigError(f"cache directory {directory}: {exc.strerror}") from None
+        self._identity = _identity(path)  # a directory made again in its place is another
 
     @classmethod
     def of(cls, config: Config) -> CacheDir:
@@ -247,11 +248,15 @@ class CacheDir:
     def probe(self, space: int) -> None:
         """Raise the OSError that shows why the directory cannot take a block now, if any.
 
-        For a degraded cache disk (health.py): the directories are there, at
+        For a degraded cache disk (health.py): the directories are there (the
+        cache directory itself the one this process started with, not one made
+        again in its place: its socket and lock went with the old one), at
         least `space` bytes are free, and a small file can be written, synced
         and removed in tmp/.
         """
-        for directory in (self.path, self.entries_dir, self.tmp_dir, self.trash_dir):
+        if _identity(self.path) != self._identity:
+            raise FileNotFoundError(errno.ENOENT, "not the directory it was", str(self.path))
+        for directory in (self.entries_dir, self.tmp_dir, self.trash_dir):
             if not directory.is_dir():
                 raise FileNotFoundError(errno.ENOENT, "no such directory", str(directory))
         st = os.statvfs(self.tmp_dir)
@@ -336,6 +341,14 @@ def _usage(path: Path) -> EntryUsage:
     finally:
         os.close(dir_fd)
     return EntryUsage(path.name, path, allocated, last_used, in_use)
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 def _used_since(entry: EntryUsage) -> bool:

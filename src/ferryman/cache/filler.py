@@ -42,7 +42,7 @@ from ferryman.cache.eviction import Evictor
 from ferryman.cache.evictionpacing import EvictionPacer
 from ferryman.cache.fetcher import Fetcher
 from ferryman.cache.fillstate import Fill, Outcome, relay
-from ferryman.cache.health import GONE, CacheDeclined, CacheHealth, no_room
+from ferryman.cache.health import CacheDeclined, CacheHealth, no_room
 from ferryman.cache.room import entry_charge
 from ferryman.cache.stats import CacheStats
 from ferryman.keylocks import KeyLocks
@@ -102,11 +102,12 @@ class Filler:
     async def probe(self) -> bool:
         """Check a degraded cache disk now; clear the state if it takes writes again.
 
-        A directory that is gone stays degraded until the filler restarts: it
-        may have been an unmounted disk, and its socket went with it.
+        A cache directory that was removed stays degraded until the filler
+        restarts, even if one is made again in its place (CacheDir.probe): it
+        may have been an unmounted disk, and the socket went with the old one.
         """
-        if not self.health.degraded or self.health.condition == GONE:
-            return not self.health.degraded
+        if not self.health.degraded:
+            return True
         room = self._pacer.room
         space = self.block_size + (room.min_free if room is not None else 0)
         try:
