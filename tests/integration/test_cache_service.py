@@ -30,11 +30,14 @@ from typing import Any
 import pytest
 import uvloop
 
+from ferryman.app import remote
 from ferryman.cache import client as client_module
 from ferryman.cache.client import CacheClient, open_cache_client
 from ferryman.cache.crypto import BlockCipher
 from ferryman.cache.entry import CacheDir
+from ferryman.cache.eviction import Evictor
 from ferryman.cache.filler import Filler
+from ferryman.cache.health import CacheDeclined
 from ferryman.cache.protocol import MAX_LINE
 from ferryman.cache.service import FillerService, serve, socket_path
 from ferryman.config import Config
@@ -588,3 +591,58 @@ def test_keys_written_by_a_worker_are_forgotten_beyond_max_changed(
     for key in ("a", "b", "c"):
         client.version_gone(key)
     assert client._changed == {"c"}
+
+
+# -- the bound and the store as the fallback ---------------------------------------------
+
+
+@run
+async def test_blocks_past_the_bound_stream_from_the_store_in_the_same_answer(
+    tmp_path: Path, loop: str
+) -> None:
+    """The entry being sent is in use: once it fills the cache, the filler declines its
+    next blocks and the rest of the answer comes from the store, pinned to its ETag."""
+    store = MemStore()
+    store.put(KEY, pattern(SIZE), "video/mp4")
+    cache_dir = CacheDir(tmp_path / "cache", namespace=NAMESPACE, cipher=None)
+    limit = 12 * BS  # the entry's small files and some ten blocks
+    evictor = Evictor(cache_dir, max_size=limit, max_age=1e9, min_free=0)
+    filler = Filler(cache_dir, store, block_size=BS, readahead=0, revalidate=60.0,
+                    evictor=evictor)  # fmt: skip
+    await filler.start()
+    path = str(tmp_path / "filler.sock")
+    service = await serve(filler, path)
+    running_cache = Cache(tmp_path, store, filler, service, path, None)
+    try:
+        client = running_cache.client(readahead=0)
+        obj = await client.lookup(KEY)
+        etag = obj.info.etag
+        fallback = functools.partial(remote._read_spans, store, KEY, etag)
+        assert await collect(obj.body(WHOLE, fallback)) == pattern(SIZE)
+        assert filler.stats.declined >= 1 and client.stats.declined == 1
+        held = sum(u.size_bytes for u in cache_dir.entries())
+        assert held <= limit
+        cached = filler.stats.fills
+        assert 0 < cached < SIZE // BS
+        # The store was asked once more, from the first block the cache declined on.
+        assert store.reads[-1] == (KEY, cached * BS, SIZE)
+        store.put("other", pattern(BS))
+        with pytest.raises(CacheDeclined):  # no room for its entry: the caller asks the store
+            await client.lookup("other")
+    finally:
+        await running_cache.stop()
+
+
+@run
+async def test_without_a_fallback_a_declined_block_still_ends_the_stream(
+    tmp_path: Path, loop: str
+) -> None:
+    async with running(tmp_path) as cache:
+        client = cache.client()
+        obj = await client.lookup(KEY)
+        cache.filler.health.fault(OSError(28, "No space left on device"))
+        with pytest.raises(CacheDeclined):
+            await collect(obj.body(WHOLE))
+        with pytest.raises(CacheDeclined, match="no space left on the cache disk"):
+            await client.lookup("never-cached")
+        assert (await client.health()).startswith("degraded: no space left on the cache disk")

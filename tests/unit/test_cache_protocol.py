@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ferryman.cache import protocol
+from ferryman.cache.health import CacheDeclined
 from ferryman.cache.protocol import (
     MAX_LINE,
     Bad,
@@ -17,6 +18,8 @@ from ferryman.cache.protocol import (
     Error,
     Failed,
     Have,
+    Health,
+    HealthReply,
     Open,
     Stats,
     StatsReply,
@@ -42,8 +45,11 @@ blocks = st.integers(0, protocol.MAX_BLOCK - 1)
 texts = st.text(max_size=200)
 keys = st.text(min_size=1, max_size=300)
 kinds = st.sampled_from(
-    ["NotFound", "AccessDenied", "PreconditionFailed", "Throttled", "Truncated", "Unavailable"]
-)
+    [
+        "NotFound", "AccessDenied", "PreconditionFailed", "Throttled", "Truncated", "Unavailable",
+        "CacheDeclined",
+    ]
+)  # fmt: skip
 requests = st.one_of(
     st.builds(Open, keys, st.booleans()),
     st.tuples(blocks, st.integers(0, 10_000)).map(
@@ -51,6 +57,7 @@ requests = st.one_of(
     ),
     st.builds(Bad, blocks),
     st.just(Stats()),
+    st.just(Health()),
 )
 metas = st.fixed_dictionaries(
     {
@@ -69,6 +76,7 @@ replies = st.one_of(
     st.builds(Have, blocks),
     st.builds(Failed, blocks, kinds, texts, st.integers(0, 3600)),
     st.builds(StatsReply, st.dictionaries(st.text(max_size=20), st.integers(0, 2**53))),
+    st.builds(HealthReply, texts, st.floats(0, 2e9) | st.integers(0, 2**40)),
 )
 
 
@@ -137,6 +145,9 @@ def test_bad_requests_are_refused(line: bytes) -> None:
         b'{"op":"error","kind":"NotFound"}\n',
         b'{"op":"stats","stats":{"hits":"many"}}\n',
         b'{"op":"stats","stats":{"hits":true}}\n',
+        b'{"op":"health","state":"ok","since":-1}\n',
+        b'{"op":"health","state":"ok","since":true}\n',
+        b'{"op":"health","since":0}\n',
         b'{"op":"want","first":1,"last":2}\n',  # a request is not a reply
     ],
 )
@@ -171,6 +182,7 @@ def test_unknown_kind_reads_as_unavailable() -> None:
         Throttled("slow", 7),
         Truncated("cut"),
         Unavailable("down"),
+        CacheDeclined("no space left on the cache disk"),
     ],
 )
 def test_store_errors_cross_the_wire_as_themselves(exc: StoreError) -> None:

@@ -7,8 +7,10 @@ self-identifying pattern, and what went upstream against the store's counters.
 from __future__ import annotations
 
 import asyncio
+import errno
 import itertools
 import os
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,10 +19,12 @@ from typing import Any
 import pytest
 
 from ferryman.cache import filler as filler_module
+from ferryman.cache import health
 from ferryman.cache.crypto import BadBlock, BlockCipher
 from ferryman.cache.entry import CacheDir
 from ferryman.cache.eviction import Evictor
 from ferryman.cache.filler import Filler
+from ferryman.cache.health import CacheDeclined
 from ferryman.stores.base import (
     NotFound,
     PreconditionFailed,
@@ -313,24 +317,69 @@ async def test_an_unexpected_store_exception_fails_waiters_instead_of_hanging(
     await filler.close()
 
 
+@pytest.mark.parametrize(
+    ("code", "condition"),
+    [
+        (errno.ENOSPC, health.NO_SPACE),
+        (errno.EROFS, health.READ_ONLY),
+        (errno.EIO, health.IO_ERROR),
+    ],
+    ids=["full", "read-only", "io-error"],
+)
 @run
-async def test_a_disk_error_fails_the_blocks_not_the_filler(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_a_disk_error_declines_blocks_once_logged_until_a_probe_passes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+    code: int, condition: str,
+) -> None:  # fmt: skip
     store = MemStore()
-    store.put(KEY, pattern(2 * BS))
+    store.put(KEY, pattern(4 * BS))
+    store.put("other", pattern(BS, 9))
     filler = make(tmp_path, store)
     await filler.open(KEY)
     writer = filler._entries[KEY].writer
 
-    def full(index: int, data: bytes) -> None:
-        raise OSError(28, "No space left on device")
+    def failing(index: int, data: bytes) -> None:
+        raise OSError(code, os.strerror(code))
 
-    monkeypatch.setattr(writer, "write_block", full)
+    monkeypatch.setattr(writer, "write_block", failing)
     outcomes = await collect(filler, 0, 1)
-    assert all(isinstance(o, Unavailable) and "No space" in str(o) for o in outcomes.values())
+    assert all(isinstance(o, CacheDeclined) and condition in str(o) for o in outcomes.values())
+    assert filler.health.condition == condition
+    assert filler.health.describe().startswith(f"degraded: {condition} since ")
+    reads = len(store.reads)
+    for _ in range(3):  # degraded: declined at once, no fetch, nothing logged again
+        outcomes = await collect(filler, 2, 3)
+        assert all(isinstance(o, CacheDeclined) for o in outcomes.values())
+        with pytest.raises(CacheDeclined):
+            await filler.open("other")  # no new entry while degraded
+    assert len(store.reads) == reads
+    assert caplog.text.count("degraded:") == 1
     monkeypatch.undo()
-    assert await collect(filler, 0, 1) == {0: None, 1: None}
+    assert await filler.probe()
+    assert filler.health.describe() == "ok"
+    assert caplog.text.count("usable again") == 1
+    assert await collect(filler, 0, 3) == dict.fromkeys(range(4))
+    assert on_disk(filler) == expect(pattern(4 * BS), range(4))
+    await filler.close()
+
+
+@run
+async def test_a_degraded_disk_stays_degraded_while_the_probe_fails(tmp_path: Path) -> None:
+    store = MemStore()
+    store.put(KEY, pattern(2 * BS))
+    filler = make(tmp_path, store)
+    await filler.open(KEY)
+    filler.health.fault(OSError(errno.ENOENT, "a stray one"))
+    assert await filler.probe()  # the same directory, whole and writable: that was not it
+    filler.health.fault(OSError(errno.ENOSPC, "full"))
+    os.rmdir(filler.cache.tmp_dir)  # the probe cannot write
+    assert not await filler.probe()
+    assert filler.health.condition == health.GONE
+    shutil.rmtree(filler.cache.path)
+    for directory in ("entries", "tmp", "trash"):  # made again in its place
+        (filler.cache.path / directory).mkdir(parents=True)
+    assert not await filler.probe()  # another directory: its socket went with the old one
+    assert filler.health.condition == health.GONE
     await filler.close()
 
 

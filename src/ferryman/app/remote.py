@@ -9,7 +9,10 @@ validators; only the body differs:
   when every block is present, else a stream that sends each block as it
   lands (cache/client.py). A warm hit (an entry this worker may serve
   without asking the filler) is answered synchronously, so the connection
-  sends it without a task, as it does a local file;
+  sends it without a task, as it does a local file. When the cache declines
+  (no room beside the entries in use, or a full or failing cache disk:
+  cache/health.py), the answer is the uncached one below; when it declines
+  mid-answer, the rest of the body comes from the store the same way;
 - without it, the validators come from a HEAD and the body is a ranged GET
   per range, pinned to that ETag with If-Match so the bytes cannot come from
   another version than the headers describe. The first bytes are awaited
@@ -23,6 +26,7 @@ prefixes, listed from the store one level at a time.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from ferryman.app import listing
@@ -106,7 +110,14 @@ class RemoteServer:
 
     async def _object(self, request: Request, key: str, name: str) -> Response:
         if self.cache is not None:
-            return self._cached_response(request, await self.cache.lookup(key), name)
+            from ferryman.cache.health import CacheDeclined
+
+            try:
+                cached = await self.cache.lookup(key)
+            except CacheDeclined:
+                pass  # answered from the store, as without a cache
+            else:
+                return self._cached_response(request, cached, name)
         info = await self.store.stat(key)
         plan = self._plan(request, info, name)
         if plan.status == 304 or request.method == "HEAD":
@@ -128,7 +139,8 @@ class RemoteServer:
             if plan.status == 304 or request.method == "HEAD":
                 cached.close()
                 return _without_body(plan)
-            return Response(plan.status, plan.headers, cached.body(_spans(plan)))
+            fallback = partial(_read_spans, self.store, cached.info.key, cached.info.etag)
+            return Response(plan.status, plan.headers, cached.body(_spans(plan), fallback))
         except BaseException:
             cached.close()
             raise

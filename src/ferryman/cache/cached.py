@@ -8,8 +8,11 @@ streams: missing blocks are asked of the filler (link.py), a window of
 `readahead` blocks ahead of the one being sent, and each block is read from
 disk once the filler says it is present. A failed block, or the filler going
 away, ends the stream with a StoreError, so the connection aborts: a client
-never gets wrong bytes. The Body's cleanup (or `close`, when no body was
-made: HEAD, 304, 412) releases the use and the connection.
+never gets wrong bytes. A block the cache declines (health.py: no room, or a
+degraded disk), or one the disk fails to read, is no such failure: the rest
+of the answer streams from the store (`fallback`, pinned to the same ETag).
+The Body's cleanup (or `close`, when no body was made: HEAD, 304, 412)
+releases the use and the connection.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from typing import TYPE_CHECKING
 from ferryman.cache import blockmap
 from ferryman.cache.crypto import BadBlock
 from ferryman.cache.entryfiles import pread_exact
+from ferryman.cache.health import CacheDeclined
 from ferryman.cache.link import FillerLink
 from ferryman.http.body import Body, Part
 from ferryman.http.ranges import ByteRange
@@ -36,6 +40,8 @@ COMPLETE_CHECK = 4096  # entries of at most this many blocks are checked whole o
 THREAD_DECRYPT = 64 * 1024  # blocks at least this long are read and decrypted in a thread
 
 Span = bytes | ByteRange
+# Literals and ranges of the pinned version, streamed from the store instead of the cache.
+Fallback = Callable[[Sequence[Span]], AsyncIterator[bytes]]
 
 
 class CachedObject:
@@ -48,11 +54,12 @@ class CachedObject:
         self.reader = shared.reader
         self.info = shared.info
 
-    def body(self, spans: Sequence[Span]) -> Body:
+    def body(self, spans: Sequence[Span], fallback: Fallback | None = None) -> Body:
         """Literals and byte ranges (inclusive ends) of the object, in order.
 
         Zero-copy FileRegions when the entry is plain and every block the
-        ranges need is present; otherwise a stream of exactly those bytes.
+        ranges need is present; otherwise a stream of exactly those bytes,
+        whose rest comes from `fallback` if the cache declines a block.
         The body's cleanup releases the entry (and the filler connection).
         """
         reader = self.reader
@@ -73,7 +80,8 @@ class CachedObject:
             ]
             return Body(parts, cleanup=self.close)
         length = sum(len(s) if isinstance(s, bytes) else s.end - s.start + 1 for s in spans)
-        return Body(stream=self._stream(list(spans)), length=length, cleanup=self.close)
+        stream = self._stream(list(spans), fallback)
+        return Body(stream=stream, length=length, cleanup=self.close)
 
     def whole_in_memory(self) -> bytes | None:
         """The bytes of a small complete entry; None for any other.
@@ -143,10 +151,10 @@ class CachedObject:
 
     # -- the stream -------------------------------------------------------------------
 
-    async def _stream(self, spans: list[Span]) -> AsyncIterator[bytes]:
+    async def _stream(self, spans: list[Span], fallback: Fallback | None) -> AsyncIterator[bytes]:
         block_size = self.reader.meta.block_size
         try:
-            for span in spans:
+            for index, span in enumerate(spans):
                 if isinstance(span, bytes):
                     if span:
                         yield span
@@ -154,13 +162,36 @@ class CachedObject:
                 blocks = blockmap.blocks_covering(span.start, span.end + 1, block_size)
                 last = blocks.stop - 1
                 for block in blocks:
-                    await self._ensure(block, last)
                     low = max(span.start, block * block_size)
                     high = min(span.end + 1, (block + 1) * block_size)
-                    yield await self._read(block, low, high)
+                    data = await self._block_or_none(block, last, low, high, fallback)
+                    if data is None:  # declined: the rest of the answer from the store
+                        rest = [ByteRange(low, span.end), *spans[index + 1 :]]
+                        assert fallback is not None
+                        self._client.stats.declined += 1
+                        async for chunk in fallback(rest):
+                            yield chunk
+                        return
+                    yield data
         except PreconditionFailed:
             self._client.version_gone(self.reader.meta.key)
             raise
+
+    async def _block_or_none(
+        self, block: int, last: int, low: int, high: int, fallback: Fallback | None
+    ) -> bytes | None:
+        """Object bytes [low, high) of `block` from the cache; None if the cache declines
+        it, or fails to read it, and there is a fallback."""
+        try:
+            await self._ensure(block, last)
+            return await self._read(block, low, high)
+        except CacheDeclined:
+            if fallback is None:
+                raise
+        except OSError as exc:  # the cache disk fails to read: not the client's problem
+            if fallback is None:
+                raise Unavailable(f"the cache cannot read block {block}: {exc.strerror}") from None
+        return None
 
     async def _ensure(self, block: int, last: int) -> None:
         """Return once `block` is present, asking the filler for it (and a window ahead)."""

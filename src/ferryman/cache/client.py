@@ -24,10 +24,11 @@ from collections.abc import Callable
 
 from ferryman.cache.cached import CachedObject
 from ferryman.cache.entry import CacheDir, EntryReader
+from ferryman.cache.health import CacheDeclined
 from ferryman.cache.link import FillerLink
 from ferryman.cache.stats import CacheStats
 from ferryman.config import Config
-from ferryman.stores.base import StoreError, Unavailable
+from ferryman.stores.base import StoreError
 
 MAX_READERS = 64  # open entries kept per worker (each holds four descriptors)
 MAX_CHANGED = 4096  # keys written by this worker and not looked up since
@@ -180,8 +181,9 @@ class CacheClient:
     async def lookup(self, key: str) -> CachedObject:
         """The cached version of `key`; the filler is asked only when needed.
 
-        Raises the StoreError kinds the filler reports (NotFound, Throttled, ...)
-        and Unavailable when the filler cannot be reached.
+        Raises the StoreError kinds the filler reports (NotFound, Throttled, ...),
+        Unavailable when the filler cannot be reached, and CacheDeclined when
+        the cache will not hold `key` now: the caller answers from the store.
         """
         warm = self.lookup_warm(key)
         if warm is not None:
@@ -190,7 +192,11 @@ class CacheClient:
         # to be checked), or nothing (the filler opens or makes it).
         shared = self._readers.get(key)
         self.stats.misses += 1
-        link = await FillerLink.connect(self.socket_path)
+        try:
+            link = await FillerLink.connect(self.socket_path)
+        except CacheDeclined:
+            self.stats.declined += 1
+            raise
         try:
             etag = await link.open(key, check=shared is not None or key in self._changed)
             if shared is None or shared.reader.meta.etag != etag or not shared.use():
@@ -198,13 +204,37 @@ class CacheClient:
                     self._forget(key, shared)
                 shared = self._find(key)
                 if shared is None or shared.reader.meta.etag != etag or not shared.use():
-                    raise Unavailable(f"the cache entry of {key!r} changed while it was opened")
+                    # Evicted or replaced since the filler answered (a cache under
+                    # pressure): the store answers this one.
+                    raise CacheDeclined(f"the cache entry of {key!r} went while it was opened")
             shared.checked = self.clock()
             self._changed.discard(key)
             return CachedObject(self, shared, link)
+        except CacheDeclined:
+            self.stats.declined += 1
+            link.close()
+            raise
         except BaseException:
             link.close()
             raise
+
+    async def health(self) -> str:
+        """The cache's state as a health endpoint shows it: "ok" or "degraded: ...".
+
+        The filler's word (decisions/0018: its CacheHealth), or why it cannot
+        be asked: its socket gone with the cache directory, or no filler.
+        """
+        try:
+            link = await FillerLink.connect(self.socket_path)
+        except StoreError as exc:
+            return f"degraded: {exc.detail}"
+        try:
+            state, _ = await link.health()
+        except StoreError as exc:
+            return f"degraded: the cache filler did not answer ({exc.detail})"
+        finally:
+            link.close()
+        return state
 
     def forget(self, key: str) -> None:
         """`key` was just written or deleted through this server: stop serving the old version.

@@ -54,6 +54,7 @@ log = logging.getLogger("ferryman.cache")
 _ID = re.compile(r"[0-9a-f]{64}")
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | os.O_NOFOLLOW
 _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+PROBE_BYTES = 4096  # written and synced by `probe`
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,7 @@ class CacheDir:
                 directory.mkdir(mode=0o700, parents=True, exist_ok=True)
             except OSError as exc:
                 raise ConfigError(f"cache directory {directory}: {exc.strerror}") from None
+        self._identity = _identity(path)  # a directory made again in its place is another
 
     @classmethod
     def of(cls, config: Config) -> CacheDir:
@@ -243,6 +245,32 @@ class CacheDir:
         _remove(parked)
         return True
 
+    def probe(self, space: int) -> None:
+        """Raise the OSError that shows why the directory cannot take a block now, if any.
+
+        For a degraded cache disk (health.py): the directories are there (the
+        cache directory itself the one this process started with, not one made
+        again in its place: its socket and lock went with the old one), at
+        least `space` bytes are free, and a small file can be written, synced
+        and removed in tmp/.
+        """
+        if _identity(self.path) != self._identity:
+            raise FileNotFoundError(errno.ENOENT, "not the directory it was", str(self.path))
+        for directory in (self.entries_dir, self.tmp_dir, self.trash_dir):
+            if not directory.is_dir():
+                raise FileNotFoundError(errno.ENOENT, "no such directory", str(directory))
+        st = os.statvfs(self.tmp_dir)
+        if st.f_bavail * st.f_frsize < space:
+            raise OSError(errno.ENOSPC, f"less than {space} bytes free", str(self.path))
+        probe = self.tmp_dir / f"probe.{secrets.token_hex(4)}"
+        fd = os.open(probe, _NEW_FILE, 0o600)
+        try:
+            os.write(fd, bytes(PROBE_BYTES))
+            os.fdatasync(fd)
+        finally:
+            os.close(fd)
+            probe.unlink(missing_ok=True)
+
     def entries(self) -> Iterator[EntryUsage]:
         """Every entry under entries/ with its disk usage, last use and in-use state."""
         for prefix in os.scandir(self.entries_dir):
@@ -272,16 +300,20 @@ class CacheDir:
     # -- worker side -------------------------------------------------------------
 
     def open_reader(self, key: str) -> EntryReader | None:
-        """The entry for `key`, or None: not cached, vanished meanwhile, or unreadable."""
+        """The entry for `key`, or None: not cached, vanished meanwhile, or unreadable.
+
+        A disk that fails to read is a miss here: the filler, asked next,
+        reports the condition and the store answers.
+        """
         entry_id = self.entry_id(key)
         path = self._id_path(entry_id)
         try:
             dir_fd = os.open(path, _DIR_FLAGS)
-        except (FileNotFoundError, NotADirectoryError):
+        except OSError:
             return None
         try:
             reader = EntryReader(dir_fd, str(path), entry_id, self.cipher)
-        except (BadEntry, FileNotFoundError):
+        except (BadEntry, OSError):
             return None  # the filler's recovery deals with broken entries
         if reader.meta.key != key:
             reader.close()
@@ -309,6 +341,14 @@ def _usage(path: Path) -> EntryUsage:
     finally:
         os.close(dir_fd)
     return EntryUsage(path.name, path, allocated, last_used, in_use)
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 def _used_since(entry: EntryUsage) -> bool:

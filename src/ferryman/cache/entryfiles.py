@@ -18,6 +18,8 @@ while it is being filled. An EntryReader (one per request in a worker) owns
 its descriptors; `acquire` takes the shared flock that marks the entry in use
 for as long as a transfer sends from it, and `close` releases everything.
 
+What the meta holds and how it is sealed is entrymeta.py's business.
+
 Crash rule: a block is written and fdatasynced before its map byte is set,
 so a crash leaves a block absent, never present with wrong bytes. Clearing a
 map byte is fsynced, because a cleared byte that comes back after a power
@@ -27,132 +29,31 @@ loss over a half-rewritten block would be the unsafe direction.
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import time
-from dataclasses import asdict, dataclass
-from typing import Any
 
-from ferryman.cache import blockmap
 from ferryman.cache.crypto import BadBlock, BlockCipher
+from ferryman.cache.entrymeta import (
+    BadEntry,
+    EntryMeta,
+    block_aad,
+    data_length,
+    decode_meta,
+    encode_meta,
+    slot_size,
+)
 from ferryman.http.body import FileRegion
-from ferryman.stores.base import ObjectInfo
+
+__all__ = [
+    "DATA", "MAP", "META", "USED", "BadEntry", "EntryMeta", "EntryReader", "EntryWriter",
+    "data_length", "decode_meta", "encode_meta", "pread_exact", "read_meta",
+]  # fmt: skip
 
 META, DATA, MAP, USED = "meta", "data", "map", "used"
 TOUCH_INTERVAL = 10.0  # seconds: `used` is rewritten at most this often per reader
 _RO = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW
 _RW = os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW
 _MAX_META = 1 << 20
-
-
-class BadEntry(Exception):
-    """An entry's files are not a valid entry for this cache (torn, foreign, other mode)."""
-
-
-@dataclass(frozen=True)
-class EntryMeta:
-    """The version of an object an entry holds, and how it is cut into blocks."""
-
-    key: str
-    size: int
-    etag: str
-    last_modified: int
-    content_type: str | None
-    sha256: str | None
-    block_size: int
-
-    @classmethod
-    def from_info(cls, info: ObjectInfo, block_size: int) -> EntryMeta:
-        """The entry for the version a HEAD reported, cut into `block_size` blocks."""
-        return cls(
-            info.key, info.size, info.etag, info.last_modified, info.content_type,
-            info.sha256, block_size,
-        )  # fmt: skip
-
-    def info(self) -> ObjectInfo:
-        """The version this entry holds, as a HEAD would report it."""
-        return ObjectInfo(
-            self.key, self.size, self.etag, self.last_modified, self.sha256, self.content_type
-        )
-
-    def block_count(self) -> int:
-        return blockmap.block_count(self.size, self.block_size)
-
-    def block_span(self, index: int) -> tuple[int, int]:
-        """(object offset, length) of block `index`."""
-        return blockmap.block_span(index, self.size, self.block_size)
-
-    def to_json(self) -> bytes:
-        return json.dumps(asdict(self), sort_keys=True, separators=(",", ":")).encode()
-
-    @classmethod
-    def from_json(cls, raw: bytes) -> EntryMeta:
-        """Parse `to_json`'s output; ValueError for anything else."""
-        fields: Any = json.loads(raw)
-        if not isinstance(fields, dict):
-            raise ValueError("meta is not a JSON object")
-        try:
-            meta = cls(**fields)
-        except TypeError as exc:
-            raise ValueError(f"meta has the wrong fields: {exc}") from None
-        checks = (
-            isinstance(meta.key, str),
-            isinstance(meta.etag, str),
-            _is_int(meta.size) and meta.size >= 0,
-            _is_int(meta.last_modified),
-            _is_int(meta.block_size) and meta.block_size > 0,
-            meta.content_type is None or isinstance(meta.content_type, str),
-            meta.sha256 is None or isinstance(meta.sha256, str),
-        )
-        if not all(checks):
-            raise ValueError("meta has a field of the wrong type")
-        return meta
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-# -- encoding shared by writer and reader -------------------------------------
-
-
-def encode_meta(meta: EntryMeta, entry_id: str, cipher: BlockCipher | None) -> bytes:
-    raw = meta.to_json()
-    return raw if cipher is None else cipher.seal(raw, _meta_aad(entry_id))
-
-
-def decode_meta(raw: bytes, entry_id: str, cipher: BlockCipher | None) -> EntryMeta:
-    """The meta in `raw`; BadEntry if it is torn, plain in an encrypted cache or the reverse,
-    or sealed under another key or for another entry."""
-    try:
-        if cipher is not None:
-            raw = cipher.open(raw, _meta_aad(entry_id))
-        return EntryMeta.from_json(raw)
-    except (BadBlock, ValueError) as exc:  # JSONDecodeError and UnicodeDecodeError are too
-        raise BadEntry(f"entry {entry_id}: unreadable meta ({exc})") from None
-
-
-def _meta_aad(entry_id: str) -> bytes:
-    return b"meta" + entry_id.encode()
-
-
-def block_aad(entry_id: str, etag: str, index: int) -> bytes:
-    """What a sealed block is bound to: its entry, its object version and its position."""
-    return b"%s\0%s\0%d" % (entry_id.encode(), etag.encode(), index)
-
-
-def slot_size(block_size: int, encrypted: bool) -> int:
-    return block_size + BlockCipher.OVERHEAD if encrypted else block_size
-
-
-def data_length(meta: EntryMeta, encrypted: bool) -> int:
-    """The apparent length of a complete `data` file."""
-    count = meta.block_count()
-    if count == 0:
-        return 0
-    _, last = meta.block_span(count - 1)
-    extra = BlockCipher.OVERHEAD if encrypted else 0
-    return (count - 1) * slot_size(meta.block_size, encrypted) + last + extra
 
 
 def read_meta(dir_fd: int, entry_id: str, cipher: BlockCipher | None) -> tuple[EntryMeta, float]:
@@ -404,7 +305,11 @@ class EntryReader:
             fcntl.flock(self.data_fd, fcntl.LOCK_UN)
 
     def touch_used(self) -> None:
-        """Record a use for LRU and age; cheap to call per request (rewrites rarely)."""
+        """Record a use for LRU and age; cheap to call per request (rewrites rarely).
+
+        A cache disk that takes no writes (read-only, failing) records nothing:
+        the answer does not depend on it, and the filler reports the condition.
+        """
         now = time.monotonic()
         if now - self._touched < TOUCH_INTERVAL:
             return
@@ -412,9 +317,9 @@ class EntryReader:
         try:
             if time.time() - os.stat(USED, dir_fd=self._dir_fd).st_mtime < TOUCH_INTERVAL:
                 return  # another request recorded a use just now
-        except FileNotFoundError:
+            _touch(USED, self._dir_fd)
+        except OSError:
             return
-        _touch(USED, self._dir_fd)
 
     def close(self) -> None:
         """Release the lock and the descriptors. Idempotent."""

@@ -4,9 +4,10 @@
 state, it picks what to evict. First every unused entry older than
 --cache-max-age; then least recently used entries while the cache holds
 more than --cache-max-size or the filesystem has less than --cache-min-free
-free. `reserve` is room a fill is about to take: it counts against both
-limits. Entries in use count towards the totals but are never chosen, so the
-cache can exceed its limits by what is being filled and sent.
+free. `reserve` is room fills are about to take: it counts against both
+limits. Entries in use count towards the totals but are never chosen; when
+they leave no room, the filler declines to fill (room.py, evictionpacing.py)
+rather than pass the limit.
 
 `Evictor` applies it to a CacheDir. It runs in the filler (the only writer),
 in a thread: it scans, stats the filesystem, and drops each victim with
@@ -65,6 +66,7 @@ class EvictionReport:
     evicted: int  # entries removed
     evicted_bytes: int
     skipped: int  # victims in use, used again or gone by the time they were to go
+    unit: int = 4096  # the filesystem's allocation unit (statvfs f_frsize)
 
 
 class Evictor:
@@ -90,13 +92,17 @@ class Evictor:
 
     def free_bytes(self) -> int:
         """Space on the cache's filesystem that an unprivileged writer may still use."""
+        return self._space()[0]
+
+    def _space(self) -> tuple[int, int]:
+        """(free bytes, allocation unit) of the cache's filesystem."""
         st = self._statvfs(str(self.cache.path))
-        return st.f_bavail * st.f_frsize
+        return st.f_bavail * st.f_frsize, st.f_frsize
 
     def run(self, reserve: int = 0) -> EvictionReport:
         """Evict what the limits require, leaving room for `reserve` more bytes."""
         entries = list(self.cache.entries())
-        free = self.free_bytes()
+        free, unit = self._space()
         victims = choose_victims(
             entries,
             now=self._clock(),
@@ -120,6 +126,7 @@ class Evictor:
             evicted=evicted,
             evicted_bytes=evicted_bytes,
             skipped=skipped,
+            unit=unit,
         )
         if evicted or skipped:
             log.info(

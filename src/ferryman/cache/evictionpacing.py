@@ -1,11 +1,14 @@
-"""When the filler runs the evictor: at start, periodically, and before fills that would overflow.
+"""When the filler runs the evictor, and whether a write may take room: the cache's bound.
 
 The evictor (eviction.py) walks the cache directory, which is too costly
-before every block. `EvictionPacer` keeps what the last run measured (bytes
-held, free bytes) and counts the bytes written since, so a fill asks for a
-run only when its block would go over --cache-max-size or under
---cache-min-free, and at most once every EVICT_GAP seconds (every entry may
-be in use, and then a run frees nothing).
+before every block. `EvictionPacer` keeps what the last run measured in a
+`Room` (room.py) and charges every write against it: `reserve` promises
+room to a write or refuses it. A write that does not fit first makes an
+eviction run (evicting HEADROOM beyond what it needs, so that the next writes
+fit without a run of their own); if the entries in use leave no room even
+then, it is refused, and the filler answers from the store instead (health.py:
+CacheDeclined). After a refusal, others within EVICT_GAP seconds are refused
+at once: every entry may be in use, and then a run frees nothing.
 
 One run at a time: callers that ask while one is running share it. Before a
 run, `close_idle` (the filler's) closes idle writers, since an open writer
@@ -16,16 +19,16 @@ run itself is in a thread.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Callable
 
 from ferryman.cache.eviction import Evictor
+from ferryman.cache.health import CacheHealth
+from ferryman.cache.room import Room, Scan
 from ferryman.cache.stats import CacheStats
 
-log = logging.getLogger("ferryman.cache")
-
 EVICT_EVERY = 5.0  # seconds between periodic eviction runs
-EVICT_GAP = 0.5  # at least this long between runs triggered by fills (all may be in use)
+EVICT_GAP = 0.5  # after a run that could not make room, refuse without a run for this long
+HEADROOM = 16  # a run for a write frees 1/HEADROOM of --cache-max-size beyond it
 
 
 class EvictionPacer:
@@ -35,36 +38,57 @@ class EvictionPacer:
         stats: CacheStats,
         close_idle: Callable[[], None],
         clock: Callable[[], float],
+        health: CacheHealth | None = None,
     ) -> None:
         self.evictor = evictor
         self.stats = stats
+        self.health = health or CacheHealth(clock)
+        # No evictor (tests of the fill engine): no limits to keep.
+        self.room = Room(evictor.max_size, evictor.min_free) if evictor is not None else None
         self._close_idle = close_idle
         self._clock = clock
         self._evicting: asyncio.Task[None] | None = None
-        self._last_eviction = float("-inf")
-        self._disk_total = 0  # bytes the cache held after the last eviction run
-        self._disk_free: int | None = None  # free bytes then (None: never measured)
-        self._written = 0  # bytes of blocks written since that run
+        self._last_short = float("-inf")  # when a run last failed to make room
 
-    def wrote(self, size: int) -> None:
-        """A block of `size` bytes (its slot on disk) was written."""
-        self._written += size
+    @property
+    def unit(self) -> int:
+        """The filesystem's allocation unit, for charges (room.py)."""
+        return self.room.unit if self.room is not None else 4096
 
-    async def make_room(self, reserve: int) -> None:
-        """Run the evictor first if `reserve` more bytes would break a limit."""
-        evictor = self.evictor
-        if evictor is None or self._clock() - self._last_eviction < EVICT_GAP:
-            return
-        over = self._disk_total + self._written + reserve > evictor.max_size
-        if self._disk_free is not None:
-            over = over or self._disk_free - self._written - reserve < evictor.min_free
-        if over:
-            await self.evict(reserve)
+    async def reserve(self, size: int) -> bool:
+        """Promise `size` bytes to a write; False when the limits leave no room for it.
 
-    async def evict(self, reserve: int) -> None:
-        """One eviction run leaving room for `reserve` bytes (shared with a running one)."""
+        A True must be followed by `commit` (the write was attempted) or
+        `release` (it was not) of the same size.
+        """
+        room = self.room
+        if room is None or room.reserve(size):
+            return True
+        if self._clock() - self._last_short < EVICT_GAP:
+            return False
+        joined = self._evicting is not None  # a run made for a smaller need
+        await self.evict(size)
+        if room.reserve(size):
+            return True
+        if joined:
+            await self.evict(size)
+            if room.reserve(size):
+                return True
+        self._last_short = self._clock()
+        return False
+
+    def commit(self, size: int) -> None:
+        if self.room is not None:
+            self.room.commit(size)
+
+    def release(self, size: int) -> None:
+        if self.room is not None:
+            self.room.release(size)
+
+    async def evict(self, need: int) -> None:
+        """One eviction run leaving room for `need` more bytes (shared with a running one)."""
         if self._evicting is None:
-            self._evicting = asyncio.ensure_future(self._run_evictor(reserve))
+            self._evicting = asyncio.ensure_future(self._run_evictor(need))
             # Cleared when the run ends, not by a waiter: every waiter may be cancelled.
             self._evicting.add_done_callback(self._evicted)
         await asyncio.shield(self._evicting)
@@ -83,17 +107,24 @@ class EvictionPacer:
         if self._evicting is not None:
             await asyncio.gather(self._evicting, return_exceptions=True)
 
-    async def _run_evictor(self, reserve: int) -> None:
-        assert self.evictor is not None
+    async def _run_evictor(self, need: int) -> None:
+        evictor, room = self.evictor, self.room
+        assert evictor is not None and room is not None
         self._close_idle()  # an open writer would keep its entry in use
-        self._written = 0
-        self._last_eviction = self._clock()
+        mark = room.scan_started()
+        headroom = evictor.max_size // HEADROOM if need else 0
         try:
-            report = await asyncio.to_thread(self.evictor.run, reserve)
+            report = await asyncio.to_thread(evictor.run, room.reserved + need + headroom)
         except OSError as exc:
-            log.error("cache: eviction failed: %s", exc)
+            self.health.fault(exc)  # logged once; the limits stay as last measured
             return
-        self._disk_total = report.total_bytes - report.evicted_bytes
-        self._disk_free = report.free_bytes + report.evicted_bytes
+        room.scanned(
+            Scan(
+                total_bytes=report.total_bytes - report.evicted_bytes,
+                free_bytes=report.free_bytes + report.evicted_bytes,
+                unit=report.unit,
+                committed_at_start=mark,
+            )
+        )
         self.stats.evictions += report.evicted
         self.stats.evicted_bytes += report.evicted_bytes

@@ -17,6 +17,13 @@ Who owns what (everything on the filler's loop):
   `writes` holds the running ones, for the filler's close.
 * A 412 or 404 means the pinned version is gone: the run hands the Fill to
   `version_gone` (the filler's), which drops the entry.
+* Room (decisions/0018): before its GET, a run reserves room for its blocks
+  (evictionpacing.py); blocks that get none are declined (CacheDeclined, and
+  their readers go to the store), the run fetches the rest. Each block's
+  charge is committed when its write was attempted; whatever was not written
+  is released when the run ends, however it ends.
+* A disk error while writing is the cache disk's condition, not the block's:
+  it goes to `health` (logged once) and the run's blocks are declined.
 """
 
 from __future__ import annotations
@@ -30,6 +37,8 @@ from ferryman.cache import blockmap
 from ferryman.cache.entry import EntryMeta
 from ferryman.cache.evictionpacing import EvictionPacer
 from ferryman.cache.fillstate import Fill
+from ferryman.cache.health import no_room
+from ferryman.cache.room import block_charge
 from ferryman.cache.stats import CacheStats
 from ferryman.stores.base import (
     NotFound,
@@ -78,13 +87,15 @@ class Fetcher:
     async def _fetch_run(self, fill: Fill, first: int, last: int) -> None:
         """One ranged GET for blocks first..last, retried for what a cut left missing."""
         progress = _Progress(first)
+        charges: dict[int, int] = {}  # room reserved for blocks not yet written
         try:
             async with self._slots:
+                last = await self._reserve(fill, first, last, charges)
                 for attempt in range(len(RETRY_DELAYS) + 1):
                     if progress.block > last:
                         return
                     try:
-                        await self._stream_run(fill, progress, last)
+                        await self._stream_run(fill, progress, last, charges)
                         return
                     except (Truncated, Unavailable) as exc:
                         if attempt == len(RETRY_DELAYS) or fill.dropped:
@@ -97,17 +108,46 @@ class Fetcher:
         except StoreError as exc:
             fill.fail_range(progress.block, last, exc)
         except OSError as exc:
-            log.error("cache: cannot write %r: %s", fill.meta.key, exc)
-            error = Unavailable(f"the cache cannot store blocks: {exc.strerror}")
-            fill.fail_range(progress.block, last, error)
+            fill.fail_range(progress.block, last, self._pacer.health.fault(exc))
         except asyncio.CancelledError:
             fill.fail_range(progress.block, last, Unavailable("the fetch was stopped"))
             raise
         except Exception as exc:  # a bug must not leave waiters hanging
             log.exception("cache: fetching blocks %d-%d of %r failed", first, last, fill.meta.key)
             fill.fail_range(progress.block, last, Unavailable(f"fetch failed: {exc!r}"))
+        finally:
+            self._pacer.release(sum(charges.values()))
 
-    async def _stream_run(self, fill: Fill, progress: _Progress, last: int) -> None:
+    async def _reserve(self, fill: Fill, first: int, last: int, charges: dict[int, int]) -> int:
+        """Reserve room for blocks first..last, or for as many leading ones as fit.
+
+        Returns the last block the run may fetch; the blocks after it are
+        declined now (their readers go to the store). CacheDeclined if none fits.
+        """
+        unit, slot = self._pacer.unit, fill.writer.slot
+        on_disk = slot - fill.meta.block_size  # a sealed block's nonce and tag
+        wanted = {
+            block: block_charge(block, slot, fill.meta.block_span(block)[1] + on_disk, unit)
+            for block in range(first, last + 1)
+        }
+        granted = last
+        if not await self._pacer.reserve(sum(wanted.values())):
+            granted = first - 1
+            for block in range(first, last + 1):  # one at a time: what still fits
+                if not await self._pacer.reserve(wanted[block]):
+                    break
+                granted = block
+                charges[block] = wanted[block]
+        else:
+            charges.update(wanted)
+        if granted < last:
+            self.stats.declined += last - granted
+            fill.fail_range(granted + 1, last, no_room())
+        return granted  # before `first` when nothing fits: the run ends at once
+
+    async def _stream_run(
+        self, fill: Fill, progress: _Progress, last: int, charges: dict[int, int]
+    ) -> None:
         """Write each block as its bytes complete; the run's last one once the body ended.
 
         The store checks that its answer is the range asked (stores/base.py);
@@ -129,33 +169,32 @@ class Fetcher:
                     raise Unavailable(f"the store sent more than bytes {start}-{end - 1}")
                 buffer += chunk
                 for block, data in _whole_blocks(meta, buffer, progress.block, last - 1):
-                    await self._write(fill, block, data)
+                    await self._write(fill, block, data, charges)
                     progress.block = block + 1
         finally:
             close = getattr(stream, "aclose", None)
             if close is not None:
                 await close()
         for block, data in _whole_blocks(meta, buffer, progress.block, last):
-            await self._write(fill, block, data)
+            await self._write(fill, block, data, charges)
             progress.block = block + 1
         if progress.block <= last:
             raise Truncated(
                 f"the store's answer for {meta.key!r} stopped at block {progress.block}"
             )
 
-    async def _write(self, fill: Fill, block: int, data: bytes) -> None:
-        """Make room, write one whole block durably, and tell its waiters."""
+    async def _write(self, fill: Fill, block: int, data: bytes, charges: dict[int, int]) -> None:
+        """Write one whole block durably (its room is reserved), and tell its waiters."""
         if fill.dropped:
             raise asyncio.CancelledError
-        slot = fill.writer.slot
-        await self._pacer.make_room(slot)
         fill.writes += 1
         write = asyncio.ensure_future(asyncio.to_thread(fill.writer.write_block, block, data))
         write.add_done_callback(partial(_write_done, fill))
         self.writes.add(write)
         write.add_done_callback(self.writes.discard)
+        # Attempted: whatever it allocated counts, written or not.
+        self._pacer.commit(charges.pop(block, 0))
         await asyncio.shield(write)  # a cancelled run still lets the thread finish
-        self._pacer.wrote(slot)
         self.stats.fills += 1
         fill.settle(block, None)
 

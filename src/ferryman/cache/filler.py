@@ -20,6 +20,12 @@ Ownership and invariants (everything below belongs to the loop thread):
 * Every change of an entry on disk (load, create, drop) happens under the
   key's lock (keylocks.py), so a drop after a 412 cannot remove the entry an
   open has just created. `open` is single flight per key on top of that.
+* What may be written is bounded (decisions/0018): a new entry and every
+  block reserve room first (evictionpacing.py, room.py), and an OSError from
+  the cache directory degrades `health` (health.py). While there is no room,
+  or while the disk is degraded, the filler declines (CacheDeclined) instead
+  of filling, and the worker answers from the store. A degraded disk is
+  probed every PROBE_EVERY seconds and used again once a probe passes.
 """
 
 from __future__ import annotations
@@ -36,6 +42,8 @@ from ferryman.cache.eviction import Evictor
 from ferryman.cache.evictionpacing import EvictionPacer
 from ferryman.cache.fetcher import Fetcher
 from ferryman.cache.fillstate import Fill, Outcome, relay
+from ferryman.cache.health import CacheDeclined, CacheHealth, no_room
+from ferryman.cache.room import entry_charge
 from ferryman.cache.stats import CacheStats
 from ferryman.keylocks import KeyLocks
 from ferryman.stores.base import NotFound, PreconditionFailed, Store, StoreError, Unavailable
@@ -43,6 +51,7 @@ from ferryman.stores.base import NotFound, PreconditionFailed, Store, StoreError
 log = logging.getLogger("ferryman.cache")
 
 MAX_OPEN = 256  # entries whose writers stay open while idle
+PROBE_EVERY = 1.0  # seconds between probes of a degraded cache disk
 
 
 class Filler:
@@ -67,11 +76,14 @@ class Filler:
         self.evictor = evictor
         self.clock = clock
         self.stats = CacheStats()
+        self.health = CacheHealth(clock)  # the cache disk: "ok" or degraded since when
         self._entries: dict[str, Fill] = {}
         self._opening: dict[str, tuple[asyncio.Task[EntryMeta], bool]] = {}
         self._locks = KeyLocks()
         self._tasks: set[asyncio.Task[None]] = set()  # drops and periodic eviction
-        self._pacer = EvictionPacer(evictor, self.stats, partial(self._close_idle, 0), clock)
+        self._pacer = EvictionPacer(
+            evictor, self.stats, partial(self._close_idle, 0), clock, self.health
+        )
         self._fetcher = Fetcher(
             store, self.stats, self._pacer, self._version_gone,
             max_fetches=max_fetches, max_run=max_run,
@@ -80,10 +92,36 @@ class Filler:
     # -- lifecycle ----------------------------------------------------------------
 
     async def start(self) -> None:
-        """Evict once now (the limits may have shrunk), then every EVICT_EVERY seconds."""
+        """Evict once now (the limits may have shrunk), then every EVICT_EVERY seconds;
+        probe the disk while it is degraded."""
         if self.evictor is not None:
             await self._pacer.evict(0)
             self._spawn(self._pacer.evict_periodically())
+        self._spawn(self._probe_periodically())
+
+    async def probe(self) -> bool:
+        """Check a degraded cache disk now; clear the state if it takes writes again.
+
+        A cache directory that was removed stays degraded until the filler
+        restarts, even if one is made again in its place (CacheDir.probe): it
+        may have been an unmounted disk, and the socket went with the old one.
+        """
+        if not self.health.degraded:
+            return True
+        room = self._pacer.room
+        space = self.block_size + (room.min_free if room is not None else 0)
+        try:
+            await asyncio.to_thread(self.cache.probe, space)
+        except OSError as exc:
+            self.health.fault(exc)
+            return False
+        self.health.clear()
+        return True
+
+    async def _probe_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(PROBE_EVERY)
+            await self.probe()
 
     async def close(self) -> None:
         """Stop fetching: every waiter gets Unavailable; writers close when writes end."""
@@ -134,14 +172,16 @@ class Filler:
         try:
             return await self._open_locked(key, check)
         except OSError as exc:
-            log.error("cache: cannot open an entry for %r: %s", key, exc)
-            raise Unavailable(f"the cache cannot hold {key!r}: {exc.strerror}") from None
+            raise self.health.fault(exc) from None
 
     async def _open_locked(self, key: str, check: bool) -> EntryMeta:
         async with self._locks.hold(key):
             fill = self._entries.get(key) or await self._load(key)
             if fill is not None and not check and self.clock() - fill.checked < self.revalidate:
                 return fill.meta
+            if fill is None and self.health.degraded:
+                self.stats.declined += 1
+                raise self.health.declined()  # no entry can be made: no HEAD either
             self.stats.upstream_requests += 1
             self.stats.misses += 1
             try:
@@ -153,16 +193,33 @@ class Filler:
             if fill is not None and fill.dropped:
                 fill = None  # a fetch saw the object change while we asked
             if fill is not None and fill.meta.etag == info.etag:
-                await asyncio.to_thread(fill.writer.mark_checked)
+                try:
+                    await asyncio.to_thread(fill.writer.mark_checked)
+                except OSError as exc:  # the check holds in memory; the disk is the news
+                    self.health.fault(exc)
                 fill.checked = self.clock()
                 return fill.meta
             if fill is not None:
                 self.stats.version_changes += 1
                 await self._drop_now(fill, PreconditionFailed(f"{key!r} changed in the store"))
             meta = EntryMeta.from_info(info, self.block_size)
+            return await self._create(meta)
+
+    async def _create(self, meta: EntryMeta) -> EntryMeta:
+        """A new entry for `meta` (key locked), if the disk is sound and there is room."""
+        if self.health.degraded:
+            self.stats.declined += 1
+            raise self.health.declined()
+        charge = entry_charge(len(meta.to_json()), meta.block_count(), self._pacer.unit)
+        if not await self._pacer.reserve(charge):
+            self.stats.declined += 1
+            raise no_room()
+        try:
             writer = await asyncio.to_thread(self.cache.create, meta)
-            self._remember(key, Fill(writer, self.clock()))
-            return meta
+        finally:
+            self._pacer.commit(charge)  # attempted: what it allocated counts until a scan
+        self._remember(meta.key, Fill(writer, self.clock()))
+        return meta
 
     async def _load(self, key: str) -> Fill | None:
         """The entry on disk for `key` (call with the key locked), or None."""
@@ -230,8 +287,8 @@ class Filler:
         waiting = 0
         for block in range(first, last + 1):
             future = fill.pending.get(block)
-            if future is None:
-                yield block, None
+            if future is None:  # present, or not being fetched: the disk is degraded
+                yield block, None if fill.writer.present[block] else self._declined()
             else:
                 future.add_done_callback(partial(relay, arrivals, block))
                 waiting += 1
@@ -265,10 +322,10 @@ class Filler:
             log.warning("cache: block %d of %r failed its check; fetching it again",
                         block, fill.meta.key)  # fmt: skip
             await asyncio.to_thread(fill.writer.clear_block, block)
-            if not fill.dropped:
+            if not fill.dropped and not self.health.degraded:
                 self._fetcher.fetch(fill, block, block)
         except OSError as exc:
-            raise Unavailable(f"the cache cannot check block {block}: {exc.strerror}") from None
+            raise self.health.fault(exc) from None
         finally:
             fill.end_write()
 
@@ -279,7 +336,7 @@ class Filler:
                 try:
                     fill = self._entries.get(key) or await self._load(key)
                 except OSError as exc:
-                    raise Unavailable(f"the cache cannot open {key!r}: {exc.strerror}") from None
+                    raise self.health.fault(exc) from None
         if fill is None or (etag is not None and fill.meta.etag != etag):
             raise PreconditionFailed(f"the cached version of {key!r} was replaced")
         return fill
@@ -290,4 +347,9 @@ class Filler:
         if first == fill.next_block and self.readahead:
             stop = min(last + self.readahead, fill.meta.block_count() - 1)
         fill.next_block = last + 1
-        self._fetcher.fetch(fill, first, stop)
+        if not self.health.degraded:
+            self._fetcher.fetch(fill, first, stop)
+
+    def _declined(self) -> CacheDeclined:
+        self.stats.declined += 1
+        return self.health.declined()

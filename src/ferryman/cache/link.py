@@ -10,9 +10,11 @@ releases both and fails every block still awaited.
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import time
 
+from ferryman.cache.health import GONE, CacheDeclined
 from ferryman.cache.protocol import (
     MAX_LINE,
     Bad,
@@ -21,6 +23,8 @@ from ferryman.cache.protocol import (
     Error,
     Failed,
     Have,
+    Health,
+    HealthReply,
     Open,
     Reply,
     Request,
@@ -56,7 +60,11 @@ class FillerLink:
         """Connect to the filler, waiting up to CONNECT_TIMEOUT for one that is restarting.
 
         A filler that crashed is replaced by the arbiter within a moment; a
-        request that arrives meanwhile waits for it rather than failing.
+        request that arrives meanwhile waits for it rather than failing. A
+        socket whose directory is gone (the cache directory was deleted or
+        unmounted) is CacheDeclined at once, and one still missing at the
+        deadline is CacheDeclined too: without a filler socket there is no
+        cache to wait for, and the store answers.
         """
         deadline = time.monotonic() + CONNECT_TIMEOUT
         delay = 0.02
@@ -64,7 +72,12 @@ class FillerLink:
             try:
                 return await cls._connect_once(path)
             except _NOBODY_LISTENING as exc:
+                missing = isinstance(exc, FileNotFoundError)
+                if missing and _directory_gone(path):
+                    raise CacheDeclined(f"{GONE} ({os.path.dirname(path)})") from None
                 left = deadline - time.monotonic()
+                if left <= 0 and missing:
+                    raise CacheDeclined(f"the cache filler has no socket at {path}") from None
                 if left <= 0:
                     raise Unavailable(f"the cache filler is not reachable ({exc})") from None
                 await asyncio.sleep(min(delay, left))  # the last try is at the deadline
@@ -111,6 +124,14 @@ class FillerLink:
             raise Unavailable(f"the cache filler answered open with {reply!r}")
         self._listener = asyncio.ensure_future(self._listen())
         return etag
+
+    async def health(self) -> tuple[str, float]:
+        """The filler's word on the cache disk: ("ok" or "degraded: ...", since)."""
+        self._send(Health())
+        reply = await self._next()
+        if not isinstance(reply, HealthReply):
+            raise Unavailable(f"the cache filler answered health with {reply!r}")
+        return reply.state, reply.since
 
     def want(self, first: int, last: int) -> None:
         """Ask for the blocks of first..last not asked for yet (no wait)."""
@@ -192,3 +213,8 @@ class FillerLink:
         for future in self._blocks.values():
             if not future.done():
                 future.set_result(self._broken)
+
+
+def _directory_gone(path: str) -> bool:
+    """The directory of a socket path is gone (one stat of a local directory: no thread)."""
+    return not os.path.isdir(os.path.dirname(path))

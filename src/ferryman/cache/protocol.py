@@ -15,11 +15,15 @@ that happens:
                                              "detail": str, "retry_after": int}
     {"op": "bad", "block": n}             then "have" / "failed" for n once refetched
     {"op": "stats"}                       {"op": "stats", "stats": {name: number}}
+    {"op": "health"}                      {"op": "health", "state": "ok" | "degraded: ...",
+                                           "since": unix time | 0}
 
 `check` asks for a HEAD even when a recent check exists. KIND names a
-StoreError subclass (stores/base.py); `store_error` and `error_kind` are the
-one mapping between the two. A line longer than MAX_LINE, or anything that is
-not one of these messages, is a BadMessage: the reader closes the connection.
+StoreError subclass (stores/base.py), or CacheDeclined (cache/health.py: the
+filler will not cache this, the worker answers from the store); `store_error`
+and `error_kind` are the one mapping between the two. A line longer than
+MAX_LINE, or anything that is not one of these messages, is a BadMessage: the
+reader closes the connection.
 
 This module does no I/O: bytes in, messages out, and back.
 """
@@ -30,6 +34,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from ferryman.cache.health import CacheDeclined
 from ferryman.errors import FerrymanError
 from ferryman.stores.base import (
     AccessDenied,
@@ -49,6 +54,8 @@ __all__ = [
     "Error",
     "Failed",
     "Have",
+    "Health",
+    "HealthReply",
     "Open",
     "Reply",
     "Request",
@@ -99,6 +106,11 @@ class Stats:
 
 
 @dataclass(frozen=True, slots=True)
+class Health:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
 class Entry:
     meta: dict[str, Any]  # EntryMeta's fields; a worker reads only the etag (link.py)
 
@@ -128,8 +140,14 @@ class StatsReply:
     stats: dict[str, int | float]
 
 
-Request = Open | Want | Bad | Stats
-Reply = Entry | Error | Have | Failed | StatsReply
+@dataclass(frozen=True, slots=True)
+class HealthReply:
+    state: str  # CacheHealth.describe(): "ok" or "degraded: <condition> since <time>"
+    since: float  # Unix time the condition began; 0 when ok
+
+
+Request = Open | Want | Bad | Stats | Health
+Reply = Entry | Error | Have | Failed | StatsReply | HealthReply
 
 
 # -- encoding -------------------------------------------------------------------
@@ -147,6 +165,10 @@ def encode(message: Request | Reply) -> bytes:
             body = {"op": "bad", "block": block}
         case Stats():
             body = {"op": "stats"}
+        case Health():
+            body = {"op": "health"}
+        case HealthReply(state, since):
+            body = {"op": "health", "state": state, "since": since}
         case Entry(meta):
             body = {"op": "entry", "meta": meta}
         case Error(kind, detail, retry_after):
@@ -195,6 +217,8 @@ def decode_request(line: bytes) -> Request:
         return Bad(_block(body, "block"))
     if op == "stats":
         return Stats()
+    if op == "health":
+        return Health()
     raise BadMessage(f"unknown request {op!r}")
 
 
@@ -220,6 +244,11 @@ def decode_reply(line: bytes) -> Reply:
         ):
             raise BadMessage("stats: must map names to numbers")
         return StatsReply(stats)
+    if op == "health":
+        since = body.get("since")
+        if isinstance(since, bool) or not isinstance(since, int | float) or since < 0:
+            raise BadMessage("health: since must be a time")
+        return HealthReply(_text(body, "state"), since)
     raise BadMessage(f"unknown reply {op!r}")
 
 
@@ -268,8 +297,11 @@ def _kind(body: dict[str, Any]) -> str:
 
 _KINDS: dict[str, type[StoreError]] = {
     cls.__name__: cls
-    for cls in (NotFound, AccessDenied, PreconditionFailed, Throttled, Truncated, Unavailable)
-}
+    for cls in (
+        NotFound, AccessDenied, PreconditionFailed, Throttled, Truncated, Unavailable,
+        CacheDeclined,
+    )
+}  # fmt: skip
 
 
 def error_kind(exc: StoreError) -> tuple[str, int]:

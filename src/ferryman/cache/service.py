@@ -12,7 +12,7 @@ child.py: the arbiter stops instead of restarting it).
 the real service in-process with an in-memory store.
 
 One `_Session` per worker connection owns that connection: it reads
-requests in order, answers `open` and `stats` inline, and runs each `want`
+requests in order, answers `open`, `stats` and `health` inline, and runs each `want`
 and `bad` in a task of its own, so block notifications from several wants
 interleave as blocks land. Ending the session (EOF, a bad line, the service
 closing) cancels its tasks; fetches they started go on for other waiters.
@@ -44,6 +44,8 @@ from ferryman.cache.protocol import (
     BadMessage,
     Entry,
     Have,
+    Health,
+    HealthReply,
     Open,
     Reply,
     Stats,
@@ -156,7 +158,8 @@ async def _run(config: Config, supervision: Supervision | None) -> int:
 @contextlib.contextmanager
 def _sole_filler(cache_dir: Path) -> Iterator[None]:
     """Hold CACHE_DIR/filler.lock: a second filler on one directory would be a second writer."""
-    fd = os.open(cache_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    # Read-only: a descriptor open for writing would keep the disk from being remounted ro.
+    fd = os.open(cache_dir / LOCK_NAME, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -271,9 +274,13 @@ class _Session:
                 task.cancel()
             await asyncio.gather(*self.tasks, return_exceptions=True)
 
-    async def _dispatch(self, request: Open | Want | Bad | Stats) -> None:
+    async def _dispatch(self, request: Open | Want | Bad | Stats | Health) -> None:
         if isinstance(request, Stats):
             self._send(StatsReply(dict(self.filler.stats.snapshot())))
+            return
+        if isinstance(request, Health):
+            health = self.filler.health
+            self._send(HealthReply(health.describe(), health.since or 0))
             return
         if isinstance(request, Open):
             if self.key is not None and request.key != self.key:

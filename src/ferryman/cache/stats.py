@@ -22,6 +22,8 @@ class CacheStats:
     evicted_bytes: int = 0
     bad_blocks: int = 0  # blocks that failed verification and were cleared (filler)
     version_changes: int = 0  # entries dropped because the object changed (filler)
+    declined: int = 0  # entries and blocks not cached for want of room or a sound disk
+    # (filler), answers or their rests streamed from the store instead (workers)
 
     def snapshot(self) -> dict[str, int]:
         return asdict(self)
