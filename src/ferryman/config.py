@@ -256,6 +256,12 @@ OPTIONS: tuple[Option, ...] = (
     Option("cache-key-file", _optional_text, None,
            "the 32-byte cache key, created with mode 0600 if missing "
            "(none: STATE-DIR/cache.key)"),
+    Option("spool-max-size", parse_size, 8 * 1024**3,
+           "most bytes of spool files (extracted .tar.gz members, upload bodies) for the "
+           "server; an extraction that would pass it answers 503"),
+    Option("spool-keep", parse_duration, 10.0,
+           "an extracted .tar.gz member no transfer uses is kept this long for the next "
+           "request; 0: removed when its last transfer ends"),
 )  # fmt: skip
 OPTIONS_BY_ATTR = {option.attr: option for option in OPTIONS}
 
@@ -312,6 +318,8 @@ class Config:
     cache_readahead: int = 4
     cache_encrypt: bool = False
     cache_key_file: str | None = None
+    spool_max_size: int = 8 * 1024**3
+    spool_keep: float = 10.0
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
