@@ -1,5 +1,5 @@
 """Members of .tar.gz archives over real servers: shared copies, the spool limit,
-damaged archives.
+damaged archives, and a read-only SOURCE.
 
 Slow readers (tests/slowclient.py) keep transfers running while the spool
 is counted: its files, their allocated bytes, and the worker's descriptors
@@ -9,14 +9,17 @@ with pattern().
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
 import socket
 import struct
+import subprocess
 import tarfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -287,3 +290,46 @@ def test_a_corrupted_archive_is_refused_never_served(
     assert wait_until(lambda: spool_files(state / "spool") == [], timeout=5.0)  # good's copy
     assert wait_until(lambda: "archive damaged" in srv.log_text(), timeout=2.0)
     assert srv.log_text().count("archive damaged") == 1  # once per archive, not per request
+
+
+# -- a read-only SOURCE ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def read_only_source(tmp_path: Path) -> Iterator[Path]:
+    """A tmpfs holding one .tar.gz, remounted read-only (root is refused writes there too)."""
+    mount = tmp_path / "ro"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mount)],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a filesystem here: {done.stderr.strip()}")
+    try:
+        build(mount / "rel.tgz", {"docs/a.txt": b"read-only\n", "p.bin": pattern(3_000_000)})
+        subprocess.run(["mount", "-o", "remount,ro", str(mount)], check=True)
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_read_only_source_serves_members_from_a_per_user_state_directory(
+    ferryman: type[ServerProcess], read_only_source: Path, tmp_path: Path
+) -> None:
+    xdg = tmp_path / "xdg"
+    srv = ferryman(root=read_only_source, env={"XDG_STATE_HOME": str(xdg)})  # type: ignore[call-arg]
+    digest = hashlib.sha256(str(read_only_source).encode()).hexdigest()[:8]
+    readable = str(read_only_source).strip("/").replace("/", "_").replace("-", "-")
+    expected = xdg / "ferryman" / f"{readable}-{digest}"
+    with srv.connect() as conn:
+        small = conn.get("/rel.tgz/docs/a.txt")
+        whole = conn.get("/rel.tgz/p.bin")
+        ranged = conn.get("/rel.tgz/p.bin", {"Range": "bytes=2999990-"})
+    assert (small.status, small.body) == (200, b"read-only\n")
+    assert whole.status == 200 and whole.body == pattern(3_000_000)
+    assert (ranged.status, ranged.body) == (206, pattern(10, 2_999_990))
+    assert f"state directory {expected} (per user: SOURCE is not writable)" in srv.log_text()
+    assert (expected / "spool").is_dir()
+    assert not (read_only_source / ".ferryman").exists()
