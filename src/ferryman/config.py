@@ -258,6 +258,12 @@ OPTIONS: tuple[Option, ...] = (
     Option("cache-key-file", _optional_text, None,
            "the 32-byte cache key, created with mode 0600 if missing "
            "(none: STATE-DIR/cache.key)"),
+    Option("spool-max-size", parse_size, 8 * 1024**3,
+           "most bytes of spool files (extracted .tar.gz members, upload bodies) for the "
+           "server; an extraction that would pass it answers 503"),
+    Option("spool-keep", parse_duration, 10.0,
+           "an extracted .tar.gz member no transfer uses is kept this long for the next "
+           "request; 0: removed when its last transfer ends"),
 )  # fmt: skip
 OPTIONS_BY_ATTR = {option.attr: option for option in OPTIONS}
 
@@ -315,6 +321,8 @@ class Config:
     cache_readahead: int = 4
     cache_encrypt: bool = False
     cache_key_file: str | None = None
+    spool_max_size: int = 8 * 1024**3
+    spool_keep: float = 10.0
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -328,24 +336,52 @@ class Config:
 
     @property
     def state_path(self) -> Path:
-        """--state-dir, else SOURCE/.ferryman; for a store, a directory per bucket and prefix.
+        """Where the catalog, the spool and the cache key live; see `state_choice`."""
+        return self.state_choice[0]
 
-        A store's default lives under XDG_STATE_HOME (~/.local/state): a name
-        readable as the source, and a digest of the exact source so that two
-        sources never share a catalog (s3://m/a_b and s3://m/a/b read alike).
+    @property
+    def state_choice(self) -> tuple[Path, str]:
+        """The state directory, and why it is that one (logged at start).
+
+        --state-dir, if given. For a store: a directory per bucket and prefix
+        under XDG_STATE_HOME. For a directory: SOURCE/.ferryman when this user
+        may write there (it exists and is writable, or SOURCE is), and always
+        with --allow-write (a writing server keeps its catalog where it was,
+        and fails at start if it cannot open it); otherwise, a read-only
+        SOURCE, a directory per SOURCE under XDG_STATE_HOME. Writable is
+        asked of the kernel (access(2) with the effective ids): a read-only
+        mount says no even to root.
         """
         if self.state_dir:
-            return Path(self.state_dir).resolve()
+            return Path(self.state_dir).resolve(), "--state-dir"
         if self.is_remote:
-            base = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
-            readable = re.sub(r"[^A-Za-z0-9._-]+", "_", self.source.removeprefix("s3://"))
-            digest = hashlib.sha256(self.source.encode()).hexdigest()[:8]
-            return Path(base).resolve() / "ferryman" / f"{readable.strip('_')}-{digest}"
-        return self.root / ".ferryman"
+            return _user_state(self.source, self.source.removeprefix("s3://")), "per user: a store"
+        inside = self.root / ".ferryman"
+        if self.allow_write:
+            return inside, "in SOURCE: writes are allowed"
+        if _writable(inside if inside.is_dir() else self.root):
+            return inside, "in SOURCE"
+        return _user_state(str(self.root), str(self.root)), "per user: SOURCE is not writable"
 
     @property
     def cache_key_path(self) -> Path:
         return Path(self.cache_key_file) if self.cache_key_file else self.state_path / "cache.key"
+
+
+def _user_state(source: str, readable: str) -> Path:
+    """XDG_STATE_HOME/ferryman/<readable>-<digest> (~/.local/state when unset).
+
+    A name readable as the source, and a digest of the exact source so that
+    two sources never share a catalog (s3://m/a_b and s3://m/a/b read alike).
+    """
+    base = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", readable).strip("_")
+    digest = hashlib.sha256(source.encode()).hexdigest()[:8]
+    return Path(base).resolve() / "ferryman" / f"{name}-{digest}"
+
+
+def _writable(path: Path) -> bool:
+    return os.access(path, os.W_OK | os.X_OK, effective_ids=True)
 
 
 def check_source(config: Config) -> None:

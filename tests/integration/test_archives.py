@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from ferryman.app.spool import LOCK_NAME
 from tests.conftest import ServerProcess, need, pattern, wait_until
 from tests.integration.test_serving import parse_multipart
 
@@ -116,8 +117,11 @@ def srv(
 
 
 def spool_files(state: Path) -> list[str]:
+    """What the spool holds, but its reservation lock."""
     directory = state / "spool"
-    return sorted(p.name for p in directory.iterdir()) if directory.is_dir() else []
+    if not directory.is_dir():
+        return []
+    return sorted(p.name for p in directory.iterdir() if p.name != LOCK_NAME)
 
 
 # -- members ----------------------------------------------------------------------
@@ -334,8 +338,11 @@ def state(tmp_path: Path) -> Path:
     return tmp_path / "state"
 
 
-def start(ferryman: type[ServerProcess], root: Path, state: Path) -> ServerProcess:
-    return ferryman("--state-dir", str(state), "--grace-period", "2", root=root)  # type: ignore[call-arg]
+def start(ferryman: type[ServerProcess], root: Path, state: Path, *flags: str) -> ServerProcess:
+    """A server whose copies go with their last transfer (--spool-keep 0), unless told."""
+    return ferryman(  # type: ignore[call-arg]
+        "--state-dir", str(state), "--grace-period", "2", "--spool-keep", "0", *flags, root=root
+    )
 
 
 def open_download(srv: ServerProcess, url: str) -> tuple[socket.socket, bytes]:

@@ -1,8 +1,10 @@
-"""Archive indexes, extraction windows, and the spool beneath them.
+"""Archive indexes, member extraction, and the spool beneath them.
 
 Archives are built in memory (or in tmp_path) with tarfile; the index must
-place every member's data exactly where the bytes are, leave out whatever
-may not be served, and stop (not fail) where an archive stops making sense.
+place every member's data exactly where the bytes are, keep each .tar.gz
+member's CRC-32, leave out whatever may not be served, stop (not fail)
+where an archive stops making sense, and mark damaged a gzip stream that
+zlib refuses (a trailer that does not match included).
 """
 
 from __future__ import annotations
@@ -10,22 +12,27 @@ from __future__ import annotations
 import asyncio
 import gzip
 import io
+import itertools
 import os
 import stat
+import struct
 import tarfile
 import threading
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ferryman.app import archive_index as archive
 from ferryman.app.archive import ArchiveServer
+from ferryman.app.archive_copies import ArchiveDamaged, CopyMismatch, Stopped, extract_member
 from ferryman.app.archive_index import (
-    ArchiveDamaged,
     IndexCache,
-    extract_window,
+    Member,
     is_archive_name,
     is_compressed,
     member_etag,
@@ -34,8 +41,9 @@ from ferryman.app.archive_index import (
     read_index,
 )
 from ferryman.app.listing import Entry
+from ferryman.app.openfiles import identity
 from ferryman.app.paths import resolve
-from ferryman.app.spool import PREFIX, Spool
+from ferryman.app.spool import LOCK_NAME, PREFIX, Spool, SpoolFull
 from ferryman.errors import HttpError
 from ferryman.http.parser import Request
 from tests.conftest import pattern
@@ -218,8 +226,9 @@ def test_truncated_gzip_keeps_the_members_before_the_cut() -> None:
     packed = gzip.compress(blob, compresslevel=1)
     cut = packed[: len(packed) // 2]
     index = read_index(io.BytesIO(cut), compressed=True, size=len(cut), mtime=0)
-    assert sorted(index.files) == ["a", "b"]  # b's header was read; its data is checked later
-    assert index.readable and index.problem
+    assert sorted(index.files) == ["a"]  # b's data is cut: its CRC cannot be known
+    assert index.readable and "ends before its trailer" in (index.problem or "")
+    assert index.damaged is None and not index.verified  # unverified, not known wrong
 
 
 def test_a_huge_header_block_is_refused_not_read() -> None:
@@ -244,8 +253,83 @@ def test_decompression_walk_is_capped(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(archive, "MAX_SCAN", 100_000)
     blob = make_tar([("a", b"a"), ("zeros", bytes(10_000_000)), ("after", b"b")])
     index = index_of(blob, compressed=True)
-    assert "after" not in index.files
+    assert sorted(index.files) == ["a"]  # zeros' data goes past the cap: no CRC, not served
     assert "goes on past 100000" in (index.problem or "")
+    assert not index.verified and index.damaged is None
+
+
+# -- CRCs and the gzip trailer ------------------------------------------------------------
+
+
+def test_each_compressed_member_has_its_crc_and_a_tar_has_none() -> None:
+    members = [("a.txt", b"alpha"), ("big", pattern(3_000_000)), ("empty", b"")]
+    tgz = index_of(make_tar(members), compressed=True)
+    assert {name: tgz.files[name].crc for name, _ in members} == {
+        name: zlib.crc32(data) for name, data in members
+    }
+    assert tgz.verified and tgz.damaged is None and tgz.problem is None
+    assert {m.crc for m in index_of(make_tar(members)).files.values()} == {None}
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    contents=st.lists(st.binary(max_size=3000), min_size=1, max_size=6),
+    cuts=st.lists(st.integers(min_value=0, max_value=20_000), max_size=3),
+    level=st.sampled_from([0, 1, 9]),
+)
+def test_offsets_and_crcs_hold_across_gzip_members(
+    contents: list[bytes], cuts: list[int], level: int
+) -> None:
+    """A gzip file may be several members (cat a.gz b.gz): the tar stream runs on across them."""
+    blob = make_tar([(f"m{i}", data) for i, data in enumerate(contents)])
+    bounds = sorted({0, len(blob), *(min(c, len(blob)) for c in cuts)})
+    packed = b"".join(
+        gzip.compress(blob[a:b], compresslevel=level) for a, b in itertools.pairwise(bounds)
+    )
+    index = read_index(io.BytesIO(packed), compressed=True, size=len(packed), mtime=0)
+    assert index.verified and index.damaged is None and index.problem is None
+    for i, data in enumerate(contents):
+        found = index.files[f"m{i}"]
+        assert blob[found.offset : found.offset + found.size] == data
+        assert found.crc == zlib.crc32(data)
+
+
+def trailer_changed(packed: bytes, *, crc: int | None = None, size: int | None = None) -> bytes:
+    """The same gzip with another CRC-32 or ISIZE in its trailer (zlib still inflates it)."""
+    old_crc, old_size = struct.unpack("<II", packed[-8:])
+    new = struct.pack("<II", old_crc if crc is None else crc, old_size if size is None else size)
+    return packed[:-8] + new
+
+
+def flip_stored_byte(packed: bytes, needle: bytes) -> bytes:
+    """Change one byte inside a stored (level 0) deflate block: it still inflates, wrongly."""
+    at = packed.index(needle)
+    return packed[:at] + bytes([packed[at] ^ 0x20]) + packed[at + 1 :]
+
+
+@pytest.mark.parametrize("damage", ["crc", "isize", "stored-byte", "deflate"])
+def test_a_stream_zlib_refuses_marks_the_archive_damaged(damage: str) -> None:
+    blob = make_tar([("a.txt", b"the first member\n"), ("b.bin", pattern(200_000))])
+    if damage == "stored-byte":
+        packed = flip_stored_byte(gzip.compress(blob, compresslevel=0), b"the first member")
+    elif damage == "deflate":
+        packed = bytearray(gzip.compress(blob, compresslevel=6))
+        packed[len(packed) // 2] ^= 0xFF
+        packed = bytes(packed)
+    else:
+        good = gzip.compress(blob)
+        packed = trailer_changed(good, crc=0) if damage == "crc" else trailer_changed(good, size=7)
+    index = read_index(io.BytesIO(packed), compressed=True, size=len(packed), mtime=0)
+    assert index.damaged and "damaged" in (index.problem or "")
+    assert not index.verified
+
+
+def test_padding_and_trailing_bytes_after_the_stream() -> None:
+    blob = make_tar([("a", b"a")])
+    for tail in (b"\0" * 1000, b"trailing garbage, ignored as gzip -d does"):
+        packed = gzip.compress(blob) + tail
+        index = read_index(io.BytesIO(packed), compressed=True, size=len(packed), mtime=0)
+        assert index.verified and index.damaged is None and sorted(index.files) == ["a"]
 
 
 def test_index_cache_is_bounded_by_archives_and_entries() -> None:
@@ -272,29 +356,47 @@ def spool(tmp_path: Path) -> Spool:
 
 
 def spooled(spool: Spool) -> list[str]:
-    return sorted(os.listdir(spool.directory)) if os.path.isdir(spool.directory) else []
+    """Spool files in the directory (the reservation lock is not one)."""
+    if not os.path.isdir(spool.directory):
+        return []
+    return sorted(name for name in os.listdir(spool.directory) if name != LOCK_NAME)
 
 
-def test_extract_window_is_exact_and_bounded(spool: Spool) -> None:
-    data = pattern(3_000_000)
-    packed = gzip.compress(data, compresslevel=1)
-    fd, name = extract_window(io.BytesIO(packed), 1_234_567, 1_500_000, spool, threading.Event())
+def member_of(blob: bytes, name: str) -> Member:
+    return index_of(blob, compressed=True).files[name]
+
+
+def test_extract_member_is_exact_checked_and_reserved(spool: Spool) -> None:
+    blob = make_tar([("a", b"a" * 1000), ("big", pattern(3_000_000)), ("c", b"c")])
+    packed = gzip.compress(blob, compresslevel=1)
+    found = member_of(blob, "big")
+    fd, name = extract_member(io.BytesIO(packed), found, spool, threading.Event())
     try:
-        assert os.fstat(fd).st_size == 1_500_000
-        assert os.pread(fd, 1_500_000, 0) == pattern(1_500_000, 1_234_567)
+        assert os.fstat(fd).st_size == 3_000_000
+        assert os.pread(fd, 3_000_001, 0) == pattern(3_000_000)
         assert stat.S_IMODE(os.fstat(fd).st_mode) == 0o600
+        assert spooled(spool) == [name]
     finally:
         spool.discard(fd, name)
     assert spooled(spool) == []
 
 
-@pytest.mark.parametrize(("start", "length"), [(900, 200), (2000, 10)], ids=["inside", "beyond"])
+def test_a_copy_whose_crc_differs_is_discarded(spool: Spool) -> None:
+    blob = make_tar([("a", pattern(5000))])
+    found = member_of(blob, "a")
+    wrong = Member(found.offset, found.size, found.mtime, (found.crc or 0) ^ 1)
+    with pytest.raises(CopyMismatch, match="CRC-32"):
+        extract_member(io.BytesIO(gzip.compress(blob)), wrong, spool, threading.Event())
+    assert spooled(spool) == []
+
+
+@pytest.mark.parametrize(("offset", "size"), [(900, 200), (2000, 10)], ids=["inside", "beyond"])
 def test_a_stream_shorter_than_its_header_says_is_damage(
-    spool: Spool, start: int, length: int
+    spool: Spool, offset: int, size: int
 ) -> None:
     packed = gzip.compress(pattern(1000))
     with pytest.raises(ArchiveDamaged):
-        extract_window(io.BytesIO(packed), start, length, spool, threading.Event())
+        extract_member(io.BytesIO(packed), Member(offset, size, 0), spool, threading.Event())
     assert spooled(spool) == []
 
 
@@ -303,16 +405,30 @@ def test_a_broken_stream_is_damage(spool: Spool, damage: str) -> None:
     packed = gzip.compress(pattern(200_000), compresslevel=1)
     broken = b"XX" + packed[2:] if damage == "magic" else packed[: len(packed) // 2]
     with pytest.raises(ArchiveDamaged):
-        extract_window(io.BytesIO(broken), 0, 200_000, spool, threading.Event())
+        extract_member(io.BytesIO(broken), Member(0, 200_000, 0), spool, threading.Event())
     assert spooled(spool) == []
 
 
 def test_a_stopped_extraction_leaves_nothing(spool: Spool) -> None:
     stop = threading.Event()
     stop.set()
-    with pytest.raises(archive._Stopped):
-        extract_window(io.BytesIO(gzip.compress(bytes(10))), 0, 10, spool, stop)
+    with pytest.raises(Stopped):
+        extract_member(io.BytesIO(gzip.compress(bytes(10))), Member(0, 10, 0), spool, stop)
     assert spooled(spool) == []
+
+
+def test_an_extraction_past_the_spool_limit_writes_nothing(tmp_path: Path) -> None:
+    spool = Spool(str(tmp_path / "spool"), max_size=10_000)
+    held, held_name = spool.create()  # an upload body, say: counted, not checked
+    os.write(held, b"x" * 6000)
+    packed = gzip.compress(pattern(5000))
+    with pytest.raises(SpoolFull):
+        extract_member(io.BytesIO(packed), Member(0, 5000, 0), spool, threading.Event())
+    assert spooled(spool) == [held_name]
+    spool.discard(held, held_name)
+    fd, name = extract_member(io.BytesIO(packed), Member(0, 5000, 0), spool, threading.Event())
+    assert os.pread(fd, 5000, 0) == pattern(5000)
+    spool.discard(fd, name)
 
 
 def test_positional_reader_leaves_the_descriptor_offset_alone(tmp_path: Path) -> None:
@@ -402,6 +518,40 @@ def test_a_member_over_the_extraction_limit_is_507_and_spools_nothing(
     assert asyncio.run(get("small")) == (200, 10)  # at the limit: served
 
 
+def test_a_copy_that_does_not_check_is_refused_to_every_waiter_and_logged_once(
+    tmp_path: Path, spool: Spool, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "a.tgz"
+    with tarfile.open(path, "w:gz") as tar:  # type: ignore[call-overload]
+        tar.addfile(info("m", size=100_000), io.BytesIO(pattern(100_000)))
+    files = SimpleNamespace(cache_control=None, max_ranges=100)
+    server = ArchiveServer(files, spool, max_member_size=10**9)  # type: ignore[arg-type]
+    st = os.stat(path)
+    with open(path, "rb") as raw:
+        index = read_index(raw, compressed=True, size=st.st_size, mtime=0)
+    found = index.files["m"]
+    # As if the disk now read back other bytes than when the index was made.
+    index.files["m"] = Member(found.offset, found.size, found.mtime, (found.crc or 0) ^ 0xFF)
+    server.cache.put(identity(st), index)
+
+    async def get() -> int:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            await server.respond(request(), resolve(b"/a.tgz/m"), 1, fd, os.fstat(fd))
+        except HttpError as exc:
+            assert exc.error == "bad_archive" and "CRC-32" in exc.detail
+            return exc.status
+        return 200
+
+    async def run() -> list[int]:
+        return list(await asyncio.gather(get(), get(), get()))
+
+    with caplog.at_level("WARNING", logger="ferryman.archive"):
+        assert asyncio.run(run()) == [500, 500, 500]
+    assert [r.getMessage().count("its copy is discarded") for r in caplog.records] == [1]
+    assert spooled(spool) == []
+
+
 # -- the spool ---------------------------------------------------------------------------------
 
 
@@ -461,3 +611,39 @@ def test_sweep_takes_only_spool_files(spool: Spool) -> None:
     assert spool.sweep(999999999) == 1
     assert spool.sweep() == 3
     assert spooled(spool) == [f"{PREFIX}dir", "notes.txt"]
+
+
+def test_reservations_hold_room_and_never_pass_the_limit_together(tmp_path: Path) -> None:
+    limit = 10 * 1024**2
+    spool = Spool(str(tmp_path / "spool"), max_size=limit)
+    fd, name = spool.reserve(3 * 1024**2)
+    st_made = os.fstat(fd)
+    assert st_made.st_size == 3 * 1024**2  # room declared, and allocated where the disk can
+    assert spool.usage() == max(st_made.st_size, st_made.st_blocks * 512)
+    spool.discard(fd, name)
+    made: list[tuple[int, str]] = []
+    refused: list[int] = []
+    lock = threading.Lock()
+
+    def reserve(size: int) -> None:
+        try:
+            got = spool.reserve(size)
+        except SpoolFull as exc:
+            with lock:
+                refused.append(exc.size)
+            return
+        with lock:
+            made.append(got)
+
+    threads = [threading.Thread(target=reserve, args=(3 * 1024**2,)) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    try:
+        assert (len(made), len(refused)) == (3, 5)  # 3 x 3 MiB fit in 10 MiB, a 4th does not
+        assert spool.usage() <= limit
+        assert len(spooled(spool)) == 3
+    finally:
+        for fd, name in made:
+            spool.discard(fd, name)

@@ -16,11 +16,16 @@ extracted.
 
 - .tar: the body is a region of the archive's own descriptor at the
   member's data offset: zero-copy, ranges free.
-- .tar.gz/.tgz: a gzip stream cannot be entered in the middle, so the bytes
-  the response needs (the window from its first to its last range) are
-  decompressed in a worker thread into a spool file (app/spool.py) and
-  served as regions of it. The connection unlinks the file when the
-  transfer ends; a 304, a HEAD or an error extracts nothing.
+- .tar.gz/.tgz: a gzip stream cannot be entered in the middle, so the
+  member is decompressed whole, in a worker thread, into a spool file
+  (app/spool.py), checked against the CRC-32 in the index, and served as
+  regions of it. One copy per member is shared by every transfer that
+  needs it and goes after the last one ends (app/archive_copies.py); the
+  spool as a whole has a limit (--spool-max-size: 503 with Retry-After
+  when an extraction would pass it). A 304, a HEAD or an error extracts
+  nothing. An archive whose gzip stream zlib refused (a trailer whose
+  CRC-32 does not match, corrupt data) is damaged: 500 bad_archive for
+  anything in it, so no byte known to be wrong is served.
 
 What the index holds and leaves out, and the limits:
 app/archive_index.py and docs/decisions/0009-archive-members.md.
@@ -38,12 +43,19 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING
 
 from ferryman.app import listing
-from ferryman.app.archive_index import (
+from ferryman.app.archive_copies import (
+    EXTRACTIONS,
     ArchiveDamaged,
+    CopyMismatch,
+    MemberCopies,
+    Refusal,
+    Stopped,
+    extract_member,
+)
+from ferryman.app.archive_index import (
     ArchiveIndex,
     IndexCache,
     Member,
-    extract_window,
     is_archive_name,
     is_compressed,
     member_etag,
@@ -53,7 +65,7 @@ from ferryman.app.archive_index import (
 from ferryman.app.listing import Entry
 from ferryman.app.openfiles import Identity, identity
 from ferryman.app.plan import Plan, Representation, plan_response
-from ferryman.app.spool import Spool
+from ferryman.app.spool import Spool, SpoolFull
 from ferryman.errors import HttpError, not_found
 from ferryman.http.body import Body
 from ferryman.http.parser import Request
@@ -65,14 +77,16 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("ferryman.archive")
 
-EXTRACTIONS = 4  # concurrent extractions per worker; more requests wait their turn
+# Seconds a client refused for spool room is told to wait: copies are released as
+# transfers end and kept ones after --spool-keep, neither of which can be foreseen.
+SPOOL_RETRY_AFTER = 5
 
 
 class ArchiveServer:
     """Answers requests whose path runs through an archive; see the module docstring.
 
-    Owns the index cache, the builds in flight and the extraction slots of
-    one worker; spool files belong to their transfers (app/spool.py).
+    Owns the index cache, the builds in flight and the member copies of one
+    worker (app/archive_copies.py).
     """
 
     def __init__(
@@ -89,7 +103,7 @@ class ArchiveServer:
         self.max_member_size = max_member_size
         self.cache = cache if cache is not None else IndexCache()
         self._building: dict[Identity, asyncio.Task[ArchiveIndex]] = {}
-        self._extracting = asyncio.Semaphore(extractions)
+        self.copies = MemberCopies(spool, extractions=extractions)
 
     # -- entry points (called by FileServer.get) --------------------------------------
 
@@ -143,6 +157,9 @@ class ArchiveServer:
         compressed = is_compressed(archive)
         try:
             index = await self._index(fd, st, compressed)
+            if index.damaged is not None:
+                detail = f"the archive is damaged, nothing in it is served: {index.damaged}"
+                raise HttpError(500, "bad_archive", detail)
             if not index.readable:
                 raise not_found("not a readable tar archive")
             found = index.files.get(member)
@@ -161,7 +178,7 @@ class ArchiveServer:
                     body = plan.body(fd, found.offset, _closer(fd))
                     fd = -1  # the body's now: closed when the transfer ends
                     return Response(plan.status, plan.headers, body)
-                return await self._extracted(request, plan, fd, found)
+                return await self._extracted(request, plan, fd, st, member, found)
             entries = index.dirs.get(member)
             if entries is None:
                 raise not_found()
@@ -201,7 +218,9 @@ class ArchiveServer:
         if task.cancelled() or task.exception() is not None:
             return
         index = task.result()
-        if index.problem is not None:
+        if index.damaged is not None:
+            log.warning("archive damaged, nothing in it is served: %s", index.damaged)
+        elif index.problem is not None:
             log.warning(
                 "archive index ends early (%d members): %s", len(index.files), index.problem
             )
@@ -209,63 +228,87 @@ class ArchiveServer:
 
     # -- members of compressed archives ---------------------------------------------------
 
-    async def _extracted(self, request: Request, plan: Plan, fd: int, found: Member) -> Response:
-        """Decompress what the plan needs into a spool file; its body owns the file."""
+    async def _extracted(
+        self,
+        request: Request,
+        plan: Plan,
+        fd: int,
+        st: os.stat_result,
+        name: str,
+        found: Member,
+    ) -> Response:
+        """Serve the member from its shared, checked copy; the body holds a lease on it."""
         if found.size > self.max_member_size:
             raise HttpError(
                 507,
                 "member_too_large",
                 f"extracting {found.size} bytes exceeds the limit of {self.max_member_size}",
             )
+        if found.size > self.spool.max_size:
+            raise HttpError(
+                507,
+                "member_too_large",
+                f"a copy of {found.size} bytes cannot fit in the spool's {self.spool.max_size}",
+            )
         if request.method == "HEAD":
             return Response(plan.status, plan.headers, plan.declared_body())
-        window = plan.window()
-        if window is None:  # an empty member
+        if plan.window() is None:  # an empty member
             return Response(plan.status, plan.headers, Body())
-        first, last = window
-        async with self._extracting:
-            temp_fd, temp_name = await self._extract(fd, found.offset + first, last - first + 1)
+        key = (identity(st), name, found.offset)
+        lease = await self.copies.lease(key, lambda: _MemberJob(_dup(fd), found, name, self.spool))
         try:
-            body = plan.body(temp_fd, -first, self.spool.body_cleanup(temp_fd, temp_name))
+            body = plan.body(lease.fd, 0, lease.release)
         except BaseException:
-            self.spool.discard(temp_fd, temp_name)
+            lease.release()
             raise
         return Response(plan.status, plan.headers, body)
-
-    async def _extract(self, fd: int, start: int, length: int) -> tuple[int, str]:
-        dup = _dup(fd)  # the thread's own: this request may be cancelled before it ends
-        stop = threading.Event()
-        loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(None, self._extract_fd, dup, start, length, stop)
-        try:
-            return await asyncio.shield(future)
-        except asyncio.CancelledError:
-            stop.set()  # the thread stops at its next chunk; what it made is discarded
-            future.add_done_callback(self._discard_result)
-            raise
-        except ArchiveDamaged as exc:
-            log.warning("archive damaged: %s", exc)
-            raise HttpError(500, "bad_archive", f"the archive is damaged: {exc}") from None
-        except OSError as exc:
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise HttpError(507, "insufficient_storage", "the spool is full") from None
-            log.warning("cannot extract an archive member: %s", exc)
-            raise HttpError(500, "internal_error", "cannot extract the member") from None
-
-    def _extract_fd(
-        self, fd: int, start: int, length: int, stop: threading.Event
-    ) -> tuple[int, str]:
-        with open_positional(fd) as raw:
-            return extract_window(raw, start, length, self.spool, stop)
-
-    def _discard_result(self, future: asyncio.Future[tuple[int, str]]) -> None:
-        if not future.cancelled() and future.exception() is None:
-            self.spool.discard(*future.result())
 
     # -- listings ---------------------------------------------------------------------
 
     async def _listing(self, request: Request, path: RequestPath, entries: list[Entry]) -> Response:
         return await listing.render(request, path, entries, self.files.cache_control)
+
+
+class _MemberJob:
+    """The extraction of one member (archive_copies.Job): its own duplicate of the archive.
+
+    Turns what can go wrong into a Refusal (the answer every waiter gets),
+    and logs the archive's faults once, here, not once per waiter.
+    """
+
+    def __init__(self, fd: int, member: Member, name: str, spool: Spool) -> None:
+        self.fd = fd
+        self.member = member
+        self.name = name
+        self.spool = spool
+
+    def run(self, stop: threading.Event) -> tuple[int, str] | Refusal:
+        try:
+            with open_positional(self.fd, owned=False) as raw:
+                return extract_member(raw, self.member, self.spool, stop)
+        except SpoolFull as exc:
+            detail = f"{exc}; try again later"
+            later = (("Retry-After", str(SPOOL_RETRY_AFTER)),)
+            return Refusal(503, "spool_full", detail, later, for_room=True)
+        except CopyMismatch as exc:
+            log.warning("archive member %r not served, its copy is discarded: %s", self.name, exc)
+            return Refusal(500, "bad_archive", f"the member's bytes do not check: {exc}")
+        except ArchiveDamaged as exc:
+            log.warning("archive damaged at member %r: %s", self.name, exc)
+            return Refusal(500, "bad_archive", f"the archive is damaged: {exc}")
+        except Stopped:
+            return Refusal(503, "stopped", "nobody waits for this extraction")
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                return Refusal(507, "insufficient_storage", "the spool's disk is full")
+            if exc.errno in (errno.EMFILE, errno.ENFILE):
+                again = (("Retry-After", "1"),)
+                return Refusal(503, "overloaded", "out of file descriptors", again)
+            log.warning("cannot extract archive member %r: %s", self.name, exc)
+            return Refusal(500, "internal_error", "cannot extract the member")
+
+    def close(self) -> None:
+        os.close(self.fd)
 
 
 def _index_fd(fd: int, compressed: bool, size: int, mtime: int) -> ArchiveIndex:

@@ -7,35 +7,41 @@ offset) and a guard that bounds what one archive can cost (header block
 size, bytes walked, member count). Format problems end the index, they do
 not raise; only I/O errors do, and those are not cached.
 
+A .tar.gz is read through app/gzipstream.py to the end of its gzip stream,
+not only to the end of the tar: zlib then checks every trailer (CRC-32 and
+length of everything decompressed), and the index keeps each regular
+member's own CRC-32, computed as its data goes by (tarfile would have
+decompressed it to skip it anyway). A stream zlib refuses marks the index
+`damaged`: none of its bytes are served. An extracted copy is checked
+against its member's CRC-32 before any of it is (archive_copies.py), so the
+gzip trailer vouches, through the index, for every byte that is sent.
+
 Member names are normalised once, at index time: leading "./" and empty
 segments go; an absolute name, a ".." anywhere, a dotfile segment, links,
 devices, FIFOs and sparse files are left out of the index, so they are 404
 and never listed.
 
 Also here: the bounded LRU of indexes by archive identity (IndexCache), the
-member ETag, and extract_window, which decompresses one window of a
-.tar.gz stream into a spool file (app/spool.py). Limits, and why they are
-what they are: docs/decisions/0009-archive-members.md.
+member ETag, and the pread-based reader. Extracting a member, and sharing
+the copy: app/archive_copies.py. Limits, and why they are what they are:
+docs/decisions/0009-archive-members.md and 0017-bounded-archive-copies.md.
 """
 
 from __future__ import annotations
 
 import errno
-import gzip
 import hashlib
 import io
 import os
 import tarfile
-import threading
 import zlib
 from collections import OrderedDict
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Protocol
 
+from ferryman.app.gzipstream import GzipDamaged, GzipStream, GzipTruncated, NotGzip
 from ferryman.app.listing import Entry
 from ferryman.app.openfiles import Identity
-from ferryman.app.spool import Spool
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
@@ -47,7 +53,7 @@ MAX_HEADER = 1024**2  # largest header block (pax, GNU long name) tarfile may re
 MAX_SCAN = 16 * 1024**3  # decompressed bytes an index build may walk through (.tar.gz)
 CACHE_ARCHIVES = 64  # indexes kept ...
 CACHE_ENTRIES = 250_000  # ... and their total size in members and directories
-_CHUNK = 1024**2
+CHUNK = 1024**2  # decompressed bytes handled at a time
 _READ_BUFFER = 16 * 1024  # a header's neighbourhood; a seek past it drops the rest
 _LAST_DATE = 253402300799  # 9999-12-31T23:59:59Z, the last HTTP-date
 
@@ -93,6 +99,7 @@ class Member:
     offset: int  # of its data in the (decompressed) tar stream
     size: int
     mtime: int
+    crc: int | None = None  # CRC-32 of its data, for members of a .tar.gz
 
 
 @dataclass(slots=True)
@@ -104,12 +111,15 @@ class ArchiveIndex:
     dirs: dict[str, dict[str, Entry]] = field(default_factory=lambda: {"": {}})
     readable: bool = True  # False: not a tar archive at all (every request is 404)
     problem: str | None = None  # why reading stopped early, if it did
+    damaged: str | None = None  # .tar.gz: zlib refused the stream; nothing of it is served
+    verified: bool = False  # .tar.gz: read to the end, every gzip trailer matched
+    seen: int = 0  # members walked, kept or not
 
     @property
     def cost(self) -> int:
         return len(self.files) + len(self.dirs)
 
-    def add(self, info: tarfile.TarInfo, archive_size: int | None) -> None:
+    def add(self, info: tarfile.TarInfo, archive_size: int | None, crc: int | None = None) -> None:
         name = normalise_member(info.name)
         if name is None:
             return
@@ -119,7 +129,7 @@ class ArchiveIndex:
         elif info.isreg() and not info.issparse():
             if archive_size is not None and info.offset_data + info.size > archive_size:
                 return  # truncated archive: the data is not all there
-            self.files[name] = Member(info.offset_data, info.size, mtime)
+            self.files[name] = Member(info.offset_data, info.size, mtime, crc)
             parent, _, base = name.rpartition("/")
             self._directory(parent)
             self.dirs[parent][base] = Entry(base, False, info.size, mtime)
@@ -144,7 +154,7 @@ class ArchiveIndex:
 
 
 class _Readable(Protocol):
-    def read(self, size: int = -1, /) -> bytes: ...
+    def read(self, size: int, /) -> bytes: ...
     def seek(self, offset: int, whence: int = os.SEEK_SET, /) -> int: ...
     def tell(self) -> int: ...
 
@@ -155,7 +165,7 @@ class _Guarded:
     A header block larger than MAX_HEADER is refused (tarfile reads a pax or
     GNU long-name block whole, so a forged size would be read into memory),
     and so is a seek beyond `limit` (for gzip, every forward seek is
-    decompression).
+    decompression) or backwards in a gzip stream.
     """
 
     def __init__(self, raw: _Readable, limit: int) -> None:
@@ -176,7 +186,10 @@ class _Guarded:
     def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
         if whence == os.SEEK_SET and offset > self.limit:
             raise tarfile.ReadError(f"the archive goes on past {self.limit} bytes")
-        return self.raw.seek(offset, whence)
+        try:
+            return self.raw.seek(offset, whence)
+        except ValueError as exc:  # backwards in a gzip stream
+            raise tarfile.ReadError(str(exc)) from None
 
     def tell(self) -> int:
         return self.raw.tell()
@@ -185,31 +198,73 @@ class _Guarded:
 def read_index(raw: IO[bytes], *, compressed: bool, size: int, mtime: int) -> ArchiveIndex:
     """Index a tar stream (blocking). Format problems end the index, they do not raise.
 
-    What was read before a problem stays usable (members of a damaged or
-    huge archive up to that point); a problem before the first member makes
-    the index unreadable. Raises OSError only for I/O errors, which are not
-    the archive's fault and must not be cached.
+    What was read before a problem stays usable (members of a huge or
+    truncated archive up to that point); a problem before the first member
+    makes the index unreadable. A .tar.gz is read to its end, so that its
+    gzip trailers are checked, and each regular member's CRC-32 is kept: a
+    stream that zlib refuses (a trailer that does not match included) marks
+    the index `damaged`, and nothing of it is served. Raises OSError only
+    for I/O errors, which are not the archive's fault and must not be cached.
     """
     index = ArchiveIndex(mtime)
-    unpacked = gzip.GzipFile(fileobj=raw, mode="rb") if compressed else None
-    guarded = _Guarded(unpacked or raw, MAX_SCAN if compressed else size)
-    count = 0
+    stream = GzipStream(raw) if compressed else None
+    guarded = _Guarded(stream or raw, MAX_SCAN if compressed else size)
+    try:
+        _walk(index, guarded, stream, size)
+        if stream is not None:
+            _read_to_the_end(index, stream)
+    except NotGzip as exc:
+        index.problem = str(exc)
+    except GzipTruncated as exc:
+        index.problem = str(exc)
+    except GzipDamaged as exc:
+        index.problem = index.damaged = f"the gzip stream is damaged: {exc}"
+    index.readable = index.seen > 0 or index.problem is None
+    return index
+
+
+def _walk(index: ArchiveIndex, guarded: _Guarded, stream: GzipStream | None, size: int) -> None:
+    """Add every member tarfile finds; a format problem ends the walk (index.problem)."""
     try:
         with tarfile.TarFile(fileobj=guarded, mode="r") as tar:
             while (info := tar.next()) is not None:
-                count += 1
-                if count > MAX_MEMBERS:
+                if index.seen >= MAX_MEMBERS:
                     raise tarfile.ReadError(f"more than {MAX_MEMBERS} members")
-                index.add(info, None if compressed else size)
+                index.seen += 1
+                if stream is None:
+                    index.add(info, size)
+                elif info.isreg() and not info.issparse():
+                    index.add(info, None, _data_crc(stream, info))
+                else:
+                    index.add(info, None)
                 # The index keeps what it needs; TarFile would keep every TarInfo.
                 tar.members.clear()  # type: ignore[attr-defined]
-    except (tarfile.TarError, gzip.BadGzipFile, EOFError, zlib.error) as exc:
+    except tarfile.TarError as exc:
         index.problem = str(exc) or type(exc).__name__
-        index.readable = count > 0
-    finally:
-        if unpacked is not None:
-            unpacked.close()  # not `raw`: the caller's
-    return index
+
+
+def _data_crc(stream: GzipStream, info: tarfile.TarInfo) -> int:
+    """The CRC-32 of a member's data, read from the stream (which tarfile would skip anyway)."""
+    end = info.offset_data + info.size
+    if end > MAX_SCAN:
+        raise tarfile.ReadError(f"the archive goes on past {MAX_SCAN} bytes")
+    stream.seek(info.offset_data)
+    crc = 0
+    while stream.position < end:
+        chunk = stream.chunk(min(CHUNK, end - stream.position))
+        if not chunk:
+            raise GzipTruncated(f"the stream ends inside {info.name!r}")
+        crc = zlib.crc32(chunk, crc)
+    return crc
+
+
+def _read_to_the_end(index: ArchiveIndex, stream: GzipStream) -> None:
+    """Decompress what is left after the tar's end, so that every trailer is checked."""
+    while stream.position <= MAX_SCAN:
+        if not stream.chunk(CHUNK):
+            index.verified = True
+            return
+    index.problem = index.problem or f"the archive goes on past {MAX_SCAN} bytes"
 
 
 class IndexCache:
@@ -243,70 +298,20 @@ class IndexCache:
             self.cost -= evicted.cost
 
 
-# -- extraction (.tar.gz) --------------------------------------------------------------
-
-
-class ArchiveDamaged(Exception):
-    """The compressed stream ended or broke before the member's bytes were all there."""
-
-
-class _Stopped(Exception):
-    """The request that wanted the extraction is gone."""
-
-
-def extract_window(
-    raw: IO[bytes], start: int, length: int, spool: Spool, stop: threading.Event
-) -> tuple[int, str]:
-    """Decompress bytes [start, start+length) of the tar stream into a new spool file.
-
-    Blocking. Never writes more than `length` bytes, whatever the stream
-    holds. On any failure the spool file is discarded here.
-    """
-    try:
-        with gzip.GzipFile(fileobj=raw, mode="rb") as gz:
-            for _ in _read_exactly(gz, start, stop, "the archive ends before the member"):
-                pass
-            fd, name = spool.create()
-            try:
-                for chunk in _read_exactly(gz, length, stop, "the archive ends inside the member"):
-                    view = memoryview(chunk)
-                    while view:
-                        view = view[os.write(fd, view) :]
-            except BaseException:
-                spool.discard(fd, name)
-                raise
-    except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
-        raise ArchiveDamaged(str(exc)) from None
-    return fd, name
-
-
-def _read_exactly(
-    stream: gzip.GzipFile, count: int, stop: threading.Event, short: str
-) -> Iterator[bytes]:
-    """The next `count` bytes of `stream` in chunks; checks `stop` before each read."""
-    while count:
-        if stop.is_set():
-            raise _Stopped
-        chunk = stream.read(min(_CHUNK, count))
-        if not chunk:
-            raise ArchiveDamaged(short)
-        count -= len(chunk)
-        yield chunk
-
-
 # -- reading without a shared file offset ----------------------------------------------
 
 
 class _PositionalFile(io.RawIOBase):
-    """Reads a descriptor with pread at a position of its own; closes the descriptor.
+    """Reads a descriptor with pread at a position of its own; closes it if it owns it.
 
     A dup() shares its file offset with the original (and every other dup), so
     reading through it would move everyone's; pread moves no one's.
     """
 
-    def __init__(self, fd: int) -> None:
+    def __init__(self, fd: int, owned: bool) -> None:
         super().__init__()
         self.fd = fd
+        self.owned = owned
         self.position = 0
 
     def readable(self) -> bool:
@@ -334,11 +339,14 @@ class _PositionalFile(io.RawIOBase):
         return self.position
 
     def close(self) -> None:
-        if not self.closed:
+        if not self.closed and self.owned:
             os.close(self.fd)
         super().close()
 
 
-def open_positional(fd: int) -> io.BufferedReader:
-    """A buffered, seekable reader that owns `fd` and leaves its file offset alone."""
-    return io.BufferedReader(_PositionalFile(fd), buffer_size=_READ_BUFFER)
+def open_positional(fd: int, *, owned: bool = True) -> io.BufferedReader:
+    """A buffered, seekable reader of `fd` that leaves its file offset alone.
+
+    Closing the reader closes `fd` when it is `owned`.
+    """
+    return io.BufferedReader(_PositionalFile(fd, owned), buffer_size=_READ_BUFFER)

@@ -73,6 +73,7 @@ def serve(config: Config) -> int:
 
             load_or_create_key(config.cache_key_path)  # once, before any process reads it
     sock = bind(config.host, config.port)
+    log.info("state directory %s (%s)", *config.state_choice)
     # What a killed server left; no worker runs yet.
     Spool.of(config).sweep()
     staging = staging_of(config)
