@@ -143,6 +143,20 @@ def test_directories_list_and_redirect(served: ServerProcess) -> None:
     assert get(served, "/nothing-here/").status == 404
 
 
+def test_prefix_listing_links_fetch_their_objects(
+    served: ServerProcess, moto: MotoServer, bucket: str
+) -> None:
+    with served.connect() as conn:
+        doc = json.loads(conn.get("/", {"Accept": "application/json"}).body.decode("utf-8"))
+        for entry in doc["entries"]:
+            got = conn.get("/" + entry["href"])
+            assert got.status == 200, entry
+            if entry["type"] == "file":
+                assert got.body == moto.get_object(bucket, entry["name"])[1]
+    hrefs = {e["name"]: e["href"] for e in doc["entries"]}
+    assert hrefs["odd name %.txt"] == "odd%20name%20%25.txt" and hrefs["docs"] == "docs/"
+
+
 def test_listing_follows_every_page(moto: MotoServer, tmp_path: Path) -> None:
     """More keys than one ListObjectsV2 page (1,000) are all listed."""
     name = moto.create_bucket()
