@@ -256,6 +256,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("cache-key-file", _optional_text, None,
            "the 32-byte cache key, created with mode 0600 if missing "
            "(none: STATE-DIR/cache.key)"),
+    Option("max-name-bytes", parse_positive_int, 255,
+           "longest path segment, in bytes once decoded, else 400 (at most what SOURCE holds)"),
+    Option("max-path-bytes", parse_positive_int, 4096,
+           "longest request path, in bytes once decoded, else 414 (at most what SOURCE holds)"),
 )  # fmt: skip
 OPTIONS_BY_ATTR = {option.attr: option for option in OPTIONS}
 
@@ -312,6 +316,8 @@ class Config:
     cache_readahead: int = 4
     cache_encrypt: bool = False
     cache_key_file: str | None = None
+    max_name_bytes: int = 255
+    max_path_bytes: int = 4096
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
