@@ -25,7 +25,7 @@ import time
 from collections.abc import Sequence
 
 from ferryman import __version__
-from ferryman.app.auth import SigningKey, expires_in
+from ferryman.app.auth import SIGNABLE_METHODS, SigningKey, check_signable_url, expires_in
 from ferryman.config import OPTIONS, build_config
 from ferryman.errors import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, ConfigError
 
@@ -49,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
             serve.add_argument(flag, dest=option.attr, action="store_const", const=True, help=text)
     sign = commands.add_parser("sign", help="print a signed URL (for --signing-key servers)")
     sign.add_argument("url", help="the URL to sign, e.g. http://host:8000/path/file")
-    sign.add_argument("--method", default="GET", help="the method it allows (default: GET)")
+    sign.add_argument("--method", default="GET",
+                      help="what it allows: GET, HEAD, PUT or DELETE (default: GET)")  # fmt: skip
     sign.add_argument("--expires", default="1h", help="lifetime, e.g. 30m, 1h, 7d (default: 1h)")
     sign.add_argument("--signing-key", metavar="FILE", default=None,
                       help="the key file the server uses (env FERRYMAN_SIGNING_KEY)")  # fmt: skip
@@ -61,9 +62,13 @@ def sign_command(args: dict[str, str | None]) -> int:
     key_file = args["signing_key"] or os.environ.get("FERRYMAN_SIGNING_KEY")
     if not key_file:
         raise ConfigError("--signing-key FILE is needed (or FERRYMAN_SIGNING_KEY)")
+    url, method = str(args["url"]), str(args["method"]).upper()
+    check_signable_url(url)
+    if method not in SIGNABLE_METHODS:
+        raise ConfigError(f"--method {method}: ferryman answers {', '.join(SIGNABLE_METHODS)}")
     key = SigningKey.load(key_file)
     expires_at = expires_in(str(args["expires"]), int(time.time()))
-    print(key.sign_url(str(args["url"]), str(args["method"]).upper(), expires_at))
+    print(key.sign_url(url, method, expires_at))
     return EXIT_OK
 
 

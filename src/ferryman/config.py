@@ -264,6 +264,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("spool-keep", parse_duration, 10.0,
            "an extracted .tar.gz member no transfer uses is kept this long for the next "
            "request; 0: removed when its last transfer ends"),
+    Option("max-name-bytes", parse_positive_int, 255,
+           "longest path segment, in bytes once decoded, else 400 (at most what SOURCE holds)"),
+    Option("max-path-bytes", parse_positive_int, 4096,
+           "longest request path, in bytes once decoded, else 414 (at most what SOURCE holds)"),
 )  # fmt: skip
 OPTIONS_BY_ATTR = {option.attr: option for option in OPTIONS}
 
@@ -323,6 +327,8 @@ class Config:
     cache_key_file: str | None = None
     spool_max_size: int = 8 * 1024**3
     spool_keep: float = 10.0
+    max_name_bytes: int = 255
+    max_path_bytes: int = 4096
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

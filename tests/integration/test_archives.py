@@ -255,7 +255,7 @@ def test_listing_json(srv: ServerProcess, kind: str) -> None:
     assert top.header("content-type") == "application/json"
     entries = {e["name"]: e for e in json.loads(top.body)["entries"]}
     assert entries["docs"] == {
-        "name": "docs", "type": "directory", "size": 0,
+        "name": "docs", "href": "docs/", "type": "directory", "size": 0,
         "modified": "Sun, 13 Sep 2020 12:26:40 GMT",  # DIR_MTIME, from the archive
     }  # fmt: skip
     assert entries["data"]["type"] == "directory"  # implied by its members

@@ -271,6 +271,14 @@ BAD_FRAMING = {
     "missing-host": (b"GET / HTTP/1.1\r\n\r\n", {400}),
     "duplicate-host": (b"GET / HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n", {400}),
     "duplicate-host-http10": (b"GET / HTTP/1.0\r\nHost: x\r\nHost: y\r\n\r\n", {400}),
+    "host-with-space": (b"GET /hello.txt HTTP/1.1\r\nHost: a b\r\n\r\n", {400}),
+    "host-with-slash": (b"GET /hello.txt HTTP/1.1\r\nHost: a/b\r\n\r\n", {400}),
+    "host-with-userinfo": (b"GET /hello.txt HTTP/1.1\r\nHost: a@b\r\n\r\n", {400}),
+    "host-unclosed-ipv6": (b"GET /hello.txt HTTP/1.1\r\nHost: [::1\r\n\r\n", {400}),
+    "host-port-not-digits": (b"GET /hello.txt HTTP/1.1\r\nHost: a:port\r\n\r\n", {400}),
+    "host-port-out-of-range": (b"GET /hello.txt HTTP/1.1\r\nHost: a:99999\r\n\r\n", {400}),
+    "host-empty": (b"GET /hello.txt HTTP/1.1\r\nHost: \r\n\r\n", {400}),
+    "host-invalid-http10": (b"GET /hello.txt HTTP/1.0\r\nHost: a b\r\n\r\n", {400}),
     "nul-in-header": (b"GET / HTTP/1.1\r\nHost: x\r\nX-A: a\x00b\r\n\r\n", {400}),
     "header-without-colon": (b"GET / HTTP/1.1\r\nHost: x\r\nJunk\r\n\r\n", {400}),
     "invalid-method-token": (b"G(T / HTTP/1.1\r\nHost: x\r\n\r\n", {400, 501}),
@@ -295,6 +303,21 @@ def test_bad_framing_is_rejected_and_the_smuggled_request_ignored(
         rest = rest_until_close(conn, timeout=2)
     assert rest is not None, "the server must close the connection after a framing error"
     assert rest == b"", f"the smuggled request was answered: {rest[:200]!r}"
+
+
+@pytest.mark.parametrize(
+    "host", ["[::1]:8000", "[2001:db8::7]", "127.0.0.1", "example.com.:65535", "a:", "x \t"]
+)
+def test_valid_hosts_are_served_and_invalid_ones_leave_no_traceback(
+    srv: ServerProcess, host: str
+) -> None:
+    response = exchange(srv, get("/hello.txt", headers=f"Host: {host}\r\n"))
+    assert (response.status, response.body) == (200, HELLO)
+    bad = exchange(srv, get("/hello.txt", headers=f"Host: {host}/x\r\n"))
+    assert (bad.status, json.loads(bad.body)) == (
+        400, {"error": "bad_request", "detail": "invalid Host header"}
+    )  # fmt: skip
+    assert "Traceback" not in srv.log_text()
 
 
 def test_http10_without_host_is_served(srv: ServerProcess) -> None:

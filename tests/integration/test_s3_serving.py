@@ -143,6 +143,20 @@ def test_directories_list_and_redirect(served: ServerProcess) -> None:
     assert get(served, "/nothing-here/").status == 404
 
 
+def test_prefix_listing_links_fetch_their_objects(
+    served: ServerProcess, moto: MotoServer, bucket: str
+) -> None:
+    with served.connect() as conn:
+        doc = json.loads(conn.get("/", {"Accept": "application/json"}).body.decode("utf-8"))
+        for entry in doc["entries"]:
+            got = conn.get("/" + entry["href"])
+            assert got.status == 200, entry
+            if entry["type"] == "file":
+                assert got.body == moto.get_object(bucket, entry["name"])[1]
+    hrefs = {e["name"]: e["href"] for e in doc["entries"]}
+    assert hrefs["odd name %.txt"] == "odd%20name%20%25.txt" and hrefs["docs"] == "docs/"
+
+
 def test_listing_follows_every_page(moto: MotoServer, tmp_path: Path) -> None:
     """More keys than one ListObjectsV2 page (1,000) are all listed."""
     name = moto.create_bucket()
@@ -241,6 +255,36 @@ def test_write_preconditions_and_delete(writable) -> None:  # type: ignore[no-un
     with sqlite3.connect(state / "catalog.db") as db:
         (gone,) = db.execute("SELECT deleted FROM objects WHERE path = 'c.txt'").fetchone()
     assert gone
+
+
+def test_keys_longer_than_s3_allows_are_414(moto: MotoServer, tmp_path: Path) -> None:
+    """S3 keys are at most 1024 bytes, the prefix included: a longer path is refused
+    before the store is asked, for reads and writes; 1024 bytes exactly are stored."""
+    name = moto.create_bucket()
+    tokens = tmp_path / "tokens"
+    tokens.write_text(f"{WRITE} write\n")
+    srv = ServerProcess(
+        f"s3://{name}/pre/fix",  # type: ignore[arg-type]
+        "--state-dir", str(tmp_path / "state"), "--allow-write", "--tokens", str(tokens),
+        "--max-name-bytes", "1024", env=s3_env(moto.url),
+    )  # fmt: skip
+    try:
+        room = 1024 - len("pre/fix/")
+        fits = "/" + "k" * 300 + "/" + "v" * (room - 301)  # a 300-byte segment: as allowed
+        assert put(srv, fits, b"at the limit").status == 201
+        status, stored = moto.get_object(name, "pre/fix" + fits)
+        assert (status, stored) == (200, b"at the limit") and len(
+            ("pre/fix" + fits).encode()
+        ) == 1024
+        assert get(srv, fits).body == b"at the limit"
+        for method in ("PUT", "GET", "DELETE"):
+            with srv.connect() as conn:
+                headers = {"Authorization": f"Bearer {WRITE}", "Content-Length": "0"}
+                r = conn.get(fits + "x", headers, method=method)
+            assert (r.status, json.loads(r.body)["error"]) == (414, "uri_too_long"), method
+        assert "Traceback" not in srv.log_text()
+    finally:
+        srv.stop()
 
 
 def test_multipart_upload_above_threshold(moto: MotoServer, tmp_path: Path) -> None:

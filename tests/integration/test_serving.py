@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 
 import pytest
@@ -409,3 +410,62 @@ def test_multipart_of_small_ranges_is_exact_whether_inlined_or_not(
     ]
     for (_, _, payload), start in zip(parts, (0, 2000000, 5000000), strict=True):
         assert payload == pattern(16384, start)
+
+
+def test_listings_are_utf8_and_every_href_fetches_its_file(ferryman, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Names that are not UTF-8 on disk (or in an archive) are shown with U+FFFD and
+    linked by their raw bytes: the JSON and HTML decode strictly, each link fetches."""
+    import io
+    import tarfile
+    from html import unescape
+    from urllib.parse import urljoin
+
+    root = tmp_path / "root"
+    files = {  # raw name -> content
+        b"caf\xe9.txt": b"latin-1 name",
+        "é €.txt".encode(): b"utf-8 name",
+        b"line\nbreak.txt": b"control character",
+        b"100% #1?.txt": b"reserved characters",
+        b"d\xff/inner\xfe.txt": b"inside a latin-1 directory",
+    }
+    os.makedirs(os.path.join(os.fsencode(root), b"d\xff"))
+    for raw, content in files.items():
+        with open(os.path.join(os.fsencode(root), raw), "wb") as handle:
+            handle.write(content)
+    members = {b"m\xe9.txt": b"member, latin-1", "ü.txt".encode(): b"member, utf-8"}
+    with tarfile.open(root / "a.tar", "w", format=tarfile.GNU_FORMAT) as tar:
+        for raw, content in members.items():
+            info = tarfile.TarInfo(os.fsdecode(raw))  # written back as the same bytes
+            info.size = len(content)
+            tar.addfile(info, io.BytesIO(content))
+    srv = ferryman(root=root)
+
+    def fetched(listing: str, expected: dict[bytes, bytes]) -> None:
+        """Every entry of `listing`, JSON and HTML, fetches what `expected` says."""
+        with srv.connect() as conn:
+            as_json = conn.get(listing, {"Accept": "application/json"})
+            as_html = conn.get(listing, {"Accept": "text/html"})
+            doc = json.loads(as_json.body.decode("utf-8"))  # strict: any bad byte fails
+            page = as_html.body.decode("utf-8")
+            links = [unescape(h) for h in re.findall(r'<a href="([^"]*)">', page)]
+            assert [e["href"] for e in doc["entries"]] == [h for h in links if h != "../"]
+            for e in doc["entries"]:
+                assert "\udcff" not in e["name"]
+                url = urljoin(listing, e["href"])
+                got = conn.get(url)
+                assert got.status == 200, (url, got.status)
+                if e["type"] == "file":
+                    raw = [k for k in expected if k.decode("utf-8", "replace") == e["name"]]
+                    assert raw and got.body == expected[raw[0]], e
+
+    top = {k: v for k, v in files.items() if b"/" not in k}
+    top[b"a.tar"] = (root / "a.tar").read_bytes()
+    fetched("/", top)
+    fetched("/d%FF/", {b"inner\xfe.txt": files[b"d\xff/inner\xfe.txt"]})
+    fetched("/a.tar/", members)
+    with srv.connect() as conn:
+        doc = json.loads(conn.get("/", {"Accept": "application/json"}).body)
+    shown = {e["name"]: e["href"] for e in doc["entries"]}
+    assert shown["caf\ufffd.txt"] == "caf%E9.txt" and shown["d\ufffd"] == "d%FF/"
+    assert shown["line\nbreak.txt"] == "line%0Abreak.txt"
+    assert "Traceback" not in srv.log_text()

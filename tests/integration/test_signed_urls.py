@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -90,3 +91,50 @@ def test_sign_needs_a_key(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=20, env={"PATH": "/usr/bin"},
     )  # fmt: skip
     assert done.returncode == 2 and "--signing-key" in done.stderr
+
+
+def test_a_url_used_with_another_method_is_told_so(signed_server) -> None:  # type: ignore[no-untyped-def]
+    srv, key, root, _ = signed_server
+    (root / "f.txt").write_bytes(b"x")
+    get_url = target(sign(key, f"{srv.url}/f.txt"))
+    put_url = target(sign(key, f"{srv.url}/f.txt", "PUT"))
+    for method, url, signed_for in (("PUT", get_url, "GET"), ("DELETE", put_url, "PUT"),
+                                    ("GET", put_url, "PUT")):  # fmt: skip
+        r = send(srv, method, url, b"y" if method == "PUT" else b"")
+        body = json.loads(r.body)
+        assert (r.status, body["error"]) == (403, "forbidden")
+        assert body["detail"] == f"this URL is signed for {signed_for}, not {method}"
+    forged = get_url[:-1] + ("0" if get_url[-1] != "0" else "1")
+    assert json.loads(send(srv, "PUT", forged, b"y").body)["detail"] == "invalid signature"
+    assert (root / "f.txt").read_bytes() == b"x"
+    assert send(srv, "DELETE", put_url.replace("f.txt", "g.txt")).status == 403
+    assert "Traceback" not in srv.log_text()
+
+
+@pytest.mark.parametrize(
+    ("url", "method", "named"),
+    [
+        ("http://h/x", "POST", "--method POST"),
+        ("http://h/x", "patch", "--method PATCH"),
+        ("http://h/x", "OPTIONS", "--method OPTIONS"),
+        ("/x", "GET", "'/x' is not an absolute URL"),
+        ("box/f.txt", "PUT", "'box/f.txt' is not an absolute URL"),
+        ("h:8000/x", "GET", "not an absolute URL"),
+        ("ftp://h/x", "GET", "not an absolute URL"),
+        ("http:///x", "GET", "not an absolute URL"),
+    ],
+)
+def test_sign_refuses_what_no_request_could_use(
+    tmp_path: Path, url: str, method: str, named: str
+) -> None:
+    key = tmp_path / "key"
+    key.write_bytes(b"k" * 48)
+    done = subprocess.run(
+        [sys.executable, "-m", "ferryman.cli", "sign", url, "--method", method,
+         "--signing-key", str(key)],
+        capture_output=True, text=True, timeout=20,
+    )  # fmt: skip
+    assert done.returncode == 2 and done.stdout == ""
+    assert "cannot sign: " in done.stderr and named in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+    assert sign(key, "http://h/x", method="head").startswith("http://h/x?ferryman-expires=")

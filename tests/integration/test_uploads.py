@@ -11,6 +11,7 @@ import sqlite3
 import subprocess
 import threading
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
@@ -78,10 +79,14 @@ def test_put_creates_then_replaces_with_verified_headers(store) -> None:  # type
         lambda d: {"Content-MD5": b64(hashlib.md5(d).digest())},
         lambda d: {"Content-Digest": f"sha-256=:{b64(hashlib.sha256(d).digest())}:"},
         lambda d: {"Repr-Digest": f"sha-512=:{b64(hashlib.sha512(d).digest())}:"},
-        lambda d: {"Content-Digest": f"md5=:AAAA:, sha-256=:{b64(hashlib.sha256(d).digest())}:"},
+        lambda d: {"Content-Digest": f"unixsum=:AA==:,sha-256=:{b64(hashlib.sha256(d).digest())}:"},
+        lambda d: {"Content-Digest": f"md5=:{b64(hashlib.md5(d).digest())}:"},
+        lambda d: {"Digest": f"sha-512={b64(hashlib.sha512(d).digest())}, UNIXsum=12"},
+        lambda d: {"Digest": f"MD5={b64(hashlib.md5(d).digest())}"},
     ],
-    ids=["md5", "content-digest-sha256", "repr-digest-sha512", "unknown-algorithm-ignored"],
-)
+    ids=["md5", "content-digest-sha256", "repr-digest-sha512", "unknown-beside-known",
+         "content-digest-md5", "rfc3230-sha512", "rfc3230-md5"],
+)  # fmt: skip
 def test_right_digests_are_accepted(store, make_header) -> None:  # type: ignore[no-untyped-def]
     srv, root = store
     data = pattern(100_000)
@@ -109,6 +114,47 @@ def test_wrong_digests_store_nothing(store, headers: dict) -> None:  # type: ign
     assert (root / "keep.bin").read_bytes() == b"original"
     assert not temp_files(root)
     assert not catalogued(root / ".ferryman", "keep.bin")
+
+
+SHA_OTHER = b64(hashlib.sha256(b"other").digest())
+
+
+@pytest.mark.parametrize(
+    ("headers", "error", "named"),
+    [
+        ({"Content-Digest": "unixsum=:AAAA:"}, "bad_digest", "Content-Digest unixsum"),
+        ({"Repr-Digest": "crc32c=:AAAAAA==:"}, "bad_digest", "Repr-Digest crc32c"),
+        ({"Digest": "UNIXsum=1234"}, "bad_digest", "Digest UNIXsum"),
+        ({"Content-Digest": "sha-256="}, "bad_digest", "Content-Digest"),
+        ({"Content-Digest": "sha-256=abc"}, "bad_digest", "Content-Digest"),
+        ({"Repr-Digest": f"sha-256=:{SHA_OTHER}"}, "bad_digest", "Repr-Digest"),
+        ({"Digest": "SHA-256="}, "bad_digest", "Digest"),
+        ({"Digest": "SHA-256=AAAA"}, "bad_digest", "Digest sha-256"),
+        ({"Digest": f"SHA-256={SHA_OTHER}"}, "digest_mismatch", "Digest sha-256"),
+        ({"Digest": f"md5={b64(hashlib.md5(b'other').digest())}"}, "digest_mismatch", "Digest md5"),
+        ({"Content-MD5": b64(hashlib.md5(b"other").digest())}, "digest_mismatch", "Content-MD5"),
+        ({"Content-Digest": "md5=:AAAA:"}, "bad_digest", "Content-Digest md5"),
+    ],
+    ids=["cd-unknown-only", "rd-unknown-only", "rfc3230-unknown-only", "cd-empty-value",
+         "cd-not-byte-sequence", "rd-unterminated", "rfc3230-empty", "rfc3230-short",
+         "rfc3230-mismatch", "rfc3230-md5-mismatch", "content-md5-mismatch", "cd-md5-short"],
+)  # fmt: skip
+def test_digest_fields_are_checked_or_refused(store, headers: dict, error: str, named: str) -> None:  # type: ignore[no-untyped-def]
+    """Never ignored: a digest ferryman cannot check, alone, is refused like a malformed one."""
+    srv, root = store
+    (root / "keep.bin").write_bytes(b"original")
+    r = put(srv, "/keep.bin", pattern(50_000), headers)
+    assert r.status == 400, r.body
+    body = json.loads(r.body)
+    assert body["error"] == error and named in body["detail"], body
+    if named.lower().endswith(("unixsum", "crc32c")):  # says what it can check instead
+        assert r.header("want-repr-digest") == "sha-256=10, sha-512=5"
+    r = put(srv, "/new.bin", pattern(50_000), headers)
+    assert r.status == 400 and not (root / "new.bin").exists()
+    assert (root / "keep.bin").read_bytes() == b"original"
+    assert not temp_files(root)
+    assert not catalogued(root / ".ferryman", "keep.bin")
+    assert "Traceback" not in srv.log_text()
 
 
 def test_client_disconnecting_halfway_leaves_nothing(store) -> None:  # type: ignore[no-untyped-def]
@@ -293,6 +339,60 @@ def test_paths_that_cannot_be_written(store, tmp_path: Path) -> None:  # type: i
             % WRITE.encode()
         )[0]
     assert r.status == 411
+
+
+def send(srv: ServerProcess, method: str, path: str) -> tuple[int, str]:
+    """A bodiless GET or DELETE (with the write token): (status, error code or "")."""
+    with srv.connect() as conn:
+        r = conn.get(path, {"Authorization": f"Bearer {WRITE}"}, method=method)
+    return r.status, (json.loads(r.body)["error"] if r.status >= 400 else "")
+
+
+def test_names_too_long_are_refused_not_failed(store) -> None:  # type: ignore[no-untyped-def]
+    """Longest segment 255 bytes (400 above), longest path: its absolute form fits
+    PATH_MAX (414 above). Until now the file system's ENAMETOOLONG was a 500."""
+    srv, root = store
+    longest = 4095 - len(str(root).encode())  # root + "/" + path + NUL <= 4096
+    deep = "/" + "/".join(["d" * 250] * (longest // 251))
+    deep += "/" + "f" * (longest - len(deep) - 1)
+    assert len(deep.encode()) == longest
+    assert put(srv, deep, b"deep").status == 201
+    assert send(srv, "GET", deep) == (200, "")
+    assert send(srv, "DELETE", deep) == (204, "")
+    name = "/n" + "é" * 127  # 255 bytes
+    assert put(srv, quote(name), b"long").status == 201
+    assert (root / name[1:]).read_bytes() == b"long"
+    assert send(srv, "GET", quote(name)) == (200, "")
+    for path, answer in [
+        (quote(name) + "x", (400, "bad_path")),
+        (quote(name) + "x/f.txt", (400, "bad_path")),
+        ("/d/" + "a" * 1000, (400, "bad_path")),
+        (deep + "g", (414, "uri_too_long")),
+        ("/" + "/".join(["e" * 200] * 30), (414, "uri_too_long")),
+    ]:
+        r = put(srv, path, b"x")
+        assert (r.status, json.loads(r.body)["error"]) == answer, (path[:40], r.body)
+        assert send(srv, "GET", path) == answer
+        assert send(srv, "DELETE", path) == answer
+    assert sorted(p.name for p in root.iterdir()) == [".ferryman", "d" * 250, name[1:]]
+    assert not temp_files(root)
+    assert "Traceback" not in srv.log_text()
+
+
+def test_names_with_control_characters_are_refused(store) -> None:  # type: ignore[no-untyped-def]
+    srv, root = store
+    (root / "line\nbreak.txt").write_bytes(b"made elsewhere")
+    for char in ("%01", "%0A", "%0D", "%1B", "%1F", "%7F", "%C2%85", "%C2%9B"):
+        for path in (f"/a{char}b.txt", f"/dir{char}/f.txt"):
+            r = put(srv, path, b"x")
+            assert (r.status, json.loads(r.body)["error"]) == (400, "bad_path"), (path, r.body)
+            assert send(srv, "DELETE", path) == (400, "bad_path")
+    assert send(srv, "DELETE", "/line%0Abreak.txt") == (400, "bad_path")
+    assert send(srv, "GET", "/line%0Abreak.txt") == (200, "")  # read as ever
+    assert sorted(p.name for p in root.iterdir()) == [".ferryman", "line\nbreak.txt"]
+    assert put(srv, "/tab%09.txt", b"x").status == 400
+    assert put(srv, "/caf%C3%A9%20%E2%80%94%201.txt", b"x").status == 201  # not control chars
+    assert "Traceback" not in srv.log_text()
 
 
 def test_writes_are_off_unless_allowed(ferryman, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -10,6 +10,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from ferryman.app.auth import (
+    SIGNABLE_METHODS,
     Access,
     Authorizer,
     Grant,
@@ -402,6 +403,77 @@ def test_verify_table(method: str, path: bytes, query: bytes, result: bool | Non
     assert KEY.verify(method, path, query, NOW) is result
 
 
+@pytest.mark.parametrize(
+    ("signed_for", "used_with", "also", "now", "problem"),
+    [
+        ("GET", "GET", "", NOW, ""),
+        ("GET", "HEAD", "GET", NOW, ""),  # what the Authorizer asks for a HEAD read
+        ("GET", "HEAD", "", NOW, "this URL is signed for GET, not HEAD"),
+        ("GET", "PUT", "", NOW, "this URL is signed for GET, not PUT"),
+        ("PUT", "DELETE", "", NOW, "this URL is signed for PUT, not DELETE"),
+        ("DELETE", "get", "", NOW, "this URL is signed for DELETE, not GET"),
+        ("HEAD", "GET", "", NOW, "this URL is signed for HEAD, not GET"),
+        ("GET", "POST", "", NOW, "this URL is signed for GET, not POST"),
+        ("GET", "PUT", "", NOW + 1, "this URL is signed for GET, not PUT"),  # the bigger mistake
+        ("PUT", "PUT", "", NOW + 1, "this signed URL has expired"),
+        ("POST", "PUT", "", NOW, "invalid signature"),  # no method ferryman answers: a forgery
+    ],
+)
+def test_check_says_why_a_signature_does_not_verify(
+    signed_for: str, used_with: str, also: str, now: int, problem: str
+) -> None:
+    query = query_for(signed_for, "/a", NOW)
+    verdict = KEY.check(used_with, b"/a", query, now, also=also)
+    assert verdict is not None and (verdict.valid, verdict.problem) == (not problem, problem)
+
+
+@pytest.mark.parametrize(
+    ("query", "problem"),
+    [
+        (GOOD.replace(SIG.encode(), b"0" * 64), "invalid signature"),
+        (GOOD + b"&ferryman-expires=1", "malformed ferryman-expires or ferryman-signature"),
+        (f"ferryman-signature={SIG}".encode(), "malformed ferryman-expires or ferryman-signature"),
+    ],
+)
+def test_forged_or_malformed_signatures_are_told_apart(query: bytes, problem: str) -> None:
+    assert KEY.check("GET", b"/a", query, NOW) == (False, problem)
+    assert KEY.check("GET", b"/a", b"x=1", NOW) is None
+
+
+def test_urls_signed_before_methods_were_told_apart_still_verify() -> None:
+    """The signed text is unchanged (METHOD, path, expiry): a URL made earlier verifies."""
+    import hashlib
+    import hmac
+
+    old = hmac.new(b"0123456789abcdef0123456789abcdef", b"PUT\n/a\n1700000000", hashlib.sha256)
+    query = f"ferryman-expires={NOW}&ferryman-signature={old.hexdigest()}".encode()
+    assert KEY.verify("PUT", b"/a", query, NOW) is True
+
+
+@pytest.mark.parametrize(
+    ("method", "target", "access", "detail"),
+    [
+        ("PUT", signed("GET", "/a.txt"), W, "this URL is signed for GET, not PUT"),
+        ("DELETE", signed("PUT", "/a.txt"), W, "this URL is signed for PUT, not DELETE"),
+        ("GET", signed("PUT", "/a.txt"), R, "this URL is signed for PUT, not GET"),
+        ("GET", signed("GET", "/a.txt", NOW - 1), R, "this signed URL has expired"),
+        ("GET", signed("GET", "/b.txt").replace("/b", "/a"), R, "invalid signature"),
+    ],
+)
+def test_the_403_says_what_is_wrong_with_the_url(
+    method: str, target: str, access: Access, detail: str
+) -> None:
+    with pytest.raises(HttpError) as info:
+        authorizer().check(request(method, target), access, "/a.txt", NOW)
+    assert (info.value.status, info.value.error, info.value.detail) == (403, "forbidden", detail)
+
+
+@pytest.mark.parametrize("method", ["POST", "PATCH", "OPTIONS", "", "GET "])
+def test_sign_url_refuses_methods_ferryman_never_answers(method: str) -> None:
+    with pytest.raises(ConfigError, match="GET, HEAD, PUT, DELETE"):
+        KEY.sign_url("http://h/a", method, NOW)
+
+
 def test_verify_expiry_boundary() -> None:
     assert KEY.verify("GET", b"/a", GOOD, NOW) is True
     assert KEY.verify("GET", b"/a", GOOD, NOW + 1) is False
@@ -420,7 +492,12 @@ paths = st.text(
 ).map(lambda text: "/" + text)
 
 
-@given(methods, paths, st.integers(min_value=0, max_value=10**10), st.integers(0, 10**9))
+@given(
+    st.sampled_from(SIGNABLE_METHODS),
+    paths,
+    st.integers(min_value=0, max_value=10**10),
+    st.integers(0, 10**9),
+)
 def test_sign_url_round_trips_through_the_parser(
     method: str, path: str, now: int, lifetime: int
 ) -> None:

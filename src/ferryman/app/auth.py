@@ -5,6 +5,10 @@ Who may do what (docs/decisions/0008-tokens-and-signed-urls.md):
 * READ is open unless `private`; WRITE needs `allow_write` and either a token
   with write scope whose prefix covers the path, or a valid signature for this
   exact method and raw path.
+* A signature that is valid for another method (GET, HEAD, PUT, DELETE) is
+  told apart from a forged one by trying the MAC of each: "this URL is signed
+  for GET, not PUT". The method is not in the URL, so URLs signed before this
+  check still verify.
 * Once tokens or a signing key are configured, credentials that are present
   are always checked: an unknown token or a bad signature is 403 even for a
   public read. Missing credentials where they are needed are 401 with a
@@ -22,7 +26,7 @@ import hashlib
 import hmac
 import re
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from ferryman.app.paths import resolve
@@ -30,6 +34,7 @@ from ferryman.config import parse_duration
 from ferryman.errors import ConfigError, HttpError
 from ferryman.http.parser import Request
 
+SIGNABLE_METHODS = ("GET", "HEAD", "PUT", "DELETE")  # what ferryman answers
 EXPIRES_PARAM = "ferryman-expires"
 SIGNATURE_PARAM = "ferryman-signature"
 _PARAMS = frozenset((EXPIRES_PARAM, SIGNATURE_PARAM))
@@ -124,6 +129,13 @@ class TokenTable:
         return f"<TokenTable: {len(self._entries)} entries, tokens hidden>"
 
 
+class Verdict(NamedTuple):
+    """A signature checked: valid, or the reason it is not (the detail of the 403)."""
+
+    valid: bool
+    problem: str = ""
+
+
 class SigningKey:
     """HMAC-SHA256 signatures over f"{METHOD}\\n{raw path}\\n{expires_at}"."""
 
@@ -158,7 +170,12 @@ class SigningKey:
         """`url` with expiry and signature appended to its query (earlier ones replaced).
 
         Characters a client would percent-encode are encoded first, so the URL
-        returned is exactly what is signed and what the client will send."""
+        returned is exactly what is signed and what the client will send. A
+        method ferryman never answers is a ConfigError: such a URL could not work."""
+        if method.upper() not in SIGNABLE_METHODS:
+            raise ConfigError(
+                f"method {method!r}: a signed URL may allow {', '.join(SIGNABLE_METHODS)}"
+            )
         parts = urlsplit(url)
         path = quote(parts.path or "/", safe=_PATH_SAFE)
         kept = [p for p in parts.query.split("&") if p and p.partition("=")[0] not in _PARAMS]
@@ -167,16 +184,41 @@ class SigningKey:
         return urlunsplit((parts.scheme, parts.netloc, path, "&".join(kept), parts.fragment))
 
     def verify(self, method: str, raw_path: bytes, raw_query: bytes, now: int) -> bool | None:
-        """None: no signature parameters. False: present but malformed, altered or
-        expired (now > expires_at). True: valid for this method and raw path."""
+        """None: no signature parameters. False: present but malformed, altered,
+        for another method or expired (now > expires_at). True: valid for this
+        method and raw path."""
+        verdict = self.check(method, raw_path, raw_query, now)
+        return None if verdict is None else verdict.valid
+
+    def check(
+        self, method: str, raw_path: bytes, raw_query: bytes, now: int, *, also: str = ""
+    ) -> Verdict | None:
+        """Like verify, saying why not: None without signature parameters, else a Verdict.
+
+        Valid for `method` (or for `also`, when given). A MAC that matches
+        another of SIGNABLE_METHODS is reported as such, not as a forgery.
+        """
         found = _signature_params(raw_query)
         if found is None:
             return None
-        if found is False or not _METHOD.fullmatch(method):
-            return False
+        if found is False:
+            return Verdict(False, f"malformed {EXPIRES_PARAM} or {SIGNATURE_PARAM}")
+        if not _METHOD.fullmatch(method):
+            return Verdict(False, "invalid signature")
         expires_at, given = found
-        expected = self._sign(method.upper(), raw_path, expires_at).encode("ascii")
-        return hmac.compare_digest(expected, given) and now <= expires_at
+        wanted = (method.upper(), also) if also else (method.upper(),)
+        others = tuple(m for m in SIGNABLE_METHODS if m not in wanted)
+        for candidate in wanted + others:  # the request's own method first: one MAC if valid
+            expected = self._sign(candidate, raw_path, expires_at).encode("ascii")
+            if hmac.compare_digest(expected, given):
+                break
+        else:
+            return Verdict(False, "invalid signature")
+        if candidate not in wanted:
+            return Verdict(False, f"this URL is signed for {candidate}, not {method.upper()}")
+        if now > expires_at:
+            return Verdict(False, "this signed URL has expired")
+        return Verdict(True)
 
     def _sign(self, method: str, path: bytes, expires_at: int) -> str:
         message = b"%s\n%s\n%d" % (method.encode("ascii"), path, expires_at)
@@ -184,6 +226,17 @@ class SigningKey:
 
     def __repr__(self) -> str:
         return "<SigningKey: hidden>"
+
+
+def check_signable_url(url: str) -> None:
+    """ConfigError unless `url` is absolute http(s) with a host: what `ferryman sign`
+    prints is handed to someone who has nothing else to resolve it against."""
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise ConfigError(
+            f"{url!r} is not an absolute URL: give the scheme and host, "
+            "e.g. http://host:8000/path/file"
+        )
 
 
 def _signature_params(raw_query: bytes) -> tuple[int, bytes] | Literal[False] | None:
@@ -251,21 +304,21 @@ class Authorizer:
                 raise HttpError(403, "forbidden", "unknown token")
             allowed = any(grant.covers(access, path) for grant in grants)
         if signed is not None:
-            if not signed:
-                raise HttpError(403, "forbidden", "invalid or expired signature")
+            if not signed.valid:
+                raise HttpError(403, "forbidden", signed.problem)
             allowed = True
         if not allowed and (access is Access.WRITE or self.private):
             verb = "write" if access is Access.WRITE else "read"
             raise HttpError(403, "forbidden", f"the token may not {verb} {path}")
 
-    def _verify_signature(self, request: Request, access: Access, now: int) -> bool | None:
+    def _verify_signature(self, request: Request, access: Access, now: int) -> Verdict | None:
         if self.signing_key is None:  # parameters present but nothing to check them with
-            return None if _signature_params(request.query) is None else False
-        valid = self.signing_key.verify(request.method, request.path, request.query, now)
-        if valid is False and access is Access.READ and request.method == "HEAD":
-            # a URL signed for GET also answers HEAD, which shows less
-            valid = self.signing_key.verify("GET", request.path, request.query, now)
-        return valid
+            if _signature_params(request.query) is None:
+                return None
+            return Verdict(False, "this server checks no signed URLs (no --signing-key)")
+        # a URL signed for GET also answers HEAD, which shows less
+        also = "GET" if access is Access.READ and request.method == "HEAD" else ""
+        return self.signing_key.check(request.method, request.path, request.query, now, also=also)
 
 
 _CHALLENGE = ("WWW-Authenticate", REALM)

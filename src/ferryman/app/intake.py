@@ -1,11 +1,13 @@
 """What every write checks before it stores anything, whatever the store.
 
-The request path must name a file (not a directory) in UTF-8; If-Match,
-If-None-Match and If-Unmodified-Since must hold against the current
-version; and the body must match every digest the client sent
-(Content-MD5, Content-Digest, Repr-Digest), hashed as it arrives. SHA-256 is
-always computed: it is what ferryman records and what a store is asked to
-keep. Every write (app/writes.py), whatever its target, follows these rules.
+The request path must name a file (not a directory) in UTF-8, without
+control characters; If-Match, If-None-Match and If-Unmodified-Since must
+hold against the current version; and the body must match every digest the
+client sent (Content-MD5, Content-Digest, Repr-Digest, Digest), hashed as it
+arrives; a digest ferryman cannot compute is refused unless another one is
+checked. SHA-256 is always computed: it is what ferryman records and what a
+store is asked to keep. Every write (app/writes.py), whatever its target,
+follows these rules.
 """
 
 from __future__ import annotations
@@ -14,13 +16,14 @@ import asyncio
 import errno
 import hashlib
 import os
+import re
 from dataclasses import dataclass, field
 
 from ferryman.app.paths import RequestPath, resolve
 from ferryman.errors import HttpError
 from ferryman.http.body import BodyReader
 from ferryman.http.conditional import Outcome, Validators, evaluate_preconditions
-from ferryman.http.digest import parse_content_md5, parse_digest_field
+from ferryman.http.digest import Claim, body_claims
 from ferryman.http.parser import Request
 
 BATCH = 1024 * 1024  # bytes of request body written (and hashed) per thread hop
@@ -42,52 +45,61 @@ def storage_error(exc: OSError, what: str) -> HttpError:
 
 @dataclass
 class BodyChecks:
-    """What the client asked us to verify, and the hashers that will tell."""
+    """What the client asked us to verify, and the hashers that will tell.
 
-    md5: bytes | None = None
-    digests: dict[str, bytes] = field(default_factory=dict)
+    Every digest field is checked or refused (http/digest.py has the policy);
+    SHA-256 is computed whatever the client sent.
+    """
+
+    claims: list[Claim] = field(default_factory=list)
     hashers: dict[str, hashlib._Hash] = field(default_factory=dict)
 
     @classmethod
     def from_request(cls, request: Request) -> BodyChecks:
-        checks = cls(hashers={"sha-256": hashlib.sha256()})
-        headers = request.headers
-        if "content-md5" in headers:
-            checks.md5 = parse_content_md5(headers["content-md5"])
-            checks.hashers["md5"] = hashlib.md5(usedforsecurity=False)
-        for name in ("content-digest", "repr-digest"):  # a full PUT: both describe the body
-            if name in headers:
-                for algorithm, raw in parse_digest_field(headers[name], name).items():
-                    if checks.digests.get(algorithm, raw) != raw:
-                        raise HttpError(400, "digest_mismatch", f"{name} contradicts itself")
-                    checks.digests[algorithm] = raw
-        if "sha-512" in checks.digests:
-            checks.hashers["sha-512"] = hashlib.sha512()
-        return checks
+        claims = body_claims(request.headers)  # a full PUT: every field describes the body
+        hashers = {"sha-256": hashlib.sha256()}
+        for claim in claims:
+            if claim.algorithm not in hashers:
+                hashers[claim.algorithm] = cls._hasher(claim.algorithm)
+        return cls(claims, hashers)
 
     def update(self, data: bytes | bytearray) -> None:
         for hasher in self.hashers.values():
             hasher.update(data)
 
     def verify(self) -> None:
-        if self.md5 is not None and self.hashers["md5"].digest() != self.md5:
-            raise HttpError(400, "digest_mismatch", "Content-MD5 does not match the body")
-        for algorithm, expected in self.digests.items():
-            if self.hashers[algorithm].digest() != expected:
-                raise HttpError(400, "digest_mismatch", f"{algorithm} does not match the body")
+        for claim in self.claims:
+            if self.hashers[claim.algorithm].digest() != claim.digest:
+                detail = f"{claim.field} {claim.algorithm} does not match the body"
+                raise HttpError(400, "digest_mismatch", detail)
 
     @property
     def sha256(self) -> bytes:
         return self.hashers["sha-256"].digest()
 
+    @staticmethod
+    def _hasher(algorithm: str) -> hashlib._Hash:
+        if algorithm == "md5":
+            return hashlib.md5(usedforsecurity=False)  # an integrity check, not a security one
+        return hashlib.new(algorithm.replace("-", ""))  # "sha-512" -> "sha512"
+
+
+# Control characters (C0, DEL and C1): a name that holds one breaks logs, listings,
+# shells and terminals. Refused in names to write; files that already bear one are
+# still served and listed.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+
 
 def write_path(request: Request) -> RequestPath:
-    """The path a PUT or DELETE names: a file, in UTF-8; else 400 or 405."""
+    """The path a PUT or DELETE names: a file, in UTF-8, no control characters; else 400
+    or 405. (Length limits and the rest are resolve()'s, for reads and writes alike.)"""
     path = resolve(request.path)
     try:
         path.relative.encode("utf-8")  # the catalog, stores and most clients need UTF-8 names
     except UnicodeEncodeError:
         raise HttpError(400, "bad_path", "file names must be UTF-8") from None
+    if _CONTROL.search(path.relative) is not None:
+        raise HttpError(400, "bad_path", "file names cannot contain control characters")
     if not path.segments or path.trailing_slash:
         raise HttpError(405, "method_not_allowed", "a directory cannot be written or deleted",
                         (("Allow", "GET, HEAD"),))  # fmt: skip

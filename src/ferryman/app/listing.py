@@ -3,6 +3,12 @@
 Reading a directory can take many syscalls on a cold disk, so the entries are
 gathered in a worker thread; rendering is pure and tested on its own.
 Dotfiles and the state directory are never listed.
+
+Both forms are valid UTF-8 whatever the names on disk. A name is kept as
+os.fsdecode made it (bytes that are not UTF-8 as surrogate escapes); it is
+shown with U+FFFD in place of those bytes, and linked by its raw bytes,
+percent-encoded, so the link fetches that very file. In JSON every entry
+carries that link as `href`, relative to the listing's URL (as in HTML).
 """
 
 from __future__ import annotations
@@ -79,17 +85,26 @@ def _modified(entry: Entry) -> str:
     return format_http_date(entry.mtime) if entry.mtime else "-"
 
 
+def shown_name(name: str) -> str:
+    """The name as text: bytes that are not UTF-8 become U+FFFD."""
+    return os.fsencode(name).decode("utf-8", "replace")
+
+
+def href(entry: Entry) -> str:
+    """The entry's link relative to its listing: the raw name, percent-encoded."""
+    return quote(os.fsencode(entry.name), safe="") + ("/" if entry.is_dir else "")
+
+
 def render_html(url_path: str, entries: list[Entry], truncated: bool = False) -> bytes:
     title = html.escape(url_path)
     rows = []
     if url_path != "/":
         rows.append('<tr><td><a href="../">../</a></td><td></td><td></td></tr>')
     for e in entries:
-        shown = e.name + ("/" if e.is_dir else "")
-        href = quote(os.fsencode(e.name), safe="") + ("/" if e.is_dir else "")
+        shown = shown_name(e.name) + ("/" if e.is_dir else "")
         size = "-" if e.is_dir else human_size(e.size)
         rows.append(
-            f'<tr><td><a href="{html.escape(href)}">{html.escape(shown)}</a></td>'
+            f'<tr><td><a href="{html.escape(href(e))}">{html.escape(shown)}</a></td>'
             f'<td class="size" title="{e.size}">{size}</td>'
             f"<td>{_modified(e)}</td></tr>"
         )
@@ -105,7 +120,7 @@ def render_html(url_path: str, entries: list[Entry], truncated: bool = False) ->
         + "\n".join(rows)
         + "\n</table></body></html>\n"
     )
-    return page.encode("utf-8", "surrogateescape")
+    return page.encode("utf-8")
 
 
 def render_json(url_path: str, entries: list[Entry], truncated: bool = False) -> bytes:
@@ -113,7 +128,8 @@ def render_json(url_path: str, entries: list[Entry], truncated: bool = False) ->
         "path": url_path,
         "entries": [
             {
-                "name": e.name,
+                "name": shown_name(e.name),
+                "href": href(e),
                 "type": "directory" if e.is_dir else "file",
                 "size": e.size,
                 "modified": format_http_date(e.mtime) if e.mtime else None,
@@ -123,7 +139,7 @@ def render_json(url_path: str, entries: list[Entry], truncated: bool = False) ->
     }
     if truncated:
         doc["truncated"] = True
-    return json.dumps(doc, ensure_ascii=False).encode("utf-8", "surrogateescape") + b"\n"
+    return json.dumps(doc, ensure_ascii=False).encode("utf-8") + b"\n"
 
 
 def wants_json(request: Request) -> bool:

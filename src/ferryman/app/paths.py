@@ -6,6 +6,12 @@ separator or `%2e%2e` gets no second chance to mean something else. A path
 that climbs above the root is refused with 400, as nginx does; NUL is refused
 with 400; a segment starting with "." (dotfiles, the state directory) is 404.
 Backslashes are ordinary filename characters on POSIX and get no meaning.
+
+Lengths are counted in bytes of the resolved path, after decoding: a segment
+longer than --max-name-bytes is 400, a path ("/a/b", from its leading slash)
+longer than --max-path-bytes is 414, for reads and writes alike. Both are held
+to what the source can store (`configure_limits`), so a name the source could never
+hold is refused here instead of failing in the file system or the store.
 """
 
 from __future__ import annotations
@@ -14,7 +20,9 @@ import os
 from typing import Final
 from urllib.parse import quote, unquote_to_bytes
 
+from ferryman.config import Config
 from ferryman.errors import HttpError, not_found
+from ferryman.stores.s3source import parse_source
 
 _MEMO_MAX: Final = 4096  # resolved paths kept; the table is emptied when full
 # Only paths up to this long are kept: the table then holds at most a few MiB,
@@ -44,6 +52,54 @@ class RequestPath:
 
 
 _resolved: dict[bytes, RequestPath] = {}
+
+NAME_MAX: Final = 255  # Linux: the longest name most file systems hold (ext4, xfs, btrfs, tmpfs)
+PATH_MAX: Final = 4096  # Linux: the longest path a system call takes, its final NUL included
+S3_KEY_MAX: Final = 1024  # S3: the longest object key, in UTF-8 bytes, the prefix included
+
+
+class _Limits:
+    __slots__ = ("name", "path")
+
+    def __init__(self) -> None:
+        self.name = NAME_MAX
+        self.path = PATH_MAX
+
+
+_limits = _Limits()
+
+
+def configure_limits(config: Config) -> None:
+    """This process's limits: --max-name-bytes and --max-path-bytes, each held to what
+    the source can store. A directory: its file system's longest name (statvfs), and
+    paths whose absolute form (root + path + NUL) fits PATH_MAX, since every file
+    served is confined by reading that form back (files.py). A store: keys
+    (prefix + "/" + path) that fit S3's 1024 bytes.
+    """
+    name, path = config.max_name_bytes, config.max_path_bytes
+    if config.is_remote:
+        _, prefix = parse_source(config.source)
+        room = S3_KEY_MAX - (len(prefix.encode("utf-8")) + 1 if prefix else 0)
+        path = min(path, room + 1)  # + 1: a path counts its leading "/", a key does not
+    else:
+        try:
+            longest = os.statvfs(config.root).f_namemax or NAME_MAX
+        except OSError:
+            longest = NAME_MAX
+        name = min(name, longest)
+        path = min(path, PATH_MAX - 1 - len(os.fsencode(config.root)))
+    set_limits(name, path)
+
+
+def set_limits(max_name_bytes: int, max_path_bytes: int) -> None:
+    """Set the limits resolve() applies; the paths it remembered are forgotten."""
+    _limits.name, _limits.path = max_name_bytes, max_path_bytes
+    _resolved.clear()
+
+
+def limits() -> tuple[int, int]:
+    """(longest segment, longest path) in bytes, as resolve() applies them."""
+    return _limits.name, _limits.path
 
 
 def resolve(raw_path: bytes) -> RequestPath:
@@ -76,4 +132,15 @@ def _resolve(raw_path: bytes) -> RequestPath:
     for segment in segments:
         if segment.startswith("."):
             raise not_found()
+    # Resolving only drops bytes: a short path needs no counting.
+    if len(decoded) > _limits.name or len(decoded) >= _limits.path:
+        _check_lengths(segments)
     return RequestPath(tuple(segments), decoded.endswith(b"/"))
+
+
+def _check_lengths(segments: list[str]) -> None:
+    sizes = [len(os.fsencode(segment)) for segment in segments]
+    if sum(sizes) + len(sizes) > _limits.path:
+        raise HttpError(414, "uri_too_long", f"the path is longer than {_limits.path} bytes")
+    if sizes and max(sizes) > _limits.name:
+        raise HttpError(400, "bad_path", f"a path segment is longer than {_limits.name} bytes")

@@ -12,7 +12,7 @@ from ferryman.app.auth import Access, Authorizer, SigningKey, TokenTable
 from ferryman.app.digestindex import DigestIndex
 from ferryman.app.files import FileServer
 from ferryman.app.localtarget import LocalTarget
-from ferryman.app.paths import resolve
+from ferryman.app.paths import configure_limits, resolve
 from ferryman.app.remote import RemoteServer
 from ferryman.app.spool import Spool
 from ferryman.app.staging import Staging
@@ -37,6 +37,7 @@ class App:
     """Handlers return a Response, or an awaitable of one when they must wait."""
 
     def __init__(self, config: Config) -> None:
+        configure_limits(config)  # before any path is resolved
         self.auth = Authorizer(
             tokens=TokenTable.load(config.tokens) if config.tokens else None,
             signing_key=SigningKey.load(config.signing_key) if config.signing_key else None,
