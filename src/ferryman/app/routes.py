@@ -16,9 +16,9 @@ from ferryman.app.remote import RemoteServer
 from ferryman.app.remote_uploads import RemoteUploads
 from ferryman.app.spool import Spool
 from ferryman.app.uploads import Uploads, start_orphan_sweep
-from ferryman.catalog.db import Catalog, CatalogError
+from ferryman.boot import open_catalog
 from ferryman.config import Config
-from ferryman.errors import ConfigError, HttpError
+from ferryman.errors import HttpError
 from ferryman.http.body import BodyReader
 from ferryman.http.parser import Request
 from ferryman.http.response import Response
@@ -127,23 +127,3 @@ class Reader(Protocol):
 class Writer(Protocol):
     def put(self, request: Request, body: BodyReader | None) -> Awaitable[Response]: ...
     def delete(self, request: Request) -> Awaitable[Response]: ...
-
-
-def open_catalog(config: Config) -> Catalog | None:
-    """The catalog under --state-dir: created when writes are allowed, else used if present.
-
-    A server that writes must record what it writes, so an unusable catalog
-    stops it; a read-only server serves on without Repr-Digest and says so.
-    """
-    state = config.state_path
-    path = state / "catalog.db"
-    if not config.allow_write and not path.exists():
-        return None
-    try:
-        state.mkdir(mode=0o700, parents=True, exist_ok=True)
-        return Catalog(path)
-    except (OSError, CatalogError) as exc:
-        if config.allow_write:
-            raise ConfigError(f"cannot open the catalog at {path}: {exc}") from None
-        log.warning("catalog unusable, serving without Repr-Digest: %s", exc)
-        return None

@@ -30,7 +30,8 @@ from collections.abc import Callable
 from typing import Protocol
 
 from ferryman.app.routes import App
-from ferryman.config import Config, check_source
+from ferryman.boot import check_source
+from ferryman.config import Config
 from ferryman.errors import EXIT_OK, ConfigError
 from ferryman.loops import new_event_loop
 from ferryman.server.accesslog import AccessLog
@@ -91,7 +92,12 @@ def raise_fd_limit(max_connections: int, kept_files: int) -> int:
 
 
 def run(config: Config, sock: socket.socket, supervision: Supervision) -> int:
-    """Serve on `sock` until SIGTERM or SIGINT; returns the exit status."""
+    """Serve on `sock` until SIGTERM or SIGINT; returns the exit status.
+
+    The arbiter checked every resource before this worker was started
+    (ferryman/boot.py); what changed since is a ConfigError here too, which
+    the arbiter hears as boot-failed.
+    """
     check_source(config)
     loop = new_event_loop(config.loop)
     try:
@@ -106,7 +112,8 @@ async def serve(config: Config, sock: socket.socket, supervision: Supervision) -
     try:
         app = App(config)
     except OSError as exc:
-        raise ConfigError(f"cannot open SOURCE {config.source!r}: {exc.strerror}") from None
+        what = exc.filename if exc.filename is not None else config.source
+        raise ConfigError(f"cannot open {what}: {exc.strerror}") from None
     access_log = AccessLog(config.access_log, config.access_log_format)
     ctx = ServerContext(config, app, loop, access_log)
     max_connections = raise_fd_limit(config.max_connections, config.open_files)
