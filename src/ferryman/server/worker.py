@@ -33,6 +33,7 @@ from ferryman.app.routes import App
 from ferryman.boot import check_source
 from ferryman.config import Config
 from ferryman.errors import EXIT_OK, ConfigError
+from ferryman.failures import log_loop_failure
 from ferryman.loops import new_event_loop
 from ferryman.server.accesslog import AccessLog
 from ferryman.server.connection import HttpConnection
@@ -100,6 +101,7 @@ def run(config: Config, sock: socket.socket, supervision: Supervision) -> int:
     """
     check_source(config)
     loop = new_event_loop(config.loop)
+    loop.set_exception_handler(_loop_failure)
     try:
         return loop.run_until_complete(serve(config, sock, supervision))
     finally:
@@ -158,6 +160,12 @@ async def drain(ctx: ServerContext, grace: float) -> bool:
         return True
     ctx.begin_shutdown()
     return await ctx.wait_drained(max(0.0, grace - (ctx.loop.time() - started)))
+
+
+def _loop_failure(loop: asyncio.AbstractEventLoop, context: dict[str, object]) -> None:
+    """An exception no handler caught (a protocol callback, a forgotten task): one line,
+    where asyncio would log a traceback."""
+    log_loop_failure(log, context)
 
 
 async def _every_second(access_log: AccessLog, app: App) -> None:
