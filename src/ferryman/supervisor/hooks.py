@@ -36,9 +36,9 @@ class InjectedFault(RuntimeError):
 @dataclass(frozen=True)
 class FaultHooks:
     crash_at_start: bool = False
-    boot_fail: bool = False
     block_loop_after: float | None = None
     raise_on: bytes | None = None
+    boot_fail: bool = False
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str], number: int) -> FaultHooks:
