@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from ferryman.catalog import Catalog
 from tests.rawhttp import Conn
 from tests.s3fixtures import *  # noqa: F403  (moto and the fault proxy, for S3 tests)
 
@@ -142,7 +143,7 @@ def docroot(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / ".git").mkdir()
     (root / ".git" / "config").write_text("secret")
     (root / ".ferryman").mkdir()
-    (root / ".ferryman" / "catalog.db").write_text("state")
+    Catalog(root / ".ferryman" / "catalog.db").close()  # a real one: a bad one stops the start
     (base / "canary.txt").write_text("CANARY-OUTSIDE-ROOT")
     (root / "escape-link").symlink_to(base / "canary.txt")
     (root / "escape-dir").symlink_to(base)

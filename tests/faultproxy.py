@@ -20,7 +20,10 @@ applies to a request (`times=None`: every request). A rule can:
 - `slow_down=True`: answer 503 SlowDown with an S3 XML error body (and
   `retry_after` as Retry-After when given) instead of forwarding;
 - `empty_body=True`: forward the request with its body dropped and
-  Content-Length: 0 (what a broken uploader does).
+  Content-Length: 0 (what a broken uploader does);
+- `error_status=N` (with `error_code`): answer N with an S3 XML error body
+  instead of forwarding; its Message names the endpoint as the client
+  reached it (Host), as some S3-compatible stores' messages do.
 
 Counters, readable from the test thread: `count(method)` (requests received;
 `log` has each one's method, target and headers),
@@ -64,6 +67,8 @@ class Rule:
     slow_down: bool = False
     retry_after: int | None = None
     empty_body: bool = False
+    error_status: int | None = None
+    error_code: str = "InternalError"
     used: int = 0
 
     def matches(self, method: str, target: str, headers: dict[str, str]) -> bool:
@@ -207,10 +212,13 @@ class FaultProxy:
             return False
         rule = self._take_rule(request)
         expects = request.by_name.get("expect", "").lower() == "100-continue"
-        if rule and rule.slow_down:
+        if rule and (rule.slow_down or rule.error_status is not None):
             if not expects:
                 await _read_body(reader, request.by_name)
-            await self._answer_slow_down(writer, rule, request.method, close=expects)
+            if rule.slow_down:
+                await self._answer_slow_down(writer, rule, request.method, close=expects)
+            else:
+                await self._answer_error(writer, rule, request, close=expects)
             return not expects
         if expects:
             writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
@@ -300,6 +308,27 @@ class FaultProxy:
         if rule.retry_after is not None:
             headers.append(f"Retry-After: {rule.retry_after}")
         body = b"" if method == "HEAD" else SLOW_DOWN_BODY  # a HEAD answer has no body
+        await _write(writer, ("\r\n".join(headers) + "\r\n\r\n").encode() + body)
+        with self._lock:
+            self.bytes_out += len(body)
+
+    async def _answer_error(
+        self, writer: asyncio.StreamWriter, rule: Rule, request: Request, close: bool
+    ) -> None:
+        host = request.by_name.get("host", "")
+        body = (
+            '<?xml version="1.0" encoding="UTF-8"?>\n'
+            f"<Error><Code>{rule.error_code}</Code>"
+            f"<Message>We encountered an internal error at {host}. Please try again.</Message>"
+            f"<Resource>{request.target}</Resource><RequestId>FAULTPROXY</RequestId></Error>"
+        ).encode()
+        headers = [
+            f"HTTP/1.1 {rule.error_status} {rule.error_code}",
+            "Content-Type: application/xml",
+            f"Content-Length: {len(body)}",
+            "Connection: close" if close else "Connection: keep-alive",
+        ]
+        body = b"" if request.method == "HEAD" else body
         await _write(writer, ("\r\n".join(headers) + "\r\n\r\n").encode() + body)
         with self._lock:
             self.bytes_out += len(body)

@@ -390,22 +390,16 @@ def _writable(path: Path) -> bool:
     return os.access(path, os.W_OK | os.X_OK, effective_ids=True)
 
 
-def check_source(config: Config) -> None:
-    """A local SOURCE must be a readable directory (a store is reached on first use; its
-    URL is checked by the arbiter)."""
-    if config.is_remote:
-        return
-    root = config.root
-    if not root.is_dir() or not os.access(root, os.R_OK | os.X_OK):
-        raise ConfigError(f"SOURCE {config.source!r} is not a readable directory")
-
-
 MIN_BLOCK, MAX_BLOCK = 64 * 1024, 64 * 1024**2
 MIN_PART = 5 * 1024**2  # S3 refuses smaller parts (but the last)
 
 
 def check_combinations(config: Config) -> None:
-    """Settings that are valid alone but not together; a ConfigError says which."""
+    """Settings that are valid alone but not together; a ConfigError says which.
+
+    The first step of the boot (ferryman/boot.py), which checks the files,
+    directories and store the settings name.
+    """
     if not config.is_remote:
         for name in ("cache_dir", "s3_endpoint"):
             if getattr(config, name):

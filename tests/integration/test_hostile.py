@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from ferryman.catalog import Catalog
 from tests.conftest import TRANSFER_PATHS, ServerProcess, wait_until
 from tests.rawhttp import Conn, RawResponse
 
@@ -183,7 +184,7 @@ def linked_root(tmp_path: Path) -> Path:
     """A root whose symlinks lead into its own state directory and a dotfile."""
     root = tmp_path / "root"
     (root / ".ferryman").mkdir(parents=True)
-    (root / ".ferryman" / "catalog.db").write_text("state")
+    Catalog(root / ".ferryman" / "catalog.db").close()
     (root / ".git").mkdir()
     (root / ".git" / "config").write_text("secret")
     (root / "state-link").symlink_to(root / ".ferryman" / "catalog.db")

@@ -221,3 +221,41 @@ def test_sighup_reopens_the_access_log(ferryman, tmp_path: Path) -> None:  # typ
         conn.get("/p16.bin")
     assert wait_until(lambda: "/p16.bin" in log.read_text(), 5)
     assert "/p16.bin" not in (tmp_path / "access.log.1").read_text()
+
+
+RAISE_ON_BOOM = {"FERRYMAN_TEST_HOOKS": "1", "FERRYMAN_TEST_RAISE_ON": "/boom"}
+
+
+def test_a_handler_bug_is_one_log_line_whose_id_the_client_gets(ferryman) -> None:  # type: ignore[no-untyped-def]
+    srv = ferryman(env=RAISE_ON_BOOM)
+    with srv.connect() as conn:
+        first = conn.get("/boom")
+        second = conn.get("/boom", {"Accept": "text/plain"})
+        assert conn.get("/hello.txt").status == 200  # the same connection goes on
+    ids = []
+    for response in (first, second):
+        assert response.status == 500
+        request_id = response.header("x-request-id") or ""
+        assert re.fullmatch(r"[0-9a-f]{12}", request_id), response.headers
+        assert f"request {request_id} failed" in response.body.decode()
+        ids.append(request_id)
+    assert ids[0] != ids[1]
+    assert wait_until(lambda: all(f"request {i} failed" in srv.log_text() for i in ids), 5)
+    for request_id in ids:
+        [line] = [line for line in srv.lines if request_id in line]
+        assert re.search(
+            rf"ERROR request {request_id} failed: InjectedFault: FERRYMAN_TEST_RAISE_ON: failing "
+            r"b'/boom' on purpose \(at ferryman/supervisor/hooks\.py:\d+ in failing\) GET /boom$",
+            line,
+        ), line
+    assert "Traceback" not in srv.log_text()
+
+
+def test_ferryman_tracebacks_adds_the_traceback_under_the_line(ferryman) -> None:  # type: ignore[no-untyped-def]
+    srv = ferryman(env={**RAISE_ON_BOOM, "FERRYMAN_TRACEBACKS": "1"})
+    with srv.connect() as conn:
+        request_id = conn.get("/boom").header("x-request-id")
+    assert wait_until(lambda: "Traceback" in srv.log_text(), 5), srv.log_text()
+    text = srv.log_text()
+    assert text.index(f"request {request_id} failed") < text.index("Traceback")
+    assert 'hooks.py", line' in text

@@ -61,7 +61,23 @@ def test_key_others_can_access_is_a_config_error(tmp_path: Path, mode: int) -> N
 def test_key_that_is_a_directory_is_a_config_error(tmp_path: Path) -> None:
     path = tmp_path / "cache.key"
     path.mkdir(mode=0o700)
-    with pytest.raises(ConfigError, match="cache key"):
+    with pytest.raises(ConfigError, match=r"cache key .* is not a regular file; .*move it away"):
+        load_or_create_key(path)
+
+
+def test_key_that_is_a_fifo_is_refused_without_waiting_for_a_writer(tmp_path: Path) -> None:
+    path = tmp_path / "cache.key"
+    os.mkfifo(path, 0o600)
+    with pytest.raises(ConfigError, match="is not a regular file"):
+        load_or_create_key(path)
+
+
+def test_key_that_is_a_symlink_is_refused_naming_it(tmp_path: Path) -> None:
+    (tmp_path / "real.key").write_bytes(KEY)
+    (tmp_path / "real.key").chmod(0o600)
+    path = tmp_path / "cache.key"
+    path.symlink_to(tmp_path / "real.key")
+    with pytest.raises(ConfigError, match="is a symbolic link; give --cache-key-file the file"):
         load_or_create_key(path)
 
 

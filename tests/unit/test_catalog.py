@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 import sqlite3
+import stat
 import subprocess
 import sys
 import tempfile
@@ -285,7 +286,12 @@ def test_workers_booting_at_once_create_one_catalog(db_path: Path) -> None:
 
 
 def test_a_migration_another_worker_did_meanwhile_is_not_repeated(db_path: Path) -> None:
-    """Deterministic version of the race above: the version is read again under the write lock."""
+    """Deterministic version of the race above: the version is read again under the write lock.
+
+    The file starts as a released v1 catalog (a new one is created whole, at LATEST)."""
+    with raw(db_path) as conn:
+        conn.executescript(V1_SQL)
+        conn.execute("UPDATE meta SET value = 1 WHERE key = 'schema_version'")
 
     class Racing(sqlite3.Connection):
         raced = False
@@ -406,6 +412,32 @@ def test_another_sqlite_database_is_not_taken_for_a_catalog(db_path: Path) -> No
         conn.execute("CREATE TABLE notes (text TEXT)")
     with pytest.raises(CatalogError, match="not a ferryman catalog"):
         Catalog(db_path)
+
+
+def test_an_empty_file_is_refused_never_made_into_a_new_catalog(db_path: Path) -> None:
+    """SQLite would take it for a new database: a truncated catalog would start over."""
+    db_path.write_bytes(b"")
+    with pytest.raises(CatalogError, match=r"is empty \(0 bytes\)"):
+        Catalog(db_path)
+    assert db_path.read_bytes() == b""
+    assert sorted(p.name for p in db_path.parent.iterdir()) == ["catalog.db"]
+
+
+def test_what_is_not_a_regular_file_is_refused_without_blocking(db_path: Path) -> None:
+    os.mkfifo(db_path)  # opening a FIFO to read would wait for a writer
+    with pytest.raises(CatalogError, match="is not a regular file"):
+        Catalog(db_path)
+    db_path.unlink()
+    db_path.mkdir()
+    with pytest.raises(CatalogError, match="is not a regular file"):
+        Catalog(db_path)
+
+
+def test_a_new_catalog_appears_whole_and_leaves_nothing_beside_it(db_path: Path) -> None:
+    Catalog(db_path).close()
+    assert db_path.read_bytes()[:16] == b"SQLite format 3\x00"
+    assert sorted(p.name for p in db_path.parent.iterdir()) == ["catalog.db"]
+    assert stat.S_IMODE(db_path.stat().st_mode) == 0o600
 
 
 def test_a_missing_directory_is_not_created(tmp_path: Path) -> None:

@@ -139,6 +139,20 @@ def test_slow_down_answers_503_without_forwarding(proxy: FaultProxy) -> None:
     assert Upstream.received == [("10", b"y" * 10)]
 
 
+def test_error_status_answers_an_s3_error_naming_the_endpoint(proxy: FaultProxy) -> None:
+    proxy.add(Rule(error_status=500, times=None))
+    conn = connect(proxy)
+    conn.request("GET", "/100")
+    response = conn.getresponse()
+    body = response.read()
+    assert response.status == 500
+    assert b"<Code>InternalError</Code>" in body and f"127.0.0.1:{proxy.port}".encode() in body
+    conn.request("HEAD", "/100")  # the same connection goes on; a HEAD answer has no body
+    response = conn.getresponse()
+    assert (response.status, response.read()) == (500, b"")
+    assert proxy.bytes_out == len(body)
+
+
 def test_empty_body_forwards_content_length_zero(proxy: FaultProxy) -> None:
     proxy.add(Rule(method="PUT", empty_body=True))
     conn = connect(proxy)

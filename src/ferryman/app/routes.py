@@ -20,9 +20,9 @@ from ferryman.app.storetarget import StoreTarget
 from ferryman.app.writelock import WriteLocks
 from ferryman.app.writes import Writes
 from ferryman.app.writetarget import Target
-from ferryman.catalog.db import Catalog, CatalogError
+from ferryman.boot import open_catalog
 from ferryman.config import Config
-from ferryman.errors import ConfigError, HttpError
+from ferryman.errors import HttpError
 from ferryman.http.body import BodyReader
 from ferryman.http.parser import Request
 from ferryman.http.response import Response
@@ -139,23 +139,3 @@ class Reader(Protocol):
     def get(self, request: Request) -> Response | Awaitable[Response]: ...
     def tick(self) -> None: ...
     def close(self) -> None: ...
-
-
-def open_catalog(config: Config) -> Catalog | None:
-    """The catalog under --state-dir: created when writes are allowed, else used if present.
-
-    A server that writes must record what it writes, so an unusable catalog
-    stops it; a read-only server serves on without Repr-Digest and says so.
-    """
-    state = config.state_path
-    path = state / "catalog.db"
-    if not config.allow_write and not path.exists():
-        return None
-    try:
-        state.mkdir(mode=0o700, parents=True, exist_ok=True)
-        return Catalog(path)
-    except (OSError, CatalogError) as exc:
-        if config.allow_write:
-            raise ConfigError(f"cannot open the catalog at {path}: {exc}") from None
-        log.warning("catalog unusable, serving without Repr-Digest: %s", exc)
-        return None

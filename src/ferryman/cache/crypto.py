@@ -94,17 +94,31 @@ def load_or_create_key(path: Path) -> bytes:
     return _read_key(path)
 
 
+# What an operator can do about a key file that is there but wrong.
+_REPLACE = (
+    "restore the right key file, or move it away to have a new key made (the cache"
+    " then starts empty: what it holds cannot be read without the old key)"
+)
+
+
 def _read_key(path: Path) -> bytes:
+    """ConfigError, naming the file and what to do, for any key that cannot be used."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
     except FileNotFoundError:
         raise
     except OSError as exc:
-        raise ConfigError(f"cache key {path}: cannot open it ({exc.strerror})") from None
+        if exc.errno == errno.ELOOP:
+            raise ConfigError(
+                f"cache key {path} is a symbolic link; give --cache-key-file the file itself"
+            ) from None
+        raise ConfigError(
+            f"cache key {path}: cannot open it ({exc.strerror}); check --cache-key-file"
+        ) from None
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            raise ConfigError(f"cache key {path}: not a regular file")
+            raise ConfigError(f"cache key {path} is not a regular file; {_REPLACE}")
         if st.st_mode & 0o077:
             raise ConfigError(
                 f"cache key {path}: group or others may access it "
@@ -112,13 +126,16 @@ def _read_key(path: Path) -> bytes:
             )
         if st.st_size != KEY_BYTES:
             raise ConfigError(
-                f"cache key {path}: holds {st.st_size} bytes, a cache key is {KEY_BYTES} bytes"
+                f"cache key {path} holds {st.st_size} bytes, a cache key is {KEY_BYTES} bytes;"
+                f" {_REPLACE}"
             )
         data = os.read(fd, KEY_BYTES)
+    except OSError as exc:
+        raise ConfigError(f"cache key {path}: cannot read it ({exc.strerror})") from None
     finally:
         os.close(fd)
     if len(data) != KEY_BYTES:
-        raise ConfigError(f"cache key {path}: could read only {len(data)} bytes of it")
+        raise ConfigError(f"cache key {path}: could read only {len(data)} bytes of it; {_REPLACE}")
     return data
 
 
@@ -127,7 +144,10 @@ def _create_key(path: Path) -> None:
     try:
         parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     except OSError as exc:
-        raise ConfigError(f"cache key {path}: cannot create {parent} ({exc.strerror})") from None
+        raise ConfigError(
+            f"cache key {path}: cannot create {parent} ({exc.strerror});"
+            " give --cache-key-file a path in a directory ferryman may write in"
+        ) from None
     draft = parent / f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}"
     try:
         fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
@@ -144,7 +164,10 @@ def _create_key(path: Path) -> None:
     except OSError as exc:
         if exc.errno == errno.EEXIST:
             return
-        raise ConfigError(f"cache key {path}: cannot create it ({exc.strerror})") from None
+        raise ConfigError(
+            f"cache key {path}: cannot create it ({exc.strerror});"
+            " give --cache-key-file a path in a directory ferryman may write in"
+        ) from None
     finally:
         try:
             os.unlink(draft)

@@ -30,10 +30,11 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import stat
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -214,6 +215,87 @@ def _connect(path: str, *, query_only: bool) -> sqlite3.Connection:
     return conn
 
 
+# -- the file itself -------------------------------------------------------------
+#
+# SQLite takes a zero-length file for a new, empty database and would quietly
+# create the tables in it: a catalog emptied by a crash or a full disk would
+# then start over, and every record of what was written would be gone. So a
+# file that exists must be a readable, non-empty regular file; only a missing
+# one is created, and whole: initialised under a temporary name and linked
+# into place, so no process ever sees a catalog file that is still empty.
+
+
+def _check_file(path: str) -> bool:
+    """True if the catalog file exists and may be handed to SQLite; False if it is missing.
+
+    CatalogError for one that can never be a catalog: not a regular file,
+    zero bytes long, or unreadable.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        raise CatalogError(f"cannot read catalog {path}: {exc.strerror}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise CatalogError(f"catalog {path} is not a regular file")
+        if st.st_size == 0:
+            raise CatalogError(
+                f"catalog {path} is empty (0 bytes): ferryman never leaves a catalog empty,"
+                " so it was truncated and its records are lost"
+            )
+        os.pread(fd, 100, 0)  # SQLite's header: an I/O error shows here, not mid-request
+    except OSError as exc:
+        raise CatalogError(f"cannot read catalog {path}: {exc.strerror}") from None
+    finally:
+        os.close(fd)
+    return True
+
+
+def _create(path: str) -> None:
+    """A new catalog at `path`, at the latest schema, made under another name and then
+    linked in (which fails if `path` exists: another process made it first, and that
+    one is used)."""
+    directory, name = os.path.split(path)
+    draft = os.path.join(directory, f".{name}.new-{os.getpid()}-{os.urandom(4).hex()}")
+    try:
+        try:  # made here, not by SQLite, so that the error says why it cannot be
+            os.close(os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
+        except OSError as exc:
+            raise CatalogError(f"cannot open catalog {path}: {exc.strerror}") from None
+        conn = _connect(draft, query_only=False)
+        try:
+            _migrate(conn, draft)
+        finally:
+            conn.close()  # the last connection out checkpoints and removes the WAL
+        try:
+            os.link(draft, path)
+        except FileExistsError:
+            return
+        except OSError as exc:
+            raise CatalogError(f"cannot open catalog {path}: {exc.strerror}") from None
+        _sync_directory(directory or ".")
+    finally:
+        for leftover in (draft, draft + "-wal", draft + "-shm", draft + "-journal"):
+            with suppress(FileNotFoundError):
+                os.unlink(leftover)
+
+
+def _sync_directory(directory: str) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # the name is there; only its durability across a power cut is unsure
+    finally:
+        os.close(fd)
+
+
 class Catalog:
     """The catalog in the SQLite file at `path` (its directory must exist); created or migrated.
 
@@ -232,6 +314,8 @@ class Catalog:
         self._write_lock = threading.Lock()
         self._read_lock = threading.Lock()
         self._closed = False
+        if not _check_file(self._path):
+            _create(self._path)
         self._writer = _connect(self._path, query_only=False)
         try:
             _migrate(self._writer, self._path)

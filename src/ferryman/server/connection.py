@@ -28,6 +28,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING
 
 from ferryman.errors import HttpError, ProtocolError
+from ferryman.failures import log_request_failure, new_request_id
 from ferryman.http.body import FileRegion, Part
 from ferryman.http.parser import NEED_DATA, Request, RequestParser
 from ferryman.http.response import Framing, Response, error_response, frame_head
@@ -181,9 +182,8 @@ class HttpConnection(asyncio.Protocol):
             result = self.ctx.app.handle(request, self._body)
         except HttpError as exc:
             result = self._error(request, exc)
-        except Exception:
-            log.exception("handler failed for %s %r", request.method, request.target)
-            result = self._error(request, HttpError(500, "internal_error", "see server log"))
+        except Exception as exc:
+            result = self._error(request, _internal_error(request, exc))
         if isinstance(result, Response):
             self._respond(request, result, started)
         else:
@@ -206,9 +206,8 @@ class HttpConnection(asyncio.Protocol):
             self.abort()
             self._close_writer()
             return
-        except Exception:
-            log.exception("handler failed for %s %r", request.method, request.target)
-            response = self._error(request, HttpError(500, "internal_error", "see server log"))
+        except Exception as exc:
+            response = self._error(request, _internal_error(request, exc))
         self.busy = False
         if self.closed:
             response.body.release()
@@ -296,7 +295,8 @@ class HttpConnection(asyncio.Protocol):
     ) -> None:
         """The body could not be sent whole: log it, release it, cut the connection."""
         if not isinstance(exc, transfer.TransferAborted | asyncio.CancelledError):
-            log.error("sending %s %r failed", request.method, request.target, exc_info=exc)
+            # The head is out: the id cannot reach this client, but names the line.
+            log_request_failure(log, new_request_id(), exc, request.method, request.target)
         reason = str(exc) or type(exc).__name__
         self.ctx.access_log.record(self, request, response.status, self.body_sent, started, reason)
         response.body.release()
@@ -462,3 +462,11 @@ class HttpConnection(asyncio.Protocol):
             except OSError:  # out of descriptors: the caller copies instead
                 return None
         return self._writer
+
+
+def _internal_error(request: Request, exc: Exception) -> HttpError:
+    """A handler's bug: one log line and a 500 that carry the same request id."""
+    request_id = new_request_id()
+    log_request_failure(log, request_id, exc, request.method, request.target)
+    detail = f"request {request_id} failed; the server log names it"
+    return HttpError(500, "internal_error", detail, (("X-Request-Id", request_id),))

@@ -30,8 +30,10 @@ from collections.abc import Callable
 from typing import Protocol
 
 from ferryman.app.routes import App
-from ferryman.config import Config, check_source
+from ferryman.boot import check_source
+from ferryman.config import Config
 from ferryman.errors import EXIT_OK, ConfigError
+from ferryman.failures import log_loop_failure
 from ferryman.loops import new_event_loop
 from ferryman.server.accesslog import AccessLog
 from ferryman.server.connection import HttpConnection
@@ -91,9 +93,15 @@ def raise_fd_limit(max_connections: int, kept_files: int) -> int:
 
 
 def run(config: Config, sock: socket.socket, supervision: Supervision) -> int:
-    """Serve on `sock` until SIGTERM or SIGINT; returns the exit status."""
+    """Serve on `sock` until SIGTERM or SIGINT; returns the exit status.
+
+    The arbiter checked every resource before this worker was started
+    (ferryman/boot.py); what changed since is a ConfigError here too, which
+    the arbiter hears as boot-failed.
+    """
     check_source(config)
     loop = new_event_loop(config.loop)
+    loop.set_exception_handler(_loop_failure)
     try:
         return loop.run_until_complete(serve(config, sock, supervision))
     finally:
@@ -106,7 +114,8 @@ async def serve(config: Config, sock: socket.socket, supervision: Supervision) -
     try:
         app = App(config)
     except OSError as exc:
-        raise ConfigError(f"cannot open SOURCE {config.source!r}: {exc.strerror}") from None
+        what = exc.filename if exc.filename is not None else config.source
+        raise ConfigError(f"cannot open {what}: {exc.strerror}") from None
     access_log = AccessLog(config.access_log, config.access_log_format)
     ctx = ServerContext(config, app, loop, access_log)
     max_connections = raise_fd_limit(config.max_connections, config.open_files)
@@ -151,6 +160,12 @@ async def drain(ctx: ServerContext, grace: float) -> bool:
         return True
     ctx.begin_shutdown()
     return await ctx.wait_drained(max(0.0, grace - (ctx.loop.time() - started)))
+
+
+def _loop_failure(loop: asyncio.AbstractEventLoop, context: dict[str, object]) -> None:
+    """An exception no handler caught (a protocol callback, a forgotten task): one line,
+    where asyncio would log a traceback."""
+    log_loop_failure(log, context)
 
 
 async def _every_second(access_log: AccessLog, app: App) -> None:

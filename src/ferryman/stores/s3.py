@@ -27,12 +27,19 @@ because failing a 16 GiB upload for one lost part would waste the rest.
 
 Every request and body read is wrapped here: its failure becomes a
 StoreError kind through s3errors.store_error, so nothing from botocore or
-aiohttp leaves this module.
+aiohttp leaves this module. The library's own text names the endpoint and
+stays in the log: the first failure of a run of them is logged with it (one
+line, not one per request, however long the store stays away), and the
+first answer after them says the store answers again.
+
+`check()` is the start-time check (ferryman/boot.py): is the bucket there,
+are the credentials accepted.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import re
 from collections.abc import AsyncIterator
@@ -43,8 +50,8 @@ from aiobotocore.config import AioConfig  # type: ignore[import-untyped]
 from aiobotocore.session import AioSession, get_session  # type: ignore[import-untyped]
 
 from ferryman.config import Config
-from ferryman.stores.base import ListEntry, ObjectInfo, Truncated, Unavailable
-from ferryman.stores.s3errors import LIBRARY_ERRORS, store_error
+from ferryman.stores.base import ListEntry, ObjectInfo, StoreError, Truncated, Unavailable
+from ferryman.stores.s3errors import LIBRARY_ERRORS, library_text, store_error
 from ferryman.stores.s3source import check_endpoint, parse_source
 from ferryman.stores.s3upload import FileWindow as FileWindow  # re-exported: s3.FileWindow
 from ferryman.stores.s3upload import put_in_parts, put_whole
@@ -59,6 +66,8 @@ POOL_CONNECTIONS = 32
 LIST_PAGE = 1000  # S3's own maximum
 
 SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+
+log = logging.getLogger("ferryman.store")
 
 
 class S3Store:
@@ -90,6 +99,7 @@ class S3Store:
         self._client_context: Any = None
         self._client: Any = None
         self._client_lock = asyncio.Lock()
+        self._failing = False  # the last request found the store unreachable or failing
 
     @classmethod
     def from_config(cls, config: Config) -> S3Store:
@@ -168,9 +178,42 @@ class S3Store:
         """One S3 request; its failure as a StoreError."""
         s3 = await self._s3()
         try:
-            return await getattr(s3, operation)(Bucket=self.bucket, **params)
+            answer = await getattr(s3, operation)(Bucket=self.bucket, **params)
         except LIBRARY_ERRORS as exc:
-            raise store_error(exc, key) from exc
+            raise self._failed(exc, key) from exc
+        if self._failing:
+            self._failing = False
+            log.info("%s answers again", self.description)
+        return answer
+
+    def _failed(self, exc: BaseException, key: str) -> StoreError:
+        """The StoreError for a failed request; the first of a run of outages is logged,
+        with the library's text (which the client never sees)."""
+        error = store_error(exc, key)
+        if isinstance(error, Unavailable) and not self._failing:
+            self._failing = True
+            log.warning("%s fails: %s (requests answer 502 until it answers again)",
+                        self.description, library_text(exc))  # fmt: skip
+        return error
+
+    async def check(self) -> None:
+        """At start: the bucket exists and the credentials are accepted.
+
+        One ListObjectsV2 of the prefix for at most one key: the permission
+        that listings and every 404 (is it a "directory"?) need anyway. Raises
+        NotFound (no such bucket), AccessDenied (credentials refused),
+        Throttled, or Unavailable (unreachable, a server error; the caller
+        bounds the time with asyncio.timeout). Their detail is the store's
+        own status, code and message, or the library's text: for the log
+        (it may name the endpoint).
+        """
+        s3 = await self._s3()
+        prefix = f"{self.prefix}/" if self.prefix else ""
+        try:
+            await s3.list_objects_v2(Bucket=self.bucket, Prefix=prefix, MaxKeys=1)
+        except LIBRARY_ERRORS as exc:
+            kind = type(store_error(exc, self.bucket))
+            raise kind(library_text(exc)) from exc
 
     # -- reading -----------------------------------------------------------------
 
@@ -203,7 +246,7 @@ class S3Store:
                 try:
                     chunk = await body.read(min(READ_CHUNK, missing))
                 except LIBRARY_ERRORS as exc:
-                    raise store_error(exc, key) from exc
+                    raise self._failed(exc, key) from exc
                 if not chunk:
                     raise Truncated(f"{key}: body ended {missing} bytes short of {end - start}")
                 missing -= len(chunk)

@@ -7,6 +7,14 @@ this returns; nothing from botocore or aiohttp leaves the S3 store.
 
 An error answer is judged by its S3 code first and its HTTP status second,
 because S3-compatible endpoints agree on the codes more than on statuses.
+
+A StoreError's detail can reach a client (the detail of a 502, through
+stores/base.http_error, and the filler's replies to workers), so it names the
+key and the kind of failure only: never the library's own text, which names
+the endpoint's URL (botocore: 'Could not connect to the endpoint URL:
+"http://10.0.0.5:9000/bucket/key"'; aiohttp: 'Cannot connect to host
+10.0.0.5:9000'). That text is for the log: `library_text` gives it, and the
+S3 store logs it when the store stops answering (stores/s3.py).
 """
 
 from __future__ import annotations
@@ -63,11 +71,29 @@ def store_error(exc: BaseException, key: str) -> StoreError:
         return exc
     if isinstance(exc, boto_errors.ClientError):
         return _answer_error(exc, key)
+    # Below, only the exception's type goes into the detail: its text names the endpoint.
     if isinstance(exc, BODY_CUT):
-        return Truncated(f"{key}: the body was cut: {exc}")
+        return Truncated(f"{key}: the body was cut ({type(exc).__name__})")
     if isinstance(exc, boto_errors.NoCredentialsError | boto_errors.PartialCredentialsError):
-        return AccessDenied(f"{key}: no usable credentials: {exc}")
-    return Unavailable(f"{key}: the store is unreachable: {type(exc).__name__}: {exc}")
+        return AccessDenied(f"{key}: no usable credentials ({type(exc).__name__})")
+    return Unavailable(f"{key}: the store is unreachable ({type(exc).__name__})")
+
+
+def library_text(exc: BaseException) -> str:
+    """What the library said, for the log only (it may name the endpoint, never a secret).
+
+    An error answer as `STATUS CODE: message`; anything else as `Type: text`.
+    """
+    if isinstance(exc, boto_errors.ClientError):
+        response = exc.response
+        status = response.get("ResponseMetadata", {}).get("HTTPStatusCode") or "?"
+        error = response.get("Error", {})
+        code = str(error.get("Code") or status)
+        said = f"{status} {code}" if code != str(status) else str(status)
+        message = error.get("Message") or ""
+        return f"{said}: {message}" if message else said
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _answer_error(exc: Any, key: str) -> StoreError:

@@ -39,13 +39,12 @@ from collections import deque
 from collections.abc import Callable
 from types import FrameType
 
-from ferryman import native
+from ferryman import boot, native
 from ferryman.app.spool import Spool
 from ferryman.app.staging import Staging
-from ferryman.config import Config, check_combinations, check_source
+from ferryman.config import Config
 from ferryman.errors import EXIT_BUDGET, EXIT_CONFIG, EXIT_FAILURE, EXIT_OK
 from ferryman.server.listener import bind, url_of
-from ferryman.stores.s3source import check_endpoint, parse_source
 from ferryman.supervisor.budget import RestartBudget
 from ferryman.supervisor.process import FILLER_SLOT, READY, STARTING, Worker, spawn
 
@@ -61,25 +60,22 @@ BOOTING, RUNNING, STOPPING = "booting", "running", "stopping"
 
 
 def serve(config: Config) -> int:
-    """`ferryman serve`: boot checks, bind, run the arbiter; returns the exit status."""
-    check_combinations(config)
-    if not config.is_remote:
-        check_source(config)
-    else:
-        parse_source(config.source)
-        check_endpoint(config.s3_endpoint)
-        if config.cache_dir and config.cache_encrypt:
-            from ferryman.cache.crypto import load_or_create_key
+    """`ferryman serve`: the boot step, bind, run the arbiter; returns the exit status.
 
-            load_or_create_key(config.cache_key_path)  # once, before any process reads it
+    Every resource is checked before the port is bound (ferryman/boot.py), and
+    the store, the slowest check, once it is; a failure is a ConfigError
+    (exit status 2) before any worker exists.
+    """
+    boot.check_resources(config)
     sock = bind(config.host, config.port)
     log.info("state directory %s (%s)", *config.state_choice)
-    # What a killed server left; no worker runs yet.
-    Spool.of(config).sweep()
-    staging = staging_of(config)
-    if staging is not None:
-        staging.sweep()
     try:
+        boot.check_store(config)
+        # What a killed server left; no worker runs yet.
+        Spool.of(config).sweep()
+        staging = staging_of(config)
+        if staging is not None:
+            staging.sweep()
         return Arbiter(config, sock).run()
     finally:
         sock.close()

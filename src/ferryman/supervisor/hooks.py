@@ -6,6 +6,8 @@ FERRYMAN_TEST_HOOKS=1, and this module is the only place that reads these
 variables (tests/integration/test_supervisor.py sets them):
 
     FERRYMAN_TEST_CRASH_AT_START=1     the worker raises before it serves (exit 1)
+    FERRYMAN_TEST_BOOT_FAIL=1          the worker finds its configuration unusable (exit 2):
+                                       what changed after the arbiter's boot checks
     FERRYMAN_TEST_BLOCK_LOOP_AFTER=S   S seconds after it is ready, the worker's
                                        event loop blocks for good (a stuck handler)
     FERRYMAN_TEST_RAISE_ON=/PATH       a request for exactly /PATH makes the
@@ -27,6 +29,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ferryman.errors import ConfigError
+
 ENABLE = "FERRYMAN_TEST_HOOKS"
 
 
@@ -40,6 +44,7 @@ class FaultHooks:
     block_loop_after: float | None = None
     raise_on: bytes | None = None
     kill_before_record: bool = False
+    boot_fail: bool = False
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str], number: int) -> FaultHooks:
@@ -53,6 +58,7 @@ class FaultHooks:
         raise_on = environ.get("FERRYMAN_TEST_RAISE_ON")
         return cls(
             crash_at_start=environ.get("FERRYMAN_TEST_CRASH_AT_START") == "1",
+            boot_fail=environ.get("FERRYMAN_TEST_BOOT_FAIL") == "1",
             block_loop_after=float(block) if block else None,
             raise_on=raise_on.encode() if raise_on else None,
             kill_before_record=environ.get("FERRYMAN_TEST_KILL_BEFORE_RECORD") == "1",
@@ -61,6 +67,8 @@ class FaultHooks:
     def at_start(self) -> None:
         if self.crash_at_start:
             raise InjectedFault("FERRYMAN_TEST_CRASH_AT_START: crashing on purpose")
+        if self.boot_fail:
+            raise ConfigError("FERRYMAN_TEST_BOOT_FAIL: a resource went away after the boot step")
         if self.raise_on is not None:
             self._patch_handler(self.raise_on)
         if self.kill_before_record:

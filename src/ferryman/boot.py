@@ -1,0 +1,338 @@
+"""The boot step: every resource the server needs, opened and checked before anyone is served.
+
+`check_resources` runs in the arbiter (supervisor/arbiter.serve) before it
+binds the port, `check_store` just after, and only then does the first
+worker start. Every failure is a ConfigError, so `ferryman serve` logs one
+line, `cannot start: <resource> <path>: <what is wrong>; <what to do>`, and
+exits with status 2: no traceback, no worker started, nothing half made.
+
+The order puts the cheapest and most likely mistakes first, so the message
+an operator gets is the one to fix first:
+
+1. settings that do not go together (config.check_combinations; no I/O);
+2. SOURCE: a readable directory, or a well-formed s3:// URL and endpoint;
+3. the credential files (--tokens, --signing-key), read and parsed;
+4. --access-log, opened for appending;
+5. the state directory, when something will write in it (made if missing);
+6. the catalog: opened (made when writes are allowed); one that exists
+   but cannot be used stops the start, in both modes;
+7. the cache directory (made if missing, written in) and the cache key;
+8. (after the port is bound) the store: see `check_store`.
+
+Workers open the same resources again when they start (they are separate
+processes), through the same functions where there is one (`check_source`,
+`open_catalog`); whatever changed in between is a ConfigError there too,
+reported to the arbiter as boot-failed (exit status 2).
+
+The store is checked in a short-lived child process (`python -m
+ferryman.boot --check-store`), because the S3 client costs the arbiter
+~0.3 s and ~25 MiB that it would keep for its whole life; decisions/0019
+says why an unreachable store does not stop the start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import errno
+import json
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from ferryman.catalog.db import Catalog, CatalogError
+from ferryman.config import Config, check_combinations
+from ferryman.errors import ConfigError
+
+log = logging.getLogger("ferryman.boot")
+
+CATALOG_NAME = "catalog.db"
+STORE_CHECK_TIMEOUT = 10.0  # one attempt to reach the store at start, connection included
+# The child imports the S3 client before its attempt: give a busy machine room.
+_STORE_CHECK_MARGIN = 20.0
+_CHECK_STORE_FLAG = "--check-store"
+_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+CATALOG_FIX = (
+    "restore it from a backup, or move it away (a new, empty catalog is made when"
+    " writes are allowed), or point --state-dir elsewhere"
+)
+
+
+def check_resources(config: Config) -> None:
+    """Steps 1 to 7 of the module docstring; a ConfigError names the first failure."""
+    check_combinations(config)
+    check_source(config)
+    _check_credentials(config)
+    _check_access_log(config)
+    _check_state_directory(config)
+    catalog = open_catalog(config)
+    if catalog is not None:
+        catalog.close()
+    _check_cache(config)
+
+
+# -- SOURCE --------------------------------------------------------------------------
+
+
+def check_source(config: Config) -> None:
+    """A local SOURCE is a directory ferryman may list and read; a store's URL and
+    --s3-endpoint are well formed (the store itself is `check_store`'s)."""
+    if config.is_remote:
+        from ferryman.stores.s3source import check_endpoint, parse_source
+
+        parse_source(config.source)
+        check_endpoint(config.s3_endpoint)
+        return
+    root = config.root
+    if not root.is_dir() or not os.access(root, os.R_OK | os.X_OK):
+        raise ConfigError(
+            f"SOURCE {config.source!r} is not a readable directory;"
+            " give a directory ferryman may list and read"
+        )
+
+
+# -- files named by flags ---------------------------------------------------------------
+
+
+def _check_credentials(config: Config) -> None:
+    """What the workers' authorizer will load, loaded once here (errors name the file)."""
+    from ferryman.app.auth import Authorizer, SigningKey, TokenTable
+
+    Authorizer(
+        tokens=TokenTable.load(config.tokens) if config.tokens else None,
+        signing_key=SigningKey.load(config.signing_key) if config.signing_key else None,
+        private=config.private,
+        allow_write=config.allow_write,
+    )
+
+
+def _check_access_log(config: Config) -> None:
+    from ferryman.server.accesslog import AccessLog
+
+    AccessLog(config.access_log, config.access_log_format).close()
+
+
+# -- directories ----------------------------------------------------------------------
+
+
+def _check_state_directory(config: Config) -> None:
+    """Needed when writes are allowed (catalog, spool) or when the cache key lives in it.
+
+    A read-only server whose state directory cannot be made still starts: it
+    has no catalog, and extracting an archive member answers an error then.
+    """
+    key_inside = config.cache_encrypt and not config.cache_key_file
+    if config.allow_write or key_inside:
+        writable_directory(config.state_path, "state directory", "--state-dir")
+
+
+def writable_directory(path: Path, what: str, flag: str) -> None:
+    """`path` made if missing (mode 0700), and a file can be created in it.
+
+    A full filesystem is only a warning: the server can still serve, and its
+    writes say 507 until space is freed.
+    """
+    named = f"{what} {path} ({flag})"
+    fix = f"give {flag} a directory ferryman may write in"
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except FileExistsError:
+        raise ConfigError(f"{named} is not a directory; {fix}") from None
+    except OSError as exc:
+        raise ConfigError(f"{named}: cannot create it ({exc.strerror}); {fix}") from None
+    if not path.is_dir():
+        raise ConfigError(f"{named} is not a directory; {fix}")
+    probe = path / f".ferryman-boot-{os.getpid()}-{os.urandom(4).hex()}"
+    try:
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
+    except OSError as exc:
+        if exc.errno in _FULL:
+            log.warning("%s is full (%s): starting anyway", named, exc.strerror)
+            return
+        raise ConfigError(f"{named}: cannot write in it ({exc.strerror}); {fix}") from None
+    try:
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(f"{named}: cannot remove a file in it ({exc.strerror}); {fix}") from None
+
+
+# -- the catalog ----------------------------------------------------------------------
+
+
+def open_catalog(config: Config) -> Catalog | None:
+    """The catalog in the state directory: made when writes are allowed, else used if present.
+
+    A catalog that exists but cannot be used (empty, unreadable, not a
+    catalog, too new, on a filesystem SQLite cannot lock) stops the start
+    whether or not writes are allowed: serving on without it would drop
+    Repr-Digest quietly, and a writer must record what it writes.
+    """
+    state = config.state_path
+    path = state / CATALOG_NAME
+    if not config.allow_write and not _exists(path):
+        return None
+    if config.allow_write:
+        try:
+            state.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(
+                f"state directory {state} (--state-dir): cannot create it ({exc.strerror});"
+                " give --state-dir a directory ferryman may write in"
+            ) from None
+    try:
+        return Catalog(path)
+    except CatalogError as exc:
+        raise ConfigError(f"{exc}; {CATALOG_FIX}") from None
+
+
+def _exists(path: Path) -> bool:
+    """Whether there is anything at `path`: only a clear "no" counts as missing."""
+    try:
+        os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except OSError:
+        return True  # there may be something: Catalog says what is wrong with it
+    return True
+
+
+# -- the block cache ------------------------------------------------------------------------
+
+
+def _check_cache(config: Config) -> None:
+    """The cache directory can be written, and the key (with --cache-encrypt) is made or read.
+
+    The key is made here, once, before any process reads it.
+    """
+    if not config.cache_dir:
+        return
+    writable_directory(Path(config.cache_dir), "cache directory", "--cache-dir")
+    if config.cache_encrypt:
+        from ferryman.cache.crypto import load_or_create_key
+
+        load_or_create_key(config.cache_key_path)
+
+
+# -- the store ----------------------------------------------------------------------------------
+
+
+def check_store(config: Config) -> None:
+    """An s3:// SOURCE: the bucket exists and the credentials are accepted.
+
+    ConfigError (exit status 2) when the store says the bucket is missing or
+    refuses the credentials. A store that cannot be reached, or answers with
+    a server error or "slow down", is logged and the start goes on
+    (decisions/0019): each request tries the store again and answers 502 or
+    503 until it answers, and the workers log when it does.
+    """
+    if not config.is_remote:
+        return
+    from ferryman.supervisor.process import CONFIG_ENV
+
+    env = {**os.environ, CONFIG_ENV: json.dumps(dataclasses.asdict(config))}
+    argv = [sys.executable, "-m", "ferryman.boot", _CHECK_STORE_FLAG]
+    try:
+        done = subprocess.run(
+            argv, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+            timeout=STORE_CHECK_TIMEOUT + _STORE_CHECK_MARGIN,
+        )  # fmt: skip
+    except subprocess.TimeoutExpired:
+        _store_unreachable(config, f"no answer within {STORE_CHECK_TIMEOUT:g}s")
+        return
+    except OSError as exc:
+        log.warning("the store was not checked: cannot start the check (%s)", exc.strerror)
+        return
+    verdict, _, text = done.stdout.strip().partition(" ")
+    if done.returncode != 0 or verdict not in _VERDICTS:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        log.warning("the store was not checked: the check failed (status %s: %s)",
+                    done.returncode, last)  # fmt: skip
+        return
+    _VERDICTS[verdict](config, text)
+
+
+def _where(config: Config) -> str:
+    source = config.source.removeprefix("s3://")
+    bucket = source.partition("/")[0]
+    endpoint = config.s3_endpoint or "AWS S3"
+    return f"store {config.source} (bucket {bucket} at {endpoint})"
+
+
+def _store_ok(config: Config, text: str) -> None:
+    log.info("%s answers", _where(config))
+
+
+def _bucket_missing(config: Config, text: str) -> None:
+    raise ConfigError(
+        f"{_where(config)}: the bucket does not exist ({text}); create it, or fix SOURCE"
+        " or --s3-endpoint"
+    )
+
+
+def _credentials_refused(config: Config, text: str) -> None:
+    raise ConfigError(
+        f"{_where(config)}: the credentials were refused ({text}); check AWS_ACCESS_KEY_ID,"
+        " AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN), and that they may list the bucket"
+    )
+
+
+def _store_unreachable(config: Config, text: str) -> None:
+    log.warning(
+        "%s cannot be reached (%s); starting anyway: requests answer 502 until it answers,"
+        " each one trying it again",
+        _where(config), text,
+    )  # fmt: skip
+
+
+def _store_busy(config: Config, text: str) -> None:
+    log.warning("%s asks to slow down (%s); starting anyway", _where(config), text)
+
+
+_VERDICTS = {
+    "ok": _store_ok,
+    "missing": _bucket_missing,
+    "denied": _credentials_refused,
+    "unreachable": _store_unreachable,
+    "throttled": _store_busy,
+}
+
+
+def _check_store_child() -> int:
+    """`python -m ferryman.boot --check-store`: one attempt; prints `VERDICT detail`."""
+    from ferryman.stores.base import AccessDenied, NotFound, StoreError, Throttled, Unavailable
+    from ferryman.stores.s3 import S3Store
+    from ferryman.supervisor.process import config_from_environ
+
+    config = config_from_environ(os.environ)
+
+    async def attempt() -> None:
+        store = S3Store.from_config(config)
+        try:
+            async with asyncio.timeout(STORE_CHECK_TIMEOUT):
+                await store.check()
+        except TimeoutError:
+            raise Unavailable(f"no answer within {STORE_CHECK_TIMEOUT:g}s") from None
+        finally:
+            await store.close()
+
+    verdict = "ok"
+    detail = ""
+    try:
+        asyncio.run(attempt())
+    except NotFound as exc:
+        verdict, detail = "missing", exc.detail
+    except AccessDenied as exc:
+        verdict, detail = "denied", exc.detail
+    except Throttled as exc:
+        verdict, detail = "throttled", exc.detail
+    except StoreError as exc:
+        verdict, detail = "unreachable", exc.detail
+    print(verdict, " ".join(detail.split()), flush=True)
+    return 0
+
+
+if __name__ == "__main__" and sys.argv[1:] == [_CHECK_STORE_FLAG]:
+    sys.exit(_check_store_child())
