@@ -73,10 +73,10 @@ bench: native
 bench-cache: native
 	bash bench/run.sh --cache $(if $(QUICK),--quick)
 
-# The worker's RSS over 100,000 answers of every kind (bench/soak.py; ~8 min):
+# The worker's RSS over 100,000 answers of every kind (bench/soak.py; ~6.5 min):
 # a table, and bench/results/soak-latest.json. SHORT=1 runs the CI counts.
 bench-soak: native test-tools
-	$(BIN)/python bench/soak.py $(if $(SHORT),--short)
+	$(BIN)/python -m bench.soak $(if $(SHORT),--short)
 
 clean:
 	$(PYTHON) tools/build_native.py --clean

@@ -23,9 +23,9 @@ answers.
 tests/integration/test_soak.py runs every kind with the short counts (about
 two minutes in all on two cores); `make bench-soak` runs this file with the
 long ones (100,000 answers of most kinds), prints the table and writes
-bench/results/soak-latest.json; `--short` runs the CI counts. Run as a
-script, it puts the repository on sys.path to start servers with the tests'
-own ServerProcess and MotoServer.
+bench/results/soak-latest.json; `--short` runs the CI counts. It runs as
+`python -m bench.soak` from the repository, so that it starts servers with
+the tests' own ServerProcess and MotoServer.
 """
 
 from __future__ import annotations
@@ -49,13 +49,11 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+from bench.soak_kinds import KINDS, Counts, Kind, Step, Tree, build_tree, start_server
+from tests.conftest import ServerProcess
+from tests.s3server import MotoServer
 
-from bench.soak_kinds import KINDS, Counts, Kind, Step, Tree, build_tree, start_server  # noqa: E402
-from tests.conftest import ServerProcess  # noqa: E402
-from tests.s3server import MotoServer  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 SCRIPT = Path(__file__).resolve().parent / "wrk" / "soak.lua"
 RESULT_PREFIX = "SOAK_RESULT "
