@@ -9,9 +9,9 @@ STAMP  := $(VENV)/.stamp-$(shell cksum pyproject.toml | cut -d' ' -f1)
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # Real clients the integration tests drive (Debian package: command it provides).
-TEST_TOOLS := curl:curl wget:wget aria2:aria2c
+TEST_TOOLS := curl:curl wget:wget aria2:aria2c wrk:wrk
 
-.PHONY: serve test setup native native-tools test-tools lint typecheck unit fuzz bench bench-cache clean
+.PHONY: serve test setup native native-tools test-tools lint typecheck unit fuzz bench bench-cache bench-soak clean
 
 setup: $(STAMP)
 
@@ -72,6 +72,11 @@ bench: native
 # The cache against local files, and cold time to first byte against nginx's proxy_cache.
 bench-cache: native
 	bash bench/run.sh --cache $(if $(QUICK),--quick)
+
+# The worker's RSS over 100,000 answers of every kind (bench/soak.py; ~6.5 min):
+# a table, and bench/results/soak-latest.json. SHORT=1 runs the CI counts.
+bench-soak: native test-tools
+	$(BIN)/python -m bench.soak $(if $(SHORT),--short)
 
 clean:
 	$(PYTHON) tools/build_native.py --clean
