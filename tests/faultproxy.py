@@ -118,6 +118,7 @@ class FaultProxy:
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._server: asyncio.Server | None = None
+        self._clients: set[asyncio.StreamWriter] = set()  # open client connections
         self._thread = threading.Thread(target=self._run, daemon=True, name="faultproxy")
         self._thread.start()
         if not self._ready.wait(10) or self._server is None:
@@ -171,10 +172,18 @@ class FaultProxy:
             self._loop.run_forever()
         finally:
             self._server.close()
-            tasks = asyncio.all_tasks(self._loop)
-            for task in tasks:
-                task.cancel()
-            self._loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+            # Connections accepted while stopping start tasks of their own: cancel until
+            # none is left, then let the closed transports run their connection_lost
+            # (a transport collected before that warns that it was never closed).
+            for client in list(self._clients):  # a close would wait for unread bytes
+                client.transport.abort()
+            while tasks := asyncio.all_tasks(self._loop):
+                for task in tasks:
+                    task.cancel()
+                self._loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+            self._loop.run_until_complete(self._server.wait_closed())
+            for _ in range(3):
+                self._loop.run_until_complete(asyncio.sleep(0))
             self._loop.close()
 
     def _take_rule(self, request: Request) -> Rule | None:
@@ -190,6 +199,7 @@ class FaultProxy:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         with self._lock:
             self.connections += 1
+        self._clients.add(writer)
         try:
             while await self._one_exchange(reader, writer):
                 pass
@@ -201,6 +211,7 @@ class FaultProxy:
         ):
             pass
         finally:
+            self._clients.discard(writer)
             writer.close()
 
     async def _one_exchange(
