@@ -54,12 +54,15 @@ def build_parser() -> argparse.ArgumentParser:
     sign.add_argument("--expires", default="1h", help="lifetime, e.g. 30m, 1h, 7d (default: 1h)")
     sign.add_argument("--signing-key", metavar="FILE", default=None,
                       help="the key file the server uses (env FERRYMAN_SIGNING_KEY)")  # fmt: skip
+    sign.add_argument("--once", action="store_true",
+                      help="the URL allows one successful PUT or DELETE (the server's catalog "
+                           "records its use)")  # fmt: skip
     return parser
 
 
-def sign_command(args: dict[str, str | None]) -> int:
+def sign_command(args: dict[str, str | bool | None]) -> int:
     """`ferryman sign URL`: print the URL with its expiry and signature added."""
-    key_file = args["signing_key"] or os.environ.get("FERRYMAN_SIGNING_KEY")
+    key_file = str(args["signing_key"] or os.environ.get("FERRYMAN_SIGNING_KEY") or "")
     if not key_file:
         raise ConfigError("--signing-key FILE is needed (or FERRYMAN_SIGNING_KEY)")
     url, method = str(args["url"]), str(args["method"]).upper()
@@ -68,7 +71,7 @@ def sign_command(args: dict[str, str | None]) -> int:
         raise ConfigError(f"--method {method}: ferryman answers {', '.join(SIGNABLE_METHODS)}")
     key = SigningKey.load(key_file)
     expires_at = expires_in(str(args["expires"]), int(time.time()))
-    print(key.sign_url(url, method, expires_at))
+    print(key.sign_url(url, method, expires_at, once=bool(args["once"])))
     return EXIT_OK
 
 

@@ -14,10 +14,10 @@ import pytest
 from tests.conftest import ServerProcess, wait_until
 
 
-def sign(key: Path, url: str, method: str = "GET", expires: str = "1h") -> str:
+def sign(key: Path, url: str, method: str = "GET", expires: str = "1h", *flags: str) -> str:
     done = subprocess.run(
         [sys.executable, "-m", "ferryman.cli", "sign", url, "--method", method,
-         "--expires", expires, "--signing-key", str(key)],
+         "--expires", expires, "--signing-key", str(key), *flags],
         capture_output=True, text=True, timeout=20, check=True,
     )  # fmt: skip
     return done.stdout.strip()
@@ -138,3 +138,61 @@ def test_sign_refuses_what_no_request_could_use(
     assert "cannot sign: " in done.stderr and named in done.stderr, done.stderr
     assert "Traceback" not in done.stderr
     assert sign(key, "http://h/x", method="head").startswith("http://h/x?ferryman-expires=")
+
+
+def test_a_single_use_url_writes_once_even_across_a_restart(ferryman, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    key = tmp_path / "key"
+    key.write_bytes(b"k" * 48)
+    root = tmp_path / "root"
+    root.mkdir()
+    args = ("--allow-write", "--signing-key", str(key), "--workers", "2")
+    srv = ferryman(*args, root=root)
+    once = target(sign(key, f"{srv.url}/drop/a.bin", "PUT", "1h", "--once"))
+    assert "ferryman-once=1" in once
+    unused_tag = once.replace("ferryman-once=1&", "")
+    assert send(srv, "PUT", unused_tag, b"x").status == 403  # the mark is signed too
+    first = send(srv, "PUT", once, b"first")
+    assert first.status == 201
+    again = send(srv, "PUT", once, b"second")
+    assert again.status == 403
+    assert json.loads(again.body)["detail"] == "this single-use signed URL was used already"
+    assert (root / "drop/a.bin").read_bytes() == b"first"
+    srv.stop()
+    srv = ferryman(*args, root=root)  # the use is in the catalog, not in memory
+    assert send(srv, "PUT", once, b"third").status == 403
+    # A write that fails gives its URL back: If-None-Match: * on an existing file.
+    create = target(sign(key, f"{srv.url}/drop/a.bin", "PUT", "2h", "--once"))  # another URL
+    refused = "PUT " + create + " HTTP/1.1\r\nHost: t\r\nIf-None-Match: *\r\n"
+    with srv.connect() as conn:
+        r = conn.request((refused + "Content-Length: 1\r\n\r\nz").encode())[0]
+    assert r.status == 412
+    assert send(srv, "PUT", create, b"replaced").status == 204
+    assert send(srv, "PUT", create, b"again").status == 403
+
+
+def test_writers_racing_with_one_single_use_url_get_one_success(ferryman, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from concurrent.futures import ThreadPoolExecutor
+
+    key = tmp_path / "key"
+    key.write_bytes(b"k" * 48)
+    root = tmp_path / "root"
+    root.mkdir()
+    srv = ferryman("--allow-write", "--signing-key", str(key), "--workers", "2", root=root)
+    for round_no in range(5):
+        once = target(sign(key, f"{srv.url}/r{round_no}.bin", "PUT", "1h", "--once"))
+        urls = [once] * 6
+        with ThreadPoolExecutor(6) as pool:
+            answers = pool.map(lambda u: send(srv, "PUT", u, b"w").status, urls)
+            statuses = sorted(answers)
+        assert statuses == [201, 403, 403, 403, 403, 403], statuses
+
+
+def test_sign_refuses_a_single_use_read(tmp_path: Path) -> None:
+    key = tmp_path / "key"
+    key.write_bytes(b"k" * 48)
+    done = subprocess.run(
+        [sys.executable, "-m", "ferryman.cli", "sign", "http://h/x", "--once",
+         "--signing-key", str(key)],
+        capture_output=True, text=True, timeout=20,
+    )  # fmt: skip
+    assert done.returncode == 2 and "only a PUT or DELETE URL can be single-use" in done.stderr

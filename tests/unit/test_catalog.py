@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import ferryman.catalog
-from ferryman.catalog import Catalog, CatalogEntry, CatalogError, Intent, db
+from ferryman.catalog import Catalog, CatalogEntry, CatalogError, Intent, db, sqlitefile
 from ferryman.catalog.schema import LATEST, MIGRATIONS, statements
 from ferryman.errors import FerrymanError
 
@@ -75,7 +75,7 @@ def test_each_connection_is_durable_and_waits_for_the_lock(catalog: Catalog) -> 
     # White box: these are settings of each connection, not of the file.
     for conn, query_only in ((catalog._writer, 0), (catalog._reader, 1)):
         assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
-        assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == db.BUSY_TIMEOUT_MS
+        assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == sqlitefile.BUSY_TIMEOUT_MS
         assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
         assert conn.execute("PRAGMA query_only").fetchone()[0] == query_only
 
@@ -110,7 +110,7 @@ def test_reads_do_not_queue_behind_a_write_waiting_for_another_worker(
 def test_a_write_lock_held_too_long_is_a_catalog_error(
     db_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(db, "BUSY_TIMEOUT_MS", 50)
+    monkeypatch.setattr(sqlitefile, "BUSY_TIMEOUT_MS", 50)
     with Catalog(db_path) as cat, raw(db_path) as other:
         other.execute("BEGIN IMMEDIATE")
         with pytest.raises(CatalogError, match="is locked") as info:
@@ -303,7 +303,7 @@ def test_a_migration_another_worker_did_meanwhile_is_not_repeated(db_path: Path)
             return super().execute(sql, parameters)
 
     with closing(sqlite3.connect(db_path, isolation_level=None, factory=Racing)) as conn:
-        assert db._migrate(conn, str(db_path)) == LATEST
+        assert sqlitefile.migrate(conn, str(db_path)) == LATEST
         assert isinstance(conn, Racing) and conn.raced
 
 
@@ -597,3 +597,23 @@ def test_a_v2_database_gains_identity_and_intents_and_keeps_its_rows(db_path: Pa
         old = cat.get("old/file")
         assert old is not None and (old.ino, old.ctime_ns) == (None, None)
         assert cat.intents() == []
+
+
+def test_a_single_use_url_is_used_once_given_back_once_and_forgotten_when_expired(
+    catalog: Catalog,
+) -> None:
+    from ferryman.catalog.db import UrlUsed
+
+    far = int(time.time()) + 3600
+    digest = sha(1)
+    assert not catalog.url_used(digest)
+    catalog.begin(Intent("a", "put", "1:1", 1, sha(1)), once=(digest, far))
+    assert catalog.url_used(digest)
+    with pytest.raises(UrlUsed):
+        catalog.begin(Intent("a", "put", "1:2", 1, sha(1)), once=(digest, far))
+    assert [i.ident for i in catalog.intents()] == ["1:1"]  # the refused one left nothing
+    catalog.drop_intent("a", release=digest)  # the change failed: the URL may be used again
+    assert not catalog.url_used(digest) and catalog.intents() == []
+    catalog.begin(Intent("a", "delete", "1:1"), once=(digest, int(time.time()) - 5))
+    catalog.begin(Intent("b", "delete", "1:3"), once=(sha(2), far))  # prunes the expired one
+    assert not catalog.url_used(digest) and catalog.url_used(sha(2))

@@ -37,7 +37,8 @@ from ferryman.http.parser import Request
 SIGNABLE_METHODS = ("GET", "HEAD", "PUT", "DELETE")  # what ferryman answers
 EXPIRES_PARAM = "ferryman-expires"
 SIGNATURE_PARAM = "ferryman-signature"
-_PARAMS = frozenset((EXPIRES_PARAM, SIGNATURE_PARAM))
+ONCE_PARAM = "ferryman-once"  # "1": the URL allows one write (recorded in the catalog)
+_PARAMS = frozenset((EXPIRES_PARAM, SIGNATURE_PARAM, ONCE_PARAM))
 MIN_KEY_BYTES = 32
 REALM = 'Bearer realm="ferryman"'
 
@@ -46,6 +47,8 @@ _B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 _METHOD = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 5.6.2 token
 _EXPIRES = re.compile(rb"[0-9]{1,15}")
 _EXPIRES_NAME, _SIGNATURE_NAME = EXPIRES_PARAM.encode(), SIGNATURE_PARAM.encode()
+_ONCE_NAME = ONCE_PARAM.encode()
+ONCE_METHODS = ("PUT", "DELETE")  # a read is often many requests (ranges, resumes)
 _PATH_SAFE = "/%!$&'()*+,;=:@-._~"  # RFC 3986 pchar and "/"; "%" keeps existing escapes
 
 
@@ -134,10 +137,19 @@ class Verdict(NamedTuple):
 
     valid: bool
     problem: str = ""
+    once: SingleUse | None = None  # a valid single-use URL: what the write must consume
+
+
+class SingleUse(NamedTuple):
+    """A single-use signed URL, as the catalog records its use (never the signature itself)."""
+
+    digest: str  # hex SHA-256 of the signature
+    expires_at: int  # after this the URL is refused anyway: the record can go
 
 
 class SigningKey:
-    """HMAC-SHA256 signatures over f"{METHOD}\\n{raw path}\\n{expires_at}"."""
+    """HMAC-SHA256 signatures over f"{METHOD}\\n{raw path}\\n{expires_at}", with a
+    last line "once" for a single-use URL (so the parameter cannot be dropped)."""
 
     __slots__ = ("_key",)
 
@@ -162,11 +174,11 @@ class SigningKey:
         except ConfigError as exc:
             raise ConfigError(f"{path}: {exc}") from None
 
-    def sign(self, method: str, path: str, expires_at: int) -> str:
+    def sign(self, method: str, path: str, expires_at: int, *, once: bool = False) -> str:
         """Lower-case hex. `path` is the raw path as the client sends it (UTF-8 if not ASCII)."""
-        return self._sign(_method(method), path.encode("utf-8"), expires_at)
+        return self._sign(_method(method), path.encode("utf-8"), expires_at, once)
 
-    def sign_url(self, url: str, method: str, expires_at: int) -> str:
+    def sign_url(self, url: str, method: str, expires_at: int, *, once: bool = False) -> str:
         """`url` with expiry and signature appended to its query (earlier ones replaced).
 
         Characters a client would percent-encode are encoded first, so the URL
@@ -176,10 +188,17 @@ class SigningKey:
             raise ConfigError(
                 f"method {method!r}: a signed URL may allow {', '.join(SIGNABLE_METHODS)}"
             )
+        if once and method.upper() not in ONCE_METHODS:
+            raise ConfigError(
+                f"--once: only a {' or '.join(ONCE_METHODS)} URL can be single-use "
+                "(a read is often several requests: ranges, resumed downloads)"
+            )
         parts = urlsplit(url)
         path = quote(parts.path or "/", safe=_PATH_SAFE)
         kept = [p for p in parts.query.split("&") if p and p.partition("=")[0] not in _PARAMS]
-        signature = self.sign(method, path, expires_at)
+        signature = self.sign(method, path, expires_at, once=once)
+        if once:
+            kept.append(f"{ONCE_PARAM}=1")
         kept += [f"{EXPIRES_PARAM}={expires_at}", f"{SIGNATURE_PARAM}={signature}"]
         return urlunsplit((parts.scheme, parts.netloc, path, "&".join(kept), parts.fragment))
 
@@ -202,14 +221,14 @@ class SigningKey:
         if found is None:
             return None
         if found is False:
-            return Verdict(False, f"malformed {EXPIRES_PARAM} or {SIGNATURE_PARAM}")
+            return Verdict(False, f"malformed {EXPIRES_PARAM}, {SIGNATURE_PARAM} or {ONCE_PARAM}")
         if not _METHOD.fullmatch(method):
             return Verdict(False, "invalid signature")
-        expires_at, given = found
+        expires_at, given, once = found
         wanted = (method.upper(), also) if also else (method.upper(),)
         others = tuple(m for m in SIGNABLE_METHODS if m not in wanted)
         for candidate in wanted + others:  # the request's own method first: one MAC if valid
-            expected = self._sign(candidate, raw_path, expires_at).encode("ascii")
+            expected = self._sign(candidate, raw_path, expires_at, once).encode("ascii")
             if hmac.compare_digest(expected, given):
                 break
         else:
@@ -218,10 +237,16 @@ class SigningKey:
             return Verdict(False, f"this URL is signed for {candidate}, not {method.upper()}")
         if now > expires_at:
             return Verdict(False, "this signed URL has expired")
-        return Verdict(True)
+        if not once:
+            return Verdict(True)
+        if candidate not in ONCE_METHODS:  # never signed so by ferryman sign
+            return Verdict(False, f"a {candidate} URL cannot be single-use")
+        return Verdict(True, once=SingleUse(hashlib.sha256(given).hexdigest(), expires_at))
 
-    def _sign(self, method: str, path: bytes, expires_at: int) -> str:
+    def _sign(self, method: str, path: bytes, expires_at: int, once: bool = False) -> str:
         message = b"%s\n%s\n%d" % (method.encode("ascii"), path, expires_at)
+        if once:
+            message += b"\nonce"
         return hmac.new(self._key, message, hashlib.sha256).hexdigest()
 
     def __repr__(self) -> str:
@@ -239,22 +264,28 @@ def check_signable_url(url: str) -> None:
         )
 
 
-def _signature_params(raw_query: bytes) -> tuple[int, bytes] | Literal[False] | None:
-    """(expires_at, signature) from a raw query; None if neither parameter is
-    there; False if they are malformed, repeated or only one is present."""
+def _signature_params(raw_query: bytes) -> tuple[int, bytes, bool] | Literal[False] | None:
+    """(expires_at, signature, single-use) from a raw query; None if neither the
+    expiry nor the signature is there; False if they are malformed, repeated or
+    only one is present, or the single-use mark is anything but one "=1"."""
     expires: list[bytes] = []
     signature: list[bytes] = []
+    once: list[bytes] = []
     for pair in raw_query.split(b"&"):
         name, _, value = pair.partition(b"=")
         if name == _EXPIRES_NAME:
             expires.append(value)
         elif name == _SIGNATURE_NAME:
             signature.append(value)
+        elif name == _ONCE_NAME:
+            once.append(value)
     if not expires and not signature:
         return None
     if len(expires) != 1 or len(signature) != 1 or not _EXPIRES.fullmatch(expires[0]):
         return False
-    return int(expires[0]), signature[0]
+    if once not in ([], [b"1"]):
+        return False
+    return int(expires[0]), signature[0], bool(once)
 
 
 def expires_in(text: str, now: int) -> int:
@@ -284,18 +315,22 @@ class Authorizer:
         self.private = private
         self.allow_write = allow_write
 
-    def check(self, request: Request, access: Access, path: str, now: int) -> None:
+    def check(self, request: Request, access: Access, path: str, now: int) -> SingleUse | None:
         """Return if allowed, else raise HttpError 401 or 403. `path` is the
-        normalised path (RequestPath.url()) the request targets."""
+        normalised path (RequestPath.url()) the request targets.
+
+        Returns the single-use URL this request came with, if any: the write
+        must record its use (and refuse it if it was used already).
+        """
         if access is Access.WRITE and not self.allow_write:
             raise HttpError(403, "forbidden", "writes are disabled (--allow-write)")
         if self.tokens is None and self.signing_key is None:
-            return  # a plain public server: credentials mean nothing, none are checked
+            return None  # a plain public server: credentials mean nothing, none are checked
         token = _bearer_token(request.headers.get("authorization"))
         signed = self._verify_signature(request, access, now)
         if token is None and signed is None:
             if access is Access.READ and not self.private:
-                return
+                return None
             raise HttpError(401, "unauthorized", "credentials are needed", (_CHALLENGE,))
         allowed = False
         if token is not None:
@@ -310,6 +345,7 @@ class Authorizer:
         if not allowed and (access is Access.WRITE or self.private):
             verb = "write" if access is Access.WRITE else "read"
             raise HttpError(403, "forbidden", f"the token may not {verb} {path}")
+        return signed.once if signed is not None else None
 
     def _verify_signature(self, request: Request, access: Access, now: int) -> Verdict | None:
         if self.signing_key is None:  # parameters present but nothing to check them with

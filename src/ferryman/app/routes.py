@@ -63,10 +63,11 @@ class App:
                 self.auth.check(request, Access.READ, resolve(request.path).url(), int(time.time()))
             return self.files.get(request)
         if method in WRITE_METHODS and self.uploads is not None:
-            self.auth.check(request, Access.WRITE, resolve(request.path).url(), int(time.time()))
+            path = resolve(request.path).url()
+            once = self.auth.check(request, Access.WRITE, path, int(time.time()))
             if method == "PUT":
-                return self.uploads.put(request, body)
-            return self.uploads.delete(request)
+                return self.uploads.put(request, body, once)
+            return self.uploads.delete(request, once)
         allowed = self._allowed  # a new error per answer: a kept one grows with each raise
         detail = f"allowed here: {allowed}"
         raise HttpError(405, "method_not_allowed", detail, (("Allow", allowed),))

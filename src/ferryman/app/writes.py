@@ -16,6 +16,10 @@ A PUT, whatever it writes to (app/writetarget.py says what a target does):
 A DELETE takes the lock, decides its preconditions, records its intent,
 removes the version and records the deletion.
 
+A single-use signed URL (`ferryman sign --once`) is consumed in the
+transaction that records the intent: of two writes with one such URL,
+exactly one gets past it, and a change that then fails gives the URL back.
+
 So the catalog's last word on a key is the version in the store, whichever
 worker wrote it. A crash between the commit and the record leaves an
 intent: `settle()` runs before a worker serves, and looks at the store to
@@ -35,7 +39,9 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
+from functools import partial
 
+from ferryman.app.auth import SingleUse
 from ferryman.app.intake import (
     BodyChecks,
     check_write_preconditions,
@@ -46,7 +52,7 @@ from ferryman.app.intake import (
 )
 from ferryman.app.writelock import LockBusy, WriteLocks
 from ferryman.app.writetarget import Target, Version
-from ferryman.catalog.db import Catalog, CatalogError, Intent
+from ferryman.catalog.db import Catalog, CatalogError, Intent, UrlUsed
 from ferryman.errors import HttpError, not_found
 from ferryman.http.body import BodyReader
 from ferryman.http.conditional import Validators
@@ -67,10 +73,13 @@ class Writes:
 
     # -- PUT ------------------------------------------------------------------------------
 
-    async def put(self, request: Request, body: BodyReader | None) -> Response:
+    async def put(
+        self, request: Request, body: BodyReader | None, once: SingleUse | None = None
+    ) -> Response:
         path = write_path(request)
         require_length(request)
         checks = BodyChecks.from_request(request)
+        await self._refuse_used(once)  # before the body is sent for nothing
         slot = await self.target.open(path, create=True)
         try:
             check_write_preconditions(request, _validators(await slot.current()))
@@ -89,14 +98,14 @@ class Writes:
                     before = await slot.current()
                     create_only = check_write_preconditions(request, _validators(before))
                     intent = Intent(slot.key, "put", staged.ident, size, sha256.hex(), staged.name)
-                    await self._catalog(self.catalog.begin, intent, failed="nothing stored")
+                    await self._begin(intent, once, failed="nothing stored")
                     try:
                         made = await slot.commit(
                             staged, size=size, sha256=sha256, create_only=create_only,
                             content_type=request.headers.get("content-type"),
                         )  # fmt: skip
                     except BaseException:
-                        await self._forget_intent(slot.key)
+                        await self._forget_intent(slot.key, once)
                         raise
                     finally:
                         self.target.changed(slot.key)
@@ -112,8 +121,9 @@ class Writes:
 
     # -- DELETE ---------------------------------------------------------------------------
 
-    async def delete(self, request: Request) -> Response:
+    async def delete(self, request: Request, once: SingleUse | None = None) -> Response:
         path = write_path(request)
+        await self._refuse_used(once)
         slot = await self.target.open(path, create=False)
         try:
             async with self._lock(slot.key):
@@ -123,11 +133,11 @@ class Writes:
                 check_write_preconditions(request, _validators(before))
                 if before is not None:  # else gone already: only the record is missing
                     intent = Intent(slot.key, "delete", before.ident)
-                    await self._catalog(self.catalog.begin, intent, failed="nothing deleted")
+                    await self._begin(intent, once, failed="nothing deleted")
                     try:
                         await slot.remove(before)
                     except BaseException:
-                        await self._forget_intent(slot.key)
+                        await self._forget_intent(slot.key, once)
                         raise
                     finally:
                         self.target.changed(slot.key)
@@ -214,10 +224,30 @@ class Writes:
             log.error("catalog: %s (%s)", exc, failed)
             raise HttpError(503, "catalog_busy", failed, (("Retry-After", "1"),)) from None
 
-    async def _forget_intent(self, key: str) -> None:
-        """The change failed: drop its intent (if even that fails, the next start settles it)."""
+    async def _begin(self, intent: Intent, once: SingleUse | None, *, failed: str) -> None:
+        """Record the intent, and consume the single-use URL the write came with."""
+        used = None if once is None else (once.digest, once.expires_at)
         try:
-            await asyncio.to_thread(self.catalog.drop_intent, key)
+            await self._catalog(partial(self.catalog.begin, intent, once=used), failed=failed)
+        except UrlUsed:
+            raise _used_error() from None
+
+    async def _refuse_used(self, once: SingleUse | None) -> None:
+        if once is None:
+            return
+        try:
+            used = await asyncio.to_thread(self.catalog.url_used, once.digest)
+        except CatalogError:
+            return  # the intent's transaction decides
+        if used:
+            raise _used_error()
+
+    async def _forget_intent(self, key: str, once: SingleUse | None = None) -> None:
+        """The change failed: drop its intent and give back its single-use URL (if even
+        that fails, the next start settles the intent; the URL stays used)."""
+        release = None if once is None else once.digest
+        try:
+            await asyncio.to_thread(partial(self.catalog.drop_intent, key, release=release))
         except CatalogError as exc:
             log.warning("catalog kept the intent of a failed write of %s: %s", key, exc)
 
@@ -234,6 +264,10 @@ class Writes:
             log.error("catalog could not say whether %s is listed: %s", key, exc)
             return False
         return entry is not None and not entry.deleted
+
+
+def _used_error() -> HttpError:
+    return HttpError(403, "forbidden", "this single-use signed URL was used already")
 
 
 def _validators(current: Version | None) -> Validators | None:

@@ -76,11 +76,11 @@ END;
 """
 
 # v3: what identifies a local file's version beyond size and mtime (inode and
-# ctime: an edit that restores the mtime still changes the ctime), and the
-# intents of writes in progress. A write records its intent before it changes
-# the store and clears it in the transaction that records the outcome, so a
-# crash between the two leaves an intent that the next start settles by
-# looking at the store (app/writes.py).
+# ctime: an edit that restores the mtime still changes the ctime), the
+# intents of writes in progress, and the single-use signed URLs used. A write
+# records its intent before it changes the store and clears it in the
+# transaction that records the outcome, so a crash between the two leaves an
+# intent that the next start settles by looking at the store (app/writes.py).
 _V3 = """
 ALTER TABLE objects ADD COLUMN ino INTEGER;
 ALTER TABLE objects ADD COLUMN ctime_ns INTEGER;
@@ -97,6 +97,16 @@ CREATE TABLE intents (
     pid    INTEGER NOT NULL,
     at_ns  INTEGER NOT NULL
 );
+
+-- Single-use signed URLs that were used, by the SHA-256 of their signature,
+-- kept until they expire (an expired URL is refused anyway).
+CREATE TABLE used_urls (
+    signature  TEXT PRIMARY KEY NOT NULL CHECK (length(signature) = 64),
+    path       TEXT NOT NULL,
+    expires_at INTEGER NOT NULL,
+    used_ns    INTEGER NOT NULL
+);
+CREATE INDEX used_urls_by_expiry ON used_urls (expires_at);
 """
 
 MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3)
