@@ -40,6 +40,7 @@ MODULES = (
     "ferryman.http.conditional",
     "ferryman.http.dates",
     "ferryman.http.multipart",
+    "ferryman.http.host",
     "ferryman.http.parser",
     "ferryman.http.ranges",
     "ferryman.http.response",

@@ -24,14 +24,13 @@ the caller answers them strictly in order.
 
 from __future__ import annotations
 
-import ipaddress
-import re
 from dataclasses import dataclass
 from typing import Final
 
 import httptools
 
 from ferryman.errors import ProtocolError
+from ferryman.http.host import check_host
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,18 +120,6 @@ _HEAD, _LENGTH, _CHUNK_SIZE, _CHUNK_DATA, _CHUNK_CRLF, _TRAILERS, _DEAD = range(
 _MAX_SIZE_DIGITS = 16  # a chunk size of 16 hex digits is already 2**64
 _FIELD_NAMES: dict[bytes, str] = {}  # field name as sent -> lower-case str (a memo)
 _FIELD_NAMES_MAX = 512
-# RFC 9110 7.2: Host = uri-host [ ":" port ], uri-host = IP-literal / IPv4address / reg-name
-# (RFC 3986 3.2.2; an IPv4address is also a reg-name). The empty reg-name the grammar
-# allows is refused: an http URI with an empty host is invalid (RFC 9110 4.2.1), and
-# every target ferryman serves is one. The port is a TCP port: at most 65535.
-_HOST = re.compile(
-    r"(?:(?:[A-Za-z0-9\-._~!$&'()*+,;=]|%[0-9A-Fa-f]{2})+"  # reg-name
-    r"|\[(?P<ipv6>[0-9A-Fa-f:.]+)\]"  # IP-literal: IPv6address (checked below)
-    r"|\[v[0-9A-Fa-f]+\.[A-Za-z0-9\-._~!$&'()*+,;=:]+\])"  # IP-literal: IPvFuture
-    r"(?::(?P<port>[0-9]*))?"
-)
-_HOSTS: set[str] = set()  # Host values found valid (a memo: most servers see one or two)
-_HOSTS_MAX = 256
 
 
 class RequestParser:
@@ -290,8 +277,8 @@ class RequestParser:
             raise ProtocolError(400, "bad_request", "HTTP/1.1 needs exactly one Host header")
         if self._host_count > 1:
             raise ProtocolError(400, "bad_request", "more than one Host header")
-        if self._host_count and headers["host"] not in _HOSTS:
-            _check_host(headers["host"])
+        if self._host_count:
+            check_host(headers["host"])
         method = self._method.decode("ascii")
         target = self._url
         path, query = _split_target(method, target)
@@ -401,26 +388,6 @@ def _split_target(method: str, target: bytes) -> tuple[bytes, bytes]:
         path, _, query = rest[slash:].partition(b"?")
         return path, query
     raise ProtocolError(400, "bad_request", "unsupported request target form")
-
-
-def _check_host(value: str) -> None:
-    """400 unless `value` is uri-host [":" port]; a valid one is remembered (bounded:
-    clients choose the values)."""
-    match = _HOST.fullmatch(value.rstrip(" \t"))  # llhttp keeps trailing whitespace (OWS)
-    valid = match is not None
-    if match is not None:
-        ipv6, port = match.group("ipv6"), match.group("port")
-        if ipv6 is not None:
-            try:
-                ipaddress.IPv6Address(ipv6)
-            except ValueError:
-                valid = False
-        if port and (len(port) > 5 or int(port) > 65535):
-            valid = False
-    if not valid:
-        raise ProtocolError(400, "bad_request", "invalid Host header")
-    if len(_HOSTS) < _HOSTS_MAX:
-        _HOSTS.add(value)
 
 
 def _line_length_so_far(buf: bytearray) -> int:
