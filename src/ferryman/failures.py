@@ -63,6 +63,11 @@ def log_request_failure(
     )  # fmt: skip
 
 
+def log_failure(log: logging.Logger, what: str, exc: BaseException) -> None:
+    """One ERROR line for a bug met outside a request's answer (a fill, an extraction)."""
+    log.error("%s: %s", _one_line(what), describe(exc), exc_info=exc if TRACEBACKS else None)
+
+
 def log_loop_failure(log: logging.Logger, context: dict[str, object]) -> None:
     """An event loop's exception handler: asyncio's own would log a traceback."""
     message = _one_line(str(context.get("message") or "unhandled error in the event loop"))

@@ -83,3 +83,16 @@ def test_an_exception_the_event_loop_catches_is_one_line(
     assert record.exc_info is None
     line = record.getMessage()
     assert "Exception in callback" in line and "in broken)" in line and "\n" not in line
+
+
+def test_a_bug_outside_a_request_is_one_line(caplog: pytest.LogCaptureFixture) -> None:
+    log = logging.getLogger("ferryman.test")
+    try:
+        {}["missing"]  # noqa: B018
+    except KeyError as exc:
+        with caplog.at_level(logging.ERROR, logger="ferryman.test"):
+            failures.log_failure(log, "filling\nblocks 1-2 failed", exc)
+    [record] = caplog.records
+    text = record.getMessage()
+    assert "\n" not in text and record.exc_info is None
+    assert text.startswith("filling\\nblocks 1-2 failed: KeyError: 'missing' (at ")

@@ -45,6 +45,7 @@ from ferryman.app.archive_index import CHUNK, Member
 from ferryman.app.gzipstream import GzipDamaged, GzipStream, GzipTruncated, NotGzip
 from ferryman.app.spool import Spool
 from ferryman.errors import HttpError
+from ferryman.failures import log_failure
 
 log = logging.getLogger("ferryman.archive")
 
@@ -250,8 +251,8 @@ class MemberCopies:
             if isinstance(outcome, Refusal) and outcome.for_room and self._unused:
                 await self._drop_unused()
                 outcome = await self._run(copy, job)
-        except Exception:  # a bug, not the archive's fault: logged with its traceback
-            log.exception("extracting an archive member failed")
+        except Exception as exc:  # a bug, not the archive's fault
+            log_failure(log, "extracting an archive member failed", exc)
             outcome = Refusal(500, "internal_error", "cannot extract the member")
         finally:
             job.close()

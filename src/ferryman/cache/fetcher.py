@@ -40,6 +40,7 @@ from ferryman.cache.fillstate import Fill
 from ferryman.cache.health import no_room
 from ferryman.cache.room import block_charge
 from ferryman.cache.stats import CacheStats
+from ferryman.failures import log_failure
 from ferryman.stores.base import (
     NotFound,
     PreconditionFailed,
@@ -113,7 +114,8 @@ class Fetcher:
             fill.fail_range(progress.block, last, Unavailable("the fetch was stopped"))
             raise
         except Exception as exc:  # a bug must not leave waiters hanging
-            log.exception("cache: fetching blocks %d-%d of %r failed", first, last, fill.meta.key)
+            what = f"cache: fetching blocks {first}-{last} of {fill.meta.key!r} failed"
+            log_failure(log, what, exc)
             fill.fail_range(progress.block, last, Unavailable(f"fetch failed: {exc!r}"))
         finally:
             self._pacer.release(sum(charges.values()))

@@ -58,6 +58,7 @@ from ferryman.cache.protocol import (
 )
 from ferryman.config import Config
 from ferryman.errors import EXIT_OK, ConfigError
+from ferryman.failures import log_failure
 from ferryman.loops import new_event_loop
 from ferryman.stores.base import StoreError, Unavailable
 
@@ -291,7 +292,7 @@ class _Session:
                 self._send(error_reply(exc))
                 return
             except Exception as exc:  # a bug costs this request, not the filler
-                log.exception("filler: opening %r failed", request.key)
+                log_failure(log, f"filler: opening {request.key!r} failed", exc)
                 self._send(error_reply(Unavailable(f"the cache filler failed: {exc!r}")))
                 return
             self.key, self.etag = request.key, meta.etag
