@@ -88,7 +88,7 @@ def test_an_exception_the_event_loop_catches_is_one_line(
 def test_a_bug_outside_a_request_is_one_line(caplog: pytest.LogCaptureFixture) -> None:
     log = logging.getLogger("ferryman.test")
     try:
-        {}["missing"]  # noqa: B018
+        {}["missing"]
     except KeyError as exc:
         with caplog.at_level(logging.ERROR, logger="ferryman.test"):
             failures.log_failure(log, "filling\nblocks 1-2 failed", exc)
