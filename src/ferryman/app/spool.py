@@ -1,4 +1,4 @@
-"""Temporary files whose lifetime belongs to a transfer (DESIGN lesson 1).
+"""Temporary files whose lifetime belongs to the transfer that sends them.
 
 A spool file is created in STATE_DIR/spool, filled by its creator, and then
 handed to a response Body as regions of its descriptor together with

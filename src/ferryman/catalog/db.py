@@ -1,4 +1,4 @@
-"""The catalog: a record of every object ferryman stored, in SQLite (DESIGN.md lesson 2).
+"""The catalog: a record of every object ferryman stored, in SQLite: never trust a write.
 
 A write is recorded only once it has been verified (size and SHA-256 read
 back from the store); the audit later compares this record with each store.
