@@ -1,0 +1,1 @@
+"""Audits of stores against what should be there, and repair from a good copy."""
