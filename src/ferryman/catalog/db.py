@@ -28,15 +28,17 @@ becomes `CatalogError`, with the original as `__cause__`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
+from ferryman.catalog.copies import CopyEvent, note_events
 from ferryman.catalog.schema import check_fields, check_path
 from ferryman.catalog.sqlitefile import (
     READ,
@@ -182,6 +184,12 @@ class Catalog:
             with transaction(conn, self._path, begin):
                 yield conn
 
+    def use(self, begin: str) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        """One transaction (sqlitefile.WRITE, READ or SINGLE) on the right connection,
+        under its lock: for the ledgers of this package (copies.py, runs.py), which
+        keep the same rules (no yield, no call out of the package while inside)."""
+        return self._use(begin)
+
     @property
     def schema_version(self) -> int:
         with self._use(READ) as conn:
@@ -197,10 +205,12 @@ class Catalog:
         etag: str,
         ino: int | None = None,
         ctime_ns: int | None = None,
+        copies: Iterable[CopyEvent] = (),
     ) -> CatalogEntry:
         """Record a verified write of `path` (live again if it was deleted), and log it.
 
-        Settles the path's intent in the same transaction.
+        Settles the path's intent, and notes `copies` (the stores that hold it
+        now), in the same transaction.
         """
         check_path(path)
         check_fields(size=size, sha256=sha256, mtime_ns=mtime_ns, etag=etag)
@@ -210,17 +220,19 @@ class Catalog:
             conn.execute(_UPSERT, (path, size, sha256, mtime_ns, etag, now, *identity))
             conn.execute(_LOG, (path, size, sha256, mtime_ns, etag, 0, now, *identity))
             conn.execute(_SETTLED, (path,))
+            note_events(conn, copies)
         return CatalogEntry(path, size, sha256, mtime_ns, etag, False, now, ino, ctime_ns)
 
-    def mark_deleted(self, path: str) -> CatalogEntry | None:
+    def mark_deleted(self, path: str, *, copies: Iterable[CopyEvent] = ()) -> CatalogEntry | None:
         """Mark `path` deleted, keeping its last version; None if it was never catalogued.
 
         Deleting what is already deleted changes nothing (no new history row).
-        Settles the path's intent in the same transaction.
+        Settles the path's intent and notes `copies` in the same transaction.
         """
         check_path(path)
         with self._use(WRITE) as conn:
             conn.execute(_SETTLED, (path,))
+            note_events(conn, copies)
             row = conn.execute(_GET, (path,)).fetchone()
             if row is None:
                 return None

@@ -109,7 +109,70 @@ CREATE TABLE used_urls (
 CREATE INDEX used_urls_by_expiry ON used_urls (expires_at);
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3)
+# v4: every copy of a key in every store (the source and its replicas), with an
+# append-only log of what happened to each copy (written, deleted, a write that
+# failed, verified by an audit, repaired); and audit and repair runs, with what
+# each has checked so far, so a run killed midway continues where it stopped.
+_V4 = """
+CREATE TABLE copies (
+    path        TEXT NOT NULL,
+    store       TEXT NOT NULL,
+    size        INTEGER CHECK (size IS NULL OR size >= 0),
+    sha256      TEXT CHECK (sha256 IS NULL OR length(sha256) = 64),
+    ident       TEXT,
+    state       TEXT NOT NULL CHECK (state IN ('present', 'deleted', 'failed')),
+    verified_ns INTEGER,
+    result      TEXT,
+    updated_ns  INTEGER NOT NULL,
+    PRIMARY KEY (path, store)
+);
+
+CREATE TABLE copy_events (
+    id     INTEGER PRIMARY KEY AUTOINCREMENT,
+    path   TEXT NOT NULL,
+    store  TEXT NOT NULL,
+    event  TEXT NOT NULL
+           CHECK (event IN ('written', 'deleted', 'write_failed', 'verified', 'repaired')),
+    size   INTEGER,
+    sha256 TEXT,
+    ident  TEXT,
+    result TEXT,
+    detail TEXT,
+    at_ns  INTEGER NOT NULL
+);
+CREATE INDEX copy_events_by_path ON copy_events (path, id);
+
+CREATE TRIGGER copy_events_no_update BEFORE UPDATE ON copy_events
+BEGIN
+    SELECT RAISE(ABORT, 'catalog copy events are append-only');
+END;
+
+CREATE TRIGGER copy_events_no_delete BEFORE DELETE ON copy_events
+BEGIN
+    SELECT RAISE(ABORT, 'catalog copy events are append-only');
+END;
+
+CREATE TABLE runs (
+    id          TEXT PRIMARY KEY NOT NULL,
+    kind        TEXT NOT NULL CHECK (kind IN ('audit', 'repair')),
+    options     TEXT NOT NULL,
+    started_ns  INTEGER NOT NULL,
+    finished_ns INTEGER
+);
+
+CREATE TABLE run_checks (
+    run           TEXT NOT NULL REFERENCES runs (id),
+    store         TEXT NOT NULL,
+    path          TEXT NOT NULL,
+    result        TEXT NOT NULL,
+    actual_size   INTEGER,
+    actual_sha256 TEXT,
+    detail        TEXT,
+    PRIMARY KEY (run, store, path)
+);
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4)
 LATEST = len(MIGRATIONS)
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")

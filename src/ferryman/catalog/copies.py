@@ -1,0 +1,179 @@
+"""Every copy of a key in every store, and what happened to each (schema v4).
+
+A store is named by its canonical form: an absolute directory, or
+`s3://bucket/prefix`. `copies` holds the state of one key in one store as
+ferryman last saw it: its size, SHA-256, the store's own identifier of the
+version (`ident`: an ETag, or a local file's "inode:mtime_ns:ctime_ns"),
+whether it is there, and when it was last verified with what result ("ok" or
+a finding kind). `copy_events` logs every change and verification, oldest
+first, and cannot be changed (triggers refuse UPDATE and DELETE).
+
+An `ident` that still matches what a store lists means the copy has not
+changed since its last verification: an audit without --deep trusts that
+verification's digest instead of reading the bytes again.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ferryman.catalog.schema import check_path
+from ferryman.catalog.sqlitefile import SINGLE, WRITE
+
+if TYPE_CHECKING:
+    from ferryman.catalog.db import Catalog
+
+EVENTS = ("written", "deleted", "write_failed", "verified", "repaired")
+PAGE_SIZE = 500
+
+
+@dataclass(frozen=True, slots=True)
+class CopyEvent:
+    """One thing that happened to the copy of `path` in `store`."""
+
+    path: str
+    store: str
+    event: str  # one of EVENTS
+    size: int | None = None
+    sha256: str | None = None
+    ident: str | None = None
+    result: str | None = None  # "ok" or a finding kind (verified); the reason (write_failed)
+    detail: str | None = None
+    at_ns: int = 0  # set when recorded
+
+
+@dataclass(frozen=True, slots=True)
+class CopyState:
+    path: str
+    store: str
+    size: int | None
+    sha256: str | None
+    ident: str | None
+    state: str  # "present", "deleted" or "failed"
+    verified_ns: int | None
+    result: str | None
+    updated_ns: int
+
+
+_STATE = {"written": "present", "repaired": "present", "deleted": "deleted",
+          "write_failed": "failed"}  # fmt: skip
+_LOG = (
+    "INSERT INTO copy_events (path, store, event, size, sha256, ident, result, detail, at_ns)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+# A change (written, repaired, deleted, failed) replaces what was known of the copy.
+_CHANGED = (
+    "INSERT INTO copies (path, store, size, sha256, ident, state, verified_ns, result, updated_ns)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (path, store) DO UPDATE SET"
+    " size = excluded.size, sha256 = excluded.sha256, ident = excluded.ident,"
+    " state = excluded.state, verified_ns = excluded.verified_ns, result = excluded.result,"
+    " updated_ns = excluded.updated_ns"
+)
+# A verification keeps the known digest when it did not compute one.
+_VERIFIED = (
+    "INSERT INTO copies (path, store, size, sha256, ident, state, verified_ns, result, updated_ns)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (path, store) DO UPDATE SET"
+    " size = excluded.size, sha256 = coalesce(excluded.sha256, copies.sha256),"
+    " ident = excluded.ident, state = excluded.state, verified_ns = excluded.verified_ns,"
+    " result = excluded.result, updated_ns = excluded.updated_ns"
+)
+_OF_PATH = (
+    "SELECT path, store, size, sha256, ident, state, verified_ns, result, updated_ns"
+    " FROM copies WHERE path = ? ORDER BY store"
+)
+_EVENTS_OF = (
+    "SELECT path, store, event, size, sha256, ident, result, detail, at_ns"
+    " FROM copy_events WHERE path = ? ORDER BY id"
+)
+_OF_STORE = (
+    "SELECT path, store, size, sha256, ident, state, verified_ns, result, updated_ns"
+    " FROM copies WHERE store = ? AND path > ? ORDER BY path LIMIT ?"
+)
+
+
+def note_events(conn: sqlite3.Connection, events: Iterable[CopyEvent]) -> None:
+    """Log `events` and bring each copy's state up to date, inside the caller's write
+    transaction (Catalog.record uses it, so a write and its copy land together)."""
+    now = time.time_ns()
+    for event in events:
+        check_path(event.path)
+        if event.event not in EVENTS:
+            raise ValueError(f"copy event {event.event!r} is not one of {EVENTS}")
+        row = (event.path, event.store, event.event, event.size, event.sha256, event.ident,
+               event.result, event.detail, now)  # fmt: skip
+        conn.execute(_LOG, row)
+        if event.event == "verified":
+            _verified(conn, event, now)
+        else:
+            _changed(conn, event, now)
+
+
+def _changed(conn: sqlite3.Connection, event: CopyEvent, now: int) -> None:
+    """Written, repaired (both verified as they landed), deleted, or a write that failed."""
+    present = _STATE[event.event] == "present"
+    verified, result = (now, "ok") if present else (None, None)
+    conn.execute(
+        _CHANGED,
+        (event.path, event.store, event.size, event.sha256, event.ident,
+         _STATE[event.event], verified, result, now),
+    )  # fmt: skip
+
+
+def _verified(conn: sqlite3.Connection, event: CopyEvent, now: int) -> None:
+    """An audit looked at the copy: what it found becomes the copy's last verification."""
+    state = "deleted" if event.result == "missing" else "present"
+    conn.execute(
+        _VERIFIED,
+        (event.path, event.store, event.size, event.sha256, event.ident, state, now,
+         event.result, now),
+    )  # fmt: skip
+
+
+def _state(row: tuple[Any, ...]) -> CopyState:
+    return CopyState(*row)
+
+
+def _event(row: tuple[Any, ...]) -> CopyEvent:
+    return CopyEvent(*row)
+
+
+class Copies:
+    """The copies of a catalog, read and noted in transactions of their own."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self.catalog = catalog
+
+    def note(self, events: Iterable[CopyEvent]) -> None:
+        """Record `events` in one transaction."""
+        batch = list(events)
+        with self.catalog.use(WRITE) as conn:
+            note_events(conn, batch)
+
+    def of_path(self, path: str) -> list[CopyState]:
+        """The copies of `path`, by store."""
+        check_path(path)
+        with self.catalog.use(SINGLE) as conn:
+            rows = conn.execute(_OF_PATH, (path,)).fetchall()
+        return [_state(row) for row in rows]
+
+    def events(self, path: str) -> list[CopyEvent]:
+        """Every event of every copy of `path`, oldest first."""
+        check_path(path)
+        with self.catalog.use(SINGLE) as conn:
+            rows = conn.execute(_EVENTS_OF, (path,)).fetchall()
+        return [_event(row) for row in rows]
+
+    def of_store(self, store: str) -> Iterator[CopyState]:
+        """The copies in `store`, by path (code-point order), a page at a time."""
+        after = ""
+        while True:
+            with self.catalog.use(SINGLE) as conn:
+                rows = conn.execute(_OF_STORE, (store, after, PAGE_SIZE)).fetchall()
+            yield from map(_state, rows)
+            if len(rows) < PAGE_SIZE:
+                return
+            after = rows[-1][0]

@@ -1,0 +1,126 @@
+"""Audit and repair runs, and what each has checked so far (schema v4).
+
+A run is named by a random id and described by its options (JSON: the
+stores, the expected set, --deep...). Starting a run with the same options as
+one that never finished continues that one: what it checked is in
+`run_checks`, so a run killed with SIGKILL does not read those copies again.
+Each check is recorded with the copy's verification (copies.py) in one
+transaction, in batches, so a check is either both recorded and noted, or
+neither.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ferryman.catalog.copies import CopyEvent, note_events
+from ferryman.catalog.sqlitefile import SINGLE, WRITE
+
+if TYPE_CHECKING:
+    from ferryman.catalog.db import Catalog
+
+KINDS = ("audit", "repair")
+PAGE_SIZE = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    id: str
+    kind: str
+    options: dict[str, Any]
+    started_ns: int
+    finished_ns: int | None
+    resumed: bool = False  # this start continues an earlier, unfinished one
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """What a run found for one key in one store: "ok" or a finding kind."""
+
+    store: str
+    path: str
+    result: str
+    actual_size: int | None = None
+    actual_sha256: str | None = None
+    detail: str | None = None
+
+
+def _options_text(options: dict[str, Any]) -> str:
+    return json.dumps(options, sort_keys=True, separators=(",", ":"))
+
+
+class Runs:
+    """The runs of a catalog."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self.catalog = catalog
+
+    def start(self, kind: str, options: dict[str, Any]) -> Run:
+        """A new run, or the unfinished run of this kind with exactly these options."""
+        if kind not in KINDS:
+            raise ValueError(f"run kind {kind!r} is not one of {KINDS}")
+        text = _options_text(options)
+        with self.catalog.use(WRITE) as conn:
+            row = conn.execute(
+                "SELECT id, started_ns FROM runs WHERE kind = ? AND options = ?"
+                " AND finished_ns IS NULL ORDER BY started_ns DESC LIMIT 1",
+                (kind, text),
+            ).fetchone()
+            if row is not None:
+                return Run(row[0], kind, options, row[1], None, resumed=True)
+            run_id = secrets.token_hex(8)
+            now = time.time_ns()
+            conn.execute(
+                "INSERT INTO runs (id, kind, options, started_ns) VALUES (?, ?, ?, ?)",
+                (run_id, kind, text, now),
+            )
+        return Run(run_id, kind, options, now, None)
+
+    def record(self, run: Run, checks: Iterable[Check], notes: Iterable[CopyEvent] = ()) -> None:
+        """Record a batch of checks, and the copies' verifications, in one transaction."""
+        rows = [(run.id, c.store, c.path, c.result, c.actual_size, c.actual_sha256, c.detail)
+                for c in checks]  # fmt: skip
+        batch = list(notes)
+        with self.catalog.use(WRITE) as conn:
+            conn.executemany(
+                "INSERT OR REPLACE INTO run_checks (run, store, path, result, actual_size,"
+                " actual_sha256, detail) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+            note_events(conn, batch)
+
+    def finish(self, run: Run) -> int:
+        """Mark the run finished; returns when (time.time_ns())."""
+        now = time.time_ns()
+        with self.catalog.use(WRITE) as conn:
+            conn.execute("UPDATE runs SET finished_ns = ? WHERE id = ?", (now, run.id))
+        return now
+
+    def checked(self, run: Run, store: str) -> set[str]:
+        """The paths of `store` this run has checked already."""
+        with self.catalog.use(SINGLE) as conn:
+            rows = conn.execute(
+                "SELECT path FROM run_checks WHERE run = ? AND store = ?", (run.id, store)
+            ).fetchall()
+        return {row[0] for row in rows}
+
+    def checks(self, run: Run) -> Iterator[Check]:
+        """Every check of the run, by store and path, a page at a time."""
+        after = ("", "")
+        while True:
+            with self.catalog.use(SINGLE) as conn:
+                rows = conn.execute(
+                    "SELECT store, path, result, actual_size, actual_sha256, detail"
+                    " FROM run_checks WHERE run = ? AND (store, path) > (?, ?)"
+                    " ORDER BY store, path LIMIT ?",
+                    (run.id, *after, PAGE_SIZE),
+                ).fetchall()
+            yield from (Check(*row) for row in rows)
+            if len(rows) < PAGE_SIZE:
+                return
+            after = (rows[-1][0], rows[-1][1])
