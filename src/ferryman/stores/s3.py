@@ -269,6 +269,25 @@ class S3Store:
             if not page.get("IsTruncated") or not token:
                 return
 
+    async def list_all(self) -> AsyncIterator[tuple[str, int, str]]:
+        """(key, size, ETag) of every object under the prefix, at any depth, in S3 key
+        order (UTF-8 bytes, which is code-point order). "Directory marker" objects
+        (keys ending in "/") are left out: nothing a client could ask for."""
+        full = f"{self.prefix}/" if self.prefix else ""
+        token: str | None = None
+        while True:
+            params: dict[str, Any] = {"Prefix": full, "MaxKeys": self.list_page}
+            if token:
+                params["ContinuationToken"] = token
+            page = await self._call("", "list_objects_v2", **params)
+            for item in page.get("Contents", []):
+                key = item["Key"][len(full) :]
+                if key and not key.endswith("/"):
+                    yield key, item["Size"], item["ETag"]
+            token = page.get("NextContinuationToken")
+            if not page.get("IsTruncated") or not token:
+                return
+
     # -- writing -----------------------------------------------------------------
 
     async def upload(
