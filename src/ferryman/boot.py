@@ -17,7 +17,9 @@ an operator gets is the one to fix first:
 6. the catalog: opened (made when writes are allowed); one that exists
    but cannot be used stops the start, in both modes;
 7. the cache directory (made if missing, written in) and the cache key;
-8. (after the port is bound) the store: see `check_store`.
+8. each --replica: a directory that exists and can be written, not inside
+   SOURCE nor holding it, or an s3:// URL other than SOURCE;
+9. (after the port is bound) the stores: see `check_store`.
 
 Workers open the same resources again when they start (they are separate
 processes), through the same functions where there is one (`check_source`,
@@ -45,6 +47,7 @@ from pathlib import Path
 from ferryman.catalog.db import Catalog, CatalogError
 from ferryman.config import Config, check_combinations
 from ferryman.errors import ConfigError
+from ferryman.stores.s3source import parse_source
 
 log = logging.getLogger("ferryman.boot")
 
@@ -72,6 +75,7 @@ def check_resources(config: Config) -> None:
     if catalog is not None:
         catalog.close()
     _check_cache(config)
+    _check_replicas(config)
 
 
 # -- SOURCE --------------------------------------------------------------------------
@@ -216,22 +220,59 @@ def _check_cache(config: Config) -> None:
         load_or_create_key(config.cache_key_path)
 
 
+# -- replicas -------------------------------------------------------------------------
+
+
+def _check_replicas(config: Config) -> None:
+    source = None if config.is_remote else os.path.realpath(config.root)
+    for location in config.replica:
+        named = f"replica {location} (--replica)"
+        if location.startswith("s3://"):
+            try:
+                parse_source(location)
+            except ConfigError as exc:
+                raise ConfigError(f"{named}: {exc}") from None
+            if location.rstrip("/") == config.source.rstrip("/"):
+                raise ConfigError(f"{named} is SOURCE itself; name another store")
+            continue
+        path = Path(location)
+        if not path.is_dir():
+            raise ConfigError(f"{named} is not a directory; create it, or fix the path")
+        writable_directory(path, "replica", "--replica")
+        real = os.path.realpath(path)
+        if source is not None and (_inside(real, source) or _inside(source, real)):
+            raise ConfigError(
+                f"{named} and SOURCE {source} contain one another: a copy would be served,"
+                " or written over the original; use a directory outside SOURCE"
+            )
+
+
+def _inside(path: str, directory: str) -> bool:
+    return path == directory or path.startswith(directory.rstrip("/") + "/")
+
+
 # -- the store ----------------------------------------------------------------------------------
 
 
 def check_store(config: Config) -> None:
-    """An s3:// SOURCE: the bucket exists and the credentials are accepted.
+    """Each s3:// store (SOURCE, replicas): the bucket exists, the credentials are accepted.
 
-    ConfigError (exit status 2) when the store says the bucket is missing or
+    ConfigError (exit status 2) when a store says the bucket is missing or
     refuses the credentials. A store that cannot be reached, or answers with
     a server error or "slow down", is logged and the start goes on
     (decisions/0019): each request tries the store again and answers 502 or
     503 until it answers, and the workers log when it does.
     """
-    if not config.is_remote:
-        return
+    urls = [config.source] if config.is_remote else []
+    urls += [r for r in config.replica if r.startswith("s3://")]
+    for url in urls:
+        _check_one_store(config, url)
+
+
+def _check_one_store(config: Config, url: str) -> None:
     from ferryman.supervisor.process import CONFIG_ENV
 
+    config = dataclasses.replace(config, source=url)  # how the messages name it
     env = {**os.environ, CONFIG_ENV: json.dumps(dataclasses.asdict(config))}
     argv = [sys.executable, "-m", "ferryman.boot", _CHECK_STORE_FLAG]
     try:

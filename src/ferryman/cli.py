@@ -41,7 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", metavar="FILE", help="TOML file of settings (flags override)")
     for option in OPTIONS:
         flag = f"--{option.name}"
-        if option.flag_takes_value:
+        if option.repeatable:
+            text = f"{option.help} (env {option.env}, whitespace-separated)"
+            serve.add_argument(flag, dest=option.attr, metavar="VALUE", action="append", help=text)
+        elif option.flag_takes_value:
             text = f"{option.help} (default: {option.default}; env {option.env})"
             serve.add_argument(flag, dest=option.attr, metavar="VALUE", help=text)
         else:

@@ -146,6 +146,7 @@ class Option:
     default: Any
     help: str
     flag_takes_value: bool = True  # False: a bare switch (--follow-symlinks)
+    repeatable: bool = False  # the flag may be given several times (--replica)
 
     @property
     def attr(self) -> str:
@@ -154,6 +155,15 @@ class Option:
     @property
     def env(self) -> str:
         return "FERRYMAN_" + self.attr.upper()
+
+
+def parse_locations(value: Any) -> tuple[str, ...]:
+    """Directories or s3:// URLs: a list (flags, TOML), or one string of several
+    separated by whitespace (the environment)."""
+    items = value.split() if isinstance(value, str) else value
+    if not isinstance(items, list | tuple) or not all(isinstance(i, str) for i in items):
+        raise ConfigError(f"expected directories or s3:// URLs, not {value!r}")
+    return tuple(item for item in items if item)
 
 
 def _text(value: Any) -> str:
@@ -237,6 +247,9 @@ OPTIONS: tuple[Option, ...] = (
            "size of each part of a multipart upload to S3 (at least 5MiB)"),
     Option("upload-attempts", parse_positive_int, 3,
            "tries of an upload to a store that does not verify before 502"),
+    Option("replica", parse_locations, (),
+           "another store every write also goes to, verified the same way: a directory or "
+           "s3://bucket[/prefix] (repeat the flag for several)", repeatable=True),
     Option("lock-timeout", parse_positive_duration, 30.0,
            "a write waits this long for another write of the same path to finish, else 503"),
     Option("cache-dir", _optional_text, None,
@@ -316,6 +329,7 @@ class Config:
     s3_part_size: int = 16 * 1024**2
     upload_attempts: int = 3
     lock_timeout: float = 30.0
+    replica: tuple[str, ...] = ()
     cache_dir: str | None = None
     cache_block_size: int = 1024**2
     cache_max_size: int = 10 * 1024**3
@@ -401,10 +415,14 @@ def check_combinations(config: Config) -> None:
     directories and store the settings name.
     """
     if not config.is_remote:
-        for name in ("cache_dir", "s3_endpoint"):
-            if getattr(config, name):
-                flag = "--" + name.replace("_", "-")
-                raise ConfigError(f"{flag} needs a store as SOURCE (s3://bucket[/prefix])")
+        if config.cache_dir:
+            raise ConfigError("--cache-dir needs a store as SOURCE (s3://bucket[/prefix])")
+        if config.s3_endpoint and not any(r.startswith("s3://") for r in config.replica):
+            raise ConfigError(
+                "--s3-endpoint needs a store as SOURCE or --replica (s3://bucket[/prefix])"
+            )
+    if config.replica and not config.allow_write:
+        raise ConfigError("--replica needs --allow-write: replicas receive writes")
     if config.cache_encrypt and not config.cache_dir:
         raise ConfigError("--cache-encrypt needs --cache-dir")
     if not MIN_BLOCK <= config.cache_block_size <= MAX_BLOCK:

@@ -17,6 +17,7 @@ import pytest
 
 from ferryman.app import storetarget
 from ferryman.app.localtarget import _seal
+from ferryman.app.places import Place
 from ferryman.app.spool import Spool
 from ferryman.app.storetarget import StoreTarget
 from ferryman.app.writelock import LockBusy, WriteLocks, lock_offset
@@ -39,10 +40,10 @@ class FailingCatalog(Catalog):
             raise CatalogError("catalog.db: disk I/O error")
         return super().record(*args, **kwargs)  # type: ignore[arg-type]
 
-    def mark_deleted(self, path: str) -> object:  # type: ignore[override]
+    def mark_deleted(self, path: str, **kwargs: object) -> object:  # type: ignore[override]
         if "mark_deleted" in self.fail:
             raise CatalogError("catalog.db: disk I/O error")
-        return super().mark_deleted(path)
+        return super().mark_deleted(path, **kwargs)  # type: ignore[arg-type]
 
 
 @pytest.fixture(autouse=True)
@@ -63,7 +64,8 @@ def writes(
     spool = Spool(str(tmp_path / "spool"))
     target = StoreTarget(store, spool, verify_mode="full", attempts=attempts, changed=changed)
     catalog = catalog if catalog is not None else Catalog(tmp_path / "catalog.db")
-    return Writes(target, catalog, WriteLocks(str(tmp_path / "locks"), 5.0))
+    place = Place("s3://b", "s3://b", target)
+    return Writes(place, catalog, WriteLocks(str(tmp_path / "locks"), 5.0))
 
 
 def put(up: Writes, data: bytes, **headers: str) -> Response:

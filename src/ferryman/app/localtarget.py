@@ -47,10 +47,46 @@ def version_of(st: os.stat_result) -> Version:
 
 
 class LocalTarget:
-    def __init__(self, root_fd: int, verify_mode: str, staging: Staging) -> None:
+    """Files under the directory open as `root_fd` (closed by aclose() if `owned`)."""
+
+    def __init__(
+        self, root_fd: int, verify_mode: str, staging: Staging, *, owned: bool = False
+    ) -> None:
         self.root_fd = root_fd
         self.verify_mode = verify_mode
         self.staging = staging
+        self._owned = owned
+
+    async def aclose(self) -> None:
+        if self._owned and self.root_fd >= 0:
+            os.close(self.root_fd)
+            self.root_fd = -1
+
+    async def replicate(self, path: RequestPath, fd: int, size: int, sha256: bytes) -> Version:
+        slot = await self.open(path, create=True)
+        try:
+            staged = await slot.stage()
+            try:
+                await _blocking(_copy, fd, staged.fd, size)
+                await slot.seal(staged, size, sha256)
+                return await slot.commit(
+                    staged, size=size, sha256=sha256, create_only=False, content_type=None
+                )
+            finally:
+                await slot.discard(staged)
+        finally:
+            slot.close()
+
+    async def remove_copy(self, path: RequestPath) -> bool:
+        slot = await self.open(path, create=False)
+        try:
+            current = await slot.current()
+            if current is None:
+                return False
+            await slot.remove(current)
+            return True
+        finally:
+            slot.close()
 
     async def open(self, path: RequestPath, *, create: bool) -> LocalSlot:
         parent = await _blocking(open_parent, self.root_fd, path.segments[:-1], create=create)
@@ -195,6 +231,21 @@ def _commit(parent_fd: int, temp: str, name: str, create_only: bool) -> None:
     else:
         os.rename(temp, name, src_dir_fd=parent_fd, dst_dir_fd=parent_fd)
     os.fsync(parent_fd)
+
+
+def _copy(source: int, target: int, size: int) -> None:
+    """The first `size` bytes of `source` into `target` (in the kernel where it can)."""
+    offset = 0
+    while offset < size:
+        try:
+            sent = os.copy_file_range(source, target, size - offset, offset, offset)
+        except OSError as exc:
+            if exc.errno not in (errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+                raise
+            sent = os.pwrite(target, os.pread(source, min(BATCH, size - offset), offset), offset)
+        if sent == 0:
+            raise OSError(errno.EIO, "the file to copy ended early")
+        offset += sent
 
 
 def _unlink(parent_fd: int, name: str) -> None:

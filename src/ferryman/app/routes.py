@@ -13,9 +13,10 @@ from ferryman.app.digestindex import DigestIndex
 from ferryman.app.files import FileServer
 from ferryman.app.localtarget import LocalTarget
 from ferryman.app.paths import configure_limits, resolve
+from ferryman.app.places import Place, replicas
 from ferryman.app.remote import RemoteServer
 from ferryman.app.spool import Spool
-from ferryman.app.staging import Staging
+from ferryman.app.staging import source_staging, store_id
 from ferryman.app.storetarget import StoreTarget
 from ferryman.app.writelock import WriteLocks
 from ferryman.app.writes import Writes
@@ -81,8 +82,8 @@ class App:
             files.digests = DigestIndex(self.catalog)
         self.files = files
         if config.allow_write:
-            staging = Staging(str(config.state_path / "staging"), files.root)
-            self._writes(config, LocalTarget(files.root_fd, config.verify_writes, staging))
+            target = LocalTarget(files.root_fd, config.verify_writes, source_staging(config))
+            self._writes(config, files.root, target)
 
     def _serve_store(self, config: Config) -> None:
         from ferryman.stores.s3 import S3Store  # the S3 client is imported only when used
@@ -102,13 +103,15 @@ class App:
                 attempts=config.upload_attempts,
                 changed=cache.forget if cache is not None else None,
             )
-            self._writes(config, target)
+            self._writes(config, config.source, target)
 
-    def _writes(self, config: Config, target: Target) -> None:
-        """PUT and DELETE through `target`, recorded in the catalog (made when writes are on)."""
+    def _writes(self, config: Config, source: str, target: Target) -> None:
+        """PUT and DELETE through `target` and to each replica, recorded in the catalog
+        (made when writes are on)."""
         assert self.catalog is not None
         locks = WriteLocks(str(config.state_path / "locks"), config.lock_timeout)
-        self.uploads = Writes(target, self.catalog, locks)
+        place = Place(source, store_id(source), target)
+        self.uploads = Writes(place, self.catalog, locks, replicas(config))
 
     def tick(self) -> None:
         """Once a second, from the worker: housekeeping of the readers."""
@@ -116,8 +119,6 @@ class App:
 
     def close(self) -> None:
         self.files.close()
-        if self.uploads is not None:
-            self.uploads.locks.close()
         if self.catalog is not None:
             self.catalog.close()
 
@@ -131,6 +132,8 @@ class App:
 
     async def aclose(self) -> None:
         """Release what needs the event loop (the store's client); then close()."""
+        if self.uploads is not None:
+            await self.uploads.aclose()
         if self.store is not None:
             await self.store.close()
         self.close()

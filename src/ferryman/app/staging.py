@@ -18,12 +18,17 @@ that carry the temporary prefix and the mark's own pid and random part.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import secrets
+from typing import TYPE_CHECKING
 
 from ferryman.app.writepath import open_parent
 from ferryman.errors import HttpError
+
+if TYPE_CHECKING:
+    from ferryman.config import Config
 
 log = logging.getLogger("ferryman.uploads")
 
@@ -118,6 +123,34 @@ class Staging:
         finally:
             os.close(parent)
         return 1
+
+
+def store_id(location: str) -> str:
+    """The canonical name of a store: a directory's real path, or the URL without a
+    trailing slash (the catalog names copies' stores so)."""
+    if location.startswith("s3://"):
+        return location.rstrip("/")
+    return os.path.realpath(location)
+
+
+def stagings(config: Config) -> list[Staging]:
+    """The staging marks of every local directory this server writes to."""
+    if not config.allow_write:
+        return []
+    found = []
+    if not config.is_remote:
+        found.append(source_staging(config))
+    found += [replica_staging(config, r) for r in config.replica if not r.startswith("s3://")]
+    return found
+
+
+def source_staging(config: Config) -> Staging:
+    return Staging(str(config.state_path / "staging"), str(config.root))
+
+
+def replica_staging(config: Config, location: str) -> Staging:
+    tag = hashlib.sha256(store_id(location).encode()).hexdigest()[:8]
+    return Staging(str(config.state_path / f"staging-{tag}"), store_id(location))
 
 
 def _mark_of(relative: str) -> str:

@@ -49,7 +49,9 @@ class StoreTarget:
         verify_mode: str,
         attempts: int,
         changed: Callable[[str], None] | None = None,
+        owned: bool = False,
     ) -> None:
+        self._owned = owned  # a replica's store: closed with the target
         self.store = store
         self.spool = spool
         self.verify_mode = verify_mode
@@ -70,6 +72,25 @@ class StoreTarget:
             return None
         except StoreError as exc:
             raise http_error(exc) from None
+
+    async def replicate(self, path: RequestPath, fd: int, size: int, sha256: bytes) -> Version:
+        slot = await self.open(path, create=True)
+        # The upload reads `fd` itself: nothing to spool.
+        return await slot.commit(
+            Staged(fd, ""), size=size, sha256=sha256, create_only=False, content_type=None
+        )
+
+    async def remove_copy(self, path: RequestPath) -> bool:
+        slot = await self.open(path, create=False)
+        current = await slot.current()
+        if current is None:
+            return False
+        await slot.remove(current)
+        return True
+
+    async def aclose(self) -> None:
+        if self._owned:
+            await self.store.close()
 
     async def put_happened(self, intent: Intent) -> Version | None:
         info = await self.stat(intent.path)

@@ -38,7 +38,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from functools import partial
 
 from ferryman.app.auth import SingleUse
@@ -50,8 +50,11 @@ from ferryman.app.intake import (
     storage_error,
     write_path,
 )
+from ferryman.app.places import Place
+from ferryman.app.replication import copy_to_replicas, remove_from_replicas, replica_error
 from ferryman.app.writelock import LockBusy, WriteLocks
-from ferryman.app.writetarget import Target, Version
+from ferryman.app.writetarget import Version, copy_ident
+from ferryman.catalog.copies import CopyEvent
 from ferryman.catalog.db import Catalog, CatalogError, Intent, UrlUsed
 from ferryman.errors import HttpError, not_found
 from ferryman.http.body import BodyReader
@@ -66,8 +69,12 @@ log = logging.getLogger("ferryman.uploads")
 class Writes:
     """PUT and DELETE of one target, recorded in `catalog`, ordered by `locks`."""
 
-    def __init__(self, target: Target, catalog: Catalog, locks: WriteLocks) -> None:
-        self.target = target
+    def __init__(
+        self, source: Place, catalog: Catalog, locks: WriteLocks, replicas: Sequence[Place] = ()
+    ) -> None:
+        self.source = source
+        self.target = source.target
+        self.replicas = tuple(replicas)
         self.catalog = catalog
         self.locks = locks
 
@@ -109,11 +116,16 @@ class Writes:
                         raise
                     finally:
                         self.target.changed(slot.key)
-                    await self._record(slot.key, made, sha256.hex())
+                    copies, failed = await copy_to_replicas(
+                        self.replicas, path, slot.key, staged.fd, size, sha256
+                    )
+                    await self._record(slot.key, made, sha256.hex(), copies)
             finally:
                 await slot.discard(staged)
         finally:
             slot.close()
+        if failed:
+            raise replica_error(self.source.name, _done(self.replicas, failed), failed, "stored")
         headers = [("ETag", made.etag), ("Repr-Digest", format_repr_digest(sha256))]
         if before is None:
             return Response(201, [*headers, ("Location", path.url())])
@@ -141,11 +153,15 @@ class Writes:
                         raise
                     finally:
                         self.target.changed(slot.key)
-                await self._catalog(
-                    self.catalog.mark_deleted, slot.key, failed="deleted but not recorded; retry"
-                )
+                copies, failed = await remove_from_replicas(self.replicas, path, slot.key)
+                if before is not None:
+                    copies.insert(0, CopyEvent(slot.key, self.source.id, "deleted"))
+                deleted = partial(self.catalog.mark_deleted, slot.key, copies=copies)
+                await self._catalog(deleted, failed="deleted but not recorded; retry")
         finally:
             slot.close()
+        if failed:
+            raise replica_error(self.source.name, _done(self.replicas, failed), failed, "deleted")
         return Response(204)
 
     # -- settling what a crash left -------------------------------------------------------
@@ -187,7 +203,8 @@ class Writes:
                 log.info("settled an interrupted PUT of %s: it is in place, recorded", intent.path)
                 return
         elif await self.target.delete_happened(intent):
-            await asyncio.to_thread(self.catalog.mark_deleted, intent.path)
+            gone = [CopyEvent(intent.path, self.source.id, "deleted")]
+            await asyncio.to_thread(partial(self.catalog.mark_deleted, intent.path, copies=gone))
             log.info("settled an interrupted DELETE of %s: it is gone, recorded", intent.path)
             return
         await asyncio.to_thread(self.catalog.drop_intent, intent.path)
@@ -206,15 +223,28 @@ class Writes:
                 raise HttpError(503, "busy", f"{exc}; retry", (("Retry-After", "1"),)) from None
             yield
 
-    async def _record(self, key: str, made: Version, sha256: str) -> None:
-        """Catalog a verified write. The bytes are stored but, unrecorded, not a success:
-        503 (the intent stays, so the next start records them; a retried PUT does too)."""
-        await self._catalog(self._record_settled, key, made, sha256,
+    async def _record(
+        self, key: str, made: Version, sha256: str, replicas: Sequence[CopyEvent] = ()
+    ) -> None:
+        """Catalog a verified write and its copies. The bytes are stored but, unrecorded,
+        not a success: 503 (the intent stays, so the next start records them; a retried
+        PUT does too)."""
+        await self._catalog(self._record_settled, key, made, sha256, replicas,
                             failed="stored but not recorded; retry")  # fmt: skip
 
-    def _record_settled(self, key: str, made: Version, sha256: str) -> None:
+    def _record_settled(
+        self, key: str, made: Version, sha256: str, replicas: Sequence[CopyEvent] = ()
+    ) -> None:
+        source = CopyEvent(key, self.source.id, "written", made.size, sha256, copy_ident(made))
         self.catalog.record(key, size=made.size, sha256=sha256, mtime_ns=made.mtime_ns,
-                            etag=made.etag, ino=made.ino, ctime_ns=made.ctime_ns)  # fmt: skip
+                            etag=made.etag, ino=made.ino, ctime_ns=made.ctime_ns,
+                            copies=[source, *replicas])  # fmt: skip
+
+    async def aclose(self) -> None:
+        """Close the replicas' targets (SOURCE's belongs to the App) and the lock file."""
+        for place in self.replicas:
+            await place.target.aclose()
+        self.locks.close()
 
     async def _catalog(self, step: Callable[..., object], *args: object, failed: str) -> None:
         """Run a catalog step in a thread; when the catalog cannot, 503 saying `failed`."""
@@ -264,6 +294,11 @@ class Writes:
             log.error("catalog could not say whether %s is listed: %s", key, exc)
             return False
         return entry is not None and not entry.deleted
+
+
+def _done(replicas: Sequence[Place], failed: Sequence[tuple[Place, str]]) -> list[str]:
+    missed = {place.id for place, _ in failed}
+    return [place.name for place in replicas if place.id not in missed]
 
 
 def _used_error() -> HttpError:

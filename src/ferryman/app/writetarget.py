@@ -70,6 +70,14 @@ class Slot(Protocol):
     def close(self) -> None: ...
 
 
+def copy_ident(version: Version) -> str:
+    """The store's identifier of a version as the catalog's copies keep it: an ETag, or
+    a local file's "inode:mtime_ns:ctime_ns" (what a listing of the store shows)."""
+    if version.ino is None:
+        return version.etag
+    return f"{version.ino}:{version.mtime_ns}:{version.ctime_ns}"
+
+
 class Target(Protocol):
     async def open(self, path: RequestPath, *, create: bool) -> Slot:
         """The slot for `path`'s key; `create` makes missing directories (local PUT)."""
@@ -88,4 +96,17 @@ class Target(Protocol):
 
     async def delete_happened(self, intent: Intent) -> bool:
         """For a left-over delete intent: whether the version it removes is gone."""
+        ...
+
+    async def replicate(self, path: RequestPath, fd: int, size: int, sha256: bytes) -> Version:
+        """Make the `size` bytes of `fd` (from offset 0) the key's version here, verified
+        as any write; for a replica, or a repair. `fd` stays the caller's."""
+        ...
+
+    async def remove_copy(self, path: RequestPath) -> bool:
+        """Delete the key's version here; False if there was none."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release what the target holds open (a replica's directory, a store's client)."""
         ...

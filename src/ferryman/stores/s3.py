@@ -108,7 +108,13 @@ class S3Store:
         Without AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, botocore's usual
         chain is used (shared config files, container and instance roles).
         """
-        bucket, prefix = parse_source(config.source)
+        return cls.from_url(config.source, config)
+
+    @classmethod
+    def from_url(cls, url: str, config: Config) -> S3Store:
+        """The store at `url` (s3://bucket[/prefix]), with SOURCE's endpoint and settings:
+        a replica, or a store an audit reads."""
+        bucket, prefix = parse_source(url)
         endpoint = check_endpoint(config.s3_endpoint)
         key_id = os.environ.get("AWS_ACCESS_KEY_ID")
         secret = os.environ.get("AWS_SECRET_ACCESS_KEY")

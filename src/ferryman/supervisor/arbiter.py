@@ -41,7 +41,7 @@ from types import FrameType
 
 from ferryman import boot, native
 from ferryman.app.spool import Spool
-from ferryman.app.staging import Staging
+from ferryman.app.staging import stagings
 from ferryman.config import Config
 from ferryman.errors import EXIT_BUDGET, EXIT_CONFIG, EXIT_FAILURE, EXIT_OK
 from ferryman.server.listener import bind, url_of
@@ -73,8 +73,7 @@ def serve(config: Config) -> int:
         boot.check_store(config)
         # What a killed server left; no worker runs yet.
         Spool.of(config).sweep()
-        staging = staging_of(config)
-        if staging is not None:
+        for staging in stagings(config):
             staging.sweep()
         return Arbiter(config, sock).run()
     finally:
@@ -90,7 +89,7 @@ class Arbiter:
         self.clock = clock
         self.budget = RestartBudget(config.max_restarts, config.restart_window)
         self.spool = Spool.of(config)
-        self.staging = staging_of(config)
+        self.stagings = stagings(config)
         first = FILLER_SLOT if config.is_remote and config.cache_dir else 1
         self.slots: dict[int, Worker | None] = dict.fromkeys(range(first, config.workers + 1))
         self.successors: dict[int, Worker] = {}  # rolling restart: the slot's next worker
@@ -276,8 +275,8 @@ class Arbiter:
             self.workers.remove(worker)
             # A worker that died mid-transfer or mid-upload left its temporary files.
             self.spool.sweep(worker.pid)
-            if self.staging is not None:
-                self.staging.sweep(worker.pid)
+            for staging in self.stagings:
+                staging.sweep(worker.pid)
             self._on_exit(worker)
 
     def _on_exit(self, worker: Worker) -> None:
@@ -376,13 +375,6 @@ class Arbiter:
                 draining = sum(1 for w in self.workers if w.slot != FILLER_SLOT)
                 log.info("stopping: no longer accepting; %d worker(s) draining, grace period %gs",
                          draining, config.grace_period)  # fmt: skip
-
-
-def staging_of(config: Config) -> Staging | None:
-    """The marks of upload temporaries under a writable directory SOURCE (app/staging.py)."""
-    if config.is_remote or not config.allow_write:
-        return None
-    return Staging(str(config.state_path / "staging"), str(config.root))
 
 
 def _worker_slots(slots: dict[int, Worker | None]) -> list[int]:

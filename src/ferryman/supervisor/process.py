@@ -147,4 +147,5 @@ def spawn(config: Config, listen_fd: int, slot: int, number: int, now: float,
 def config_from_environ(environ: Mapping[str, str]) -> Config:
     """The worker's side of spawn(): the Config the arbiter validated."""
     data = json.loads(environ[CONFIG_ENV])
+    data["replica"] = tuple(data.get("replica", ()))  # JSON has lists, not tuples
     return Config(**data)
