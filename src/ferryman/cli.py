@@ -60,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     sign.add_argument("--once", action="store_true",
                       help="the URL allows one successful PUT or DELETE (the server's catalog "
                            "records its use)")  # fmt: skip
+    from ferryman.audit import command as audit
+
+    audit.add_parser(commands)
     return parser
 
 
@@ -89,13 +92,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if command == "sign":
             return sign_command(args)
+        if command == "audit":
+            from ferryman.audit.command import audit_command
+
+            return audit_command(args)
         config = build_config(args)
         if command == "serve":
             from ferryman.supervisor.arbiter import serve
 
             return serve(config)
     except ConfigError as exc:
-        what = "cannot sign" if command == "sign" else "cannot start"
+        what = {"sign": "cannot sign", "audit": "cannot audit"}.get(command, "cannot start")
         logging.getLogger("ferryman").error("%s: %s", what, exc)
         return EXIT_CONFIG
     return EXIT_FAILURE

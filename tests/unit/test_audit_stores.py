@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 import tempfile
@@ -21,10 +20,7 @@ KEYS = st.lists(st.lists(SEGMENT, min_size=1, max_size=3).map("/".join), max_siz
 
 
 def listing(tree: LocalTree) -> list[Listed]:
-    async def collect() -> list[Listed]:
-        return [item async for item in tree.listing()]
-
-    return asyncio.run(collect())
+    return list(tree.listing())
 
 
 def make_tree(root: Path, keys: list[str]) -> list[str]:
@@ -82,13 +78,13 @@ def test_reads_are_byte_exact_and_never_follow_a_symlink(tmp_path: Path) -> None
     (tmp_path / "a" / "link").symlink_to(tmp_path / "out")
     tree = LocalTree(str(tmp_path))
 
-    async def read(key: str) -> bytes:
-        return b"".join([chunk async for chunk in tree.read(key)])
+    def read(key: str) -> bytes:
+        return b"".join(tree.read(key))
 
-    assert asyncio.run(read("a/big")) == data
+    assert read("a/big") == data
     for key in ("a/link", "a/missing", "a"):
         try:
-            asyncio.run(read(key))
+            read(key)
         except Unreadable:
             continue
         raise AssertionError(f"{key} was read")

@@ -59,13 +59,22 @@ def test_events_are_logged_in_order_and_never_change(catalog: Catalog, tmp_path:
                 raw.execute(statement)
 
 
-def test_a_verification_without_a_digest_keeps_the_known_one(catalog: Catalog) -> None:
+def test_a_digest_and_its_time_carry_over_only_while_the_copy_is_the_same(
+    catalog: Catalog,
+) -> None:
     copies = Copies(catalog)
     copies.note([CopyEvent("k", "S", "written", 5, sha(5), "i1")])
-    copies.note([CopyEvent("k", "S", "verified", 5, None, "i1", "ok")])
+    [written] = copies.of_path("k")
+    copies.note([CopyEvent("k", "S", "verified", 5, None, "i1", "ok", "listing")])
     [state] = copies.of_path("k")
-    assert (state.sha256, state.result) == (sha(5), "ok")
-    copies.note([CopyEvent("k", "S", "verified", None, None, None, "missing")])
+    assert (state.sha256, state.result, state.verified_ns) == (sha(5), "ok", written.verified_ns)
+    copies.note([CopyEvent("k", "S", "verified", 5, None, "i2", "ok", "listing")])  # changed
+    [state] = copies.of_path("k")
+    assert (state.sha256, state.verified_ns, state.ident) == (None, None, "i2")
+    copies.note([CopyEvent("k", "S", "verified", 5, sha(6), "i2", "digest_mismatch", "read")])
+    [state] = copies.of_path("k")
+    assert state.sha256 == sha(6) and state.verified_ns is not None
+    copies.note([CopyEvent("k", "S", "verified", None, None, None, "missing", "listing")])
     [state] = copies.of_path("k")
     assert (state.state, state.result) == ("deleted", "missing")
 
@@ -88,7 +97,7 @@ def test_an_unfinished_run_with_the_same_options_is_continued(catalog: Catalog) 
     first = runs.start("audit", options)
     assert not first.resumed
     runs.record(first, [Check("/a", "k1", "ok"), Check("/a", "k2", "missing")],
-                [CopyEvent("k1", "/a", "verified", 1, sha(1), "i", "ok")])  # fmt: skip
+                [CopyEvent("k1", "/a", "verified", 1, sha(1), "i", "ok", "read")])  # fmt: skip
     again = runs.start("audit", {"deep": True, "stores": ["/a", "s3://b"]})  # any key order
     assert again.resumed and again.id == first.id
     assert runs.checked(again, "/a") == {"k1", "k2"} and runs.checked(again, "s3://b") == set()

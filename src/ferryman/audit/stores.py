@@ -15,9 +15,14 @@ S3 list in, which compare.py's merge join needs):
 - a bucket is listed with ListObjectsV2 without a delimiter, page by page;
   its identifier is the ETag.
 
-`read(key)` streams a copy's bytes. Failures are StoreError kinds
-(stores/base.py) or `Unreadable` for one key; a listing that fails is the
-store's failure (the run is then incomplete).
+`read(key)` streams a copy's bytes. A copy that cannot be read is
+`Unreadable` (a finding); a listing that fails is `StoreUnavailable` (the
+run is then incomplete for that store).
+
+The audit runs synchronously, in one thread: a directory is read with plain
+system calls, and a bucket through a `Portal`, an event loop in a thread of
+its own that the S3 client lives on (a listing crosses between the threads
+once per thousand keys, a read once per chunk).
 """
 
 from __future__ import annotations
@@ -25,16 +30,20 @@ from __future__ import annotations
 import asyncio
 import os
 import stat
-from collections.abc import AsyncIterator, Generator, Iterator
+import threading
+from collections.abc import AsyncIterator, Coroutine, Iterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from ferryman.audit.model import Stored
 from ferryman.errors import FerrymanError
 from ferryman.stores.base import StoreError
 
+if TYPE_CHECKING:
+    from ferryman.stores.s3 import S3Store
+
 CHUNK = 1024 * 1024  # bytes per read of a local copy
-_BATCH = 1000  # directory entries handed from the walking thread at a time
+_BATCH = 1000  # keys of a bucket listing handed from the I/O thread at a time
 
 
 class Unreadable(FerrymanError):
@@ -59,9 +68,9 @@ class AuditStore(Protocol):
     name: str  # as given on the command line
     id: str  # canonical: the catalog's name for the store
 
-    def listing(self) -> AsyncIterator[Listed]: ...
-    def read(self, key: str) -> AsyncIterator[bytes]: ...
-    async def close(self) -> None: ...
+    def listing(self) -> Iterator[Listed]: ...
+    def read(self, key: str) -> Iterator[bytes]: ...
+    def close(self) -> None: ...
 
 
 def local_ident(st: os.stat_result) -> str:
@@ -75,30 +84,22 @@ class LocalTree:
         self.name = name
         self.id = os.path.realpath(name)
 
-    async def listing(self) -> AsyncIterator[Listed]:
-        walk = _walk(self.id)
+    def listing(self) -> Iterator[Listed]:
         try:
-            while True:
-                batch = await asyncio.to_thread(_take, walk, _BATCH)
-                for item in batch:
-                    yield item
-                if len(batch) < _BATCH:
-                    return
+            yield from _walk(self.id)
         except OSError as exc:
             raise StoreUnavailable(f"{self.name}: cannot list it ({exc.strerror})") from None
-        finally:
-            walk.close()
 
-    async def read(self, key: str) -> AsyncIterator[bytes]:
+    def read(self, key: str) -> Iterator[bytes]:
         try:
-            fd = await asyncio.to_thread(_open_below, self.id, key)
+            fd = _open_below(self.id, key)
         except OSError as exc:
             raise Unreadable(f"cannot open it ({exc.strerror})") from None
         try:
             offset = 0
             while True:
                 try:
-                    chunk = await asyncio.to_thread(os.pread, fd, CHUNK, offset)
+                    chunk = os.pread(fd, CHUNK, offset)
                 except OSError as exc:
                     raise Unreadable(f"read failed at byte {offset} ({exc.strerror})") from None
                 if not chunk:
@@ -108,12 +109,12 @@ class LocalTree:
         finally:
             os.close(fd)
 
-    async def close(self) -> None:
+    def close(self) -> None:
         """Nothing is kept open between calls."""
 
 
-def _walk(root: str) -> Generator[Listed, None, None]:
-    """Every regular file under `root`, in code-point order of its key (blocking).
+def _walk(root: str) -> Iterator[Listed]:
+    """Every regular file under `root`, in code-point order of its key.
 
     A directory's entries are visited as `name/` and files as `name`, which
     puts every key in global code-point order: all keys under `a` start with
@@ -149,15 +150,6 @@ def _entries(directory: str) -> list[tuple[str, os.DirEntry[str]]]:
     return found
 
 
-def _take(walk: Iterator[Listed], count: int) -> list[Listed]:
-    batch = []
-    for item in walk:
-        batch.append(item)
-        if len(batch) == count:
-            break
-    return batch
-
-
 def _open_below(root: str, key: str) -> int:
     """Open root/key read-only, every step without following a symlink."""
     flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW
@@ -178,43 +170,78 @@ def _open_below(root: str, key: str) -> int:
 
 
 class ObjectStore:
-    """An S3 bucket (prefix), audited as a store."""
+    """An S3 bucket (prefix), audited as a store, through an event loop in another thread."""
 
-    def __init__(self, name: str, store: S3Like) -> None:
+    def __init__(self, name: str, store: S3Store, portal: Portal) -> None:
         self.name = name
         self.store = store
+        self.portal = portal
         self.id = name.rstrip("/")
 
-    async def listing(self) -> AsyncIterator[Listed]:
+    def listing(self) -> Iterator[Listed]:
         try:
-            async for key, size, etag in self.store.list_all():
-                yield Listed(key, size, etag)
+            for batch in self.portal.iterate(_batches(self.store.list_all())):
+                yield from (Listed(key, size, etag) for key, size, etag in batch)
         except StoreError as exc:
             raise StoreUnavailable(f"{self.name}: cannot list it ({exc.detail})") from None
 
-    async def read(self, key: str) -> AsyncIterator[bytes]:
+    def read(self, key: str) -> Iterator[bytes]:
         try:
-            info = await self.store.stat(key)
-            async for chunk in self.store.read(key, 0, info.size, if_match=info.etag):
-                yield chunk
+            info = self.portal.call(self.store.stat(key))
+            yield from self.portal.iterate(self.store.read(key, 0, info.size, if_match=info.etag))
         except StoreError as exc:
             raise Unreadable(exc.detail) from None
 
-    async def close(self) -> None:
-        await self.store.close()
+    def close(self) -> None:
+        self.portal.call(self.store.close())
 
 
-class S3Like(Protocol):
-    """What ObjectStore needs of stores/s3.py's S3Store."""
+async def _batches(
+    items: AsyncIterator[tuple[str, int, str]],
+) -> AsyncIterator[list[tuple[str, int, str]]]:
+    """Items in lists of _BATCH: one hop between threads per batch, not per key."""
+    batch = []
+    async for item in items:
+        batch.append(item)
+        if len(batch) == _BATCH:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
-    def list_all(self) -> AsyncIterator[tuple[str, int, str]]: ...
-    async def stat(self, key: str) -> ObjectInfoLike: ...
-    def read(
-        self, key: str, start: int, end: int, *, if_match: str | None = None
-    ) -> AsyncIterator[bytes]: ...
-    async def close(self) -> None: ...
+
+T = TypeVar("T")
 
 
-class ObjectInfoLike(Protocol):
-    size: int
-    etag: str
+class Portal:
+    """An event loop in a thread of its own, for the synchronous audit to call into."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True,
+                                        name="ferryman-audit-io")  # fmt: skip
+        self._thread.start()
+
+    def call(self, work: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(work, self.loop).result()
+
+    def iterate(self, items: AsyncIterator[T]) -> Iterator[T]:
+        try:
+            while True:
+                try:
+                    yield self.call(_next(items))
+                except StopAsyncIteration:
+                    return
+        finally:
+            close = getattr(items, "aclose", None)
+            if close is not None:
+                self.call(close())
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
+        self.loop.close()
+
+
+async def _next(items: AsyncIterator[T]) -> T:
+    return await items.__anext__()

@@ -42,7 +42,7 @@ class CopyEvent:
     sha256: str | None = None
     ident: str | None = None
     result: str | None = None  # "ok" or a finding kind (verified); the reason (write_failed)
-    detail: str | None = None
+    detail: str | None = None  # verified: "read" (hashed now) or "listing"; else free text
     at_ns: int = 0  # set when recorded
 
 
@@ -73,13 +73,19 @@ _CHANGED = (
     " state = excluded.state, verified_ns = excluded.verified_ns, result = excluded.result,"
     " updated_ns = excluded.updated_ns"
 )
-# A verification keeps the known digest when it did not compute one.
+# A verification: what the audit saw of the copy now. Its digest and the time it
+# was last hashed carry over only while the copy is the same version (its ident
+# unchanged); a copy that changed is unhashed until a deep audit reads it.
 _VERIFIED = (
     "INSERT INTO copies (path, store, size, sha256, ident, state, verified_ns, result, updated_ns)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (path, store) DO UPDATE SET"
-    " size = excluded.size, sha256 = coalesce(excluded.sha256, copies.sha256),"
-    " ident = excluded.ident, state = excluded.state, verified_ns = excluded.verified_ns,"
-    " result = excluded.result, updated_ns = excluded.updated_ns"
+    " size = excluded.size,"
+    " sha256 = CASE WHEN excluded.sha256 IS NOT NULL THEN excluded.sha256"
+    " WHEN copies.ident IS excluded.ident THEN copies.sha256 END,"
+    " verified_ns = CASE WHEN excluded.verified_ns IS NOT NULL THEN excluded.verified_ns"
+    " WHEN copies.ident IS excluded.ident THEN copies.verified_ns END,"
+    " ident = excluded.ident, state = excluded.state, result = excluded.result,"
+    " updated_ns = excluded.updated_ns"
 )
 _OF_PATH = (
     "SELECT path, store, size, sha256, ident, state, verified_ns, result, updated_ns"
@@ -124,11 +130,14 @@ def _changed(conn: sqlite3.Connection, event: CopyEvent, now: int) -> None:
 
 
 def _verified(conn: sqlite3.Connection, event: CopyEvent, now: int) -> None:
-    """An audit looked at the copy: what it found becomes the copy's last verification."""
+    """An audit looked at the copy. `detail` says how: "read" (its bytes were hashed
+    now: the copy counts as verified now) or "listing" (its size and, when its ident
+    still matched, the digest of its last reading)."""
     state = "deleted" if event.result == "missing" else "present"
+    hashed = now if event.detail == "read" else None
     conn.execute(
         _VERIFIED,
-        (event.path, event.store, event.size, event.sha256, event.ident, state, now,
+        (event.path, event.store, event.size, event.sha256, event.ident, state, hashed,
          event.result, now),
     )  # fmt: skip
 

@@ -45,6 +45,8 @@ class Check:
     store: str
     path: str
     result: str
+    expected_size: int | None = None
+    expected_sha256: str | None = None
     actual_size: int | None = None
     actual_sha256: str | None = None
     detail: str | None = None
@@ -83,13 +85,14 @@ class Runs:
 
     def record(self, run: Run, checks: Iterable[Check], notes: Iterable[CopyEvent] = ()) -> None:
         """Record a batch of checks, and the copies' verifications, in one transaction."""
-        rows = [(run.id, c.store, c.path, c.result, c.actual_size, c.actual_sha256, c.detail)
-                for c in checks]  # fmt: skip
+        rows = [(run.id, c.store, c.path, c.result, c.expected_size, c.expected_sha256,
+                 c.actual_size, c.actual_sha256, c.detail) for c in checks]  # fmt: skip
         batch = list(notes)
         with self.catalog.use(WRITE) as conn:
             conn.executemany(
-                "INSERT OR REPLACE INTO run_checks (run, store, path, result, actual_size,"
-                " actual_sha256, detail) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO run_checks (run, store, path, result, expected_size,"
+                " expected_sha256, actual_size, actual_sha256, detail)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
             note_events(conn, batch)
@@ -115,7 +118,8 @@ class Runs:
         while True:
             with self.catalog.use(SINGLE) as conn:
                 rows = conn.execute(
-                    "SELECT store, path, result, actual_size, actual_sha256, detail"
+                    "SELECT store, path, result, expected_size, expected_sha256, actual_size,"
+                    " actual_sha256, detail"
                     " FROM run_checks WHERE run = ? AND (store, path) > (?, ?)"
                     " ORDER BY store, path LIMIT ?",
                     (run.id, *after, PAGE_SIZE),

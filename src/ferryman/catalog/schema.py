@@ -164,10 +164,12 @@ CREATE TABLE run_checks (
     run           TEXT NOT NULL REFERENCES runs (id),
     store         TEXT NOT NULL,
     path          TEXT NOT NULL,
-    result        TEXT NOT NULL,
-    actual_size   INTEGER,
-    actual_sha256 TEXT,
-    detail        TEXT,
+    result          TEXT NOT NULL,
+    expected_size   INTEGER,
+    expected_sha256 TEXT,
+    actual_size     INTEGER,
+    actual_sha256   TEXT,
+    detail          TEXT,
     PRIMARY KEY (run, store, path)
 );
 """

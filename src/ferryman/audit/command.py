@@ -1,0 +1,140 @@
+"""`ferryman audit` (and the parts `ferryman repair` shares): arguments, stores, exit status.
+
+    ferryman audit SOURCE [--replica TARGET ...] [--state-dir DIR] [--inventory FILE]
+                   [--deep] [--stale-after AGE] [--report FILE] [--max-rate BYTES]
+
+SOURCE and each --replica are stores as `serve` names them (a directory or
+s3://bucket[/prefix], with the same AWS_* environment and --s3-endpoint);
+the catalog is the one `serve` would use (SOURCE's state directory). The
+expected set is that catalog's live entries, or --inventory.
+
+Exit status: 0 no findings; 1 findings; 2 a usage or configuration error
+(nothing was audited); 3 a store could not be read (the run is incomplete,
+the summary says which store, and the next run with the same options
+continues it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+from ferryman.audit.inventory import InventoryError, read_inventory
+from ferryman.audit.model import AuditResult
+from ferryman.audit.run import Audit, AuditOptions, from_catalog, from_inventory
+from ferryman.audit.stores import AuditStore, LocalTree, ObjectStore, Portal
+from ferryman.catalog.db import Catalog, CatalogError
+from ferryman.config import Config, build_config, parse_duration, parse_size
+from ferryman.errors import ConfigError
+
+EXIT_CLEAN, EXIT_FINDINGS, EXIT_USAGE, EXIT_STORE_FAILED = 0, 1, 2, 3
+
+
+def add_store_arguments(parser: argparse.ArgumentParser) -> None:
+    """SOURCE, --replica, --state-dir, --s3-endpoint, --inventory: shared by audit and repair."""
+    parser.add_argument("source", help="the served directory, or s3://bucket[/prefix]")
+    parser.add_argument("--replica", action="append", metavar="TARGET",
+                        help="a replica to check too (repeat for several)")  # fmt: skip
+    parser.add_argument("--state-dir", metavar="DIR",
+                        help="where the catalog is (default: as serve finds it)")  # fmt: skip
+    parser.add_argument("--s3-endpoint", metavar="URL", help="S3-compatible endpoint")
+    parser.add_argument("--inventory", metavar="FILE",
+                        help="what should be stored, instead of the catalog: sha256sum or "
+                             "md5sum output, a BagIt manifest, or CSV/TSV")  # fmt: skip
+
+
+def add_parser(commands: Any) -> None:
+    audit = commands.add_parser("audit", help="check every copy against what should be stored")
+    add_store_arguments(audit)
+    audit.add_argument("--deep", action="store_true", help="read and hash every copy")
+    audit.add_argument("--stale-after", metavar="AGE",
+                       help="hash only copies not hashed within AGE (e.g. 30d)")  # fmt: skip
+    audit.add_argument("--max-rate", metavar="BYTES",
+                       help="read at most this many bytes a second (e.g. 100M)")  # fmt: skip
+    audit.add_argument("--report", metavar="FILE", help="also write FILE: .json, .csv or .html")
+
+
+def config_of(args: dict[str, Any]) -> Config:
+    """The settings `serve` would use for these stores (flags, environment, defaults)."""
+    wanted = {name: args.get(name) for name in ("source", "replica", "state_dir", "s3_endpoint")}
+    return build_config(wanted)
+
+
+@contextlib.contextmanager
+def opened_stores(config: Config) -> Iterator[list[AuditStore]]:
+    """SOURCE, then each replica, as the audit reads them; closed afterwards."""
+    locations = [config.source, *config.replica]
+    portal = Portal() if any(loc.startswith("s3://") for loc in locations) else None
+    stores: list[AuditStore] = []
+    try:
+        for location in locations:
+            if location.startswith("s3://"):
+                from ferryman.stores.s3 import S3Store
+
+                assert portal is not None
+                stores.append(ObjectStore(location, S3Store.from_url(location, config), portal))
+            else:
+                stores.append(LocalTree(location))
+        yield stores
+    finally:
+        for store in stores:
+            store.close()
+        if portal is not None:
+            portal.close()
+
+
+def open_catalog_for(config: Config, *, inventory: bool) -> Catalog:
+    """SOURCE's catalog; made if missing only when an inventory gives the expected set
+    (the catalog then keeps the runs and what each copy was found to be)."""
+    path = config.state_path / "catalog.db"
+    if not inventory and not path.exists():
+        raise ConfigError(
+            f"no catalog at {path}: nothing says what should be stored; give --inventory FILE,"
+            " or --state-dir where the server keeps it, or record what is stored now with"
+            " `ferryman catalog scan`"
+        )
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return Catalog(path)
+    except (OSError, CatalogError) as exc:
+        raise ConfigError(f"catalog {path}: {exc}") from None
+
+
+def audit_command(args: dict[str, Any]) -> int:
+    from ferryman.audit.progress import progress_for
+    from ferryman.audit.report import render_text, write_report
+
+    config = config_of(args)
+    options = AuditOptions(
+        deep=bool(args.get("deep")),
+        stale_after=parse_duration(args["stale_after"]) if args.get("stale_after") else None,
+        max_rate=parse_size(args["max_rate"]) if args.get("max_rate") else None,
+    )
+    try:
+        inventory = read_inventory(args["inventory"]) if args.get("inventory") else None
+    except InventoryError as exc:
+        raise ConfigError(str(exc)) from None
+    catalog = open_catalog_for(config, inventory=inventory is not None)
+    try:
+        if inventory is not None:
+            expected = from_inventory(inventory, str(args["inventory"]))
+        else:
+            expected = from_catalog(catalog)
+        with opened_stores(config) as stores:
+            progress = progress_for(sys.stderr, "audit")
+            result = Audit(catalog, stores, expected, options, progress).run()
+    finally:
+        catalog.close()
+    print(render_text(result))
+    if args.get("report"):
+        write_report(str(args["report"]), result)
+    return exit_status(result)
+
+
+def exit_status(result: AuditResult) -> int:
+    if not result.complete:
+        return EXIT_STORE_FAILED
+    return EXIT_FINDINGS if result.findings else EXIT_CLEAN

@@ -1,0 +1,326 @@
+"""One audit: every store compared with what should be there, recorded, resumable.
+
+For each store, in the order given: the expected set (the catalog's live
+entries, or an inventory) and the store's listing are walked together
+(compare.join). A copy whose identifier still matches its last verification
+in the catalog is known by that verification's digest; with --deep (or
+--stale-after, for copies not hashed within that age) the copy is read and
+hashed. Each key's result is recorded, in batches, both as the run's check
+and as the copy's verification, in one transaction, so a run killed with
+SIGKILL and started again with the same options skips what it checked and
+reads nothing twice.
+
+The run is synchronous: local copies are read with plain system calls, a
+bucket through audit/stores.py's Portal. --max-rate caps the bytes read per
+second, across stores.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Protocol
+
+from ferryman.audit.compare import Computed, Pair, join, judge, judge_read, needs_md5, should_read
+from ferryman.audit.model import (
+    MISSING,
+    UNREADABLE,
+    AuditResult,
+    Expected,
+    Finding,
+    Stored,
+    StoreTally,
+)
+from ferryman.audit.stores import AuditStore, Listed, StoreUnavailable, Unreadable
+from ferryman.catalog.copies import Copies, CopyEvent, CopyState
+from ferryman.catalog.db import Catalog
+from ferryman.catalog.runs import Check, Run, Runs
+from ferryman.catalog.schema import check_path
+
+log = logging.getLogger("ferryman.audit")
+
+BATCH = 500  # checks recorded per transaction ...
+BATCH_SECONDS = 2.0  # ... or at least this often
+
+
+class Progress(Protocol):
+    """What the run reports as it goes (audit/progress.py draws it)."""
+
+    def start(self, objects: int, bytes_total: int | None) -> None: ...
+    def advance(self, objects: int = 0, bytes_done: int = 0) -> None: ...
+    def finish(self) -> None: ...
+
+
+class _Silent:
+    def start(self, objects: int, bytes_total: int | None) -> None:
+        pass
+
+    def advance(self, objects: int = 0, bytes_done: int = 0) -> None:
+        pass
+
+    def finish(self) -> None:
+        pass
+
+
+@dataclass
+class ExpectedSet:
+    """What should be stored: live keys in order, keys known deleted, and how many."""
+
+    live: Callable[[], Iterator[Expected]]
+    deleted: Callable[[], Iterator[str]]
+    count: int
+    source: str  # "catalog" or the inventory file
+
+
+def from_catalog(catalog: Catalog) -> ExpectedSet:
+    def live() -> Iterator[Expected]:
+        for entry in catalog.entries():
+            yield Expected(entry.path, entry.size, entry.sha256)
+
+    def deleted() -> Iterator[str]:
+        for entry in catalog.entries(include_deleted=True):
+            if entry.deleted:
+                yield entry.path
+
+    return ExpectedSet(live, deleted, catalog.count(), "catalog")
+
+
+def from_inventory(entries: Sequence[Expected], name: str) -> ExpectedSet:
+    return ExpectedSet(lambda: iter(entries), lambda: iter(()), len(entries), name)
+
+
+@dataclass
+class AuditOptions:
+    deep: bool = False
+    stale_after: float | None = None  # seconds: hash copies not hashed for this long
+    max_rate: int | None = None  # bytes read per second, at most
+
+    @property
+    def reads(self) -> bool:
+        return self.deep or self.stale_after is not None
+
+
+class RateLimit:
+    """At most `rate` bytes a second, on average over the run (None: no limit)."""
+
+    def __init__(self, rate: int | None, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:  # fmt: skip
+        self.rate = rate
+        self.clock = clock
+        self.sleep = sleep
+        self._start = clock()
+        self._spent = 0
+
+    def spend(self, count: int) -> None:
+        if not self.rate:
+            return
+        self._spent += count
+        ahead = self._spent / self.rate - (self.clock() - self._start)
+        if ahead > 0:
+            self.sleep(ahead)
+
+
+@dataclass
+class _Batch:
+    checks: list[Check] = field(default_factory=list)
+    notes: list[CopyEvent] = field(default_factory=list)
+    since: float = field(default_factory=time.monotonic)
+
+
+class Audit:
+    """One audit run over `stores` (the first is SOURCE), recorded in `catalog`."""
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        stores: Sequence[AuditStore],
+        expected: ExpectedSet,
+        options: AuditOptions,
+        progress: Progress | None = None,
+    ) -> None:
+        self.catalog = catalog
+        self.stores = list(stores)
+        self.expected = expected
+        self.options = options
+        self.progress = progress or _Silent()
+        self.runs = Runs(catalog)
+        self.copies = Copies(catalog)
+        self.limit = RateLimit(options.max_rate)
+
+    def run_options(self) -> dict[str, object]:
+        """What names this run: the same options continue an unfinished run."""
+        return {
+            "stores": [s.id for s in self.stores],
+            "expected": self.expected.source,
+            "deep": self.options.deep,
+            "stale_after": self.options.stale_after,
+        }
+
+    def run(self) -> AuditResult:
+        run = self.runs.start("audit", self.run_options())
+        if run.resumed:
+            log.info("continuing audit %s, started %s", run.id, _iso(run.started_ns))
+        self.progress.start(self.expected.count * len(self.stores), None)
+        tallies = {s.id: StoreTally(s.name) for s in self.stores}
+        for store in self.stores:
+            try:
+                self._audit_store(run, store)
+            except StoreUnavailable as exc:
+                tallies[store.id].complete = False
+                tallies[store.id].error = str(exc)
+                log.error("%s", exc)
+        complete = all(t.complete for t in tallies.values())
+        finished = self.runs.finish(run) if complete else None
+        self.progress.finish()
+        return self._result(run, tallies, finished)
+
+    # -- one store -------------------------------------------------------------------
+
+    def _audit_store(self, run: Run, store: AuditStore) -> None:
+        done = self.runs.checked(run, store.id)
+        known = {c.path: c for c in self.copies.of_store(store.id)}
+        listing = (_stored(item, known.get(item.key)) for item in store.listing())
+        batch = _Batch()
+        try:
+            for pair in join(self.expected.live(), listing, deleted=self.expected.deleted()):
+                if pair.key in done:
+                    continue
+                check, note = self._check(store, pair, known.get(pair.key))
+                batch.checks.append(check)
+                if note is not None:
+                    batch.notes.append(note)
+                self.progress.advance(objects=1)
+                if len(batch.checks) >= BATCH or time.monotonic() - batch.since > BATCH_SECONDS:
+                    batch = self._flush(run, batch)
+        finally:
+            self._flush(run, batch)
+
+    def _check(
+        self, store: AuditStore, pair: Pair, known: CopyState | None
+    ) -> tuple[Check, CopyEvent | None]:
+        finding = judge(pair, store.name)
+        computed = None
+        if self.options.reads and should_read(pair, finding) and self._due(known, pair.stored):
+            assert pair.expected is not None and pair.stored is not None
+            try:
+                computed = self._hash(store, pair.key, needs_md5(pair.expected))
+            except Unreadable as exc:
+                finding = _unreadable(pair, store.name, str(exc))
+            else:
+                finding = judge_read(pair.expected, computed, store.name)
+        result = finding.kind if finding is not None else "ok"
+        check = _check(store.id, pair, finding, result)
+        return check, self._note(store, pair, result, computed)
+
+    def _due(self, known: CopyState | None, stored: Stored | None) -> bool:
+        """Whether a copy must be hashed now: --deep always; --stale-after when its last
+        hashing is older than that, or it changed since, or it was never hashed."""
+        if self.options.deep or self.options.stale_after is None:
+            return self.options.deep
+        if known is None or stored is None or known.verified_ns is None:
+            return True
+        if known.ident != stored.ident:
+            return True
+        return time.time_ns() - known.verified_ns > self.options.stale_after * 1e9
+
+    def _hash(self, store: AuditStore, key: str, md5_too: bool) -> Computed:
+        sha256 = hashlib.sha256()
+        md5 = hashlib.md5(usedforsecurity=False) if md5_too else None
+        size = 0
+        for chunk in store.read(key):
+            sha256.update(chunk)
+            if md5 is not None:
+                md5.update(chunk)
+            size += len(chunk)
+            self.progress.advance(bytes_done=len(chunk))
+            self.limit.spend(len(chunk))
+        return Computed(size, sha256.hexdigest(), md5.hexdigest() if md5 is not None else None)
+
+    def _note(self, store: AuditStore, pair: Pair, result: str,
+              computed: Computed | None) -> CopyEvent | None:  # fmt: skip
+        """The copy's verification for the catalog (None for a name it cannot hold)."""
+        try:
+            check_path(pair.key)
+        except (ValueError, TypeError):
+            return None
+        stored = pair.stored
+        if stored is None:
+            return CopyEvent(pair.key, store.id, "verified", result=MISSING, detail="listing")
+        if computed is not None:
+            return CopyEvent(pair.key, store.id, "verified", computed.size, computed.sha256,
+                             stored.ident, result, "read")  # fmt: skip
+        return CopyEvent(pair.key, store.id, "verified", stored.size, stored.sha256,
+                         stored.ident, result, "listing")  # fmt: skip
+
+    def _flush(self, run: Run, batch: _Batch) -> _Batch:
+        if batch.checks:
+            self.runs.record(run, batch.checks, batch.notes)
+        return _Batch()
+
+    # -- the result --------------------------------------------------------------------
+
+    def _result(self, run: Run, tallies: dict[str, StoreTally],
+                finished: int | None) -> AuditResult:  # fmt: skip
+        names = {s.id: s.name for s in self.stores}
+        findings = []
+        for check in self.runs.checks(run):
+            if check.store not in tallies:
+                continue
+            tallies[check.store].add(check.result)
+            if check.result != "ok":
+                findings.append(Finding(check.path, names[check.store], check.result,
+                                        check.expected_size, check.actual_size,
+                                        check.expected_sha256, check.actual_sha256,
+                                        check.detail or ""))  # fmt: skip
+        return AuditResult(
+            run_id=run.id,
+            started=_iso(run.started_ns),
+            finished=_iso(finished) if finished is not None else None,
+            deep=self.options.reads,
+            stores=[s.name for s in self.stores],
+            expected=self.expected.count,
+            tallies={names[k]: v for k, v in tallies.items()},
+            findings=findings,
+            resumed=run.resumed,
+        )
+
+
+def _stored(item: Listed, known: CopyState | None) -> Stored:
+    """A listed copy, with the digest of its last verification while it is that version."""
+    trusted = (
+        known is not None and known.ident == item.ident and known.result == "ok"
+        and known.sha256 is not None
+    )  # fmt: skip
+    return item.stored(known.sha256 if trusted and known is not None else None)
+
+
+def _unreadable(pair: Pair, store: str, why: str) -> Finding:
+    expected = pair.expected
+    return Finding(
+        pair.key, store, UNREADABLE,
+        expected_size=expected.size if expected else None,
+        actual_size=pair.stored.size if pair.stored else None,
+        expected_sha256=expected.sha256 if expected else None,
+        detail=why,
+    )  # fmt: skip
+
+
+def _check(store_id: str, pair: Pair, finding: Finding | None, result: str) -> Check:
+    if finding is not None:
+        f = finding
+        return Check(store_id, pair.key, result, f.expected_size, f.expected_sha256,
+                     f.actual_size, f.actual_sha256, f.detail or None)  # fmt: skip
+    expected, stored = pair.expected, pair.stored
+    return Check(
+        store_id, pair.key, result,
+        expected.size if expected else None, expected.sha256 if expected else None,
+        stored.size if stored else None, stored.sha256 if stored else None,
+    )  # fmt: skip
+
+
+def _iso(ns: int) -> str:
+    return datetime.fromtimestamp(ns / 1e9, UTC).isoformat(timespec="seconds")
