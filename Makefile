@@ -8,8 +8,9 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.stamp-$(shell cksum pyproject.toml | cut -d' ' -f1)
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-# Real clients the integration tests drive (Debian package: command it provides).
-TEST_TOOLS := curl:curl wget:wget aria2:aria2c wrk:wrk
+# Real clients the integration tests drive (Debian package: command it provides);
+# chromium opens the HTML audit report (playwright drives it, never downloading a browser).
+TEST_TOOLS := curl:curl wget:wget aria2:aria2c wrk:wrk chromium:chromium
 
 .PHONY: serve test setup native native-tools test-tools lint typecheck unit fuzz bench bench-cache bench-soak clean
 
