@@ -104,9 +104,11 @@ def open_catalog_for(config: Config, *, inventory: bool) -> Catalog:
 
 
 def audit_command(args: dict[str, Any]) -> int:
-    from ferryman.audit.progress import progress_for
-    from ferryman.audit.report import render_text, write_report
+    from ferryman.audit.progress import Progress
+    from ferryman.audit.report import render_text, report_format, write_report
 
+    if args.get("report"):
+        report_format(str(args["report"]))  # a bad extension is refused before the run
     config = config_of(args)
     options = AuditOptions(
         deep=bool(args.get("deep")),
@@ -123,8 +125,7 @@ def audit_command(args: dict[str, Any]) -> int:
             expected = from_inventory(inventory, str(args["inventory"]))
         else:
             expected = from_catalog(catalog)
-        with opened_stores(config) as stores:
-            progress = progress_for(sys.stderr, "audit")
+        with opened_stores(config) as stores, Progress("audit", stream=sys.stderr) as progress:
             result = Audit(catalog, stores, expected, options, progress).run()
     finally:
         catalog.close()

@@ -108,7 +108,7 @@ def _header(result: AuditResult) -> str:
         verdict = '<span class="verdict bad">incomplete: not every store was read whole</span>'
     return (
         f"<header>\n<h1>Audit <code>{esc(result.run_id)}</code></h1>\n"
-        f"<p>{verdict} &middot; {len(result.findings):,} findings</p>\n</header>\n"
+        f"<p>{verdict} &middot; {_count_findings(len(result.findings))}</p>\n</header>\n"
     )
 
 
@@ -296,3 +296,7 @@ def _cell(name: str, value: object) -> str:
         short = esc(text[:DIGEST_SHOWN]) + ("&hellip;" if len(text) > DIGEST_SHOWN else "")
         return f'<td><code title="{esc(text)}">{short}</code></td>'
     return f"<td>{esc(text)}</td>"
+
+
+def _count_findings(count: int) -> str:
+    return "1 finding" if count == 1 else f"{count:,} findings"

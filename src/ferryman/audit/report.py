@@ -131,7 +131,7 @@ def _run_line(result: AuditResult) -> str:
     state = "complete" if result.complete else "INCOMPLETE"
     return (
         f"audit {shown(result.run_id)}: {result.expected:,} keys expected, {mode}{resumed}; "
-        f"started {result.started}, {when}; {state}; {len(result.findings):,} findings"
+        f"started {result.started}, {when}; {state}; {_findings(len(result.findings))}"
     )
 
 
@@ -244,3 +244,7 @@ def _sync_directory(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _findings(count: int) -> str:
+    return "1 finding" if count == 1 else f"{count:,} findings"

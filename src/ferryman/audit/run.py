@@ -50,19 +50,19 @@ BATCH_SECONDS = 2.0  # ... or at least this often
 class Progress(Protocol):
     """What the run reports as it goes (audit/progress.py draws it)."""
 
-    def start(self, objects: int, bytes_total: int | None) -> None: ...
-    def advance(self, objects: int = 0, bytes_done: int = 0) -> None: ...
-    def finish(self) -> None: ...
+    def set_totals(self, objects: int | None = None, nbytes: int | None = None) -> None: ...
+    def advance(self, objects: int = 0, nbytes: int = 0) -> None: ...
+    def close(self) -> None: ...
 
 
 class _Silent:
-    def start(self, objects: int, bytes_total: int | None) -> None:
+    def set_totals(self, objects: int | None = None, nbytes: int | None = None) -> None:
         pass
 
-    def advance(self, objects: int = 0, bytes_done: int = 0) -> None:
+    def advance(self, objects: int = 0, nbytes: int = 0) -> None:
         pass
 
-    def finish(self) -> None:
+    def close(self) -> None:
         pass
 
 
@@ -164,7 +164,7 @@ class Audit:
         run = self.runs.start("audit", self.run_options())
         if run.resumed:
             log.info("continuing audit %s, started %s", run.id, _iso(run.started_ns))
-        self.progress.start(self.expected.count * len(self.stores), None)
+        self.progress.set_totals(objects=self.expected.count * len(self.stores))
         tallies = {s.id: StoreTally(s.name) for s in self.stores}
         for store in self.stores:
             try:
@@ -175,7 +175,7 @@ class Audit:
                 log.error("%s", exc)
         complete = all(t.complete for t in tallies.values())
         finished = self.runs.finish(run) if complete else None
-        self.progress.finish()
+        self.progress.close()
         return self._result(run, tallies, finished)
 
     # -- one store -------------------------------------------------------------------
@@ -236,7 +236,7 @@ class Audit:
             if md5 is not None:
                 md5.update(chunk)
             size += len(chunk)
-            self.progress.advance(bytes_done=len(chunk))
+            self.progress.advance(nbytes=len(chunk))
             self.limit.spend(len(chunk))
         return Computed(size, sha256.hexdigest(), md5.hexdigest() if md5 is not None else None)
 
