@@ -1,0 +1,208 @@
+"""`ferryman audit` over real stores with faults put in by hand: every fault found, with
+the right kind and store, and nothing else; a run killed with SIGKILL continues.
+
+The stores: SOURCE (a directory), a replica directory and a replica bucket on
+moto's S3 server. The files are written through a real server, so the
+catalog and its copies are what production would have.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import pattern
+from tests.s3fixtures import *  # noqa: F403
+from tests.s3server import MotoServer, s3_env
+from tests.writing import put, writable
+
+NAMES = ["a.bin", "b.bin", "c.bin", "d.bin", "dir/e.bin", "f.bin", "g.bin", "h.bin", "ok.bin"]
+
+
+def audit(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> tuple[int, str]:
+    done = subprocess.run(
+        [sys.executable, "-m", "ferryman.cli", "audit", *args],
+        capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})},
+    )  # fmt: skip
+    return done.returncode, done.stdout + done.stderr
+
+
+@pytest.fixture
+def fleet(ferryman: Any, tmp_path: Path, moto_server: MotoServer, s3_bucket: str) -> dict[str, Any]:
+    """Three stores holding the same nine files, written through a server, then stopped."""
+    root, mirror = tmp_path / "root", tmp_path / "mirror"
+    root.mkdir()
+    mirror.mkdir()
+    url = f"s3://{s3_bucket}/rep"
+    env = {**s3_env(moto_server.url), "FERRYMAN_S3_ENDPOINT": moto_server.url}
+    srv = writable(ferryman, tmp_path, "--replica", str(mirror), "--replica", url, root=root,
+                   env=env)  # fmt: skip
+    data = {name: pattern(10_000 + 1000 * i, 7 * i) for i, name in enumerate(NAMES)}
+    for name, body in data.items():
+        assert put(srv, "/" + name, body).status == 201
+    srv.stop()
+    return {"root": root, "mirror": mirror, "url": url, "env": env, "data": data,
+            "moto": moto_server, "bucket": s3_bucket, "state": tmp_path / "state"}  # fmt: skip
+
+
+def flip_a_byte(path: Path) -> None:
+    """One byte changed in place, the size kept and the mtime put back."""
+    st = path.stat()
+    with open(path, "r+b") as handle:
+        handle.seek(st.st_size // 2)
+        byte = handle.read(1)
+        handle.seek(st.st_size // 2)
+        handle.write(bytes([byte[0] ^ 0xFF]))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def findings_of(report: Path) -> set[tuple[str, str, str]]:
+    doc = json.loads(report.read_text())
+    return {(f["key"], f["store"], f["kind"]) for f in doc["findings"]}
+
+
+def test_every_fault_is_found_with_its_kind_and_store(
+    fleet: dict[str, Any], tmp_path: Path
+) -> None:
+    root, mirror, url = fleet["root"], fleet["mirror"], fleet["url"]
+    moto, bucket = fleet["moto"], fleet["bucket"]
+    (root / "a.bin").unlink()  # missing in SOURCE
+    (root / "b.bin").write_bytes(b"")  # zero_byte
+    with open(root / "c.bin", "r+b") as handle:  # size_mismatch: truncated
+        handle.truncate(100)
+    flip_a_byte(root / "d.bin")  # digest_mismatch, found only by reading
+    (root / "extra.bin").write_bytes(b"nobody wrote this")  # unexpected
+    (mirror / "dir/e.bin").unlink()  # missing in the replica directory
+    other = bytes(b ^ 0x01 for b in fleet["data"]["f.bin"])  # same size, other bytes
+    moto.put_object(bucket, "rep/f.bin", other)  # digest_mismatch in the bucket
+    for where in (root, mirror):  # a key bad in every store
+        (where / "h.bin").write_bytes(b"bad")
+    moto.put_object(bucket, "rep/h.bin", b"bad")
+    stores = ["--replica", str(mirror), "--replica", url, "--state-dir", str(fleet["state"])]
+    report = tmp_path / "deep.json"
+    status, out = audit(str(root), *stores, "--deep", "--report", str(report), env=fleet["env"])
+    assert status == 1, out
+    src, mir = str(root), str(mirror)
+    assert findings_of(report) == {
+        ("a.bin", src, "missing"),
+        ("b.bin", src, "zero_byte"),
+        ("c.bin", src, "size_mismatch"),
+        ("d.bin", src, "digest_mismatch"),
+        ("extra.bin", src, "unexpected"),
+        ("dir/e.bin", mir, "missing"),
+        ("f.bin", url, "digest_mismatch"),
+        ("h.bin", src, "size_mismatch"),
+        ("h.bin", mir, "size_mismatch"),
+        ("h.bin", url, "size_mismatch"),
+    }
+    doc = json.loads(report.read_text())
+    assert doc["run"]["complete"] and doc["run"]["deep"] and doc["expected"] == len(NAMES)
+    assert doc["summary"][url]["ok"] == len(NAMES) - 2
+    digest = next(f for f in doc["findings"] if f["key"] == "d.bin")
+    assert digest["expected_sha256"] == hashlib.sha256(fleet["data"]["d.bin"]).hexdigest()
+    assert digest["actual_sha256"] == hashlib.sha256((root / "d.bin").read_bytes()).hexdigest()
+    # Without --deep: sizes and trusted digests only; the flipped bytes pass unseen.
+    listing = tmp_path / "listing.json"
+    status, out = audit(str(root), *stores, "--report", str(listing), env=fleet["env"])
+    assert status == 1, out
+    assert findings_of(listing) == findings_of(report) - {
+        ("d.bin", src, "digest_mismatch"), ("f.bin", url, "digest_mismatch"),
+    }  # fmt: skip
+
+
+def test_a_clean_fleet_exits_0_and_an_unreadable_store_exits_3(
+    fleet: dict[str, Any], tmp_path: Path
+) -> None:
+    stores = ["--replica", str(fleet["mirror"]), "--replica", fleet["url"],
+              "--state-dir", str(fleet["state"])]  # fmt: skip
+    status, out = audit(str(fleet["root"]), *stores, "--deep", env=fleet["env"])
+    assert status == 0, out
+    assert "complete" in out and "Traceback" not in out
+    gone = ["--replica", str(tmp_path / "not-there"), "--state-dir", str(fleet["state"])]
+    status, out = audit(str(fleet["root"]), *gone, env=fleet["env"])
+    assert status == 3, out
+    assert "not-there" in out and "Traceback" not in out
+
+
+def test_usage_errors_exit_2_naming_the_problem(fleet: dict[str, Any], tmp_path: Path) -> None:
+    bad = tmp_path / "bad.txt"
+    bad.write_text("not a digest  a.bin\n")
+    cases = [
+        (["--inventory", str(bad)], "line 1"),
+        (["--report", str(tmp_path / "r.pdf")], ".pdf"),
+        (["--state-dir", str(tmp_path / "empty")], "no catalog"),
+    ]
+    for extra, message in cases:
+        status, out = audit(str(fleet["root"]), *extra)
+        assert status == 2 and message in out and "Traceback" not in out, out
+
+
+def test_an_inventory_gives_the_expected_set(tmp_path: Path) -> None:
+    bag = tmp_path / "bag"
+    (bag / "data").mkdir(parents=True)
+    files = {"data/one.txt": b"one", "data/two.txt": b"two"}
+    lines = []
+    for key, body in files.items():
+        (bag / key).write_bytes(body)
+        lines.append(f"{hashlib.sha256(body).hexdigest()}  {key}")
+    manifest = tmp_path / "manifest-sha256.txt"
+    manifest.write_text("\n".join(lines) + "\n")
+    state = ["--state-dir", str(tmp_path / "state")]
+    assert audit(str(bag), "--inventory", str(manifest), "--deep", *state)[0] == 0
+    (bag / "data/two.txt").write_bytes(b"TWO")
+    status, out = audit(str(bag), "--inventory", str(manifest), "--deep", *state)
+    assert status == 1 and "digest_mismatch" in out and "data/two.txt" in out
+
+
+def test_an_audit_killed_midway_continues_and_reads_nothing_twice(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    lines = []
+    for i in range(40):
+        body = pattern(256 * 1024, i)
+        (root / f"f{i:02d}.bin").write_bytes(body)
+        lines.append(f"{hashlib.sha256(body).hexdigest()}  f{i:02d}.bin")
+    inventory = tmp_path / "inv.txt"
+    inventory.write_text("\n".join(lines) + "\n")
+    args = [sys.executable, "-m", "ferryman.cli", "audit", str(root), "--inventory",
+            str(inventory), "--deep", "--state-dir", str(tmp_path / "state")]  # fmt: skip
+    # 4 MiB/s: ten seconds for the whole run; killed after a few files are recorded.
+    proc = subprocess.Popen([*args, "--max-rate", "4M"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)  # fmt: skip
+    catalog = tmp_path / "state" / "catalog.db"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and read_count(catalog) < 8:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    before = read_count(catalog)
+    assert 8 <= before < 40
+    done = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "continuing audit" in done.stderr
+    assert read_count(catalog) == 40  # each copy hashed once over both runs
+
+
+def read_count(catalog: Path) -> int:
+    """How many copies were hashed ('verified' events from reading), from another process."""
+    import sqlite3
+
+    if not catalog.exists():
+        return 0
+    try:
+        with sqlite3.connect(f"file:{catalog}?mode=ro", uri=True, timeout=5) as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM copy_events WHERE event = 'verified' AND detail = 'read'"
+            ).fetchone()
+    except sqlite3.Error:
+        return 0
+    return int(row[0])
