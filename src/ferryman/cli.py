@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
                            "records its use)")  # fmt: skip
     from ferryman.audit import command as audit
 
-    audit.add_parser(commands)
+    audit.add_parsers(commands)
     return parser
 
 
@@ -92,17 +92,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if command == "sign":
             return sign_command(args)
-        if command == "audit":
-            from ferryman.audit.command import audit_command
+        if command in ("audit", "repair"):
+            from ferryman.audit.command import audit_command, repair_command
 
-            return audit_command(args)
+            return audit_command(args) if command == "audit" else repair_command(args)
         config = build_config(args)
         if command == "serve":
             from ferryman.supervisor.arbiter import serve
 
             return serve(config)
     except ConfigError as exc:
-        what = {"sign": "cannot sign", "audit": "cannot audit"}.get(command, "cannot start")
+        what = {"sign": "cannot sign", "audit": "cannot audit", "repair": "cannot repair"}.get(
+            command, "cannot start"
+        )
         logging.getLogger("ferryman").error("%s: %s", what, exc)
         return EXIT_CONFIG
     return EXIT_FAILURE

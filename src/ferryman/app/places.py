@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from ferryman.app.localtarget import LocalTarget
 from ferryman.app.spool import Spool
-from ferryman.app.staging import replica_staging, store_id
+from ferryman.app.staging import replica_staging, source_staging, store_id
 from ferryman.app.storetarget import StoreTarget
 from ferryman.app.writetarget import Target
 from ferryman.config import Config
@@ -29,6 +29,21 @@ class Place:
     name: str
     id: str
     target: Target
+
+
+def source_place(config: Config) -> Place:
+    """SOURCE as a write target of its own (for repairs: the server's App shares its
+    FileServer's descriptor instead)."""
+    if config.is_remote:
+        from ferryman.stores.s3 import S3Store
+
+        store = S3Store.from_config(config)
+        target: Target = StoreTarget(store, Spool.of(config), verify_mode=config.verify_writes,
+                                     attempts=config.upload_attempts, owned=True)  # fmt: skip
+    else:
+        fd = os.open(config.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        target = LocalTarget(fd, config.verify_writes, source_staging(config), owned=True)
+    return Place(config.source, store_id(config.source), target)
 
 
 def replicas(config: Config) -> list[Place]:

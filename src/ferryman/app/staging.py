@@ -103,6 +103,16 @@ class Staging:
                      "a stopped worker" if pid is None else f"worker pid {pid}")  # fmt: skip
         return removed
 
+    def sweep_dead(self) -> int:
+        """Remove the temporaries of every process that no longer runs (a command that
+        writes, like a repair, was killed; a server's arbiter sweeps its own workers)."""
+        try:
+            marks = os.listdir(self.directory)
+        except OSError:
+            return 0
+        pids = {int(m.partition("-")[0]) for m in marks if m.partition("-")[0].isdigit()}
+        return sum(self.sweep(pid) for pid in pids if not _alive(pid))
+
     def _remove_temporary(self, relative: str, mark: str) -> int:
         segments = relative.split("/")
         name = segments[-1]
@@ -123,6 +133,16 @@ class Staging:
         finally:
             os.close(parent)
         return 1
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def store_id(location: str) -> str:

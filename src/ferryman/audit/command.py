@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -46,6 +47,17 @@ def add_store_arguments(parser: argparse.ArgumentParser) -> None:
                              "md5sum output, a BagIt manifest, or CSV/TSV")  # fmt: skip
 
 
+def add_parsers(commands: Any) -> None:
+    add_parser(commands)
+    repair = commands.add_parser("repair", help="mend bad copies from good ones")
+    add_store_arguments(repair)
+    repair.add_argument("--deep", action="store_true",
+                        help="plan from an audit that reads and hashes every copy")  # fmt: skip
+    repair.add_argument("--apply", action="store_true",
+                        help="carry the plan out (without it, print the plan only)")  # fmt: skip
+    repair.add_argument("--report", metavar="FILE", help="also write the plan and outcomes: .json")
+
+
 def add_parser(commands: Any) -> None:
     audit = commands.add_parser("audit", help="check every copy against what should be stored")
     add_store_arguments(audit)
@@ -64,10 +76,12 @@ def config_of(args: dict[str, Any]) -> Config:
 
 
 @contextlib.contextmanager
-def opened_stores(config: Config) -> Iterator[list[AuditStore]]:
-    """SOURCE, then each replica, as the audit reads them; closed afterwards."""
+def opened_stores(config: Config, portal: Portal | None = None) -> Iterator[list[AuditStore]]:
+    """SOURCE, then each replica, as the audit reads them; closed afterwards (and the
+    portal with them: one is made if a bucket needs it and none is given)."""
     locations = [config.source, *config.replica]
-    portal = Portal() if any(loc.startswith("s3://") for loc in locations) else None
+    if portal is None and any(loc.startswith("s3://") for loc in locations):
+        portal = Portal()
     stores: list[AuditStore] = []
     try:
         for location in locations:
@@ -139,3 +153,75 @@ def exit_status(result: AuditResult) -> int:
     if not result.complete:
         return EXIT_STORE_FAILED
     return EXIT_FINDINGS if result.findings else EXIT_CLEAN
+
+
+def repair_command(args: dict[str, Any]) -> int:
+    from ferryman.app.places import replicas, source_place
+    from ferryman.app.spool import Spool
+    from ferryman.app.staging import stagings
+    from ferryman.app.writelock import WriteLocks
+    from ferryman.audit.progress import Progress
+    from ferryman.audit.repair import (
+        FAILED,
+        PLANNED,
+        REPAIRED,
+        Repairer,
+        good_copies,
+        plan,
+        render_plan,
+    )
+    from ferryman.audit.repair import render_json as render_repairs
+    from ferryman.audit.report import render_text
+
+    report = str(args["report"]) if args.get("report") else None
+    if report and not report.lower().endswith(".json"):
+        raise ConfigError(f"--report {report}: a repair report is .json")
+    config = dataclasses.replace(config_of(args), allow_write=True)
+    try:
+        inventory = read_inventory(args["inventory"]) if args.get("inventory") else None
+    except InventoryError as exc:
+        raise ConfigError(str(exc)) from None
+    for staging in stagings(config):
+        staging.sweep_dead()  # what a killed repair left
+    catalog = open_catalog_for(config, inventory=inventory is not None)
+    portal = Portal()
+    try:
+        if inventory is not None:
+            expected = from_inventory(inventory, str(args["inventory"]))
+        else:
+            expected = from_catalog(catalog)
+        with opened_stores(config, portal) as stores:
+            options = AuditOptions(deep=bool(args.get("deep")))
+            with Progress("repair: audit", stream=sys.stderr) as progress:
+                result = Audit(catalog, stores, expected, options, progress, kind="repair").run()
+            wanted = {e.key: e for e in expected.live()}
+            repairs = plan(result, wanted)
+            if args.get("apply") and any(r.outcome == PLANNED for r in repairs):
+                places = [source_place(config), *replicas(config)]
+                locks = WriteLocks(str(config.state_path / "locks"), config.lock_timeout)
+                try:
+                    fixer = Repairer(catalog, stores, places, Spool.of(config), locks, portal)
+                    fixer.apply(repairs, wanted, good_copies(result))
+                finally:
+                    locks.close()
+                    for place in places:
+                        portal.call(place.target.aclose())
+    finally:
+        catalog.close()
+    applied = bool(args.get("apply"))
+    print(render_text(result))
+    print(render_plan(repairs, applied))
+    if report:
+        _write_text(report, render_repairs(result, repairs, applied))
+    if not result.complete or any(r.outcome == FAILED for r in repairs):
+        return EXIT_STORE_FAILED
+    left = [r for r in repairs if r.outcome not in (REPAIRED, "already good")]
+    return EXIT_FINDINGS if left else EXIT_CLEAN
+
+
+def _write_text(path: str, text: str) -> None:
+    try:
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write(text)
+    except OSError as exc:
+        raise ConfigError(f"--report {path}: cannot write it ({exc.strerror})") from None

@@ -141,7 +141,10 @@ class Audit:
         expected: ExpectedSet,
         options: AuditOptions,
         progress: Progress | None = None,
+        *,
+        kind: str = "audit",
     ) -> None:
+        self.kind = kind  # "repair": the audit a repair plans from (a run of its own)
         self.catalog = catalog
         self.stores = list(stores)
         self.expected = expected
@@ -161,9 +164,9 @@ class Audit:
         }
 
     def run(self) -> AuditResult:
-        run = self.runs.start("audit", self.run_options())
+        run = self.runs.start(self.kind, self.run_options())
         if run.resumed:
-            log.info("continuing audit %s, started %s", run.id, _iso(run.started_ns))
+            log.info("continuing %s %s, started %s", self.kind, run.id, _iso(run.started_ns))
         self.progress.set_totals(objects=self.expected.count * len(self.stores))
         tallies = {s.id: StoreTally(s.name) for s in self.stores}
         for store in self.stores:
