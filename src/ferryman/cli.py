@@ -63,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     from ferryman.audit import command as audit
 
     audit.add_parsers(commands)
+    from ferryman.audit import catalog_command
+
+    catalog_command.add_parser(commands)
     return parser
 
 
@@ -92,6 +95,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if command == "sign":
             return sign_command(args)
+        if command == "catalog":
+            from ferryman.audit.catalog_command import catalog_command
+
+            return catalog_command(args)
         if command in ("audit", "repair"):
             from ferryman.audit.command import audit_command, repair_command
 
@@ -102,9 +109,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return serve(config)
     except ConfigError as exc:
-        what = {"sign": "cannot sign", "audit": "cannot audit", "repair": "cannot repair"}.get(
-            command, "cannot start"
-        )
+        what = {"sign": "cannot sign", "audit": "cannot audit", "repair": "cannot repair",
+                "catalog": "catalog"}.get(command, "cannot start")  # fmt: skip
         logging.getLogger("ferryman").error("%s: %s", what, exc)
         return EXIT_CONFIG
     return EXIT_FAILURE

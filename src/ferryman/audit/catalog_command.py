@@ -1,0 +1,210 @@
+"""`ferryman catalog import|scan|show|migrate`: the catalog by hand.
+
+    ferryman catalog import SOURCE --inventory FILE [--state-dir DIR]
+    ferryman catalog scan SOURCE [--state-dir DIR]
+    ferryman catalog show KEY [--source SOURCE] [--state-dir DIR] [--json]
+    ferryman catalog migrate [--source SOURCE] [--state-dir DIR]
+
+`import` adopts an inventory as what should be stored: each entry is
+recorded, and SOURCE's copy is read and hashed on the way. A copy that
+matches is recorded with its identity (so a server serves its Repr-Digest
+and an audit trusts it until it changes); one that does not, or is missing,
+is recorded from the inventory alone (never served as a digest) and listed,
+and the exit status is 1. An md5-only entry needs a good copy in SOURCE to
+learn its SHA-256 from. `scan` records what SOURCE holds now, every file
+hashed. `show` prints a key's entry, its copy in each store and their
+history (`--json` for scripts). `migrate` brings the catalog's schema up to
+date (opening it does that too; this says so and changes nothing else).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+from collections.abc import Iterator
+from dataclasses import asdict
+from typing import Any
+
+from ferryman.app.files import file_etag
+from ferryman.audit.command import config_of, open_catalog_for, opened_stores
+from ferryman.audit.inventory import InventoryError, read_inventory
+from ferryman.audit.model import Expected
+from ferryman.audit.stores import AuditStore, Unreadable, local_ident
+from ferryman.catalog.copies import Copies, CopyEvent
+from ferryman.catalog.db import Catalog, CatalogError
+from ferryman.config import Config
+from ferryman.errors import ConfigError
+
+EMPTY_ETAG = '"imported"'  # an entry with no file behind it: matches no request
+
+
+def add_parser(commands: Any) -> None:
+    catalog = commands.add_parser("catalog", help="import, scan, show or migrate the catalog")
+    actions = catalog.add_subparsers(dest="action", required=True)
+    imports = actions.add_parser("import", help="adopt an inventory as what should be stored")
+    imports.add_argument("source", help="the served directory, or s3://bucket[/prefix]")
+    imports.add_argument("--inventory", metavar="FILE", required=True)
+    scan = actions.add_parser("scan", help="hash what SOURCE holds now and record it")
+    scan.add_argument("source", help="the served directory, or s3://bucket[/prefix]")
+    show = actions.add_parser("show", help="a key's entry, copies and history")
+    show.add_argument("key", help="the key, relative to SOURCE: dir/file.bin")
+    show.add_argument("--source", default=".", help="the served directory (default: .)")
+    show.add_argument("--json", action="store_true", help="print JSON, for scripts")
+    migrate = actions.add_parser("migrate", help="bring the catalog's schema up to date")
+    migrate.add_argument("--source", default=".", help="the served directory (default: .)")
+    for parser in (imports, scan, show, migrate):
+        parser.add_argument("--state-dir", metavar="DIR", help="where the catalog is")
+        parser.add_argument("--s3-endpoint", metavar="URL", help=argparse.SUPPRESS)
+
+
+def catalog_command(args: dict[str, Any]) -> int:
+    action = args["action"]
+    config = config_of(args)
+    if action == "import":
+        try:
+            entries = read_inventory(args["inventory"])
+        except InventoryError as exc:
+            raise ConfigError(str(exc)) from None
+        return _with_catalog(config, True, lambda c: _import(c, config, entries))
+    if action == "scan":
+        return _with_catalog(config, True, lambda c: _scan(c, config))
+    if action == "show":
+        return _with_catalog(config, False, lambda c: _show(c, args["key"], bool(args["json"])))
+    return _with_catalog(config, False, lambda c: _migrated(c, config))
+
+
+def _with_catalog(config: Config, make: bool, use: Any) -> int:
+    catalog = open_catalog_for(config, inventory=make)
+    try:
+        result: int = use(catalog)
+        return result
+    except CatalogError as exc:
+        raise ConfigError(str(exc)) from None
+    except ValueError as exc:  # a key the catalog cannot hold
+        raise ConfigError(str(exc)) from None
+    finally:
+        catalog.close()
+
+
+def _import(catalog: Catalog, config: Config, entries: list[Expected]) -> int:
+    bad = 0
+    with opened_stores(_source_only(config)) as (source, *_):
+        for entry in entries:
+            found = _hashed(source, entry.key)
+            if found is not None and _matches(entry, found):
+                _record(catalog, source, entry.key, found)
+                continue
+            bad += 1
+            why = "missing in SOURCE" if found is None else "SOURCE's copy differs"
+            size = entry.size if entry.size is not None else (found[0] if found else None)
+            if entry.sha256 is None or size is None:
+                print(f"not imported: {entry.key}: {why}, and the inventory alone does not"
+                      " give its SHA-256 and size", file=sys.stderr)  # fmt: skip
+                continue
+            catalog.record(entry.key, size=size, sha256=entry.sha256, mtime_ns=0, etag=EMPTY_ETAG)
+            print(f"imported, but {why}: {entry.key}", file=sys.stderr)
+    print(f"{len(entries) - bad} of {len(entries)} entries imported with a copy that matches")
+    return 1 if bad else 0
+
+
+def _scan(catalog: Catalog, config: Config) -> int:
+    count = 0
+    with opened_stores(_source_only(config)) as (source, *_):
+        for listed in source.listing():
+            found = _hashed(source, listed.key)
+            if found is not None:
+                _record(catalog, source, listed.key, found)
+                count += 1
+    print(f"{count} files recorded from {config.source}")
+    return 0
+
+
+def _show(catalog: Catalog, key: str, as_json: bool) -> int:
+    entry = catalog.get(key)
+    copies = Copies(catalog)
+    doc: dict[str, Any] = {
+        "key": key,
+        "entry": asdict(entry) if entry is not None else None,
+        "copies": [asdict(c) for c in copies.of_path(key)],
+        "history": [asdict(h) for h in catalog.history(key)],
+        "events": [asdict(e) for e in copies.events(key)],
+    }
+    if as_json:
+        print(json.dumps(doc, indent=1, ensure_ascii=False))
+    else:
+        print(_text(doc))
+    return 0 if entry is not None or doc["copies"] else 1
+
+
+def _migrated(catalog: Catalog, config: Config) -> int:
+    print(f"catalog {config.state_path / 'catalog.db'}: schema version {catalog.schema_version}")
+    return 0
+
+
+# -- helpers --------------------------------------------------------------------------------
+
+
+def _source_only(config: Config) -> Config:
+    import dataclasses
+
+    return dataclasses.replace(config, replica=())
+
+
+def _hashed(store: AuditStore, key: str) -> tuple[int, str, str] | None:
+    """(size, sha256, md5) of the store's copy; None when it cannot be read."""
+    sha256, md5, size = hashlib.sha256(), hashlib.md5(usedforsecurity=False), 0
+    try:
+        for chunk in store.read(key):
+            sha256.update(chunk)
+            md5.update(chunk)
+            size += len(chunk)
+    except Unreadable:
+        return None
+    return size, sha256.hexdigest(), md5.hexdigest()
+
+
+def _matches(entry: Expected, found: tuple[int, str, str]) -> bool:
+    size, sha256, md5 = found
+    if entry.size is not None and entry.size != size:
+        return False
+    if entry.sha256 is not None:
+        return entry.sha256 == sha256
+    return entry.md5 is not None and entry.md5 == md5
+
+
+def _record(catalog: Catalog, store: AuditStore, key: str, found: tuple[int, str, str]) -> None:
+    """A copy hashed now, with the file's identity where SOURCE is a directory."""
+    size, sha256, _ = found
+    path = os.path.join(store.id, key)
+    if store.id.startswith("s3://"):
+        copy = CopyEvent(key, store.id, "verified", size, sha256, None, "ok", "read")
+        catalog.record(key, size=size, sha256=sha256, mtime_ns=0, etag=EMPTY_ETAG, copies=[copy])
+        return
+    st = os.stat(path, follow_symlinks=False)
+    copy = CopyEvent(key, store.id, "verified", size, sha256, local_ident(st), "ok", "read")
+    catalog.record(key, size=size, sha256=sha256, mtime_ns=st.st_mtime_ns, etag=file_etag(st),
+                   ino=st.st_ino, ctime_ns=st.st_ctime_ns, copies=[copy])  # fmt: skip
+
+
+def _text(doc: dict[str, Any]) -> str:
+    lines = [f"key {doc['key']}"]
+    entry = doc["entry"]
+    if entry is None:
+        lines.append("  not catalogued")
+    else:
+        state = "deleted" if entry["deleted"] else "live"
+        lines.append(f"  {state}: {entry['size']} bytes, sha256 {entry['sha256']}")
+    for copy in doc["copies"]:
+        lines.append(f"  copy in {copy['store']}: {copy['state']}, {copy['size']} bytes,"
+                     f" last check {copy['result']}")  # fmt: skip
+    for event in doc["events"]:
+        lines.append(f"    {event['store']}: {event['event']} {event['result'] or ''}".rstrip())
+    return "\n".join(_lines(lines))
+
+
+def _lines(lines: list[str]) -> Iterator[str]:
+    for line in lines:
+        yield line.replace("\n", "\\n")
