@@ -206,3 +206,26 @@ def read_count(catalog: Path) -> int:
     except sqlite3.Error:
         return 0
     return int(row[0])
+
+
+def test_a_bucket_as_source_and_a_copy_that_cannot_be_read(
+    ferryman: Any, tmp_path: Path, moto_server: MotoServer, s3_bucket: str
+) -> None:
+    from tests.faultproxy import FaultProxy, Rule
+
+    url = f"s3://{s3_bucket}"
+    srv = writable(ferryman, tmp_path, root=url, env=s3_env(moto_server.url))
+    for name in ("one.bin", "two.bin", "three.bin"):
+        assert put(srv, "/" + name, pattern(50_000, len(name))).status == 201
+    srv.stop()
+    state = ["--state-dir", str(tmp_path / "state")]
+    with FaultProxy(moto_server.url) as proxy:
+        env = {**s3_env(proxy.url), "FERRYMAN_S3_ENDPOINT": proxy.url}
+        assert audit(url, *state, "--deep", env=env)[0] == 0
+        proxy.add(Rule(method="GET", path="two.bin", error_status=500, times=None))
+        moto_server.put_object(s3_bucket, "four.bin", b"not written through ferryman")
+        report = tmp_path / "r.json"
+        status, out = audit(url, *state, "--deep", "--report", str(report), env=env)
+    assert status == 1, out
+    assert findings_of(report) == {("two.bin", url, "unreadable"), ("four.bin", url, "unexpected")}
+    assert proxy.url.removeprefix("http://") not in report.read_text()

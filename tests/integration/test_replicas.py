@@ -157,3 +157,19 @@ def test_replicas_from_the_environment_and_toml(tmp_path: Path) -> None:
     assert build_config({"config": str(toml)}, {}).replica == ("/x y", "s3://z")
     assert build_config({"replica": ["/q"]}, env).replica == ("/q",)
     assert os.environ.get("FERRYMAN_REPLICA") is None
+
+
+def test_a_replica_bucket_that_does_not_exist_stops_the_start(
+    tmp_path: Path, moto_server: MotoServer
+) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    done = subprocess.run(
+        [sys.executable, "-m", "ferryman.cli", "serve", str(root), "--port", "0",
+         "--allow-write", "--tokens", str(tokens_file(tmp_path)),
+         "--replica", "s3://no-such-bucket-here"],
+        capture_output=True, text=True, timeout=60,
+        env={**os.environ, **s3_env(moto_server.url), "FERRYMAN_S3_ENDPOINT": moto_server.url},
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert "no-such-bucket-here" in done.stderr and "does not exist" in done.stderr
