@@ -141,16 +141,21 @@ def check_round(srv: ServerProcess, read_stored: Callable[[], bytes | None], sta
 def test_one_key_from_several_processes_local(
     ferryman: Any, tmp_path: Path, clients: ProcessPoolExecutor
 ) -> None:
-    root, state = tmp_path / "root", tmp_path / "state"
-    srv = writable(ferryman, tmp_path, "--workers", "2")
-    path = root / KEY
+    """With a replica directory too: after every round it holds what SOURCE holds."""
+    root, state, mirror = tmp_path / "root", tmp_path / "state", tmp_path / "mirror"
+    mirror.mkdir()
+    srv = writable(ferryman, tmp_path, "--workers", "2", "--replica", str(mirror))
+    path, copy = root / KEY, mirror / KEY
 
     def read_stored() -> bytes | None:
-        return path.read_bytes() if path.exists() else None
+        stored = path.read_bytes() if path.exists() else None
+        replica = copy.read_bytes() if copy.exists() else None
+        assert replica == stored, "the replica holds another version than SOURCE"
+        return stored
 
     for round_no in range(ROUNDS):
         check_round(srv, read_stored, state, round_no, clients)
-    assert not upload_temporaries(root)
+    assert not upload_temporaries(root) and not upload_temporaries(mirror)
 
 
 def test_one_key_from_several_processes_store(
