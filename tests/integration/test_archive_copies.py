@@ -15,7 +15,6 @@ import json
 import os
 import socket
 import struct
-import subprocess
 import tarfile
 import threading
 import time
@@ -28,6 +27,7 @@ import pytest
 from ferryman.app.spool import LOCK_NAME, PREFIX
 from tests.conftest import ServerProcess, pattern, wait_until
 from tests.integration.test_archives import worker_pids
+from tests.mounts import tmpfs
 from tests.slowclient import body_of
 
 BIG = 16 * 1024 * 1024  # far more than the socket buffers of a slow reader hold
@@ -298,21 +298,12 @@ def test_a_corrupted_archive_is_refused_never_served(
 @pytest.fixture
 def read_only_source(tmp_path: Path) -> Iterator[Path]:
     """A tmpfs holding one .tar.gz, remounted read-only (root is refused writes there too)."""
-    mount = tmp_path / "ro"
-    mount.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mount)],
-        capture_output=True,
-        text=True,
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a filesystem here: {done.stderr.strip()}")
-    try:
+
+    def fill(mount: Path) -> None:
         build(mount / "rel.tgz", {"docs/a.txt": b"read-only\n", "p.bin": pattern(3_000_000)})
-        subprocess.run(["mount", "-o", "remount,ro", str(mount)], check=True)
+
+    with tmpfs(tmp_path / "ro", "64m", fill, read_only=True) as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 def test_a_read_only_source_serves_members_from_a_per_user_state_directory(

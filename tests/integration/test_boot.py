@@ -25,6 +25,7 @@ import pytest
 from ferryman.catalog import Catalog
 from tests.conftest import ServerProcess, pattern, wait_until
 from tests.faultproxy import FaultProxy, Rule
+from tests.mounts import tmpfs
 from tests.rawhttp import RawResponse
 from tests.s3server import ACCESS_KEY, SECRET_KEY, MotoServer
 from tests.s3server import s3_env as environment_for
@@ -62,17 +63,8 @@ def tokens(tmp_path: Path) -> Path:
 @contextmanager
 def read_only_mount(where: Path, fill: Callable[[Path], None]) -> Iterator[Path]:
     """A small tmpfs at `where`, filled by `fill`, then remounted read-only."""
-    where.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(where)],
-                          capture_output=True, text=True, check=False)  # fmt: skip
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
-    try:
-        fill(where)
-        subprocess.run(["mount", "-o", "remount,ro", str(where)], check=True)
-        yield where
-    finally:
-        subprocess.run(["umount", "-l", str(where)], check=True)
+    with tmpfs(where, "4m", fill, read_only=True) as mount:
+        yield mount
 
 
 # -- the catalog --------------------------------------------------------------------------

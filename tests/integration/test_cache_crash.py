@@ -27,6 +27,7 @@ from ferryman.cache.crypto import BadBlock, BlockCipher, load_or_create_key
 from ferryman.cache.entry import CacheDir, EntryMeta
 from ferryman.cache.eviction import Evictor
 from tests.conftest import CI
+from tests.mounts import tmpfs as mounted
 
 KILLS = 30 if CI else (500 if os.environ.get("FERRYMAN_SLOW") == "1" else 100)
 BLOCK = 4096
@@ -322,19 +323,8 @@ def test_eviction_spares_an_entry_another_process_holds(tmp_path: Path) -> None:
 @pytest.fixture
 def tmpfs(tmp_path: Path) -> Iterator[Path]:
     """An 8 MiB tmpfs (needs root; skipped where mounting is not allowed)."""
-    mount_point = tmp_path / "small"
-    mount_point.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount_point)],
-        capture_output=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
-    try:
+    with mounted(tmp_path / "small", "8m") as mount_point:
         yield mount_point
-    finally:
-        subprocess.run(["umount", "-l", str(mount_point)], check=True)
 
 
 MIB = 1 << 20

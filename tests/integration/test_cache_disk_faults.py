@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import shutil
 import socket
-import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +20,8 @@ import pytest
 from tests.conftest import ServerProcess, pattern, wait_until
 from tests.faultproxy import FaultProxy
 from tests.integration.test_cache_gateway import MIB, Gateway, entry_dirs, get
+from tests.mounts import remount
+from tests.mounts import tmpfs as mounted
 from tests.s3server import MotoServer
 
 SIZE = 3 * MIB + 4321
@@ -33,17 +34,8 @@ CLEARED = "cache: usable again"
 @pytest.fixture
 def tmpfs(tmp_path: Path) -> Iterator[Path]:
     """An 8 MiB tmpfs, unmounted at the end (skipped where mounting is refused)."""
-    mount = tmp_path / "cachefs"
-    mount.mkdir()
-    made = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount)], capture_output=True
-    )
-    if made.returncode != 0:
-        pytest.skip(f"mounting a tmpfs is refused here: {made.stderr.decode().strip()}")
-    try:
+    with mounted(tmp_path / "cachefs", "8m") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 @pytest.fixture
@@ -93,11 +85,6 @@ def fill_up(directory: Path, leave: int) -> Path:
     with open(ballast, "wb") as handle:
         handle.write(bytes(max(0, free - leave)))
     return ballast
-
-
-def remount(mount: Path, mode: str) -> bool:
-    made = subprocess.run(["mount", "-o", f"remount,{mode}", str(mount)], capture_output=True)
-    return made.returncode == 0
 
 
 def start(gateway: Gateway, cache: Path) -> ServerProcess:

@@ -13,7 +13,6 @@ import os
 import re
 import signal
 import socket
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -23,6 +22,7 @@ import pytest
 
 from tests.conftest import CI, ServerProcess, pattern, wait_until
 from tests.faultproxy import FaultProxy, Rule
+from tests.mounts import tmpfs
 from tests.rawhttp import read_response
 from tests.s3server import MotoServer, s3_env
 
@@ -420,28 +420,21 @@ def test_age_limit_evicts_unused_entries(gateway: Gateway) -> None:
 
 
 def test_free_space_floor(gateway: Gateway, tmp_path: Path) -> None:
-    mount = tmp_path / "small-fs"
-    mount.mkdir()
-    made = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=12m", "tmpfs", str(mount)], capture_output=True
-    )
-    if made.returncode != 0:
-        pytest.skip("cannot mount a tmpfs here")
-    try:
-        gateway.cache = mount / "cache"
-        for name in ("a", "b", "c"):
-            gateway.put(f"{name}.bin", pattern(3 * MIB, ord(name)))
-        srv = gateway.start("--cache-min-free", "5MiB", "--cache-readahead", "0")
-        for name in ("a", "b", "c"):
-            assert wait_until(lambda: not in_use(gateway.cache), timeout=10)
-            assert_serves_whole(srv, f"{name}.bin", pattern(3 * MIB, ord(name)))
-        assert wait_until(lambda: os.statvfs(mount).f_bavail * os.statvfs(mount).f_frsize
-                          >= 5 * MIB, timeout=10)  # fmt: skip
-        assert len(entry_dirs(gateway.cache)) < 3
-        srv.stop()
-    finally:
-        gateway.stop()
-        subprocess.run(["umount", "-l", str(mount)], check=False)
+    with tmpfs(tmp_path / "small-fs", "12m") as mount:
+        try:
+            gateway.cache = mount / "cache"
+            for name in ("a", "b", "c"):
+                gateway.put(f"{name}.bin", pattern(3 * MIB, ord(name)))
+            srv = gateway.start("--cache-min-free", "5MiB", "--cache-readahead", "0")
+            for name in ("a", "b", "c"):
+                assert wait_until(lambda: not in_use(gateway.cache), timeout=10)
+                assert_serves_whole(srv, f"{name}.bin", pattern(3 * MIB, ord(name)))
+            assert wait_until(lambda: os.statvfs(mount).f_bavail * os.statvfs(mount).f_frsize
+                              >= 5 * MIB, timeout=10)  # fmt: skip
+            assert len(entry_dirs(gateway.cache)) < 3
+            srv.stop()
+        finally:
+            gateway.stop()
 
 
 # -- encryption -----------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from urllib.parse import quote
 import pytest
 
 from tests.conftest import ServerProcess, need, pattern, wait_until
+from tests.mounts import tmpfs
 
 WRITE, READ = "w-token-0123456789", "r-token-0123456789"
 
@@ -469,14 +470,8 @@ def test_catalog_records_writes_and_gets_carry_repr_digest(store) -> None:  # ty
 @pytest.fixture
 def small_disk(tmp_path: Path):  # type: ignore[no-untyped-def]
     """A 1 MiB filesystem as the served root (needs root to mount a tmpfs)."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)],
-                          capture_output=True, text=True)  # fmt: skip
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a small filesystem here: {done.stderr.strip()}")
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], check=False)
+    with tmpfs(tmp_path / "disk", "1m") as mount:
+        yield mount
 
 
 def test_full_disk_is_507_and_stores_nothing(ferryman, tmp_path: Path, small_disk: Path) -> None:  # type: ignore[no-untyped-def]

@@ -12,7 +12,6 @@ import hashlib
 import io
 import json
 import re
-import subprocess
 from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
@@ -39,6 +38,7 @@ from tests.auditresults import (
     counts_by_store_and_kind,
     realistic_result,
 )
+from tests.mounts import tmpfs
 
 FINDING_KEYS = [
     "key",
@@ -351,17 +351,8 @@ def test_write_report_into_a_missing_directory(tmp_path: Path) -> None:
 @pytest.fixture
 def small_fs(tmp_path: Path) -> Iterator[Path]:
     """A 64 KiB tmpfs, unmounted at the end (skipped where mounting is refused)."""
-    mount = tmp_path / "small"
-    mount.mkdir()
-    made = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], capture_output=True
-    )
-    if made.returncode != 0:
-        pytest.skip(f"mounting a tmpfs is refused here: {made.stderr.decode().strip()}")
-    try:
+    with tmpfs(tmp_path / "small", "64k") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 def test_a_full_disk_keeps_the_old_report_whole(small_fs: Path) -> None:

@@ -6,13 +6,13 @@ stopped by file modes."""
 from __future__ import annotations
 
 import hashlib
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from ferryman.config import Config
+from tests.mounts import remount, tmpfs
 
 
 @pytest.fixture
@@ -23,20 +23,12 @@ def xdg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture
 def read_only(tmp_path: Path) -> Iterator[Path]:
-    mount = tmp_path / "ro"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)],
-                          capture_output=True, text=True)  # fmt: skip
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a filesystem here: {done.stderr.strip()}")
-    try:
+    with tmpfs(tmp_path / "ro", "1m") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 def remount_ro(mount: Path) -> None:
-    subprocess.run(["mount", "-o", "remount,ro", str(mount)], check=True)
+    assert remount(mount, "ro")
 
 
 def test_a_writable_source_keeps_its_state_inside(tmp_path: Path, xdg: Path) -> None:
