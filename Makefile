@@ -11,8 +11,10 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Real clients the integration tests drive (Debian package: command it provides);
 # chromium opens the HTML audit report (playwright drives it, never downloading a browser).
 TEST_TOOLS := curl:curl wget:wget aria2:aria2c wrk:wrk chromium:chromium
+# Peers of the audit benchmark (bench/audit_bench.py), installed only for it.
+BENCH_TOOLS := rclone:rclone
 
-.PHONY: serve test setup native native-tools test-tools lint typecheck unit fuzz bench bench-cache bench-soak clean
+.PHONY: serve test setup native native-tools test-tools bench-tools lint typecheck unit fuzz bench bench-cache bench-soak bench-audit clean
 
 setup: $(STAMP)
 
@@ -53,6 +55,16 @@ test-tools:
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
+bench-tools:
+	@missing=""; for pair in $(BENCH_TOOLS); do \
+	  pkg=$${pair%%:*}; cmd=$${pair##*:}; \
+	  command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$pkg"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench tools
 	$(BIN)/ruff format --check src tests bench tools
@@ -78,6 +90,11 @@ bench-cache: native
 # a table, and bench/results/soak-latest.json. SHORT=1 runs the CI counts.
 bench-soak: native test-tools
 	$(BIN)/python -m bench.soak $(if $(SHORT),--short)
+
+# ferryman audit beside rclone check and sha256sum -c on the same trees (bench/audit_bench.py;
+# ~4 min with QUICK=1): a table, and bench/results/audit-latest.json.
+bench-audit: $(STAMP) bench-tools
+	$(BIN)/python bench/audit_bench.py $(if $(QUICK),--quick)
 
 clean:
 	$(PYTHON) tools/build_native.py --clean
