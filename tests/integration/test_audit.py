@@ -192,6 +192,46 @@ def test_an_audit_killed_midway_continues_and_reads_nothing_twice(tmp_path: Path
     assert read_count(catalog) == 40  # each copy hashed once over both runs
 
 
+def test_a_repeated_audit_records_only_what_changed(tmp_path: Path) -> None:
+    """The catalog grows with what an audit learns, not with the store: a second listing
+    audit of an unchanged tree adds no copy event and no per-key row; a rewritten file
+    and a missing one are noted, and a finding is a row of its run."""
+    import sqlite3
+
+    root = tmp_path / "root"
+    root.mkdir()
+    lines = []
+    for i in range(300):
+        body = pattern(100 + i, i)
+        (root / f"d{i % 7}" / f"f{i:03d}.bin").parent.mkdir(exist_ok=True)
+        (root / f"d{i % 7}" / f"f{i:03d}.bin").write_bytes(body)
+        lines.append(f"d{i % 7}/f{i:03d}.bin,{len(body)},{hashlib.sha256(body).hexdigest()}")
+    inventory = tmp_path / "inv.csv"
+    inventory.write_text("key,size,sha256\n" + "\n".join(lines) + "\n")
+    state = ["--inventory", str(inventory), "--state-dir", str(tmp_path / "state")]
+    catalog = tmp_path / "state" / "catalog.db"
+
+    def counts() -> tuple[int, int, int]:
+        with sqlite3.connect(f"file:{catalog}?mode=ro", uri=True) as conn:
+            events = conn.execute("SELECT count(*) FROM copy_events").fetchone()[0]
+            copies = conn.execute("SELECT count(*) FROM copies").fetchone()[0]
+            findings = conn.execute("SELECT count(*) FROM run_findings").fetchone()[0]
+        return events, copies, findings
+
+    assert audit(str(root), *state)[0] == 0
+    first = counts()
+    assert first == (300, 300, 0)  # every copy learned once
+    assert audit(str(root), *state)[0] == 0
+    assert counts() == first  # nothing new: nothing written
+    (root / "d1" / "f001.bin").write_bytes(pattern(101, 99))  # same size, another version
+    (root / "d2" / "f002.bin").unlink()
+    status, out = audit(str(root), *state)
+    assert status == 1 and "d2/f002.bin" in out
+    assert counts() == (302, 300, 1)  # the rewritten and the missing copy; one finding
+    status, _ = audit(str(root), *state)
+    assert status == 1 and counts() == (302, 300, 2)  # the same finding, in a new run
+
+
 def read_count(catalog: Path) -> int:
     """How many copies were hashed ('verified' events from reading), from another process."""
     import sqlite3

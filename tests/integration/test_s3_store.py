@@ -309,6 +309,28 @@ def test_list_all_gives_every_key_at_any_depth_in_key_order(
             assert etag == moto_server.head_object(s3_bucket, "p/" + key)[1]["etag"]
 
 
+def test_list_all_asks_ahead_and_a_caller_that_stops_leaves_no_request_behind(
+    moto_server: MotoServer, s3_bucket: str
+) -> None:
+    """The next page is asked for while a page is handed on; a caller that stops after
+    the first key cancels it: no task is left running, and no error is left unseen."""
+    for n in range(7):
+        moto_server.put_object(s3_bucket, f"k{n}", b"x")
+
+    async def use(store: S3Store) -> tuple[str, list[asyncio.Task[Any]]]:
+        listing = store.list_all()
+        first = await anext(listing)
+        ahead = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        await listing.aclose()
+        await asyncio.sleep(0)
+        left = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        assert len(ahead) == 1  # the second page, asked for before the first key came
+        return first[0], left
+
+    first, left = use_store(moto_server.url, s3_bucket, use, list_page=2)
+    assert first == "k0" and left == []
+
+
 # -- upload and delete -----------------------------------------------------------------
 
 

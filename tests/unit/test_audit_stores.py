@@ -10,7 +10,9 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ferryman.audit.stores import Listed, LocalTree, Unreadable, local_ident
+from ferryman.audit.localtree import LocalTree, local_ident
+from ferryman.audit.model import Stored
+from ferryman.audit.stores import Unreadable
 from tests.conftest import pattern
 
 SEGMENT = st.text(alphabet="ab-0/é.Z_", min_size=1, max_size=4).filter(
@@ -19,7 +21,7 @@ SEGMENT = st.text(alphabet="ab-0/é.Z_", min_size=1, max_size=4).filter(
 KEYS = st.lists(st.lists(SEGMENT, min_size=1, max_size=3).map("/".join), max_size=25)
 
 
-def listing(tree: LocalTree) -> list[Listed]:
+def listing(tree: LocalTree) -> list[Stored]:
     return list(tree.listing())
 
 
@@ -88,3 +90,25 @@ def test_reads_are_byte_exact_and_never_follow_a_symlink(tmp_path: Path) -> None
         except Unreadable:
             continue
         raise AssertionError(f"{key} was read")
+
+
+def test_what_is_removed_under_a_walk_is_not_listed_and_nothing_is_left_open(
+    tmp_path: Path,
+) -> None:
+    """A file or a directory removed while the walk passes is gone, not a failed listing;
+    a walk stopped early closes every directory it opened."""
+    for name in ("a/1", "a/2", "b/1", "b/2", "c/1"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_bytes(b"x")
+    before = len(os.listdir("/proc/self/fd"))
+    walk = LocalTree(str(tmp_path)).listing()
+    assert next(walk).key == "a/1"
+    (tmp_path / "a/2").unlink()  # read with its directory already: its stat fails
+    shutil.rmtree(tmp_path / "b")  # not opened yet
+    assert [item.key for item in walk] == ["c/1"]
+    assert len(os.listdir("/proc/self/fd")) == before
+    stopped = LocalTree(str(tmp_path)).listing()
+    next(stopped)
+    assert len(os.listdir("/proc/self/fd")) > before  # the root and a/ are open
+    stopped.close()
+    assert len(os.listdir("/proc/self/fd")) == before

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 import ferryman.catalog
 from ferryman.catalog import Catalog, CatalogEntry, CatalogError, Intent, db, sqlitefile
-from ferryman.catalog.schema import LATEST, MIGRATIONS, statements
+from ferryman.catalog.schema import LATEST, MIGRATIONS, check_path, statements
 from ferryman.errors import FerrymanError
 
 
@@ -617,3 +617,22 @@ def test_a_single_use_url_is_used_once_given_back_once_and_forgotten_when_expire
     catalog.begin(Intent("a", "delete", "1:1"), once=(digest, int(time.time()) - 5))
     catalog.begin(Intent("b", "delete", "1:3"), once=(sha(2), far))  # prunes the expired one
     assert not catalog.url_used(digest) and catalog.url_used(sha(2))
+
+
+@given(st.lists(st.sampled_from(["a", "é", ".", "..", "", "...", ".a", "a.", "\x00", "\ud800"]),
+                min_size=1, max_size=5).map("/".join))  # fmt: skip
+def test_a_catalog_path_is_refused_exactly_when_a_segment_is_empty_dot_or_dotdot(
+    path: str,
+) -> None:
+    """check_path's substring tests agree with the rule they stand for, segment by segment."""
+    segments = path.split("/")
+    bad = (
+        any(s in ("", ".", "..") for s in segments)
+        or "\x00" in path
+        or any("\ud800" <= c <= "\udfff" for c in path)
+    )
+    if bad:
+        with pytest.raises(ValueError):
+            check_path(path)
+    else:
+        check_path(path)

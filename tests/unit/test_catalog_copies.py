@@ -5,13 +5,14 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 
 import pytest
 
 from ferryman.catalog import Catalog
 from ferryman.catalog.copies import Copies, CopyEvent
-from ferryman.catalog.runs import Check, Runs
+from ferryman.catalog.runs import Check, Runs, StoreProgress
 
 
 def sha(n: int) -> str:
@@ -79,16 +80,18 @@ def test_a_digest_and_its_time_carry_over_only_while_the_copy_is_the_same(
     assert (state.state, state.result) == ("deleted", "missing")
 
 
-def test_copies_of_a_store_come_in_path_order_across_pages(
-    catalog: Catalog, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from ferryman.catalog import copies as module
-
-    monkeypatch.setattr(module, "PAGE_SIZE", 3)
+def test_what_is_known_of_a_store_is_every_copy_in_it_and_no_other(catalog: Catalog) -> None:
     names = ["b", "a/z", "a-c", "é", "a", "Z", "a/b/c"]
     Copies(catalog).note(CopyEvent(n, "S", "written", 1, sha(1), "i") for n in names)
-    Copies(catalog).note([CopyEvent("other", "T", "written", 1, sha(1), "i")])
-    assert [c.path for c in Copies(catalog).of_store("S")] == sorted(names)
+    Copies(catalog).note([CopyEvent("other", "T", "written", 2, sha(2), "j")])
+    Copies(catalog).note(
+        [CopyEvent("b", "S", "verified", 1, None, "i2", "size_mismatch", "listing")]
+    )
+    known = Copies(catalog).known("S")
+    assert sorted(known) == sorted(names)
+    assert known["a"].sha256 == sha(1) and known["a"].state == "present"
+    assert known["b"].ident == "i2" and known["b"].result == "size_mismatch"
+    assert known["b"].sha256 is None  # another version: its digest is not carried over
 
 
 def test_an_unfinished_run_with_the_same_options_is_continued(catalog: Catalog) -> None:
@@ -96,15 +99,50 @@ def test_an_unfinished_run_with_the_same_options_is_continued(catalog: Catalog) 
     options = {"stores": ["/a", "s3://b"], "deep": True}
     first = runs.start("audit", options)
     assert not first.resumed
-    runs.record(first, [Check("/a", "k1", "ok"), Check("/a", "k2", "missing")],
+    assert runs.progress(first, "/a") == StoreProgress(None, 0)
+    runs.record(first, "/a", StoreProgress("k2", 1), [Check("/a", "k2", "missing")],
                 [CopyEvent("k1", "/a", "verified", 1, sha(1), "i", "ok", "read")])  # fmt: skip
+    runs.record(first, "/a", StoreProgress("k4", 2), [Check("/a", "k3", "zero_byte")])
     again = runs.start("audit", {"deep": True, "stores": ["/a", "s3://b"]})  # any key order
     assert again.resumed and again.id == first.id
-    assert runs.checked(again, "/a") == {"k1", "k2"} and runs.checked(again, "s3://b") == set()
+    assert runs.progress(again, "/a") == StoreProgress("k4", 2)
+    assert runs.progress(again, "s3://b") == StoreProgress(None, 0)
     other = runs.start("audit", {"stores": ["/a"], "deep": True})
     assert other.id != first.id and not other.resumed
     runs.finish(again)
     assert not runs.start("audit", options).resumed  # finished: a new run
-    assert [(c.path, c.result) for c in runs.checks(first)] == [("k1", "ok"), ("k2", "missing")]
+    assert [(c.path, c.result) for c in runs.findings(first)] == [
+        ("k2", "missing"),
+        ("k3", "zero_byte"),
+    ]
+    with pytest.raises(ValueError, match="findings only"):
+        runs.record(first, "/a", StoreProgress("k5", 3), [Check("/a", "k5", "ok")])
     [copy] = Copies(catalog).of_path("k1")
     assert copy.result == "ok" and copy.verified_ns is not None
+
+
+def test_a_run_recorded_key_by_key_is_carried_into_per_store_progress(tmp_path: Path) -> None:
+    """Schema v5: an unfinished run of a v4 catalog (one row per key checked) becomes its
+    progress per store (the last key, the fine copies counted) and its findings."""
+    from ferryman.catalog.schema import MIGRATIONS, statements
+
+    path = tmp_path / "catalog.db"
+    with closing(sqlite3.connect(path, isolation_level=None)) as conn:
+        for script in MIGRATIONS[:4]:
+            for statement in statements(script):
+                conn.execute(statement)
+        conn.execute("UPDATE meta SET value = 4 WHERE key = 'schema_version'")
+        conn.execute("INSERT INTO runs VALUES ('r1', 'audit', '{}', 1, NULL)")
+        conn.executemany(
+            "INSERT INTO run_checks (run, store, path, result) VALUES ('r1', ?, ?, ?)",
+            [("/a", "k1", "ok"), ("/a", "k3", "missing"), ("/a", "k2", "ok"), ("/b", "k1", "ok")],
+        )
+    with Catalog(path) as catalog:
+        runs = Runs(catalog)
+        run = runs.start("audit", {})
+        assert run.resumed and run.id == "r1"
+        assert runs.progress(run, "/a") == StoreProgress("k3", 2)
+        assert runs.progress(run, "/b") == StoreProgress("k1", 1)
+        assert [(c.store, c.path, c.result) for c in runs.findings(run)] == [
+            ("/a", "k3", "missing")
+        ]

@@ -31,8 +31,9 @@ from typing import Any
 from ferryman.app.files import file_etag
 from ferryman.audit.command import config_of, open_catalog_for, opened_stores
 from ferryman.audit.inventory import InventoryError, read_inventory
+from ferryman.audit.localtree import local_ident
 from ferryman.audit.model import Expected
-from ferryman.audit.stores import AuditStore, Unreadable, local_ident
+from ferryman.audit.stores import AuditStore, Unreadable
 from ferryman.catalog.copies import Copies, CopyEvent
 from ferryman.catalog.db import Catalog, CatalogError
 from ferryman.config import Config

@@ -21,15 +21,19 @@ import contextlib
 import dataclasses
 import sys
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ferryman.audit.inventory import InventoryError, read_inventory
+from ferryman.audit.localtree import LocalTree
 from ferryman.audit.model import AuditResult
 from ferryman.audit.run import Audit, AuditOptions, from_catalog, from_inventory
-from ferryman.audit.stores import AuditStore, LocalTree, ObjectStore, Portal
+from ferryman.audit.stores import AuditStore
 from ferryman.catalog.db import Catalog, CatalogError
 from ferryman.config import Config, build_config, parse_duration, parse_size
 from ferryman.errors import ConfigError
+
+if TYPE_CHECKING:
+    from ferryman.audit.bucket import Portal
 
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_USAGE, EXIT_STORE_FAILED = 0, 1, 2, 3
 
@@ -81,11 +85,14 @@ def opened_stores(config: Config, portal: Portal | None = None) -> Iterator[list
     portal with them: one is made if a bucket needs it and none is given)."""
     locations = [config.source, *config.replica]
     if portal is None and any(loc.startswith("s3://") for loc in locations):
+        from ferryman.audit.bucket import Portal  # an event loop: only for a bucket
+
         portal = Portal()
     stores: list[AuditStore] = []
     try:
         for location in locations:
             if location.startswith("s3://"):
+                from ferryman.audit.bucket import ObjectStore
                 from ferryman.stores.s3 import S3Store
 
                 assert portal is not None
@@ -184,6 +191,8 @@ def repair_command(args: dict[str, Any]) -> int:
     for staging in stagings(config):
         staging.sweep_dead()  # what a killed repair left
     catalog = open_catalog_for(config, inventory=inventory is not None)
+    from ferryman.audit.bucket import Portal  # repairs write through the async targets
+
     portal = Portal()
     try:
         if inventory is not None:

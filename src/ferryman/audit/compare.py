@@ -46,9 +46,8 @@ can read copies between the steps:
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import TypeVar
 
 from ferryman.audit.model import (
     DIGEST_MISMATCH,
@@ -66,10 +65,8 @@ EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 EMPTY_MD5 = hashlib.md5(b"", usedforsecurity=False).hexdigest()
 DELETED = "deleted in the catalog"
 
-T = TypeVar("T")
 
-
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Pair:
     """One key of the join: what is expected of it (None: nothing, or it was deleted)
     and what the store lists (None: not there)."""
@@ -111,27 +108,52 @@ def join(
 ) -> Iterator[Pair]:
     """Every key expected or stored, in order, with both sides; deleted keys count as not
     expected (and are left out when not stored either). ValueError if an input is not
-    strictly sorted by key (a key listed twice is out of order too)."""
-    wanted = _in_order(expected, "expected", lambda e: e.key)
-    listed = _in_order(stored, "stored", lambda s: s.key)
-    gone = _in_order(deleted, "deleted", lambda key: key)
+    strictly sorted by key (a key listed twice is out of order too).
+
+    Runs once per key of every store, so the merge is written out flat: no helper
+    call or generator per item (a third of the time of a listing audit, before)."""
+    wanted, listed, gone = iter(expected), iter(stored), iter(deleted)
     e, s, d = next(wanted, None), next(listed, None), next(gone, None)
     while e is not None or s is not None:
-        key = min(side.key for side in (e, s) if side is not None)
-        while d is not None and d < key:
-            d = next(gone, None)
-        here_e = e if e is not None and e.key == key else None
-        here_s = s if s is not None and s.key == key else None
-        if here_e is not None:
+        here_e: Expected | None = None
+        here_s: Stored | None = None
+        if e is not None and (s is None or e.key <= s.key):
+            here_e = e
+            key = e.key
             e = next(wanted, None)
-        if here_s is not None:
+            if e is not None and not key < e.key:
+                raise _unsorted("expected", key, e.key)
+            take_stored = s is not None and s.key == key
+        else:
+            take_stored = True  # the stored key comes first
+        if take_stored and s is not None:
+            here_s = s
+            key = s.key
             s = next(listed, None)
+            if s is not None and not key < s.key:
+                raise _unsorted("stored", key, s.key)
+        while d is not None and d < key:
+            d = _next_deleted(gone, d)
         if d != key:
             yield Pair(key, here_e, here_s)
         elif here_s is not None:
             yield Pair(key, None, here_s, deleted=True)
-    for _ in gone:  # the rest is checked for order too
-        pass
+    while d is not None:  # the rest is checked for order too
+        d = _next_deleted(gone, d)
+
+
+def _next_deleted(gone: Iterator[str], previous: str) -> str | None:
+    key = next(gone, None)
+    if key is not None and not previous < key:
+        raise _unsorted("deleted", previous, key)
+    return key
+
+
+def _unsorted(what: str, previous: str, key: str) -> ValueError:
+    return ValueError(
+        f"{what} keys are not strictly sorted (code-point order): "
+        f"{_clip(previous)} then {_clip(key)}"
+    )
 
 
 def judge(pair: Pair, store: str) -> Finding | None:
@@ -224,20 +246,6 @@ def _expected_size(expected: Expected) -> tuple[int | None, bool | None]:
     else:
         return None, None
     return (0, False) if empty else (None, True)
-
-
-def _in_order(items: Iterable[T], what: str, key_of: Callable[[T], str]) -> Iterator[T]:
-    """`items`, checked to be strictly increasing by key as they pass."""
-    previous: str | None = None
-    for item in items:
-        key = key_of(item)
-        if previous is not None and not previous < key:
-            raise ValueError(
-                f"{what} keys are not strictly sorted (code-point order): "
-                f"{_clip(previous)} then {_clip(key)}"
-            )
-        previous = key
-        yield item
 
 
 def _clip(key: str, limit: int = 80) -> str:

@@ -3,7 +3,9 @@
 Pure values, no I/O. The expected set comes from the catalog or an
 inventory file (inventory.py); what a store holds comes from listing it
 (and, with --deep, from reading it); compare.py turns the two into findings;
-report.py shows them.
+report.py shows them. An audit makes several values per key and store, so
+the per-key ones are plain slotted dataclasses, not frozen ones (a frozen
+dataclass takes three times as long to make); nothing changes them once made.
 
 A key is a store-relative path: "/"-separated, no leading slash, no empty,
 "." or ".." segment (as the catalog keeps them). A store is named exactly as
@@ -26,7 +28,7 @@ KINDS = (MISSING, ZERO_BYTE, SIZE_MISMATCH, DIGEST_MISMATCH, UNEXPECTED, UNREADA
 REPAIRABLE = (MISSING, ZERO_BYTE, SIZE_MISMATCH, DIGEST_MISMATCH)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Expected:
     """One key that should be stored: its size and digests where known (hex, lower-case)."""
 
@@ -36,7 +38,7 @@ class Expected:
     md5: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Stored:
     """One key as a store lists it.
 
@@ -53,7 +55,7 @@ class Stored:
     ident: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Finding:
     key: str
     store: str

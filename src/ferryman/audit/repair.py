@@ -45,8 +45,9 @@ from ferryman.app.places import Place
 from ferryman.app.spool import Spool
 from ferryman.app.writelock import LockBusy, WriteLocks
 from ferryman.app.writetarget import copy_ident
+from ferryman.audit.bucket import Portal
 from ferryman.audit.model import REPAIRABLE, AuditResult, Expected, Finding
-from ferryman.audit.stores import AuditStore, Portal, StoreUnavailable, Unreadable
+from ferryman.audit.stores import AuditStore, StoreUnavailable, Unreadable
 from ferryman.catalog.copies import Copies, CopyEvent
 from ferryman.catalog.db import Catalog
 from ferryman.errors import HttpError

@@ -5,10 +5,13 @@ entries, or an inventory) and the store's listing are walked together
 (compare.join). A copy whose identifier still matches its last verification
 in the catalog is known by that verification's digest; with --deep (or
 --stale-after, for copies not hashed within that age) the copy is read and
-hashed. Each key's result is recorded, in batches, both as the run's check
-and as the copy's verification, in one transaction, so a run killed with
-SIGKILL and started again with the same options skips what it checked and
-reads nothing twice.
+hashed. Keys are checked in code-point order; in batches, one transaction
+records how far the run got in the store (its last key, and how many copies
+were fine), the findings, and what the catalog learned of the copies (a
+copy's verification is noted when it was read, or when the listing shows it
+other than the catalog knows it). A run killed with SIGKILL and started
+again with the same options skips every key up to its last recorded one,
+and reads nothing twice.
 
 The run is synchronous: local copies are read with plain system calls, a
 bucket through audit/stores.py's Portal. --max-rate caps the bytes read per
@@ -21,7 +24,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -35,16 +38,18 @@ from ferryman.audit.model import (
     Stored,
     StoreTally,
 )
-from ferryman.audit.stores import AuditStore, Listed, StoreUnavailable, Unreadable
-from ferryman.catalog.copies import Copies, CopyEvent, CopyState
+from ferryman.audit.stores import AuditStore, StoreUnavailable, Unreadable
+from ferryman.catalog.copies import Copies, CopyEvent, KnownCopy
 from ferryman.catalog.db import Catalog
-from ferryman.catalog.runs import Check, Run, Runs
+from ferryman.catalog.runs import Check, Run, Runs, StoreProgress
 from ferryman.catalog.schema import check_path
 
 log = logging.getLogger("ferryman.audit")
 
-BATCH = 500  # checks recorded per transaction ...
-BATCH_SECONDS = 2.0  # ... or at least this often
+BATCH = 10_000  # keys checked per recorded batch ...
+BATCH_SECONDS = 2.0  # ... or, when copies are read, at least this often (what a SIGKILL
+# can make a run read again; a listing is cheap to repeat, and is not timed per key)
+PROGRESS_EVERY = 256  # keys between progress updates (each update is a clock read)
 
 
 class Progress(Protocol):
@@ -124,11 +129,26 @@ class RateLimit:
             self.sleep(ahead)
 
 
-@dataclass
 class _Batch:
-    checks: list[Check] = field(default_factory=list)
-    notes: list[CopyEvent] = field(default_factory=list)
-    since: float = field(default_factory=time.monotonic)
+    """What a store's check has found since it last recorded: the findings, the copies'
+    verifications that tell the catalog something new, and how far it got."""
+
+    def __init__(self, progress: StoreProgress) -> None:
+        self.through = progress.through
+        self.ok = progress.ok
+        self.checked = 0  # keys since the last record
+        self.findings: list[Check] = []
+        self.notes: list[CopyEvent] = []
+        self.since = time.monotonic()
+
+    def due(self, reads: bool) -> bool:
+        if self.checked >= BATCH:
+            return True
+        return reads and time.monotonic() - self.since > BATCH_SECONDS
+
+    @property
+    def progress(self) -> StoreProgress:
+        return StoreProgress(self.through, self.ok)
 
 
 class Audit:
@@ -184,27 +204,39 @@ class Audit:
     # -- one store -------------------------------------------------------------------
 
     def _audit_store(self, run: Run, store: AuditStore) -> None:
-        done = self.runs.checked(run, store.id)
-        known = {c.path: c for c in self.copies.of_store(store.id)}
+        batch = _Batch(self.runs.progress(run, store.id))
+        resume_after = batch.through
+        known = self.copies.known(store.id)
         listing = (_stored(item, known.get(item.key)) for item in store.listing())
-        batch = _Batch()
+        unreported = 0  # keys done since the progress bar last heard
         try:
             for pair in join(self.expected.live(), listing, deleted=self.expected.deleted()):
-                if pair.key in done:
-                    continue
-                check, note = self._check(store, pair, known.get(pair.key))
-                batch.checks.append(check)
+                unreported += 1
+                if unreported == PROGRESS_EVERY:
+                    self.progress.advance(objects=unreported)
+                    unreported = 0
+                if resume_after is not None and pair.key <= resume_after:
+                    continue  # checked before the run was stopped
+                finding, note = self._check(store, pair, known.get(pair.key))
+                if finding is None:
+                    batch.ok += 1
+                else:
+                    batch.findings.append(finding)
                 if note is not None:
                     batch.notes.append(note)
-                self.progress.advance(objects=1)
-                if len(batch.checks) >= BATCH or time.monotonic() - batch.since > BATCH_SECONDS:
-                    batch = self._flush(run, batch)
+                batch.through = pair.key
+                batch.checked += 1
+                if batch.due(self.options.reads):
+                    batch = self._flush(run, store, batch)
         finally:
-            self._flush(run, batch)
+            self._flush(run, store, batch)
+            self.progress.advance(objects=unreported)
 
     def _check(
-        self, store: AuditStore, pair: Pair, known: CopyState | None
-    ) -> tuple[Check, CopyEvent | None]:
+        self, store: AuditStore, pair: Pair, known: KnownCopy | None
+    ) -> tuple[Check | None, CopyEvent | None]:
+        """The key's finding in this store (None: fine), and what the catalog should note
+        of its copy (None: nothing it does not know)."""
         finding = judge(pair, store.name)
         computed = None
         if self.options.reads and should_read(pair, finding) and self._due(known, pair.stored):
@@ -216,10 +248,12 @@ class Audit:
             else:
                 finding = judge_read(pair.expected, computed, store.name)
         result = finding.kind if finding is not None else "ok"
-        check = _check(store.id, pair, finding, result)
+        check = _check(store.id, pair, finding) if finding is not None else None
+        if computed is None and _known_as(known, pair.stored, result):
+            return check, None
         return check, self._note(store, pair, result, computed)
 
-    def _due(self, known: CopyState | None, stored: Stored | None) -> bool:
+    def _due(self, known: KnownCopy | None, stored: Stored | None) -> bool:
         """Whether a copy must be hashed now: --deep always; --stale-after when its last
         hashing is older than that, or it changed since, or it was never hashed."""
         if self.options.deep or self.options.stale_after is None:
@@ -259,26 +293,28 @@ class Audit:
         return CopyEvent(pair.key, store.id, "verified", stored.size, stored.sha256,
                          stored.ident, result, "listing")  # fmt: skip
 
-    def _flush(self, run: Run, batch: _Batch) -> _Batch:
-        if batch.checks:
-            self.runs.record(run, batch.checks, batch.notes)
-        return _Batch()
+    def _flush(self, run: Run, store: AuditStore, batch: _Batch) -> _Batch:
+        if batch.checked and batch.through is not None:
+            self.runs.record(run, store.id, batch.progress, batch.findings, batch.notes)
+            return _Batch(batch.progress)
+        return batch
 
     # -- the result --------------------------------------------------------------------
 
     def _result(self, run: Run, tallies: dict[str, StoreTally],
                 finished: int | None) -> AuditResult:  # fmt: skip
         names = {s.id: s.name for s in self.stores}
+        for store_id, tally in tallies.items():
+            tally.counts["ok"] = self.runs.progress(run, store_id).ok
         findings = []
-        for check in self.runs.checks(run):
+        for check in self.runs.findings(run):
             if check.store not in tallies:
                 continue
             tallies[check.store].add(check.result)
-            if check.result != "ok":
-                findings.append(Finding(check.path, names[check.store], check.result,
-                                        check.expected_size, check.actual_size,
-                                        check.expected_sha256, check.actual_sha256,
-                                        check.detail or ""))  # fmt: skip
+            findings.append(Finding(check.path, names[check.store], check.result,
+                                    check.expected_size, check.actual_size,
+                                    check.expected_sha256, check.actual_sha256,
+                                    check.detail or ""))  # fmt: skip
         return AuditResult(
             run_id=run.id,
             started=_iso(run.started_ns),
@@ -292,13 +328,14 @@ class Audit:
         )
 
 
-def _stored(item: Listed, known: CopyState | None) -> Stored:
+def _stored(listed: Stored, known: KnownCopy | None) -> Stored:
     """A listed copy, with the digest of its last verification while it is that version."""
-    trusted = (
-        known is not None and known.ident == item.ident and known.result == "ok"
-        and known.sha256 is not None
-    )  # fmt: skip
-    return item.stored(known.sha256 if trusted and known is not None else None)
+    if (
+        known is None or known.sha256 is None or known.result != "ok"
+        or known.ident != listed.ident or listed.sha256 is not None
+    ):  # fmt: skip
+        return listed
+    return Stored(listed.key, listed.size, known.sha256, listed.md5, listed.ident)
 
 
 def _unreadable(pair: Pair, store: str, why: str) -> Finding:
@@ -312,17 +349,22 @@ def _unreadable(pair: Pair, store: str, why: str) -> Finding:
     )  # fmt: skip
 
 
-def _check(store_id: str, pair: Pair, finding: Finding | None, result: str) -> Check:
-    if finding is not None:
-        f = finding
-        return Check(store_id, pair.key, result, f.expected_size, f.expected_sha256,
-                     f.actual_size, f.actual_sha256, f.detail or None)  # fmt: skip
-    expected, stored = pair.expected, pair.stored
-    return Check(
-        store_id, pair.key, result,
-        expected.size if expected else None, expected.sha256 if expected else None,
-        stored.size if stored else None, stored.sha256 if stored else None,
-    )  # fmt: skip
+def _check(store_id: str, pair: Pair, finding: Finding) -> Check:
+    f = finding
+    return Check(store_id, pair.key, f.kind, f.expected_size, f.expected_sha256,
+                 f.actual_size, f.actual_sha256, f.detail or None)  # fmt: skip
+
+
+def _known_as(known: KnownCopy | None, stored: Stored | None, result: str) -> bool:
+    """Whether the catalog already holds what a listing saw of a copy: the same version
+    (identity and size) with the same result, or the same absence. Such a sighting is
+    counted in the run and changes nothing in the catalog, so a repeated audit of an
+    unchanged store writes no more than its findings."""
+    if known is None or known.result != result:
+        return False
+    if stored is None:
+        return known.state == "deleted"
+    return known.state == "present" and known.ident == stored.ident and known.size == stored.size
 
 
 def _iso(ns: int) -> str:

@@ -15,11 +15,12 @@ verification's digest instead of reading the bytes again.
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ferryman.catalog.schema import check_path
 from ferryman.catalog.sqlitefile import SINGLE, WRITE
@@ -28,7 +29,6 @@ if TYPE_CHECKING:
     from ferryman.catalog.db import Catalog
 
 EVENTS = ("written", "deleted", "write_failed", "verified", "repaired")
-PAGE_SIZE = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +44,17 @@ class CopyEvent:
     result: str | None = None  # "ok" or a finding kind (verified); the reason (write_failed)
     detail: str | None = None  # verified: "read" (hashed now) or "listing"; else free text
     at_ns: int = 0  # set when recorded
+
+
+class KnownCopy(NamedTuple):
+    """What an audit needs to know of a copy it lists (a tuple: made once per copy)."""
+
+    size: int | None
+    sha256: str | None
+    ident: str | None
+    state: str
+    verified_ns: int | None
+    result: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,51 +106,50 @@ _EVENTS_OF = (
     "SELECT path, store, event, size, sha256, ident, result, detail, at_ns"
     " FROM copy_events WHERE path = ? ORDER BY id"
 )
-_OF_STORE = (
-    "SELECT path, store, size, sha256, ident, state, verified_ns, result, updated_ns"
-    " FROM copies WHERE store = ? AND path > ? ORDER BY path LIMIT ?"
-)
+_KNOWN = "SELECT path, size, sha256, ident, state, verified_ns, result FROM copies WHERE store = ?"
 
 
 def note_events(conn: sqlite3.Connection, events: Iterable[CopyEvent]) -> None:
     """Log `events` and bring each copy's state up to date, inside the caller's write
-    transaction (Catalog.record uses it, so a write and its copy land together)."""
+    transaction (Catalog.record uses it, so a write and its copy land together).
+
+    An audit notes thousands at a time: the rows go in with executemany, a run of
+    events of one sort (verified, or a change) per statement, in their order.
+    """
     now = time.time_ns()
-    for event in events:
-        check_path(event.path)
-        if event.event not in EVENTS:
-            raise ValueError(f"copy event {event.event!r} is not one of {EVENTS}")
-        row = (event.path, event.store, event.event, event.size, event.sha256, event.ident,
-               event.result, event.detail, now)  # fmt: skip
-        conn.execute(_LOG, row)
-        if event.event == "verified":
-            _verified(conn, event, now)
-        else:
-            _changed(conn, event, now)
+    for verified, run in itertools.groupby(events, key=lambda e: e.event == "verified"):
+        batch = list(run)
+        for event in batch:
+            check_path(event.path)
+            if event.event not in EVENTS:
+                raise ValueError(f"copy event {event.event!r} is not one of {EVENTS}")
+        conn.executemany(_LOG, [(e.path, e.store, e.event, e.size, e.sha256, e.ident,
+                                 e.result, e.detail, now) for e in batch])  # fmt: skip
+        rows = _verified_rows(batch, now) if verified else _changed_rows(batch, now)
+        conn.executemany(_VERIFIED if verified else _CHANGED, rows)
 
 
-def _changed(conn: sqlite3.Connection, event: CopyEvent, now: int) -> None:
+def _changed_rows(events: list[CopyEvent], now: int) -> list[tuple[Any, ...]]:
     """Written, repaired (both verified as they landed), deleted, or a write that failed."""
-    present = _STATE[event.event] == "present"
-    verified, result = (now, "ok") if present else (None, None)
-    conn.execute(
-        _CHANGED,
-        (event.path, event.store, event.size, event.sha256, event.ident,
-         _STATE[event.event], verified, result, now),
-    )  # fmt: skip
+    rows = []
+    for event in events:
+        present = _STATE[event.event] == "present"
+        verified, result = (now, "ok") if present else (None, None)
+        rows.append((event.path, event.store, event.size, event.sha256, event.ident,
+                     _STATE[event.event], verified, result, now))  # fmt: skip
+    return rows
 
 
-def _verified(conn: sqlite3.Connection, event: CopyEvent, now: int) -> None:
+def _verified_rows(events: list[CopyEvent], now: int) -> list[tuple[Any, ...]]:
     """An audit looked at the copy. `detail` says how: "read" (its bytes were hashed
     now: the copy counts as verified now) or "listing" (its size and, when its ident
     still matched, the digest of its last reading)."""
-    state = "deleted" if event.result == "missing" else "present"
-    hashed = now if event.detail == "read" else None
-    conn.execute(
-        _VERIFIED,
-        (event.path, event.store, event.size, event.sha256, event.ident, state, hashed,
-         event.result, now),
-    )  # fmt: skip
+    return [
+        (e.path, e.store, e.size, e.sha256, e.ident,
+         "deleted" if e.result == "missing" else "present",
+         now if e.detail == "read" else None, e.result, now)
+        for e in events
+    ]  # fmt: skip
 
 
 def _state(row: tuple[Any, ...]) -> CopyState:
@@ -176,13 +186,10 @@ class Copies:
             rows = conn.execute(_EVENTS_OF, (path,)).fetchall()
         return [_event(row) for row in rows]
 
-    def of_store(self, store: str) -> Iterator[CopyState]:
-        """The copies in `store`, by path (code-point order), a page at a time."""
-        after = ""
-        while True:
-            with self.catalog.use(SINGLE) as conn:
-                rows = conn.execute(_OF_STORE, (store, after, PAGE_SIZE)).fetchall()
-            yield from map(_state, rows)
-            if len(rows) < PAGE_SIZE:
-                return
-            after = rows[-1][0]
+    def known(self, store: str) -> dict[str, KnownCopy]:
+        """What the catalog knows of every copy in `store`, by path: an audit looks up each
+        key it lists (one query, only the columns it needs: a store of a million copies
+        is read in seconds and held in some hundreds of MiB)."""
+        with self.catalog.use(SINGLE) as conn:
+            rows = conn.execute(_KNOWN, (store,)).fetchall()
+        return {row[0]: KnownCopy._make(row[1:]) for row in rows}

@@ -1,12 +1,16 @@
-"""Audit and repair runs, and what each has checked so far (schema v4).
+"""Audit and repair runs, how far each got and what each found (schema v5).
 
 A run is named by a random id and described by its options (JSON: the
 stores, the expected set, --deep...). Starting a run with the same options as
-one that never finished continues that one: what it checked is in
-`run_checks`, so a run killed with SIGKILL does not read those copies again.
-Each check is recorded with the copy's verification (copies.py) in one
-transaction, in batches, so a check is either both recorded and noted, or
-neither.
+one that never finished continues that one.
+
+A run checks each store's keys in code-point order, so how far it got is one
+key per store (`run_stores.through`), kept with the number of copies found
+fine; only a finding gets a row of its own (`run_findings`). A run killed
+with SIGKILL and started again skips every key up to `through`, so it reads
+none of those copies again, and what it records grows with its findings, not
+with the size of the store. The progress, the findings and the copies'
+verifications (copies.py) of a batch land in one transaction: all or none.
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ class Run:
 
 @dataclass(frozen=True, slots=True)
 class Check:
-    """What a run found for one key in one store: "ok" or a finding kind."""
+    """What a run found wrong with one key in one store: `result` is a finding kind."""
 
     store: str
     path: str
@@ -50,6 +54,15 @@ class Check:
     actual_size: int | None = None
     actual_sha256: str | None = None
     detail: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoreProgress:
+    """How far a run got in one store: the last key it checked (None: none yet), and
+    how many copies up to there were fine."""
+
+    through: str | None
+    ok: int
 
 
 def _options_text(options: dict[str, Any]) -> str:
@@ -83,14 +96,30 @@ class Runs:
             )
         return Run(run_id, kind, options, now, None)
 
-    def record(self, run: Run, checks: Iterable[Check], notes: Iterable[CopyEvent] = ()) -> None:
-        """Record a batch of checks, and the copies' verifications, in one transaction."""
+    def record(
+        self,
+        run: Run,
+        store: str,
+        progress: StoreProgress,
+        findings: Iterable[Check] = (),
+        notes: Iterable[CopyEvent] = (),
+    ) -> None:
+        """Record how far the run got in `store`, what it found on the way, and the
+        copies' verifications, in one transaction."""
         rows = [(run.id, c.store, c.path, c.result, c.expected_size, c.expected_sha256,
-                 c.actual_size, c.actual_sha256, c.detail) for c in checks]  # fmt: skip
+                 c.actual_size, c.actual_sha256, c.detail) for c in findings]  # fmt: skip
+        if any(row[3] == "ok" for row in rows):
+            raise ValueError("a run records findings only; fine copies are counted")
         batch = list(notes)
         with self.catalog.use(WRITE) as conn:
+            conn.execute(
+                "INSERT INTO run_stores (run, store, through, ok) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (run, store) DO UPDATE SET through = excluded.through,"
+                " ok = excluded.ok",
+                (run.id, store, progress.through, progress.ok),
+            )
             conn.executemany(
-                "INSERT OR REPLACE INTO run_checks (run, store, path, result, expected_size,"
+                "INSERT OR REPLACE INTO run_findings (run, store, path, result, expected_size,"
                 " expected_sha256, actual_size, actual_sha256, detail)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 rows,
@@ -104,23 +133,23 @@ class Runs:
             conn.execute("UPDATE runs SET finished_ns = ? WHERE id = ?", (now, run.id))
         return now
 
-    def checked(self, run: Run, store: str) -> set[str]:
-        """The paths of `store` this run has checked already."""
+    def progress(self, run: Run, store: str) -> StoreProgress:
+        """How far the run got in `store`: nothing yet is StoreProgress(None, 0)."""
         with self.catalog.use(SINGLE) as conn:
-            rows = conn.execute(
-                "SELECT path FROM run_checks WHERE run = ? AND store = ?", (run.id, store)
-            ).fetchall()
-        return {row[0] for row in rows}
+            row = conn.execute(
+                "SELECT through, ok FROM run_stores WHERE run = ? AND store = ?", (run.id, store)
+            ).fetchone()
+        return StoreProgress(row[0], row[1]) if row is not None else StoreProgress(None, 0)
 
-    def checks(self, run: Run) -> Iterator[Check]:
-        """Every check of the run, by store and path, a page at a time."""
+    def findings(self, run: Run) -> Iterator[Check]:
+        """Every finding of the run, by store and path, a page at a time."""
         after = ("", "")
         while True:
             with self.catalog.use(SINGLE) as conn:
                 rows = conn.execute(
                     "SELECT store, path, result, expected_size, expected_sha256, actual_size,"
                     " actual_sha256, detail"
-                    " FROM run_checks WHERE run = ? AND (store, path) > (?, ?)"
+                    " FROM run_findings WHERE run = ? AND (store, path) > (?, ?)"
                     " ORDER BY store, path LIMIT ?",
                     (run.id, *after, PAGE_SIZE),
                 ).fetchall()

@@ -39,6 +39,7 @@ are the credentials accepted.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import re
@@ -278,21 +279,38 @@ class S3Store:
     async def list_all(self) -> AsyncIterator[tuple[str, int, str]]:
         """(key, size, ETag) of every object under the prefix, at any depth, in S3 key
         order (UTF-8 bytes, which is code-point order). "Directory marker" objects
-        (keys ending in "/") are left out: nothing a client could ask for."""
+        (keys ending in "/") are left out: nothing a client could ask for.
+
+        The next page is asked for before this one's keys are handed on, so the
+        store works on it while the caller compares these (an audit of a bucket
+        waits for the store about half as long)."""
         full = f"{self.prefix}/" if self.prefix else ""
-        token: str | None = None
-        while True:
-            params: dict[str, Any] = {"Prefix": full, "MaxKeys": self.list_page}
-            if token:
-                params["ContinuationToken"] = token
-            page = await self._call("", "list_objects_v2", **params)
-            for item in page.get("Contents", []):
-                key = item["Key"][len(full) :]
-                if key and not key.endswith("/"):
-                    yield key, item["Size"], item["ETag"]
-            token = page.get("NextContinuationToken")
-            if not page.get("IsTruncated") or not token:
-                return
+        pending = asyncio.ensure_future(self._list_page(full, None))
+        try:
+            while True:
+                page = await pending
+                token = page.get("NextContinuationToken")
+                more = bool(page.get("IsTruncated") and token)
+                if more:
+                    pending = asyncio.ensure_future(self._list_page(full, token))
+                for item in page.get("Contents", []):
+                    key = item["Key"][len(full) :]
+                    if key and not key.endswith("/"):
+                        yield key, item["Size"], item["ETag"]
+                if not more:
+                    return
+        finally:  # a caller that stops early: the page asked for ahead is not wanted
+            if not pending.done():
+                pending.cancel()
+            with contextlib.suppress(asyncio.CancelledError, StoreError):
+                await pending  # (a failure of a page already awaited was raised above)
+
+    async def _list_page(self, full: str, token: str | None) -> dict[str, Any]:
+        params: dict[str, Any] = {"Prefix": full, "MaxKeys": self.list_page}
+        if token:
+            params["ContinuationToken"] = token
+        page: dict[str, Any] = await self._call("", "list_objects_v2", **params)
+        return page
 
     # -- writing -----------------------------------------------------------------
 
