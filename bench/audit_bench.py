@@ -158,16 +158,28 @@ def document(
             found.get("deep-warm", {}),
         ),
         target(
-            "listing compare (local) at least as fast as rclone check",
+            "listing compare (local, repeated audit) at least as fast as rclone check",
             "listing-local",
             "rclone",
             found.get("listing-local", {}),
         ),
         target(
-            "listing compare (S3, moto) at least as fast as rclone check",
+            "listing compare (local, first audit) at least as fast as rclone check",
+            "listing-local-first",
+            "rclone",
+            found.get("listing-local-first", {}),
+        ),
+        target(
+            "listing compare (S3, moto, repeated audit) at least as fast as rclone check",
             "listing-s3",
             "rclone",
             found.get("listing-s3", {}),
+        ),
+        target(
+            "listing compare (S3, moto, first audit) at least as fast as rclone check",
+            "listing-s3-first",
+            "rclone",
+            found.get("listing-s3-first", {}),
         ),
     ]
     return {
@@ -231,11 +243,15 @@ def main() -> int:
         config.write_text("")
         trees = build_trees(tmp, settings, wanted)
         for key in wanted:
-            if key == "listing-local":
-                sections.append(listing_local(trees["small"], tmp, config))
-            elif key == "listing-s3":
-                moto = start_moto(trees["small"], settings, tmp)
-                sections.append(listing_s3(trees["small"], settings.s3_objects, tmp, config, moto))
+            if key.startswith("listing-local"):
+                first = key.endswith("-first")
+                sections.append(listing_local(trees["small"], tmp, config, first=first))
+            elif key.startswith("listing-s3"):
+                if moto is None:
+                    moto = start_moto(trees["small"], settings, tmp)
+                first = key.endswith("-first")
+                count = settings.s3_objects
+                sections.append(listing_s3(trees["small"], count, tmp, config, moto, first=first))
             else:
                 sections.append(deep(trees["large"], tmp, config, cold=key == "deep-cold"))
         for section in sections:

@@ -35,7 +35,14 @@ from workloads import Outcome
 sys.path.insert(0, str(REPO_DIR))
 from tests.s3server import ACCESS_KEY, REGION, SECRET_KEY, s3_env
 
-SECTIONS = ("listing-local", "listing-s3", "deep-cold", "deep-warm")
+SECTIONS = (
+    "listing-local",
+    "listing-local-first",
+    "listing-s3",
+    "listing-s3-first",
+    "deep-cold",
+    "deep-warm",
+)
 NEEDED = ("rclone", "sha256sum", "taskset")
 
 
@@ -119,16 +126,22 @@ def build_trees(tmp: Path, settings: AuditSettings, wanted: list[str]) -> dict[s
     return trees
 
 
-def listing_local(tree: Tree, tmp: Path, config: Path) -> Section:
+def listing_local(tree: Tree, tmp: Path, config: Path, *, first: bool) -> Section:
+    """A repeated audit (the catalog knows every copy), or with `first` the first one."""
     tools = [
         ferryman_tool(
-            str(tree.source), str(tree.mirror), tree.inventory, tmp / "state", deep=False
+            str(tree.source),
+            str(tree.mirror),
+            tree.inventory,
+            tmp / "state",
+            deep=False,
+            repeat=not first,
         ),
         rclone_tool("rclone", str(tree.source), str(tree.mirror), ["--size-only"], config),
     ]
     return Section(
-        "listing-local",
-        f"{tree.keys:,} small files, two directory trees",
+        "listing-local-first" if first else "listing-local",
+        f"{tree.keys:,} small files, two directory trees, {_which(first)}",
         "objects",
         tree.keys,
         tree.keys,
@@ -136,7 +149,10 @@ def listing_local(tree: Tree, tmp: Path, config: Path) -> Section:
     )
 
 
-def listing_s3(tree: Tree, count: int, tmp: Path, config: Path, moto: BenchMoto) -> Section:
+def listing_s3(
+    tree: Tree, count: int, tmp: Path, config: Path, moto: BenchMoto, *, first: bool
+) -> Section:
+    """As listing_local, on two buckets."""
     inventory = tmp / "inventory-s3.csv"
     entries = [small_key(i) for i in range(count)]
     write_inventory(
@@ -150,7 +166,13 @@ def listing_s3(tree: Tree, count: int, tmp: Path, config: Path, moto: BenchMoto)
     remote = rclone_remote_env("moto", moto.url, ACCESS_KEY, SECRET_KEY, REGION)
     tools = [
         ferryman_tool(
-            "s3://audit-src", "s3://audit-mirror", inventory, tmp / "state-s3", deep=False, env=env
+            "s3://audit-src",
+            "s3://audit-mirror",
+            inventory,
+            tmp / "state-s3",
+            deep=False,
+            repeat=not first,
+            env=env,
         ),
         rclone_tool(
             "rclone",
@@ -162,14 +184,20 @@ def listing_s3(tree: Tree, count: int, tmp: Path, config: Path, moto: BenchMoto)
         ),
     ]
     return Section(
-        "listing-s3",
-        f"{count:,} objects, two buckets on moto's S3 server",
+        "listing-s3-first" if first else "listing-s3",
+        f"{count:,} objects, two buckets on moto's S3 server, {_which(first)}",
         "objects",
         count,
         count,
         tools,
         server_pid=moto.pid,
     )
+
+
+def _which(first: bool) -> str:
+    if first:
+        return "ferryman's first audit of them (its catalog learns every copy)"
+    return "ferryman's repeated audit (its catalog knows every copy)"
 
 
 def deep(tree: Tree, tmp: Path, config: Path, *, cold: bool) -> Section:
