@@ -9,10 +9,12 @@ value of it, so that a default is written once, as a value.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any, Generic, TypeVar
 
 from ferryman.errors import ConfigError
@@ -28,25 +30,36 @@ SIZE_UNITS = {
 }  # fmt: skip
 DURATION_UNITS = {"": 1.0, "ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 MAX_WORKERS = 1024  # far above any useful count; catches a typo like 40000
+MAX_SIZE = 2**63 - 1  # the largest file offset (off_t); a TOML integer cannot pass it either
 _NUMBER_WITH_UNIT = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*")
 
 
 def parse_size(text: object) -> int:
-    """'64KiB', '8k', '1M', '100' -> bytes (k/m/g without 'B' are binary, as in nginx)."""
+    """'64KiB', '8k', '1M', '100' -> bytes (k/m/g without 'B' are binary, as in nginx).
+
+    A decimal part is exact ('1.005kb' is 1005 bytes), then rounded down."""
     wrong = f"invalid size {text!r} (examples: 512, 64KiB, 8k, 1M, 2GB)"
     if isinstance(text, int) and not isinstance(text, bool):
         return int(_non_negative(text, "size"))
     digits, unit = _number_with_unit(text, SIZE_UNITS, wrong)
-    return int(float(digits) * SIZE_UNITS[unit])
+    size = int(Fraction(digits) * SIZE_UNITS[unit])
+    if size > MAX_SIZE:
+        raise ConfigError(f"size {text!r} is too large: at most {MAX_SIZE} bytes")
+    return size
 
 
 def parse_duration(text: object) -> float:
     """'30s', '500ms', '1h', '2.5' -> seconds."""
     wrong = f"invalid duration {text!r} (examples: 30s, 500ms, 5m, 1h)"
     if isinstance(text, int | float) and not isinstance(text, bool):
+        if not math.isfinite(text):  # TOML has inf and nan
+            raise ConfigError(wrong)
         return float(_non_negative(text, "duration"))
     digits, unit = _number_with_unit(text, DURATION_UNITS, wrong)
-    return float(digits) * DURATION_UNITS[unit]
+    seconds = float(digits) * DURATION_UNITS[unit]
+    if not math.isfinite(seconds):  # more digits than a float holds
+        raise ConfigError(wrong)
+    return seconds
 
 
 def _number_with_unit(text: object, units: dict[str, Any], wrong: str) -> tuple[str, str]:
