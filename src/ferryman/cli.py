@@ -26,8 +26,9 @@ from collections.abc import Sequence
 
 from ferryman import __version__
 from ferryman.app.auth import SIGNABLE_METHODS, SigningKey, check_signable_url, expires_in
-from ferryman.config import OPTIONS, build_config
-from ferryman.errors import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, ConfigError
+from ferryman.config import build_config
+from ferryman.config.flags import add_serve_arguments
+from ferryman.errors import EXIT_CONFIG, EXIT_OK, ConfigError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,21 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"ferryman {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="serve a directory over HTTP")
-    serve.add_argument("source", nargs="?", default=None,
-                       help="directory to serve (default: the current directory), "
-                            "or s3://bucket[/prefix]")  # fmt: skip
-    serve.add_argument("--config", metavar="FILE", help="TOML file of settings (flags override)")
-    for option in OPTIONS:
-        flag = f"--{option.name}"
-        if option.repeatable:
-            text = f"{option.help} (env {option.env}, whitespace-separated)"
-            serve.add_argument(flag, dest=option.attr, metavar="VALUE", action="append", help=text)
-        elif option.flag_takes_value:
-            text = f"{option.help} (default: {option.default}; env {option.env})"
-            serve.add_argument(flag, dest=option.attr, metavar="VALUE", help=text)
-        else:
-            text = f"{option.help} (env {option.env})"
-            serve.add_argument(flag, dest=option.attr, action="store_const", const=True, help=text)
+    add_serve_arguments(serve)
     sign = commands.add_parser("sign", help="print a signed URL (for --signing-key servers)")
     sign.add_argument("url", help="the URL to sign, e.g. http://host:8000/path/file")
     sign.add_argument("--method", default="GET",
@@ -103,17 +90,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             from ferryman.audit.command import audit_command, repair_command
 
             return audit_command(args) if command == "audit" else repair_command(args)
-        config = build_config(args)
-        if command == "serve":
-            from ferryman.supervisor.arbiter import serve
+        config = build_config(args)  # argparse allows no other command: this is serve
+        from ferryman.supervisor.arbiter import serve
 
-            return serve(config)
+        return serve(config)
     except ConfigError as exc:
         what = {"sign": "cannot sign", "audit": "cannot audit", "repair": "cannot repair",
                 "catalog": "catalog"}.get(command, "cannot start")  # fmt: skip
         logging.getLogger("ferryman").error("%s: %s", what, exc)
         return EXIT_CONFIG
-    return EXIT_FAILURE
 
 
 if __name__ == "__main__":

@@ -37,6 +37,7 @@ from ferryman.audit.stores import AuditStore, Unreadable
 from ferryman.catalog.copies import Copies, CopyEvent
 from ferryman.catalog.db import Catalog, CatalogError
 from ferryman.config import Config
+from ferryman.config.flags import add_option
 from ferryman.errors import ConfigError
 
 EMPTY_ETAG = '"imported"'  # an entry with no file behind it: matches no request
@@ -57,8 +58,8 @@ def add_parser(commands: Any) -> None:
     migrate = actions.add_parser("migrate", help="bring the catalog's schema up to date")
     migrate.add_argument("--source", default=".", help="the served directory (default: .)")
     for parser in (imports, scan, show, migrate):
-        parser.add_argument("--state-dir", metavar="DIR", help="where the catalog is")
-        parser.add_argument("--s3-endpoint", metavar="URL", help=argparse.SUPPRESS)
+        add_option(parser, "state-dir", help="where the catalog is")
+        add_option(parser, "s3-endpoint", help=argparse.SUPPRESS)
 
 
 def catalog_command(args: dict[str, Any]) -> int:

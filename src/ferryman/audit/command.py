@@ -30,6 +30,7 @@ from ferryman.audit.run import Audit, AuditOptions, from_catalog, from_inventory
 from ferryman.audit.stores import AuditStore
 from ferryman.catalog.db import Catalog, CatalogError
 from ferryman.config import Config, build_config, parse_duration, parse_size
+from ferryman.config.flags import add_option
 from ferryman.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -41,11 +42,9 @@ EXIT_CLEAN, EXIT_FINDINGS, EXIT_USAGE, EXIT_STORE_FAILED = 0, 1, 2, 3
 def add_store_arguments(parser: argparse.ArgumentParser) -> None:
     """SOURCE, --replica, --state-dir, --s3-endpoint, --inventory: shared by audit and repair."""
     parser.add_argument("source", help="the served directory, or s3://bucket[/prefix]")
-    parser.add_argument("--replica", action="append", metavar="TARGET",
-                        help="a replica to check too (repeat for several)")  # fmt: skip
-    parser.add_argument("--state-dir", metavar="DIR",
-                        help="where the catalog is (default: as serve finds it)")  # fmt: skip
-    parser.add_argument("--s3-endpoint", metavar="URL", help="S3-compatible endpoint")
+    add_option(parser, "replica", help="a replica to check too (repeat for several)")
+    add_option(parser, "state-dir", help="where the catalog is (none: as serve finds it)")
+    add_option(parser, "s3-endpoint")
     parser.add_argument("--inventory", metavar="FILE",
                         help="what should be stored, instead of the catalog: sha256sum or "
                              "md5sum output, a BagIt manifest, or CSV/TSV")  # fmt: skip
