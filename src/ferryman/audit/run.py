@@ -1,6 +1,6 @@
 """One audit: every store compared with what should be there, recorded, resumable.
 
-For each store, in the order given: the expected set (the catalog's live
+For each store, at once (a thread each): the expected set (the catalog's live
 entries, or an inventory) and the store's listing are walked together
 (compare.join). A copy whose identifier still matches its last verification
 in the catalog is known by that verification's digest; with --deep (or
@@ -13,17 +13,24 @@ other than the catalog knows it). A run killed with SIGKILL and started
 again with the same options skips every key up to its last recorded one,
 and reads nothing twice.
 
-The run is synchronous: local copies are read with plain system calls, a
-bucket through audit/stores.py's Portal. --max-rate caps the bytes read per
-second, across stores.
+Each store is audited in a thread of its own, so that a bucket's listing
+waits on the network while a directory is walked, and two disks are read
+at once; the catalog, the progress line and the rate limit are shared
+under locks. Local copies are read with plain system calls, a bucket
+through audit/bucket.py's Portal. --max-rate caps the bytes read per
+second, across stores. If one store's audit fails, or the run is
+interrupted, the others stop at their next key, with what they checked
+recorded.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
@@ -119,12 +126,14 @@ class RateLimit:
         self.sleep = sleep
         self._start = clock()
         self._spent = 0
+        self._lock = threading.Lock()  # the stores are read at once, in threads
 
     def spend(self, count: int) -> None:
         if not self.rate:
             return
-        self._spent += count
-        ahead = self._spent / self.rate - (self.clock() - self._start)
+        with self._lock:
+            self._spent += count
+            ahead = self._spent / self.rate - (self.clock() - self._start)
         if ahead > 0:
             self.sleep(ahead)
 
@@ -151,6 +160,11 @@ class _Batch:
         return StoreProgress(self.through, self.ok)
 
 
+class AuditStopped(Exception):
+    """A store's audit stopped because the run is stopping (another store failed, or the
+    user interrupted it); what it checked is recorded."""
+
+
 class Audit:
     """One audit run over `stores` (the first is SOURCE), recorded in `catalog`."""
 
@@ -173,6 +187,8 @@ class Audit:
         self.runs = Runs(catalog)
         self.copies = Copies(catalog)
         self.limit = RateLimit(options.max_rate)
+        self._progress_lock = threading.Lock()
+        self._stopping = threading.Event()  # set when the run stops early: stores stop too
 
     def run_options(self) -> dict[str, object]:
         """What names this run: the same options continue an unfinished run."""
@@ -189,13 +205,21 @@ class Audit:
             log.info("continuing %s %s, started %s", self.kind, run.id, _iso(run.started_ns))
         self.progress.set_totals(objects=self.expected.count * len(self.stores))
         tallies = {s.id: StoreTally(s.name) for s in self.stores}
-        for store in self.stores:
+        # Each store in a thread of its own: a bucket's listing waits on the network
+        # while a directory is walked, and two disks are read at once.
+        with ThreadPoolExecutor(len(self.stores), thread_name_prefix="ferryman-audit") as pool:
+            started = [(s, pool.submit(self._audit_store, run, s)) for s in self.stores]
             try:
-                self._audit_store(run, store)
-            except StoreUnavailable as exc:
-                tallies[store.id].complete = False
-                tallies[store.id].error = str(exc)
-                log.error("%s", exc)
+                for store, future in started:
+                    try:
+                        future.result()
+                    except StoreUnavailable as exc:
+                        tallies[store.id].complete = False
+                        tallies[store.id].error = str(exc)
+                        log.error("%s", exc)
+            except BaseException:
+                self._stopping.set()  # the others stop at their next key, recorded
+                raise
         complete = all(t.complete for t in tallies.values())
         finished = self.runs.finish(run) if complete else None
         self.progress.close()
@@ -213,8 +237,10 @@ class Audit:
             for pair in join(self.expected.live(), listing, deleted=self.expected.deleted()):
                 unreported += 1
                 if unreported == PROGRESS_EVERY:
-                    self.progress.advance(objects=unreported)
+                    self._advance(objects=unreported)
                     unreported = 0
+                    if self._stopping.is_set():
+                        raise AuditStopped(store.name)
                 if resume_after is not None and pair.key <= resume_after:
                     continue  # checked before the run was stopped
                 finding, note = self._check(store, pair, known.get(pair.key))
@@ -230,7 +256,7 @@ class Audit:
                     batch = self._flush(run, store, batch)
         finally:
             self._flush(run, store, batch)
-            self.progress.advance(objects=unreported)
+            self._advance(objects=unreported)
 
     def _check(
         self, store: AuditStore, pair: Pair, known: KnownCopy | None
@@ -253,6 +279,10 @@ class Audit:
             return check, None
         return check, self._note(store, pair, result, computed)
 
+    def _advance(self, objects: int = 0, nbytes: int = 0) -> None:
+        with self._progress_lock:
+            self.progress.advance(objects=objects, nbytes=nbytes)
+
     def _due(self, known: KnownCopy | None, stored: Stored | None) -> bool:
         """Whether a copy must be hashed now: --deep always; --stale-after when its last
         hashing is older than that, or it changed since, or it was never hashed."""
@@ -273,8 +303,10 @@ class Audit:
             if md5 is not None:
                 md5.update(chunk)
             size += len(chunk)
-            self.progress.advance(nbytes=len(chunk))
+            self._advance(nbytes=len(chunk))
             self.limit.spend(len(chunk))
+            if self._stopping.is_set():
+                raise AuditStopped(store.name)
         return Computed(size, sha256.hexdigest(), md5.hexdigest() if md5 is not None else None)
 
     def _note(self, store: AuditStore, pair: Pair, result: str,
