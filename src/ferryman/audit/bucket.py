@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Coroutine, Iterator
+from collections.abc import AsyncIterator, Coroutine, Generator, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ferryman.audit.model import Stored
@@ -34,7 +34,7 @@ class ObjectStore:
         self.portal = portal
         self.id = name.rstrip("/")
 
-    def listing(self) -> Iterator[Stored]:
+    def listing(self) -> Generator[Stored, None, None]:
         try:
             for batch in self.portal.iterate(_batches(self.store.list_all())):
                 for key, size, etag in batch:

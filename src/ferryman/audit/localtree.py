@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from operator import itemgetter
 
 from ferryman.audit.model import Stored
@@ -33,7 +33,7 @@ class LocalTree:
         self.name = name
         self.id = os.path.realpath(name)
 
-    def listing(self) -> Iterator[Stored]:
+    def listing(self) -> Generator[Stored, None, None]:
         try:
             yield from _walk(self.id)
         except OSError as exc:

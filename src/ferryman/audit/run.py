@@ -231,7 +231,8 @@ class Audit:
         batch = _Batch(self.runs.progress(run, store.id))
         resume_after = batch.through
         known = self.copies.known(store.id)
-        listing = (_stored(item, known.get(item.key)) for item in store.listing())
+        listed = store.listing()
+        listing = (_stored(item, known.get(item.key)) for item in listed)
         unreported = 0  # keys done since the progress bar last heard
         try:
             for pair in join(self.expected.live(), listing, deleted=self.expected.deleted()):
@@ -257,6 +258,7 @@ class Audit:
         finally:
             self._flush(run, store, batch)
             self._advance(objects=unreported)
+            listed.close()  # a listing stopped early lets go of its directories or requests
 
     def _check(
         self, store: AuditStore, pair: Pair, known: KnownCopy | None

@@ -24,7 +24,7 @@ A directory is audited by localtree.py, a bucket by bucket.py.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import Protocol
 
 from ferryman.audit.model import Stored
@@ -45,6 +45,6 @@ class AuditStore(Protocol):
     name: str  # as given on the command line
     id: str  # canonical: the catalog's name for the store
 
-    def listing(self) -> Iterator[Stored]: ...
+    def listing(self) -> Generator[Stored, None, None]: ...
     def read(self, key: str) -> Iterator[bytes]: ...
     def close(self) -> None: ...
