@@ -132,6 +132,9 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "dot").symlink_to(root / ".hidden")
     (root / "st").symlink_to(root / "state")
     (root / "a" / "up").symlink_to("../..")
+    (root / "i" / "index.html").mkdir(parents=True)  # an index that is no file
+    (root / "dir.tar").mkdir()  # a directory named like an archive
+    (root / "dir.tar" / "f").write_text("f")
     return base
 
 
@@ -161,7 +164,7 @@ def release(found: object) -> None:
 PARTS = [
     "a", "b.txt", "d", "e.txt", "c.tar", "m", "index.html", "..", ".", "%2e%2e", "%2E.",
     "%2f", "", "out", "out.txt", "secret.txt", "outside", "root", "dot", ".hidden",
-    "x.txt", "state", "st", "s.txt", "up",
+    "x.txt", "state", "st", "s.txt", "up", "i", "dir.tar", "f",
 ]  # fmt: skip
 
 
@@ -227,6 +230,16 @@ def test_files_directories_archives_and_the_slash_form(local_root: Root) -> None
     with pytest.raises(HttpError) as not_a_directory:
         local_root.locate(request(b"/a/b.txt/"))
     assert not_a_directory.value.status == 404
+
+
+def test_names_that_look_like_what_they_are_not(local_root: Root) -> None:
+    in_directory = local_root.locate(request(b"/dir.tar/f"))
+    assert isinstance(in_directory, OpenedFile) and in_directory.relative == "dir.tar/f"
+    release(in_directory)
+    for raw in (b"/dir.tar/missing", b"/i/"):  # no archive there; an index that is no file
+        with pytest.raises(HttpError) as missing:
+            local_root.locate(request(raw))
+        assert missing.value.status == 404
 
 
 def test_following_symlinks_lets_them_out_but_never_into_hidden_places(tree: Path) -> None:
