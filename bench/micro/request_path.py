@@ -17,7 +17,7 @@ import pstats
 import tempfile
 import time
 
-from ferryman.app.routes import App
+from ferryman.app.application import Application
 from ferryman.config import Config
 from ferryman.server.accesslog import AccessLog
 from ferryman.server.connection import HttpConnection
@@ -72,7 +72,7 @@ def main() -> None:
         f.write(body)
     loop = asyncio.new_event_loop()
     config = Config(source=root)
-    ctx = ServerContext(config, App(config), loop, AccessLog("off"))
+    ctx = ServerContext(config, Application(config), loop, AccessLog("off"))
     conn = HttpConnection(ctx)
     transport = MemoryTransport()
     conn.connection_made(transport)  # type: ignore[arg-type]

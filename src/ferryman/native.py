@@ -32,8 +32,8 @@ GROUP = "ferryman._native"  # mypyc's shared library: ferryman/_native__mypyc.*.
 
 # What every request runs through. Modules kept out: those with async
 # generators (mypyc cannot compile them yet), everything off the hot path, and
-# app/routes.py, whose App.handle the test hooks replace (supervisor/hooks.py;
-# a compiled caller would never see the replacement).
+# app/application.py, whose Application.handle the test hooks replace
+# (supervisor/hooks.py; a compiled caller would never see the replacement).
 MODULES = (
     "ferryman.http.body",
     "ferryman.http.conditional",
@@ -53,9 +53,11 @@ MODULES = (
     "ferryman.server.zerocopy",
     "ferryman.app.bodycache",
     "ferryman.app.files",
+    "ferryman.app.local",
     "ferryman.app.openfiles",
     "ferryman.app.paths",
     "ferryman.app.plan",
+    "ferryman.app.root",
 )
 
 

@@ -131,6 +131,8 @@ def test_unsatisfiable_and_missing(served: ServerProcess) -> None:
 def test_directories_list_and_redirect(served: ServerProcess) -> None:
     moved = get(served, "/docs")
     assert moved.status == 301 and moved.header("location") == "/docs/"
+    asked = get(served, "/docs/sub?sort=name&x=%2F")  # the query goes along, as it is
+    assert asked.status == 301 and asked.header("location") == "/docs/sub/?sort=name&x=%2F"
     listing = json.loads(get(served, "/docs/", Accept="application/json").body)
     names = [(e["name"], e["type"]) for e in listing["entries"]]
     assert names == [("sub", "directory"), ("a.txt", "file")]

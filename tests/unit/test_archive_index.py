@@ -21,14 +21,13 @@ import threading
 import zlib
 from collections.abc import Callable
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ferryman.app import archive_index as archive
-from ferryman.app.archive import ArchiveServer
+from ferryman.app.archive import ArchiveReader
 from ferryman.app.archive_copies import ArchiveDamaged, CopyMismatch, Stopped, extract_member
 from ferryman.app.archive_index import (
     IndexCache,
@@ -476,8 +475,7 @@ def test_a_request_cancelled_mid_extraction_leaves_nothing(tmp_path: Path, spool
     size = 128 * 1024**2
     with tarfile.open(path, "w:gz", compresslevel=1) as tar:  # type: ignore[call-overload]
         tar.addfile(info("zeros", size=size), Zeros())
-    files = SimpleNamespace(cache_control=None, max_ranges=100)
-    server = ArchiveServer(files, spool, max_member_size=size)  # type: ignore[arg-type]
+    server = ArchiveReader(spool, max_member_size=size, cache_control=None, max_ranges=100)
 
     async def run() -> None:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
@@ -501,8 +499,7 @@ def test_a_member_over_the_extraction_limit_is_507_and_spools_nothing(
     with tarfile.open(path, "w:gz") as tar:  # type: ignore[call-overload]
         tar.addfile(info("big", size=20), io.BytesIO(b"x" * 20))
         tar.addfile(info("small", size=10), io.BytesIO(b"y" * 10))
-    files = SimpleNamespace(cache_control=None, max_ranges=100)
-    server = ArchiveServer(files, spool, max_member_size=10)  # type: ignore[arg-type]
+    server = ArchiveReader(spool, max_member_size=10, cache_control=None, max_ranges=100)
 
     async def get(name: str) -> tuple[int, int | None]:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
@@ -524,8 +521,7 @@ def test_a_copy_that_does_not_check_is_refused_to_every_waiter_and_logged_once(
     path = tmp_path / "a.tgz"
     with tarfile.open(path, "w:gz") as tar:  # type: ignore[call-overload]
         tar.addfile(info("m", size=100_000), io.BytesIO(pattern(100_000)))
-    files = SimpleNamespace(cache_control=None, max_ranges=100)
-    server = ArchiveServer(files, spool, max_member_size=10**9)  # type: ignore[arg-type]
+    server = ArchiveReader(spool, max_member_size=10**9, cache_control=None, max_ranges=100)
     st = os.stat(path)
     with open(path, "rb") as raw:
         index = read_index(raw, compressed=True, size=st.st_size, mtime=0)

@@ -31,7 +31,7 @@ def root(tmp_path: Path) -> Iterator[None]:
 
 
 def checked(path: Path) -> Callable[[], bool]:
-    """The check FileServer stores with an answer made from `path` (in the root)."""
+    """The check FileReader stores with an answer made from `path` (in the root)."""
     return same_file(_ROOTS[path.parent], path.name, identity(os.stat(path)), ())
 
 

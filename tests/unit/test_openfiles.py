@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ferryman.app.files import FileServer
+from ferryman.app.local import LocalReader
 from ferryman.app.openfiles import OpenFiles, route
 from ferryman.config import Config
 from ferryman.errors import HttpError
@@ -182,14 +182,15 @@ def test_every_answer_without_a_file_body_ends_its_use(
 ) -> None:
     (tmp_path / "big").write_bytes(b"x" * 100_000)
     (tmp_path / "small").write_bytes(b"y" * 100)
-    files = FileServer(Config(source=str(tmp_path)))
+    files = LocalReader.of(Config(source=str(tmp_path)))
+    kept_files = files.root.open_files
     first = files.get(request(name))
     assert isinstance(first, Response) and first.status == 200
     first.body.release()
     etag = dict(first.headers)["ETag"]
     fields = {k: v.replace("ETAG", etag) for k, v in headers.items()}
-    assert files.open_files is not None
-    kept = files.open_files.use(name)
+    assert kept_files is not None
+    kept = kept_files.use(name)
     assert kept is not None
     kept.release()
     try:
@@ -199,7 +200,7 @@ def test_every_answer_without_a_file_body_ends_its_use(
         assert exc.status == status
     assert kept.users == 0, "a use was never released: the descriptor would never close"
     (tmp_path / name).write_bytes(b"z")  # changed: the entry is dropped, its descriptor closed
-    assert files.open_files.use(name) is None
+    assert kept_files.use(name) is None
     assert not is_open(kept.fd)
 
 

@@ -6,8 +6,8 @@ archive itself, `/a.tar/` and `/a.tar/dir/` list members (HTML or JSON, as
 directories do), `/a.tar/dir` redirects to the slash form. Archives are
 read-only.
 
-Per request: the archive was opened and fstat'ed by FileServer (same
-confinement as any file); its index (app/archive_index.py) comes from a
+Per request: the archive was opened and fstat'ed by the Root (app/root.py,
+the same confinement as any file); its index (app/archive_index.py) comes from a
 cache keyed by the open descriptor's identity, or is read in a worker
 thread (one build per identity, however many requests wait for it). Then
 decide, then act: the member's validators and size are in the index, so
@@ -37,12 +37,10 @@ import asyncio
 import errno
 import logging
 import os
-import stat
 import threading
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from ferryman.app import listing
 from ferryman.app.archive_copies import (
     EXTRACTIONS,
     ArchiveDamaged,
@@ -56,15 +54,15 @@ from ferryman.app.archive_index import (
     ArchiveIndex,
     IndexCache,
     Member,
-    is_archive_name,
     is_compressed,
     member_etag,
     open_positional,
     read_index,
 )
-from ferryman.app.listing import Entry
+from ferryman.app.listing import render
 from ferryman.app.openfiles import Identity, identity
 from ferryman.app.plan import Plan, Representation, plan_response
+from ferryman.app.root import Kind, Meaning, decide, slash_form
 from ferryman.app.spool import Spool, SpoolFull
 from ferryman.errors import HttpError, not_found
 from ferryman.http.body import Body
@@ -72,7 +70,6 @@ from ferryman.http.parser import Request
 from ferryman.http.response import Response
 
 if TYPE_CHECKING:
-    from ferryman.app.files import FileServer
     from ferryman.app.paths import RequestPath
 
 log = logging.getLogger("ferryman.archive")
@@ -82,7 +79,7 @@ log = logging.getLogger("ferryman.archive")
 SPOOL_RETRY_AFTER = 5
 
 
-class ArchiveServer:
+class ArchiveReader:
     """Answers requests whose path runs through an archive; see the module docstring.
 
     Owns the index cache, the builds in flight and the member copies of one
@@ -91,67 +88,30 @@ class ArchiveServer:
 
     def __init__(
         self,
-        files: FileServer,
         spool: Spool,
         *,
         max_member_size: int,
+        cache_control: str | None,
+        max_ranges: int,
         cache: IndexCache | None = None,
         extractions: int = EXTRACTIONS,
     ) -> None:
-        self.files = files
         self.spool = spool
+        self.cache_control = cache_control
+        self.max_ranges = max_ranges
         self.max_member_size = max_member_size
         self.cache = cache if cache is not None else IndexCache()
         self._building: dict[Identity, asyncio.Task[ArchiveIndex]] = {}
         self.copies = MemberCopies(spool, extractions=extractions)
 
-    # -- entry points (called by FileServer.get) --------------------------------------
-
-    def split(self, segments: Sequence[str]) -> tuple[int, int, os.stat_result] | None:
-        """Open the archive a path runs through: (segments it takes, descriptor, fstat).
-
-        Only segments before the last are candidates (FileServer opened the
-        whole path already). A directory named like an archive is passed
-        over; None when no candidate is a regular file.
-        """
-        for i, segment in enumerate(segments[:-1]):
-            if not is_archive_name(segment):
-                continue
-            try:
-                # FileServer's open: confinement, no dotfiles, no state directory.
-                fd, st = self.files.open_relative("/".join(segments[: i + 1]))
-            except HttpError as exc:
-                if exc.status == 404:
-                    return None  # what lies beyond a missing segment is missing too
-                raise
-            if stat.S_ISREG(st.st_mode):
-                return i + 1, fd, st
-            os.close(fd)
-        return None
-
-    def serve(self, request: Request, path: RequestPath) -> Awaitable[Response] | None:
-        """The answer for a path FileServer could not open, or None if no archive is in it."""
-        found = self.split(path.segments)
-        if found is None:
-            return None
-        count, fd, st = found
-        return self.respond(request, path, count, fd, st)
-
-    def serve_open(
-        self, request: Request, path: RequestPath, fd: int, st: os.stat_result
-    ) -> Awaitable[Response] | None:
-        """`/a.tar/`: the listing of the regular file FileServer opened, if it is an archive.
-
-        Takes `fd` only when it returns an awaitable; on None the caller keeps it.
-        """
-        if not (path.trailing_slash and path.segments and is_archive_name(path.segments[-1])):
-            return None
-        return self.respond(request, path, len(path.segments), fd, st)
-
     async def respond(
         self, request: Request, path: RequestPath, count: int, fd: int, st: os.stat_result
     ) -> Response:
-        """Serve `path` inside the archive open as `fd` (its first `count` segments); owns fd."""
+        """Serve `path` inside the archive open as `fd` (its first `count` segments); owns fd.
+
+        The Root opened the archive (root.OpenedArchive); what the rest of the
+        path names inside it is decided as for a directory (root.decide).
+        """
         archive = path.segments[count - 1]
         member = "/".join(path.segments[count:])
         compressed = is_compressed(archive)
@@ -163,15 +123,16 @@ class ArchiveServer:
             if not index.readable:
                 raise not_found("not a readable tar archive")
             found = index.files.get(member)
-            if found is not None and not path.trailing_slash:
+            meaning = decide(path, _kind(index, member, path.trailing_slash), archives=False)
+            if meaning is Meaning.FILE and found is not None:
                 rep = Representation(
                     size=found.size,
                     etag=member_etag(st, member, found.offset),
                     last_modified=found.mtime,
                     name=member.rpartition("/")[2],
-                    cache_control=self.files.cache_control,
+                    cache_control=self.cache_control,
                 )
-                plan = plan_response(request, rep, max_ranges=self.files.max_ranges)
+                plan = plan_response(request, rep, max_ranges=self.max_ranges)
                 if plan.status == 304:
                     return Response(304, plan.headers)
                 if not compressed:
@@ -179,15 +140,12 @@ class ArchiveServer:
                     fd = -1  # the body's now: closed when the transfer ends
                     return Response(plan.status, plan.headers, body)
                 return await self._extracted(request, plan, fd, st, member, found)
+            if meaning is Meaning.SLASH_FORM:
+                return slash_form(request, path)
             entries = index.dirs.get(member)
-            if entries is None:
+            if entries is None or meaning is not Meaning.DIRECTORY:
                 raise not_found()
-            if not path.trailing_slash:
-                location = path.url(slash=True)
-                if request.query:
-                    location += "?" + request.query.decode("latin-1")
-                return Response(301, [("Location", location)])
-            return await self._listing(request, path, list(entries.values()))
+            return await render(request, path, list(entries.values()), self.cache_control)
         finally:
             if fd >= 0:
                 os.close(fd)
@@ -263,11 +221,6 @@ class ArchiveServer:
             raise
         return Response(plan.status, plan.headers, body)
 
-    # -- listings ---------------------------------------------------------------------
-
-    async def _listing(self, request: Request, path: RequestPath, entries: list[Entry]) -> Response:
-        return await listing.render(request, path, entries, self.files.cache_control)
-
 
 class _MemberJob:
     """The extraction of one member (archive_copies.Job): its own duplicate of the archive.
@@ -309,6 +262,16 @@ class _MemberJob:
 
     def close(self) -> None:
         os.close(self.fd)
+
+
+def _kind(index: ArchiveIndex, member: str, trailing_slash: bool) -> Kind:
+    """What the archive holds as `member`; a name that is both a file and a directory
+    (a tar may say so) is the directory in its slash form."""
+    if member in index.files and not (trailing_slash and member in index.dirs):
+        return Kind.FILE
+    if member in index.dirs:
+        return Kind.DIRECTORY
+    return Kind.MISSING
 
 
 def _index_fd(fd: int, compressed: bool, size: int, mtime: int) -> ArchiveIndex:

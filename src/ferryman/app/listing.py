@@ -29,8 +29,8 @@ from ferryman.http.parser import Request
 from ferryman.http.response import Response
 
 if TYPE_CHECKING:
-    from ferryman.app.files import FileServer
     from ferryman.app.paths import RequestPath
+    from ferryman.app.root import Root
 
 Cleanup = Callable[[], None]
 
@@ -43,9 +43,9 @@ class Entry:
     mtime: int
 
 
-def read_entries(fd: int, relative: str, server: FileServer) -> list[Entry]:
+def read_entries(fd: int, relative: str, root: Root) -> list[Entry]:
     """Visible entries of the open directory `fd` (at `relative` under the root)."""
-    directory = os.path.normpath(os.path.join(server.root, relative))
+    directory = os.path.normpath(os.path.join(root.path, relative))
     entries = []
     with os.scandir(fd) as scan:
         for item in scan:
@@ -55,7 +55,7 @@ def read_entries(fd: int, relative: str, server: FileServer) -> list[Entry]:
             # Only entries a request would be served: no state directory, no
             # symlink out of the root (unless followed), none into a dotfile.
             linked = item.is_symlink() or item.is_dir(follow_symlinks=False)
-            if linked and not server.is_servable(os.path.realpath(path)):
+            if linked and not root.is_servable(os.path.realpath(path)):
                 continue
             try:
                 st = os.stat(item.name, dir_fd=fd)
@@ -72,12 +72,14 @@ def sort_entries(entries: list[Entry]) -> list[Entry]:
 
 
 def human_size(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{size} B" if unit == "B" else f"{value:.1f} {unit}"
+    if size < 1024:
+        return f"{size} B"
+    value = size / 1024
+    for unit in ("KiB", "MiB", "GiB"):
+        if value < 1024:
+            return f"{value:.1f} {unit}"
         value /= 1024
-    raise AssertionError("unreachable")
+    return f"{value:.1f} TiB"
 
 
 def _modified(entry: Entry) -> str:
@@ -149,13 +151,15 @@ def wants_json(request: Request) -> bool:
 RENDER_INLINE = 2000  # entries rendered on the event loop; 100,000 take about half a second
 
 
-async def respond(request: Request, path: RequestPath, fd: int, server: FileServer) -> Response:
-    """The listing of the open directory `fd`; closes it."""
+async def respond(
+    request: Request, path: RequestPath, fd: int, root: Root, cache_control: str | None
+) -> Response:
+    """The listing of the open directory `fd` (of `root`); closes it."""
     try:
-        entries = await asyncio.to_thread(read_entries, fd, path.relative, server)
+        entries = await asyncio.to_thread(read_entries, fd, path.relative, root)
     finally:
         os.close(fd)
-    return await render(request, path, entries, server.cache_control)
+    return await render(request, path, entries, cache_control)
 
 
 async def render(

@@ -73,7 +73,7 @@ def configure_limits(config: Config) -> None:
     """This process's limits: --max-name-bytes and --max-path-bytes, each held to what
     the source can store. A directory: its file system's longest name (statvfs), and
     paths whose absolute form (root + path + NUL) fits PATH_MAX, since every file
-    served is confined by reading that form back (files.py). A store: keys
+    served is confined by reading that form back (root.py). A store: keys
     (prefix + "/" + path) that fit S3's 1024 bytes.
     """
     name, path = config.max_name_bytes, config.max_path_bytes

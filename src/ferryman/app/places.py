@@ -3,7 +3,7 @@
 A `Place` is one store: its name as the user gave it (error answers and
 reports show that), its canonical id (the catalog's name for it: an
 absolute directory, or `s3://bucket/prefix`), and the Target that writes
-there. SOURCE's target is made by the App (it shares the FileServer's root
+there. SOURCE's target is made by the Application (it shares the Root's
 descriptor, or the served store and its cache); replicas are made here.
 
 Each local directory written to has its own staging marks
@@ -32,8 +32,8 @@ class Place:
 
 
 def source_place(config: Config) -> Place:
-    """SOURCE as a write target of its own (for repairs: the server's App shares its
-    FileServer's descriptor instead)."""
+    """SOURCE as a write target of its own (for repairs: the server's Application shares
+    its Root's descriptor instead)."""
     if config.is_remote:
         from ferryman.stores.s3 import S3Store
 

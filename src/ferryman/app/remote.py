@@ -1,6 +1,6 @@
 """Serving objects of a store (s3://bucket/prefix), through the block cache or straight.
 
-The same decision as for local files (files.plan_response: preconditions,
+The same decision as for local files (plan.plan_response: preconditions,
 Range and If-Range, multipart) is made from the object's size and
 validators; only the body differs:
 
@@ -20,7 +20,9 @@ validators; only the body differs:
   anything gets a proper error status, not a cut 200.
 
 A key is the request path relative to the source; "directories" are common
-prefixes, listed from the store one level at a time.
+prefixes, listed from the store one level at a time. What a path names (an
+object, a prefix, the slash form of a prefix) is the BucketRoot's to say
+(app/root.py), as the Root says it for a directory.
 """
 
 from __future__ import annotations
@@ -31,10 +33,10 @@ from typing import TYPE_CHECKING, Any
 
 from ferryman.app import listing
 from ferryman.app.bodycache import SmallBodyCache
-from ferryman.app.paths import RequestPath, resolve
+from ferryman.app.paths import RequestPath
 from ferryman.app.plan import Plan, Representation, plan_response
+from ferryman.app.root import INDEX, BucketRoot, Meaning, decide, slash_form
 from ferryman.config import Config
-from ferryman.errors import HttpError
 from ferryman.http.body import Body
 from ferryman.http.digest import format_repr_digest
 from ferryman.http.parser import Request
@@ -47,21 +49,13 @@ if TYPE_CHECKING:
     from ferryman.cache.client import CacheClient
 
 LISTING_LIMIT = 10_000  # entries per listing page rendered; more are cut (and said so)
-INDEX = "index.html"
 
 
-def object_key(path: RequestPath) -> str:
-    """The store key of a request path; 400 unless it is UTF-8 (object keys are)."""
-    key = "/".join(path.segments)
-    try:
-        key.encode("utf-8")
-    except UnicodeEncodeError:
-        raise HttpError(400, "bad_path", "object keys must be UTF-8") from None
-    return key
+class RemoteReader:
+    """Answers reads of a bucket SOURCE: objects, and listings of prefixes."""
 
-
-class RemoteServer:
     def __init__(self, config: Config, store: Store, cache: CacheClient | None = None) -> None:
+        self.root = BucketRoot(store)
         self.store = store
         self.cache = cache
         self.cache_control = config.cache_control
@@ -79,9 +73,9 @@ class RemoteServer:
             hit = self.answers.response(request)
             if hit is not None:
                 return hit
-        path = resolve(request.path)
-        key = object_key(path)
-        if self.cache is not None and path.segments and not path.trailing_slash:
+        path = self.root.resolve(request)
+        key = self.root.key(path)
+        if self.cache is not None and not self.root.names_prefix(path):
             cached = self.cache.lookup_warm(key)
             if cached is not None:
                 return self._cached_response(request, cached, path.segments[-1])
@@ -89,13 +83,14 @@ class RemoteServer:
 
     async def _get(self, request: Request, path: RequestPath, key: str) -> Response:
         try:
-            if not path.segments or path.trailing_slash:
+            if self.root.names_prefix(path):
                 return await self._directory(request, path, key)
             try:
                 return await self._object(request, key, path.segments[-1])
             except NotFound:
-                if await self._is_directory(key):
-                    return Response(301, [("Location", path.url(slash=True))])
+                kind = await self.root.missing(key)
+                if decide(path, kind, archives=False) is Meaning.SLASH_FORM:
+                    return slash_form(request, path)
                 raise
         except StoreError as exc:
             raise http_error(exc) from None
@@ -104,7 +99,7 @@ class RemoteServer:
         """Nothing to sweep: the cache's filler runs its own housekeeping."""
 
     def close(self) -> None:
-        """Nothing held between requests here; the store is closed by the App."""
+        """Nothing held between requests here; the store is closed by the Application."""
 
     # -- objects --------------------------------------------------------------------
 
@@ -190,11 +185,6 @@ class RemoteServer:
         if not entries and prefix:
             raise NotFound(f"no objects under {prefix}")
         return await listing.render(request, path, entries, self.cache_control, truncated)
-
-    async def _is_directory(self, key: str) -> bool:
-        async for _ in self.store.list(key + "/"):
-            return True
-        return False
 
 
 # -- bodies -------------------------------------------------------------------------------

@@ -20,7 +20,8 @@ from collections.abc import Callable
 
 from ferryman.app.intake import BATCH, storage_error
 from ferryman.app.paths import RequestPath
-from ferryman.app.remote import close_stream, object_key
+from ferryman.app.remote import close_stream
+from ferryman.app.root import BucketRoot
 from ferryman.app.spool import Spool
 from ferryman.app.writetarget import Staged, Version
 from ferryman.catalog.db import Intent
@@ -59,7 +60,7 @@ class StoreTarget:
         self._changed = changed  # the cache's forget
 
     async def open(self, path: RequestPath, *, create: bool) -> StoreSlot:
-        return StoreSlot(self, object_key(path))
+        return StoreSlot(self, BucketRoot.key(path))
 
     def changed(self, key: str) -> None:
         if self._changed is not None:

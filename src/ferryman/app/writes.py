@@ -241,7 +241,7 @@ class Writes:
                             copies=[source, *replicas])  # fmt: skip
 
     async def aclose(self) -> None:
-        """Close the replicas' targets (SOURCE's belongs to the App) and the lock file."""
+        """Close the replicas' targets (SOURCE's belongs to the Application) and the lock file."""
         for place in self.replicas:
             await place.target.aclose()
         self.locks.close()

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from ferryman.app.routes import App
+from ferryman.app.application import Application
 from ferryman.config import Config
 from ferryman.http.dates import format_http_date
 from ferryman.http.parser import Limits
@@ -22,7 +22,11 @@ if TYPE_CHECKING:
 
 class ServerContext:
     def __init__(
-        self, config: Config, app: App, loop: asyncio.AbstractEventLoop, access_log: AccessLog
+        self,
+        config: Config,
+        app: Application,
+        loop: asyncio.AbstractEventLoop,
+        access_log: AccessLog,
     ) -> None:
         self.config = config
         self.app = app

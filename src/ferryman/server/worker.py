@@ -29,7 +29,7 @@ import socket
 from collections.abc import Callable
 from typing import Protocol
 
-from ferryman.app.routes import App
+from ferryman.app.application import Application
 from ferryman.boot import check_source
 from ferryman.config import Config
 from ferryman.errors import EXIT_OK, ConfigError
@@ -112,7 +112,7 @@ def run(config: Config, sock: socket.socket, supervision: Supervision) -> int:
 async def serve(config: Config, sock: socket.socket, supervision: Supervision) -> int:
     loop = asyncio.get_running_loop()
     try:
-        app = App(config)
+        app = Application(config)
     except OSError as exc:
         what = exc.filename if exc.filename is not None else config.source
         raise ConfigError(f"cannot open {what}: {exc.strerror}") from None
@@ -168,7 +168,7 @@ def _loop_failure(loop: asyncio.AbstractEventLoop, context: dict[str, object]) -
     log_loop_failure(log, context)
 
 
-async def _every_second(access_log: AccessLog, app: App) -> None:
+async def _every_second(access_log: AccessLog, app: Application) -> None:
     while True:
         await asyncio.sleep(1)
         access_log.flush()

@@ -3,7 +3,7 @@
 A store holds objects under keys relative to the served source (for
 `s3://bucket/prefix`, a key `a/b.txt` is the object `prefix/a/b.txt`). The
 local directory is not served through this protocol: it keeps its descriptor
-path (app/files.py), which is what makes sendfile and /proc confinement
+path (app/root.py), which is what makes sendfile and /proc confinement
 possible. Remote stores, and the cache in front of them, are.
 
 Every store raises only the StoreError kinds below; `http_error` is the one

@@ -80,17 +80,17 @@ class FaultHooks:
 
     @staticmethod
     def _patch_handler(target: bytes) -> None:
-        from ferryman.app.routes import App
+        from ferryman.app.application import Application
 
-        handle = App.handle
+        handle = Application.handle
 
-        # Whatever else App.handle takes is passed through untouched.
-        def failing(self: App, request: Any, *rest: Any) -> Any:
+        # Whatever else Application.handle takes is passed through untouched.
+        def failing(self: Application, request: Any, *rest: Any) -> Any:
             if request.target == target:
                 raise InjectedFault(f"FERRYMAN_TEST_RAISE_ON: failing {target!r} on purpose")
             return handle(self, request, *rest)
 
-        setattr(App, "handle", failing)  # noqa: B010 - mypy would refuse the assignment
+        setattr(Application, "handle", failing)  # noqa: B010 - mypy would refuse the assignment
 
     @staticmethod
     def _patch_catalog() -> None:

@@ -1,4 +1,9 @@
-"""The application: which handler answers which request."""
+"""The application: who may do what, and which reader or writer answers each request.
+
+Reads go to the reader of SOURCE: a LocalReader (app/local.py) over the Root
+of a directory, or a RemoteReader (app/remote.py) over a store; PUT and
+DELETE go to the one write flow (app/writes.py) when writes are allowed.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +12,13 @@ import time
 from collections.abc import Awaitable
 from typing import Protocol
 
-from ferryman.app.archive import ArchiveServer
 from ferryman.app.auth import Access, Authorizer, SigningKey, TokenTable
 from ferryman.app.digestindex import DigestIndex
-from ferryman.app.files import FileServer
+from ferryman.app.local import LocalReader
 from ferryman.app.localtarget import LocalTarget
 from ferryman.app.paths import configure_limits, resolve
 from ferryman.app.places import Place, replicas
-from ferryman.app.remote import RemoteServer
+from ferryman.app.remote import RemoteReader
 from ferryman.app.spool import Spool
 from ferryman.app.staging import source_staging, store_id
 from ferryman.app.storetarget import StoreTarget
@@ -34,7 +38,7 @@ READ_METHODS = frozenset(("GET", "HEAD"))
 WRITE_METHODS = frozenset(("PUT", "DELETE"))
 
 
-class App:
+class Application:
     """Handlers return a Response, or an awaitable of one when they must wait."""
 
     def __init__(self, config: Config) -> None:
@@ -47,7 +51,7 @@ class App:
         )
         self.catalog = open_catalog(config)
         self.store: Store | None = None
-        self.files: Reader
+        self.reader: Reader
         self.uploads: Writes | None = None
         if config.is_remote:
             self._serve_store(config)
@@ -62,7 +66,7 @@ class App:
         if method in READ_METHODS:
             if not self._open_reads or request.query or "authorization" in request.headers:
                 self.auth.check(request, Access.READ, resolve(request.path).url(), int(time.time()))
-            return self.files.get(request)
+            return self.reader.get(request)
         if method in WRITE_METHODS and self.uploads is not None:
             path = resolve(request.path).url()
             once = self.auth.check(request, Access.WRITE, path, int(time.time()))
@@ -74,16 +78,13 @@ class App:
         raise HttpError(405, "method_not_allowed", detail, (("Allow", allowed),))
 
     def _serve_directory(self, config: Config) -> None:
-        files = FileServer(config)
-        files.archives = ArchiveServer(
-            files, Spool.of(config), max_member_size=config.max_member_size
-        )
+        reader = self.reader = LocalReader.of(config)
         if self.catalog is not None:
-            files.digests = DigestIndex(self.catalog)
-        self.files = files
+            reader.files.digests = DigestIndex(self.catalog)
         if config.allow_write:
-            target = LocalTarget(files.root_fd, config.verify_writes, source_staging(config))
-            self._writes(config, files.root, target)
+            root = reader.root
+            target = LocalTarget(root.fd, config.verify_writes, source_staging(config))
+            self._writes(config, root.path, target)
 
     def _serve_store(self, config: Config) -> None:
         from ferryman.stores.s3 import S3Store  # the S3 client is imported only when used
@@ -94,7 +95,7 @@ class App:
             from ferryman.cache.client import open_cache_client
 
             cache = open_cache_client(config)
-        self.files = RemoteServer(config, store, cache)
+        self.reader = RemoteReader(config, store, cache)
         if config.allow_write:
             target = StoreTarget(
                 store,
@@ -115,10 +116,10 @@ class App:
 
     def tick(self) -> None:
         """Once a second, from the worker: housekeeping of the readers."""
-        self.files.tick()
+        self.reader.tick()
 
     def close(self) -> None:
-        self.files.close()
+        self.reader.close()
         if self.catalog is not None:
             self.catalog.close()
 

@@ -1,0 +1,357 @@
+"""What a URL path means under SOURCE: decided in one place, then acted on.
+
+A request path is resolved once (app/paths.py: decoded, normalised, never
+above SOURCE, no dot-names). `decide` then says, from the kind of thing
+SOURCE holds there, what the request asks for: a file, a directory (its
+index.html or its listing), the slash form of a directory named without its
+slash, an archive's listing (`/a.tar/`), a path through an archive
+(`/a.tar/m`), or nothing. It is pure, as plan_response is (app/plan.py), and
+the same for a directory, a bucket and the inside of an archive.
+
+`Root` acts on it for a local directory: it opens the path relative to a
+descriptor of SOURCE, refuses what may not be served (a symlink out of
+SOURCE, into a dot-name or into the state directory: checked on the open
+descriptor, so no swap can race the check) and hands the reader an open,
+checked thing (`OpenedFile`, `OpenedDirectory`, `OpenedArchive`) or the
+redirect. `BucketRoot` keeps the same contract for a bucket, where a path
+is a key and a "directory" is a prefix with keys under it.
+
+`slash_form` is the one redirect to the slash form of a directory (301, the
+query kept as it came), for directories, archive directories and prefixes.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from enum import Enum
+from typing import TYPE_CHECKING
+
+from ferryman.app.archive_index import is_archive_name
+from ferryman.app.openfiles import OpenFile, OpenFiles, Route, route
+from ferryman.app.paths import RequestPath, resolve
+from ferryman.config import Config
+from ferryman.errors import HttpError, not_found
+from ferryman.http.parser import Request
+from ferryman.http.response import Response
+
+if TYPE_CHECKING:
+    from ferryman.stores.base import Store
+
+INDEX = "index.html"  # what a directory's slash form serves, when it holds one
+
+_OPEN_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY
+
+
+class Kind(Enum):
+    """What SOURCE holds at a path."""
+
+    FILE = "file"
+    DIRECTORY = "directory"
+    OTHER = "other"  # a FIFO, a socket, a device: never served
+    MISSING = "missing"  # nothing that may be served (absent, or refused)
+
+
+class Meaning(Enum):
+    """What a request for a path asks for."""
+
+    FILE = "file"
+    DIRECTORY = "directory"  # by its slash form: its index.html, or its listing
+    SLASH_FORM = "slash form"  # a directory named without its slash: redirect
+    ARCHIVE = "archive"  # `/a.tar/`: the archive's top-level listing
+    IN_ARCHIVE = "in archive"  # missing, but a segment before the last may be an archive
+    NOT_FOUND = "not found"
+
+
+def kind_of(mode: int) -> Kind:
+    if stat.S_ISREG(mode):
+        return Kind.FILE
+    if stat.S_ISDIR(mode):
+        return Kind.DIRECTORY
+    return Kind.OTHER
+
+
+def decide(path: RequestPath, kind: Kind, *, archives: bool) -> Meaning:
+    """What `path` asks for, where SOURCE holds `kind`; `archives`: members are served.
+
+    A file named with a trailing slash is nothing (unless it is an archive,
+    whose slash form lists it); a directory named without one is its slash
+    form. Archives do not nest: inside one, `archives` is False.
+    """
+    if kind is Kind.DIRECTORY:
+        return Meaning.DIRECTORY if path.trailing_slash else Meaning.SLASH_FORM
+    if kind is Kind.FILE:
+        if not path.trailing_slash:
+            return Meaning.FILE
+        if archives and path.segments and is_archive_name(path.segments[-1]):
+            return Meaning.ARCHIVE
+        return Meaning.NOT_FOUND
+    through = kind is Kind.MISSING and archives
+    if through and any(is_archive_name(segment) for segment in path.segments[:-1]):
+        return Meaning.IN_ARCHIVE
+    return Meaning.NOT_FOUND
+
+
+def slash_form(request: Request, path: RequestPath) -> Response:
+    """301 to the slash form of `path`, with the request's query as it came."""
+    location = path.url(slash=True)
+    if request.query:
+        location += "?" + request.query.decode("latin-1")
+    return Response(301, [("Location", location)])
+
+
+# -- what a local Root hands its readers ---------------------------------------------------
+
+
+class Redirect:
+    __slots__ = ("response",)
+
+    def __init__(self, response: Response) -> None:
+        self.response = response
+
+
+class OpenedFile:
+    """A regular file, open and checked, with one use for this request."""
+
+    __slots__ = ("name", "opened", "relative")
+
+    def __init__(self, opened: OpenFile, name: str, relative: str) -> None:
+        self.opened = opened
+        self.name = name  # the name its Content-Type comes from
+        self.relative = relative  # its path under the root
+
+
+class OpenedDirectory:
+    """A directory with no index.html, open for its listing; the reader closes `fd`."""
+
+    __slots__ = ("fd", "path")
+
+    def __init__(self, path: RequestPath, fd: int) -> None:
+        self.path = path
+        self.fd = fd
+
+
+class OpenedArchive:
+    """The archive a path runs through (its first `count` segments), open and checked;
+    the reader closes `fd`."""
+
+    __slots__ = ("count", "fd", "path", "st")
+
+    def __init__(self, path: RequestPath, count: int, fd: int, st: os.stat_result) -> None:
+        self.path = path
+        self.count = count
+        self.fd = fd
+        self.st = st
+
+
+Located = Redirect | OpenedFile | OpenedDirectory | OpenedArchive
+
+
+class Root:
+    """A local directory as SOURCE: every path a request names, resolved and confined here.
+
+    Owns the descriptor of the root (every open is relative to it) and the
+    descriptors of recently served files (app/openfiles.py): a file asked for
+    again is reached through its kept descriptor while one stat() shows the
+    same file by the same directories.
+    """
+
+    def __init__(self, config: Config) -> None:
+        self.path = str(config.root)
+        self.fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        self.state_dir = str(config.state_path)
+        self.follow_symlinks = config.follow_symlinks
+        self.open_files = (
+            OpenFiles(self.fd, config.open_files, config.open_files_idle)
+            if config.open_files
+            else None
+        )
+
+    def close(self) -> None:
+        if self.open_files is not None:
+            self.open_files.close()
+        os.close(self.fd)
+
+    def sweep(self) -> None:
+        """Close kept descriptors nobody used for --open-files-idle."""
+        if self.open_files is not None:
+            self.open_files.sweep()
+
+    # -- deciding, then opening ---------------------------------------------------------
+
+    def locate(self, request: Request) -> Located:
+        """What the request's path is under the root, opened and checked; 400, 403, 404..."""
+        path = resolve(request.path)
+        relative = path.relative
+        if self.open_files is not None and not path.trailing_slash:
+            kept = self.open_files.use(relative)
+            if kept is not None:
+                return OpenedFile(kept, path.segments[-1], relative)
+        try:
+            way = self.route(relative)
+            fd, st = self.open(relative)
+        except HttpError as exc:
+            # A path through an archive fails to open (ENOTDIR): open the archive.
+            archive = self._archive_on(path) if exc.status == 404 else None
+            if archive is None:
+                raise
+            return archive
+        meaning = decide(path, kind_of(st.st_mode), archives=True)
+        if meaning is Meaning.FILE:
+            if self.open_files is not None:
+                opened = self.open_files.keep(relative, fd, st, way)
+            else:
+                opened = OpenFile(fd, st, way)
+            return OpenedFile(opened, path.segments[-1], relative)
+        if meaning is Meaning.DIRECTORY:
+            return self._directory(path, fd)
+        if meaning is Meaning.ARCHIVE:
+            return OpenedArchive(path, len(path.segments), fd, st)
+        os.close(fd)
+        if meaning is Meaning.SLASH_FORM:
+            return Redirect(slash_form(request, path))
+        raise not_found()
+
+    def _directory(self, path: RequestPath, fd: int) -> OpenedFile | OpenedDirectory:
+        """The slash form of a directory open as `fd`: its index.html, else its listing."""
+        relative = INDEX if path.relative == "." else f"{path.relative}/{INDEX}"
+        try:
+            way = self.route(relative)
+            index_fd, index_st = self.open(relative)
+        except HttpError:
+            return OpenedDirectory(path, fd)
+        os.close(fd)
+        if not stat.S_ISREG(index_st.st_mode):
+            os.close(index_fd)
+            raise not_found()
+        return OpenedFile(OpenFile(index_fd, index_st, way), INDEX, relative)
+
+    def _archive_on(self, path: RequestPath) -> OpenedArchive | None:
+        """The first segment before the last that is a regular file named like an
+        archive, open; None when there is none (a directory named like one is passed
+        over, and what lies beyond a missing segment is missing too)."""
+        if decide(path, Kind.MISSING, archives=True) is not Meaning.IN_ARCHIVE:
+            return None
+        segments = path.segments
+        for i, segment in enumerate(segments[:-1]):
+            if not is_archive_name(segment):
+                continue
+            try:
+                fd, st = self.open("/".join(segments[: i + 1]))
+            except HttpError as exc:
+                if exc.status == 404:
+                    return None
+                raise
+            if stat.S_ISREG(st.st_mode):
+                return OpenedArchive(path, i + 1, fd, st)
+            os.close(fd)
+        return None
+
+    # -- opening and confining ------------------------------------------------------------
+
+    def open(self, relative: str) -> tuple[int, os.stat_result]:
+        """Open `relative` under the root: (descriptor, its fstat); 404 unless it may be
+        served, 403 or 503 as the open's error says."""
+        try:
+            fd = os.open(relative, _OPEN_FLAGS, dir_fd=self.fd)
+        except OSError as exc:
+            raise open_error(exc) from None
+        try:
+            st = os.fstat(fd)
+            self._check_visible(fd)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd, st
+
+    def route(self, relative: str) -> Route:
+        """openfiles.route, its errors answered as the open's would be."""
+        try:
+            return route(self.fd, relative)
+        except OSError as exc:
+            raise open_error(exc) from None
+
+    def _check_visible(self, fd: int) -> None:
+        """404 unless the open descriptor may be served.
+
+        Where it really points (read back from /proc after the open, so no
+        symlink swap can race the check) must not be the state directory or a
+        dotfile under the root, and must lie under the root unless
+        --follow-symlinks allows leaving it.
+        """
+        try:
+            real = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:  # no /proc: fall back to a path walk (racy, but still confining)
+            real = os.path.realpath(f"/dev/fd/{fd}")
+        if not self.is_servable(real):
+            raise not_found()
+
+    def is_hidden(self, real_path: str) -> bool:
+        """The state directory, or a dotfile (or anything inside one) under the root."""
+        if is_under(real_path, self.state_dir):
+            return True
+        if not is_under(real_path, self.path):
+            return False
+        return "/." in real_path[len(self.path.rstrip("/")) :]
+
+    def is_servable(self, real_path: str) -> bool:
+        """What a request may be served, and so what a listing may show."""
+        if self.is_hidden(real_path):
+            return False
+        return self.follow_symlinks or is_under(real_path, self.path)
+
+
+class BucketRoot:
+    """A bucket (prefix) as SOURCE: a path's key, and what a path names there.
+
+    Nothing escapes a bucket but through the path itself, which resolve()
+    already holds under the prefix. A path names an object, or (the root, or
+    any slash form) a prefix; an object that is missing may still be a
+    prefix named without its slash.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    @staticmethod
+    def resolve(request: Request) -> RequestPath:
+        return resolve(request.path)
+
+    @staticmethod
+    def key(path: RequestPath) -> str:
+        """The store key of a request path; 400 unless it is UTF-8 (object keys are)."""
+        key = "/".join(path.segments)
+        try:
+            key.encode("utf-8")
+        except UnicodeEncodeError:
+            raise HttpError(400, "bad_path", "object keys must be UTF-8") from None
+        return key
+
+    @staticmethod
+    def names_prefix(path: RequestPath) -> bool:
+        """The root or a slash form: a prefix (its index.html, or its listing)."""
+        return not path.segments or path.trailing_slash
+
+    async def missing(self, key: str) -> Kind:
+        """What a key with no object is: a prefix with keys under it, or nothing."""
+        async for _ in self.store.list(key + "/"):
+            return Kind.DIRECTORY
+        return Kind.MISSING
+
+
+def is_under(path: str, directory: str) -> bool:
+    return path == directory or path.startswith(directory.rstrip("/") + "/")
+
+
+def open_error(exc: OSError) -> HttpError:
+    """The answer for an open (or a stat on the way) that failed."""
+    if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.ENAMETOOLONG, errno.ENXIO):
+        return not_found()
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return HttpError(403, "forbidden", "permission denied")
+    if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOMEM):
+        return HttpError(503, "overloaded", "out of file descriptors", (("Retry-After", "1"),))
+    return HttpError(
+        500, "internal_error", f"cannot open file ({errno.errorcode.get(exc.errno or 0, '?')})"
+    )
