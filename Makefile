@@ -13,6 +13,15 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 TEST_TOOLS := curl:curl wget:wget aria2:aria2c wrk:wrk chromium:chromium
 # Peers of the audit benchmark (bench/audit_bench.py), installed only for it.
 BENCH_TOOLS := rclone:rclone
+# $(call apt_install,PKG:CMD ...): apt-get install each package whose command is missing.
+apt_install = missing=""; for pair in $(1); do \
+	  pkg=$${pair%%:*}; cmd=$${pair\#\#*:}; \
+	  command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$pkg"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
+	fi
 
 .PHONY: serve test setup native native-tools test-tools bench-tools lint typecheck unit fuzz bench bench-cache bench-soak bench-audit clean
 
@@ -46,24 +55,10 @@ serve: native
 	$(BIN)/ferryman serve $(or $(SOURCE),.) $(ARGS)
 
 test-tools:
-	@missing=""; for pair in $(TEST_TOOLS); do \
-	  pkg=$${pair%%:*}; cmd=$${pair##*:}; \
-	  command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$pkg"; \
-	done; \
-	if [ -n "$$missing" ]; then \
-	  echo "installing:$$missing"; \
-	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
-	fi
+	@$(call apt_install,$(TEST_TOOLS))
 
 bench-tools:
-	@missing=""; for pair in $(BENCH_TOOLS); do \
-	  pkg=$${pair%%:*}; cmd=$${pair##*:}; \
-	  command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$pkg"; \
-	done; \
-	if [ -n "$$missing" ]; then \
-	  echo "installing:$$missing"; \
-	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
-	fi
+	@$(call apt_install,$(BENCH_TOOLS))
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench tools
@@ -93,7 +88,7 @@ bench-soak: native test-tools
 
 # ferryman audit beside rclone check and sha256sum -c on the same trees (bench/audit_bench.py;
 # ~4 min with QUICK=1): a table, and bench/results/audit-latest.json.
-bench-audit: $(STAMP) bench-tools
+bench-audit: native bench-tools
 	$(BIN)/python bench/audit_bench.py $(if $(QUICK),--quick)
 
 clean:
