@@ -40,7 +40,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ferryman.config import Config
-from ferryman.supervisor.process import READY, Worker, spawn
+from ferryman.supervisor.process import READY, Role, Worker, spawn
 
 REPORT_LUA = """
 function done(summary, latency, requests)
@@ -87,11 +87,15 @@ class Pool:
         log = self.logdir / f"{self.strategy}-{self.spawned}.log"
         config = replace(self.config, access_log=str(log))
         if self.shared is not None:
-            worker = spawn(config, self.shared.fileno(), slot, self.spawned, time.monotonic())
+            worker = spawn(
+                config, self.shared.fileno(), slot, Role.WORKER, self.spawned, time.monotonic()
+            )
         else:
             own = self._reuseport_socket(self.port)
             try:
-                worker = spawn(config, own.fileno(), slot, self.spawned, time.monotonic())
+                worker = spawn(
+                    config, own.fileno(), slot, Role.WORKER, self.spawned, time.monotonic()
+                )
             finally:
                 own.close()  # the worker holds the only copy, as if it had bound it itself
         deadline = time.monotonic() + 10

@@ -43,6 +43,7 @@ MODULES = (
     "ferryman.http.parser",
     "ferryman.http.ranges",
     "ferryman.http.response",
+    "ferryman.http.spans",
     "ferryman.pagecache",
     "ferryman.server.accesslog",
     "ferryman.server.connection",

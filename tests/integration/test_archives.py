@@ -7,6 +7,7 @@ can be counted: a spool file must exist exactly as long as its transfer.
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import os
@@ -24,6 +25,7 @@ import pytest
 from ferryman.app.spool import LOCK_NAME
 from tests.conftest import ServerProcess, need, pattern, wait_until
 from tests.integration.test_serving import parse_multipart
+from tests.unit.test_archive_index import with_a_forged_member
 
 MTIME = 1_700_000_000
 DIR_MTIME = 1_600_000_000
@@ -91,6 +93,9 @@ def archive_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
         root / "many.tar", {f"m/{i:05d}.txt": b"%d" % i for i in range(1500)}, extras=False
     )
     (root / "fake.tar").write_bytes(b"not a tar archive at all\n" * 100)
+    forged = with_a_forged_member()
+    (root / "forged.tar").write_bytes(forged)
+    (root / "forged.tgz").write_bytes(gzip.compress(forged))
     (root / "dir.tar").mkdir()
     (root / "dir.tar" / "inside.txt").write_text("a directory named like an archive\n")
     return root
@@ -296,6 +301,18 @@ def test_what_is_an_archive(srv: ServerProcess, url: str, status: int, body: byt
     assert r.status == status
     if body is not None:
         assert r.body == body
+
+
+@pytest.mark.parametrize("archive", ["forged.tar", "forged.tgz"])
+def test_a_member_of_negative_size_is_not_served(srv: ServerProcess, archive: str) -> None:
+    with srv.connect() as conn:
+        ok = conn.get(f"/{archive}/ok")
+        forged = conn.get(f"/{archive}/neg")
+        ranged = conn.get(f"/{archive}/neg", {"Range": "bytes=0-0"})
+        listing = conn.get(f"/{archive}/", {"Accept": "application/json"})
+    assert (ok.status, ok.body) == (200, b"fine")
+    assert (forged.status, ranged.status) == (404, 404)
+    assert [e["name"] for e in json.loads(listing.body)["entries"]] == ["ok"]
 
 
 def test_empty_archive_lists_nothing(srv: ServerProcess) -> None:

@@ -89,7 +89,7 @@ while True:
         continue
     meta = writer.meta
     index = rng.randrange(meta.block_count())
-    offset, length = meta.block_span(index)
+    offset, length = meta.block_span(index).start, meta.block_span(index).length
     if roll < 0.12 and writer.present[index]:
         writer.clear_block(index)
     elif roll < 0.16:
@@ -133,13 +133,13 @@ def check_entry(cache: CacheDir) -> int:
         assert meta.size == 12 * BLOCK + (gen * 337) % BLOCK + 1
         checked = 0
         for index in range(meta.block_count()):
-            if not reader.present(index, index):
+            if not reader.present(range(index, index + 1)):
                 continue
-            offset, length = meta.block_span(index)
-            expected = content(gen, offset, length)
+            span = meta.block_span(index)
+            expected = content(gen, span.start, span.length)
             assert reader.read_block(index) == expected, f"block {index} of version {gen}"
             if not reader.encrypted:
-                region = reader.region(offset, length)
+                region = reader.region(span)
                 assert os.pread(region.fd, region.count, region.offset) == expected
             checked += 1
         return checked
@@ -248,7 +248,7 @@ def test_no_plaintext_in_an_encrypted_cache(tmp_path: Path, encrypted: bool) -> 
     cache = open_cache(tmp_path, mode)
     cache.recover()
     reader = cache.open_reader(KEY)
-    if reader is None or reader.missing(0, 0) != []:
+    if reader is None or reader.missing(range(1)) != []:
         # make sure there is a present block and a complete entry to look for
         with cache.create(EntryMeta(KEY, BLOCK, f'"g1-{ETAG_MARK}"', 1, None, None, BLOCK)) as w:
             w.write_block(0, content(1, 0, BLOCK))
@@ -345,7 +345,7 @@ def test_full_disk_fails_the_write_and_leaves_the_block_absent(tmpfs: Path) -> N
     reader = cache.open_reader(KEY)
     assert reader is not None
     with reader:
-        assert reader.missing(0, 15) == list(range(written, 16))
+        assert reader.missing(range(16)) == list(range(written, 16))
         assert reader.read_block(written - 1) == content(0, (written - 1) * MIB, MIB)
 
 

@@ -43,7 +43,7 @@ from ferryman.cache.service import FillerService, serve, socket_path
 from ferryman.config import Config
 from ferryman.errors import ConfigError
 from ferryman.http.body import Body, FileRegion
-from ferryman.http.ranges import ByteRange
+from ferryman.http.spans import Span
 from ferryman.stores.base import NotFound, PreconditionFailed, Throttled, Unavailable
 from tests.conftest import pattern
 from tests.memstore import Fault, MemStore
@@ -124,13 +124,11 @@ async def collect(body: Body) -> bytes:
         body.release()
 
 
-def expected(spans: Sequence[bytes | ByteRange]) -> bytes:
-    return b"".join(
-        s if isinstance(s, bytes) else pattern(s.end - s.start + 1, s.start) for s in spans
-    )
+def expected(spans: Sequence[bytes | Span]) -> bytes:
+    return b"".join(s if isinstance(s, bytes) else pattern(s.length, s.start) for s in spans)
 
 
-async def fetch(client: CacheClient, spans: Sequence[bytes | ByteRange], key: str = KEY) -> bytes:
+async def fetch(client: CacheClient, spans: Sequence[bytes | Span], key: str = KEY) -> bytes:
     obj = await client.lookup(key)
     return await collect(obj.body(spans))
 
@@ -146,12 +144,12 @@ def is_socket(path: str) -> bool:
     return stat.S_ISSOCK(os.lstat(path).st_mode)
 
 
-WHOLE = [ByteRange(0, SIZE - 1)]
+WHOLE = [Span(0, SIZE)]
 MULTI = [
     b"--x\r\n\r\n",
-    ByteRange(10, 5000),
+    Span(10, 5001),
     b"\r\n--x\r\n\r\n",
-    ByteRange(SIZE - 7, SIZE - 1),
+    Span(SIZE - 7, SIZE),
     b"--",
 ]
 
@@ -188,11 +186,9 @@ async def test_a_cold_object_streams_then_serves_warm_without_the_filler(
 async def test_ranges_and_literals_cold_and_partly_cached(tmp_path: Path, loop: str) -> None:
     async with running(tmp_path) as cache:
         client = cache.client()
-        assert await fetch(client, [ByteRange(BS * 3 + 5, BS * 4 + 9)]) == pattern(
-            BS + 5, BS * 3 + 5
-        )
+        assert await fetch(client, [Span(BS * 3 + 5, BS * 4 + 10)]) == pattern(BS + 5, BS * 3 + 5)
         assert cache.store.reads == [(KEY, BS * 3, BS * 5)]  # the two blocks, one GET
-        spans = [b"<", ByteRange(0, BS * 6), b"|", ByteRange(BS * 4, BS * 4), b">"]
+        spans = [b"<", Span(0, BS * 6 + 1), b"|", Span(BS * 4, BS * 4 + 1), b">"]
         obj = await client.lookup(KEY)
         body = obj.body(spans)
         assert body.stream is not None  # blocks 0-2 and 5-6 are missing
@@ -210,8 +206,8 @@ async def test_several_workers_at_once_share_one_fill(tmp_path: Path, loop: str)
         wanted = [
             WHOLE,
             MULTI,
-            [ByteRange(BS * 20, SIZE - 1)],
-            [ByteRange(1, 1), ByteRange(BS * 39, BS * 39 + 3)],
+            [Span(BS * 20, SIZE)],
+            [Span(1, 2), Span(BS * 39, BS * 39 + 4)],
         ]
         results = await asyncio.gather(*(fetch(c, spans) for c in clients for spans in wanted))
         assert results == [expected(spans) for _ in clients for spans in wanted]
@@ -251,11 +247,11 @@ async def test_store_errors_reach_the_worker_as_themselves(tmp_path: Path, loop:
             await client.lookup("no/such/key")
         obj = await client.lookup(KEY)
         cache.store.faults = [Fault("throttle")]
-        body = obj.body([ByteRange(0, 10)])
+        body = obj.body([Span(0, 11)])
         with pytest.raises(Throttled) as caught:
             await collect(body)
         assert caught.value.retry_after == 3
-        assert await fetch(client, [ByteRange(0, 10)]) == pattern(11)  # later it works
+        assert await fetch(client, [Span(0, 11)]) == pattern(11)  # later it works
 
 
 @run
@@ -273,7 +269,7 @@ async def test_a_version_change_aborts_readers_of_the_old_one(tmp_path: Path, lo
         cache.store.put(KEY, new_data)
         cache.store.hold_after = None
         checker = cache.client(revalidate=0.0)  # checks on every lookup
-        assert await fetch(checker, [ByteRange(0, 3 * BS - 1)]) == new_data
+        assert await fetch(checker, [Span(0, 3 * BS)]) == new_data
         with pytest.raises(PreconditionFailed):
             async for _ in stream:
                 pass
@@ -308,9 +304,9 @@ async def test_a_write_through_this_server_is_seen_at_once(tmp_path: Path, loop:
         new = pattern(2 * BS + 3, 4242)
         cache.store.put(KEY, new)
         writer.forget(KEY)  # what an upload or delete through ferryman calls
-        assert await fetch(writer, [ByteRange(0, len(new) - 1)]) == new
+        assert await fetch(writer, [Span(0, len(new))]) == new
         await until(lambda: cache.filler._entries[KEY].meta.size == len(new))
-        assert await fetch(other, [ByteRange(0, len(new) - 1)]) == new
+        assert await fetch(other, [Span(0, len(new))]) == new
         await cache.store.delete(KEY)
         other.forget(KEY)
         with pytest.raises(NotFound):
@@ -332,12 +328,12 @@ async def test_an_idle_entry_is_released_to_the_evictor(
         def in_use() -> bool:
             return [u.in_use for u in cache.filler.cache.entries()] == [True]
 
-        assert await fetch(client, [ByteRange(0, 9)]) == pattern(10)
+        assert await fetch(client, [Span(0, 10)]) == pattern(10)
         await cache.stop()  # the filler lets go of its writer
         await until(lambda: not in_use())  # the worker's lock lingered, then was released
         obj = await client.lookup(KEY)  # warm: from the disk only
         assert in_use()
-        assert await collect(obj.body([ByteRange(0, 9)])) == pattern(10)
+        assert await collect(obj.body([Span(0, 10)])) == pattern(10)
         await until(lambda: not in_use())
 
 
@@ -423,7 +419,7 @@ async def test_a_stale_socket_file_is_replaced_and_abstract_names_work(
         assert is_socket(cache.path)  # left behind, as after a crash
         service = await serve(cache.filler, cache.path)
         client = cache.client()
-        assert await fetch(client, [ByteRange(0, 99)]) == pattern(100)
+        assert await fetch(client, [Span(0, 100)]) == pattern(100)
         await service.close()
         abstract = f"\0ferryman-test-{os.getpid()}-{id(service)}"
         service = await serve(cache.filler, abstract)
@@ -433,7 +429,7 @@ async def test_a_stale_socket_file_is_replaced_and_abstract_names_work(
             revalidate=60.0,
             readahead=1,
         )
-        assert await fetch(client, [ByteRange(BS * 30, BS * 30 + 9)]) == pattern(10, BS * 30)
+        assert await fetch(client, [Span(BS * 30, BS * 30 + 10)]) == pattern(10, BS * 30)
         await service.close()
 
 

@@ -18,7 +18,7 @@ import pytest
 
 from ferryman.cache.client import CacheClient
 from ferryman.cache.entry import CacheDir
-from ferryman.http.ranges import ByteRange
+from ferryman.http.spans import Span
 from tests.conftest import pattern
 from tests.faultproxy import FaultProxy
 from tests.integration.test_cache_gateway import Gateway, get
@@ -50,7 +50,7 @@ async def test_lookup_warm_serves_a_complete_entry_with_the_filler_gone(
         await cache.stop()
         obj = client.lookup_warm(KEY)
         assert obj is not None
-        spans = [ByteRange(7, 4100), ByteRange(SIZE - 3, SIZE - 1)]
+        spans = [Span(7, 4101), Span(SIZE - 3, SIZE)]
         assert await collect(obj.body(spans)) == pattern(4094, 7) + pattern(3, SIZE - 3)
         assert client.stats.hits == 1
 

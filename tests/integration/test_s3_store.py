@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 
 from ferryman.config import Config
 from ferryman.errors import ConfigError
+from ferryman.http.spans import Span
 from ferryman.stores import s3
 from ferryman.stores.base import (
     AccessDenied,
@@ -545,16 +546,18 @@ def test_delete(moto_server: MotoServer, s3_bucket: str) -> None:
         ({"ContentRange": "bytes 10-15/16"}, 10, 20, Truncated),  # the object ends first
         ({"ContentRange": "bytes 10-19/*"}, 10, 20, None),
         ({"ContentRange": "junk"}, 10, 20, Unavailable),
+        ({"ContentRange": "bytes 10-19/15"}, 10, 20, Unavailable),  # past its own size
+        ({"ContentRange": "bytes 10-\u0661\u0669/100"}, 10, 20, Unavailable),  # not ASCII digits
     ],
 )
 def test_an_answer_for_other_bytes_than_asked_is_refused(
     answer: dict[str, object], start: int, end: int, error: type[Exception] | None
 ) -> None:
     if error is None:
-        s3._check_range("k", answer, start, end)
+        s3._check_range("k", answer, Span(start, end))
     else:
         with pytest.raises(error):
-            s3._check_range("k", answer, start, end)
+            s3._check_range("k", answer, Span(start, end))
 
 
 # -- failures ----------------------------------------------------------------------------

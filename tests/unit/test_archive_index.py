@@ -192,6 +192,31 @@ def test_a_later_member_of_the_same_name_wins() -> None:
     assert blob[found.offset : found.offset + found.size] == b"second!"
 
 
+def forged_negative_size(name: str) -> bytes:
+    """A GNU header whose base-256 size field says -16: tarfile reads it as it is."""
+    header = bytearray(tarfile.TarInfo(name).tobuf(format=tarfile.GNU_FORMAT))
+    header[124:136] = b"\xff" * 11 + b"\xf0"
+    checksum = sum(header[:148]) + 8 * ord(" ") + sum(header[156:])
+    header[148:156] = b"%06o\0 " % checksum
+    return bytes(header)
+
+
+def with_a_forged_member() -> bytes:
+    """Members "ok", "neg" (a negative size) and "after", as GNU tar writes them."""
+    members = make_tar([("ok", b"fine")], fmt=tarfile.GNU_FORMAT)[:1024]  # no end blocks
+    after = make_tar([("after", b"later")], fmt=tarfile.GNU_FORMAT)
+    return members + forged_negative_size("neg") + after
+
+
+@pytest.mark.parametrize("compressed", [False, True], ids=["tar", "tar.gz"])
+def test_a_member_of_negative_size_ends_the_index(compressed: bool) -> None:
+    # tarfile hands the forged size over as -16; served, it made a 500 (a negative length).
+    index = index_of(with_a_forged_member(), compressed=compressed)
+    assert sorted(index.files) == ["ok"]
+    assert "negative size" in (index.problem or "")
+    assert index.damaged is None
+
+
 def test_truncated_tar_keeps_what_is_whole() -> None:
     blob = make_tar([("a", b"whole"), ("b", pattern(10_000))])
     index = index_of(blob[:2048])  # b's header is there, most of its data is not

@@ -20,6 +20,7 @@ import pytest
 from ferryman.cache.crypto import BadBlock, BlockCipher
 from ferryman.cache.entry import CacheDir, EntryMeta, EntryReader, EntryWriter
 from ferryman.cache.entryfiles import data_length
+from ferryman.http.spans import Span
 from tests.conftest import pattern
 
 BLOCK = 4096
@@ -41,8 +42,8 @@ def meta_for(key: str = KEY, size: int = SIZE, etag: str = '"v1"') -> EntryMeta:
 
 
 def block(meta: EntryMeta, index: int, salt: int = 0) -> bytes:
-    offset, length = meta.block_span(index)
-    return pattern(length, offset + salt * 1_000_000)
+    span = meta.block_span(index)
+    return pattern(span.length, span.start + salt * 1_000_000)
 
 
 @pytest.fixture(params=["plain", "encrypted"])
@@ -70,7 +71,7 @@ def reader_of(cache: CacheDir, key: str = KEY) -> EntryReader:
 
 
 def region_bytes(reader: EntryReader, start: int, length: int) -> bytes:
-    region = reader.region(start, length)
+    region = reader.region(Span(start, start + length))
     return os.pread(region.fd, region.count, region.offset)
 
 
@@ -102,20 +103,20 @@ def test_blocks_written_read_back_exactly(cache: CacheDir, writer: EntryWriter) 
     with reader_of(cache) as reader:
         assert reader.meta == meta
         assert reader.encrypted == cache.encrypted
-        assert reader.missing(0, 5) == [1, 2, 4]
-        assert reader.present(0, 0) and reader.present(5, 5) and reader.present(3, 3)
-        assert not reader.present(0, 1) and not reader.present(2, 5)
-        assert reader.present(4, 3)  # an empty span
+        assert reader.missing(range(6)) == [1, 2, 4]
+        assert all(reader.present(range(i, i + 1)) for i in (0, 3, 5))
+        assert not reader.present(range(2)) and not reader.present(range(2, 6))
+        assert reader.present(range(4, 4))  # no blocks
         for index in (0, 3, 5):
             assert reader.read_block(index) == block(meta, index)
         if cache.encrypted:
             with pytest.raises(ValueError):
-                reader.region(0, 10)
+                reader.region(Span(0, 10))
         else:
             assert region_bytes(reader, 3 * BLOCK + 5, 100) == pattern(100, 3 * BLOCK + 5)
             assert region_bytes(reader, 5 * BLOCK, 1000) == pattern(1000, 5 * BLOCK)
             with pytest.raises(ValueError):
-                reader.region(SIZE - 10, 11)
+                reader.region(Span(SIZE - 10, SIZE + 1))
 
 
 def test_write_block_checks_its_length_and_index(writer: EntryWriter) -> None:
@@ -133,7 +134,7 @@ def test_blocks_written_from_many_threads(cache: CacheDir, writer: EntryWriter) 
     with ThreadPoolExecutor(4) as pool:
         list(pool.map(lambda i: writer.write_block(i, block(meta, i)), range(6)))
     with reader_of(cache) as reader:
-        assert reader.present(0, 5)
+        assert reader.present(range(6))
         assert b"".join(reader.read_block(i) for i in range(6)) == pattern(SIZE)
 
 
@@ -162,7 +163,7 @@ def test_clear_and_verify(cache: CacheDir, writer: EntryWriter) -> None:
     writer.clear_block(0)
     assert writer.present[0] == 0
     with reader_of(cache) as reader:
-        assert reader.missing(0, 0) == [0]
+        assert reader.missing(range(1)) == [0]
 
 
 def test_flipped_byte_in_a_sealed_block_is_bad(sealed_cache: CacheDir) -> None:
@@ -217,7 +218,7 @@ def test_create_replaces_and_old_reader_keeps_its_version(
     old.close()
     with reader_of(cache) as new:
         assert new.meta == new_meta
-        assert new.missing(0, 1) == [0]
+        assert new.missing(range(2)) == [0]
         assert new.read_block(1) == block(new_meta, 1, salt=2)
     assert list((cache.path / "trash").iterdir()) == []
 
@@ -286,7 +287,7 @@ def test_writer_follows_its_entry_not_the_name(cache: CacheDir, writer: EntryWri
         assert newer.present == bytearray(6)
     with reader_of(cache) as reader:
         assert reader.meta.etag == '"v2"'
-        assert reader.missing(0, 5) == list(range(6))
+        assert reader.missing(range(6)) == list(range(6))
 
 
 def test_empty_object(cache: CacheDir) -> None:
@@ -294,7 +295,7 @@ def test_empty_object(cache: CacheDir) -> None:
         assert w.present == bytearray()
     with reader_of(cache) as reader:
         assert reader.meta.block_count() == 0
-        assert reader.missing(0, -1) == []
+        assert reader.missing(range(0)) == []
         if not cache.encrypted:
             assert region_bytes(reader, 0, 0) == b""
 
@@ -331,7 +332,7 @@ def test_recover_cleans_tmp_trash_and_broken_entries(cache: CacheDir, tmp_path: 
     assert list((cache.path / "trash").iterdir()) == []
     assert [e.id for e in cache.entries()] == [cache.entry_id("good")]
     with reader_of(cache, "good") as reader:
-        assert reader.missing(0, 5) == [0, 2, 3, 4, 5]
+        assert reader.missing(range(6)) == [0, 2, 3, 4, 5]
         assert reader.read_block(1) == block(reader.meta, 1)
 
 

@@ -56,9 +56,9 @@ def make(
 
 
 async def collect(
-    filler: Filler, first: int, last: int, key: str = KEY, etag: str | None = None
+    filler: Filler, blocks: range, key: str = KEY, etag: str | None = None
 ) -> dict[int, StoreError | None]:
-    return {block: outcome async for block, outcome in filler.want(key, first, last, etag=etag)}
+    return {block: outcome async for block, outcome in filler.want(key, blocks, etag=etag)}
 
 
 def on_disk(filler: Filler, key: str = KEY) -> dict[int, bytes]:
@@ -67,7 +67,7 @@ def on_disk(filler: Filler, key: str = KEY) -> dict[int, bytes]:
     assert reader is not None
     with reader:
         count = reader.meta.block_count()
-        return {i: reader.read_block(i) for i in range(count) if reader.present(i, i)}
+        return {i: reader.read_block(i) for i in range(count) if reader.present(range(i, i + 1))}
 
 
 def expect(data: bytes, blocks: range) -> dict[int, bytes]:
@@ -117,12 +117,12 @@ async def test_an_entry_found_on_disk_is_reused_by_a_new_filler(tmp_path: Path) 
     store.put(KEY, data)
     first = make(tmp_path, store)
     await first.open(KEY)
-    await collect(first, 0, 3)
+    await collect(first, range(4))
     await first.close()
     second = make(tmp_path, store)
     await second.open(KEY)
     assert store.stats == 1  # meta's mtime says the check is fresh
-    assert await collect(second, 0, 3) == dict.fromkeys(range(4))
+    assert await collect(second, range(4)) == dict.fromkeys(range(4))
     assert len(store.reads) == 1  # nothing fetched again
     assert on_disk(second) == expect(data, range(4))
     await second.close()
@@ -153,7 +153,7 @@ async def test_fifty_concurrent_wants_fetch_each_block_once(tmp_path: Path) -> N
     store.put(KEY, data)
     filler = make(tmp_path, store, max_fetches=3)
     await filler.open(KEY)
-    results = await asyncio.gather(*(collect(filler, 0, 40) for _ in range(50)))
+    results = await asyncio.gather(*(collect(filler, range(41)) for _ in range(50)))
     assert all(r == dict.fromkeys(range(41)) for r in results)
     assert store.bytes_sent == len(data)  # every byte went upstream exactly once
     spans = sorted((start, end) for _, start, end in store.reads)
@@ -172,10 +172,10 @@ async def test_a_block_in_the_middle_costs_one_short_fetch(tmp_path: Path) -> No
     store.put(KEY, data)
     filler = make(tmp_path, store)
     await filler.open(KEY)
-    assert await collect(filler, 500, 500) == {500: None}
+    assert await collect(filler, range(500, 501)) == {500: None}
     assert store.reads == [(KEY, 500 * BS, 501 * BS)]
     assert on_disk(filler) == expect(data, range(500, 501))
-    assert await collect(filler, 498, 503) == dict.fromkeys(range(498, 504))
+    assert await collect(filler, range(498, 504)) == dict.fromkeys(range(498, 504))
     assert store.reads[1:] == [(KEY, 498 * BS, 500 * BS), (KEY, 501 * BS, 504 * BS)]
     await filler.close()
 
@@ -188,7 +188,7 @@ async def test_blocks_are_reported_as_they_land_not_when_the_run_ends(tmp_path: 
     store.hold_after = 2 * BS  # the read stalls after two blocks
     filler = make(tmp_path, store)
     await filler.open(KEY)
-    arrivals = filler.want(KEY, 0, 7)
+    arrivals = filler.want(KEY, range(8))
     assert await anext(arrivals) == (0, None)
     assert await anext(arrivals) == (1, None)
     assert store.held == 1  # the rest of the run has not arrived
@@ -206,9 +206,9 @@ async def test_present_blocks_are_reported_at_once(tmp_path: Path) -> None:
     store.put(KEY, pattern(4 * BS))
     filler = make(tmp_path, store)
     await filler.open(KEY)
-    await collect(filler, 1, 2)
+    await collect(filler, range(1, 3))
     store.hold_after = 0  # any new fetch stalls before its first byte
-    arrivals = filler.want(KEY, 0, 3)
+    arrivals = filler.want(KEY, range(4))
     got = [await anext(arrivals), await anext(arrivals)]
     assert sorted(got) == [(1, None), (2, None)]
     store.gate.set()
@@ -223,12 +223,12 @@ async def test_a_want_outside_the_object_or_another_version_is_refused(tmp_path:
     filler = make(tmp_path, store)
     await filler.open(KEY)
     with pytest.raises(Unavailable):
-        await collect(filler, 2, 4)
+        await collect(filler, range(2, 5))
     with pytest.raises(PreconditionFailed):
-        await collect(filler, 0, 0, etag='"other"')
-    assert await collect(filler, 0, 0, etag=etag) == {0: None}
+        await collect(filler, range(1), etag='"other"')
+    assert await collect(filler, range(1), etag=etag) == {0: None}
     with pytest.raises(PreconditionFailed):
-        await collect(filler, 0, 0, key="never/opened")
+        await collect(filler, range(1), key="never/opened")
     await filler.close()
 
 
@@ -243,14 +243,14 @@ async def test_a_cut_body_writes_nothing_partial_and_fails_after_retries(tmp_pat
     filler = make(tmp_path, store)
     await filler.open(KEY)
     store.faults = [Fault("truncate", int(2.5 * BS)), Fault("reset", 10), Fault("truncate", 0)]
-    outcomes = await collect(filler, 0, 7)
+    outcomes = await collect(filler, range(8))
     assert outcomes[0] is None and outcomes[1] is None
     assert all(isinstance(outcomes[i], Truncated) for i in range(2, 8))
     assert [(s, e) for _, s, e in store.reads] == [(0, 8 * BS), (2 * BS, 8 * BS)] * 1 + [
         (2 * BS, 8 * BS)
     ]
     assert on_disk(filler) == expect(data, range(2))  # half of block 2 arrived: not written
-    assert await collect(filler, 0, 7) == dict.fromkeys(range(8))  # the fault has passed
+    assert await collect(filler, range(8)) == dict.fromkeys(range(8))  # the fault has passed
     assert store.reads[-1] == (KEY, 2 * BS, 8 * BS)
     assert on_disk(filler) == expect(data, range(8))
     await filler.close()
@@ -264,7 +264,7 @@ async def test_a_transient_reset_is_retried_transparently(tmp_path: Path) -> Non
     filler = make(tmp_path, store)
     await filler.open(KEY)
     store.faults = [Fault("reset", BS // 2)]
-    assert await collect(filler, 0, 3) == dict.fromkeys(range(4))
+    assert await collect(filler, range(4)) == dict.fromkeys(range(4))
     assert [(s, e) for _, s, e in store.reads] == [(0, 4 * BS), (0, 4 * BS)]
     assert on_disk(filler) == expect(data, range(4))
     await filler.close()
@@ -278,7 +278,7 @@ async def test_more_bytes_than_asked_are_never_written(tmp_path: Path) -> None:
     filler = make(tmp_path, store)
     await filler.open(KEY)
     store.faults = [Fault("extra")] * 3
-    outcomes = await collect(filler, 0, 3)
+    outcomes = await collect(filler, range(4))
     # Blocks before the run's last are written as they complete (the store's
     # range is trusted); the last waits for the end, where the surplus shows.
     assert outcomes == {0: None, 1: None, 2: None, 3: outcomes[3]}
@@ -295,7 +295,7 @@ async def test_throttling_fails_at_once_with_its_delay(tmp_path: Path) -> None:
     filler = make(tmp_path, store)
     await filler.open(KEY)
     store.faults = [Fault("throttle")]
-    outcomes = await collect(filler, 0, 1)
+    outcomes = await collect(filler, range(2))
     assert all(isinstance(o, Throttled) and o.retry_after == 3 for o in outcomes.values())
     assert len(store.reads) == 1  # not retried: the store asked for less traffic
     await filler.close()
@@ -310,10 +310,10 @@ async def test_an_unexpected_store_exception_fails_waiters_instead_of_hanging(
     filler = make(tmp_path, store)
     await filler.open(KEY)
     store.faults = [Fault("bug")]
-    outcomes = await collect(filler, 0, 1)
+    outcomes = await collect(filler, range(2))
     assert all(isinstance(o, Unavailable) and "bug" in str(o) for o in outcomes.values())
     assert "fetching blocks 0-1" in caplog.text
-    assert await collect(filler, 0, 1) == {0: None, 1: None}
+    assert await collect(filler, range(2)) == {0: None, 1: None}
     await filler.close()
 
 
@@ -342,13 +342,13 @@ async def test_a_disk_error_declines_blocks_once_logged_until_a_probe_passes(
         raise OSError(code, os.strerror(code))
 
     monkeypatch.setattr(writer, "write_block", failing)
-    outcomes = await collect(filler, 0, 1)
+    outcomes = await collect(filler, range(2))
     assert all(isinstance(o, CacheDeclined) and condition in str(o) for o in outcomes.values())
     assert filler.health.condition == condition
     assert filler.health.describe().startswith(f"degraded: {condition} since ")
     reads = len(store.reads)
     for _ in range(3):  # degraded: declined at once, no fetch, nothing logged again
-        outcomes = await collect(filler, 2, 3)
+        outcomes = await collect(filler, range(2, 4))
         assert all(isinstance(o, CacheDeclined) for o in outcomes.values())
         with pytest.raises(CacheDeclined):
             await filler.open("other")  # no new entry while degraded
@@ -358,7 +358,7 @@ async def test_a_disk_error_declines_blocks_once_logged_until_a_probe_passes(
     assert await filler.probe()
     assert filler.health.describe() == "ok"
     assert caplog.text.count("usable again") == 1
-    assert await collect(filler, 0, 3) == dict.fromkeys(range(4))
+    assert await collect(filler, range(4)) == dict.fromkeys(range(4))
     assert on_disk(filler) == expect(pattern(4 * BS), range(4))
     await filler.close()
 
@@ -393,9 +393,9 @@ async def test_a_new_version_found_by_a_check_replaces_the_entry(tmp_path: Path)
     old_etag = store.put(KEY, old)
     filler = make(tmp_path, store)
     await filler.open(KEY)
-    await collect(filler, 0, 1)
+    await collect(filler, range(2))
     store.hold_after = BS
-    waiting = asyncio.ensure_future(collect(filler, 2, 5, etag=old_etag))
+    waiting = asyncio.ensure_future(collect(filler, range(2, 6), etag=old_etag))
     await until(lambda: store.held == 1)
     new = pattern(3 * BS, 999)
     new_etag = store.put(KEY, new)
@@ -407,7 +407,7 @@ async def test_a_new_version_found_by_a_check_replaces_the_entry(tmp_path: Path)
     assert filler.stats.version_changes == 1
     store.gate.set()
     store.hold_after = None
-    assert await collect(filler, 0, 2, etag=new_etag) == dict.fromkeys(range(3))
+    assert await collect(filler, range(3), etag=new_etag) == dict.fromkeys(range(3))
     assert on_disk(filler) == expect(new, range(3))
     await filler.close()
 
@@ -420,15 +420,15 @@ async def test_a_fetch_that_finds_the_object_changed_drops_the_entry(tmp_path: P
     filler = make(tmp_path, store)
     await filler.open(KEY)
     store.faults = [Fault("change")]
-    outcomes = await collect(filler, 0, 3)
+    outcomes = await collect(filler, range(4))
     assert all(isinstance(o, PreconditionFailed) for o in outcomes.values())
     await until(lambda: filler.cache.open_reader(KEY) is None)
     assert filler.stats.version_changes == 1
     with pytest.raises(PreconditionFailed):
-        await collect(filler, 0, 0, etag=old_etag)
+        await collect(filler, range(1), etag=old_etag)
     meta = await filler.open(KEY)  # no fresh check left: a HEAD finds the new version
     assert meta.etag == store.objects[KEY].etag != old_etag
-    assert await collect(filler, 0, 3) == dict.fromkeys(range(4))
+    assert await collect(filler, range(4)) == dict.fromkeys(range(4))
     assert on_disk(filler) == expect(store.objects[KEY].data, range(4))
     await filler.close()
 
@@ -443,12 +443,12 @@ async def test_a_sequential_reader_gets_blocks_fetched_ahead(tmp_path: Path) -> 
     store.put(KEY, data)
     filler = make(tmp_path, store, readahead=4)
     await filler.open(KEY)
-    assert await collect(filler, 0, 1) == {0: None, 1: None}
+    assert await collect(filler, range(2)) == {0: None, 1: None}
     await until(lambda: filler.stats.fills == 6)  # 0-1 asked, 2-5 read ahead
-    assert await collect(filler, 2, 3) == {2: None, 3: None}  # already there
+    assert await collect(filler, range(2, 4)) == {2: None, 3: None}  # already there
     await until(lambda: filler.stats.fills == 8)  # the reader went on: 6-7 ahead
     assert [(s // BS, e // BS) for _, s, e in store.reads] == [(0, 6), (6, 8)]
-    assert await collect(filler, 40, 40) == {40: None}  # a jump: no read-ahead
+    assert await collect(filler, range(40, 41)) == {40: None}  # a jump: no read-ahead
     assert store.reads[-1] == (KEY, 40 * BS, 41 * BS)
     assert not filler._entries[KEY].pending  # nothing else was scheduled
     assert filler.stats.fills == 9
@@ -468,7 +468,7 @@ async def test_encrypted_blocks_hold_no_plaintext_and_bad_ones_are_refetched(
     store.put(KEY, data)
     filler = make(tmp_path, store, cipher=BlockCipher(os.urandom(32)))
     await filler.open(KEY)
-    assert await collect(filler, 0, 5) == dict.fromkeys(range(6))
+    assert await collect(filler, range(6)) == dict.fromkeys(range(6))
     assert on_disk(filler) == {i: data[i * BS : (i + 1) * BS] for i in range(6)}
     raw = (filler.cache.entry_path(KEY) / "data").read_bytes()
     assert data[:64] not in raw and b"<0000000000016>" not in raw
@@ -479,7 +479,7 @@ async def test_encrypted_blocks_hold_no_plaintext_and_bad_ones_are_refetched(
         reader.read_block(2)
     await asyncio.gather(filler.bad(KEY, 2), filler.bad(KEY, 2))
     assert filler.stats.bad_blocks == 1
-    assert await collect(filler, 2, 2) == {2: None}
+    assert await collect(filler, range(2, 3)) == {2: None}
     assert store.reads[-1] == (KEY, 2 * BS, 3 * BS)
     assert reader.read_block(2) == data[2 * BS : 3 * BS]
     reader.close()
@@ -514,7 +514,7 @@ async def test_fills_evict_least_recently_used_entries_to_stay_in_size(tmp_path:
     await filler.start()
     for key in objects:
         await filler.open(key)
-        assert await collect(filler, 0, 15, key) == dict.fromkeys(range(16))
+        assert await collect(filler, range(16), key) == dict.fromkeys(range(16))
         clock.now += 1
     assert filler.stats.evictions >= 2
     usage = list(filler.cache.entries())
@@ -540,13 +540,13 @@ async def test_idle_writers_beyond_max_open_are_closed_and_reloaded_from_disk(
     for key in objects:
         await filler.open(key)
         first = first or filler._entries[key]
-        assert await collect(filler, 0, 2, key) == dict.fromkeys(range(3))
+        assert await collect(filler, range(3), key) == dict.fromkeys(range(3))
         await until(lambda: all(fill.idle for fill in filler._entries.values()))
         assert len(filler._entries) <= 2
     assert first is not None and first.dropped  # its writer was closed
     heads, reads = store.stats, len(store.reads)
     await filler.open("obj0")
-    assert await collect(filler, 0, 2, "obj0") == dict.fromkeys(range(3))
+    assert await collect(filler, range(3), "obj0") == dict.fromkeys(range(3))
     assert filler._entries["obj0"] is not first
     assert (store.stats, len(store.reads)) == (heads, reads)  # from disk, not the store
     assert on_disk(filler, "obj0") == expect(objects["obj0"], range(3))
@@ -560,7 +560,7 @@ async def test_close_fails_waiters_and_stops_fetches(tmp_path: Path) -> None:
     store.hold_after = BS
     filler = make(tmp_path, store)
     await filler.open(KEY)
-    waiting = asyncio.ensure_future(collect(filler, 0, 7))
+    waiting = asyncio.ensure_future(collect(filler, range(8)))
     await until(lambda: store.held == 1)
     await filler.close()
     outcomes = await waiting

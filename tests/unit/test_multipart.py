@@ -17,7 +17,8 @@ from ferryman.http.multipart import (
     multipart_length,
     new_boundary,
 )
-from ferryman.http.ranges import ByteRange, evaluate_range
+from ferryman.http.ranges import evaluate_range
+from ferryman.http.spans import Span
 
 
 def pattern(length: int) -> bytes:
@@ -26,10 +27,10 @@ def pattern(length: int) -> bytes:
     return "".join(blocks).encode()[:length]
 
 
-def render(parts: list[bytes | ByteRange], payload: bytes) -> bytes:
+def render(parts: list[bytes | Span], payload: bytes) -> bytes:
     """What the connection would send: placeholders replaced by the payload's bytes."""
     return b"".join(
-        part if isinstance(part, bytes) else payload[part.start : part.end + 1] for part in parts
+        part if isinstance(part, bytes) else payload[part.start : part.end] for part in parts
     )
 
 
@@ -54,14 +55,12 @@ def parse(body: bytes, boundary: str) -> list[tuple[dict[str, str], bytes]]:
 
 
 def test_two_ranges_exact_bytes() -> None:
-    parts = multipart_byteranges(
-        [ByteRange(0, 9), ByteRange(990, 999)], 1000, "text/plain", "BOUNDARY"
-    )
+    parts = multipart_byteranges([Span(0, 10), Span(990, 1000)], 1000, "text/plain", "BOUNDARY")
     assert parts == [
         b"\r\n--BOUNDARY\r\nContent-Type: text/plain\r\nContent-Range: bytes 0-9/1000\r\n\r\n",
-        ByteRange(0, 9),
+        Span(0, 10),
         b"\r\n--BOUNDARY\r\nContent-Type: text/plain\r\nContent-Range: bytes 990-999/1000\r\n\r\n",
-        ByteRange(990, 999),
+        Span(990, 1000),
         b"\r\n--BOUNDARY--\r\n",
     ]
     body = render(parts, pattern(1000))
@@ -76,7 +75,7 @@ def test_two_ranges_exact_bytes() -> None:
 
 
 def test_empty_content_type_omits_the_header() -> None:
-    parts = multipart_byteranges([ByteRange(1, 2)], 10, "", "b")
+    parts = multipart_byteranges([Span(1, 3)], 10, "", "b")
     assert parts[0] == b"\r\n--b\r\nContent-Range: bytes 1-2/10\r\n\r\n"
 
 
@@ -95,7 +94,7 @@ def test_new_boundary() -> None:
 @pytest.mark.parametrize("boundary", ["", "x" * 71, "ends with space ", "semi;colon", 'q"uote'])
 def test_bad_boundary(boundary: str) -> None:
     with pytest.raises(ValueError):
-        multipart_byteranges([ByteRange(0, 0)], 1, "text/plain", boundary)
+        multipart_byteranges([Span(0, 1)], 1, "text/plain", boundary)
     with pytest.raises(ValueError):
         multipart_content_type(boundary)
 
@@ -104,13 +103,15 @@ def test_bad_boundary(boundary: str) -> None:
     ("ranges", "length", "content_type"),
     [
         ([], 10, "text/plain"),  # a multipart body needs a part
-        ([ByteRange(0, 10)], 10, "text/plain"),  # past the end
-        ([ByteRange(0, 1)], 10, "text/plain\r\nX-Injected: 1"),
-        ([ByteRange(0, 1)], 10, "text/plain\n"),
-        ([ByteRange(0, 1)], 10, "text/\u0100"),  # not Latin-1
+        ([Span(0, 11)], 10, "text/plain"),  # past the end
+        ([Span(10, 11)], 10, "text/plain"),  # past the end, by one byte
+        ([Span(3, 3)], 10, "text/plain"),  # no bytes: no part to frame
+        ([Span(0, 2)], 10, "text/plain\r\nX-Injected: 1"),
+        ([Span(0, 2)], 10, "text/plain\n"),
+        ([Span(0, 2)], 10, "text/\u0100"),  # not Latin-1
     ],
 )
-def test_rejects_bad_input(ranges: list[ByteRange], length: int, content_type: str) -> None:
+def test_rejects_bad_input(ranges: list[Span], length: int, content_type: str) -> None:
     with pytest.raises(ValueError):
         multipart_byteranges(ranges, length, content_type, "b")
 
@@ -141,16 +142,16 @@ boundaries = st.one_of(
 
 
 @st.composite
-def requests(draw: st.DrawFn) -> tuple[int, list[ByteRange]]:
+def requests(draw: st.DrawFn) -> tuple[int, list[Span]]:
     length = draw(st.integers(1, 3000))
     pairs = draw(
         st.lists(st.tuples(st.integers(0, length - 1), st.integers(0, length - 1)), min_size=1)
     )
-    return length, [ByteRange(min(a, b), max(a, b)) for a, b in pairs]
+    return length, [Span(min(a, b), max(a, b) + 1) for a, b in pairs]
 
 
 @given(requests(), st.sampled_from(["application/octet-stream", "text/plain; charset=utf-8", ""]))
-def test_framing_parses_back(request: tuple[int, list[ByteRange]], content_type: str) -> None:
+def test_framing_parses_back(request: tuple[int, list[Span]], content_type: str) -> None:
     length, ranges = request
     boundary = new_boundary()
     payload = pattern(length)
@@ -159,23 +160,23 @@ def test_framing_parses_back(request: tuple[int, list[ByteRange]], content_type:
     # literals are merged: bytes and placeholders alternate, one placeholder per range
     kinds = [isinstance(part, bytes) for part in parts]
     assert kinds == [True, False] * len(ranges) + [True]
-    assert [part for part in parts if isinstance(part, ByteRange)] == ranges
+    assert [part for part in parts if isinstance(part, Span)] == ranges
 
     body = render(parts, payload)
     assert multipart_length(parts) == len(body)
     parsed = parse(body, boundary)
     assert len(parsed) == len(ranges)
     for (headers, content), r in zip(parsed, ranges, strict=True):
-        expected_headers = {"Content-Range": f"bytes {r.start}-{r.end}/{length}"}
+        expected_headers = {"Content-Range": f"bytes {r.start}-{r.end - 1}/{length}"}
         if content_type:
             expected_headers["Content-Type"] = content_type
         assert headers == expected_headers
-        assert content == payload[r.start : r.end + 1]
+        assert content == payload[r.start : r.end]
 
 
 @given(boundaries, st.lists(st.integers(0, 99), min_size=1, max_size=5))
 def test_any_valid_boundary_frames(boundary: str, starts: list[int]) -> None:
-    ranges = [ByteRange(s, s) for s in starts]
+    ranges = [Span(s, s + 1) for s in starts]
     parts = multipart_byteranges(ranges, 100, "text/plain", boundary)
     assert multipart_content_type(boundary).startswith("multipart/byteranges; boundary=")
     assert [content for _, content in parse(render(parts, pattern(100)), boundary)] == [

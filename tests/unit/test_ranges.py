@@ -14,13 +14,12 @@ from hypothesis import strategies as st
 from ferryman.http import ranges
 from ferryman.http.body import FileRegion
 from ferryman.http.ranges import (
-    ByteRange,
     RangeDecision,
     RangeKind,
-    content_range,
     evaluate_range,
     unsatisfied_content_range,
 )
+from ferryman.http.spans import Span
 
 FULL = RangeKind.FULL
 PARTIAL = RangeKind.PARTIAL
@@ -35,7 +34,8 @@ def pattern(length: int) -> bytes:
 
 
 def spans(decision: RangeDecision) -> list[tuple[int, int]]:
-    return [(r.start, r.end) for r in decision.ranges]
+    """The decided ranges as first and last byte, as the vectors below write them."""
+    return [(r.start, r.end - 1) for r in decision.ranges]
 
 
 # --- published vectors ----------------------------------------------------------
@@ -85,14 +85,14 @@ def test_nginx_style(header: str, length: int, kind: RangeKind, expected: list) 
     assert decision.kind is kind
     assert spans(decision) == expected
     payload = pattern(length)
-    got = [payload[r.start : r.end + 1] for r in decision.ranges]
+    got = [payload[r.start : r.end] for r in decision.ranges]
     assert got == [payload[s : e + 1] for s, e in expected]
 
 
 def test_self_identifying_bytes() -> None:
     payload = pattern(1000)
     decision = evaluate_range("bytes=120-129,-10,995-", 1000)
-    assert [payload[r.start : r.end + 1] for r in decision.ranges] == [
+    assert [payload[r.start : r.end] for r in decision.ranges] == [
         b"X012XXXXXX",
         b"X099XXXXXX",
         b"XXXXX",
@@ -248,27 +248,19 @@ def test_negative_length_is_a_caller_bug() -> None:
 
 
 def test_content_range_values() -> None:
-    assert content_range(ByteRange(0, 99), 1000) == "bytes 0-99/1000"
-    assert content_range(ByteRange(999, 999), 1000) == "bytes 999-999/1000"
     assert unsatisfied_content_range(1000) == "bytes */1000"
     assert unsatisfied_content_range(0) == "bytes */0"
-
-
-def test_byte_range() -> None:
-    assert ByteRange(0, 0).length == 1
-    assert ByteRange(10, 19).length == 10
-    with pytest.raises(ValueError):
-        ByteRange(5, 4)
-    with pytest.raises(ValueError):
-        ByteRange(-1, 4)
+    decision = evaluate_range("bytes=0-99,999-", 1000)
+    assert [r.content_range(1000) for r in decision.ranges] == [
+        "bytes 0-99/1000",
+        "bytes 999-999/1000",
+    ]
 
 
 def test_public_surface() -> None:
     assert sorted(ranges.__all__) == [
-        "ByteRange",
         "RangeDecision",
         "RangeKind",
-        "content_range",
         "evaluate_range",
         "unsatisfied_content_range",
     ]
@@ -381,7 +373,7 @@ def check_invariants(decision: RangeDecision, length: int, max_ranges: int) -> N
     if decision.kind is PARTIAL:
         assert 1 <= len(decision.ranges) <= max_ranges
         for r in decision.ranges:
-            assert 0 <= r.start <= r.end < length
+            assert 0 <= r.start < r.end <= length
         assert sum(r.length for r in decision.ranges) <= length
     else:
         assert decision.ranges == ()
@@ -427,13 +419,13 @@ def test_the_single_closed_range_shortcut_matches_the_model(
 def test_values_compare_by_every_field() -> None:
     # The property tests above compare decisions with ==: an __eq__ that said
     # yes too often would let them pass on wrong answers.
-    assert ByteRange(1, 2) == ByteRange(1, 2) and hash(ByteRange(1, 2)) == hash(ByteRange(1, 2))
-    assert ByteRange(1, 2) != ByteRange(1, 3) and ByteRange(1, 2) != ByteRange(0, 2)
-    assert ByteRange(1, 2) != (1, 2)
-    one = RangeDecision(RangeKind.PARTIAL, (ByteRange(0, 0),))
-    assert one == RangeDecision(RangeKind.PARTIAL, (ByteRange(0, 0),))
-    assert one != RangeDecision(RangeKind.PARTIAL, (ByteRange(0, 1),))
-    assert one != RangeDecision(RangeKind.FULL, (ByteRange(0, 0),))
+    assert Span(1, 2) == Span(1, 2) and hash(Span(1, 2)) == hash(Span(1, 2))
+    assert Span(1, 2) != Span(1, 3) and Span(1, 2) != Span(0, 2)
+    assert Span(1, 2) != (1, 2)
+    one = RangeDecision(RangeKind.PARTIAL, (Span(0, 1),))
+    assert one == RangeDecision(RangeKind.PARTIAL, (Span(0, 1),))
+    assert one != RangeDecision(RangeKind.PARTIAL, (Span(0, 2),))
+    assert one != RangeDecision(RangeKind.FULL, (Span(0, 1),))
     assert RangeDecision(RangeKind.FULL) != RangeDecision(RangeKind.UNSATISFIABLE)
     region = FileRegion(3, 10, 5)
     assert region == FileRegion(3, 10, 5) and hash(region) == hash(FileRegion(3, 10, 5))
@@ -442,4 +434,4 @@ def test_values_compare_by_every_field() -> None:
     assert region != FileRegion(3, 10, 6)
     assert repr(region) == "FileRegion(fd=3, offset=10, count=5)"
     with pytest.raises(ValueError):
-        ByteRange(5, 4)
+        Span(5, 4)

@@ -14,6 +14,7 @@ from ferryman.errors import EXIT_BUDGET, EXIT_OK, ConfigError
 from ferryman.supervisor import arbiter
 from ferryman.supervisor.heartbeat import Beacon, Channel
 from ferryman.supervisor.hooks import FaultHooks
+from ferryman.supervisor.process import Role
 
 
 def cli_args(*argv: str) -> dict[str, object]:
@@ -96,6 +97,7 @@ def test_fault_hooks_are_off_unless_enabled() -> None:
 class FakeWorker:
     def __init__(self, slot: int, stopped: list[int]) -> None:
         self.slot = slot
+        self.role = Role.WORKER
         self.stopped = stopped
 
     def stop(self, now: float) -> None:

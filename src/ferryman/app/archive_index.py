@@ -42,6 +42,7 @@ from typing import IO, TYPE_CHECKING, Protocol
 from ferryman.app.gzipstream import GzipDamaged, GzipStream, GzipTruncated, NotGzip
 from ferryman.app.listing import Entry
 from ferryman.app.openfiles import Identity
+from ferryman.http.spans import Span
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
@@ -127,7 +128,7 @@ class ArchiveIndex:
         if info.isdir():
             self._directory(name, mtime)
         elif info.isreg() and not info.issparse():
-            if archive_size is not None and info.offset_data + info.size > archive_size:
+            if archive_size is not None and not _data(info).within(archive_size):
                 return  # truncated archive: the data is not all there
             self.files[name] = Member(info.offset_data, info.size, mtime, crc)
             parent, _, base = name.rpartition("/")
@@ -245,17 +246,28 @@ def _walk(index: ArchiveIndex, guarded: _Guarded, stream: GzipStream | None, siz
 
 def _data_crc(stream: GzipStream, info: tarfile.TarInfo) -> int:
     """The CRC-32 of a member's data, read from the stream (which tarfile would skip anyway)."""
-    end = info.offset_data + info.size
-    if end > MAX_SCAN:
+    data = _data(info)
+    if not data.within(MAX_SCAN):
         raise tarfile.ReadError(f"the archive goes on past {MAX_SCAN} bytes")
-    stream.seek(info.offset_data)
+    stream.seek(data.start)
     crc = 0
-    while stream.position < end:
-        chunk = stream.chunk(min(CHUNK, end - stream.position))
+    while stream.position < data.end:
+        chunk = stream.chunk(min(CHUNK, data.end - stream.position))
         if not chunk:
             raise GzipTruncated(f"the stream ends inside {info.name!r}")
         crc = zlib.crc32(chunk, crc)
     return crc
+
+
+def _data(info: tarfile.TarInfo) -> Span:
+    """Where a member's data lies in the (decompressed) tar stream.
+
+    A negative size is a format problem: tarfile reads one from a base-256
+    size field as it is, and a member of -16 bytes cannot be served.
+    """
+    if info.size < 0:
+        raise tarfile.ReadError(f"{info.name!r} has a negative size ({info.size})")
+    return Span(info.offset_data, info.offset_data + info.size)
 
 
 def _read_to_the_end(index: ArchiveIndex, stream: GzipStream) -> None:

@@ -26,14 +26,9 @@ from ferryman.http.conditional import (
 from ferryman.http.dates import format_http_date
 from ferryman.http.multipart import multipart_byteranges, multipart_content_type, new_boundary
 from ferryman.http.parser import Request
-from ferryman.http.ranges import (
-    ByteRange,
-    RangeKind,
-    content_range,
-    evaluate_range,
-    unsatisfied_content_range,
-)
+from ferryman.http.ranges import RangeKind, evaluate_range, unsatisfied_content_range
 from ferryman.http.response import Headers
+from ferryman.http.spans import Span
 
 format_date = lru_cache(maxsize=4096)(format_http_date)
 
@@ -87,7 +82,7 @@ class Plan:
     Any source with a known size and validators gets the same answer: local
     files (offset 0 of their descriptor), members of a .tar (the member's
     offset in the archive), extracted members (a spool file). A plain class
-    and no ByteRange for a whole body: it is made once per request on the hot
+    and no Span for a whole body: it is made once per request on the hot
     path.
     """
 
@@ -97,7 +92,7 @@ class Plan:
         self,
         status: int,
         headers: Headers,
-        spans: tuple[bytes | ByteRange, ...] | None = None,
+        spans: tuple[bytes | Span, ...] | None = None,
         size: int = 0,
     ) -> None:
         self.status = status
@@ -109,23 +104,23 @@ class Plan:
     def length(self) -> int:
         if self.spans is None:
             return self.size
-        return sum(s.length if isinstance(s, ByteRange) else len(s) for s in self.spans)
+        return sum(s.length if isinstance(s, Span) else len(s) for s in self.spans)
 
-    def window(self) -> tuple[int, int] | None:
-        """First and last byte the body needs (inclusive), or None for no bytes."""
+    def window(self) -> Span | None:
+        """From the first byte the body needs to the last, or None for no bytes."""
         if self.spans is None:
-            return (0, self.size - 1) if self.size else None
-        ranges = [s for s in self.spans if isinstance(s, ByteRange)]
+            return Span(0, self.size) if self.size else None
+        ranges = [s for s in self.spans if isinstance(s, Span)]
         if not ranges:
             return None
-        return min(r.start for r in ranges), max(r.end for r in ranges)
+        return Span(min(r.start for r in ranges), max(r.end for r in ranges))
 
     def body(self, fd: int, base: int, cleanup: Callable[[], None] | None) -> Body:
         """The body with representation byte `n` at offset `base + n` of `fd`."""
         if self.spans is None:
             return Body((FileRegion(fd, base, self.size),), cleanup=cleanup)
         parts = [
-            FileRegion(fd, base + s.start, s.length) if isinstance(s, ByteRange) else s
+            FileRegion(fd, base + s.start, s.length) if isinstance(s, Span) else s
             for s in self.spans
         ]
         return Body(parts, cleanup=cleanup)
@@ -172,7 +167,7 @@ def plan_response(request: Request, rep: Representation, *, max_ranges: int) -> 
         return Plan(200, list(rep.whole), size=size)
     if len(decision.ranges) == 1:
         r = decision.ranges[0]
-        return Plan(206, [*rep.whole, ("Content-Range", content_range(r, size))], (r,))
+        return Plan(206, [*rep.whole, ("Content-Range", r.content_range(size))], (r,))
     boundary = new_boundary()
     spans = tuple(multipart_byteranges(decision.ranges, size, rep.content_type, boundary))
     multipart = ("Content-Type", multipart_content_type(boundary))

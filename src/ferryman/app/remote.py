@@ -40,8 +40,8 @@ from ferryman.config import Config
 from ferryman.http.body import Body
 from ferryman.http.digest import format_repr_digest
 from ferryman.http.parser import Request
-from ferryman.http.ranges import ByteRange
 from ferryman.http.response import Response
+from ferryman.http.spans import Span
 from ferryman.stores.base import NotFound, ObjectInfo, Store, StoreError, http_error
 
 if TYPE_CHECKING:
@@ -190,10 +190,10 @@ class RemoteReader:
 # -- bodies -------------------------------------------------------------------------------
 
 
-def _spans(plan: Plan) -> Sequence[bytes | ByteRange]:
+def _spans(plan: Plan) -> Sequence[bytes | Span]:
     if plan.spans is not None:
         return plan.spans
-    return (ByteRange(0, plan.size - 1),) if plan.size else ()
+    return (Span(0, plan.size),) if plan.size else ()
 
 
 def _without_body(plan: Plan) -> Response:
@@ -203,14 +203,14 @@ def _without_body(plan: Plan) -> Response:
 
 
 async def _read_spans(
-    store: Store, key: str, etag: str, spans: Sequence[bytes | ByteRange]
+    store: Store, key: str, etag: str, spans: Sequence[bytes | Span]
 ) -> AsyncIterator[bytes]:
     """Literals as they are, each range as a ranged GET of the pinned version."""
     for span in spans:
         if isinstance(span, bytes):
             yield span
             continue
-        reader = store.read(key, span.start, span.end + 1, if_match=etag)
+        reader = store.read(key, span.start, span.end, if_match=etag)
         try:
             async for chunk in reader:
                 yield chunk

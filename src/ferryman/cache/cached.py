@@ -22,13 +22,12 @@ import functools
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TYPE_CHECKING
 
-from ferryman.cache import blockmap
 from ferryman.cache.crypto import BadBlock
 from ferryman.cache.entryfiles import pread_exact
 from ferryman.cache.health import CacheDeclined
 from ferryman.cache.link import FillerLink
 from ferryman.http.body import Body, Part
-from ferryman.http.ranges import ByteRange
+from ferryman.http.spans import Span
 from ferryman.pagecache import read_nowait
 from ferryman.stores.base import PreconditionFailed, Unavailable
 
@@ -39,9 +38,9 @@ SMALL_IN_MEMORY = 16 * 1024  # complete entries up to this size are kept in memo
 COMPLETE_CHECK = 4096  # entries of at most this many blocks are checked whole once
 THREAD_DECRYPT = 64 * 1024  # blocks at least this long are read and decrypted in a thread
 
-Span = bytes | ByteRange
+Section = bytes | Span  # a literal of the body, or bytes of the object
 # Literals and ranges of the pinned version, streamed from the store instead of the cache.
-Fallback = Callable[[Sequence[Span]], AsyncIterator[bytes]]
+Fallback = Callable[[Sequence[Section]], AsyncIterator[bytes]]
 
 
 class CachedObject:
@@ -54,8 +53,8 @@ class CachedObject:
         self.reader = shared.reader
         self.info = shared.info
 
-    def body(self, spans: Sequence[Span], fallback: Fallback | None = None) -> Body:
-        """Literals and byte ranges (inclusive ends) of the object, in order.
+    def body(self, spans: Sequence[Section], fallback: Fallback | None = None) -> Body:
+        """Literals and byte spans of the object, in order.
 
         Zero-copy FileRegions when the entry is plain and every block the
         ranges need is present; otherwise a stream of exactly those bytes,
@@ -70,16 +69,13 @@ class CachedObject:
         small = self._small() if present else None
         if small is not None:  # no read at all: the bytes are in memory
             return Body(
-                [s if isinstance(s, bytes) else small[s.start : s.end + 1] for s in spans],
+                [s if isinstance(s, bytes) else small[s.start : s.end] for s in spans],
                 cleanup=self.close,
             )
         if present and not reader.encrypted:
-            parts: list[Part] = [
-                s if isinstance(s, bytes) else reader.region(s.start, s.end - s.start + 1)
-                for s in spans
-            ]
+            parts: list[Part] = [s if isinstance(s, bytes) else reader.region(s) for s in spans]
             return Body(parts, cleanup=self.close)
-        length = sum(len(s) if isinstance(s, bytes) else s.end - s.start + 1 for s in spans)
+        length = sum(len(s) if isinstance(s, bytes) else s.length for s in spans)
         stream = self._stream(list(spans), fallback)
         return Body(stream=stream, length=length, cleanup=self.close)
 
@@ -120,24 +116,22 @@ class CachedObject:
         if shared is None or not shared.complete or self.reader.encrypted:
             return None
         if shared.small is None and self.info.size <= SMALL_IN_MEMORY:
-            region = self.reader.region(0, self.info.size)
+            region = self.reader.region(Span(0, self.info.size))
             data = read_nowait(region.fd, region.offset, region.count)
             if data is not None and len(data) == region.count:
                 shared.small = data
         return shared.small
 
-    def _present(self, spans: Sequence[Span]) -> bool:
-        """Every block the ranges need is present (and note a complete entry)."""
+    def _present(self, spans: Sequence[Section]) -> bool:
+        """Every block the spans need is present (and note a complete entry)."""
         reader = self.reader
         block_size = reader.meta.block_size
         for span in spans:
-            if isinstance(span, ByteRange):
-                blocks = blockmap.blocks_covering(span.start, span.end + 1, block_size)
-                if not reader.present(blocks.start, blocks.stop - 1):
-                    return False
+            if isinstance(span, Span) and not reader.present(span.blocks(block_size)):
+                return False
         count = reader.meta.block_count()
         if count <= COMPLETE_CHECK and self._shared is not None:
-            self._shared.complete = reader.present(0, count - 1)
+            self._shared.complete = reader.present(range(count))
         return True
 
     def close(self) -> None:
@@ -151,7 +145,9 @@ class CachedObject:
 
     # -- the stream -------------------------------------------------------------------
 
-    async def _stream(self, spans: list[Span], fallback: Fallback | None) -> AsyncIterator[bytes]:
+    async def _stream(
+        self, spans: list[Section], fallback: Fallback | None
+    ) -> AsyncIterator[bytes]:
         block_size = self.reader.meta.block_size
         try:
             for index, span in enumerate(spans):
@@ -159,14 +155,11 @@ class CachedObject:
                     if span:
                         yield span
                     continue
-                blocks = blockmap.blocks_covering(span.start, span.end + 1, block_size)
-                last = blocks.stop - 1
-                for block in blocks:
-                    low = max(span.start, block * block_size)
-                    high = min(span.end + 1, (block + 1) * block_size)
-                    data = await self._block_or_none(block, last, low, high, fallback)
+                blocks = span.blocks(block_size)
+                for block, piece in span.split(block_size):
+                    data = await self._block_or_none(block, blocks, piece, fallback)
                     if data is None:  # declined: the rest of the answer from the store
-                        rest = [ByteRange(low, span.end), *spans[index + 1 :]]
+                        rest = [Span(piece.start, span.end), *spans[index + 1 :]]
                         assert fallback is not None
                         self._client.stats.declined += 1
                         async for chunk in fallback(rest):
@@ -178,13 +171,13 @@ class CachedObject:
             raise
 
     async def _block_or_none(
-        self, block: int, last: int, low: int, high: int, fallback: Fallback | None
+        self, block: int, blocks: range, piece: Span, fallback: Fallback | None
     ) -> bytes | None:
-        """Object bytes [low, high) of `block` from the cache; None if the cache declines
-        it, or fails to read it, and there is a fallback."""
+        """The object bytes `piece` of `block` (one of `blocks`) from the cache; None if the
+        cache declines it, or fails to read it, and there is a fallback."""
         try:
-            await self._ensure(block, last)
-            return await self._read(block, low, high)
+            await self._ensure(block, blocks)
+            return await self._read(block, piece)
         except CacheDeclined:
             if fallback is None:
                 raise
@@ -193,17 +186,19 @@ class CachedObject:
                 raise Unavailable(f"the cache cannot read block {block}: {exc.strerror}") from None
         return None
 
-    async def _ensure(self, block: int, last: int) -> None:
-        """Return once `block` is present, asking the filler for it (and a window ahead)."""
-        present = self.reader.present(block, block)
+    async def _ensure(self, block: int, blocks: range) -> None:
+        """Return once `block` is present, asking the filler for it and a window ahead
+        (as far as `blocks`, the blocks of the span being sent, go)."""
+        one = range(block, block + 1)
+        present = self.reader.present(one)
         if present and self._link is None:
             return  # warm so far: no reason to talk to the filler
         link = await self._connect()
-        link.want(block, min(last, block + self._client.readahead))
+        link.want(range(block, min(blocks.stop, block + 1 + self._client.readahead)))
         if present:
             return
         await link.wait(block)
-        if not self.reader.present(block, block):
+        if not self.reader.present(one):
             # The filler filled another entry than the one this reader holds.
             raise Unavailable("the cache entry was replaced while it was being read")
 
@@ -221,30 +216,31 @@ class CachedObject:
                 raise PreconditionFailed(f"{key!r} changed while it was being sent")
         return self._link
 
-    async def _read(self, block: int, low: int, high: int) -> bytes:
-        """Object bytes [low, high) of `block`, which is present."""
+    async def _read(self, block: int, piece: Span) -> bytes:
+        """The object bytes `piece` of `block`, which is present."""
         reader = self.reader
         if not reader.encrypted:
-            region = reader.region(low, high - low)
+            region = reader.region(piece)
             data = read_nowait(region.fd, region.offset, region.count)
             if data is None or len(data) != region.count:
                 data = await asyncio.to_thread(pread_exact, region.fd, region.count, region.offset)
             if len(data) != region.count:
                 raise Unavailable(f"block {block} of the cache entry is short")
             return data
-        start, length = reader.meta.block_span(block)
+        whole = reader.meta.block_span(block)
+        offset = piece.start - whole.start  # where the piece begins in the block's plaintext
         for attempt in range(2):
             try:
-                if length >= THREAD_DECRYPT:
+                if whole.length >= THREAD_DECRYPT:
                     plain = await asyncio.to_thread(reader.read_block, block)
                 else:
                     plain = reader.read_block(block)
-                return plain[low - start : high - start]
+                return plain[offset : offset + piece.length]
             except BadBlock:
                 if attempt:
                     raise Unavailable(f"block {block} failed its check twice") from None
             link = await self._connect()
             await link.refetch(block)
-            if not reader.present(block, block):
+            if not reader.present(range(block, block + 1)):
                 raise Unavailable("the cache entry was replaced while it was being read")
         raise AssertionError("unreachable")

@@ -43,6 +43,7 @@ from ferryman.cache.entrymeta import (
     slot_size,
 )
 from ferryman.http.body import FileRegion
+from ferryman.http.spans import Span
 
 __all__ = [
     "DATA", "MAP", "META", "USED", "BadEntry", "EntryMeta", "EntryReader", "EntryWriter",
@@ -145,7 +146,7 @@ class EntryWriter:
 
     def write_block(self, index: int, data: bytes) -> None:
         """Store block `index` durably, then mark it present. OSError on disk errors."""
-        _, length = self.meta.block_span(index)
+        length = self.meta.block_span(index).length
         if len(data) != length:
             raise ValueError(f"block {index} is {length} bytes, not {len(data)}")
         if self.present[index]:
@@ -168,7 +169,7 @@ class EntryWriter:
         """Encrypted: the stored block passes its check. Plain: True (nothing to check)."""
         if self._cipher is None:
             return True
-        _, length = self.meta.block_span(index)
+        length = self.meta.block_span(index).length
         sealed = pread_exact(self._data_fd, length + BlockCipher.OVERHEAD, index * self.slot)
         try:
             self._cipher.open(sealed, block_aad(self.entry_id, self.meta.etag, index))
@@ -234,36 +235,34 @@ class EntryReader:
             raise
         self._slot = slot_size(self.meta.block_size, self.encrypted)
 
-    def present(self, first: int, last: int) -> bool:
-        """All blocks first..last (inclusive) are present."""
-        count = last - first + 1
-        if count <= 0:
+    def present(self, blocks: range) -> bool:
+        """Every block of `blocks` is present (an empty range: True)."""
+        if not blocks:
             return True
-        marks = os.pread(self._map_fd, count, first)
-        return len(marks) == count and b"\x00" not in marks
+        marks = os.pread(self._map_fd, len(blocks), blocks.start)
+        return len(marks) == len(blocks) and b"\x00" not in marks
 
-    def missing(self, first: int, last: int) -> list[int]:
-        """The blocks in first..last (inclusive) that are not present."""
-        count = last - first + 1
-        if count <= 0:
+    def missing(self, blocks: range) -> list[int]:
+        """The blocks of `blocks` that are not present."""
+        if not blocks:
             return []
-        marks = os.pread(self._map_fd, count, first)
-        return [first + i for i in range(count) if i >= len(marks) or not marks[i]]
+        marks = os.pread(self._map_fd, len(blocks), blocks.start)
+        return [block for i, block in enumerate(blocks) if i >= len(marks) or not marks[i]]
 
-    def region(self, start: int, length: int) -> FileRegion:
-        """Object bytes [start, start+length) as a region of `data` (plain entries only).
+    def region(self, span: Span) -> FileRegion:
+        """Object bytes `span` as a region of `data` (plain entries only).
 
         The caller has checked that the blocks are present (and holds `acquire`).
         """
         if self.encrypted:
             raise ValueError("an encrypted entry has no plaintext region; use read_block")
-        if start < 0 or length < 0 or start + length > self.meta.size:
-            raise ValueError(f"[{start}, {start + length}) is outside {self.meta.size} bytes")
-        return FileRegion(self.data_fd, start, length)
+        if not span.within(self.meta.size):
+            raise ValueError(f"{span} is outside {self.meta.size} bytes")
+        return FileRegion(self.data_fd, span.start, span.length)
 
     def read_block(self, index: int) -> bytes:
         """The plaintext of block `index`; BadBlock if it fails its check or is cut short."""
-        _, length = self.meta.block_span(index)
+        length = self.meta.block_span(index).length
         if self._cipher is None:
             data = pread_exact(self.data_fd, length, index * self._slot)
             if len(data) != length:

@@ -14,6 +14,7 @@ from typing import Any
 
 from ferryman.cache import blockmap
 from ferryman.cache.crypto import BadBlock, BlockCipher
+from ferryman.http.spans import Span
 from ferryman.stores.base import ObjectInfo
 
 
@@ -50,9 +51,13 @@ class EntryMeta:
     def block_count(self) -> int:
         return blockmap.block_count(self.size, self.block_size)
 
-    def block_span(self, index: int) -> tuple[int, int]:
-        """(object offset, length) of block `index`."""
+    def block_span(self, index: int) -> Span:
+        """The object bytes block `index` holds."""
         return blockmap.block_span(index, self.size, self.block_size)
+
+    def run_span(self, blocks: range) -> Span:
+        """The object bytes a run of consecutive blocks holds (a non-empty range)."""
+        return Span(self.block_span(blocks.start).start, self.block_span(blocks.stop - 1).end)
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), sort_keys=True, separators=(",", ":")).encode()
@@ -122,6 +127,6 @@ def data_length(meta: EntryMeta, encrypted: bool) -> int:
     count = meta.block_count()
     if count == 0:
         return 0
-    _, last = meta.block_span(count - 1)
+    last = meta.block_span(count - 1).length
     extra = BlockCipher.OVERHEAD if encrypted else 0
     return (count - 1) * slot_size(meta.block_size, encrypted) + last + extra

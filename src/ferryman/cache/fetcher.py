@@ -74,81 +74,82 @@ class Fetcher:
         self._version_gone = version_gone
         self._slots = asyncio.Semaphore(max_fetches)
 
-    def fetch(self, fill: Fill, first: int, last: int) -> None:
-        """Start runs for the blocks of first..last that are neither present nor in flight."""
-        runs = blockmap.missing_runs(fill.writer.present, first, last, self.max_run, fill.pending)
+    def fetch(self, fill: Fill, blocks: range) -> None:
+        """Start runs for the blocks of `blocks` that are neither present nor in flight."""
+        runs = blockmap.missing_runs(fill.writer.present, blocks, self.max_run, fill.pending)
         loop = asyncio.get_running_loop()
-        for run_first, run_last in runs:
-            for block in range(run_first, run_last + 1):
+        for run in runs:
+            for block in run:
                 fill.pending[block] = loop.create_future()
-            task = loop.create_task(self._fetch_run(fill, run_first, run_last))
+            task = loop.create_task(self._fetch_run(fill, run))
             fill.runs.add(task)
             task.add_done_callback(fill.runs.discard)
 
-    async def _fetch_run(self, fill: Fill, first: int, last: int) -> None:
-        """One ranged GET for blocks first..last, retried for what a cut left missing."""
-        progress = _Progress(first)
+    async def _fetch_run(self, fill: Fill, run: range) -> None:
+        """One ranged GET for the blocks of `run`, retried for what a cut left missing."""
+        progress = _Progress(run.start)
         charges: dict[int, int] = {}  # room reserved for blocks not yet written
         try:
             async with self._slots:
-                last = await self._reserve(fill, first, last, charges)
+                run = await self._reserve(fill, run, charges)
                 for attempt in range(len(RETRY_DELAYS) + 1):
-                    if progress.block > last:
+                    if not progress.rest(run):
                         return
                     try:
-                        await self._stream_run(fill, progress, last, charges)
+                        await self._stream_run(fill, progress, run, charges)
                         return
                     except (Truncated, Unavailable) as exc:
                         if attempt == len(RETRY_DELAYS) or fill.dropped:
                             raise
                         log.info("cache: retrying blocks %d-%d of %r: %s",
-                                 progress.block, last, fill.meta.key, exc)  # fmt: skip
+                                 progress.block, run.stop - 1, fill.meta.key, exc)  # fmt: skip
                         await asyncio.sleep(RETRY_DELAYS[attempt])
         except (PreconditionFailed, NotFound) as exc:
             self._version_gone(fill, exc)
         except StoreError as exc:
-            fill.fail_range(progress.block, last, exc)
+            fill.fail_blocks(progress.rest(run), exc)
         except OSError as exc:
-            fill.fail_range(progress.block, last, self._pacer.health.fault(exc))
+            fill.fail_blocks(progress.rest(run), self._pacer.health.fault(exc))
         except asyncio.CancelledError:
-            fill.fail_range(progress.block, last, Unavailable("the fetch was stopped"))
+            fill.fail_blocks(progress.rest(run), Unavailable("the fetch was stopped"))
             raise
         except Exception as exc:  # a bug must not leave waiters hanging
-            what = f"cache: fetching blocks {first}-{last} of {fill.meta.key!r} failed"
+            what = f"cache: fetching blocks {run.start}-{run.stop - 1} of {fill.meta.key!r} failed"
             log_failure(log, what, exc)
-            fill.fail_range(progress.block, last, Unavailable(f"fetch failed: {exc!r}"))
+            fill.fail_blocks(progress.rest(run), Unavailable(f"fetch failed: {exc!r}"))
         finally:
             self._pacer.release(sum(charges.values()))
 
-    async def _reserve(self, fill: Fill, first: int, last: int, charges: dict[int, int]) -> int:
-        """Reserve room for blocks first..last, or for as many leading ones as fit.
+    async def _reserve(self, fill: Fill, run: range, charges: dict[int, int]) -> range:
+        """Reserve room for the blocks of `run`, or for as many leading ones as fit.
 
-        Returns the last block the run may fetch; the blocks after it are
+        Returns the blocks the run may fetch; the blocks after them are
         declined now (their readers go to the store). CacheDeclined if none fits.
         """
         unit, slot = self._pacer.unit, fill.writer.slot
         on_disk = slot - fill.meta.block_size  # a sealed block's nonce and tag
         wanted = {
-            block: block_charge(block, slot, fill.meta.block_span(block)[1] + on_disk, unit)
-            for block in range(first, last + 1)
+            block: block_charge(block, slot, fill.meta.block_span(block).length + on_disk, unit)
+            for block in run
         }
-        granted = last
+        granted = run
         if not await self._pacer.reserve(sum(wanted.values())):
-            granted = first - 1
-            for block in range(first, last + 1):  # one at a time: what still fits
+            granted = range(run.start, run.start)
+            for block in run:  # one at a time: what still fits
                 if not await self._pacer.reserve(wanted[block]):
                     break
-                granted = block
+                granted = range(run.start, block + 1)
                 charges[block] = wanted[block]
         else:
             charges.update(wanted)
-        if granted < last:
-            self.stats.declined += last - granted
-            fill.fail_range(granted + 1, last, no_room())
-        return granted  # before `first` when nothing fits: the run ends at once
+        declined = range(granted.stop, run.stop)
+        if declined:
+            self.stats.declined += len(declined)
+            fill.fail_blocks(declined, no_room())
+        return granted  # empty when nothing fits: the run ends at once
 
     async def _stream_run(
-        self, fill: Fill, progress: _Progress, last: int, charges: dict[int, int]
+        self, fill: Fill, progress: _Progress, run: range, charges: dict[int, int]
     ) -> None:
         """Write each block as its bytes complete; the run's last one once the body ended.
 
@@ -157,30 +158,29 @@ class Fetcher:
         longer than asked is refused before its last block is written.
         """
         meta = fill.meta
-        start, _ = meta.block_span(progress.block)
-        end = sum(meta.block_span(last))
+        span = meta.run_span(progress.rest(run))
         self.stats.upstream_requests += 1
-        stream = self.store.read(meta.key, start, end, if_match=meta.etag)
+        stream = self.store.read(meta.key, span.start, span.end, if_match=meta.etag)
         buffer = bytearray()
         received = 0
         try:
             async for chunk in stream:
                 received += len(chunk)
                 self.stats.bytes_fetched += len(chunk)
-                if received > end - start:
-                    raise Unavailable(f"the store sent more than bytes {start}-{end - 1}")
+                if received > span.length:
+                    raise Unavailable(f"the store sent more than {span.length} bytes")
                 buffer += chunk
-                for block, data in _whole_blocks(meta, buffer, progress.block, last - 1):
+                for block, data in _whole_blocks(meta, buffer, progress.block, run.stop - 1):
                     await self._write(fill, block, data, charges)
                     progress.block = block + 1
         finally:
             close = getattr(stream, "aclose", None)
             if close is not None:
                 await close()
-        for block, data in _whole_blocks(meta, buffer, progress.block, last):
+        for block, data in _whole_blocks(meta, buffer, progress.block, run.stop):
             await self._write(fill, block, data, charges)
             progress.block = block + 1
-        if progress.block <= last:
+        if progress.rest(run):
             raise Truncated(
                 f"the store's answer for {meta.key!r} stopped at block {progress.block}"
             )
@@ -209,13 +209,17 @@ class _Progress:
     def __init__(self, block: int) -> None:
         self.block = block
 
+    def rest(self, run: range) -> range:
+        """The blocks of `run` not yet written."""
+        return range(self.block, run.stop)
+
 
 def _whole_blocks(
-    meta: EntryMeta, buffer: bytearray, block: int, last: int
+    meta: EntryMeta, buffer: bytearray, block: int, stop: int
 ) -> Iterator[tuple[int, bytes]]:
-    """Cut every complete block off the front of `buffer`, starting with `block`."""
-    while block <= last:
-        _, length = meta.block_span(block)
+    """Cut every complete block before `stop` off the front of `buffer`, starting with `block`."""
+    while block < stop:
+        length = meta.block_span(block).length
         if len(buffer) < length:
             return
         data = bytes(buffer[:length])

@@ -271,21 +271,23 @@ class Filler:
     # -- want: which blocks ----------------------------------------------------------
 
     async def want(
-        self, key: str, first: int, last: int, *, etag: str | None = None
+        self, key: str, blocks: range, *, etag: str | None = None
     ) -> AsyncIterator[tuple[int, Outcome]]:
-        """Blocks first..last of `key` as each is present (or failed), in that order of events.
+        """Each of `blocks` of `key` as it is present (or failed), in the order that happens.
 
         With `etag`, only from that version: PreconditionFailed (raised before
         any block) when the entry now holds another, or none.
         """
         fill = await self._current(key, etag)
         count = fill.meta.block_count()
-        if not 0 <= first <= last < count:
-            raise Unavailable(f"blocks {first}-{last} are outside {key!r} ({count} blocks)")
-        self._schedule(fill, first, last)
+        if not blocks or blocks.start < 0 or blocks.stop > count:
+            raise Unavailable(
+                f"blocks {blocks.start}-{blocks.stop - 1} are outside {key!r} ({count} blocks)"
+            )
+        self._schedule(fill, blocks)
         arrivals: asyncio.Queue[tuple[int, Outcome]] = asyncio.Queue()
         waiting = 0
-        for block in range(first, last + 1):
+        for block in blocks:
             future = fill.pending.get(block)
             if future is None:  # present, or not being fetched: the disk is degraded
                 yield block, None if fill.writer.present[block] else self._declined()
@@ -323,7 +325,7 @@ class Filler:
                         block, fill.meta.key)  # fmt: skip
             await asyncio.to_thread(fill.writer.clear_block, block)
             if not fill.dropped and not self.health.degraded:
-                self._fetcher.fetch(fill, block, block)
+                self._fetcher.fetch(fill, range(block, block + 1))
         except OSError as exc:
             raise self.health.fault(exc) from None
         finally:
@@ -341,14 +343,14 @@ class Filler:
             raise PreconditionFailed(f"the cached version of {key!r} was replaced")
         return fill
 
-    def _schedule(self, fill: Fill, first: int, last: int) -> None:
-        """Start fetching what first..last (and read-ahead) need and nobody fetches yet."""
-        stop = last
-        if first == fill.next_block and self.readahead:
-            stop = min(last + self.readahead, fill.meta.block_count() - 1)
-        fill.next_block = last + 1
+    def _schedule(self, fill: Fill, blocks: range) -> None:
+        """Start fetching what `blocks` (and read-ahead) need and nobody fetches yet."""
+        fetch = blocks
+        if blocks.start == fill.next_block and self.readahead:
+            fetch = range(blocks.start, min(blocks.stop + self.readahead, fill.meta.block_count()))
+        fill.next_block = blocks.stop
         if not self.health.degraded:
-            self._fetcher.fetch(fill, first, stop)
+            self._fetcher.fetch(fill, fetch)
 
     def _declined(self) -> CacheDeclined:
         self.stats.declined += 1

@@ -48,8 +48,8 @@ class Fill:
         if future is not None and not future.done():
             future.set_result(outcome)
 
-    def fail_range(self, first: int, last: int, error: StoreError) -> None:
-        for block in range(first, last + 1):
+    def fail_blocks(self, blocks: range, error: StoreError) -> None:
+        for block in blocks:
             self.settle(block, error)
 
     def fail_all(self, error: StoreError) -> None:

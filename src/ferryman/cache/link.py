@@ -133,9 +133,9 @@ class FillerLink:
             raise Unavailable(f"the cache filler answered health with {reply!r}")
         return reply.state, reply.since
 
-    def want(self, first: int, last: int) -> None:
-        """Ask for the blocks of first..last not asked for yet (no wait)."""
-        new = [b for b in range(first, last + 1) if b not in self._blocks]
+    def want(self, blocks: range) -> None:
+        """Ask for the blocks of `blocks` not asked for yet (no wait)."""
+        new = [b for b in blocks if b not in self._blocks]
         if not new or self._broken is not None:
             return
         loop = asyncio.get_running_loop()
@@ -145,7 +145,7 @@ class FillerLink:
 
     async def wait(self, block: int) -> None:
         """Return once the filler reported `block` present; raise what it reported else."""
-        self.want(block, block)
+        self.want(range(block, block + 1))
         future = self._blocks.get(block)
         if future is None:
             assert self._broken is not None

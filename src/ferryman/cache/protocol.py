@@ -92,7 +92,11 @@ class Open:
 @dataclass(frozen=True, slots=True)
 class Want:
     first: int
-    last: int  # inclusive
+    last: int  # inclusive, as on the wire
+
+    @property
+    def blocks(self) -> range:
+        return range(self.first, self.last + 1)
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ferryman.http.spans import Span
+
 DEFAULT_UNIT = 4096  # bytes per filesystem block until a scan measured the real one
 META_SLACK = 64  # bytes a sealed meta adds to its JSON (nonce, tag), rounded up
 
@@ -33,12 +35,10 @@ def _blocks(length: int, unit: int) -> int:
 
 
 def block_charge(index: int, slot: int, length: int, unit: int) -> int:
-    """Bytes block `index` (`length` bytes at index * slot of `data`) may allocate."""
-    if length <= 0:
-        return 0
+    """Bytes block `index` (`length` bytes at index * slot of `data`) may allocate:
+    every filesystem unit its bytes touch."""
     start = index * slot
-    first_unit, last_unit = start // unit, (start + length - 1) // unit
-    return (last_unit - first_unit + 1) * unit
+    return len(Span(start, start + length).blocks(unit)) * unit
 
 
 def entry_charge(meta_length: int, block_count: int, unit: int) -> int:

@@ -301,7 +301,7 @@ class _Session:
         if self.key is None:
             raise BadMessage(f"{type(request).__name__.lower()} before open")
         if isinstance(request, Want):
-            self._spawn(self._report(request.first, request.last))
+            self._spawn(self._report(request.blocks))
         else:
             self._spawn(self._refetch(request.block))
 
@@ -310,11 +310,11 @@ class _Session:
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
-    async def _report(self, first: int, last: int) -> None:
-        """One message per block of first..last as each lands; an error for all of them."""
+    async def _report(self, blocks: range) -> None:
+        """One message per block of `blocks` as each lands; an error for all of them."""
         assert self.key is not None
         try:
-            async for block, outcome in self.filler.want(self.key, first, last, etag=self.etag):
+            async for block, outcome in self.filler.want(self.key, blocks, etag=self.etag):
                 self._send(_block_reply(block, outcome))
                 await self.writer.drain()
         except StoreError as exc:  # the pinned version is gone: nothing of it will come
@@ -329,7 +329,7 @@ class _Session:
         except StoreError as exc:
             self._send(error_reply(exc))
             return
-        await self._report(block, block)
+        await self._report(range(block, block + 1))
 
     def _send(self, reply: Reply) -> None:
         if not self.writer.is_closing():

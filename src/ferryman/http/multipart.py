@@ -1,7 +1,7 @@
 """multipart/byteranges framing for a 206 with several ranges (RFC 9110 section 14.6).
 
 The framing is built without touching the payload: the result alternates
-literal bytes (delimiters and part headers) with ByteRange placeholders that
+literal bytes (delimiters and part headers) with Span placeholders that
 the caller fills from the source (for a local file, a sendfile of that region).
 Its total length is known up front (multipart_length), so the response gets a
 Content-Length and stays zero-copy.
@@ -27,7 +27,7 @@ import re
 import secrets
 from collections.abc import Sequence
 
-from ferryman.http.ranges import ByteRange, content_range
+from ferryman.http.spans import Span
 
 __all__ = [
     "multipart_byteranges",
@@ -57,13 +57,13 @@ def multipart_content_type(boundary: str) -> str:
 
 
 def multipart_byteranges(
-    ranges: Sequence[ByteRange], length: int, content_type: str, boundary: str
-) -> list[bytes | ByteRange]:
-    """The body framing: one literal per delimiter and headers, ByteRanges where data goes.
+    ranges: Sequence[Span], length: int, content_type: str, boundary: str
+) -> list[bytes | Span]:
+    """The body framing: one literal per delimiter and headers, Spans where data goes.
 
     `length` is the whole representation's length, `content_type` its type
-    (repeated in each part). Raises ValueError for no ranges, a range past
-    `length`, a bad boundary or a content type with control characters.
+    (repeated in each part). Raises ValueError for no ranges, an empty range,
+    a range past `length`, a bad boundary or a content type with control characters.
     """
     _check_boundary(boundary)
     if not ranges:
@@ -72,26 +72,26 @@ def multipart_byteranges(
         raise ValueError(f"control character in content type {content_type!r}")
     # Each part's delimiter and headers form one literal, and every literal sits
     # between two ranges (or ends the body), so no two literals are ever adjacent.
-    parts: list[bytes | ByteRange] = []
-    for byte_range in ranges:
-        if byte_range.end >= length:
-            raise ValueError(f"range {byte_range} outside a representation of {length} bytes")
-        parts.append(_part_header(byte_range, length, content_type, boundary))
-        parts.append(byte_range)
+    parts: list[bytes | Span] = []
+    for span in ranges:
+        if not span.within(length):
+            raise ValueError(f"range {span} outside a representation of {length} bytes")
+        parts.append(_part_header(span, length, content_type, boundary))
+        parts.append(span)
     parts.append(f"\r\n--{boundary}--\r\n".encode("ascii"))
     return parts
 
 
-def multipart_length(parts: Sequence[bytes | ByteRange]) -> int:
+def multipart_length(parts: Sequence[bytes | Span]) -> int:
     """Total body length of a framing: the literal bytes plus every range's bytes."""
     return sum(len(part) if isinstance(part, bytes) else part.length for part in parts)
 
 
-def _part_header(byte_range: ByteRange, length: int, content_type: str, boundary: str) -> bytes:
+def _part_header(span: Span, length: int, content_type: str, boundary: str) -> bytes:
     lines = [f"\r\n--{boundary}"]
     if content_type:
         lines.append(f"Content-Type: {content_type}")
-    lines.append(f"Content-Range: {content_range(byte_range, length)}")
+    lines.append(f"Content-Range: {span.content_range(length)}")
     # Header values are Latin-1 on the wire; anything beyond it raises (a ValueError).
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 

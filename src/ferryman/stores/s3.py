@@ -53,6 +53,7 @@ from aiobotocore.session import AioSession, get_session  # type: ignore[import-u
 from botocore.utils import parse_timestamp  # type: ignore[import-untyped]
 
 from ferryman.config import Config
+from ferryman.http.spans import Span, parse_content_range
 from ferryman.stores.base import ListEntry, ObjectInfo, StoreError, Truncated, Unavailable
 from ferryman.stores.s3errors import LIBRARY_ERRORS, library_text, store_error
 from ferryman.stores.s3source import check_endpoint, parse_source
@@ -245,13 +246,14 @@ class S3Store:
     ) -> AsyncIterator[bytes]:
         if start == end:
             return
-        params: dict[str, Any] = {"Key": self._key(key), "Range": f"bytes={start}-{end - 1}"}
+        span = Span(start, end)
+        params: dict[str, Any] = {"Key": self._key(key), "Range": span.range_header()}
         if if_match is not None:
             params["IfMatch"] = if_match
         answer = await self._call(key, "get_object", **params)
         body = answer["Body"]
         try:
-            _check_range(key, answer, start, end)
+            _check_range(key, answer, span)
             missing = end - start
             while missing > 0:
                 try:
@@ -374,21 +376,20 @@ def _load_models(session: AioSession) -> None:
         loader.load_data(name)
 
 
-def _check_range(key: str, answer: dict[str, Any], start: int, end: int) -> None:
+def _check_range(key: str, answer: dict[str, Any], asked: Span) -> None:
     """The store must answer with exactly the range asked for, before any byte is passed on."""
     content_range = answer.get("ContentRange")
     if content_range is None:
-        # A 200 with the whole object: right only when the object is exactly [0, end).
-        if start == 0 and answer.get("ContentLength") == end:
+        # A 200 with the whole object: right only when the object is exactly the span asked.
+        if asked.start == 0 and answer.get("ContentLength") == asked.end:
             return
         raise Unavailable(f"{key}: the store ignored the Range request")
-    match = re.fullmatch(r"bytes (\d+)-(\d+)/(\d+|\*)", content_range)
-    if not match or int(match[1]) != start:
-        raise Unavailable(f"{key}: asked for bytes {start}-{end - 1}, got {content_range!r}")
-    if int(match[2]) != end - 1:
-        raise Truncated(
-            f"{key}: asked for bytes {start}-{end - 1}, the object has {content_range!r}"
-        )
+    parsed = parse_content_range(content_range)
+    if parsed is None or parsed[0].start != asked.start:
+        raise Unavailable(f"{key}: asked for {asked.range_header()}, got {content_range!r}")
+    if parsed[0] != asked:
+        has = f"the object has {content_range!r}"
+        raise Truncated(f"{key}: asked for {asked.range_header()}, {has}")
 
 
 def _page_entries(page: dict[str, Any], full: str) -> list[tuple[str, ListEntry]]:

@@ -46,7 +46,15 @@ from ferryman.config import Config
 from ferryman.errors import EXIT_BUDGET, EXIT_CONFIG, EXIT_FAILURE, EXIT_OK
 from ferryman.server.listener import bind, url_of
 from ferryman.supervisor.budget import RestartBudget
-from ferryman.supervisor.process import FILLER_SLOT, READY, STARTING, Worker, spawn
+from ferryman.supervisor.process import (
+    FILLER_SLOT,
+    READY,
+    STARTING,
+    Role,
+    Worker,
+    describe,
+    spawn,
+)
 
 log = logging.getLogger("ferryman.arbiter")
 
@@ -90,8 +98,12 @@ class Arbiter:
         self.budget = RestartBudget(config.max_restarts, config.restart_window)
         self.spool = Spool.of(config)
         self.stagings = stagings(config)
-        first = FILLER_SLOT if config.is_remote and config.cache_dir else 1
-        self.slots: dict[int, Worker | None] = dict.fromkeys(range(first, config.workers + 1))
+        # What runs in each slot, in start order: decided here, once.
+        self.roles: dict[int, Role] = {}
+        if config.is_remote and config.cache_dir:
+            self.roles[FILLER_SLOT] = Role.FILLER
+        self.roles.update(dict.fromkeys(range(1, config.workers + 1), Role.WORKER))
+        self.slots: dict[int, Worker | None] = dict.fromkeys(self.roles)
         self.successors: dict[int, Worker] = {}  # rolling restart: the slot's next worker
         self.workers: list[Worker] = []  # every worker not yet reaped, in start order
         self.signals: deque[int] = deque()
@@ -171,7 +183,8 @@ class Arbiter:
 
     def _spawn(self, slot: int) -> Worker:
         self.spawned += 1
-        worker = spawn(self.config, self.sock.fileno(), slot, self.spawned, self.clock())
+        role = self.roles[slot]
+        worker = spawn(self.config, self.sock.fileno(), slot, role, self.spawned, self.clock())
         self.workers.append(worker)
         self.selector.register(worker.channel, selectors.EVENT_READ, worker)
         log.info("started %s", worker.name)
@@ -182,7 +195,8 @@ class Arbiter:
         try:
             return self._spawn(slot)
         except OSError as exc:
-            self._count_restart(f"worker {slot} could not be started ({exc})")
+            what = describe(self.roles[slot], slot)
+            self._count_restart(f"{what} could not be started ({exc})")
             return None
 
     def _advance(self) -> None:
@@ -202,7 +216,7 @@ class Arbiter:
             return
         if not self.roll and self.roll_again:
             self.roll_again = False
-            self.roll.extend(_worker_slots(self.slots))
+            self.roll.extend(self._worker_slots())
         if self.roll and self.roll[0] not in self.successors:
             successor = self._start(self.roll[0])
             if successor is not None:
@@ -213,6 +227,14 @@ class Arbiter:
 
     def _source(self) -> str:
         return self.config.source if self.config.is_remote else str(self.config.root)
+
+    def _worker_slots(self) -> list[int]:
+        """The slots a rolling restart replaces: the workers, not the cache filler.
+
+        Two fillers must never serve one cache directory at once (only one writes),
+        so the filler is not replaced beside itself; it keeps running.
+        """
+        return [slot for slot, role in self.roles.items() if role is Role.WORKER]
 
     def _on_ready(self, worker: Worker) -> None:
         slot = worker.slot
@@ -248,7 +270,7 @@ class Arbiter:
         """SIGUSR1 to every worker, draining ones too; the filler has no access log (and
         SIGUSR1's default action would kill it)."""
         for worker in self.workers:
-            if worker.slot != FILLER_SLOT:
+            if worker.role is Role.WORKER:
                 worker.send(signal.SIGUSR1)
 
     def _rolling_restart(self) -> None:
@@ -261,7 +283,7 @@ class Arbiter:
             self.roll_again = True
             return
         log.info("SIGHUP received: rolling restart of %d worker(s)", self.config.workers)
-        self.roll.extend(_worker_slots(self.slots))
+        self.roll.extend(self._worker_slots())
 
     # -- exits ------------------------------------------------------------------------------
 
@@ -333,13 +355,13 @@ class Arbiter:
         self.roll_again = False
         self.sock.close()
         for worker in reversed(self.workers):
-            if worker.slot != FILLER_SLOT:  # it fills for the draining workers: stopped last
+            if worker.role is Role.WORKER:  # the filler fills for them: stopped last
                 worker.stop(self.stop_began)
         self._stop_filler_when_alone()
 
     def _stop_filler_when_alone(self) -> None:
         """Once every worker has exited, the cache filler has nobody to fill for."""
-        if self.phase == STOPPING and all(w.slot == FILLER_SLOT for w in self.workers):
+        if self.phase == STOPPING and all(w.role is Role.FILLER for w in self.workers):
             for worker in self.workers:
                 worker.stop(self.clock())
 
@@ -367,20 +389,11 @@ class Arbiter:
         self._stop_filler_when_alone()
         if self.phase == STOPPING and not self.stop_announced:
             closed = all(
-                w.listener_closed or w.status is not None or w.slot == FILLER_SLOT
+                w.listener_closed or w.status is not None or w.role is Role.FILLER
                 for w in self.workers
             )
             if closed or now - self.stop_began > _CLOSE_REPORT_WAIT:
                 self.stop_announced = True
-                draining = sum(1 for w in self.workers if w.slot != FILLER_SLOT)
+                draining = sum(1 for w in self.workers if w.role is Role.WORKER)
                 log.info("stopping: no longer accepting; %d worker(s) draining, grace period %gs",
                          draining, config.grace_period)  # fmt: skip
-
-
-def _worker_slots(slots: dict[int, Worker | None]) -> list[int]:
-    """The slots a rolling restart replaces: the workers, not the cache filler.
-
-    Two fillers must never serve one cache directory at once (only one writes),
-    so the filler is not replaced beside itself; it keeps running.
-    """
-    return [slot for slot in slots if slot != FILLER_SLOT]

@@ -2,12 +2,13 @@
 
 It takes the listening socket and the write end of its pipe to the arbiter
 as inherited descriptors, reads its Config from the environment, and runs
-the worker (ferryman.server.worker). Started without a listening socket, in
-slot 0, it runs the cache filler instead (ferryman.cache.service), under
-the same supervision: ready, heartbeat, exit statuses. What it tells the arbiter is in
-heartbeat.py. Exit status: 0 after a stop, 2 after a configuration or boot
-failure (the arbiter then stops instead of restarting it), anything else is
-a crash (restarted within the budget).
+the worker (ferryman.server.worker). Started without a listening socket
+(Role.FILLER, process.py), it runs the cache filler instead
+(ferryman.cache.service), under the same supervision: ready, heartbeat, exit
+statuses. What it tells the arbiter is in heartbeat.py. Exit status: 0
+after a stop, 2 after a configuration or boot failure (the arbiter then
+stops instead of restarting it), anything else is a crash (restarted within
+the budget).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from ferryman.errors import EXIT_CONFIG, ConfigError
 from ferryman.server import worker
 from ferryman.supervisor.heartbeat import Beacon
 from ferryman.supervisor.hooks import FaultHooks
-from ferryman.supervisor.process import CONFIG_ENV, config_from_environ
+from ferryman.supervisor.process import CONFIG_ENV, Role, config_from_environ, describe
 
 log = logging.getLogger("ferryman.worker")
 
@@ -32,17 +33,18 @@ log = logging.getLogger("ferryman.worker")
 class Supervised:
     """worker.Supervision over the pipe to the arbiter."""
 
-    def __init__(self, beacon: Beacon, slot: int, hooks: FaultHooks) -> None:
+    def __init__(self, beacon: Beacon, role: Role, slot: int, hooks: FaultHooks) -> None:
         self.beacon = beacon
+        self.role = role
         self.slot = slot
         self.hooks = hooks
 
     def ready(self, loop: asyncio.AbstractEventLoop, stop: Callable[[], None], name: str) -> None:
         def orphaned() -> None:
-            log.warning("%s: the arbiter is gone; stopping", self.slot or "cache filler")
+            log.warning("%s: the arbiter is gone; stopping", describe(self.role, self.slot))
             stop()
 
-        if self.slot:
+        if self.role is Role.WORKER:  # the filler logs its own "filler ready" line
             log.info("worker %d ready (%s loop)", self.slot, name)
         if not self.beacon.send("ready", name):
             orphaned()
@@ -72,13 +74,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         hooks.at_start()
         config = config_from_environ(os.environ)
         os.environ.pop(CONFIG_ENV, None)
-        if args.listen_fd is None:
+        # The arbiter gives the filler no listening socket (process.spawn); decided here, once.
+        role = Role.FILLER if args.listen_fd is None else Role.WORKER
+        supervised = Supervised(beacon, role, args.slot, hooks)
+        if role is Role.FILLER:
             from ferryman.cache.service import run_filler
 
-            return run_filler(config, Supervised(beacon, args.slot, hooks))
+            return run_filler(config, supervised)
         sock = socket.socket(fileno=args.listen_fd)
         try:
-            return worker.run(config, sock, Supervised(beacon, args.slot, hooks))
+            return worker.run(config, sock, supervised)
         finally:
             sock.close()
     except ConfigError as exc:

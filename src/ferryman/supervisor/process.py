@@ -23,6 +23,7 @@ group) reaches only the arbiter, which then stops the workers in order.
 from __future__ import annotations
 
 import dataclasses
+import enum
 import json
 import os
 import signal
@@ -39,12 +40,27 @@ STARTING, READY, STOPPING = "starting", "ready", "stopping"
 FILLER_SLOT = 0  # the cache filler (cache/service.py) runs in slot 0, before the workers
 
 
+class Role(enum.Enum):
+    """What a supervised process does: decided once, when the arbiter lays out its slots.
+
+    A WORKER serves clients on the listening socket. The FILLER, in
+    FILLER_SLOT, is the block cache's one writer: it gets no listening
+    socket and no access log, is stopped after every worker (it fills for
+    transfers still draining), and is never replaced beside itself in a
+    rolling restart (two fillers must not share a cache directory).
+    """
+
+    WORKER = "worker"
+    FILLER = "cache filler"
+
+
 class Worker:
     """A spawned worker: its slot, process, pipe, and what the arbiter knows of it."""
 
-    def __init__(self, slot: int, number: int, proc: subprocess.Popen[bytes], channel: Channel,
-                 now: float) -> None:  # fmt: skip
-        self.slot = slot  # its place in the start order, 1..N
+    def __init__(self, slot: int, role: Role, number: int, proc: subprocess.Popen[bytes],
+                 channel: Channel, now: float) -> None:  # fmt: skip
+        self.slot = slot  # its place in the start order: FILLER_SLOT, then 1..N
+        self.role = role
         self.number = number  # the how-many-th worker this arbiter started
         self.proc = proc
         self.channel = channel
@@ -64,9 +80,7 @@ class Worker:
 
     @property
     def name(self) -> str:
-        if self.slot == FILLER_SLOT:
-            return f"cache filler (pid {self.pid})"
-        return f"worker {self.slot} (pid {self.pid})"
+        return f"{describe(self.role, self.slot)} (pid {self.pid})"
 
     def on_message(self, kind: str, text: str, now: float) -> None:
         self.last_sign = now
@@ -117,10 +131,15 @@ class Worker:
         self.channel.close()
 
 
-def spawn(config: Config, listen_fd: int, slot: int, number: int, now: float,
+def describe(role: Role, slot: int) -> str:
+    """How the logs name the process in `slot`: "worker 3", "cache filler"."""
+    return f"worker {slot}" if role is Role.WORKER else role.value
+
+
+def spawn(config: Config, listen_fd: int, slot: int, role: Role, number: int, now: float,
           environ: Mapping[str, str] | None = None) -> Worker:  # fmt: skip
-    """Start a worker serving `listen_fd` (or, in FILLER_SLOT, the cache filler, which
-    gets no listening socket); it reports on its own pipe."""
+    """Start a worker serving `listen_fd` (or the cache filler, which gets no listening
+    socket: that is how the child knows its role); it reports on its own pipe."""
     read_fd, write_fd = os.pipe()  # both close-on-exec; pass_fds opens write_fd to the child
     env = dict(os.environ if environ is None else environ)
     env[CONFIG_ENV] = json.dumps(dataclasses.asdict(config))
@@ -129,7 +148,7 @@ def spawn(config: Config, listen_fd: int, slot: int, number: int, now: float,
         "--control-fd", str(write_fd), "--slot", str(slot), "--number", str(number),
     ]  # fmt: skip
     pass_fds = [write_fd]
-    if slot != FILLER_SLOT:
+    if role is Role.WORKER:
         argv += ["--listen-fd", str(listen_fd)]
         pass_fds.append(listen_fd)
     try:
@@ -141,7 +160,7 @@ def spawn(config: Config, listen_fd: int, slot: int, number: int, now: float,
         raise
     finally:
         os.close(write_fd)  # only the worker holds the write end: its death reads as EOF
-    return Worker(slot, number, proc, Channel(read_fd), now)
+    return Worker(slot, role, number, proc, Channel(read_fd), now)
 
 
 def config_from_environ(environ: Mapping[str, str]) -> Config:
