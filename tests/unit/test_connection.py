@@ -311,6 +311,21 @@ def test_pipelined_bytes_past_the_limit_pause_reading_until_the_loop_wants_more(
     harness.finish()
 
 
+def test_pipelined_bytes_past_the_limit_pause_reading_while_writing_is_paused(
+    harness: Harness,
+) -> None:
+    harness.send(request("/small"))
+    harness.conn.pause_writing()  # a client that sends requests and reads no answer
+    harness.send(request("/small") * 30000)
+    assert harness.transport.calls == ["pause_reading"]
+    assert harness.answers() == [0]
+    harness.transport.buffered = 0
+    harness.conn.resume_writing()
+    assert harness.transport.calls == ["pause_reading", "resume_reading"]
+    assert harness.answers() == list(range(30001))
+    harness.finish()
+
+
 def test_a_body_is_read_while_writing_is_paused_and_the_answer_waits(harness: Harness) -> None:
     harness.send(request("/upload")[:200])
     harness.conn.pause_writing()  # an earlier answer still fills the transport's buffer

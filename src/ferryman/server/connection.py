@@ -86,10 +86,10 @@ class HttpConnection(asyncio.Protocol):
         self.parser.receive(data)
         self.flow.received()
         phase = self.phase
-        if phase is Phase.IDLE or phase is Phase.HEAD:
+        if (phase is Phase.IDLE or phase is Phase.HEAD) and not self.flow.writing_paused:
             self._process()
-        elif phase is Phase.HANDLING or phase is Phase.SENDING:
-            self.flow.hold(self.parser.buffered)
+        elif phase is not Phase.CLOSING and phase is not Phase.CLOSED:
+            self.flow.hold(self.parser.buffered)  # nothing parses them now
 
     def eof_received(self) -> bool:
         self.flow.end_of_input()

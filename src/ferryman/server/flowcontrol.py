@@ -2,9 +2,10 @@
 
 Reading. The client's bytes wait in the parser until something asks for
 them: the request loop (the next request) or a handler reading the request
-body. While an answer is in progress nothing asks, so pipelined requests, or
-a body its handler reads slowly, pile up there; past PIPELINE_BUFFER unparsed
-bytes the transport stops reading (`hold`). It reads again as soon as
+body. While an answer is in progress, or our writing is paused (a client
+sending requests and reading no answers), nothing asks, so pipelined
+requests, or a body its handler reads slowly, pile up there; past
+PIPELINE_BUFFER unparsed bytes the transport stops reading (`hold`). It reads again as soon as
 something needs bytes (`want_input`): the request loop finding no whole
 request, or the body's reader finding the parser empty.
 
