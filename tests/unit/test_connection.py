@@ -6,9 +6,9 @@ It records every call; a scripted app answers each request in a way its path
 names (at once, in a task, streamed, reading the request body), and counts
 the release of every body it hands out. Deadlines run on a clock the test
 moves, so no test waits for one. Hypothesis then throws random interleavings
-of bytes, pauses, resumes, EOF, deadlines and loss at the connection, and
-checks what must always hold: every body released exactly once, nothing
-written after the close, answers in request order.
+of bytes, pauses, resumes, EOF, deadlines, the server stopping and loss at
+the connection, and checks what must always hold: every body released
+exactly once, nothing written after the close, answers in request order.
 """
 
 from __future__ import annotations
@@ -533,7 +533,9 @@ def test_an_idle_connection_closes_at_once_when_the_server_stops(harness: Harnes
 KINDS = ["/small", "/big", "/stream", "/chunked", "/slow", "/upload", "/continue", "/refuse"]
 EVENTS = st.one_of(
     st.tuples(st.just("data"), st.integers(1, 5000)),
-    st.tuples(st.sampled_from(["pause", "resume", "drain", "eof", "lost"]), st.just(0)),
+    st.tuples(
+        st.sampled_from(["pause", "resume", "drain", "eof", "lost", "stop", "cut"]), st.just(0)
+    ),
     st.tuples(st.just("step"), st.integers(1, 5)),
     st.tuples(st.just("advance"), st.sampled_from([1, 30, 100])),
 )
@@ -582,6 +584,10 @@ def drive(h: Harness, kinds: list[str], events: list[tuple[str, int]]) -> None:
             h.transport.buffered = 0
         elif name == "lost":
             h.lose()
+        elif name == "stop":  # the worker's graceful stop, past its keep-alive linger
+            h.ctx.begin_shutdown()
+        elif name == "cut":  # the grace period is over (ServerContext.wait_drained)
+            h.conn.abort()
         elif name == "step":
             h.step(arg)
         elif name == "advance":
