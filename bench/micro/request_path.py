@@ -22,6 +22,7 @@ from ferryman.config import Config
 from ferryman.server.accesslog import AccessLog
 from ferryman.server.connection import HttpConnection
 from ferryman.server.context import ServerContext
+from ferryman.server.phase import Phase
 
 REQUEST = (
     b"GET /1k.bin HTTP/1.1\r\nHost: 127.0.0.1:8000\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n"
@@ -85,7 +86,7 @@ def main() -> None:
     conn.data_received(REQUEST)
     check_answer(b"".join(transport.out), body)
     run(1000)
-    assert not conn.busy
+    assert conn.phase is Phase.IDLE  # every answer went out at once, no task
     if args.profile:
         profiler = cProfile.Profile()
         profiler.runcall(run, args.n)

@@ -21,6 +21,8 @@ import os
 import secrets
 import traceback
 
+from ferryman.errors import HttpError
+
 TRACEBACKS = os.environ.get("FERRYMAN_TRACEBACKS") == "1"
 MAX_MESSAGE = 300  # characters of the exception's message kept in the line
 
@@ -61,6 +63,16 @@ def log_request_failure(
         request_id, describe(exc), method, shown,
         exc_info=exc if TRACEBACKS else None,
     )  # fmt: skip
+
+
+def internal_error(
+    log: logging.Logger, exc: BaseException, method: str, target: bytes
+) -> HttpError:
+    """A handler's bug: one log line and a 500 that carry the same request id."""
+    request_id = new_request_id()
+    log_request_failure(log, request_id, exc, method, target)
+    detail = f"request {request_id} failed; the server log names it"
+    return HttpError(500, "internal_error", detail, (("X-Request-Id", request_id),))
 
 
 def log_failure(log: logging.Logger, what: str, exc: BaseException) -> None:

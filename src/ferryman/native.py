@@ -50,6 +50,7 @@ MODULES = (
     "ferryman.server.context",
     "ferryman.server.deadline",
     "ferryman.server.flowcontrol",
+    "ferryman.server.phase",
     "ferryman.server.transfer",
     "ferryman.server.zerocopy",
     "ferryman.app.bodycache",

@@ -49,7 +49,8 @@ class RequestBody:
         conn = self.conn
         if not self._continue_sent:
             self._continue_sent = True
-            conn.transport.write(_CONTINUE)
+            if not conn.closed:  # cut while the handler worked: the wait below fails
+                conn.transport.write(_CONTINUE)
         while True:
             event = conn.parser.next_event()  # ProtocolError on a malformed body
             if event is NEED_DATA:

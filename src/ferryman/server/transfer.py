@@ -45,13 +45,30 @@ class Connection(Protocol):
     loop: asyncio.AbstractEventLoop
     transport: asyncio.Transport
     body_sent: int
-    closed: bool
+
+    @property
+    def closed(self) -> bool: ...  # nothing more may be sent
 
     async def drain(self) -> None: ...
     async def flush(self) -> None: ...
     async def send_while_writable(self, fd: int, send: Callable[[], str]) -> str: ...
     def progress(self) -> None: ...
     def socket_writer(self) -> SocketWriter | None: ...
+
+
+def inline_body(parts: Sequence[Part], length: int | None, small: int) -> bytes | None:
+    """The body as bytes for one write with the head, when that beats sendfile.
+
+    A body of at most `small` (--small-body) bytes always does. So does a body
+    of several small regions (multipart/byteranges) up to four times that: one
+    copy from the page cache costs less than a sendfile and a send per region.
+    """
+    if length is None or length > small:
+        if length is None or length > 4 * small:
+            return None
+        if any(isinstance(p, FileRegion) and p.count > small for p in parts):
+            return None
+    return inline_parts(parts)
 
 
 def inline_parts(parts: Sequence[Part]) -> bytes | None:
@@ -82,6 +99,8 @@ async def send_body(
     Raises TransferAborted when the body cannot be sent whole.
     """
     try:
+        if conn.closed:  # cut before this task first ran: not even the head goes out
+            raise ConnectionResetError("connection lost")
         if body.stream is not None:
             await _send_stream(conn, framing, body.stream, body.length)
             return
@@ -164,4 +183,5 @@ async def _copy_stream(
     if left:
         raise TransferAborted(f"stream ended {left} bytes short of its declared length")
     if framing.chunked:
+        await conn.drain()  # the stream's end may come after the client left
         transport.write(b"0\r\n\r\n")

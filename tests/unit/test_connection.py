@@ -1,0 +1,597 @@
+"""One HttpConnection driven event by event through a recording transport.
+
+The transport is the part a test must stand in for: a real socket cannot be
+told to pause writing, or to deliver EOF, at one exact point of an answer.
+It records every call; a scripted app answers each request in a way its path
+names (at once, in a task, streamed, reading the request body), and counts
+the release of every body it hands out. Deadlines run on a clock the test
+moves, so no test waits for one. Hypothesis then throws random interleavings
+of bytes, pauses, resumes, EOF, deadlines, the server stopping and loss at
+the connection, and checks what must always hold: every body released
+exactly once, nothing written after the close, answers in request order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import socket
+from collections.abc import AsyncIterator, Awaitable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ferryman.config import Config
+from ferryman.errors import HttpError
+from ferryman.http.body import Body, BodyReader, FileRegion
+from ferryman.http.parser import Request
+from ferryman.http.response import Response
+from ferryman.server.accesslog import AccessLog
+from ferryman.server.connection import HttpConnection
+from ferryman.server.context import ServerContext
+from ferryman.server.deadline import Timers
+
+BIG = 100_000  # over four times --small-body: sent by a task
+UPLOAD = 3000  # request-body bytes of an upload
+
+
+class FakeTransport(asyncio.Transport):
+    """Records what the connection asks of it; the test decides what it reports."""
+
+    def __init__(self, sock: socket.socket | None = None) -> None:
+        super().__init__()
+        self.sock = sock
+        self.out = bytearray()
+        self.calls: list[str] = []
+        self.buffered = 0  # what get_write_buffer_size() answers
+        self.closing = False
+        self.reading = True
+        self.late_writes: list[bytes] = []  # written after close() or abort()
+        self.misuse: list[str] = []  # pause while paused, resume while reading
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if self.closing:
+            self.late_writes.append(bytes(data))
+        self.out += data
+        self.buffered += len(data)
+
+    def pause_reading(self) -> None:
+        self.calls.append("pause_reading")
+        if not self.reading:
+            self.misuse.append("pause_reading while paused")
+        self.reading = False
+
+    def resume_reading(self) -> None:
+        self.calls.append("resume_reading")
+        if self.reading:
+            self.misuse.append("resume_reading while reading")
+        self.reading = True
+
+    def close(self) -> None:
+        if not self.closing:  # a second close() does nothing on a real transport
+            self.calls.append("close")
+        self.closing = True
+
+    def abort(self) -> None:
+        self.calls.append("abort")
+        self.closing = True
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def get_write_buffer_size(self) -> int:
+        return self.buffered
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        pass
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        if name == "socket":
+            return self.sock
+        return ("192.0.2.7", 40000) if name == "peername" else default
+
+
+class FakeClock:
+    """time() and call_at() for the deadline queue; `advance` fires what is due."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.calls: list[tuple[float, Any, list[bool]]] = []
+
+    def time(self) -> float:
+        return self.now
+
+    def call_at(self, at: float, callback: Any) -> Any:
+        cancelled = [False]
+        self.calls.append((at, callback, cancelled))
+
+        class Handle:
+            def cancel(self) -> None:
+                cancelled[0] = True
+
+        return Handle()
+
+    def advance(self, seconds: float) -> None:
+        end = self.now + seconds
+        while due := [c for c in self.calls if not c[2][0] and c[0] <= end]:
+            call = min(due, key=lambda c: c[0])
+            self.calls.remove(call)
+            self.now = max(self.now, call[0])
+            call[1]()
+        self.now = end
+
+    def call_exception_handler(self, context: dict[str, Any]) -> None:
+        raise AssertionError(context)
+
+
+class ScriptedApp:
+    """Answers by path; numbers its answers (X-N) and counts each body's releases."""
+
+    def __init__(self, file: Path) -> None:
+        self.file = file  # what /file answers with, sendfile'd on a real socket
+        self.handled = 0
+        self.releases: list[int] = []  # per body handed out
+        self.read: list[int] = []  # request-body bytes each upload handler read
+        self.stream_end: asyncio.Future[None] | None = None  # set: streams wait for it
+
+    def body(self, size: int) -> Body:
+        index = len(self.releases)
+        self.releases.append(0)
+
+        def release() -> None:
+            self.releases[index] += 1
+
+        return Body([b"x" * size], cleanup=release)
+
+    def answer(self, size: int, status: int = 200) -> Response:
+        self.handled += 1
+        return Response(status, [("X-N", str(self.handled - 1))], self.body(size))
+
+    def handle(self, request: Request, body: BodyReader | None) -> Response | Awaitable[Response]:
+        path = request.path.decode()
+        if path == "/small":
+            return self.answer(100)
+        if path == "/big":
+            return self.answer(BIG)
+        if path in ("/stream", "/chunked"):  # a declared length, or none
+            response = self.answer(0)
+            length = 3000 if path == "/stream" else None
+            response.body = Body(
+                stream=self._chunks(), length=length, cleanup=response.body.cleanup
+            )
+            return response
+        if path == "/file":
+            self.handled += 1
+            fd = os.open(self.file, os.O_RDONLY)
+            index = len(self.releases)
+            self.releases.append(0)
+
+            def release() -> None:
+                self.releases[index] += 1
+                os.close(fd)
+
+            size = self.file.stat().st_size
+            body = Body([FileRegion(fd, 0, size)], cleanup=release)
+            return Response(200, [("X-N", str(self.handled - 1))], body)
+        if path == "/slow":
+            return self._slow()
+        if path in UPLOADS:
+            assert body is not None
+            return self._upload(body, refuse=path == "/refuse")
+        raise AssertionError(path)
+
+    async def _chunks(self) -> AsyncIterator[bytes]:
+        for _ in range(3):
+            await asyncio.sleep(0)
+            yield b"x" * 1000
+        await asyncio.sleep(0)  # the source's last read, which finds the end
+        if self.stream_end is not None:
+            await self.stream_end
+
+    async def _slow(self) -> Response:
+        for _ in range(3):
+            await asyncio.sleep(0)
+        return self.answer(100)
+
+    async def _upload(self, body: BodyReader, refuse: bool) -> Response:
+        self.read.append(0)
+        async for chunk in body:
+            self.read[-1] += len(chunk)
+            if refuse:
+                raise HttpError(413, "content_too_large", "refused after the first piece")
+        return self.answer(10, 201)
+
+
+UPLOADS = ("/upload", "/continue", "/refuse")  # PUTs whose handler reads the body
+
+
+def request(path: str, *, close: bool = False) -> bytes:
+    head = f"{'PUT' if path in UPLOADS else 'GET'} {path} HTTP/1.1\r\nHost: t\r\n"
+    if close:
+        head += "Connection: close\r\n"
+    if path == "/continue":
+        head += "Expect: 100-continue\r\n"
+    if path in UPLOADS:
+        return (head + f"Content-Length: {UPLOAD}\r\n\r\n").encode() + b"u" * UPLOAD
+    return (head + "\r\n").encode()
+
+
+class Harness:
+    def __init__(self, tmp_path: Path, sock: socket.socket | None = None) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.failures: list[dict[str, Any]] = []
+        self.loop.set_exception_handler(lambda _loop, context: self.failures.append(context))
+        # Zero-copy only with a real socket to duplicate; a small --small-body
+        # sends /file from a task.
+        self.config = Config(source=str(tmp_path), sendfile=sock is not None, small_body=1024)
+        file = tmp_path / "file.bin"
+        file.write_bytes(b"f" * 20_000)
+        self.app = ScriptedApp(file)
+        self.ctx = ServerContext(self.config, self.app, self.loop, AccessLog("off"))  # type: ignore[arg-type]
+        self.clock = FakeClock()
+        self.ctx.timers = Timers(self.clock)  # type: ignore[arg-type]
+        self.conn = HttpConnection(self.ctx)
+        self.transport = FakeTransport(sock)
+        self.conn.connection_made(self.transport)
+        self.lost = False
+
+    def step(self, turns: int = 1) -> None:
+        for _ in range(turns):
+            self.loop.run_until_complete(asyncio.sleep(0))
+
+    def settle(self) -> None:
+        self.step(40)
+
+    def send(self, data: bytes) -> None:
+        self.conn.data_received(data)
+
+    def lose(self) -> None:
+        self.lost = True
+        self.conn.connection_lost(None)
+
+    def answers(self) -> list[int]:
+        return [int(n) for n in re.findall(rb"X-N: (\d+)", bytes(self.transport.out))]
+
+    def statuses(self) -> list[int]:
+        return [int(s) for s in re.findall(rb"HTTP/1.1 (\d{3}) ", bytes(self.transport.out))]
+
+    def finish(self) -> None:
+        """The client leaves; every task must end and every body be released once."""
+        if not self.lost:
+            self.lose()
+        self.settle()
+        assert not [t for t in asyncio.all_tasks(self.loop) if not t.done()]
+        assert self.failures == []
+        assert self.app.releases == [1] * len(self.app.releases)
+        assert self.transport.late_writes == []
+        assert self.transport.misuse == []
+        assert self.conn not in self.ctx.connections
+
+    def close(self) -> None:
+        for task in asyncio.all_tasks(self.loop):  # only after a failed test
+            task.cancel()
+        self.settle()
+        self.loop.close()
+
+
+@pytest.fixture
+def harness(tmp_path: Path) -> Iterator[Harness]:
+    h = Harness(tmp_path)
+    try:
+        yield h
+    finally:
+        h.close()
+
+
+def test_pipelined_requests_are_answered_in_order_one_at_a_time(harness: Harness) -> None:
+    harness.send(request("/big") + request("/small") + request("/slow") + request("/stream"))
+    assert harness.answers() == []  # the big body goes from a task; the rest wait behind it
+    harness.settle()
+    assert harness.answers() == [0, 1, 2, 3]
+    assert harness.statuses() == [200, 200, 200, 200]
+    assert harness.app.releases == [1, 1, 1, 1]
+    assert "close" not in harness.transport.calls  # keep-alive
+    harness.finish()
+
+
+def test_pipelined_bytes_past_the_limit_pause_reading_until_the_loop_wants_more(
+    harness: Harness,
+) -> None:
+    harness.send(request("/big"))
+    assert harness.transport.calls == []
+    harness.send(request("/small") * 30000)  # about 1 MiB of requests while the task sends
+    assert harness.transport.calls == ["pause_reading"]
+    harness.settle()
+    assert harness.transport.calls == ["pause_reading", "resume_reading"]
+    assert harness.answers() == list(range(30001))
+    harness.finish()
+
+
+def test_pipelined_bytes_past_the_limit_pause_reading_while_writing_is_paused(
+    harness: Harness,
+) -> None:
+    harness.send(request("/small"))
+    harness.conn.pause_writing()  # a client that sends requests and reads no answer
+    harness.send(request("/small") * 30000)
+    assert harness.transport.calls == ["pause_reading"]
+    assert harness.answers() == [0]
+    harness.transport.buffered = 0
+    harness.conn.resume_writing()
+    assert harness.transport.calls == ["pause_reading", "resume_reading"]
+    assert harness.answers() == list(range(30001))
+    harness.finish()
+
+
+def test_a_body_is_read_while_writing_is_paused_and_the_answer_waits(harness: Harness) -> None:
+    harness.send(request("/upload")[:200])
+    harness.conn.pause_writing()  # an earlier answer still fills the transport's buffer
+    harness.settle()
+    harness.send(request("/upload")[200:] + request("/big") + request("/small"))
+    harness.settle()
+    assert harness.app.read == [UPLOAD]  # reading never waited for writing
+    assert harness.answers() == [0]  # the 201 went out whole; the loop waits for resume
+    harness.conn.resume_writing()
+    harness.conn.pause_writing()  # the big answer's task will find the buffer full
+    harness.settle()
+    assert harness.answers() == [0, 1]  # its task waits in drain(), the next request too
+    assert harness.app.releases == [1, 0]
+    harness.transport.buffered = 0
+    harness.conn.resume_writing()
+    harness.settle()
+    assert harness.answers() == [0, 1, 2]
+    assert harness.statuses() == [201, 200, 200]
+    harness.finish()
+
+
+def test_a_client_closing_mid_body_gets_no_answer_and_is_cut(harness: Harness) -> None:
+    harness.send(request("/upload")[:-1000])
+    harness.settle()
+    harness.conn.eof_received()
+    harness.settle()
+    assert harness.statuses() == []
+    assert harness.transport.calls == ["abort"]
+    assert harness.app.read == [UPLOAD - 1000]
+    harness.finish()
+
+
+def test_a_client_lost_mid_body_gets_no_answer(harness: Harness) -> None:
+    harness.send(request("/upload")[:-1000])
+    harness.settle()
+    harness.lose()
+    harness.settle()
+    assert harness.statuses() == []
+    harness.finish()
+
+
+def test_keepalive_idle_then_closed_by_its_timeout(harness: Harness) -> None:
+    harness.send(request("/small"))
+    assert harness.statuses() == [200]
+    harness.clock.advance(harness.config.keepalive_timeout - 1)
+    assert harness.transport.calls == []
+    harness.clock.advance(2)
+    assert harness.transport.calls == ["close"]
+    assert b"Connection: close" not in harness.transport.out
+    harness.finish()
+
+
+def test_a_trickled_head_gets_408_at_the_header_timeout(harness: Harness) -> None:
+    harness.send(request("/small")[:10])
+    harness.clock.advance(harness.config.header_timeout + 1)
+    assert harness.statuses() == [408]
+    assert harness.transport.calls == ["close"]
+    harness.finish()
+
+
+def test_an_error_answer_mid_body_closes_the_connection(harness: Harness) -> None:
+    harness.send(request("/refuse") + request("/small"))
+    harness.settle()
+    assert harness.statuses() == [413]
+    assert b"Connection: close" in harness.transport.out
+    assert harness.transport.calls == ["close"]  # the rest of the body is never parsed
+    assert harness.app.handled == 0
+    harness.finish()
+
+
+def test_a_body_never_sent_gets_408_at_the_body_timeout(harness: Harness) -> None:
+    harness.send(request("/upload")[:-1000])
+    harness.settle()
+    harness.clock.advance(harness.config.body_timeout + 1)
+    harness.settle()
+    assert harness.statuses() == [408]
+    assert harness.transport.calls == ["close"]
+    harness.finish()
+
+
+def test_a_client_gone_while_its_answer_is_sent_releases_the_body(harness: Harness) -> None:
+    harness.send(request("/big") + request("/small"))
+    harness.conn.pause_writing()
+    harness.settle()
+    assert harness.app.releases == [0]
+    harness.lose()
+    harness.settle()
+    assert harness.app.releases == [1]
+    assert harness.answers() == [0]  # nothing after the loss
+    harness.finish()
+
+
+def test_a_stalled_client_is_cut_at_the_send_timeout_and_the_body_released(
+    harness: Harness,
+) -> None:
+    harness.send(request("/big"))
+    harness.conn.pause_writing()
+    harness.settle()
+    harness.clock.advance(harness.config.send_timeout + 1)
+    assert harness.transport.calls == ["abort"]
+    harness.finish()
+
+
+def test_a_closing_connection_keeps_its_send_timeout_after_resume_writing(
+    harness: Harness,
+) -> None:
+    harness.send(request("/small", close=True))
+    assert harness.transport.calls == ["close"]  # its answer is still in the buffer
+    harness.conn.pause_writing()
+    harness.clock.advance(1)
+    harness.conn.resume_writing()  # some went out, then the client stalls
+    harness.clock.advance(harness.config.send_timeout + 1)
+    assert harness.transport.calls == ["close", "abort"]
+    harness.finish()
+
+
+def test_an_answer_cut_before_its_task_runs_sends_nothing(harness: Harness) -> None:
+    harness.send(request("/big"))  # its task is made, not yet run
+    harness.conn.pause_writing()
+    harness.clock.advance(harness.config.send_timeout + 1)
+    assert harness.transport.calls == ["abort"]
+    harness.settle()
+    assert harness.transport.out == b""
+    assert harness.app.releases == [1]
+    harness.finish()
+
+
+def test_100_continue_goes_out_at_the_first_read_only(harness: Harness) -> None:
+    harness.send(request("/continue")[:-UPLOAD])
+    harness.settle()
+    assert harness.statuses() == [100]
+    harness.send(request("/continue")[-UPLOAD:])
+    harness.settle()
+    assert harness.statuses() == [100, 201]
+    harness.finish()
+
+
+def test_a_writer_woken_after_the_cut_writes_nothing_more(harness: Harness) -> None:
+    harness.send(request("/stream"))
+    harness.conn.pause_writing()
+    harness.settle()  # the head is out; the first chunk waits in drain()
+    harness.clock.advance(harness.config.send_timeout + 1)
+    assert harness.transport.calls == ["abort"]
+    harness.conn.resume_writing()
+    harness.settle()
+    assert harness.app.releases == [1]
+    harness.finish()
+
+
+def test_a_body_read_after_the_cut_sends_no_100_continue(harness: Harness) -> None:
+    harness.send(request("/continue")[:-UPLOAD])  # its handler's task is made, not yet run
+    harness.conn.pause_writing()
+    harness.clock.advance(harness.config.send_timeout + 1)
+    assert harness.transport.calls == ["abort"]
+    harness.settle()
+    assert harness.transport.out == b""
+    harness.finish()
+
+
+def test_the_socket_duplicate_is_closed_when_the_client_leaves_at_a_streams_end(
+    tmp_path: Path,
+) -> None:
+    ours, theirs = socket.socketpair()
+    h = Harness(tmp_path, ours)
+    try:
+        h.send(request("/file"))
+        h.settle()
+        assert theirs.recv(65536).startswith(b"HTTP/1.1 200 OK\r\nX-N: 0")  # sendfile'd
+        with_duplicate = len(os.listdir("/proc/self/fd"))
+        h.app.stream_end = h.loop.create_future()
+        h.send(request("/stream"))
+        h.settle()  # every byte is out; the stream's source has yet to find its end
+        assert h.answers() == [1]
+        h.lose()
+        h.app.stream_end.set_result(None)
+        h.settle()
+        assert len(os.listdir("/proc/self/fd")) == with_duplicate - 1
+        h.finish()
+    finally:
+        h.close()
+        ours.close()
+        theirs.close()
+
+
+def test_a_stopping_server_finishes_the_answer_in_progress_then_closes(
+    harness: Harness,
+) -> None:
+    harness.send(request("/big") + request("/small"))
+    harness.ctx.begin_shutdown()
+    harness.settle()
+    assert harness.answers() == [0]  # framed before the stop: keep-alive, yet the last
+    assert harness.transport.calls == ["close"]
+    harness.finish()
+
+
+def test_an_idle_connection_closes_at_once_when_the_server_stops(harness: Harness) -> None:
+    harness.send(request("/small"))
+    harness.ctx.begin_shutdown()
+    assert harness.transport.calls == ["close"]
+    harness.finish()
+
+
+# -- any interleaving -------------------------------------------------------------
+
+KINDS = ["/small", "/big", "/stream", "/chunked", "/slow", "/upload", "/continue", "/refuse"]
+EVENTS = st.one_of(
+    st.tuples(st.just("data"), st.integers(1, 5000)),
+    st.tuples(
+        st.sampled_from(["pause", "resume", "drain", "eof", "lost", "stop", "cut"]), st.just(0)
+    ),
+    st.tuples(st.just("step"), st.integers(1, 5)),
+    st.tuples(st.just("advance"), st.sampled_from([1, 30, 100])),
+)
+
+
+@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    kinds=st.lists(st.sampled_from(KINDS), min_size=1, max_size=6),
+    events=st.lists(EVENTS, max_size=40),
+)
+def test_any_interleaving_keeps_the_invariants(
+    tmp_path_factory: pytest.TempPathFactory, kinds: list[str], events: list[tuple[str, int]]
+) -> None:
+    h = Harness(tmp_path_factory.getbasetemp())
+    try:
+        drive(h, kinds, events)
+    finally:
+        h.close()
+
+
+def drive(h: Harness, kinds: list[str], events: list[tuple[str, int]]) -> None:
+    stream = b"".join(request(kind) for kind in kinds)
+    sent = 0
+    paused = eof = False
+    for name, arg in events:
+        if h.lost:
+            if name == "step":
+                h.step(arg)
+            elif name == "advance":
+                h.clock.advance(arg)
+            continue
+        reading = not h.transport.closing and not eof
+        if name == "data" and reading and sent < len(stream):
+            h.send(stream[sent : sent + arg])
+            sent += arg
+        elif name == "eof" and reading:
+            eof = True
+            h.conn.eof_received()
+        elif name == "pause" and not paused:
+            paused = True
+            h.conn.pause_writing()
+        elif name == "resume" and paused:
+            paused = False
+            h.conn.resume_writing()
+        elif name == "drain":
+            h.transport.buffered = 0
+        elif name == "lost":
+            h.lose()
+        elif name == "stop":  # the worker's graceful stop, past its keep-alive linger
+            h.ctx.begin_shutdown()
+        elif name == "cut":  # the grace period is over (ServerContext.wait_drained)
+            h.conn.abort()
+        elif name == "step":
+            h.step(arg)
+        elif name == "advance":
+            h.clock.advance(arg)
+    answers = h.answers()
+    assert answers == list(range(len(answers)))  # in request order, none twice
+    h.finish()
