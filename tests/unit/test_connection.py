@@ -179,6 +179,11 @@ class ScriptedApp:
             return Response(200, [("X-N", str(self.handled - 1))], body)
         if path == "/slow":
             return self._slow()
+        if path == "/injected":  # a header value no HTTP/1.1 head can carry
+            self.handled += 1
+            return Response(200, [("X-Bad", "a\r\nSet-Cookie: x=1")], self.body(100))
+        if path == "/injected-later":
+            return self._injected_later()
         if path in UPLOADS:
             assert body is not None
             return self._upload(body, refuse=path == "/refuse")
@@ -196,6 +201,11 @@ class ScriptedApp:
         for _ in range(3):
             await asyncio.sleep(0)
         return self.answer(100)
+
+    async def _injected_later(self) -> Response:
+        await asyncio.sleep(0)
+        self.handled += 1
+        return Response(200, [("X-Bad", "a\nb")], self.body(100))
 
     async def _upload(self, body: BodyReader, refuse: bool) -> Response:
         self.read.append(0)
@@ -221,13 +231,15 @@ def request(path: str, *, close: bool = False) -> bytes:
 
 
 class Harness:
-    def __init__(self, tmp_path: Path, sock: socket.socket | None = None) -> None:
+    def __init__(self, tmp_path: Path, sock: socket.socket | None = None, **settings: Any) -> None:
         self.loop = asyncio.new_event_loop()
         self.failures: list[dict[str, Any]] = []
         self.loop.set_exception_handler(lambda _loop, context: self.failures.append(context))
         # Zero-copy only with a real socket to duplicate; a small --small-body
         # sends /file from a task.
-        self.config = Config(source=str(tmp_path), sendfile=sock is not None, small_body=1024)
+        self.config = Config(
+            source=str(tmp_path), sendfile=sock is not None, small_body=1024, **settings
+        )
         file = tmp_path / "file.bin"
         file.write_bytes(b"f" * 20_000)
         self.app = ScriptedApp(file)
@@ -309,6 +321,41 @@ def test_pipelined_bytes_past_the_limit_pause_reading_until_the_loop_wants_more(
     assert harness.transport.calls == ["pause_reading", "resume_reading"]
     assert harness.answers() == list(range(30001))
     harness.finish()
+
+
+@pytest.mark.parametrize("limit", [0, 100, 4096])
+def test_the_pipeline_buffer_is_the_limit_it_says(tmp_path: Path, limit: int) -> None:
+    """--pipeline-buffer: reading pauses once more unparsed bytes than it wait behind an
+    answer in progress, and not before."""
+    h = Harness(tmp_path, pipeline_buffer=limit)
+    try:
+        h.send(request("/big"))
+        one = request("/small")
+        held = 0
+        while held + len(one) <= limit:
+            h.send(one)
+            held += len(one)
+            assert h.transport.calls == []
+        h.send(one)
+        assert h.transport.calls == ["pause_reading"]
+        h.settle()
+        assert h.transport.calls == ["pause_reading", "resume_reading"]
+        h.finish()
+    finally:
+        h.close()
+
+
+def test_the_write_buffer_is_the_transports_high_water_mark(tmp_path: Path) -> None:
+    limits: list[int | None] = []
+    h = Harness(tmp_path, write_buffer=12345)
+    try:
+        h.transport.set_write_buffer_limits = (  # type: ignore[method-assign]
+            lambda high=None, low=None: limits.append(high)
+        )
+        h.conn.connection_made(h.transport)
+        assert limits == [12345]
+    finally:
+        h.close()
 
 
 def test_pipelined_bytes_past_the_limit_pause_reading_while_writing_is_paused(
@@ -539,6 +586,21 @@ EVENTS = st.one_of(
     st.tuples(st.just("step"), st.integers(1, 5)),
     st.tuples(st.just("advance"), st.sampled_from([1, 30, 100])),
 )
+
+
+@pytest.mark.parametrize("path", ["/injected", "/injected-later"])
+def test_an_answer_whose_head_cannot_be_framed_is_a_500_and_the_end(
+    harness: Harness, path: str
+) -> None:
+    """A header value with CR or LF (a store's metadata, a bug) is never written: the
+    client gets a 500 and the connection closes, whether the answer came at once or
+    later; nothing is left waiting on it."""
+    harness.send(request(path) + request("/small"))
+    harness.settle()
+    out = bytes(harness.transport.out)
+    assert harness.statuses() == [500] and b"Set-Cookie" not in out and b"a\nb" not in out
+    assert "close" in harness.transport.calls
+    harness.finish()
 
 
 @settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -178,6 +178,13 @@ class Config:
     grace_period: float = option(
         30.0, DURATION, "on SIGTERM/SIGINT, how long in-flight transfers may take to finish",
         "Then they are aborted.")
+    pipeline_buffer: int = option(
+        256 * 1024, SIZE,
+        "unparsed request bytes a connection holds while it answers before it stops reading",
+        "Pipelined requests, or a body its handler reads slowly; reading resumes when the "
+        "connection wants the bytes. Bounds a client that sends and never reads.")
+    write_buffer: int = option(
+        256 * 1024, SIZE, "bytes buffered for a client before ferryman waits for it to read")
     small_body: int = option(
         16384, SIZE,
         "file bodies up to this size are read and sent with the head in one write",

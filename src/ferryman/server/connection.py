@@ -54,7 +54,8 @@ class HttpConnection(asyncio.Protocol):
         self.parser = RequestParser(ctx.limits)
         self.peer = "-"
         self.phase = Phase.HEAD  # the first head is due from the start
-        self.flow = FlowControl(self.loop)
+        config = ctx.config
+        self.flow = FlowControl(self.loop, config.write_buffer, config.pipeline_buffer)
         self._body: RequestBody | None = None  # the body of the request being answered
         # The task that owns the answer in progress (and the socket writer), if
         # one does; it lets go before the next answer starts.
@@ -217,13 +218,20 @@ class HttpConnection(asyncio.Protocol):
                 # a body left unread (or refused unread) still occupies the stream
                 and (not request.has_body or (self._body is not None and self._body.done))
             )
-            framing = frame_head(
-                response,
-                method=request.method,
-                http11=request.http11,
-                keep_alive=keep_alive,
-                date=self.ctx.date_line(),
-            )
+            try:
+                framing = frame_head(
+                    response,
+                    method=request.method,
+                    http11=request.http11,
+                    keep_alive=keep_alive,
+                    date=self.ctx.date_line(),
+                )
+            except ValueError as exc:  # a header value holding CR or LF: never sent
+                body.release()
+                response = self._error(request, exc)
+                body = response.body
+                framing = frame_head(response, method=request.method, http11=request.http11,
+                                     keep_alive=False, date=self.ctx.date_line())  # fmt: skip
             if not framing.send_body:
                 self.transport.write(framing.head)
                 self._finished(request, response, framing, 0, started)

@@ -5,11 +5,12 @@ them: the request loop (the next request) or a handler reading the request
 body. While an answer is in progress, or our writing is paused (a client
 sending requests and reading no answers), nothing asks, so pipelined
 requests, or a body its handler reads slowly, pile up there; past
-PIPELINE_BUFFER unparsed bytes the transport stops reading (`hold`). It reads again as soon as
+`pipeline_buffer` unparsed bytes (--pipeline-buffer) the transport stops reading (`hold`). It reads again as soon as
 something needs bytes (`want_input`): the request loop finding no whole
 request, or the body's reader finding the parser empty.
 
-Writing. The transport calls pause_writing above HIGH_WATER buffered bytes
+Writing. The transport calls pause_writing above `write_buffer` buffered bytes
+(--write-buffer)
 and resume_writing once its buffer has drained; a buffered writer waits in
 `drain` meanwhile, and `flush` waits for an empty buffer. The zero-copy
 writer bypasses the buffer: it sends on a duplicate of the socket (made at
@@ -28,9 +29,6 @@ import asyncio
 from collections.abc import Callable
 
 from ferryman.server.zerocopy import BLOCKED, SocketWriter
-
-HIGH_WATER = 256 * 1024  # transport buffer that pauses the loop's writes
-PIPELINE_BUFFER = 256 * 1024  # unparsed bytes held before reading pauses
 
 
 class Waiter:
@@ -66,10 +64,14 @@ class FlowControl:
     """Pause and resume of a connection's reading and writing, and their two waits."""
 
     __slots__ = ("_input", "_loop", "_output", "_transport", "_writer", "input_ended",
-                 "reading_paused", "writing_paused")  # fmt: skip
+                 "pipeline_buffer", "reading_paused", "write_buffer", "writing_paused")  # fmt: skip
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, write_buffer: int, pipeline_buffer: int
+    ) -> None:
         self._loop = loop
+        self.write_buffer = write_buffer  # transport buffer that pauses the loop's writes
+        self.pipeline_buffer = pipeline_buffer  # unparsed bytes held before reading pauses
         self._transport: asyncio.Transport = None  # type: ignore[assignment]  # attach() sets it
         self.reading_paused = False  # we paused the transport's reading
         self.writing_paused = False  # the transport paused our writing
@@ -80,7 +82,7 @@ class FlowControl:
 
     def attach(self, transport: asyncio.Transport) -> None:
         self._transport = transport
-        transport.set_write_buffer_limits(high=HIGH_WATER)
+        transport.set_write_buffer_limits(high=self.write_buffer)
 
     # -- reading ----------------------------------------------------------------
 
@@ -90,7 +92,7 @@ class FlowControl:
 
     def hold(self, buffered: int) -> None:
         """Bytes arrived that nothing reads yet; past the limit, stop reading."""
-        if buffered > PIPELINE_BUFFER and not self.reading_paused:
+        if buffered > self.pipeline_buffer and not self.reading_paused:
             self.reading_paused = True
             self._transport.pause_reading()
 
@@ -142,7 +144,7 @@ class FlowControl:
                 await self._output.wait()
         finally:
             if not transport.is_closing():
-                transport.set_write_buffer_limits(high=HIGH_WATER)
+                transport.set_write_buffer_limits(high=self.write_buffer)
 
     def socket_writer(self) -> SocketWriter | None:
         """The socket's duplicate, made at first use; None if none can be had."""
