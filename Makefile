@@ -5,7 +5,11 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.stamp-$(shell cksum pyproject.toml | cut -d' ' -f1)
+# .venv matches pyproject.toml: with the runtime and build dependencies (serve),
+# and with the development tools too (test).
+SUM    := $(shell cksum pyproject.toml | cut -d' ' -f1)
+RUNTIME_STAMP := $(VENV)/.stamp-runtime-$(SUM)
+STAMP  := $(VENV)/.stamp-dev-$(SUM)
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # Real clients the integration tests drive (Debian package: command it provides);
@@ -27,20 +31,27 @@ apt_install = missing=""; for pair in $(1); do \
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(VENV)/bin/python:
 	@# Debian's own python3 ships venv without ensurepip: add python3-venv once.
 	$(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); \
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq python3-venv >/dev/null && \
 	  $(PYTHON) -m venv $(VENV); }
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
-	rm -f $(VENV)/.stamp-*
+
+$(RUNTIME_STAMP): pyproject.toml | $(VENV)/bin/python
+	$(BIN)/pip install --quiet -e '.[build]'
+	rm -f $(VENV)/.stamp-runtime-*
 	touch $@
+
+$(STAMP): pyproject.toml | $(VENV)/bin/python
+	$(BIN)/pip install --quiet -e '.[dev]'
+	rm -f $(VENV)/.stamp-dev-* $(VENV)/.stamp-runtime-*
+	touch $@ $(RUNTIME_STAMP)
 
 # The request path compiled with mypyc (src/ferryman/native.py says which modules
 # and checks the build against its sources at every start). Rebuilt only when a
 # source changed; without a compiler ferryman runs the same code as pure Python.
-native: $(STAMP) native-tools
+native: $(RUNTIME_STAMP) native-tools
 	$(BIN)/python tools/build_native.py
 
 native-tools:
@@ -67,7 +78,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-test: native test-tools lint typecheck
+test: $(STAMP) native test-tools lint typecheck
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 fuzz: $(STAMP)
