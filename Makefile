@@ -44,7 +44,7 @@ $(RUNTIME_STAMP): pyproject.toml | $(VENV)/bin/python
 	touch $@
 
 $(STAMP): pyproject.toml | $(VENV)/bin/python
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,build]'
 	rm -f $(VENV)/.stamp-dev-* $(VENV)/.stamp-runtime-*
 	touch $@ $(RUNTIME_STAMP)
 
