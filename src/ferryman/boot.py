@@ -42,10 +42,12 @@ import logging
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from ferryman.catalog.db import Catalog, CatalogError
 from ferryman.config import Config, check_combinations
+from ferryman.config.state import make_state_dir
 from ferryman.errors import ConfigError
 from ferryman.stores.s3source import parse_source
 
@@ -130,11 +132,14 @@ def _check_state_directory(config: Config) -> None:
     """
     key_inside = config.cache_encrypt and not config.cache_key_file
     if config.allow_write or key_inside:
-        writable_directory(config.state_path, "state directory", "--state-dir")
+        writable_directory(config.state_path, "state directory", "--state-dir",
+                           make=make_state_dir)  # fmt: skip
 
 
-def writable_directory(path: Path, what: str, flag: str) -> None:
-    """`path` made if missing (mode 0700), and a file can be created in it.
+def writable_directory(
+    path: Path, what: str, flag: str, *, make: Callable[[Path], None] | None = None
+) -> None:
+    """`path` made if missing (mode 0700, or by `make`), and a file can be created in it.
 
     A full filesystem is only a warning: the server can still serve, and its
     writes say 507 until space is freed.
@@ -142,7 +147,10 @@ def writable_directory(path: Path, what: str, flag: str) -> None:
     named = f"{what} {path} ({flag})"
     fix = f"give {flag} a directory ferryman may write in"
     try:
-        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if make is not None:
+            make(path)
+        else:
+            path.mkdir(mode=0o700, parents=True, exist_ok=True)
     except FileExistsError:
         raise ConfigError(f"{named} is not a directory; {fix}") from None
     except OSError as exc:
@@ -180,7 +188,7 @@ def open_catalog(config: Config) -> Catalog | None:
         return None
     if config.allow_write:
         try:
-            state.mkdir(mode=0o700, parents=True, exist_ok=True)
+            make_state_dir(state)
         except OSError as exc:
             raise ConfigError(
                 f"state directory {state} (--state-dir): cannot create it ({exc.strerror});"

@@ -67,3 +67,24 @@ def test_an_explicit_state_dir_and_a_store(tmp_path: Path, xdg: Path) -> None:
     assert explicit.state_choice == (Path("/x/y"), "--state-dir")
     store = Config(source="s3://bucket/pre").state_path
     assert store.parent == xdg / "ferryman" and store.name.startswith("bucket_pre-")
+
+
+def test_the_state_directory_never_shows_in_a_served_checkout(tmp_path: Path) -> None:
+    """SOURCE a git checkout: the catalog, spool and locks ferryman keeps in SOURCE/.ferryman
+    are ignored by git (a .gitignore in the directory when ferryman makes it)."""
+    import subprocess
+
+    from ferryman.config.state import make_state_dir
+
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    (tmp_path / "served.txt").write_text("a file of the checkout\n")
+    make_state_dir(tmp_path / ".ferryman")
+    (tmp_path / ".ferryman" / "catalog.db").write_bytes(b"x")
+    (tmp_path / ".ferryman" / "spool").mkdir()
+    (tmp_path / ".ferryman" / "spool" / "f").write_bytes(b"y")
+    status = subprocess.run(["git", "-C", str(tmp_path), "status", "--porcelain"],
+                            capture_output=True, text=True, check=True).stdout  # fmt: skip
+    assert status == "?? served.txt\n"
+    (tmp_path / "mine").mkdir()  # a state directory that exists is left as it is
+    make_state_dir(tmp_path / "mine")
+    assert list((tmp_path / "mine").iterdir()) == []

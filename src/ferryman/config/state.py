@@ -49,3 +49,22 @@ def user_state(source: str, readable: str) -> Path:
 
 def _writable(path: Path) -> bool:
     return os.access(path, os.W_OK | os.X_OK, effective_ids=True)
+
+
+GITIGNORE = "# ferryman's state (catalog, spool, locks): never part of the tree it serves\n*\n"
+
+
+def make_state_dir(path: Path) -> None:
+    """Create the state directory (mode 0700) with a .gitignore of everything in it, so a
+    served checkout never shows the catalog or the spool as changes. A directory that
+    exists already is left as it is. OSError if it cannot be made; a .gitignore that
+    cannot be written is left out."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(mode=0o700)
+    except FileExistsError:
+        return
+    try:
+        (path / ".gitignore").write_text(GITIGNORE)
+    except OSError:
+        pass  # a full or read-only state directory: the rest of the start says so
