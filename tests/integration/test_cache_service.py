@@ -45,8 +45,8 @@ from ferryman.errors import ConfigError
 from ferryman.http.body import Body, FileRegion
 from ferryman.http.ranges import ByteRange
 from ferryman.stores.base import NotFound, PreconditionFailed, Throttled, Unavailable
-from tests.conftest import pattern
 from tests.memstore import Fault, MemStore
+from tests.serverproc import pattern
 
 BS = 4096
 KEY = "media/film.bin"
@@ -147,7 +147,7 @@ def is_socket(path: str) -> bool:
 
 
 WHOLE = [ByteRange(0, SIZE - 1)]
-MULTI = [
+MULTI: list[bytes | ByteRange] = [
     b"--x\r\n\r\n",
     ByteRange(10, 5000),
     b"\r\n--x\r\n\r\n",
@@ -192,7 +192,9 @@ async def test_ranges_and_literals_cold_and_partly_cached(tmp_path: Path, loop: 
             BS + 5, BS * 3 + 5
         )
         assert cache.store.reads == [(KEY, BS * 3, BS * 5)]  # the two blocks, one GET
-        spans = [b"<", ByteRange(0, BS * 6), b"|", ByteRange(BS * 4, BS * 4), b">"]
+        spans: list[bytes | ByteRange] = [
+            b"<", ByteRange(0, BS * 6), b"|", ByteRange(BS * 4, BS * 4), b">"
+        ]  # fmt: skip
         obj = await client.lookup(KEY)
         body = obj.body(spans)
         assert body.stream is not None  # blocks 0-2 and 5-6 are missing
@@ -207,7 +209,7 @@ async def test_several_workers_at_once_share_one_fill(tmp_path: Path, loop: str)
     async with running(tmp_path, readahead=4, max_fetches=2) as cache:
         cache.store.chunk = 1500
         clients = [cache.client() for _ in range(4)]
-        wanted = [
+        wanted: list[Sequence[bytes | ByteRange]] = [
             WHOLE,
             MULTI,
             [ByteRange(BS * 20, SIZE - 1)],
