@@ -50,8 +50,8 @@ from datetime import datetime
 from pathlib import Path
 
 from bench.soak_kinds import KINDS, Counts, Kind, Step, Tree, build_tree, start_server
-from tests.conftest import ServerProcess
 from tests.s3server import MotoServer
+from tests.serverproc import ServerProcess
 
 REPO = Path(__file__).resolve().parents[1]
 

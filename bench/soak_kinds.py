@@ -20,8 +20,8 @@ import tarfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from tests.conftest import ServerProcess, pattern
 from tests.s3server import MotoServer, s3_env
+from tests.serverproc import ServerProcess, pattern
 
 
 @dataclass(frozen=True)
@@ -216,7 +216,7 @@ def start_server(setup: str, tree: Tree, moto: MotoServer | None = None) -> Serv
             moto.put_object(bucket, key, data)
         # Confirmed versions stay warm for the whole run: every hit is a warm hit.
         return ServerProcess(
-            f"s3://{bucket}",  # type: ignore[arg-type]
+            f"s3://{bucket}",
             *common, "--cache-dir", str(tree.base / "cache"), "--cache-revalidate", "1h",
             env=s3_env(moto.url),
         )  # fmt: skip

@@ -1,10 +1,6 @@
 """pytest fixtures for S3: one moto server per test session, a fresh bucket per test.
 
-Use them from any test module with
-
-    from tests.s3fixtures import *  # noqa: F403
-
-(or once for the whole suite, in tests/conftest.py). Fixtures:
+tests/conftest.py registers them for the whole suite. Fixtures:
 
 - `moto_server`: the session's MotoServer (tests/s3server.py), for setup
   that bypasses ferryman (`put_object`, `get_object`, `request`);

@@ -80,10 +80,9 @@ class MotoServer:
     def _read_port(self, timeout: float) -> int:
         # readline() has no timeout: read it in a thread and give up at the deadline.
         line: list[str] = []
-        reader = threading.Thread(
-            target=lambda: line.append(self.proc.stdout.readline()),  # type: ignore[union-attr]
-            daemon=True,
-        )
+        stdout = self.proc.stdout
+        assert stdout is not None
+        reader = threading.Thread(target=lambda: line.append(stdout.readline()), daemon=True)
         reader.start()
         reader.join(timeout)
         if not line or not line[0].strip().isdigit():

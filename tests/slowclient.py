@@ -1,4 +1,4 @@
-"""A client that downloads slowly, for tests of what happens mid-transfer."""
+"""A client that downloads slowly, in a thread, for tests of what happens mid-transfer."""
 
 from __future__ import annotations
 
@@ -6,49 +6,68 @@ import re
 import socket
 import threading
 import time
-from typing import Any
+from collections.abc import Mapping
+
+from tests.rawhttp import request_bytes
+from tests.serverproc import ServerProcess
 
 
-def slow_download(
-    host: str,
-    port: int,
-    path: str,
-    result: dict[str, Any],
-    *,
-    rate: int = 2 * 1024 * 1024,
-    started: threading.Event | None = None,
-) -> None:
-    """GET `path` reading about `rate` bytes/s with a small receive buffer.
+class SlowDownload:
+    """GET `target` reading about `rate` bytes/s with a small receive buffer.
 
-    Stores the raw response in result["data"], or the error in result["error"];
-    sets `started` once the first bytes arrived (or the attempt ended).
+    `data` is the raw response once the server closed the connection (ask with
+    `Connection: close` to end a keep-alive one), or `error` says what ended it;
+    `started` is set once the first bytes arrived (or the attempt ended).
     """
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
-    sock.settimeout(30)
-    try:
-        sock.connect((host, port))
-        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
-        data = bytearray()
-        begin = time.monotonic()
-        while chunk := sock.recv(16384):
-            data += chunk
-            if started is not None:
-                started.set()
-            ahead = len(data) / rate - (time.monotonic() - begin)
-            if ahead > 0:
-                time.sleep(ahead)
-        result["data"] = bytes(data)
-    except OSError as exc:
-        result["error"] = exc
-    finally:
-        if started is not None:
-            started.set()
-        sock.close()
+
+    def __init__(self, srv: ServerProcess, target: str, *, rate: int = 2 * 1024 * 1024,
+                 headers: Mapping[str, str] | None = None) -> None:  # fmt: skip
+        self.address = (srv.host, srv.port)
+        self.raw_request = request_bytes("GET", target, headers)
+        self.rate = rate
+        self.data: bytes | None = None
+        self.error: str | None = None  # what ended it, as text
+        self.started = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> SlowDownload:
+        self.thread.start()
+        return self
+
+    def join(self, timeout: float) -> None:
+        self.thread.join(timeout)
+
+    def body(self) -> bytes:
+        """The body of the response, framed by its Content-Length."""
+        assert self.error is None and self.data is not None, self.error
+        return body_of(self.data)
+
+    def _run(self) -> None:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+        sock.settimeout(30)
+        try:
+            sock.connect(self.address)
+            sock.sendall(self.raw_request)
+            data = bytearray()
+            begin = time.monotonic()
+            while chunk := sock.recv(16384):
+                data += chunk
+                self.started.set()
+                ahead = len(data) / self.rate - (time.monotonic() - begin)
+                if ahead > 0:
+                    time.sleep(ahead)
+            self.data = bytes(data)
+        except OSError as exc:
+            self.error = f"{type(exc).__name__}: {exc}"
+        finally:
+            self.started.set()
+            sock.close()
 
 
 def body_of(raw: bytes) -> bytes:
     """The body of one raw response framed by Content-Length."""
     head, _, body = raw.partition(b"\r\n\r\n")
-    length = int(re.search(rb"Content-Length: (\d+)", head).group(1))  # type: ignore[union-attr]
-    return body[:length]
+    length = re.search(rb"Content-Length: (\d+)", head)
+    assert length is not None, head
+    return body[: int(length.group(1))]

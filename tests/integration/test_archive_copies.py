@@ -13,22 +13,17 @@ import hashlib
 import io
 import json
 import os
-import socket
 import struct
 import tarfile
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from ferryman.app.spool import LOCK_NAME, PREFIX
-from tests.conftest import ServerProcess, pattern, wait_until
-from tests.integration.test_archives import worker_pids
 from tests.mounts import tmpfs
-from tests.slowclient import body_of
+from tests.serverproc import ServerProcess, Servers, pattern, wait_until
+from tests.slowclient import SlowDownload
 
 BIG = 16 * 1024 * 1024  # far more than the socket buffers of a slow reader hold
 MTIME = 1_700_000_000
@@ -82,62 +77,26 @@ def descriptors_into(pid: int, directory: Path) -> set[str]:
     return found
 
 
-def slow_download(
-    host: str, port: int, path: str, result: dict[str, Any], *, rate: int,
-    started: threading.Event,
-) -> None:  # fmt: skip
-    """tests/slowclient.py's reader, asking for Connection: close so that it ends."""
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
-    sock.settimeout(30)
-    try:
-        sock.connect((host, port))
-        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".encode())
-        data = bytearray()
-        begin = time.monotonic()
-        while chunk := sock.recv(16384):
-            data += chunk
-            started.set()
-            ahead = len(data) / rate - (time.monotonic() - begin)
-            if ahead > 0:
-                time.sleep(ahead)
-        result["data"] = bytes(data)
-    except OSError as exc:
-        result["error"] = exc
-    finally:
-        started.set()
-        sock.close()
-
-
 class Readers:
-    """N slow downloads of one URL, running in threads."""
+    """N slow downloads of one URL, each asking for Connection: close so that it ends."""
 
     def __init__(self, srv: ServerProcess, url: str, count: int, rate: int) -> None:
-        self.results: list[dict[str, Any]] = [{} for _ in range(count)]
-        self.started = [threading.Event() for _ in range(count)]
-        self.threads = [
-            threading.Thread(
-                target=slow_download,
-                args=(srv.host, srv.port, url, result),
-                kwargs={"rate": rate, "started": started},
-            )
-            for result, started in zip(self.results, self.started, strict=True)
-        ]
-        for thread in self.threads:
-            thread.start()
+        close = {"Connection": "close"}
+        self.downloads = [SlowDownload(srv, url, rate=rate, headers=close) for _ in range(count)]
+        for download in self.downloads:
+            download.start()
 
     def wait_started(self) -> None:
-        for started in self.started:
-            assert started.wait(30)
+        for download in self.downloads:
+            assert download.started.wait(30)
 
     def running(self) -> bool:
-        return all(thread.is_alive() for thread in self.threads)
+        return all(download.thread.is_alive() for download in self.downloads)
 
     def bodies(self) -> list[bytes]:
-        for thread in self.threads:
-            thread.join(120)
-        assert all("error" not in r for r in self.results), self.results
-        return [body_of(r["data"]) for r in self.results]
+        for download in self.downloads:
+            download.join(120)
+        return [download.body() for download in self.downloads]
 
 
 @pytest.fixture
@@ -145,21 +104,21 @@ def state(tmp_path: Path) -> Path:
     return tmp_path / "state"
 
 
-def serve(ferryman: type[ServerProcess], root: Path, state: Path, *flags: str) -> ServerProcess:
-    return ferryman("--state-dir", str(state), *flags, root=root)  # type: ignore[call-arg]
+def serve(ferryman: Servers, root: Path, state: Path, *flags: str) -> ServerProcess:
+    return ferryman("--state-dir", str(state), *flags, root=root)
 
 
 # -- one copy, however many readers -------------------------------------------------------
 
 
 def test_slow_readers_of_one_member_pin_one_copy(
-    ferryman: type[ServerProcess], tmp_path: Path, state: Path
+    ferryman: Servers, tmp_path: Path, state: Path
 ) -> None:
     root = tmp_path / "root"
     root.mkdir()
     build(root / "big.tgz", {"big.bin": pattern(BIG)}, level=1)
     srv = serve(ferryman, root, state, "--spool-keep", "0")
-    (worker,) = worker_pids(srv)
+    (worker,) = srv.child_pids()
     readers = Readers(srv, "/big.tgz/big.bin", count=5, rate=4 * 1024 * 1024)
     readers.wait_started()
     files = spool_files(state / "spool")
@@ -174,7 +133,7 @@ def test_slow_readers_of_one_member_pin_one_copy(
 
 
 def test_an_unused_copy_serves_the_next_request_then_goes(
-    ferryman: type[ServerProcess], tmp_path: Path, state: Path
+    ferryman: Servers, tmp_path: Path, state: Path
 ) -> None:
     root = tmp_path / "root"
     root.mkdir()
@@ -192,7 +151,7 @@ def test_an_unused_copy_serves_the_next_request_then_goes(
 
 
 def test_a_graceful_stop_removes_kept_copies_itself(
-    ferryman: type[ServerProcess], tmp_path: Path, state: Path
+    ferryman: Servers, tmp_path: Path, state: Path
 ) -> None:
     root = tmp_path / "root"
     root.mkdir()
@@ -210,7 +169,7 @@ def test_a_graceful_stop_removes_kept_copies_itself(
 
 
 def test_the_spool_limit_answers_503_and_serves_once_room_is_free(
-    ferryman: type[ServerProcess], tmp_path: Path, state: Path
+    ferryman: Servers, tmp_path: Path, state: Path
 ) -> None:
     root = tmp_path / "root"
     root.mkdir()
@@ -233,7 +192,7 @@ def test_the_spool_limit_answers_503_and_serves_once_room_is_free(
 
 
 def test_a_member_larger_than_the_spool_is_507(
-    ferryman: type[ServerProcess], tmp_path: Path, state: Path
+    ferryman: Servers, tmp_path: Path, state: Path
 ) -> None:
     root = tmp_path / "root"
     root.mkdir()
@@ -255,7 +214,7 @@ def with_trailer_crc(packed: bytes, crc: int) -> bytes:
 
 @pytest.mark.parametrize("damage", ["trailer-crc", "stored-byte"])
 def test_a_corrupted_archive_is_refused_never_served(
-    ferryman: type[ServerProcess], tmp_path: Path, state: Path, damage: str
+    ferryman: Servers, tmp_path: Path, state: Path, damage: str
 ) -> None:
     """zlib inflates both, to the wrong bytes in one case: only the trailer tells."""
     root = tmp_path / "root"
@@ -277,7 +236,7 @@ def test_a_corrupted_archive_is_refused_never_served(
             conn.get("/bad.tgz/a.txt"),
             conn.get("/bad.tgz/b.bin"),
             conn.get("/bad.tgz/b.bin", {"Range": "bytes=0-99"}),
-            conn.get("/bad.tgz/a.txt", method="HEAD"),
+            conn.request("HEAD", "/bad.tgz/a.txt"),
             conn.get("/bad.tgz/", {"Accept": "application/json"}),
         ]
     assert (good.status, good.body) == (200, members["a.txt"])
@@ -307,10 +266,10 @@ def read_only_source(tmp_path: Path) -> Iterator[Path]:
 
 
 def test_a_read_only_source_serves_members_from_a_per_user_state_directory(
-    ferryman: type[ServerProcess], read_only_source: Path, tmp_path: Path
+    ferryman: Servers, read_only_source: Path, tmp_path: Path
 ) -> None:
     xdg = tmp_path / "xdg"
-    srv = ferryman(root=read_only_source, env={"XDG_STATE_HOME": str(xdg)})  # type: ignore[call-arg]
+    srv = ferryman(root=read_only_source, env={"XDG_STATE_HOME": str(xdg)})
     digest = hashlib.sha256(str(read_only_source).encode()).hexdigest()[:8]
     readable = str(read_only_source).strip("/").replace("/", "_").replace("-", "-")
     expected = xdg / "ferryman" / f"{readable}-{digest}"

@@ -23,8 +23,9 @@ from pathlib import Path
 import pytest
 
 from ferryman.app.spool import LOCK_NAME
-from tests.conftest import ServerProcess, need, pattern, wait_until
 from tests.integration.test_serving import parse_multipart
+from tests.rawhttp import request_bytes
+from tests.serverproc import ServerProcess, Servers, need, pattern, wait_until
 from tests.unit.test_archive_index import with_a_forged_member
 
 MTIME = 1_700_000_000
@@ -63,8 +64,8 @@ def _info(
 
 
 def build_archive(path: Path, members: dict[str, bytes], *, extras: bool = True) -> None:
-    mode = "w:gz" if path.name.lower().endswith(("gz", "tgz")) else "w"
-    with tarfile.open(path, mode, format=tarfile.PAX_FORMAT) as tar:  # type: ignore[call-overload]
+    gzipped = path.name.lower().endswith(("gz", "tgz"))
+    with tarfile.open(path, "w:gz" if gzipped else "w", format=tarfile.PAX_FORMAT) as tar:
         if extras:
             docs = _info("docs", tarfile.DIRTYPE)
             docs.mtime = DIR_MTIME
@@ -151,7 +152,7 @@ def test_member_headers(srv: ServerProcess, kind: str) -> None:
         a = conn.get(f"/{kind}/hello.txt")
         again = conn.get(f"/{kind}/hello.txt")
         other = conn.get(f"/{kind}/docs/readme.md")
-        head = conn.get(f"/{kind}/data/p1000000.bin", method="HEAD")
+        head = conn.request("HEAD", f"/{kind}/data/p1000000.bin")
     assert a.header("content-type") == "text/plain; charset=utf-8"
     assert a.header("last-modified") == "Tue, 14 Nov 2023 22:13:20 GMT"  # MTIME
     etag = a.header("etag") or ""
@@ -171,9 +172,9 @@ def test_single_range_of_a_member(srv: ServerProcess, kind: str, header: str) ->
     with srv.connect() as conn:
         r = conn.get(f"/{kind}/data/p1000000.bin", {"Range": header})
     assert r.status == 206, r.body
-    start, end = map(
-        int, re.fullmatch(r"bytes (\d+)-(\d+)/1000000", r.header("content-range") or "").groups()
-    )  # type: ignore[union-attr]
+    content_range = re.fullmatch(r"bytes (\d+)-(\d+)/1000000", r.header("content-range") or "")
+    assert content_range, r.headers
+    start, end = map(int, content_range.groups())
     first, _, last = header.removeprefix("bytes=").partition("-")
     expected = (size - int(last), size - 1) if not first else (int(first), int(last or size - 1))
     assert (start, end) == expected
@@ -355,9 +356,9 @@ def state(tmp_path: Path) -> Path:
     return tmp_path / "state"
 
 
-def start(ferryman: type[ServerProcess], root: Path, state: Path, *flags: str) -> ServerProcess:
+def start(ferryman: Servers, root: Path, state: Path, *flags: str) -> ServerProcess:
     """A server whose copies go with their last transfer (--spool-keep 0), unless told."""
-    return ferryman(  # type: ignore[call-arg]
+    return ferryman(
         "--state-dir", str(state), "--grace-period", "2", "--spool-keep", "0", *flags, root=root
     )
 
@@ -369,7 +370,7 @@ def open_download(srv: ServerProcess, url: str) -> tuple[socket.socket, bytes]:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32 * 1024)
         sock.settimeout(10)
         sock.connect((srv.host, srv.port))
-        sock.sendall(f"GET {url} HTTP/1.1\r\nHost: test\r\n\r\n".encode())
+        sock.sendall(request_bytes("GET", url))
         buffered = b""
         while b"\r\n\r\n" not in buffered:
             chunk = sock.recv(65536)
@@ -403,18 +404,10 @@ def open_descriptors(pid: int) -> set[str]:
     return targets
 
 
-def worker_pids(srv: ServerProcess) -> list[int]:
-    pid = srv.proc.pid
-    with open(f"/proc/{pid}/task/{pid}/children") as handle:
-        return [int(p) for p in handle.read().split()]
-
-
-def test_head_and_304_extract_nothing(
-    ferryman: type[ServerProcess], archive_root: Path, state: Path
-) -> None:
+def test_head_and_304_extract_nothing(ferryman: Servers, archive_root: Path, state: Path) -> None:
     srv = start(ferryman, archive_root, state)
     with srv.connect() as conn:
-        head = conn.get("/bundle.tgz/data/p1000000.bin", method="HEAD")
+        head = conn.request("HEAD", "/bundle.tgz/data/p1000000.bin")
         etag = head.header("etag") or ""
         cached = conn.get("/bundle.tgz/data/p1000000.bin", {"If-None-Match": etag})
         assert not (state / "spool").exists()  # made on the first extraction, not before
@@ -429,7 +422,7 @@ def test_head_and_304_extract_nothing(
 
 @pytest.mark.clients
 def test_slow_curl_gets_the_member_whole_and_its_temp_file_goes(
-    ferryman: type[ServerProcess], archive_root: Path, state: Path, tmp_path: Path
+    ferryman: Servers, archive_root: Path, state: Path, tmp_path: Path
 ) -> None:
     curl = need("curl")
     srv = start(ferryman, archive_root, state)
@@ -444,10 +437,10 @@ def test_slow_curl_gets_the_member_whole_and_its_temp_file_goes(
 
 
 def test_temp_file_lives_with_the_transfer_and_goes_when_the_client_leaves(
-    ferryman: type[ServerProcess], archive_root: Path, state: Path
+    ferryman: Servers, archive_root: Path, state: Path
 ) -> None:
     srv = start(ferryman, archive_root, state)
-    (worker,) = worker_pids(srv)
+    (worker,) = srv.child_pids()
     with srv.connect() as conn:  # warm up: the index is built and cached
         assert conn.get("/big.tgz/", {"Connection": "close"}).status == 200
         assert conn.closed_by_peer(5.0)  # the server's socket is gone too
@@ -472,23 +465,23 @@ def test_temp_file_lives_with_the_transfer_and_goes_when_the_client_leaves(
 
 
 class Zeros:
-    def read(self, size: int) -> bytes:
+    def read(self, size: int = 0, /) -> bytes:
         return bytes(size)
 
 
 def test_a_client_gone_before_the_extraction_ends_leaves_nothing(
-    ferryman: type[ServerProcess], tmp_path: Path, state: Path
+    ferryman: Servers, tmp_path: Path, state: Path
 ) -> None:
     root = tmp_path / "root"
     root.mkdir()
     size = 256 * 1024 * 1024  # long enough to see the file appear while it is written
-    with tarfile.open(root / "z.tgz", "w:gz", compresslevel=1) as tar:  # type: ignore[call-overload]
+    with tarfile.open(root / "z.tgz", "w:gz", compresslevel=1) as tar:
         item = tarfile.TarInfo("zeros")
         item.size = size
         tar.addfile(item, Zeros())
     srv = start(ferryman, root, state)
     with srv.connect() as conn:
-        conn.send(b"GET /z.tgz/zeros HTTP/1.1\r\nHost: test\r\n\r\n")
+        conn.send(request_bytes("GET", "/z.tgz/zeros"))
         assert wait_until(lambda: len(spool_files(state)) == 1, timeout=10.0)
     # The handler is not cancelled: the extraction ends, finds the peer gone, and the
     # body it made is released without a byte sent.
@@ -499,7 +492,7 @@ def test_a_client_gone_before_the_extraction_ends_leaves_nothing(
 
 
 def test_a_stop_that_aborts_a_transfer_removes_its_temp_file(
-    ferryman: type[ServerProcess], archive_root: Path, state: Path
+    ferryman: Servers, archive_root: Path, state: Path
 ) -> None:
     srv = start(ferryman, archive_root, state)  # grace period 2 s
     sock, body = open_download(srv, "/big.tgz/big.bin")
@@ -514,10 +507,10 @@ def test_a_stop_that_aborts_a_transfer_removes_its_temp_file(
 
 
 def test_sigkilled_server_leaves_orphans_that_the_next_start_removes(
-    ferryman: type[ServerProcess], archive_root: Path, state: Path
+    ferryman: Servers, archive_root: Path, state: Path
 ) -> None:
     srv = start(ferryman, archive_root, state)
-    workers = worker_pids(srv)
+    workers = srv.child_pids()
     sock, body = open_download(srv, "/big.tgz/big.bin")
     try:
         read_until(sock, body, 1024 * 1024)
@@ -536,10 +529,10 @@ def test_sigkilled_server_leaves_orphans_that_the_next_start_removes(
 
 
 def test_a_worker_killed_mid_transfer_has_its_files_swept(
-    ferryman: type[ServerProcess], archive_root: Path, state: Path
+    ferryman: Servers, archive_root: Path, state: Path
 ) -> None:
     srv = start(ferryman, archive_root, state)
-    (worker,) = worker_pids(srv)
+    (worker,) = srv.child_pids()
     sock, body = open_download(srv, "/big.tgz/big.bin")
     try:
         read_until(sock, body, 1024 * 1024)
@@ -548,13 +541,13 @@ def test_a_worker_killed_mid_transfer_has_its_files_swept(
         assert wait_until(lambda: spool_files(state) == [], timeout=5.0), spool_files(state)
     finally:
         sock.close()
-    assert wait_until(lambda: worker_pids(srv) not in ([], [worker]), timeout=10.0)
+    assert wait_until(lambda: srv.child_pids() not in ([], [worker]), timeout=10.0)
     with srv.connect() as conn:  # the replacement serves
         assert conn.get("/bundle.tgz/hello.txt").body == PLAIN["hello.txt"]
 
 
 def test_an_archive_replaced_by_rename_is_indexed_again(
-    ferryman: type[ServerProcess], tmp_path: Path, state: Path
+    ferryman: Servers, tmp_path: Path, state: Path
 ) -> None:
     root = tmp_path / "root"
     root.mkdir()

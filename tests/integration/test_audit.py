@@ -20,10 +20,9 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import pattern
-from tests.s3fixtures import *  # noqa: F403
 from tests.s3server import MotoServer, s3_env
-from tests.writing import put, writable
+from tests.serverproc import pattern
+from tests.writing import Writable, put
 
 NAMES = ["a.bin", "b.bin", "c.bin", "d.bin", "dir/e.bin", "f.bin", "g.bin", "h.bin", "ok.bin"]
 
@@ -37,15 +36,18 @@ def audit(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -
 
 
 @pytest.fixture
-def fleet(ferryman: Any, tmp_path: Path, moto_server: MotoServer, s3_bucket: str) -> dict[str, Any]:
+def fleet(
+    writable: Writable, tmp_path: Path, moto_server: MotoServer, s3_bucket: str
+) -> dict[str, Any]:
     """Three stores holding the same nine files, written through a server, then stopped."""
     root, mirror = tmp_path / "root", tmp_path / "mirror"
     root.mkdir()
     mirror.mkdir()
     url = f"s3://{s3_bucket}/rep"
-    env = {**s3_env(moto_server.url), "FERRYMAN_S3_ENDPOINT": moto_server.url}
-    srv = writable(ferryman, tmp_path, "--replica", str(mirror), "--replica", url, root=root,
-                   env=env)  # fmt: skip
+    env = s3_env(moto_server.url)
+    srv = writable(
+        "--replica", str(mirror), "--replica", url, root=root, s3_endpoint=moto_server.url
+    )
     data = {name: pattern(10_000 + 1000 * i, 7 * i) for i, name in enumerate(NAMES)}
     for name, body in data.items():
         assert put(srv, "/" + name, body).status == 201
@@ -249,18 +251,18 @@ def read_count(catalog: Path) -> int:
 
 
 def test_a_bucket_as_source_and_a_copy_that_cannot_be_read(
-    ferryman: Any, tmp_path: Path, moto_server: MotoServer, s3_bucket: str
+    writable: Writable, tmp_path: Path, moto_server: MotoServer, s3_bucket: str
 ) -> None:
     from tests.faultproxy import FaultProxy, Rule
 
     url = f"s3://{s3_bucket}"
-    srv = writable(ferryman, tmp_path, root=url, env=s3_env(moto_server.url))
+    srv = writable(root=url, s3_endpoint=moto_server.url)
     for name in ("one.bin", "two.bin", "three.bin"):
         assert put(srv, "/" + name, pattern(50_000, len(name))).status == 201
     srv.stop()
     state = ["--state-dir", str(tmp_path / "state")]
     with FaultProxy(moto_server.url) as proxy:
-        env = {**s3_env(proxy.url), "FERRYMAN_S3_ENDPOINT": proxy.url}
+        env = s3_env(proxy.url)
         assert audit(url, *state, "--deep", env=env)[0] == 0
         proxy.add(Rule(method="GET", path="two.bin", error_status=500, times=None))
         moto_server.put_object(s3_bucket, "four.bin", b"not written through ferryman")

@@ -23,14 +23,13 @@ from pathlib import Path
 import pytest
 
 from ferryman.catalog import Catalog
-from tests.conftest import ServerProcess, pattern, wait_until
 from tests.faultproxy import FaultProxy, Rule
 from tests.mounts import tmpfs
 from tests.rawhttp import RawResponse
 from tests.s3server import ACCESS_KEY, SECRET_KEY, MotoServer
 from tests.s3server import s3_env as environment_for
-
-TOKENS = "writer-0123456789 write\n"
+from tests.serverproc import ServerProcess, Servers, pattern, wait_until
+from tests.writing import Writable, write_flags
 
 
 def serve(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -53,13 +52,6 @@ def refused(done: subprocess.CompletedProcess[str], *named: str) -> str:
     return lines[0]
 
 
-@pytest.fixture
-def tokens(tmp_path: Path) -> Path:
-    path = tmp_path / "tokens"
-    path.write_text(TOKENS)
-    return path
-
-
 @contextmanager
 def read_only_mount(where: Path, fill: Callable[[Path], None]) -> Iterator[Path]:
     """A small tmpfs at `where`, filled by `fill`, then remounted read-only."""
@@ -72,13 +64,13 @@ def read_only_mount(where: Path, fill: Callable[[Path], None]) -> Iterator[Path]
 
 @pytest.mark.parametrize("writes", [False, True], ids=["read-only", "allow-write"])
 def test_an_empty_catalog_stops_the_start_and_is_left_as_it_is(
-    tmp_path: Path, tokens: Path, writes: bool
+    tmp_path: Path, writes: bool
 ) -> None:
     """SQLite would take a zero-length file for a new database and fill it with empty tables."""
     state = tmp_path / "state"
     state.mkdir()
     (state / "catalog.db").write_bytes(b"")
-    flags = ["--allow-write", "--tokens", str(tokens)] if writes else []
+    flags = write_flags(tmp_path) if writes else []
     done = serve(str(tmp_path), "--state-dir", str(state), *flags)
     refused(done, f"catalog {state / 'catalog.db'} is empty", "restore it from a backup")
     assert (state / "catalog.db").stat().st_size == 0
@@ -86,11 +78,9 @@ def test_an_empty_catalog_stops_the_start_and_is_left_as_it_is(
 
 
 @pytest.mark.parametrize("writes", [False, True], ids=["read-only", "allow-write"])
-def test_a_catalog_that_is_not_a_file_stops_the_start(
-    tmp_path: Path, tokens: Path, writes: bool
-) -> None:
+def test_a_catalog_that_is_not_a_file_stops_the_start(tmp_path: Path, writes: bool) -> None:
     (tmp_path / ".ferryman" / "catalog.db").mkdir(parents=True)
-    flags = ["--allow-write", "--tokens", str(tokens)] if writes else []
+    flags = write_flags(tmp_path) if writes else []
     refused(serve(str(tmp_path), *flags), "catalog.db is not a regular file")
 
 
@@ -102,13 +92,13 @@ def test_a_catalog_on_a_read_only_filesystem_stops_a_read_only_server(tmp_path: 
 
 
 def test_a_missing_catalog_is_made_only_when_writes_are_allowed(
-    ferryman: type[ServerProcess], tmp_path: Path, tokens: Path
+    ferryman: Servers, writable: Writable, tmp_path: Path
 ) -> None:
     root = tmp_path / "root"
     root.mkdir()
     ferryman(root=root).stop()
     assert not (root / ".ferryman").exists()
-    ferryman("--allow-write", "--tokens", str(tokens), root=root).stop()
+    writable(root=root, state=None).stop()
     catalog = root / ".ferryman" / "catalog.db"
     assert catalog.stat().st_size > 0
     with Catalog(catalog) as cat:
@@ -118,14 +108,14 @@ def test_a_missing_catalog_is_made_only_when_writes_are_allowed(
 
 
 def test_a_catalog_emptied_while_serving_stops_the_next_worker_not_the_running_ones(
-    ferryman: type[ServerProcess], tmp_path: Path, tokens: Path
+    writable: Writable, tmp_path: Path
 ) -> None:
     """What changed between the arbiter's check and a worker's start is a boot failure
     there too: here the new worker of a rolling restart, so the old ones go on."""
     root = tmp_path / "root"
     root.mkdir()
     (root / "hello.txt").write_text("hello")
-    srv = ferryman("--allow-write", "--tokens", str(tokens), "--workers", "2", root=root)
+    srv = writable("--workers", "2", root=root, state=None)
     os.truncate(root / ".ferryman" / "catalog.db", 0)
     srv.signal(signal.SIGHUP)
     assert wait_until(lambda: "rolling restart abandoned" in srv.log_text(), 15), srv.log_text()
@@ -143,11 +133,11 @@ UNREACHABLE = "http://127.0.0.1:9"  # discard: nobody listens; the local checks 
 
 
 def test_a_state_directory_that_is_a_file_stops_a_writing_server(
-    tmp_path: Path, tokens: Path
+    tmp_path: Path,
 ) -> None:
     state = tmp_path / "state"
     state.write_text("not a directory")
-    done = serve(str(tmp_path), "--state-dir", str(state), "--allow-write", "--tokens", str(tokens))
+    done = serve(str(tmp_path), "--state-dir", str(state), *write_flags(tmp_path))
     refused(done, f"state directory {state} (--state-dir) is not a directory")
 
 
@@ -228,13 +218,12 @@ def assert_no_endpoint(response: RawResponse, endpoint: str) -> None:
         assert secret not in seen, (secret, seen)
 
 
-def store_server(ferryman: type[ServerProcess], endpoint: str, *args: str) -> ServerProcess:
-    env = {**environment_for(endpoint), "FERRYMAN_S3_ENDPOINT": endpoint}
-    return ferryman(*args, root="s3://any-bucket", env=env)  # type: ignore[arg-type]
+def store_server(ferryman: Servers, endpoint: str, *args: str) -> ServerProcess:
+    return ferryman(*args, root="s3://any-bucket", env=environment_for(endpoint))
 
 
 def test_an_endpoint_nobody_listens_on_starts_and_answers_502_without_naming_it(
-    ferryman: type[ServerProcess],
+    ferryman: Servers,
 ) -> None:
     with socket.socket() as unused:  # a port that was free a moment ago: refused
         unused.bind(("127.0.0.1", 0))
@@ -252,7 +241,7 @@ def test_an_endpoint_nobody_listens_on_starts_and_answers_502_without_naming_it(
 
 
 def test_an_endpoint_that_never_accepts_times_out_without_naming_it(
-    ferryman: type[ServerProcess],
+    ferryman: Servers,
 ) -> None:
     """A listener whose queue is full: connections hang until the client's connect timeout."""
     with socket.socket() as blackhole, socket.socket() as filler:
@@ -270,12 +259,12 @@ def test_an_endpoint_that_never_accepts_times_out_without_naming_it(
 
 
 def test_store_server_errors_answer_502_without_naming_it(
-    ferryman: type[ServerProcess], moto_server: MotoServer, s3_bucket: str
+    ferryman: Servers, moto_server: MotoServer, s3_bucket: str
 ) -> None:
     moto_server.put_object(s3_bucket, "obj.bin", pattern(1000))
     with FaultProxy(moto_server.url) as proxy:
         env = {**environment_for(proxy.url)}
-        srv = ferryman(root=f"s3://{s3_bucket}", env=env)  # type: ignore[arg-type]
+        srv = ferryman(root=f"s3://{s3_bucket}", env=env)
         with srv.connect() as conn:
             assert conn.get("/obj.bin").body == pattern(1000)
             proxy.add(Rule(error_status=500, times=None))

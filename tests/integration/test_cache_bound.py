@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import CI, pattern
 from tests.faultproxy import FaultProxy
-from tests.integration.test_cache_gateway import MIB, Gateway, get
+from tests.integration.test_cache_gateway import MIB, Gateway
 from tests.s3server import MotoServer
+from tests.serverproc import CI, pattern
 
 LIMIT = 8 * MIB
 # Filesystem bookkeeping the filler cannot charge ahead (decisions/0018): extent
@@ -84,13 +84,13 @@ def test_concurrent_readers_of_several_times_the_limit_never_pass_it(gateway: Ga
     def reader(keys: list[str]) -> None:
         for key in keys:
             data = objects[key]
-            status, _, body, whole = get(srv, "/" + key)
-            if (status, whole, body) != (200, True, data):
-                failures.append(f"{key}: {status}, {len(body)} of {len(data)} bytes")
+            r = srv.get("/" + key)
+            if (r.status, r.whole, r.body) != (200, True, data):
+                failures.append(f"{key}: {r.status}, {len(r.body)} of {len(data)} bytes")
             start = len(data) // 3
-            status, _, body, whole = get(srv, "/" + key, Range=f"bytes={start}-")
-            if (status, whole, body) != (206, True, data[start:]):
-                failures.append(f"{key} from {start}: {status}, {len(body)} bytes")
+            r = srv.get("/" + key, {"Range": f"bytes={start}-"})
+            if (r.status, r.whole, r.body) != (206, True, data[start:]):
+                failures.append(f"{key} from {start}: {r.status}, {len(r.body)} bytes")
 
     keys = list(objects)
     # Each reader goes through every object, from its own starting point: distinct

@@ -26,8 +26,8 @@ import pytest
 from ferryman.cache.crypto import BadBlock, BlockCipher, load_or_create_key
 from ferryman.cache.entry import CacheDir, EntryMeta
 from ferryman.cache.eviction import Evictor
-from tests.conftest import CI
 from tests.mounts import tmpfs as mounted
+from tests.serverproc import CI
 
 KILLS = 30 if CI else (500 if os.environ.get("FERRYMAN_SLOW") == "1" else 100)
 BLOCK = 4096

@@ -17,12 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ServerProcess, pattern, wait_until
 from tests.faultproxy import FaultProxy
-from tests.integration.test_cache_gateway import MIB, Gateway, entry_dirs, get
+from tests.integration.test_cache_gateway import MIB, Gateway, entry_dirs
 from tests.mounts import remount
 from tests.mounts import tmpfs as mounted
 from tests.s3server import MotoServer
+from tests.serverproc import ServerProcess, pattern, wait_until
 
 SIZE = 3 * MIB + 4321
 NO_SPACE = "degraded: no space left on the cache disk"
@@ -56,7 +56,8 @@ def filler_health(cache: Path) -> str:
         sock.connect(str(cache / "filler.sock"))
         sock.sendall(b'{"op": "health"}\n')
         line = sock.makefile("rb").readline()
-    return json.loads(line)["state"]  # type: ignore[no-any-return]
+    state: str = json.loads(line)["state"]
+    return state
 
 
 def read_everything(srv: ServerProcess, objects: range) -> list[str]:
@@ -65,10 +66,10 @@ def read_everything(srv: ServerProcess, objects: range) -> list[str]:
 
     def one(n: int) -> None:
         for headers, start, status in (({}, 0, 200), ({"Range": "bytes=1000000-"}, 10**6, 206)):
-            got, _, body, whole = get(srv, f"/o{n}.bin", **headers)
-            if (got, whole, body) != (status, True, data(n)[start:]):
-                said = body[:200] if got >= 400 else b""
-                failures.append(f"o{n} from {start}: {got}, {len(body)} bytes {said!r}")
+            r = srv.get(f"/o{n}.bin", headers)
+            if (r.status, r.whole, r.body) != (status, True, data(n)[start:]):
+                said = r.body[:200] if r.status >= 400 else b""
+                failures.append(f"o{n} from {start}: {r.status}, {len(r.body)} bytes {said!r}")
 
     threads = [threading.Thread(target=one, args=(n,)) for n in objects]
     for thread in threads:

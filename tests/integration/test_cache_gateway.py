@@ -17,14 +17,16 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.conftest import CI, ServerProcess, pattern, wait_until
 from tests.faultproxy import FaultProxy, Rule
 from tests.mounts import tmpfs
-from tests.rawhttp import read_response
+from tests.rawhttp import RawResponse
 from tests.s3server import MotoServer, s3_env
+from tests.serverproc import CI, ServerProcess, pattern, wait_until
+from tests.writing import put, write_flags
 
 MIB = 1024 * 1024
 BIG = 8 * MIB + 12345  # nine blocks of 1 MiB, the last one short
@@ -47,7 +49,7 @@ class Gateway:
 
     def start(self, *flags: str) -> ServerProcess:
         srv = ServerProcess(
-            f"s3://{self.bucket}",  # type: ignore[arg-type]
+            f"s3://{self.bucket}",
             "--state-dir", str(self.base / "state"), "--cache-dir", str(self.cache), *flags,
             env=s3_env(self.proxy.url),
         )  # fmt: skip
@@ -65,7 +67,7 @@ class Gateway:
 
     def fetched_blocks(self) -> list[int]:
         """Each block index as often as the store was asked for it."""
-        blocks = []
+        blocks: list[int] = []
         for first, last in self.fetched_ranges():
             blocks.extend(range(first // MIB, last // MIB + 1))
         return blocks
@@ -83,28 +85,10 @@ def gateway(moto_server: MotoServer, fault_proxy: FaultProxy, tmp_path: Path) ->
     gw.stop()
 
 
-def get(srv: ServerProcess, path: str, **headers: str) -> tuple[int, dict[str, str], bytes, bool]:
-    """Status, headers, the body bytes that arrived, and whether all of them did."""
-    fields = "".join(f"{k.replace('_', '-')}: {v}\r\n" for k, v in headers.items())
-    with socket.create_connection((srv.host, srv.port), timeout=30) as sock:
-        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: t\r\n{fields}\r\n".encode())
-        stream = sock.makefile("rb")
-        head = read_response(stream, head_request=True)
-        found = {k.lower(): v for k, v in head.headers}
-        length = int(found.get("content-length", "0"))
-        body = bytearray()
-        while len(body) < length:
-            piece = stream.read1(256 * 1024)
-            if not piece:
-                break
-            body += piece
-        return head.status, found, bytes(body), len(body) == length
-
-
 def assert_serves_whole(srv: ServerProcess, key: str, data: bytes) -> None:
-    status, _, body, whole = get(srv, "/" + key)
-    assert status == 200 and whole
-    assert body == data
+    r = srv.get("/" + key)
+    assert r.status == 200 and r.whole
+    assert r.body == data
 
 
 # -- single flight and time to first byte ----------------------------------------------------
@@ -116,8 +100,8 @@ def test_fifty_cold_requests_fetch_each_block_once(gateway: Gateway) -> None:
     results: list[tuple[int, bytes]] = []
 
     def one() -> None:
-        status, _, body, _ = get(srv, "/big.bin", Range=f"bytes={start}-{end}")
-        results.append((status, body))
+        r = srv.get("/big.bin", {"Range": f"bytes={start}-{end}"})
+        results.append((r.status, r.body))
 
     threads = [threading.Thread(target=one) for _ in range(50)]
     for thread in threads:
@@ -136,9 +120,9 @@ def test_a_cold_range_at_the_end_waits_for_one_block_only(gateway: Gateway) -> N
     """The last MiB of the object: its first byte comes after one block, not eight."""
     srv = gateway.start("--cache-readahead", "0")
     last_block = BIG // MIB
-    status, _, body, whole = get(srv, "/big.bin", Range="bytes=-1048576")
-    assert status == 206 and whole
-    assert body == pattern(MIB, BIG - MIB)
+    r = srv.get("/big.bin", {"Range": "bytes=-1048576"})
+    assert r.status == 206 and r.whole
+    assert r.body == pattern(MIB, BIG - MIB)
     # The last MiB spans the last two blocks; nothing before them was fetched, so
     # nothing before them was waited for. (That a block is sent while the rest of
     # its run is still arriving is shown in tests/unit/test_filler.py; the time
@@ -149,8 +133,8 @@ def test_a_cold_range_at_the_end_waits_for_one_block_only(gateway: Gateway) -> N
 
 def test_sequential_readers_get_read_ahead(gateway: Gateway) -> None:
     srv = gateway.start("--cache-readahead", "3")
-    status, _, body, _ = get(srv, "/big.bin", Range="bytes=0-99")
-    assert status == 206 and body == pattern(100)
+    r = srv.get("/big.bin", {"Range": "bytes=0-99"})
+    assert r.status == 206 and r.body == pattern(100)
     assert wait_until(lambda: set(gateway.fetched_blocks()) >= {0, 1, 2, 3}, timeout=10)
     assert max(gateway.fetched_blocks()) <= 3
 
@@ -158,18 +142,23 @@ def test_sequential_readers_get_read_ahead(gateway: Gateway) -> None:
 # -- faults -----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("fault", ["reset_after", "truncate_after"])
-def test_cut_fetches_cache_nothing_wrong(gateway: Gateway, fault: str) -> None:
+@pytest.mark.parametrize(
+    "fault",
+    [Rule(method="GET", times=None, reset_after=4000),
+     Rule(method="GET", times=None, truncate_after=4000)],
+    ids=["reset_after", "truncate_after"],
+)  # fmt: skip
+def test_cut_fetches_cache_nothing_wrong(gateway: Gateway, fault: Rule) -> None:
     """Every fetch of block 1 onward is cut inside its first block: no retry gets further."""
     srv = gateway.start("--cache-readahead", "0")
-    status, _, body, _ = get(srv, "/big.bin", Range="bytes=0-99")  # block 0, whole
-    assert (status, body) == (206, pattern(100))
-    gateway.proxy.add(Rule(method="GET", times=None, **{fault: 4000}))
-    status, _, body, whole = get(srv, "/big.bin")
-    assert status == 200
-    assert not whole  # the client sees the transfer cut ...
-    assert len(body) >= MIB  # ... after the block that was there ...
-    assert body == pattern(len(body))  # ... and never a wrong byte
+    r = srv.get("/big.bin", {"Range": "bytes=0-99"})  # block 0, whole
+    assert (r.status, r.body) == (206, pattern(100))
+    gateway.proxy.add(fault)
+    r = srv.get("/big.bin")
+    assert r.status == 200
+    assert not r.whole  # the client sees the transfer cut ...
+    assert len(r.body) >= MIB  # ... after the block that was there ...
+    assert r.body == pattern(len(r.body))  # ... and never a wrong byte
     gateway.proxy.clear()
     assert_serves_whole(srv, "big.bin", pattern(BIG))  # what was kept is right
 
@@ -178,9 +167,9 @@ def test_a_fetch_cut_after_whole_blocks_keeps_them(gateway: Gateway) -> None:
     """A response cut mid-run still delivers its whole blocks: retries make progress."""
     srv = gateway.start("--cache-readahead", "0")
     gateway.proxy.add(Rule(method="GET", times=3, truncate_after=MIB + 4000))
-    status, _, body, _ = get(srv, "/big.bin")
-    assert status == 200
-    assert body == pattern(len(body))
+    r = srv.get("/big.bin")
+    assert r.status == 200
+    assert r.body == pattern(len(r.body))
     gateway.proxy.clear()
     assert_serves_whole(srv, "big.bin", pattern(BIG))
     assert gateway.fetched_blocks().count(0) == 1  # block 0 arrived whole the first time
@@ -189,8 +178,8 @@ def test_a_fetch_cut_after_whole_blocks_keeps_them(gateway: Gateway) -> None:
 def test_throttled_store_is_503_with_retry_after(gateway: Gateway) -> None:
     srv = gateway.start()
     gateway.proxy.add(Rule(method="HEAD", slow_down=True, retry_after=4))
-    status, headers, _, _ = get(srv, "/big.bin")
-    assert status == 503 and headers["retry-after"] == "4"
+    r = srv.get("/big.bin")
+    assert r.status == 503 and r.header("retry-after") == "4"
     assert_serves_whole(srv, "big.bin", pattern(BIG))
 
 
@@ -242,9 +231,9 @@ def test_sigkill_during_fills_then_every_byte_served_is_right(gateway: Gateway) 
         srv = gateway.start("--cache-readahead", "2", "--workers", "2", "--grace-period", "2")
         gateway.proxy.clear()
         gateway.proxy.add(Rule(method="GET", latency=0.05, times=None))  # fills take a while
-        served: list[tuple[int, dict[str, str], bytes, bool]] = []
+        served: list[RawResponse] = []
         reader = threading.Thread(
-            target=lambda: served.append(get(srv, "/" + key)),  # noqa: B023 (joined below)
+            target=lambda: served.append(srv.get("/" + key)),  # noqa: B023 (joined below)
             daemon=True,
         )
         reader.start()
@@ -260,28 +249,28 @@ def test_sigkill_during_fills_then_every_byte_served_is_right(gateway: Gateway) 
         else:
             _kill_all(srv)  # the whole server, then a new one on the same cache directory
         reader.join(10)
-        for status, _, body, _ in served:  # what the cut transfer sent before the kill
-            assert status == 200 and body == objects[key][: len(body)]
+        for r in served:  # what the cut transfer sent before the kill
+            assert r.status == 200 and r.body == objects[key][: len(r.body)]
     gateway.proxy.clear()
     srv = gateway.start()
     for key, data in objects.items():
         assert_serves_whole(srv, key, data)
         for start in (0, MIB - 1, 3 * MIB + 7, BIG - 10):
-            status, _, body, _ = get(srv, "/" + key, Range=f"bytes={start}-{start + 99}")
-            assert (status, body) == (206, data[start : start + 100])
+            r = srv.get("/" + key, {"Range": f"bytes={start}-{start + 99}"})
+            assert (r.status, r.body) == (206, data[start : start + 100])
 
 
 def test_sigterm_drains_a_cold_transfer_before_the_filler_stops(gateway: Gateway) -> None:
     srv = gateway.start("--cache-readahead", "1")
     gateway.proxy.add(Rule(method="GET", latency=0.2, times=None))  # a fill of ~2 s
-    result: list[tuple[int, dict[str, str], bytes, bool]] = []
-    reader = threading.Thread(target=lambda: result.append(get(srv, "/big.bin")))
+    result: list[RawResponse] = []
+    reader = threading.Thread(target=lambda: result.append(srv.get("/big.bin")))
     reader.start()
     assert wait_until(fetch_after(gateway, 0), timeout=10)
     srv.signal(signal.SIGTERM)
     reader.join(30)
-    status, _, body, whole = result[0]
-    assert status == 200 and whole and body == pattern(BIG)
+    [r] = result
+    assert r.status == 200 and r.whole and r.body == pattern(BIG)
     assert srv.wait(30) == 0
     log = srv.log_text()
     assert log.index("worker 1 (pid") < log.index("cache filler (pid", log.index("SIGTERM"))
@@ -309,13 +298,13 @@ def _exits(srv: ServerProcess) -> str:
 def test_an_object_replaced_upstream_is_served_whole_in_its_new_version(gateway: Gateway) -> None:
     srv = gateway.start("--cache-revalidate", "0")
     assert_serves_whole(srv, "big.bin", pattern(BIG))
-    _, first, _, _ = get(srv, "/big.bin", Range="bytes=0-0")
+    first = srv.get("/big.bin", {"Range": "bytes=0-0"})
     new = pattern(3 * MIB + 1, 77)  # other bytes, other size
     gateway.put("big.bin", new)
-    status, headers, body, whole = get(srv, "/big.bin")
-    assert status == 200 and whole and body == new
-    assert headers["etag"] != first["etag"]
-    assert headers["content-length"] == str(len(new))
+    r = srv.get("/big.bin")
+    assert r.status == 200 and r.whole and r.body == new
+    assert r.header("etag") != first.header("etag")
+    assert r.header("content-length") == str(len(new))
 
 
 def test_a_small_object_answered_from_memory_is_never_stale(gateway: Gateway) -> None:
@@ -323,51 +312,45 @@ def test_a_small_object_answered_from_memory_is_never_stale(gateway: Gateway) ->
     that the answer comes from memory is shown in test_cache_warm.py): a write
     through ferryman is served at once all the same, and a new version found
     upstream once revalidated."""
-    tokens = gateway.base / "tokens"
-    tokens.write_text("w-token write\n")
     old, new, newer = pattern(900, 1), pattern(1100, 2), pattern(700, 3)
     gateway.put("small.bin", old)
-    srv = gateway.start("--allow-write", "--tokens", str(tokens), "--cache-revalidate", "1h")
+    srv = gateway.start(*write_flags(gateway.base), "--cache-revalidate", "1h")
     for _ in range(3):
-        status, headers, body, whole = get(srv, "/small.bin")
-        assert status == 200 and whole and body == old
+        before = srv.get("/small.bin")
+        assert before.status == 200 and before.whole and before.body == old
 
-    request = (
-        f"PUT /small.bin HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer w-token\r\n"
-        f"Content-Length: {len(new)}\r\n\r\n"
-    ).encode()
-    with srv.connect() as conn:
-        assert conn.request(request + new)[0].status == 204
-    status, after, body, whole = get(srv, "/small.bin")
-    assert status == 200 and whole and body == new
-    assert after["etag"] != headers["etag"] and after["content-length"] == str(len(new))
+    assert put(srv, "/small.bin", new).status == 204
+    after = srv.get("/small.bin")
+    assert after.status == 200 and after.whole and after.body == new
+    assert after.header("etag") != before.header("etag")
+    assert after.header("content-length") == str(len(new))
 
     srv.stop()
     srv = gateway.start("--cache-revalidate", "1s")
     for _ in range(2):
-        status, _, body, whole = get(srv, "/small.bin")
-        assert status == 200 and whole and body == new
+        r = srv.get("/small.bin")
+        assert r.status == 200 and r.whole and r.body == new
     gateway.put("small.bin", newer)  # behind ferryman's back: seen once revalidated
     time.sleep(1.1)
-    status, _, body, whole = get(srv, "/small.bin")
-    assert status == 200 and whole and body == newer
+    r = srv.get("/small.bin")
+    assert r.status == 200 and r.whole and r.body == newer
 
 
 def test_blocks_of_two_versions_are_never_mixed(gateway: Gateway) -> None:
     """Block 0 is cached from v1; the object changes; block 5 would come from v2."""
     srv = gateway.start("--cache-revalidate", "1h", "--cache-readahead", "0")
-    status, first, body, _ = get(srv, "/big.bin", Range="bytes=0-99")
-    assert status == 206 and body == pattern(100)
+    first = srv.get("/big.bin", {"Range": "bytes=0-99"})
+    assert first.status == 206 and first.body == pattern(100)
     new = pattern(BIG, 5)
     gateway.put("big.bin", new)
-    status, headers, body, whole = get(srv, "/big.bin", Range=f"bytes={5 * MIB}-{5 * MIB + 99}")
+    r = srv.get("/big.bin", {"Range": f"bytes={5 * MIB}-{5 * MIB + 99}"})
     # The fetch with If-Match on v1's ETag fails: v1's entry is dropped, nothing of
     # v2 is sent under v1's headers. Either the transfer aborts or v2 is served whole.
-    if status == 206 and whole and headers["etag"] == first["etag"]:
+    if r.status == 206 and r.whole and r.header("etag") == first.header("etag"):
         pytest.fail("v2 bytes were sent under v1's ETag")
-    status, headers, body, whole = get(srv, "/big.bin")
-    assert status == 200 and whole and body == new
-    assert headers["etag"] != first["etag"]
+    r = srv.get("/big.bin")
+    assert r.status == 200 and r.whole and r.body == new
+    assert r.header("etag") != first.header("etag")
 
 
 # -- eviction -------------------------------------------------------------------------------------
@@ -445,15 +428,16 @@ def test_encrypted_cache_holds_no_plaintext_and_catches_a_flipped_byte(gateway: 
     gateway.put("secret-name.bin", data)
     srv = gateway.start("--cache-encrypt", "--cache-readahead", "0")
     assert_serves_whole(srv, "secret-name.bin", data)
-    _, headers, _, _ = get(srv, "/secret-name.bin", Range="bytes=0-0")
+    etag = srv.get("/secret-name.bin", {"Range": "bytes=0-0"}).header("etag")
+    assert etag
     key_file = gateway.base / "state" / "cache.key"
     assert key_file.stat().st_mode & 0o777 == 0o600
-    etag = headers["etag"].strip('"').encode()
+    etag_bytes = etag.strip('"').encode()
     for path in gateway.cache.rglob("*"):
         assert b"secret-name" not in os.fsencode(path)
         if path.is_file() and path.name != "filler.sock":
             blob = path.read_bytes()
-            for needle in (b"secret-name", etag, data[MIB : MIB + 64], b"<0000000001048576>"):
+            for needle in (b"secret-name", etag_bytes, data[MIB : MIB + 64], b"<0000000001048576>"):
                 assert needle not in blob, (path, needle)
     (entry,) = entry_dirs(gateway.cache)
     with open(entry / "data", "r+b") as handle:  # flip one byte inside block 1
@@ -474,7 +458,9 @@ def filler_stats(cache: Path) -> dict[str, float]:
         sock.connect(str(cache / "filler.sock"))
         sock.sendall(b'{"op": "stats"}\n')
         line = sock.makefile("rb").readline()
-    return json.loads(line)["stats"]  # type: ignore[no-any-return]
+    answer: dict[str, Any] = json.loads(line)
+    stats: dict[str, float] = answer["stats"]
+    return stats
 
 
 def test_counters(gateway: Gateway) -> None:

@@ -45,8 +45,8 @@ from ferryman.errors import ConfigError
 from ferryman.http.body import Body, FileRegion
 from ferryman.http.spans import Span
 from ferryman.stores.base import NotFound, PreconditionFailed, Throttled, Unavailable
-from tests.conftest import pattern
 from tests.memstore import Fault, MemStore
+from tests.serverproc import pattern
 
 BS = 4096
 KEY = "media/film.bin"
@@ -145,7 +145,7 @@ def is_socket(path: str) -> bool:
 
 
 WHOLE = [Span(0, SIZE)]
-MULTI = [
+MULTI: list[bytes | Span] = [
     b"--x\r\n\r\n",
     Span(10, 5001),
     b"\r\n--x\r\n\r\n",
@@ -188,7 +188,9 @@ async def test_ranges_and_literals_cold_and_partly_cached(tmp_path: Path, loop: 
         client = cache.client()
         assert await fetch(client, [Span(BS * 3 + 5, BS * 4 + 10)]) == pattern(BS + 5, BS * 3 + 5)
         assert cache.store.reads == [(KEY, BS * 3, BS * 5)]  # the two blocks, one GET
-        spans = [b"<", Span(0, BS * 6 + 1), b"|", Span(BS * 4, BS * 4 + 1), b">"]
+        spans: list[bytes | Span] = [
+            b"<", Span(0, BS * 6 + 1), b"|", Span(BS * 4, BS * 4 + 1), b">"
+        ]  # fmt: skip
         obj = await client.lookup(KEY)
         body = obj.body(spans)
         assert body.stream is not None  # blocks 0-2 and 5-6 are missing
@@ -203,7 +205,7 @@ async def test_several_workers_at_once_share_one_fill(tmp_path: Path, loop: str)
     async with running(tmp_path, readahead=4, max_fetches=2) as cache:
         cache.store.chunk = 1500
         clients = [cache.client() for _ in range(4)]
-        wanted = [
+        wanted: list[Sequence[bytes | Span]] = [
             WHOLE,
             MULTI,
             [Span(BS * 20, SIZE)],

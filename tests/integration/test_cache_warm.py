@@ -19,9 +19,8 @@ import pytest
 from ferryman.cache.client import CacheClient
 from ferryman.cache.entry import CacheDir
 from ferryman.http.spans import Span
-from tests.conftest import pattern
 from tests.faultproxy import FaultProxy
-from tests.integration.test_cache_gateway import Gateway, get
+from tests.integration.test_cache_gateway import Gateway
 from tests.integration.test_cache_service import (
     KEY,
     NAMESPACE,
@@ -33,6 +32,7 @@ from tests.integration.test_cache_service import (
     running,
 )
 from tests.s3server import MotoServer
+from tests.serverproc import pattern
 
 MIB = 1024 * 1024
 
@@ -156,24 +156,23 @@ def test_warm_objects_are_served_while_the_filler_is_stopped(gateway: Gateway) -
     gateway.put("dir/big.bin", big)
     srv = gateway.start()
     for path, data in (("/small.bin", small), ("/dir/big.bin", big)):
-        status, _, body, whole = get(srv, path)
-        assert status == 200 and whole and body == data
+        r = srv.get(path)
+        assert r.status == 200 and r.whole and r.body == data
     fetched = len(gateway.proxy.log)
     (pid,) = re.findall(r"started cache filler \(pid (\d+)\)", srv.log_text())
     os.kill(int(pid), signal.SIGSTOP)
     try:
         for _ in range(3):
-            status, headers, body, whole = get(srv, "/small.bin")
-            assert status == 200 and whole and body == small
-        etag = headers["etag"]
-        status, _, body, whole = get(srv, "/dir/big.bin", Range="bytes=2097100-2097251")
-        assert status == 206 and whole and body == big[2097100:2097252]
-        status, _, body, _ = get(srv, "/small.bin", If_None_Match=etag)
-        assert status == 304 and body == b""
-        status, _, _, _ = get(srv, "/small.bin", Range="bytes=5000-6000")
-        assert status == 416
-        status, _, body, whole = get(srv, "/small.bin", If_Match='"other"')
-        assert status == 412
+            r = srv.get("/small.bin")
+            assert r.status == 200 and r.whole and r.body == small
+        etag = r.header("etag")
+        assert etag
+        r = srv.get("/dir/big.bin", {"Range": "bytes=2097100-2097251"})
+        assert r.status == 206 and r.whole and r.body == big[2097100:2097252]
+        r = srv.get("/small.bin", {"If-None-Match": etag})
+        assert r.status == 304 and r.body == b""
+        assert srv.get("/small.bin", {"Range": "bytes=5000-6000"}).status == 416
+        assert srv.get("/small.bin", {"If-Match": '"other"'}).status == 412
     finally:
         os.kill(int(pid), signal.SIGCONT)
     assert len(gateway.proxy.log) == fetched  # nothing reached the store meanwhile

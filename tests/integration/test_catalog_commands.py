@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ferryman.catalog.schema import LATEST
-from tests.conftest import pattern
+from tests.serverproc import pattern
 from tests.writing import repr_digest
 
 

@@ -14,7 +14,7 @@ import pytest
 from ferryman import pagecache
 from ferryman.http.body import FileRegion
 from ferryman.server import transfer
-from tests.conftest import ServerProcess, pattern
+from tests.serverproc import ServerProcess, pattern
 
 BIG = 5 * 1024 * 1024 + 7
 
@@ -59,7 +59,7 @@ def test_probe_tells_cold_from_cached(tmp_path: Path) -> None:
     ids=["whole", "range", "small"],
 )
 def test_cold_files_are_served_exactly(
-    server: ServerProcess, docroot: Path, headers: dict, start: int, size: int
+    server: ServerProcess, docroot: Path, headers: dict[str, str], start: int, size: int
 ) -> None:
     name = f"p{BIG}.bin" if size != 1000 else "p1000.bin"
     os.sync()

@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 
 from ferryman.catalog import Catalog
-from tests.conftest import TRANSFER_PATHS, ServerProcess, wait_until
-from tests.rawhttp import Conn, RawResponse
+from tests.rawhttp import Conn, RawResponse, request_bytes
+from tests.serverproc import TRANSFER_PATHS, ServerProcess, Servers, wait_until
 
 SMUGGLED = b"GET /hello.txt HTTP/1.1\r\nHost: x\r\n\r\n"
 HELLO = b"hello, world\n"
@@ -48,19 +48,16 @@ def quick(docroot: Path) -> Iterator[ServerProcess]:
     assert proc.stop() == 0, proc.log_text()
 
 
-def get(target: str, *, version: str = "HTTP/1.1", headers: str = "Host: x\r\n") -> bytes:
-    return f"GET {target} {version}\r\n{headers}\r\n".encode("latin-1")
-
-
 def exchange(server: ServerProcess, raw: bytes) -> RawResponse:
+    """Raw bytes on a new connection; the first response."""
     with server.connect(timeout=5) as conn:
-        return conn.request(raw)[0]
+        return conn.exchange(raw)[0]
 
 
 def rest_until_close(conn: Conn, timeout: float) -> bytes | None:
     """Whatever else the server sends before it closes; None if it is still open."""
     conn.sock.settimeout(timeout)
-    chunks = []
+    chunks: list[bytes] = []
     try:
         while True:
             data = conn.stream.read1(65536)
@@ -142,14 +139,14 @@ TRAVERSAL = [
 
 @pytest.mark.parametrize("target", TRAVERSAL)
 def test_traversal_payload_never_leaves_the_root(srv: ServerProcess, target: str) -> None:
-    response = exchange(srv, get(target))
+    response = exchange(srv, request_bytes("GET", target))
     assert_no_leak(response)
     if response.status == 301:
         location = response.header("location") or ""
         assert location.startswith("/") and not location.startswith("//"), location
         assert ".." not in location.split("/"), location
         assert posixpath.normpath(location).startswith("/"), location
-        followed = exchange(srv, get(location))
+        followed = exchange(srv, request_bytes("GET", location))
         assert followed.status in (200, 404), (location, followed.status)
         assert_no_leak(followed)
     else:
@@ -158,25 +155,25 @@ def test_traversal_payload_never_leaves_the_root(srv: ServerProcess, target: str
 
 def test_double_encoding_is_decoded_once(srv: ServerProcess) -> None:
     """%252e is the literal name '%2e', a file that does not exist: 404, not a climb (400)."""
-    assert exchange(srv, get("/%252e%252e/canary.txt")).status == 404
-    assert exchange(srv, get("/%2e%2e/canary.txt")).status == 400
+    assert exchange(srv, request_bytes("GET", "/%252e%252e/canary.txt")).status == 404
+    assert exchange(srv, request_bytes("GET", "/%2e%2e/canary.txt")).status == 400
 
 
 def test_fifo_is_refused_without_blocking(srv: ServerProcess) -> None:
     started = time.monotonic()
-    assert exchange(srv, get("/fifo")).status == 404
+    assert exchange(srv, request_bytes("GET", "/fifo")).status == 404
     assert time.monotonic() - started < 1.0, "opening the FIFO must not wait for a writer"
 
 
 def test_symlink_escapes_are_served_only_with_follow_symlinks(
-    srv: ServerProcess, ferryman: type[ServerProcess]
+    srv: ServerProcess, ferryman: Servers
 ) -> None:
-    assert exchange(srv, get("/escape-link")).status == 404
+    assert exchange(srv, request_bytes("GET", "/escape-link")).status == 404
     following = ferryman("--follow-symlinks")
     for target in ("/escape-link", "/escape-dir/canary.txt"):
-        response = exchange(following, get(target))
+        response = exchange(following, request_bytes("GET", target))
         assert (response.status, response.body) == (200, CANARY), target
-    assert exchange(following, get("/inside-link")).body == HELLO
+    assert exchange(following, request_bytes("GET", "/inside-link")).body == HELLO
 
 
 @pytest.fixture
@@ -194,22 +191,22 @@ def linked_root(tmp_path: Path) -> Path:
 
 
 def test_symlinks_into_hidden_places_are_404_by_default(
-    ferryman: type[ServerProcess], linked_root: Path
+    ferryman: Servers, linked_root: Path
 ) -> None:
     confined = ferryman(root=linked_root)
     for target in ("/state-link", "/state-dir-link/catalog.db", "/dot-link"):
-        response = exchange(confined, get(target))
+        response = exchange(confined, request_bytes("GET", target))
         assert response.status == 404, target
         assert_no_leak(response)
 
 
 @pytest.mark.parametrize("target", ["/state-link", "/state-dir-link/catalog.db", "/dot-link"])
 def test_follow_symlinks_still_hides_the_state_dir_and_dotfiles(
-    ferryman: type[ServerProcess], linked_root: Path, target: str
+    ferryman: Servers, linked_root: Path, target: str
 ) -> None:
     """--follow-symlinks lifts confinement to the root only: the state dir is never served."""
     following = ferryman("--follow-symlinks", root=linked_root)
-    response = exchange(following, get(target))
+    response = exchange(following, request_bytes("GET", target))
     assert response.status == 404
     assert_no_leak(response)
 
@@ -312,9 +309,9 @@ def test_bad_framing_is_rejected_and_the_smuggled_request_ignored(
 def test_valid_hosts_are_served_and_invalid_ones_leave_no_traceback(
     srv: ServerProcess, host: str
 ) -> None:
-    response = exchange(srv, get("/hello.txt", headers=f"Host: {host}\r\n"))
+    response = exchange(srv, request_bytes("GET", "/hello.txt", host=host))
     assert (response.status, response.body) == (200, HELLO)
-    bad = exchange(srv, get("/hello.txt", headers=f"Host: {host}/x\r\n"))
+    bad = exchange(srv, request_bytes("GET", "/hello.txt", host=f"{host}/x"))
     assert (bad.status, json.loads(bad.body)) == (
         400, {"error": "bad_request", "detail": "invalid Host header"}
     )  # fmt: skip
@@ -331,7 +328,7 @@ def test_get_with_a_body_is_answered_once_and_the_body_never_parsed(srv: ServerP
     body = inner + b"." * (40 - len(inner))
     raw = b"GET /p16.bin HTTP/1.1\r\nHost: x\r\nContent-Length: 40\r\n\r\n" + body
     with srv.connect(timeout=5) as conn:
-        response = conn.request(raw)[0]
+        [response] = conn.exchange(raw)
         assert response.status == 200
         assert len(response.body) == 16
         rest = rest_until_close(conn, timeout=2)
@@ -339,9 +336,10 @@ def test_get_with_a_body_is_answered_once_and_the_body_never_parsed(srv: ServerP
 
 
 def test_pipelined_requests_after_a_bad_one_are_never_answered(srv: ServerProcess) -> None:
-    good = get("/p16.bin")
+    good = request_bytes("GET", "/p16.bin")
     with srv.connect(timeout=5) as conn:
-        first = conn.request(good + get("/x", headers="") + good + good)[0]
+        no_host = request_bytes("GET", "/x", host=None)
+        first = conn.exchange(good + no_host + good + good)[0]
         assert first.status == 200
         assert conn.read().status == 400  # missing Host
         assert rest_until_close(conn, timeout=2) == b""
@@ -349,18 +347,19 @@ def test_pipelined_requests_after_a_bad_one_are_never_answered(srv: ServerProces
 
 def test_connection_close_from_the_client_is_honoured(srv: ServerProcess) -> None:
     """RFC 9112 9.6: answer, say `Connection: close`, then close; later requests are dropped."""
-    close = get("/hello.txt", headers="Host: x\r\nConnection: close\r\n")
+    close = request_bytes("GET", "/hello.txt", {"Connection": "close"})
     with srv.connect(timeout=5) as conn:
-        response = conn.request(close + SMUGGLED)[0]
+        response = conn.exchange(close + SMUGGLED)[0]
         assert (response.status, response.body) == (200, HELLO)
         assert response.header("connection") == "close"
         assert rest_until_close(conn, timeout=2) == b""
 
 
 def test_http10_keep_alive_is_honoured(srv: ServerProcess) -> None:
-    keep = get("/hello.txt", version="HTTP/1.0", headers="Connection: keep-alive\r\n")
+    keep_alive = {"Connection": "keep-alive"}
+    keep = request_bytes("GET", "/hello.txt", keep_alive, host=None, version="HTTP/1.0")
     with srv.connect(timeout=5) as conn:
-        first, second = conn.request(keep + keep, count=2)
+        first, second = conn.exchange(keep + keep, count=2)
         assert first.body == second.body == HELLO
         assert first.header("connection") == "keep-alive"
 
@@ -371,19 +370,18 @@ def test_http10_keep_alive_is_honoured(srv: ServerProcess) -> None:
 def request_line(length: int) -> bytes:
     """A request line of exactly `length` bytes (CRLF not counted) for /hello.txt."""
     pad = length - len("GET /hello.txt? HTTP/1.1")
-    return b"GET /hello.txt?" + b"q" * pad + b" HTTP/1.1\r\nHost: x\r\n\r\n"
+    return request_bytes("GET", "/hello.txt?" + "q" * pad)
 
 
 def many_headers(count: int) -> bytes:
     """`count` header fields in all, Host included."""
-    fields = "".join(f"X-{i}: v\r\n" for i in range(count - 1))
-    return get("/hello.txt", headers="Host: x\r\n" + fields)
+    return request_bytes("GET", "/hello.txt", {f"X-{i}": "v" for i in range(count - 1)})
 
 
 def header_section(size: int) -> bytes:
     """A head whose header section (every field line and the blank line) is `size` bytes."""
-    value = "v" * (size - len("Host: x\r\nX-Pad: \r\n\r\n"))
-    return get("/hello.txt", headers=f"Host: x\r\nX-Pad: {value}\r\n")
+    value = "v" * (size - len("Host: t\r\nX-Pad: \r\n\r\n"))
+    return request_bytes("GET", "/hello.txt", {"X-Pad": value})
 
 
 LIMIT_CASES = [
@@ -408,7 +406,7 @@ def limited(
 
 def assert_rejected(server: ServerProcess, raw: bytes, status: int) -> None:
     with server.connect(timeout=5) as conn:
-        response = conn.request(raw)[0]
+        [response] = conn.exchange(raw)
         assert response.status == status, response.body
         assert rest_until_close(conn, timeout=2) == b""
 
@@ -511,7 +509,7 @@ def receive_all(sock: socket.socket) -> int:
 
 @pytest.mark.parametrize("path", TRANSFER_PATHS)
 def test_client_that_never_reads_is_cut_after_the_send_timeout(
-    ferryman: type[ServerProcess], tmp_path: Path, path: tuple[str, str]
+    ferryman: Servers, tmp_path: Path, path: tuple[str, str]
 ) -> None:
     big = 64 << 20  # far more than any socket buffers hold, so the server must stall
     (tmp_path / "hello.txt").write_bytes(HELLO)
@@ -520,7 +518,7 @@ def test_client_that_never_reads_is_cut_after_the_send_timeout(
     loop, sendfile = path
     server = ferryman("--loop", loop, "--sendfile", sendfile, "--send-timeout", "1", root=tmp_path)
     with connect_with_small_buffer(server) as stalled:
-        stalled.sendall(get("/big.bin"))
+        stalled.sendall(request_bytes("GET", "/big.bin"))
         cut = wait_until(lambda: "no progress sending" in server.log_text(), timeout=5)
         with server.connect(timeout=5) as other:
             assert other.get("/hello.txt").body == HELLO, "others are served meanwhile"
@@ -533,7 +531,7 @@ def test_client_that_never_reads_is_cut_after_the_send_timeout(
 
 @pytest.mark.parametrize("path", TRANSFER_PATHS)
 def test_a_file_that_shrinks_under_a_blocked_transfer_ends_it_at_once(
-    ferryman: type[ServerProcess], tmp_path: Path, path: tuple[str, str]
+    ferryman: Servers, tmp_path: Path, path: tuple[str, str]
 ) -> None:
     big = 64 << 20
     (tmp_path / "hello.txt").write_bytes(HELLO)
@@ -546,7 +544,7 @@ def test_a_file_that_shrinks_under_a_blocked_transfer_ends_it_at_once(
         "--access-log", str(log), "--access-log-format", "json", root=tmp_path,
     )  # fmt: skip
     with connect_with_small_buffer(server) as reader:
-        reader.sendall(get("/big.bin"))
+        reader.sendall(request_bytes("GET", "/big.bin"))
         time.sleep(0.5)  # the socket's buffers fill and the transfer waits for room
         os.truncate(tmp_path / "big.bin", 0)
         received = receive_all(reader)  # EOF in seconds (recv times out after 5), not at 30 s
@@ -566,7 +564,7 @@ def test_a_file_that_shrinks_under_a_blocked_transfer_ends_it_at_once(
 
 
 def test_connection_limit_holds_new_clients_in_the_backlog_until_a_slot_frees(
-    ferryman: type[ServerProcess],
+    ferryman: Servers,
 ) -> None:
     server = ferryman("--max-connections", "2")
     first, second = server.connect(timeout=5), server.connect(timeout=5)
@@ -574,7 +572,7 @@ def test_connection_limit_holds_new_clients_in_the_backlog_until_a_slot_frees(
         for conn in (first, second):
             assert conn.get("/hello.txt").status == 200  # both accepted and kept alive
         with server.connect(timeout=5) as third:  # TCP handshake done by the kernel
-            third.send(get("/hello.txt"))
+            third.send(request_bytes("GET", "/hello.txt"))
             assert not readable(third.sock, 1.0), "a third connection was served at the limit"
             first.close()
             response = third.read()
@@ -588,16 +586,16 @@ def test_connection_limit_holds_new_clients_in_the_backlog_until_a_slot_frees(
 # -- error bodies ------------------------------------------------------------------------------
 
 APP_ERRORS = {
-    "bad-path": (get("/../canary.txt"), 400),
-    "not-found": (get("/missing.txt"), 404),
-    "method": (b"DELETE /hello.txt HTTP/1.1\r\nHost: x\r\n\r\n", 405),
-    "range": (get("/p16.bin", headers="Host: x\r\nRange: bytes=100-\r\n"), 416),
-    "expect": (get("/hello.txt", headers="Host: x\r\nExpect: magic\r\n"), 417),
+    "bad-path": (request_bytes("GET", "/../canary.txt"), 400),
+    "not-found": (request_bytes("GET", "/missing.txt"), 404),
+    "method": (request_bytes("DELETE", "/hello.txt"), 405),
+    "range": (request_bytes("GET", "/p16.bin", {"Range": "bytes=100-"}), 416),
+    "expect": (request_bytes("GET", "/hello.txt", {"Expect": "magic"}), 417),
 }
 
 
 def with_accept(raw: bytes, accept: str) -> bytes:
-    return raw.replace(b"Host: x\r\n", f"Host: x\r\nAccept: {accept}\r\n".encode(), 1)
+    return raw.replace(b"Host: t\r\n", f"Host: t\r\nAccept: {accept}\r\n".encode(), 1)
 
 
 @pytest.mark.parametrize("name", list(APP_ERRORS))
@@ -639,7 +637,7 @@ def junk(rng: random.Random, index: int) -> bytes:
     """Pure noise for even indexes, a valid request with a few bytes flipped for odd ones."""
     if index % 2 == 0:
         return rng.randbytes(rng.randint(1, 4096))
-    data = bytearray(get("/hello.txt", headers="Host: x\r\nRange: bytes=0-4\r\n"))
+    data = bytearray(request_bytes("GET", "/hello.txt", {"Range": "bytes=0-4"}))
     for _ in range(rng.randint(1, 4)):
         data[rng.randrange(len(data))] = rng.randrange(256)
     return bytes(data)
@@ -664,6 +662,6 @@ def test_two_hundred_junk_connections_do_not_hurt_the_server(srv: ServerProcess)
     finally:
         for conn in conns:
             conn.close()
-    assert exchange(srv, get("/hello.txt")).body == HELLO
+    assert exchange(srv, request_bytes("GET", "/hello.txt")).body == HELLO
     assert srv.proc.poll() is None
     assert "Traceback" not in srv.log_text()

@@ -9,14 +9,14 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ServerProcess, pattern, wait_until
-from tests.slowclient import body_of, slow_download
+from tests.rawhttp import request_bytes
+from tests.serverproc import Servers, pattern, wait_until
+from tests.slowclient import SlowDownload
 
 BIG = 5 * 1024 * 1024 + 7
 
@@ -25,44 +25,29 @@ def open_fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
-def worker_pid(srv: ServerProcess) -> int:
-    """The one worker under the arbiter (its only child process)."""
-    arbiter = srv.proc.pid
-    children = Path(f"/proc/{arbiter}/task/{arbiter}/children").read_text().split()
-    assert len(children) == 1, children
-    return int(children[0])
-
-
 @pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
-def test_sigterm_lets_slow_downloads_finish(ferryman, loop: str) -> None:  # type: ignore[no-untyped-def]
+def test_sigterm_lets_slow_downloads_finish(ferryman: Servers, loop: str) -> None:
     srv = ferryman("--loop", loop)
-    results = [dict() for _ in range(5)]  # type: ignore[var-annotated]
-    threads = [
-        threading.Thread(target=slow_download, args=(srv.host, srv.port, f"/p{BIG}.bin", r))
-        for r in results
-    ]
-    for t in threads:
-        t.start()
+    downloads = [SlowDownload(srv, f"/p{BIG}.bin").start() for _ in range(5)]
     time.sleep(0.3)  # let the transfers begin; the point is to stop mid-transfer
     srv.signal(signal.SIGTERM)
     assert wait_until(lambda: "stopping" in srv.log_text(), 5), srv.log_text()
     with pytest.raises(OSError):  # the listener is closed: no new connections
         socket.create_connection((srv.host, srv.port), timeout=2).close()
-    for t in threads:
-        t.join(60)
-    for r in results:
-        assert "error" not in r, r.get("error")
-        assert body_of(r["data"]) == pattern(BIG)
+    for d in downloads:
+        d.join(60)
+    for d in downloads:
+        assert d.body() == pattern(BIG)
     assert srv.wait(10) == 0
     assert "stopped" in srv.log_text()
 
 
-def test_grace_period_ends_stalled_transfers(ferryman) -> None:  # type: ignore[no-untyped-def]
+def test_grace_period_ends_stalled_transfers(ferryman: Servers) -> None:
     srv = ferryman("--grace-period", "1")
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sock.connect((srv.host, srv.port))
-    sock.sendall(f"GET /p{BIG}.bin HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+    sock.sendall(request_bytes("GET", f"/p{BIG}.bin"))
     sock.recv(100)  # the transfer has started; now stall
     started = time.monotonic()
     srv.signal(signal.SIGTERM)
@@ -72,7 +57,7 @@ def test_grace_period_ends_stalled_transfers(ferryman) -> None:  # type: ignore[
     sock.close()
 
 
-def test_idle_connections_close_at_once_on_stop(ferryman) -> None:  # type: ignore[no-untyped-def]
+def test_idle_connections_close_at_once_on_stop(ferryman: Servers) -> None:
     srv = ferryman()
     with srv.connect() as conn:
         assert conn.get("/hello.txt").status == 200
@@ -83,10 +68,10 @@ def test_idle_connections_close_at_once_on_stop(ferryman) -> None:  # type: igno
     assert time.monotonic() - started < 5
 
 
-def test_bodies_release_their_descriptors_however_transfers_end(ferryman) -> None:  # type: ignore[no-untyped-def]
+def test_bodies_release_their_descriptors_however_transfers_end(ferryman: Servers) -> None:
     for sendfile in ("on", "off"):
         srv = ferryman("--sendfile", sendfile)
-        pid = worker_pid(srv)
+        (pid,) = srv.child_pids()  # the one worker
         with srv.connect() as conn:  # warm up: lazily made descriptors exist now,
             conn.get("/hello.txt")  # and the one --open-files keeps for the big file
             assert conn.get(f"/p{BIG}.bin").body == pattern(BIG)
@@ -97,7 +82,7 @@ def test_bodies_release_their_descriptors_however_transfers_end(ferryman) -> Non
         for _ in range(5):  # cut by the peer halfway
             sock = socket.create_connection((srv.host, srv.port))
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
-            sock.sendall(f"GET /p{BIG}.bin HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+            sock.sendall(request_bytes("GET", f"/p{BIG}.bin"))
             sock.recv(4096)
             sock.setsockopt(
                 socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
@@ -116,7 +101,7 @@ def run_cli(*args: str, timeout: float = 20) -> subprocess.CompletedProcess[str]
     )  # fmt: skip
 
 
-def test_port_in_use_is_a_boot_failure(ferryman) -> None:  # type: ignore[no-untyped-def]
+def test_port_in_use_is_a_boot_failure(ferryman: Servers) -> None:
     srv = ferryman()
     done = run_cli("serve", ".", "--port", str(srv.port))
     assert done.returncode == 2
@@ -135,13 +120,13 @@ def test_bad_flag_value_is_a_boot_failure() -> None:
     assert "--header-timeout" in done.stderr
 
 
-def test_environment_configures_the_server(ferryman) -> None:  # type: ignore[no-untyped-def]
+def test_environment_configures_the_server(ferryman: Servers) -> None:
     srv = ferryman(env={"FERRYMAN_CACHE_CONTROL": "no-cache", "FERRYMAN_HOST": "127.0.0.1"})
     with srv.connect() as conn:
         assert conn.get("/hello.txt").header("cache-control") == "no-cache"
 
 
-def test_json_access_log(ferryman, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_json_access_log(ferryman: Servers, tmp_path: Path) -> None:
     log = tmp_path / "access.jsonl"
     srv = ferryman("--access-log", str(log), "--access-log-format", "json")
     with srv.connect() as conn:
@@ -156,7 +141,7 @@ def test_json_access_log(ferryman, tmp_path: Path) -> None:  # type: ignore[no-u
     assert entries[0]["user_agent"] == 'tester "1"' and entries[0]["remote"] == "127.0.0.1"
 
 
-def test_combined_access_log_on_stdout(ferryman) -> None:  # type: ignore[no-untyped-def]
+def test_combined_access_log_on_stdout(ferryman: Servers) -> None:
     srv = ferryman("--access-log", "-", stdout=subprocess.PIPE)
     with srv.connect() as conn:
         conn.get("/hello.txt", {"Referer": "http://ref/", "User-Agent": "ua"})
@@ -170,7 +155,7 @@ def test_combined_access_log_on_stdout(ferryman) -> None:  # type: ignore[no-unt
     ), line
 
 
-def test_access_log_is_off_by_default(ferryman) -> None:  # type: ignore[no-untyped-def]
+def test_access_log_is_off_by_default(ferryman: Servers) -> None:
     srv = ferryman(stdout=subprocess.PIPE)
     with srv.connect() as conn:
         conn.get("/hello.txt")
@@ -179,7 +164,7 @@ def test_access_log_is_off_by_default(ferryman) -> None:  # type: ignore[no-unty
     assert out == ""
 
 
-def test_slow_but_steady_client_is_not_cut_by_send_timeout(ferryman) -> None:  # type: ignore[no-untyped-def]
+def test_slow_but_steady_client_is_not_cut_by_send_timeout(ferryman: Servers) -> None:
     """--send-timeout ends stalled clients, not slow ones: 200 KB/s for 5 s, 2 s timeout.
 
     (On loopback a reader opens the TCP window only every ~128 KB it consumes,
@@ -190,7 +175,7 @@ def test_slow_but_steady_client_is_not_cut_by_send_timeout(ferryman) -> None:  #
         srv = ferryman("--send-timeout", "2", "--sendfile", sendfile)
         sock = socket.create_connection((srv.host, srv.port), timeout=5)  # default buffers:
         # the kernel queues megabytes, so the socket turns writable only rarely
-        sock.sendall(f"GET /p{BIG}.bin HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+        sock.sendall(request_bytes("GET", f"/p{BIG}.bin"))
         received, start = 0, time.monotonic()
         while time.monotonic() - start < 5:
             chunk = sock.recv(4096)
@@ -208,7 +193,7 @@ def test_unopenable_access_log_is_a_boot_failure(tmp_path: Path) -> None:
     assert "cannot open --access-log" in done.stderr and "Traceback" not in done.stderr
 
 
-def test_sighup_reopens_the_access_log(ferryman, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_sighup_reopens_the_access_log(ferryman: Servers, tmp_path: Path) -> None:
     log = tmp_path / "access.log"
     srv = ferryman("--access-log", str(log))
     with srv.connect() as conn:
@@ -226,7 +211,7 @@ def test_sighup_reopens_the_access_log(ferryman, tmp_path: Path) -> None:  # typ
 RAISE_ON_BOOM = {"FERRYMAN_TEST_HOOKS": "1", "FERRYMAN_TEST_RAISE_ON": "/boom"}
 
 
-def test_a_handler_bug_is_one_log_line_whose_id_the_client_gets(ferryman) -> None:  # type: ignore[no-untyped-def]
+def test_a_handler_bug_is_one_log_line_whose_id_the_client_gets(ferryman: Servers) -> None:
     srv = ferryman(env=RAISE_ON_BOOM)
     with srv.connect() as conn:
         first = conn.get("/boom")
@@ -251,7 +236,7 @@ def test_a_handler_bug_is_one_log_line_whose_id_the_client_gets(ferryman) -> Non
     assert "Traceback" not in srv.log_text()
 
 
-def test_ferryman_tracebacks_adds_the_traceback_under_the_line(ferryman) -> None:  # type: ignore[no-untyped-def]
+def test_ferryman_tracebacks_adds_the_traceback_under_the_line(ferryman: Servers) -> None:
     srv = ferryman(env={**RAISE_ON_BOOM, "FERRYMAN_TRACEBACKS": "1"})
     with srv.connect() as conn:
         request_id = conn.get("/boom").header("x-request-id")

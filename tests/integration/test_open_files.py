@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ServerProcess, pattern, wait_until
-from tests.integration.test_archives import open_descriptors, worker_pids
+from tests.integration.test_archives import open_descriptors
+from tests.serverproc import ServerProcess, Servers, pattern, wait_until
 
 SIZE = 200_000  # above --small-body: answered from the descriptor, not from memory
 SMALL = 1_000  # within --small-body: answered from memory once it was read
@@ -30,9 +30,7 @@ def served(srv: ServerProcess, path: str, headers: dict[str, str] | None = None)
     return r.body
 
 
-def test_a_changed_file_is_served_as_it_is_now(
-    ferryman: type[ServerProcess], tmp_path: Path
-) -> None:
+def test_a_changed_file_is_served_as_it_is_now(ferryman: Servers, tmp_path: Path) -> None:
     root = make_root(tmp_path, {"f.bin": SIZE})
     target = root / "f.bin"
     srv = ferryman(root=root)
@@ -56,7 +54,7 @@ def test_a_changed_file_is_served_as_it_is_now(
         assert conn.get("/f.bin").status == 404
 
 
-def test_a_changed_file_gets_new_validators(ferryman: type[ServerProcess], tmp_path: Path) -> None:
+def test_a_changed_file_gets_new_validators(ferryman: Servers, tmp_path: Path) -> None:
     """A kept descriptor keeps its answer headers; a changed file must not inherit them."""
     root = make_root(tmp_path, {"f.bin": SIZE})
     target = root / "f.bin"
@@ -85,7 +83,7 @@ def test_a_changed_file_gets_new_validators(ferryman: type[ServerProcess], tmp_p
 @pytest.mark.parametrize("size", [SIZE, SMALL], ids=["descriptor", "memory"])
 @pytest.mark.parametrize("moved", ["file", "directory", "directory_to_dotname"])
 def test_a_file_moved_out_of_the_root_is_not_reached_through_a_symlink(
-    ferryman: type[ServerProcess], tmp_path: Path, size: int, moved: str
+    ferryman: Servers, tmp_path: Path, size: int, moved: str
 ) -> None:
     root = make_root(tmp_path, {})
     (root / "d" / "e").mkdir(parents=True)
@@ -108,12 +106,10 @@ def test_a_file_moved_out_of_the_root_is_not_reached_through_a_symlink(
         assert conn.get("/d/e/f.bin").status == 404
 
 
-def test_kept_descriptors_are_closed_once_unused(
-    ferryman: type[ServerProcess], tmp_path: Path
-) -> None:
+def test_kept_descriptors_are_closed_once_unused(ferryman: Servers, tmp_path: Path) -> None:
     root = make_root(tmp_path, {f"f{i}.bin": SIZE for i in range(5)})
     srv = ferryman("--open-files", "3", "--open-files-idle", "3s", root=root)
-    (worker,) = worker_pids(srv)
+    (worker,) = srv.child_pids()
     for _ in range(3):
         for i in range(5):
             assert served(srv, f"/f{i}.bin") == pattern(SIZE, start=i)
@@ -126,9 +122,9 @@ def test_kept_descriptors_are_closed_once_unused(
     ), open_descriptors(worker)
 
 
-def test_open_files_off_keeps_nothing(ferryman: type[ServerProcess], tmp_path: Path) -> None:
+def test_open_files_off_keeps_nothing(ferryman: Servers, tmp_path: Path) -> None:
     root = make_root(tmp_path, {"f.bin": SIZE})
     srv = ferryman("--open-files", "0", root=root)
-    (worker,) = worker_pids(srv)
+    (worker,) = srv.child_pids()
     assert served(srv, "/f.bin") == pattern(SIZE)
     assert wait_until(lambda: str(root / "f.bin") not in open_descriptors(worker))

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TRANSFER_PATHS, ServerProcess, need, pattern
+from tests.serverproc import TRANSFER_PATHS, ServerProcess, Servers, need, pattern
 
 pytestmark = pytest.mark.clients
 
@@ -66,7 +66,7 @@ class LoggedServer:
 
 @pytest.fixture(params=TRANSFER_PATHS)
 def start(
-    request: pytest.FixtureRequest, ferryman: type[ServerProcess], tmp_path: Path
+    request: pytest.FixtureRequest, ferryman: Servers, tmp_path: Path
 ) -> Callable[..., LoggedServer]:
     """Start a ferryman on this test's transfer path, with an access log."""
     loop, sendfile = request.param

@@ -14,10 +14,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import pattern
 from tests.integration.test_audit import NAMES, audit, findings_of, flip_a_byte
 from tests.integration.test_audit import fleet as fleet
-from tests.s3fixtures import *  # noqa: F403
+from tests.serverproc import pattern
 
 
 def repair(*args: str, env: dict[str, str] | None = None) -> tuple[int, str]:

@@ -17,11 +17,10 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import pattern
 from tests.faultproxy import FaultProxy, Rule
-from tests.s3fixtures import *  # noqa: F403
 from tests.s3server import MotoServer, s3_env
-from tests.writing import catalog_entry, delete, put, tokens_file, writable
+from tests.serverproc import pattern
+from tests.writing import Writable, catalog_entry, delete, put, tokens_file, write_flags
 
 
 def copies_of(state: Path, key: str) -> dict[str, tuple[str, int | None, str | None]]:
@@ -51,12 +50,11 @@ def stores(tmp_path: Path, moto_server: MotoServer, s3_bucket: str) -> dict[str,
 
 
 def test_every_write_lands_verified_in_every_store(
-    ferryman: Any, tmp_path: Path, stores: dict[str, Any]
+    writable: Writable, tmp_path: Path, stores: dict[str, Any]
 ) -> None:
     root, mirror, bucket, moto = stores["root"], stores["mirror"], stores["bucket"], stores["moto"]
     url = f"s3://{bucket}/copies"
-    srv = writable(ferryman, tmp_path, "--replica", str(mirror), "--replica", url, root=root,
-                   env={**s3_env(moto.url), "FERRYMAN_S3_ENDPOINT": moto.url})  # fmt: skip
+    srv = writable("--replica", str(mirror), "--replica", url, root=root, s3_endpoint=moto.url)
     data = pattern(300_001)
     sha = hashlib.sha256(data).hexdigest()
     assert put(srv, "/a/b.bin", data).status == 201
@@ -81,14 +79,13 @@ def test_every_write_lands_verified_in_every_store(
 
 
 def test_a_replica_that_fails_is_named_and_recorded(
-    ferryman: Any, tmp_path: Path, stores: dict[str, Any]
+    writable: Writable, tmp_path: Path, stores: dict[str, Any]
 ) -> None:
     root, mirror, bucket, moto = stores["root"], stores["mirror"], stores["bucket"], stores["moto"]
     url = f"s3://{bucket}"
     with FaultProxy(moto.url) as proxy:
-        srv = writable(ferryman, tmp_path, "--replica", str(mirror), "--replica", url,
-                       "--upload-attempts", "2", root=root,
-                       env={**s3_env(proxy.url), "FERRYMAN_S3_ENDPOINT": proxy.url})  # fmt: skip
+        srv = writable("--replica", str(mirror), "--replica", url, "--upload-attempts", "2",
+                       root=root, s3_endpoint=proxy.url)  # fmt: skip
         proxy.add(Rule(method="PUT", error_status=500, times=None))
         r = put(srv, "/k.bin", b"kept here")
         proxy.clear()
@@ -110,11 +107,11 @@ def test_a_replica_that_fails_is_named_and_recorded(
 
 
 def test_a_local_replica_that_cannot_take_the_file_is_named(
-    ferryman: Any, tmp_path: Path, stores: dict[str, Any]
+    writable: Writable, tmp_path: Path, stores: dict[str, Any]
 ) -> None:
     root, mirror = stores["root"], stores["mirror"]
     (mirror / "d").write_bytes(b"a file where the write needs a directory")
-    srv = writable(ferryman, tmp_path, "--replica", str(mirror), root=root)
+    srv = writable("--replica", str(mirror), root=root)
     r = put(srv, "/d/x.bin", b"x")
     assert r.status == 502 and str(mirror) in json.loads(r.body)["detail"]
     assert (root / "d/x.bin").read_bytes() == b"x"
@@ -166,10 +163,9 @@ def test_a_replica_bucket_that_does_not_exist_stops_the_start(
     root.mkdir()
     done = subprocess.run(
         [sys.executable, "-m", "ferryman.cli", "serve", str(root), "--port", "0",
-         "--allow-write", "--tokens", str(tokens_file(tmp_path)),
-         "--replica", "s3://no-such-bucket-here"],
+         *write_flags(tmp_path), "--replica", "s3://no-such-bucket-here"],
         capture_output=True, text=True, timeout=60,
-        env={**os.environ, **s3_env(moto_server.url), "FERRYMAN_S3_ENDPOINT": moto_server.url},
+        env={**os.environ, **s3_env(moto_server.url)},
     )  # fmt: skip
     assert done.returncode == 2, done.stderr
     assert "no-such-bucket-here" in done.stderr and "does not exist" in done.stderr

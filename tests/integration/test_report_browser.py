@@ -31,7 +31,7 @@ from tests.auditresults import (
     counts_by_store_and_kind,
     realistic_result,
 )
-from tests.conftest import CI
+from tests.serverproc import CI
 
 pytestmark = pytest.mark.browser
 

@@ -13,7 +13,7 @@ import hashlib
 import os
 import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -36,11 +36,11 @@ from ferryman.stores.base import (
     Unavailable,
 )
 from ferryman.stores.s3 import S3Store
+from ferryman.stores.s3errors import store_error
 from ferryman.stores.s3source import parse_source
-from tests.conftest import pattern, wait_until
 from tests.faultproxy import FaultProxy, Rule
-from tests.s3fixtures import *  # noqa: F403
 from tests.s3server import ACCESS_KEY, SECRET_KEY, MotoServer
+from tests.serverproc import pattern, wait_until
 
 T = TypeVar("T")
 MIB = 1024 * 1024
@@ -71,14 +71,18 @@ async def entries(store: S3Store, prefix: str) -> list[ListEntry]:
     return [entry async for entry in store.list(prefix)]
 
 
+E = TypeVar("E", bound=StoreError)
+
+
 def raises(
-    kind: type[StoreError], use: Callable[[S3Store], Awaitable[Any]], endpoint: str, bucket: str
-) -> StoreError:
+    kind: type[E], use: Callable[[S3Store], Awaitable[Any]], endpoint: str, bucket: str
+) -> E:
     """The store error `use` raised; fails unless it is exactly of `kind`'s family."""
     with pytest.raises(StoreError) as caught:
         use_store(endpoint, bucket, use)
-    assert isinstance(caught.value, kind), repr(caught.value)
-    return caught.value
+    error = caught.value
+    assert isinstance(error, kind), repr(error)
+    return error
 
 
 # -- configuration -------------------------------------------------------------------
@@ -320,6 +324,7 @@ def test_list_all_asks_ahead_and_a_caller_that_stops_leaves_no_request_behind(
 
     async def use(store: S3Store) -> tuple[str, list[asyncio.Task[Any]]]:
         listing = store.list_all()
+        assert isinstance(listing, AsyncGenerator)  # to be closed before its end
         first = await anext(listing)
         ahead = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
         await listing.aclose()
@@ -650,7 +655,8 @@ def test_closing_the_reader_stops_the_transfer(
 
     async def use(store: S3Store) -> bytes:
         reader = store.read("huge", 0, size)
-        first = await anext(reader)
+        assert isinstance(reader, AsyncGenerator)  # to be closed before its end
+        first: bytes = await anext(reader)
         await reader.aclose()
         return first
 
@@ -689,13 +695,14 @@ def test_cancelling_the_consumer_stops_the_transfer(
 
 
 def client_error(status: int, code: str, headers: dict[str, str] | None = None) -> Exception:
-    from botocore.exceptions import ClientError
+    from botocore.exceptions import ClientError  # type: ignore[import-untyped]
 
     response: Any = {
         "Error": {"Code": code, "Message": "m"},
         "ResponseMetadata": {"HTTPStatusCode": status, "HTTPHeaders": headers or {}},
     }
-    return ClientError(response, "GetObject")
+    error: Exception = ClientError(response, "GetObject")
+    return error
 
 
 @pytest.mark.parametrize(
@@ -709,14 +716,14 @@ def client_error(status: int, code: str, headers: dict[str, str] | None = None) 
      (400, "InvalidArgument", Unavailable)],
 )  # fmt: skip
 def test_store_error_by_code_and_status(status: int, code: str, kind: type[StoreError]) -> None:
-    error = s3.store_error(client_error(status, code), "k")
+    error = store_error(client_error(status, code), "k")
     assert type(error) is kind
     assert code in error.detail
 
 
 def test_retry_after_is_read_and_bounded() -> None:
     def retry_after(value: str) -> int:
-        error = s3.store_error(client_error(503, "SlowDown", {"retry-after": value}), "k")
+        error = store_error(client_error(503, "SlowDown", {"retry-after": value}), "k")
         assert isinstance(error, Throttled)
         return error.retry_after
 

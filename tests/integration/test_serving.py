@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
-from tests.conftest import ServerProcess, pattern
+from tests.rawhttp import RawResponse, request_bytes
+from tests.serverproc import ServerProcess, Servers, pattern
 
 SIZES = (0, 1, 15, 16, 17, 1000, 16384, 16385, 65536, 1_000_000, 5 * 1024 * 1024 + 7)
 
@@ -54,7 +57,9 @@ def test_single_range_is_exact(
 
 
 def parse_multipart(body: bytes, content_type: str) -> list[tuple[str, str, bytes]]:
-    boundary = re.search(r"boundary=\"?([^\";]+)", content_type).group(1)  # type: ignore[union-attr]
+    found = re.search(r"boundary=\"?([^\";]+)", content_type)
+    assert found, content_type
+    boundary = found.group(1)
     parts = []
     for chunk in body.split(b"--" + boundary.encode())[1:]:
         if chunk.startswith(b"--"):
@@ -82,7 +87,9 @@ def test_multiple_ranges_are_multipart_byteranges(server: ServerProcess, header:
     assert len(parts) == header.count(",") + 1
     for kind, content_range, payload in parts:
         assert kind == "application/octet-stream"
-        start, end = map(int, re.match(r"bytes (\d+)-(\d+)/1000", content_range).groups())  # type: ignore[union-attr]
+        span = re.match(r"bytes (\d+)-(\d+)/1000", content_range)
+        assert span, content_range
+        start, end = map(int, span.groups())
         assert payload == pattern(end - start + 1, start)
 
 
@@ -126,14 +133,16 @@ def test_range_on_empty_file_is_200_empty(server: ServerProcess) -> None:
     [{}, {"Range": "bytes=10-19"}, {"Range": "bytes=0-1,5-6"}, {"Range": "bytes=-0"}],
     ids=["full", "range", "multi", "unsatisfiable"],
 )
-def test_head_sends_exactly_the_headers_get_would(server: ServerProcess, headers: dict) -> None:
-    def comparable(r):  # type: ignore[no-untyped-def]
+def test_head_sends_exactly_the_headers_get_would(
+    server: ServerProcess, headers: dict[str, str]
+) -> None:
+    def comparable(r: RawResponse) -> list[tuple[str, str]]:
         drop = {"date", "content-type"} if "," in headers.get("Range", "") else {"date"}
         return [(k, v) for k, v in r.headers if k.lower() not in drop]
 
     with server.connect() as conn:
         got = conn.get("/p1000.bin", headers)
-        head = conn.get("/p1000.bin", headers, method="HEAD")
+        head = conn.request("HEAD", "/p1000.bin", headers)
         after = conn.get("/hello.txt")  # the HEAD left no body bytes behind
     assert head.status == got.status
     assert comparable(head) == comparable(got)
@@ -147,10 +156,8 @@ def test_validators_and_content_type(server: ServerProcess) -> None:
         page = conn.get("/page.html")
     etag = r.header("etag") or ""
     assert re.fullmatch(r'"[0-9a-f]+-[0-9a-f]+-[0-9a-f]+-[0-9a-f]+"', etag)
-    assert r.header(
-        "last-modified",
-    ).endswith(" GMT")  # type: ignore[union-attr]
-    assert r.header("date").endswith(" GMT")  # type: ignore[union-attr]
+    assert (r.header("last-modified") or "").endswith(" GMT")
+    assert (r.header("date") or "").endswith(" GMT")
     assert r.header("content-type") == "text/plain; charset=utf-8"
     assert page.header("content-type") == "text/html; charset=utf-8"
 
@@ -185,7 +192,9 @@ def validators(server: ServerProcess, path: str = "/p1000.bin") -> tuple[str, st
         ),
     ],
 )
-def test_preconditions(server: ServerProcess, make_headers, status: int) -> None:  # type: ignore[no-untyped-def]
+def test_preconditions(
+    server: ServerProcess, make_headers: Callable[[str, str], dict[str, str]], status: int
+) -> None:
     etag, last_modified = validators(server)
     with server.connect() as conn:
         r = conn.get("/p1000.bin", make_headers(etag, last_modified))
@@ -209,7 +218,9 @@ def test_preconditions(server: ServerProcess, make_headers, status: int) -> None
         (lambda e, lm: "not a date", False),
     ],
 )
-def test_if_range(server: ServerProcess, make_if_range, ranged: bool) -> None:  # type: ignore[no-untyped-def]
+def test_if_range(
+    server: ServerProcess, make_if_range: Callable[[str, str], str], ranged: bool
+) -> None:
     etag, last_modified = validators(server)
     with server.connect() as conn:
         r = conn.get(
@@ -231,9 +242,9 @@ def test_keep_alive_serves_many_requests_on_one_connection(server: ServerProcess
 
 def test_pipelined_requests_are_answered_in_order(server: ServerProcess) -> None:
     paths = ["/p1000.bin", "/hello.txt", "/missing", "/p65536.bin", "/plain/", "/p16.bin"]
-    raw = b"".join(b"GET %s HTTP/1.1\r\nHost: t\r\n\r\n" % p.encode() for p in paths)
+    raw = b"".join(request_bytes("GET", p) for p in paths)
     with server.connect() as conn:
-        responses = conn.request(raw, count=len(paths))
+        responses = conn.exchange(raw, count=len(paths))
     assert [r.status for r in responses] == [200, 200, 404, 200, 200, 200]
     assert responses[0].body == pattern(1000)
     assert responses[1].body == b"hello, world\n"
@@ -243,7 +254,7 @@ def test_pipelined_requests_are_answered_in_order(server: ServerProcess) -> None
 
 def test_connection_close_is_honoured(server: ServerProcess) -> None:
     with server.connect() as conn:
-        r = conn.request(b"GET /p16.bin HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")[0]
+        r = conn.get("/p16.bin", {"Connection": "close"})
         assert r.header("connection") == "close"
         assert r.body == pattern(16)
         assert conn.closed_by_peer(5)
@@ -251,14 +262,14 @@ def test_connection_close_is_honoured(server: ServerProcess) -> None:
 
 def test_http10_closes_unless_keep_alive_asked(server: ServerProcess) -> None:
     with server.connect() as conn:
-        r = conn.request(b"GET /p17.bin HTTP/1.0\r\n\r\n")[0]
+        [r] = conn.exchange(request_bytes("GET", "/p17.bin", host=None, version="HTTP/1.0"))
         assert r.version == "HTTP/1.1" and r.body == pattern(17)
         assert r.header("connection") == "close"
         assert conn.closed_by_peer(5)
     with server.connect() as conn:
-        first, second = conn.request(
-            b"GET /p17.bin HTTP/1.0\r\nConnection: keep-alive\r\n\r\n" * 2, count=2
-        )
+        keep = {"Connection": "keep-alive"}
+        keep_alive = request_bytes("GET", "/p17.bin", keep, host=None, version="HTTP/1.0")
+        first, second = conn.exchange(keep_alive * 2, count=2)
         assert first.header("connection") == "keep-alive"
         assert first.body == second.body == pattern(17)
 
@@ -278,7 +289,7 @@ def test_unknown_expectation_is_417(server: ServerProcess) -> None:
 @pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PATCH", "OPTIONS", "PROPFIND"])
 def test_other_methods_get_405_with_allow(server: ServerProcess, method: str) -> None:
     with server.connect() as conn:
-        r = conn.get("/hello.txt", method=method)
+        r = conn.request(method, "/hello.txt")
     assert r.status == 405
     assert r.header("allow") == "GET, HEAD"
     assert json.loads(r.body)["error"] == "method_not_allowed"
@@ -286,7 +297,7 @@ def test_other_methods_get_405_with_allow(server: ServerProcess, method: str) ->
 
 def test_unknown_method_is_501(server: ServerProcess) -> None:
     with server.connect() as conn:
-        r = conn.get("/hello.txt", method="BREW")
+        r = conn.request("BREW", "/hello.txt")
     assert r.status == 501
 
 
@@ -347,7 +358,7 @@ def test_symlink_inside_root_is_served(server: ServerProcess) -> None:
     assert (r.status, r.body) == (200, b"hello, world\n")
 
 
-def test_cache_control_is_configurable(ferryman) -> None:  # type: ignore[no-untyped-def]
+def test_cache_control_is_configurable(ferryman: Servers) -> None:
     srv = ferryman("--cache-control", "public, max-age=60")
     with srv.connect() as conn:
         r = conn.get("/hello.txt")
@@ -359,7 +370,7 @@ def test_cache_control_is_configurable(ferryman) -> None:  # type: ignore[no-unt
         assert conn.get("/hello.txt").header("cache-control") is None
 
 
-def test_416_carries_one_cache_control(ferryman) -> None:  # type: ignore[no-untyped-def]
+def test_416_carries_one_cache_control(ferryman: Servers) -> None:
     srv = ferryman("--cache-control", "max-age=60")
     with srv.connect() as conn:
         r = conn.get("/p1000.bin", {"Range": "bytes=5000-"})
@@ -376,7 +387,7 @@ def test_listing_shows_only_what_would_be_served(server: ServerProcess) -> None:
     assert not {"escape-link", "escape-dir", "hidden-link"} & set(names)
 
 
-def test_follow_symlinks_still_hides_dotfiles_and_state(ferryman) -> None:  # type: ignore[no-untyped-def]
+def test_follow_symlinks_still_hides_dotfiles_and_state(ferryman: Servers) -> None:
     srv = ferryman("--follow-symlinks")
     with srv.connect() as conn:
         assert conn.get("/escape-link").body == b"CANARY-OUTSIDE-ROOT"
@@ -388,7 +399,9 @@ def test_follow_symlinks_still_hides_dotfiles_and_state(ferryman) -> None:  # ty
     assert "escape-link" in names and "hidden-link" not in names
 
 
-def test_state_dir_inside_root_is_neither_listed_nor_served(ferryman, docroot) -> None:  # type: ignore[no-untyped-def]
+def test_state_dir_inside_root_is_neither_listed_nor_served(
+    ferryman: Servers, docroot: Path
+) -> None:
     srv = ferryman("--state-dir", str(docroot / "plain" / "sub"))
     with srv.connect() as conn:
         listing = json.loads(conn.get("/plain/", {"Accept": "application/json"}).body)
@@ -398,8 +411,8 @@ def test_state_dir_inside_root_is_neither_listed_nor_served(ferryman, docroot) -
 
 @pytest.mark.parametrize("small_body", ["16384", "0"])
 def test_multipart_of_small_ranges_is_exact_whether_inlined_or_not(
-    ferryman, small_body: str
-) -> None:  # type: ignore[no-untyped-def]
+    ferryman: Servers, small_body: str
+) -> None:
     srv = ferryman("--small-body", small_body)
     header = "bytes=0-16383,2000000-2016383,5000000-5016383"
     with srv.connect() as conn:
@@ -412,7 +425,9 @@ def test_multipart_of_small_ranges_is_exact_whether_inlined_or_not(
         assert payload == pattern(16384, start)
 
 
-def test_listings_are_utf8_and_every_href_fetches_its_file(ferryman, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_listings_are_utf8_and_every_href_fetches_its_file(
+    ferryman: Servers, tmp_path: Path
+) -> None:
     """Names that are not UTF-8 on disk (or in an archive) are shown with U+FFFD and
     linked by their raw bytes: the JSON and HTML decode strictly, each link fetches."""
     import io

@@ -11,7 +11,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.conftest import ServerProcess, wait_until
+from tests.serverproc import ServerProcess, wait_until
+from tests.writing import Writable, signing_key
 
 
 def sign(key: Path, url: str, method: str = "GET", expires: str = "1h", *flags: str) -> str:
@@ -28,61 +29,55 @@ def target(url: str) -> str:
     return f"{parts.path}?{parts.query}"
 
 
-def send(srv: ServerProcess, method: str, path: str, data: bytes = b""):  # type: ignore[no-untyped-def]
-    head = f"{method} {path} HTTP/1.1\r\nHost: t\r\nContent-Length: {len(data)}\r\n\r\n"
-    with srv.connect() as conn:
-        return conn.request(head.encode() + data, head_request=method == "HEAD")[0]
+SignedServer = tuple[ServerProcess, Path, Path, Path]  # the server, its key, SOURCE, access log
 
 
 @pytest.fixture
-def signed_server(ferryman, tmp_path: Path):  # type: ignore[no-untyped-def]
-    key = tmp_path / "key"
-    key.write_bytes(b"k" * 48)
-    root = tmp_path / "root"
-    root.mkdir()
+def signed_server(writable: Writable, tmp_path: Path) -> SignedServer:
+    """--private, writes allowed, signed URLs the only credential."""
+    key = signing_key(tmp_path)
     log = tmp_path / "access.log"
-    srv = ferryman("--allow-write", "--private", "--signing-key", str(key),
-                   "--access-log", str(log), root=root)  # fmt: skip
-    return srv, key, root, log
+    srv = writable("--private", "--access-log", str(log), tokens=None, signing_key=key, state=None)
+    return srv, key, tmp_path / "root", log
 
 
-def test_signed_put_then_signed_get(signed_server) -> None:  # type: ignore[no-untyped-def]
+def test_signed_put_then_signed_get(signed_server: SignedServer) -> None:
     srv, key, root, log = signed_server
     put_url = sign(key, f"{srv.url}/box/f.txt", "PUT")
-    assert send(srv, "PUT", target(put_url), b"signed body").status == 201
+    assert srv.request("PUT", target(put_url), body=b"signed body").status == 201
     assert (root / "box/f.txt").read_bytes() == b"signed body"
     get_url = sign(key, f"{srv.url}/box/f.txt")
-    r = send(srv, "GET", target(get_url))
+    r = srv.request("GET", target(get_url))
     assert (r.status, r.body) == (200, b"signed body")
-    assert send(srv, "HEAD", target(get_url)).status == 200  # GET signature covers HEAD
-    assert send(srv, "GET", "/box/f.txt").status == 401  # --private: nothing unsigned
+    assert srv.request("HEAD", target(get_url)).status == 200  # GET signature covers HEAD
+    assert srv.request("GET", "/box/f.txt").status == 401  # --private: nothing unsigned
     srv.stop()
     text = log.read_text()
     assert "ferryman-signature=[redacted]" in text and get_url.rsplit("=", 1)[1] not in text
 
 
-def test_altered_or_misused_signatures_are_403(signed_server) -> None:  # type: ignore[no-untyped-def]
+def test_altered_or_misused_signatures_are_403(signed_server: SignedServer) -> None:
     srv, key, root, _ = signed_server
     (root / "f.txt").write_bytes(b"x")
     good = target(sign(key, f"{srv.url}/f.txt"))
-    assert send(srv, "GET", good).status == 200
-    assert send(srv, "GET", good.replace("/f.txt", "/g.txt")).status == 403  # other path
-    assert send(srv, "PUT", good, b"y").status == 403  # signed for GET only
+    assert srv.request("GET", good).status == 200
+    assert srv.request("GET", good.replace("/f.txt", "/g.txt")).status == 403  # other path
+    assert srv.request("PUT", good, body=b"y").status == 403  # signed for GET only
     expires = good.split("ferryman-expires=")[1].split("&")[0]
     later = good.replace(expires, str(int(expires) + 3600))
-    assert send(srv, "GET", later).status == 403  # expiry extended by hand
+    assert srv.request("GET", later).status == 403  # expiry extended by hand
     flipped = good[:-1] + ("0" if good[-1] != "0" else "1")
-    assert send(srv, "GET", flipped).status == 403
+    assert srv.request("GET", flipped).status == 403
     assert (root / "f.txt").read_bytes() == b"x"
 
 
-def test_expired_signature_is_403(signed_server) -> None:  # type: ignore[no-untyped-def]
+def test_expired_signature_is_403(signed_server: SignedServer) -> None:
     srv, key, root, _ = signed_server
     (root / "f.txt").write_bytes(b"x")
     url = target(sign(key, f"{srv.url}/f.txt", expires="1s"))
     expiry = int(url.split("ferryman-expires=")[1].split("&")[0])
     assert wait_until(lambda: time.time() > expiry + 1, 5)
-    assert send(srv, "GET", url).status == 403
+    assert srv.request("GET", url).status == 403
 
 
 def test_sign_needs_a_key(tmp_path: Path) -> None:
@@ -93,21 +88,21 @@ def test_sign_needs_a_key(tmp_path: Path) -> None:
     assert done.returncode == 2 and "--signing-key" in done.stderr
 
 
-def test_a_url_used_with_another_method_is_told_so(signed_server) -> None:  # type: ignore[no-untyped-def]
+def test_a_url_used_with_another_method_is_told_so(signed_server: SignedServer) -> None:
     srv, key, root, _ = signed_server
     (root / "f.txt").write_bytes(b"x")
     get_url = target(sign(key, f"{srv.url}/f.txt"))
     put_url = target(sign(key, f"{srv.url}/f.txt", "PUT"))
     for method, url, signed_for in (("PUT", get_url, "GET"), ("DELETE", put_url, "PUT"),
                                     ("GET", put_url, "PUT")):  # fmt: skip
-        r = send(srv, method, url, b"y" if method == "PUT" else b"")
+        r = srv.request(method, url, body=b"y" if method == "PUT" else b"")
         body = json.loads(r.body)
         assert (r.status, body["error"]) == (403, "forbidden")
         assert body["detail"] == f"this URL is signed for {signed_for}, not {method}"
     forged = get_url[:-1] + ("0" if get_url[-1] != "0" else "1")
-    assert json.loads(send(srv, "PUT", forged, b"y").body)["detail"] == "invalid signature"
+    assert json.loads(srv.request("PUT", forged, body=b"y").body)["detail"] == "invalid signature"
     assert (root / "f.txt").read_bytes() == b"x"
-    assert send(srv, "DELETE", put_url.replace("f.txt", "g.txt")).status == 403
+    assert srv.request("DELETE", put_url.replace("f.txt", "g.txt")).status == 403
     assert "Traceback" not in srv.log_text()
 
 
@@ -127,8 +122,7 @@ def test_a_url_used_with_another_method_is_told_so(signed_server) -> None:  # ty
 def test_sign_refuses_what_no_request_could_use(
     tmp_path: Path, url: str, method: str, named: str
 ) -> None:
-    key = tmp_path / "key"
-    key.write_bytes(b"k" * 48)
+    key = signing_key(tmp_path)
     done = subprocess.run(
         [sys.executable, "-m", "ferryman.cli", "sign", url, "--method", method,
          "--signing-key", str(key)],
@@ -140,56 +134,51 @@ def test_sign_refuses_what_no_request_could_use(
     assert sign(key, "http://h/x", method="head").startswith("http://h/x?ferryman-expires=")
 
 
-def test_a_single_use_url_writes_once_even_across_a_restart(ferryman, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    key = tmp_path / "key"
-    key.write_bytes(b"k" * 48)
+def test_a_single_use_url_writes_once_even_across_a_restart(
+    writable: Writable, tmp_path: Path
+) -> None:
+    key = signing_key(tmp_path)
     root = tmp_path / "root"
-    root.mkdir()
-    args = ("--allow-write", "--signing-key", str(key), "--workers", "2")
-    srv = ferryman(*args, root=root)
+    srv = writable("--workers", "2", tokens=None, signing_key=key, state=None)
     once = target(sign(key, f"{srv.url}/drop/a.bin", "PUT", "1h", "--once"))
     assert "ferryman-once=1" in once
     unused_tag = once.replace("ferryman-once=1&", "")
-    assert send(srv, "PUT", unused_tag, b"x").status == 403  # the mark is signed too
-    first = send(srv, "PUT", once, b"first")
+    assert srv.request("PUT", unused_tag, body=b"x").status == 403  # the mark is signed too
+    first = srv.request("PUT", once, body=b"first")
     assert first.status == 201
-    again = send(srv, "PUT", once, b"second")
+    again = srv.request("PUT", once, body=b"second")
     assert again.status == 403
     assert json.loads(again.body)["detail"] == "this single-use signed URL was used already"
     assert (root / "drop/a.bin").read_bytes() == b"first"
     srv.stop()
-    srv = ferryman(*args, root=root)  # the use is in the catalog, not in memory
-    assert send(srv, "PUT", once, b"third").status == 403
+    # The use is in the catalog, not in memory.
+    srv = writable("--workers", "2", tokens=None, signing_key=key, state=None)
+    assert srv.request("PUT", once, body=b"third").status == 403
     # A write that fails gives its URL back: If-None-Match: * on an existing file.
     create = target(sign(key, f"{srv.url}/drop/a.bin", "PUT", "2h", "--once"))  # another URL
-    refused = "PUT " + create + " HTTP/1.1\r\nHost: t\r\nIf-None-Match: *\r\n"
-    with srv.connect() as conn:
-        r = conn.request((refused + "Content-Length: 1\r\n\r\nz").encode())[0]
-    assert r.status == 412
-    assert send(srv, "PUT", create, b"replaced").status == 204
-    assert send(srv, "PUT", create, b"again").status == 403
+    assert srv.request("PUT", create, {"If-None-Match": "*"}, b"z").status == 412
+    assert srv.request("PUT", create, body=b"replaced").status == 204
+    assert srv.request("PUT", create, body=b"again").status == 403
 
 
-def test_writers_racing_with_one_single_use_url_get_one_success(ferryman, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_writers_racing_with_one_single_use_url_get_one_success(
+    writable: Writable, tmp_path: Path
+) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
-    key = tmp_path / "key"
-    key.write_bytes(b"k" * 48)
-    root = tmp_path / "root"
-    root.mkdir()
-    srv = ferryman("--allow-write", "--signing-key", str(key), "--workers", "2", root=root)
+    key = signing_key(tmp_path)
+    srv = writable("--workers", "2", tokens=None, signing_key=key, state=None)
     for round_no in range(5):
         once = target(sign(key, f"{srv.url}/r{round_no}.bin", "PUT", "1h", "--once"))
         urls = [once] * 6
         with ThreadPoolExecutor(6) as pool:
-            answers = pool.map(lambda u: send(srv, "PUT", u, b"w").status, urls)
+            answers = pool.map(lambda u: srv.request("PUT", u, body=b"w").status, urls)
             statuses = sorted(answers)
         assert statuses == [201, 403, 403, 403, 403, 403], statuses
 
 
 def test_sign_refuses_a_single_use_read(tmp_path: Path) -> None:
-    key = tmp_path / "key"
-    key.write_bytes(b"k" * 48)
+    key = signing_key(tmp_path)
     done = subprocess.run(
         [sys.executable, "-m", "ferryman.cli", "sign", "http://h/x", "--once",
          "--signing-key", str(key)],

@@ -19,8 +19,8 @@ import pytest
 from bench.soak import MIB, THRESHOLD, SoakError, drive, soak
 from bench.soak_kinds import KINDS, Kind, Step, build_tree, start_server
 
-from tests.conftest import ServerProcess, need
 from tests.s3server import MotoServer
+from tests.serverproc import ServerProcess, need
 
 LONG = os.environ.get("FERRYMAN_SLOW") == "1"
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import hashlib
 import os
 import re
@@ -18,14 +17,14 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import CI, ServerProcess, pattern, wait_until
-from tests.slowclient import slow_download
+from tests.rawhttp import request_bytes
+from tests.serverproc import CI, ServerProcess, Servers, pattern, wait_until
+from tests.slowclient import SlowDownload
 
 BIG = 5 * 1024 * 1024 + 7
 READY = re.compile(r"ferryman\[(\d+)\] INFO worker (\d+) ready")
@@ -47,12 +46,9 @@ def gone(pid: int) -> bool:
         return True
 
 
-def get(srv: ServerProcess, path: str, headers: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
-    with srv.connect() as conn:
-        return conn.get(path, headers)
-
-
-def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 30):  # type: ignore[no-untyped-def]
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 30
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "ferryman.cli", *args],
         capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})},
@@ -62,7 +58,7 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 30):
 # -- crashes ------------------------------------------------------------------------
 
 
-def test_sigkill_mid_download_then_resume_with_if_range(ferryman, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_sigkill_mid_download_then_resume_with_if_range(ferryman: Servers, tmp_path: Path) -> None:
     root = tmp_path / "root"
     root.mkdir()
     source = os.urandom(8 * 1024 * 1024)
@@ -74,12 +70,14 @@ def test_sigkill_mid_download_then_resume_with_if_range(ferryman, tmp_path: Path
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
     sock.settimeout(10)
     sock.connect((srv.host, srv.port))
-    sock.sendall(b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n")
+    sock.sendall(request_bytes("GET", "/big.bin"))
     raw = b""
     while b"\r\n\r\n" not in raw:
         raw += sock.recv(16384)
     head, _, body = raw.partition(b"\r\n\r\n")
-    etag = re.search(rb"(?i)etag: (\S+)", head).group(1).decode()  # type: ignore[union-attr]
+    found = re.search(rb"(?i)etag: (\S+)", head)
+    assert found, head
+    etag = found.group(1).decode()
     received = bytearray(body)
     while len(received) < 1024 * 1024:  # a slow reader, a megabyte in
         received += sock.recv(16384)
@@ -93,14 +91,14 @@ def test_sigkill_mid_download_then_resume_with_if_range(ferryman, tmp_path: Path
     assert len(received) < len(source), "the transfer should have broken"
 
     # A replacement accepts within a second of the kill.
-    response = get(srv, "/big.bin", {"Range": "bytes=0-0"})
+    response = srv.get("/big.bin", {"Range": "bytes=0-0"})
     assert response.status == 206
     assert time.monotonic() - killed < 1.0
     assert wait_until(lambda: len(ready_workers(srv)) == 2, 5)
     assert f"worker 1 (pid {pid}) was killed by SIGKILL; starting a replacement" in srv.log_text()
 
     # Resume where the transfer broke, pinned to the same version of the file.
-    rest = get(srv, "/big.bin", {"Range": f"bytes={len(received)}-", "If-Range": etag})
+    rest = srv.get("/big.bin", {"Range": f"bytes={len(received)}-", "If-Range": etag})
     assert rest.status == 206
     assert rest.header("content-range") == (
         f"bytes {len(received)}-{len(source) - 1}/{len(source)}"
@@ -143,17 +141,17 @@ def test_an_unopenable_access_log_stops_the_arbiter_before_any_worker(tmp_path: 
     assert "cannot start:" in done.stderr and "Traceback" not in done.stderr
 
 
-def test_too_many_crashes_while_serving_stop_the_server_with_status_3(ferryman) -> None:  # type: ignore[no-untyped-def]
+def test_too_many_crashes_while_serving_stop_the_server_with_status_3(ferryman: Servers) -> None:
     srv = ferryman("--max-restarts", "1", "--restart-window", "1m")
     os.kill(ready_workers(srv)[0][1], signal.SIGKILL)
     assert wait_until(lambda: len(ready_workers(srv)) == 2, 5), srv.log_text()
-    assert get(srv, "/hello.txt").status == 200
+    assert srv.get("/hello.txt").status == 200
     os.kill(ready_workers(srv)[1][1], signal.SIGKILL)
     assert srv.wait(10) == 3
     assert "giving up" in srv.log_text() and "stopped (status 3)" in srv.log_text()
 
 
-def test_workers_are_permanent_even_after_a_clean_exit(ferryman) -> None:  # type: ignore[no-untyped-def]
+def test_workers_are_permanent_even_after_a_clean_exit(ferryman: Servers) -> None:
     srv = ferryman("--workers", "2")
     _, pid = ready_workers(srv)[1]
     os.kill(pid, signal.SIGTERM)  # not through the arbiter: nobody asked it to stop
@@ -163,7 +161,7 @@ def test_workers_are_permanent_even_after_a_clean_exit(ferryman) -> None:  # typ
     assert srv.stop() == 0
 
 
-def test_a_handler_exception_costs_only_that_response(ferryman) -> None:  # type: ignore[no-untyped-def]
+def test_a_handler_exception_costs_only_that_response(ferryman: Servers) -> None:
     srv = ferryman(env={**HOOKS, "FERRYMAN_TEST_RAISE_ON": "/boom"})
     with srv.connect() as conn:
         assert conn.get("/boom").status == 500
@@ -173,7 +171,7 @@ def test_a_handler_exception_costs_only_that_response(ferryman) -> None:  # type
     assert wait_until(lambda: "FERRYMAN_TEST_RAISE_ON" in srv.log_text(), 5), srv.log_text()
 
 
-def test_a_blocked_event_loop_is_killed_and_replaced(ferryman) -> None:  # type: ignore[no-untyped-def]
+def test_a_blocked_event_loop_is_killed_and_replaced(ferryman: Servers) -> None:
     env = {**HOOKS, "FERRYMAN_TEST_BLOCK_LOOP_AFTER": "0.2", "FERRYMAN_TEST_HOOK_SPAWNS": "1"}
     srv = ferryman("--heartbeat-timeout", "1", env=env)
     [(_, pid)] = ready_workers(srv)
@@ -182,11 +180,11 @@ def test_a_blocked_event_loop_is_killed_and_replaced(ferryman) -> None:  # type:
     text = srv.log_text()
     assert re.search(rf"worker 1 \(pid {pid}\): no heartbeat for 1\.\d+s .* killing it", text)
     assert f"worker 1 (pid {pid}) was killed by SIGKILL (no heartbeat for" in text
-    assert get(srv, "/hello.txt").status == 200  # the replacement serves
+    assert srv.get("/hello.txt").status == 200  # the replacement serves
     assert srv.stop() == 0
 
 
-def test_a_worker_that_ignores_the_stop_is_killed_and_the_exit_says_so(ferryman) -> None:  # type: ignore[no-untyped-def]
+def test_a_worker_that_ignores_the_stop_is_killed_and_the_exit_says_so(ferryman: Servers) -> None:
     env = {**HOOKS, "FERRYMAN_TEST_BLOCK_LOOP_AFTER": "0.2"}
     srv = ferryman("--heartbeat-timeout", "60", "--grace-period", "1", env=env)
     [(_, pid)] = ready_workers(srv)
@@ -197,7 +195,7 @@ def test_a_worker_that_ignores_the_stop_is_killed_and_the_exit_says_so(ferryman)
     assert re.search(rf"worker 1 \(pid {pid}\) still running \d+s after SIGTERM: killing it", text)
 
 
-def test_the_workers_stop_when_the_arbiter_is_killed(ferryman) -> None:  # type: ignore[no-untyped-def]
+def test_the_workers_stop_when_the_arbiter_is_killed(ferryman: Servers) -> None:
     srv = ferryman("--workers", "2")
     pids = [pid for _, pid in ready_workers(srv)]
     srv.proc.kill()
@@ -212,7 +210,7 @@ def test_the_workers_stop_when_the_arbiter_is_killed(ferryman) -> None:  # type:
 # -- start and stop -------------------------------------------------------------------
 
 
-def test_workers_start_in_order_each_after_the_one_before_is_ready(ferryman) -> None:  # type: ignore[no-untyped-def]
+def test_workers_start_in_order_each_after_the_one_before_is_ready(ferryman: Servers) -> None:
     srv = ferryman("--workers", "3")
     lines = srv.lines
     assert [slot for slot, _ in ready_workers(srv)] == [1, 2, 3]
@@ -224,36 +222,25 @@ def test_workers_start_in_order_each_after_the_one_before_is_ready(ferryman) -> 
     assert sum("listening on" in line for line in lines) == 1
 
 
-def test_workers_auto_starts_one_per_cpu(ferryman) -> None:  # type: ignore[no-untyped-def]
+def test_workers_auto_starts_one_per_cpu(ferryman: Servers) -> None:
     srv = ferryman("--workers", "auto")
     assert len(ready_workers(srv)) == len(os.sched_getaffinity(0))
 
 
-def test_sigterm_during_20_slow_downloads_lets_every_one_finish(ferryman) -> None:  # type: ignore[no-untyped-def]
+def test_sigterm_during_20_slow_downloads_lets_every_one_finish(ferryman: Servers) -> None:
     srv = ferryman("--workers", "2")
-    results = [dict() for _ in range(20)]  # type: ignore[var-annotated]
-    started = [threading.Event() for _ in results]
-    threads = [
-        threading.Thread(
-            target=slow_download,
-            args=(srv.host, srv.port, f"/p{BIG}.bin", r),
-            kwargs={"rate": 2_500_000, "started": s},
-        )
-        for r, s in zip(results, started, strict=True)
-    ]
-    for t in threads:
-        t.start()
-    assert all(s.wait(10) for s in started)  # every transfer is under way
+    downloads = [SlowDownload(srv, f"/p{BIG}.bin", rate=2_500_000).start() for _ in range(20)]
+    assert all(d.started.wait(10) for d in downloads)  # every transfer is under way
     srv.signal(signal.SIGTERM)
     assert wait_until(lambda: "stopping: no longer accepting" in srv.log_text(), 5)
     with pytest.raises(OSError):
         socket.create_connection((srv.host, srv.port), timeout=2).close()
-    for t in threads:
-        t.join(60)
+    for d in downloads:
+        d.join(60)
     expected = pattern(BIG)
-    for r in results:
-        assert "error" not in r, r.get("error")
-        assert r["data"].partition(b"\r\n\r\n")[2] == expected
+    for d in downloads:
+        assert d.error is None and d.data is not None, d.error
+        assert d.data.partition(b"\r\n\r\n")[2] == expected
     assert srv.wait(15) == 0, srv.log_text()
     assert "grace period over" not in srv.log_text()
 
@@ -264,9 +251,7 @@ def test_sigterm_during_20_slow_downloads_lets_every_one_finish(ferryman) -> Non
 async def hammer(host: str, port: int, stop: asyncio.Event, expected: bytes,
                  keepalive: bool, tally: dict[str, int]) -> None:  # fmt: skip
     """Request /p1000.bin again and again; any answer that is not exactly right is a failure."""
-    request = b"GET /p1000.bin HTTP/1.1\r\nHost: t\r\n" + (
-        b"\r\n" if keepalive else b"Connection: close\r\n\r\n"
-    )
+    request = request_bytes("GET", "/p1000.bin", {} if keepalive else {"Connection": "close"})
     writer = None
     while not stop.is_set():
         try:
@@ -274,8 +259,9 @@ async def hammer(host: str, port: int, stop: asyncio.Event, expected: bytes,
                 reader, writer = await asyncio.open_connection(host, port)
             writer.write(request)
             head = await reader.readuntil(b"\r\n\r\n")
-            length = int(re.search(rb"(?i)content-length: (\d+)", head).group(1))  # type: ignore[union-attr]
-            body = await reader.readexactly(length)
+            length = re.search(rb"(?i)content-length: (\d+)", head)
+            assert length, head
+            body = await reader.readexactly(int(length.group(1)))
             if not head.startswith(b"HTTP/1.1 200 ") or body != expected:
                 tally["wrong"] += 1
             tally["ok"] += 1
@@ -301,7 +287,7 @@ def rolls_done(srv: ServerProcess) -> int:
 
 
 @pytest.mark.parametrize("workers", [1, 2])
-def test_sighup_under_load_fails_no_request(ferryman, workers: int) -> None:  # type: ignore[no-untyped-def]
+def test_sighup_under_load_fails_no_request(ferryman: Servers, workers: int) -> None:
     srv = ferryman("--workers", str(workers))
     rolls = 1 if CI else 3
     before = {pid for _, pid in ready_workers(srv)}
@@ -316,8 +302,11 @@ def test_sighup_under_load_fails_no_request(ferryman, workers: int) -> None:  # 
         await asyncio.sleep(0.3)  # load first, then restart under it
         for n in range(1, rolls + 1):
             srv.signal(signal.SIGHUP)
-            done = functools.partial(wait_until, lambda n=n: rolls_done(srv) >= n, 15)
-            await asyncio.to_thread(done)  # the clients go on meanwhile
+
+            def rolled(n: int = n) -> bool:
+                return rolls_done(srv) >= n
+
+            await asyncio.to_thread(wait_until, rolled, 15)  # the clients go on meanwhile
             await asyncio.sleep(0.3)
         stop.set()
         await asyncio.gather(*clients)
@@ -343,7 +332,9 @@ end
 
 @pytest.mark.slow
 @pytest.mark.parametrize("keepalive", [True, False], ids=["keep-alive", "close"])
-def test_sighup_under_wrk_fails_no_request(ferryman, tmp_path: Path, keepalive: bool) -> None:  # type: ignore[no-untyped-def]
+def test_sighup_under_wrk_fails_no_request(
+    ferryman: Servers, tmp_path: Path, keepalive: bool
+) -> None:
     wrk = shutil.which("wrk")
     if wrk is None:
         pytest.skip("wrk is not installed")
@@ -374,8 +365,8 @@ def test_sighup_under_wrk_fails_no_request(ferryman, tmp_path: Path, keepalive: 
     assert errors == [0, 0, 0, 0, 0], f"connect/read/write/status/timeout errors: {errors}"
 
 
-def test_a_rolling_restart_whose_workers_cannot_boot_keeps_the_old_ones(  # type: ignore[no-untyped-def]
-    ferryman, tmp_path: Path
+def test_a_rolling_restart_whose_workers_cannot_boot_keeps_the_old_ones(
+    ferryman: Servers, tmp_path: Path
 ) -> None:
     logs = tmp_path / "logs"
     logs.mkdir()
@@ -385,12 +376,14 @@ def test_a_rolling_restart_whose_workers_cannot_boot_keeps_the_old_ones(  # type
     assert wait_until(lambda: "rolling restart abandoned" in srv.log_text(), 10), srv.log_text()
     assert "cannot open --access-log" in srv.log_text()
     assert srv.proc.poll() is None
-    assert get(srv, "/hello.txt").status == 200
+    assert srv.get("/hello.txt").status == 200
     assert len(ready_workers(srv)) == 2  # still the first two
     assert srv.stop() == 0
 
 
-def test_sigusr1_reopens_the_access_logs_without_a_restart(ferryman, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_sigusr1_reopens_the_access_logs_without_a_restart(
+    ferryman: Servers, tmp_path: Path
+) -> None:
     log = tmp_path / "access.log"
     srv = ferryman("--workers", "2", "--access-log", str(log))
     log.rename(tmp_path / "access.log.1")

@@ -10,56 +10,43 @@ import socket
 import sqlite3
 import subprocess
 import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 
-from tests.conftest import ServerProcess, need, pattern, wait_until
+from ferryman.catalog.db import Catalog
 from tests.mounts import tmpfs
+from tests.rawhttp import request_bytes
+from tests.serverproc import ServerProcess, Servers, need, pattern, wait_until
+from tests.writing import (
+    READ,
+    WRITE,
+    WRITER,
+    Writable,
+    bearer,
+    catalogued,
+    put,
+    upload_temporaries,
+)
 
-WRITE, READ = "w-token-0123456789", "r-token-0123456789"
+Store = tuple[ServerProcess, Path]  # a writable server, its SOURCE
 
 
 @pytest.fixture
-def store(ferryman, tmp_path: Path):  # type: ignore[no-untyped-def]
-    root = tmp_path / "root"
-    root.mkdir()
-    tokens = tmp_path / "tokens"
-    tokens.write_text(f"{WRITE} write\n{READ} read\npfx-token-0123456 write /inbox\n")
-    srv = ferryman("--allow-write", "--tokens", str(tokens), root=root)
-    return srv, root
-
-
-def temp_files(root: Path) -> list[Path]:
-    return [p for p in root.rglob(".ferryman-upload-*")]
-
-
-def catalogued(state: Path, path: str) -> bool:
-    """Whether the catalog under `state` has a live entry for `path`."""
-    from ferryman.catalog.db import Catalog
-
-    with Catalog(state / "catalog.db") as cat:
-        entry = cat.get(path)
-        return entry is not None and not entry.deleted
-
-
-def put(
-    srv: ServerProcess, path: str, data: bytes, headers: dict | None = None, token: str = WRITE
-):  # type: ignore[no-untyped-def]
-    all_headers = {"Content-Length": str(len(data)), **(headers or {})}
-    if token:
-        all_headers["Authorization"] = f"Bearer {token}"
-    lines = [f"PUT {path} HTTP/1.1", "Host: t", *(f"{k}: {v}" for k, v in all_headers.items())]
-    with srv.connect() as conn:
-        return conn.request(("\r\n".join(lines) + "\r\n\r\n").encode() + data)[0]
+def store(writable: Writable, tmp_path: Path) -> Store:
+    """SOURCE tmp_path/root, its state in SOURCE/.ferryman; tokens to write, to read,
+    and to write under /inbox only."""
+    tokens = f"{WRITER}{READ} read\npfx-token-0123456 write /inbox\n"
+    return writable(tokens=tokens, state=None), tmp_path / "root"
 
 
 def b64(raw: bytes) -> str:
     return base64.b64encode(raw).decode()
 
 
-def test_put_creates_then_replaces_with_verified_headers(store) -> None:  # type: ignore[no-untyped-def]
+def test_put_creates_then_replaces_with_verified_headers(store: Store) -> None:
     srv, root = store
     data = pattern(3_000_001)
     r = put(srv, "/new/dir/f.bin", data)
@@ -71,7 +58,7 @@ def test_put_creates_then_replaces_with_verified_headers(store) -> None:  # type
     assert got.body == data and got.header("etag") == r.header("etag")
     again = put(srv, "/new/dir/f.bin", b"second")
     assert again.status == 204 and (root / "new/dir/f.bin").read_bytes() == b"second"
-    assert not temp_files(root)
+    assert not upload_temporaries(root)
 
 
 @pytest.mark.parametrize(
@@ -88,7 +75,9 @@ def test_put_creates_then_replaces_with_verified_headers(store) -> None:  # type
     ids=["md5", "content-digest-sha256", "repr-digest-sha512", "unknown-beside-known",
          "content-digest-md5", "rfc3230-sha512", "rfc3230-md5"],
 )  # fmt: skip
-def test_right_digests_are_accepted(store, make_header) -> None:  # type: ignore[no-untyped-def]
+def test_right_digests_are_accepted(
+    store: Store, make_header: Callable[[bytes], dict[str, str]]
+) -> None:
     srv, root = store
     data = pattern(100_000)
     assert put(srv, "/ok.bin", data, make_header(data)).status == 201
@@ -106,14 +95,14 @@ def test_right_digests_are_accepted(store, make_header) -> None:  # type: ignore
     ],
     ids=["md5", "sha256", "sha512", "md5-garbage", "digest-garbage"],
 )
-def test_wrong_digests_store_nothing(store, headers: dict) -> None:  # type: ignore[no-untyped-def]
+def test_wrong_digests_store_nothing(store: Store, headers: dict[str, str]) -> None:
     srv, root = store
     (root / "keep.bin").write_bytes(b"original")
     r = put(srv, "/keep.bin", pattern(200_000), headers)
     assert r.status == 400
     assert json.loads(r.body)["error"] in ("digest_mismatch", "bad_digest")
     assert (root / "keep.bin").read_bytes() == b"original"
-    assert not temp_files(root)
+    assert not upload_temporaries(root)
     assert not catalogued(root / ".ferryman", "keep.bin")
 
 
@@ -140,7 +129,9 @@ SHA_OTHER = b64(hashlib.sha256(b"other").digest())
          "cd-not-byte-sequence", "rd-unterminated", "rfc3230-empty", "rfc3230-short",
          "rfc3230-mismatch", "rfc3230-md5-mismatch", "content-md5-mismatch", "cd-md5-short"],
 )  # fmt: skip
-def test_digest_fields_are_checked_or_refused(store, headers: dict, error: str, named: str) -> None:  # type: ignore[no-untyped-def]
+def test_digest_fields_are_checked_or_refused(
+    store: Store, headers: dict[str, str], error: str, named: str
+) -> None:
     """Never ignored: a digest ferryman cannot check, alone, is refused like a malformed one."""
     srv, root = store
     (root / "keep.bin").write_bytes(b"original")
@@ -153,33 +144,31 @@ def test_digest_fields_are_checked_or_refused(store, headers: dict, error: str, 
     r = put(srv, "/new.bin", pattern(50_000), headers)
     assert r.status == 400 and not (root / "new.bin").exists()
     assert (root / "keep.bin").read_bytes() == b"original"
-    assert not temp_files(root)
+    assert not upload_temporaries(root)
     assert not catalogued(root / ".ferryman", "keep.bin")
     assert "Traceback" not in srv.log_text()
 
 
-def test_client_disconnecting_halfway_leaves_nothing(store) -> None:  # type: ignore[no-untyped-def]
+def test_client_disconnecting_halfway_leaves_nothing(store: Store) -> None:
     srv, root = store
     sock = socket.create_connection((srv.host, srv.port))
-    head = f"PUT /half.bin HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {WRITE}\r\n"
-    sock.sendall((head + "Content-Length: 5000000\r\n\r\n").encode() + pattern(2_500_000))
-    assert wait_until(lambda: bool(temp_files(root)), 5)  # the upload was under way
+    head = request_bytes("PUT", "/half.bin", {**bearer(), "Content-Length": "5000000"})
+    sock.sendall(head + pattern(2_500_000))
+    assert wait_until(lambda: bool(upload_temporaries(root)), 5)  # the upload was under way
     sock.close()
-    assert wait_until(lambda: not temp_files(root), 5), temp_files(root)
+    assert wait_until(lambda: not upload_temporaries(root), 5), upload_temporaries(root)
     assert not (root / "half.bin").exists()
     assert not catalogued(root / ".ferryman", "half.bin")
     with srv.connect() as conn:
         assert conn.get("/half.bin").status == 404
 
 
-def test_chunked_upload_with_expect_continue(store) -> None:  # type: ignore[no-untyped-def]
+def test_chunked_upload_with_expect_continue(store: Store) -> None:
     srv, root = store
     data = pattern(1_000_003)
     with srv.connect() as conn:
-        conn.send(
-            b"PUT /chunked.bin HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer %s\r\n"
-            b"Transfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n" % WRITE.encode()
-        )
+        chunked = {"Transfer-Encoding": "chunked", "Expect": "100-continue"}
+        conn.send(request_bytes("PUT", "/chunked.bin", {**bearer(), **chunked}))
         assert conn.read().status == 100
         for i in range(0, len(data), 65536):
             piece = data[i : i + 65536]
@@ -190,16 +179,11 @@ def test_chunked_upload_with_expect_continue(store) -> None:  # type: ignore[no-
     assert (root / "chunked.bin").read_bytes() == data
 
 
-def test_too_large_is_413_before_any_byte_is_invited(ferryman, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    tokens = tmp_path / "tokens"
-    tokens.write_text(f"{WRITE} write\n")
-    srv = ferryman("--allow-write", "--tokens", str(tokens), "--max-upload-size", "1000",
-                   root=tmp_path)  # fmt: skip
+def test_too_large_is_413_before_any_byte_is_invited(writable: Writable, tmp_path: Path) -> None:
+    srv = writable("--max-upload-size", "1000", root=tmp_path, state=None)
     with srv.connect() as conn:
-        r = conn.request(
-            b"PUT /big HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer %s\r\n"
-            b"Content-Length: 2000\r\nExpect: 100-continue\r\n\r\n" % WRITE.encode()
-        )[0]
+        announced = {"Content-Length": "2000", "Expect": "100-continue"}
+        r = conn.request("PUT", "/big", {**bearer(), **announced})
         assert r.status == 413
         assert conn.closed_by_peer(5)
     assert put(srv, "/small", b"x" * 1000).status == 201
@@ -208,7 +192,7 @@ def test_too_large_is_413_before_any_byte_is_invited(ferryman, tmp_path: Path) -
     assert not catalogued(tmp_path / ".ferryman", "big")
 
 
-def test_concurrent_puts_end_with_one_whole_version(store) -> None:  # type: ignore[no-untyped-def]
+def test_concurrent_puts_end_with_one_whole_version(store: Store) -> None:
     srv, root = store
     versions = [bytes([65 + i]) * 2_000_000 for i in range(8)]
     statuses: list[int] = []
@@ -223,54 +207,52 @@ def test_concurrent_puts_end_with_one_whole_version(store) -> None:  # type: ign
     assert sorted(statuses) and all(s in (201, 204) for s in statuses) and len(statuses) == 8
     final = (root / "race.bin").read_bytes()
     assert final in versions
-    assert not temp_files(root)
-    from ferryman.catalog.db import Catalog
-
+    assert not upload_temporaries(root)
     with Catalog(root / ".ferryman" / "catalog.db") as cat:  # the catalog names that version
         entry = cat.get("race.bin")
         assert entry is not None and entry.sha256 == hashlib.sha256(final).hexdigest()
 
 
-def test_preconditions_on_writes(store) -> None:  # type: ignore[no-untyped-def]
+def test_preconditions_on_writes(store: Store) -> None:
     srv, root = store
     first = put(srv, "/p.txt", b"one", {"If-None-Match": "*"})
     assert first.status == 201
     assert put(srv, "/p.txt", b"two", {"If-None-Match": "*"}).status == 412
     assert put(srv, "/p.txt", b"two", {"If-Match": '"stale"'}).status == 412
     assert (root / "p.txt").read_bytes() == b"one"
-    assert put(srv, "/p.txt", b"two", {"If-Match": first.header("etag")}).status == 204
+    etag = first.header("etag")
+    assert etag
+    assert put(srv, "/p.txt", b"two", {"If-Match": etag}).status == 204
     assert (root / "p.txt").read_bytes() == b"two"
     assert put(srv, "/absent.txt", b"x", {"If-Match": "*"}).status == 412
 
 
-def test_delete(store) -> None:  # type: ignore[no-untyped-def]
+def test_delete(store: Store) -> None:
     srv, root = store
     put(srv, "/d.txt", b"bye")
     with srv.connect() as conn:
-        auth = {"Authorization": f"Bearer {WRITE}"}
-        assert conn.get("/d.txt", {**auth, "If-Match": '"x"'}, method="DELETE").status == 412
-        assert conn.get("/d.txt", auth, method="DELETE").status == 204
+        assert conn.request("DELETE", "/d.txt", {**bearer(), "If-Match": '"x"'}).status == 412
+        assert conn.request("DELETE", "/d.txt", bearer()).status == 204
         assert conn.get("/d.txt").status == 404
-        assert conn.get("/d.txt", auth, method="DELETE").status == 404
+        assert conn.request("DELETE", "/d.txt", bearer()).status == 404
     assert not (root / "d.txt").exists()
 
 
-def test_a_deletion_the_catalog_cannot_record_deletes_nothing(ferryman, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_a_deletion_the_catalog_cannot_record_deletes_nothing(
+    writable: Writable, tmp_path: Path
+) -> None:
     """The catalog is locked by another writer past its busy timeout: the deletion's
     intent cannot be recorded, so nothing is deleted (503, retry). A file removed
     behind ferryman's back while catalogued is recorded deleted by the next DELETE."""
     root, state = tmp_path / "root", tmp_path / "state"
     root.mkdir()
-    tokens = tmp_path / "tokens"
-    tokens.write_text(f"{WRITE} write\n")
-    srv = ferryman("--allow-write", "--tokens", str(tokens), "--state-dir", str(state), root=root)
+    srv = writable(root=root, state=state)
     assert put(srv, "/d.bin", b"bye").status == 201
-    auth = {"Authorization": f"Bearer {WRITE}"}
     holder = sqlite3.connect(state / "catalog.db", isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")  # the write lock, as a long audit write would hold it
     try:
         with srv.connect(timeout=30) as conn:
-            r = conn.get("/d.bin", auth, method="DELETE")
+            r = conn.request("DELETE", "/d.bin", bearer())
     finally:
         holder.execute("ROLLBACK")
         holder.close()
@@ -279,38 +261,36 @@ def test_a_deletion_the_catalog_cannot_record_deletes_nothing(ferryman, tmp_path
     assert (root / "d.bin").read_bytes() == b"bye" and catalogued(state, "d.bin")
     (root / "d.bin").unlink()  # behind ferryman's back
     with srv.connect() as conn:
-        assert conn.get("/d.bin", {**auth, "If-Match": "*"}, method="DELETE").status == 412
+        assert conn.request("DELETE", "/d.bin", {**bearer(), "If-Match": "*"}).status == 412
         assert catalogued(state, "d.bin")
-        assert conn.get("/d.bin", auth, method="DELETE").status == 204
+        assert conn.request("DELETE", "/d.bin", bearer()).status == 204
         assert not catalogued(state, "d.bin")
-        assert conn.get("/d.bin", auth, method="DELETE").status == 404  # recorded: nothing left
+        assert conn.request("DELETE", "/d.bin", bearer()).status == 404  # recorded: nothing left
 
 
-def test_a_disk_error_other_than_full_is_500_and_stores_nothing(ferryman, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_a_disk_error_other_than_full_is_500_and_stores_nothing(
+    writable: Writable, tmp_path: Path
+) -> None:
     """A file-size limit on the server (RLIMIT_FSIZE): writes past it fail with EFBIG."""
     root = tmp_path / "root"
     root.mkdir()
     (root / "keep.bin").write_bytes(b"original")
-    tokens = tmp_path / "tokens"
-    tokens.write_text(f"{WRITE} write\n")
     limit = ("prlimit", f"--fsize={1024 * 1024}", "--")
-    srv = ferryman("--allow-write", "--tokens", str(tokens), "--state-dir",
-                   str(tmp_path / "state"), root=root, wrapper=limit)  # fmt: skip
+    srv = writable(root=root, wrapper=limit)
     r = put(srv, "/keep.bin", pattern(3_000_000))
     assert r.status == 500, r.body
     assert json.loads(r.body)["detail"] == "cannot write the file (File too large); nothing stored"
     assert (root / "keep.bin").read_bytes() == b"original"
-    assert not temp_files(root)
+    assert not upload_temporaries(root)
     assert not catalogued(tmp_path / "state", "keep.bin")
     assert put(srv, "/small.bin", b"fits").status == 201
 
 
-def test_access_control(store) -> None:  # type: ignore[no-untyped-def]
+def test_access_control(store: Store) -> None:
     srv, root = store
     missing = put(srv, "/a.txt", b"x", token="")
-    assert missing.status == 401 and missing.header(
-        "www-authenticate",
-    ).startswith("Bearer")  # type: ignore[union-attr]
+    assert missing.status == 401
+    assert (missing.header("www-authenticate") or "").startswith("Bearer")
     assert put(srv, "/a.txt", b"x", token=READ).status == 403
     assert put(srv, "/a.txt", b"x", token="no-such-token-000").status == 403
     assert put(srv, "/inbox/a.txt", b"x", token="pfx-token-0123456").status == 201
@@ -320,7 +300,7 @@ def test_access_control(store) -> None:  # type: ignore[no-untyped-def]
         assert conn.get("/inbox/a.txt").status == 200  # reads stay open
 
 
-def test_paths_that_cannot_be_written(store, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_paths_that_cannot_be_written(store: Store, tmp_path: Path) -> None:
     srv, root = store
     (root / "adir").mkdir()
     outside = tmp_path / "outside"
@@ -335,21 +315,18 @@ def test_paths_that_cannot_be_written(store, tmp_path: Path) -> None:  # type: i
     assert not [p for p in root.iterdir() if p.name.endswith(".bin")]
     assert not list(outside.iterdir())
     with srv.connect() as conn:
-        r = conn.request(
-            b"PUT /nolength HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer %s\r\n\r\n"
-            % WRITE.encode()
-        )[0]
+        no_length = b"PUT /nolength HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer %s\r\n\r\n"
+        [r] = conn.exchange(no_length % WRITE.encode())
     assert r.status == 411
 
 
-def send(srv: ServerProcess, method: str, path: str) -> tuple[int, str]:
+def send(srv: ServerProcess, method: str, target: str) -> tuple[int, str]:
     """A bodiless GET or DELETE (with the write token): (status, error code or "")."""
-    with srv.connect() as conn:
-        r = conn.get(path, {"Authorization": f"Bearer {WRITE}"}, method=method)
+    r = srv.request(method, target, bearer())
     return r.status, (json.loads(r.body)["error"] if r.status >= 400 else "")
 
 
-def test_names_too_long_are_refused_not_failed(store) -> None:  # type: ignore[no-untyped-def]
+def test_names_too_long_are_refused_not_failed(store: Store) -> None:
     """Longest segment 255 bytes (400 above), longest path: its absolute form fits
     PATH_MAX (414 above). Until now the file system's ENAMETOOLONG was a 500."""
     srv, root = store
@@ -376,11 +353,11 @@ def test_names_too_long_are_refused_not_failed(store) -> None:  # type: ignore[n
         assert send(srv, "GET", path) == answer
         assert send(srv, "DELETE", path) == answer
     assert sorted(p.name for p in root.iterdir()) == [".ferryman", "d" * 250, name[1:]]
-    assert not temp_files(root)
+    assert not upload_temporaries(root)
     assert "Traceback" not in srv.log_text()
 
 
-def test_names_with_control_characters_are_refused(store) -> None:  # type: ignore[no-untyped-def]
+def test_names_with_control_characters_are_refused(store: Store) -> None:
     srv, root = store
     (root / "line\nbreak.txt").write_bytes(b"made elsewhere")
     for char in ("%01", "%0A", "%0D", "%1B", "%1F", "%7F", "%C2%85", "%C2%9B"):
@@ -396,7 +373,7 @@ def test_names_with_control_characters_are_refused(store) -> None:  # type: igno
     assert "Traceback" not in srv.log_text()
 
 
-def test_writes_are_off_unless_allowed(ferryman, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_writes_are_off_unless_allowed(ferryman: Servers, tmp_path: Path) -> None:
     srv = ferryman(root=tmp_path)
     r = put(srv, "/x", b"x")
     assert r.status == 405 and r.header("allow") == "GET, HEAD"
@@ -411,7 +388,7 @@ def test_allow_write_without_credentials_is_a_boot_failure(tmp_path: Path) -> No
     assert done.returncode == 2 and "--tokens or --signing-key" in done.stderr
 
 
-def test_curl_upload_round_trip(store, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_curl_upload_round_trip(store: Store, tmp_path: Path) -> None:
     curl = need("curl")
     srv, root = store
     source = tmp_path / "src.bin"
@@ -427,13 +404,11 @@ def test_curl_upload_round_trip(store, tmp_path: Path) -> None:  # type: ignore[
     assert (root / "up/src.bin").read_bytes() == source.read_bytes()
 
 
-def catalog_of(root: Path):  # type: ignore[no-untyped-def]
-    from ferryman.catalog.db import Catalog
-
+def catalog_of(root: Path) -> Catalog:
     return Catalog(root / ".ferryman" / "catalog.db")
 
 
-def test_catalog_records_writes_and_gets_carry_repr_digest(store) -> None:  # type: ignore[no-untyped-def]
+def test_catalog_records_writes_and_gets_carry_repr_digest(store: Store) -> None:
     srv, root = store
     data = pattern(250_000)
     r = put(srv, "/cat/a.bin", data)
@@ -458,8 +433,7 @@ def test_catalog_records_writes_and_gets_carry_repr_digest(store) -> None:  # ty
         assert put(srv, "/cat/a.bin", b"zz", {"Content-MD5": b64(b"0" * 16)}).status == 400
         assert cat.history("cat/a.bin") == before
         with srv.connect() as conn:
-            auth = {"Authorization": f"Bearer {WRITE}"}
-            assert conn.get("/cat/a.bin", auth, method="DELETE").status == 204
+            assert conn.request("DELETE", "/cat/a.bin", bearer()).status == 204
         gone = cat.get("cat/a.bin")
         assert gone is not None and gone.deleted
         assert [h.deleted for h in cat.history("cat/a.bin")] == [False, True]
@@ -468,51 +442,44 @@ def test_catalog_records_writes_and_gets_carry_repr_digest(store) -> None:  # ty
 
 
 @pytest.fixture
-def small_disk(tmp_path: Path):  # type: ignore[no-untyped-def]
+def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A 1 MiB filesystem as the served root (needs root to mount a tmpfs)."""
     with tmpfs(tmp_path / "disk", "1m") as mount:
         yield mount
 
 
-def test_full_disk_is_507_and_stores_nothing(ferryman, tmp_path: Path, small_disk: Path) -> None:  # type: ignore[no-untyped-def]
-    tokens = tmp_path / "tokens"
-    tokens.write_text(f"{WRITE} write\n")
+def test_full_disk_is_507_and_stores_nothing(
+    writable: Writable, tmp_path: Path, small_disk: Path
+) -> None:
     (small_disk / "keep.bin").write_bytes(b"original")
-    srv = ferryman("--allow-write", "--tokens", str(tokens), "--state-dir",
-                   str(tmp_path / "state"), root=small_disk)  # fmt: skip
+    srv = writable(root=small_disk)
     r = put(srv, "/keep.bin", pattern(3_000_000))
     assert r.status == 507 and json.loads(r.body)["error"] == "insufficient_storage"
     assert (small_disk / "keep.bin").read_bytes() == b"original"
-    assert not temp_files(small_disk)
+    assert not upload_temporaries(small_disk)
     assert not catalogued(tmp_path / "state", "keep.bin")
     assert put(srv, "/fits.bin", b"small").status == 201  # the space came back
     assert catalogued(tmp_path / "state", "fits.bin")
 
 
-def test_body_that_stops_arriving_is_408_and_stores_nothing(ferryman, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    tokens = tmp_path / "tokens"
-    tokens.write_text(f"{WRITE} write\n")
+def test_body_that_stops_arriving_is_408_and_stores_nothing(
+    writable: Writable, tmp_path: Path
+) -> None:
     root = tmp_path / "root"
-    root.mkdir()
-    srv = ferryman("--allow-write", "--tokens", str(tokens), "--body-timeout", "1", root=root)
+    srv = writable("--body-timeout", "1", state=None)
     with srv.connect() as conn:
-        conn.send(
-            b"PUT /slow.bin HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer %s\r\n"
-            b"Content-Length: 100000\r\n\r\n" % WRITE.encode() + b"x" * 1000
-        )
+        head = request_bytes("PUT", "/slow.bin", {**bearer(), "Content-Length": "100000"})
+        conn.send(head + b"x" * 1000)
         r = conn.read()
         assert r.status == 408
         assert conn.closed_by_peer(5)
-    assert not (root / "slow.bin").exists() and not temp_files(root)
+    assert not (root / "slow.bin").exists() and not upload_temporaries(root)
     assert not catalogued(root / ".ferryman", "slow.bin")
 
 
-def test_verify_writes_size_still_checks_digests(ferryman, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    tokens = tmp_path / "tokens"
-    tokens.write_text(f"{WRITE} write\n")
+def test_verify_writes_size_still_checks_digests(writable: Writable, tmp_path: Path) -> None:
     root = tmp_path / "root"
-    root.mkdir()
-    srv = ferryman("--allow-write", "--tokens", str(tokens), "--verify-writes", "size", root=root)
+    srv = writable("--verify-writes", "size", state=None)
     data = pattern(300_000)
     assert put(srv, "/s.bin", data).status == 201
     assert (root / "s.bin").read_bytes() == data

@@ -15,24 +15,21 @@ import os
 import signal
 import sqlite3
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.conftest import ServerProcess, pattern, wait_until
-from tests.s3fixtures import *  # noqa: F403
-from tests.s3server import MotoServer, s3_env
+from tests.rawhttp import request_bytes
+from tests.s3server import MotoServer
+from tests.serverproc import ServerProcess, pattern, wait_until
 from tests.writing import (
-    WRITE,
+    Writable,
+    bearer,
     catalog_entry,
     catalog_intents,
     delete,
     put,
     repr_digest,
-    request,
     upload_temporaries,
-    worker_pids,
-    writable,
 )
 
 KILL_AT_RECORD = {
@@ -44,20 +41,18 @@ KILL_AT_RECORD = {
 
 def replaced(srv: ServerProcess, old: int) -> bool:
     """The worker `old` is gone and a new one reported ready."""
-    pids = worker_pids(srv)
+    pids = srv.child_pids()
     return old not in pids and bool(pids) and srv.log_text().count("ready (") >= 2
 
 
-def test_a_worker_killed_mid_upload_leaves_no_temporary(ferryman: Any, tmp_path: Path) -> None:
+def test_a_worker_killed_mid_upload_leaves_no_temporary(writable: Writable, tmp_path: Path) -> None:
     root = tmp_path / "root"
     (root / "in").mkdir(parents=True)
-    srv = writable(ferryman, tmp_path, root=root)  # --body-timeout stays 60 s
-    [worker] = worker_pids(srv)
+    srv = writable(root=root)  # --body-timeout stays 60 s
+    [worker] = srv.child_pids()
     with srv.connect() as conn:
-        conn.send(
-            b"PUT /in/big.bin HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer %s\r\n"
-            b"Content-Length: 2000000\r\n\r\n" % WRITE.encode() + pattern(600_000)
-        )
+        head = request_bytes("PUT", "/in/big.bin", {**bearer(), "Content-Length": "2000000"})
+        conn.send(head + pattern(600_000))
         assert wait_until(lambda: len(upload_temporaries(root)) == 1, 10)
         os.kill(worker, signal.SIGKILL)
         assert conn.closed_by_peer(10)
@@ -71,35 +66,35 @@ def test_a_worker_killed_mid_upload_leaves_no_temporary(ferryman: Any, tmp_path:
     assert put(srv, "/in/big.bin", b"whole").status == 201
 
 
-def test_temporaries_of_a_killed_server_go_at_its_next_start(ferryman: Any, tmp_path: Path) -> None:
+def test_temporaries_of_a_killed_server_go_at_its_next_start(
+    writable: Writable, tmp_path: Path
+) -> None:
     root = tmp_path / "root"
     root.mkdir()
-    srv = writable(ferryman, tmp_path, root=root)
-    pids = [srv.proc.pid, *worker_pids(srv)]
+    srv = writable(root=root)
+    pids = [srv.proc.pid, *srv.child_pids()]
     with srv.connect() as conn:
-        conn.send(
-            b"PUT /half.bin HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer %s\r\n"
-            b"Content-Length: 2000000\r\n\r\n" % WRITE.encode() + pattern(300_000)
-        )
+        head = request_bytes("PUT", "/half.bin", {**bearer(), "Content-Length": "2000000"})
+        conn.send(head + pattern(300_000))
         assert wait_until(lambda: len(upload_temporaries(root)) == 1, 10)
         for pid in pids:  # the whole server at once: nobody is left to sweep
             os.kill(pid, signal.SIGKILL)
     srv.proc.wait(10)
     assert len(upload_temporaries(root)) == 1
-    again = writable(ferryman, tmp_path, root=root)
+    again = writable(root=root)
     assert not upload_temporaries(root)
     assert "removed 1 upload temporary" in again.log_text()
 
 
 def test_a_put_killed_before_its_record_is_recorded_at_the_next_start(
-    ferryman: Any, tmp_path: Path
+    writable: Writable, tmp_path: Path
 ) -> None:
     root, state = tmp_path / "root", tmp_path / "state"
     root.mkdir()
     (root / "a.bin").write_bytes(b"old version")
     data = pattern(200_000)
-    srv = writable(ferryman, tmp_path, root=root, env=KILL_AT_RECORD)
-    [first] = worker_pids(srv)
+    srv = writable(root=root, env=KILL_AT_RECORD)
+    [first] = srv.child_pids()
     with pytest.raises((ConnectionError, OSError, AssertionError)):
         put(srv, "/a.bin", data)  # the worker dies after the rename: no answer
     assert (root / "a.bin").read_bytes() == data  # renamed into place ...
@@ -118,15 +113,15 @@ def test_a_put_killed_before_its_record_is_recorded_at_the_next_start(
 
 
 def test_a_delete_killed_before_its_record_is_recorded_at_the_next_start(
-    ferryman: Any, tmp_path: Path
+    writable: Writable, tmp_path: Path
 ) -> None:
     root, state = tmp_path / "root", tmp_path / "state"
     root.mkdir()
-    first = writable(ferryman, tmp_path, root=root)
+    first = writable(root=root)
     assert put(first, "/gone.bin", b"bytes").status == 201
     first.stop()
-    srv = writable(ferryman, tmp_path, root=root, env=KILL_AT_RECORD)
-    [worker] = worker_pids(srv)
+    srv = writable(root=root, env=KILL_AT_RECORD)
+    [worker] = srv.child_pids()
     with pytest.raises((ConnectionError, OSError, AssertionError)):
         delete(srv, "/gone.bin")
     assert not (root / "gone.bin").exists()
@@ -137,14 +132,16 @@ def test_a_delete_killed_before_its_record_is_recorded_at_the_next_start(
     assert delete(srv, "/gone.bin").status == 404
 
 
-def test_an_intent_whose_change_did_not_happen_is_dropped(ferryman: Any, tmp_path: Path) -> None:
+def test_an_intent_whose_change_did_not_happen_is_dropped(
+    writable: Writable, tmp_path: Path
+) -> None:
     """A PUT killed after its intent but before its rename: the old file stays, the
     catalog keeps the old version, the temporary goes."""
     from ferryman.catalog.db import Catalog, Intent
 
     root, state = tmp_path / "root", tmp_path / "state"
     root.mkdir()
-    first = writable(ferryman, tmp_path, root=root)
+    first = writable(root=root)
     assert put(first, "/k.bin", b"kept").status == 201
     first.stop()
     temp = root / ".ferryman-upload-999999-00000000deadbeef"
@@ -154,14 +151,14 @@ def test_an_intent_whose_change_did_not_happen_is_dropped(ferryman: Any, tmp_pat
         before = catalog.get("k.bin")
         sha = hashlib.sha256(b"never committed").hexdigest()
         catalog.begin(Intent("k.bin", "put", f"{st.st_dev}:{st.st_ino}", 15, sha, temp.name))
-    srv = writable(ferryman, tmp_path, root=root)
+    srv = writable(root=root)
     assert catalog_intents(state) == []
     assert catalog_entry(state, "k.bin") == before
     assert (root / "k.bin").read_bytes() == b"kept" and not temp.exists()
     assert "settled an interrupted PUT of k.bin: it did not happen" in srv.log_text()
 
 
-def test_an_intent_of_a_live_write_is_left_to_it(ferryman: Any, tmp_path: Path) -> None:
+def test_an_intent_of_a_live_write_is_left_to_it(writable: Writable, tmp_path: Path) -> None:
     """Settling skips a key whose write lock is held (a write in progress elsewhere)."""
     from ferryman.app.writelock import lock_offset
     from ferryman.catalog.db import Catalog, Intent
@@ -176,53 +173,43 @@ def test_an_intent_of_a_live_write_is_left_to_it(ferryman: Any, tmp_path: Path) 
 
     fcntl.lockf(holder, fcntl.LOCK_EX, 1, lock_offset("busy.bin"), os.SEEK_SET)
     try:
-        writable(ferryman, tmp_path, root=root)
+        writable(root=root)
         assert [i.path for i in catalog_intents(state)] == ["busy.bin"]
     finally:
         os.close(holder)
 
 
-@pytest.fixture
-def store_server(ferryman: Any, tmp_path: Path, moto_server: MotoServer, s3_bucket: str) -> Any:
-    def start(env: dict[str, str] | None = None) -> ServerProcess:
-        return writable(ferryman, tmp_path, root=f"s3://{s3_bucket}",
-                        env={**s3_env(moto_server.url), **(env or {})})  # fmt: skip
-
-    return start
-
-
 def test_a_store_put_killed_before_its_record_is_recorded_at_the_next_start(
-    store_server: Any, tmp_path: Path
+    writable: Writable, tmp_path: Path, moto_server: MotoServer, s3_bucket: str
 ) -> None:
     data = pattern(100_000)
-    srv = store_server(KILL_AT_RECORD)
-    [first] = worker_pids(srv)
+    srv = writable(root=f"s3://{s3_bucket}", s3_endpoint=moto_server.url, env=KILL_AT_RECORD)
+    [first] = srv.child_pids()
     with pytest.raises((ConnectionError, OSError, AssertionError)):
         put(srv, "/obj.bin", data)
     assert wait_until(lambda: replaced(srv, first), 15)
     entry = catalog_entry(tmp_path / "state", "obj.bin")
     assert entry is not None and entry.sha256 == hashlib.sha256(data).hexdigest()
-    with srv.connect() as conn:
-        got = conn.get("/obj.bin")
+    got = srv.get("/obj.bin")
     assert got.body == data and got.header("etag") == entry.etag
 
 
 def test_a_catalog_that_cannot_take_the_intent_stores_nothing(
-    ferryman: Any, tmp_path: Path
+    writable: Writable, tmp_path: Path
 ) -> None:
     root, state = tmp_path / "root", tmp_path / "state"
     root.mkdir()
-    srv = writable(ferryman, tmp_path, root=root)
+    srv = writable(root=root)
     assert put(srv, "/f.bin", b"one").status == 201
     holder = sqlite3.connect(state / "catalog.db", isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")
     try:
-        r = request(srv, "PUT", "/f.bin", b"two")
+        r = put(srv, "/f.bin", b"two")
     finally:
         holder.execute("ROLLBACK")
         holder.close()
     assert r.status == 503 and r.header("retry-after") == "1", r.body
     assert (root / "f.bin").read_bytes() == b"one"
     entry = catalog_entry(state, "f.bin")
-    assert entry.sha256 == hashlib.sha256(b"one").hexdigest()
+    assert entry is not None and entry.sha256 == hashlib.sha256(b"one").hexdigest()
     assert not upload_temporaries(root)

@@ -22,15 +22,13 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.conftest import CI, ServerProcess
-from tests.rawhttp import Conn
-from tests.s3fixtures import *  # noqa: F403
-from tests.s3server import MotoServer, s3_env
-from tests.writing import WRITE, catalog_entry, repr_digest, upload_temporaries, writable
+from tests.rawhttp import Conn, request_bytes
+from tests.s3server import MotoServer
+from tests.serverproc import CI, ServerProcess
+from tests.writing import Writable, bearer, catalog_entry, repr_digest, upload_temporaries
 
 SLOW = os.environ.get("FERRYMAN_SLOW") == "1"
 ROUNDS = 200 if SLOW else (24 if CI else 40)
@@ -50,9 +48,7 @@ Send = tuple[str, dict[str, str], bytes]  # method, headers, body
 
 def send_at(port: int, method: str, headers: dict[str, str], body: bytes, at: float) -> Answer:
     """One request whose last byte leaves at time.monotonic() == at."""
-    lines = [f"{method} /{KEY} HTTP/1.1", "Host: race", f"Authorization: Bearer {WRITE}"]
-    lines += [f"Content-Length: {len(body)}", *(f"{k}: {v}" for k, v in headers.items())]
-    raw = ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+    raw = request_bytes(method, f"/{KEY}", {**bearer(), **headers}, body)
     with Conn(socket.create_connection(("127.0.0.1", port), timeout=60)) as conn:
         conn.send(raw[:-1])
         time.sleep(max(0.0, at - time.monotonic()))
@@ -77,8 +73,7 @@ def served(srv: ServerProcess, times: int = 4) -> list[tuple[int, bytes, str | N
     """GET the key on `times` new connections: (status, body, ETag, Repr-Digest) each."""
     seen = []
     for _ in range(times):
-        with srv.connect() as conn:
-            r = conn.get(f"/{KEY}")
+        r = srv.get(f"/{KEY}")
         seen.append((r.status, r.body, r.header("etag"), r.header("repr-digest")))
     return seen
 
@@ -121,7 +116,7 @@ def check_round(srv: ServerProcess, read_stored: Callable[[], bytes | None], sta
         statuses = sorted(s for s, _ in results)
         assert statuses == [204, 412, 412, 412], statuses
     elif kind == 2:  # PUTs against DELETEs
-        requests = [("PUT", {}, bodies[0]), ("DELETE", {}, b""), ("PUT", {}, bodies[1]),
+        requests: list[Send] = [("PUT", {}, bodies[0]), ("DELETE", {}, b""), ("PUT", {}, bodies[1]),
                     ("DELETE", {}, b"")]  # fmt: skip
         results = race(pool, srv, requests)
         assert all(s in (201, 204, 404) for s, _ in results), results
@@ -139,12 +134,12 @@ def check_round(srv: ServerProcess, read_stored: Callable[[], bytes | None], sta
 
 
 def test_one_key_from_several_processes_local(
-    ferryman: Any, tmp_path: Path, clients: ProcessPoolExecutor
+    writable: Writable, tmp_path: Path, clients: ProcessPoolExecutor
 ) -> None:
     """With a replica directory too: after every round it holds what SOURCE holds."""
     root, state, mirror = tmp_path / "root", tmp_path / "state", tmp_path / "mirror"
     mirror.mkdir()
-    srv = writable(ferryman, tmp_path, "--workers", "2", "--replica", str(mirror))
+    srv = writable("--workers", "2", "--replica", str(mirror))
     path, copy = root / KEY, mirror / KEY
 
     def read_stored() -> bytes | None:
@@ -159,11 +154,10 @@ def test_one_key_from_several_processes_local(
 
 
 def test_one_key_from_several_processes_store(
-    ferryman: Any, tmp_path: Path, clients: ProcessPoolExecutor, moto_server: MotoServer,
+    writable: Writable, tmp_path: Path, clients: ProcessPoolExecutor, moto_server: MotoServer,
     s3_bucket: str,
 ) -> None:  # fmt: skip
-    srv = writable(ferryman, tmp_path, "--workers", "2", root=f"s3://{s3_bucket}",
-                   env=s3_env(moto_server.url))  # fmt: skip
+    srv = writable("--workers", "2", root=f"s3://{s3_bucket}", s3_endpoint=moto_server.url)
 
     def read_stored() -> bytes | None:
         status, body = moto_server.get_object(s3_bucket, KEY)

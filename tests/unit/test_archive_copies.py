@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -59,6 +60,11 @@ class Job:
 
     def close(self) -> None:
         self.closed += 1
+
+
+def starter(job: Job) -> Callable[[], Job]:
+    """What a lease calls to start `job`."""
+    return lambda: job
 
 
 @pytest.fixture
@@ -210,7 +216,7 @@ def test_files_follow_leases_exactly(tmp_path_factory: pytest.TempPathFactory,
                 if not held[key]:
                     expected_runs += 1
                 job = Job(spool, b"%d" % key)
-                held[key].append(await copies.lease(key, lambda job=job: job))  # type: ignore[misc]
+                held[key].append(await copies.lease(key, starter(job)))
                 runs += job.runs
             elif held[key]:
                 held[key].pop().release()

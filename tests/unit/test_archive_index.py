@@ -44,8 +44,8 @@ from ferryman.app.openfiles import identity
 from ferryman.app.paths import resolve
 from ferryman.app.spool import LOCK_NAME, PREFIX, Spool, SpoolFull
 from ferryman.errors import HttpError
-from ferryman.http.parser import Request
-from tests.conftest import pattern
+from tests.builders import request
+from tests.serverproc import pattern
 
 MTIME = 1_700_000_000
 
@@ -337,9 +337,9 @@ def test_a_stream_zlib_refuses_marks_the_archive_damaged(damage: str) -> None:
     if damage == "stored-byte":
         packed = flip_stored_byte(gzip.compress(blob, compresslevel=0), b"the first member")
     elif damage == "deflate":
-        packed = bytearray(gzip.compress(blob, compresslevel=6))
-        packed[len(packed) // 2] ^= 0xFF
-        packed = bytes(packed)
+        flipped = bytearray(gzip.compress(blob, compresslevel=6))
+        flipped[len(flipped) // 2] ^= 0xFF
+        packed = bytes(flipped)
     else:
         good = gzip.compress(blob)
         packed = trailer_changed(good, crc=0) if damage == "crc" else trailer_changed(good, size=7)
@@ -471,14 +471,6 @@ def test_positional_reader_leaves_the_descriptor_offset_alone(tmp_path: Path) ->
         os.close(fd)
 
 
-# -- requests ----------------------------------------------------------------------------
-
-
-def request(method: str = "GET", **headers: str) -> Request:
-    fields = {k.replace("_", "-"): v for k, v in headers.items()}
-    return Request(method, b"/x", b"/x", b"", True, fields, True, "none", None)
-
-
 # -- a cancelled request leaves no spool file -----------------------------------------------
 
 
@@ -491,14 +483,14 @@ async def until(predicate: Callable[[], bool]) -> None:
 
 
 class Zeros:
-    def read(self, size: int) -> bytes:
+    def read(self, size: int = 0, /) -> bytes:
         return bytes(size)
 
 
 def test_a_request_cancelled_mid_extraction_leaves_nothing(tmp_path: Path, spool: Spool) -> None:
     path = tmp_path / "a.tgz"
     size = 128 * 1024**2
-    with tarfile.open(path, "w:gz", compresslevel=1) as tar:  # type: ignore[call-overload]
+    with tarfile.open(path, "w:gz", compresslevel=1) as tar:
         tar.addfile(info("zeros", size=size), Zeros())
     server = ArchiveReader(spool, max_member_size=size, cache_control=None, max_ranges=100)
 
@@ -521,7 +513,7 @@ def test_a_member_over_the_extraction_limit_is_507_and_spools_nothing(
     tmp_path: Path, spool: Spool
 ) -> None:
     path = tmp_path / "a.tgz"
-    with tarfile.open(path, "w:gz") as tar:  # type: ignore[call-overload]
+    with tarfile.open(path, "w:gz") as tar:
         tar.addfile(info("big", size=20), io.BytesIO(b"x" * 20))
         tar.addfile(info("small", size=10), io.BytesIO(b"y" * 10))
     server = ArchiveReader(spool, max_member_size=10, cache_control=None, max_ranges=100)
@@ -544,7 +536,7 @@ def test_a_copy_that_does_not_check_is_refused_to_every_waiter_and_logged_once(
     tmp_path: Path, spool: Spool, caplog: pytest.LogCaptureFixture
 ) -> None:
     path = tmp_path / "a.tgz"
-    with tarfile.open(path, "w:gz") as tar:  # type: ignore[call-overload]
+    with tarfile.open(path, "w:gz") as tar:
         tar.addfile(info("m", size=100_000), io.BytesIO(pattern(100_000)))
     server = ArchiveReader(spool, max_member_size=10**9, cache_control=None, max_ranges=100)
     st = os.stat(path)

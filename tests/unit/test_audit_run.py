@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
@@ -31,7 +31,7 @@ class Listing:
         self.listed = 0
         self.closed = False
 
-    def listing(self) -> Iterator[Stored]:
+    def listing(self) -> Generator[Stored, None, None]:
         self.started.set()
         if self.wait_for is not None and not self.wait_for.wait(10):
             raise AssertionError(f"{self.name} was listed alone: stores are not audited at once")

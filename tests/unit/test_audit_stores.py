@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from ferryman.audit.localtree import LocalTree, local_ident
 from ferryman.audit.model import Stored
 from ferryman.audit.stores import Unreadable
-from tests.conftest import pattern
+from tests.serverproc import pattern
 
 SEGMENT = st.text(alphabet="ab-0/é.Z_", min_size=1, max_size=4).filter(
     lambda s: "/" not in s and not s.startswith(".")

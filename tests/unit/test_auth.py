@@ -19,7 +19,8 @@ from ferryman.app.auth import (
     expires_in,
 )
 from ferryman.errors import ConfigError, HttpError
-from ferryman.http.parser import Request, RequestParser
+from ferryman.http.parser import Request
+from tests.builders import request
 
 NOW = 1_700_000_000
 KEY = SigningKey(b"0123456789abcdef0123456789abcdef")
@@ -38,15 +39,9 @@ TOKENS = TokenTable.parse(
 )
 
 
-def request(method: str, target: str, authorization: str | None = None) -> Request:
-    head = f"{method} {target} HTTP/1.1\r\nHost: x\r\n"
-    if authorization is not None:
-        head += f"Authorization: {authorization}\r\n"
-    parser = RequestParser()
-    parser.receive((head + "Content-Length: 0\r\n\r\n").encode("latin-1"))
-    event = parser.next_event()
-    assert isinstance(event, Request)
-    return event
+def sent(authorization: str | None) -> dict[str, str]:
+    """The Authorization field a request carries, if any."""
+    return {} if authorization is None else {"Authorization": authorization}
 
 
 def authorizer(*, private: bool = False, allow_write: bool = True) -> Authorizer:
@@ -134,7 +129,7 @@ def test_authorizer_table(
     status: int,
 ) -> None:
     auth = authorizer(private=private, allow_write=allow_write)
-    assert status_of(auth, request(method, target, authorization), access, path) == status
+    assert status_of(auth, request(method, target, sent(authorization)), access, path) == status
 
 
 def test_401_carries_a_bearer_challenge() -> None:
@@ -146,7 +141,7 @@ def test_401_carries_a_bearer_challenge() -> None:
 
 def test_malformed_authorization_is_invalid_request() -> None:
     with pytest.raises(HttpError) as info:
-        authorizer().check(request("GET", "/a", "Bearer"), R, "/a", NOW)
+        authorizer().check(request("GET", "/a", {"Authorization": "Bearer"}), R, "/a", NOW)
     assert info.value.status == 401
     assert info.value.headers == (
         ("WWW-Authenticate", 'Bearer realm="ferryman", error="invalid_request"'),
@@ -155,7 +150,9 @@ def test_malformed_authorization_is_invalid_request() -> None:
 
 def test_403_is_forbidden_without_challenge() -> None:
     with pytest.raises(HttpError) as info:
-        authorizer().check(request("PUT", "/a", f"Bearer {READER}"), W, "/a", NOW)
+        authorizer().check(
+            request("PUT", "/a", {"Authorization": f"Bearer {READER}"}), W, "/a", NOW
+        )
     assert (info.value.status, info.value.error, info.value.headers) == (403, "forbidden", ())
 
 
@@ -172,7 +169,9 @@ def test_signature_without_a_signing_key_is_403() -> None:
 
 def test_bearer_token_without_a_token_table_is_403() -> None:
     auth = Authorizer(tokens=None, signing_key=KEY, private=False, allow_write=False)
-    assert status_of(auth, request("GET", "/a", f"Bearer {READER}"), R, "/a") == 403
+    assert (
+        status_of(auth, request("GET", "/a", {"Authorization": f"Bearer {READER}"}), R, "/a") == 403
+    )
 
 
 @pytest.mark.parametrize(
@@ -181,8 +180,8 @@ def test_bearer_token_without_a_token_table_is_403() -> None:
 def test_a_server_without_credentials_configured_checks_none(authorization: str | None) -> None:
     auth = Authorizer(tokens=None, signing_key=None, private=False, allow_write=False)
     for target in ("/a", signed("GET", "/a"), signed("GET", "/a", NOW - 1)):
-        assert status_of(auth, request("GET", target, authorization), R, "/a") == 200
-    assert status_of(auth, request("PUT", "/a", authorization), W, "/a") == 403
+        assert status_of(auth, request("GET", target, sent(authorization)), R, "/a") == 200
+    assert status_of(auth, request("PUT", "/a", sent(authorization)), W, "/a") == 403
 
 
 @pytest.mark.parametrize(("private", "allow_write"), [(True, False), (False, True)])
@@ -306,14 +305,14 @@ def test_tokens_never_appear_in_reprs_or_errors() -> None:
         ("GET", R, f"Bearer {SECRET} {SECRET}"),
     ]:
         with pytest.raises(HttpError) as info:
-            auth.check(request(method, "/a", header), access, "/a", NOW)
+            auth.check(request(method, "/a", {"Authorization": header}), access, "/a", NOW)
         error = info.value
         text = f"{error} {error!r} {error.detail} {error.headers!r}"
         assert SECRET not in text
     reader = TokenTable.parse(f"{SECRET} read /")
     auth = Authorizer(tokens=reader, signing_key=None, private=True, allow_write=True)
     with pytest.raises(HttpError) as info:
-        auth.check(request("PUT", "/a", f"Bearer {SECRET}"), W, "/a", NOW)
+        auth.check(request("PUT", "/a", {"Authorization": f"Bearer {SECRET}"}), W, "/a", NOW)
     assert info.value.status == 403 and SECRET not in str(info.value)
 
 

@@ -10,14 +10,9 @@ import pytest
 
 from ferryman.app.bodycache import SmallBodyCache, same_file
 from ferryman.app.openfiles import identity
-from ferryman.http.parser import Request
+from tests.builders import request
 
 HEADERS = [("Content-Type", "text/plain")]
-
-
-def get(path: bytes, method: str = "GET", **fields: str) -> Request:
-    headers = {name.replace("_", "-"): value for name, value in fields.items()}
-    return Request(method, path, path, b"", True, headers, True, "none", None)
 
 
 _ROOTS: dict[Path, int] = {}  # tmp_path -> a descriptor of it, for same_file
@@ -35,20 +30,19 @@ def checked(path: Path) -> Callable[[], bool]:
     return same_file(_ROOTS[path.parent], path.name, identity(os.stat(path)), ())
 
 
-def put(cache: SmallBodyCache, path: Path, data: bytes, key: bytes | None = None) -> None:
+def put(cache: SmallBodyCache, path: Path, data: bytes) -> None:
     path.write_bytes(data)
-    request = get(key or path.name.encode())
-    cache.store(request, checked(path), HEADERS, data)
+    cache.store(request("GET", "/" + path.name), checked(path), HEADERS, data)
 
 
 def test_hit_then_miss_after_change(tmp_path: Path) -> None:
     cache = SmallBodyCache()
     put(cache, tmp_path / "a", b"one")
-    hit = cache.response(get(b"a"))
+    hit = cache.response(request("GET", "/a"))
     assert hit is not None and hit.body.parts == (b"one",)
     assert hit.head_block == b"Content-Type: text/plain\r\n"
     os.utime(tmp_path / "a", ns=(0, 123))  # same size, other mtime
-    assert cache.response(get(b"a")) is None
+    assert cache.response(request("GET", "/a")) is None
     assert len(cache) == 0 and cache.hits == 1 and cache.misses == 1
 
 
@@ -56,11 +50,11 @@ def test_miss_when_deleted_or_replaced(tmp_path: Path) -> None:
     cache = SmallBodyCache()
     put(cache, tmp_path / "a", b"one")
     (tmp_path / "a").unlink()
-    assert cache.response(get(b"a")) is None
+    assert cache.response(request("GET", "/a")) is None
     put(cache, tmp_path / "b", b"two")
     (tmp_path / "b2").write_bytes(b"TWO")
     os.replace(tmp_path / "b2", tmp_path / "b")  # new inode, same size
-    assert cache.response(get(b"b")) is None
+    assert cache.response(request("GET", "/b")) is None
 
 
 def test_bounded_by_entries_and_bytes(tmp_path: Path) -> None:
@@ -68,25 +62,32 @@ def test_bounded_by_entries_and_bytes(tmp_path: Path) -> None:
     for i in range(5):
         put(cache, tmp_path / f"f{i}", b"x" * 10)
     assert len(cache) == 3
-    assert cache.response(get(b"f0")) is None and cache.response(get(b"f4")) is not None
+    assert (
+        cache.response(request("GET", "/f0")) is None
+        and cache.response(request("GET", "/f4")) is not None
+    )
     big = SmallBodyCache(max_entries=100, max_bytes=16 * 100)
     for i in range(40):
         put(big, tmp_path / f"g{i}", b"y" * 100)  # 100 bytes each, 1600 allowed
     assert sum(len(e.body) for e in big._entries.values()) <= 1600
     put(big, tmp_path / "huge", b"z" * 200)  # over max_bytes/16: not kept
-    assert big.response(get(b"huge")) is None
+    assert big.response(request("GET", "/huge")) is None
 
 
 def test_only_plain_reads_are_kept_and_answered(tmp_path: Path) -> None:
     cache = SmallBodyCache()
     (tmp_path / "a").write_bytes(b"one")
     current = checked(tmp_path / "a")
-    cache.store(get(b"a", range="bytes=0-0"), current, HEADERS, b"o")  # a 206's body
+    cache.store(
+        request("GET", "/a", {"Range": "bytes=0-0"}), current, HEADERS, b"o"
+    )  # a 206's body
     assert len(cache) == 0
-    cache.store(get(b"a"), current, HEADERS, b"one")
-    assert cache.response(get(b"a", "HEAD")) is not None
-    assert cache.response(get(b"a", if_none_match='"x"')) is None  # the full path decides
-    assert cache.response(get(b"a", "DELETE")) is None
+    cache.store(request("GET", "/a"), current, HEADERS, b"one")
+    assert cache.response(request("HEAD", "/a")) is not None
+    assert (
+        cache.response(request("GET", "/a", {"If-None-Match": '"x"'})) is None
+    )  # the full path decides
+    assert cache.response(request("DELETE", "/a")) is None
 
 
 def test_only_plain_reads_apply() -> None:

@@ -21,7 +21,7 @@ from ferryman.cache.crypto import BadBlock, BlockCipher
 from ferryman.cache.entry import CacheDir, EntryMeta, EntryReader, EntryWriter
 from ferryman.cache.entryfiles import data_length
 from ferryman.http.spans import Span
-from tests.conftest import pattern
+from tests.serverproc import pattern
 
 BLOCK = 4096
 SIZE = 5 * BLOCK + 1000  # six blocks, the last one short
@@ -268,13 +268,13 @@ def test_mark_checked_and_touch_used(cache: CacheDir, writer: EntryWriter) -> No
         assert (path / "used").stat().st_mtime == long_ago
     assert writer.checked_at > long_ago  # as it was when the writer opened
     writer.close()
-    writer = cache.open_writer(KEY)
-    assert writer is not None and writer.checked_at == long_ago
-    writer.mark_checked()
-    assert writer.checked_at > long_ago
-    writer.touch_used()
+    again = cache.open_writer(KEY)
+    assert again is not None and again.checked_at == long_ago
+    again.mark_checked()
+    assert again.checked_at > long_ago
+    again.touch_used()
     assert (path / "used").stat().st_mtime > long_ago
-    writer.close()
+    again.close()
     with reader_of(cache) as reader:
         assert reader.checked_at > long_ago
 

@@ -6,7 +6,9 @@ import argparse
 import json
 import re
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 from hypothesis import given, settings
@@ -121,7 +123,7 @@ def test_toml_values_of_the_wrong_type_are_refused(tmp_path: Path, toml: str) ->
      ({"source": "s3://b", "cache_dir": "/c", "cache_block_size": 4096}, "--cache-block-size"),
      ({"source": "s3://b", "s3_part_size": 1024**2}, "at least 5MiB")],
 )  # fmt: skip
-def test_settings_that_do_not_go_together(values: dict, message: str) -> None:
+def test_settings_that_do_not_go_together(values: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         check_combinations(Config(**values))
 
@@ -192,7 +194,7 @@ def test_each_setting_comes_from_the_highest_layer_that_sets_it(data: st.DataObj
             if layer == "flag" and option.positional:
                 argv.append(str(value))
             elif layer == "flag" and option.kind.many:
-                argv += [a for v in value for a in (option.flag, v)]  # type: ignore[attr-defined]
+                argv += [a for v in cast(Iterable[str], value) for a in (option.flag, v)]
             elif layer == "flag":
                 argv += [option.flag] if option.switch else [option.flag, str(value)]
             elif layer == "env":

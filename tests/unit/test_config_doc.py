@@ -12,6 +12,7 @@ import dataclasses
 import importlib.util
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
@@ -51,8 +52,10 @@ def test_every_option_has_its_row(tool: ModuleType) -> None:
 def changed(option: Option, field: str) -> Option:
     if field == "default":
         value = option.default
-        other = {bool: lambda: not value, int: lambda: value + 1, float: lambda: value + 1,
-                 str: lambda: value + "x", tuple: lambda: (*value, "x")}  # fmt: skip
+        other: dict[type, Callable[[], object]] = {
+            bool: lambda: not value, int: lambda: value + 1, float: lambda: value + 1,
+            str: lambda: value + "x", tuple: lambda: (*value, "x"),
+        }  # fmt: skip
         return dataclasses.replace(option, default=other.get(type(value), lambda: "x")())
     if field == "name":
         return dataclasses.replace(option, name=option.name + "-renamed")

@@ -175,8 +175,8 @@ class ScriptedApp:
                 os.close(fd)
 
             size = self.file.stat().st_size
-            body = Body([FileRegion(fd, 0, size)], cleanup=release)
-            return Response(200, [("X-N", str(self.handled - 1))], body)
+            region = Body([FileRegion(fd, 0, size)], cleanup=release)
+            return Response(200, [("X-N", str(self.handled - 1))], region)
         if path == "/slow":
             return self._slow()
         if path == "/injected":  # a header value no HTTP/1.1 head can carry

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,9 +15,11 @@ from ferryman.app.digestindex import DigestIndex
 from ferryman.catalog.db import Catalog
 from ferryman.http.digest import format_repr_digest
 
+Stored = tuple[Catalog, Path, str]  # a catalog, the file it records, its Repr-Digest
+
 
 @pytest.fixture
-def stored(tmp_path: Path):  # type: ignore[no-untyped-def]
+def stored(tmp_path: Path) -> Iterator[Stored]:
     data = b"catalogued bytes"
     path = tmp_path / "f.bin"
     path.write_bytes(data)
@@ -28,14 +31,16 @@ def stored(tmp_path: Path):  # type: ignore[no-untyped-def]
     catalog.close()
 
 
-def test_digest_for_the_version_written(stored) -> None:  # type: ignore[no-untyped-def]
+def test_digest_for_the_version_written(stored: Stored) -> None:
     catalog, path, expected = stored
     index = DigestIndex(catalog)
     assert index.repr_digest("f.bin", os.stat(path)) == expected
     assert index.repr_digest("other.bin", os.stat(path)) is None
 
 
-def test_changed_file_gets_no_digest_and_a_log_line(stored, caplog) -> None:  # type: ignore[no-untyped-def]
+def test_changed_file_gets_no_digest_and_a_log_line(
+    stored: Stored, caplog: pytest.LogCaptureFixture
+) -> None:
     catalog, path, expected = stored
     index = DigestIndex(catalog)
     assert index.repr_digest("f.bin", os.stat(path)) == expected
@@ -47,7 +52,7 @@ def test_changed_file_gets_no_digest_and_a_log_line(stored, caplog) -> None:  # 
     assert "changed on disk outside ferryman" in caplog.records[0].message
 
 
-def test_a_catalog_error_is_not_remembered(stored, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_a_catalog_error_is_not_remembered(stored: Stored, tmp_path: Path) -> None:
     catalog, path, expected = stored
     broken = Catalog(tmp_path / "other.db")
     broken.close()  # every call now raises CatalogError
@@ -85,7 +90,7 @@ def test_same_size_edit_with_the_mtime_restored_gets_no_digest(
         assert index.repr_digest("f.bin", edited) is None
 
 
-def test_entries_without_inode_and_ctime_match_on_size_and_mtime(stored) -> None:  # type: ignore[no-untyped-def]
+def test_entries_without_inode_and_ctime_match_on_size_and_mtime(stored: Stored) -> None:
     """Recorded by an older ferryman: size and mtime are all there is to go on."""
     catalog, path, expected = stored
     entry = catalog.get("f.bin")

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from ferryman.cache.entry import CacheDir, EntryMeta, EntryUsage
 from ferryman.cache.eviction import Evictor, choose_victims
-from tests.conftest import pattern
+from tests.serverproc import pattern
 
 # -- choose_victims ---------------------------------------------------------------
 

@@ -14,6 +14,17 @@ from ferryman.server.worker import _loop_failure
 from ferryman.supervisor.process import CONFIG_ENV, config_from_environ
 
 
+class Recorder(logging.Handler):
+    """Keeps every record it is given."""
+
+    def __init__(self, records: list[logging.LogRecord]) -> None:
+        super().__init__()
+        self.records = records
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
 def raised(exc: BaseException) -> BaseException:
     try:
         raise exc
@@ -25,8 +36,7 @@ def raised(exc: BaseException) -> BaseException:
 def test_any_failure_of_any_request_is_one_printable_line(message: str, target: bytes) -> None:
     logger = logging.getLogger("test.failures")
     records: list[logging.LogRecord] = []
-    handler = logging.Handler()
-    handler.emit = records.append  # type: ignore[method-assign]
+    handler = Recorder(records)
     logger.addHandler(handler)
     try:
         failures.log_request_failure(logger, "0123456789ab", raised(ValueError(message)), "GET",
@@ -88,7 +98,7 @@ def test_an_exception_the_event_loop_catches_is_one_line(
 def test_a_bug_outside_a_request_is_one_line(caplog: pytest.LogCaptureFixture) -> None:
     log = logging.getLogger("ferryman.test")
     try:
-        {}["missing"]
+        {"present": 1}["missing"]
     except KeyError as exc:
         with caplog.at_level(logging.ERROR, logger="ferryman.test"):
             failures.log_failure(log, "filling\nblocks 1-2 failed", exc)

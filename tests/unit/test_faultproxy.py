@@ -10,8 +10,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import pattern, wait_until
 from tests.faultproxy import FaultProxy, Rule
+from tests.rawhttp import request_bytes
+from tests.serverproc import pattern, wait_until
 
 
 class Upstream(http.server.BaseHTTPRequestHandler):
@@ -103,7 +104,7 @@ def test_truncate_keeps_content_length_and_closes_after_k_bytes(proxy: FaultProx
 def test_reset_cuts_the_connection_after_k_bytes(proxy: FaultProxy) -> None:
     proxy.add(Rule(method="GET", reset_after=3000))
     with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as sock:
-        sock.sendall(b"GET /80000 HTTP/1.1\r\nHost: x\r\n\r\n")
+        sock.sendall(request_bytes("GET", "/80000"))
         data = b""
         with pytest.raises(ConnectionResetError):
             while chunk := sock.recv(65536):
@@ -198,7 +199,7 @@ def test_latency_delays_but_forwards(proxy: FaultProxy) -> None:
 def test_counts_a_client_that_stops_reading(proxy: FaultProxy) -> None:
     sock = socket.create_connection(("127.0.0.1", proxy.port), timeout=10)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
-    sock.sendall(b"GET /50000000 HTTP/1.1\r\nHost: x\r\n\r\n")
+    sock.sendall(request_bytes("GET", "/50000000"))
     assert sock.recv(4096)
     sock.close()
     assert wait_until(lambda: proxy.aborted == 1, timeout=10)

@@ -12,7 +12,7 @@ import itertools
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +34,8 @@ from ferryman.stores.base import (
     Unavailable,
 )
 from tests.asynctime import Clock, run
-from tests.conftest import pattern
 from tests.memstore import Fault, MemStore
+from tests.serverproc import pattern
 
 BS = 4096  # block size: small, so objects of many blocks stay small
 KEY = "dir/object.bin"
@@ -70,7 +70,7 @@ def on_disk(filler: Filler, key: str = KEY) -> dict[int, bytes]:
         return {i: reader.read_block(i) for i in range(count) if reader.present(range(i, i + 1))}
 
 
-def expect(data: bytes, blocks: range) -> dict[int, bytes]:
+def expect(data: bytes, blocks: Iterable[int]) -> dict[int, bytes]:
     return {i: data[i * BS : (i + 1) * BS] for i in blocks}
 
 
@@ -452,7 +452,7 @@ async def test_a_sequential_reader_gets_blocks_fetched_ahead(tmp_path: Path) -> 
     assert store.reads[-1] == (KEY, 40 * BS, 41 * BS)
     assert not filler._entries[KEY].pending  # nothing else was scheduled
     assert filler.stats.fills == 9
-    assert on_disk(filler) == expect(data, [*range(8), 40])  # type: ignore[arg-type]
+    assert on_disk(filler) == expect(data, [*range(8), 40])
     await filler.close()
 
 

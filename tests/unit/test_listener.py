@@ -119,7 +119,9 @@ def test_closing_waits_for_the_connections_already_accepted() -> None:
     asyncio.run(scenario())
 
 
-def test_a_connection_whose_setup_fails_frees_its_slot_and_is_closed() -> None:
+def test_a_connection_whose_setup_fails_frees_its_slot_and_is_closed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     async def scenario() -> None:
         loop = asyncio.get_running_loop()
         sock = socket.create_server(("127.0.0.1", 0))
@@ -129,7 +131,7 @@ def test_a_connection_whose_setup_fails_frees_its_slot_and_is_closed() -> None:
             failed.append(conn)
             raise OSError(errno.ENOTCONN, "the client left before its setup")
 
-        loop.connect_accepted_socket = failing_setup  # type: ignore[method-assign,assignment]
+        monkeypatch.setattr(loop, "connect_accepted_socket", failing_setup)
         listener = Listener(loop, sock, asyncio.Protocol, lambda: 0, 1, BATCH_SHARED)
         client = socket.create_connection(sock.getsockname())
         try:

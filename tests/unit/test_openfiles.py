@@ -13,8 +13,8 @@ from ferryman.app.local import LocalReader
 from ferryman.app.openfiles import OpenFiles, route
 from ferryman.config import Config
 from ferryman.errors import HttpError
-from ferryman.http.parser import Request
 from ferryman.http.response import Response
+from tests.builders import request
 
 IDLE = 10.0  # --open-files-idle
 
@@ -184,7 +184,7 @@ def test_every_answer_without_a_file_body_ends_its_use(
     (tmp_path / "small").write_bytes(b"y" * 100)
     files = LocalReader.of(Config(source=str(tmp_path)))
     kept_files = files.root.open_files
-    first = files.get(request(name))
+    first = files.get(request("GET", "/" + name))
     assert isinstance(first, Response) and first.status == 200
     first.body.release()
     etag = dict(first.headers)["ETag"]
@@ -194,7 +194,7 @@ def test_every_answer_without_a_file_body_ends_its_use(
     assert kept is not None
     kept.release()
     try:
-        answer = files.get(request(name, **fields))
+        answer = files.get(request("GET", "/" + name, fields))
         assert isinstance(answer, Response) and answer.status == status
     except HttpError as exc:
         assert exc.status == status
@@ -202,9 +202,3 @@ def test_every_answer_without_a_file_body_ends_its_use(
     (tmp_path / name).write_bytes(b"z")  # changed: the entry is dropped, its descriptor closed
     assert kept_files.use(name) is None
     assert not is_open(kept.fd)
-
-
-def request(name: str, **headers: str) -> Request:
-    target = f"/{name}".encode()
-    fields = {"host": "h"} | {k.replace("_", "-"): v for k, v in headers.items()}
-    return Request("GET", target, target, b"", True, fields, True, "none", None)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from urllib.parse import quote
 
 import pytest
@@ -102,8 +104,11 @@ def test_resolved_paths_are_kept_and_the_table_stays_bounded() -> None:
 # -- name and path lengths ----------------------------------------------------------------
 
 
+SetLimits = Callable[[int, int], None]
+
+
 @pytest.fixture
-def limits():  # type: ignore[no-untyped-def]
+def limits() -> Iterator[SetLimits]:
     """Limits set by a test are the defaults again after it."""
     yield paths.set_limits
     paths.set_limits(paths.NAME_MAX, paths.PATH_MAX)
@@ -127,7 +132,7 @@ def test_default_limits_are_linux_name_max_and_path_max() -> None:
     assert status(deep + b"/" + b"e" * 76) == 414
 
 
-def test_lengths_are_counted_in_bytes_of_the_resolved_path(limits) -> None:  # type: ignore[no-untyped-def]
+def test_lengths_are_counted_in_bytes_of_the_resolved_path(limits: SetLimits) -> None:
     limits(10, 30)
     assert status(b"/" + b"a" * 10) == 200
     assert status(b"/" + b"a" * 11) == 400
@@ -145,7 +150,7 @@ def test_lengths_are_counted_in_bytes_of_the_resolved_path(limits) -> None:  # t
     assert status(b"/" + b"a" * 40) == 414  # over both: the path is the larger problem
 
 
-def test_new_limits_forget_remembered_paths(limits) -> None:  # type: ignore[no-untyped-def]
+def test_new_limits_forget_remembered_paths(limits: SetLimits) -> None:
     assert status(b"/twelve-bytes") == 200
     limits(5, 100)
     assert status(b"/twelve-bytes") == 400
@@ -168,7 +173,7 @@ def test_refused_exactly_when_over_a_limit(segments: list[str], name: int, path:
         paths.set_limits(paths.NAME_MAX, paths.PATH_MAX)
 
 
-def test_limits_follow_the_source(limits, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_limits_follow_the_source(limits: SetLimits, tmp_path: Path) -> None:
     from ferryman.config import Config
 
     root = tmp_path.resolve()

@@ -32,7 +32,7 @@ DURATION = re.compile(r"^(?:(\d+)d(\d\d)h|(\d+)h(\d\d)m|(\d+)m(\d\d)s|(\d+)s)$")
 def parse_size(text: str) -> float:
     match = SIZE.match(text)
     assert match, text
-    return float(match[1]) * 1024 ** SIZE_UNITS.index(match[2])
+    return float(match[1]) * float(1024 ** SIZE_UNITS.index(match[2]))
 
 
 def parse_duration(text: str) -> int:

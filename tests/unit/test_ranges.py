@@ -7,6 +7,8 @@ no code path with the implementation.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from hypothesis import assume, example, given
 from hypothesis import strategies as st
@@ -33,7 +35,10 @@ def pattern(length: int) -> bytes:
     return "".join(blocks).encode()[:length]
 
 
-def spans(decision: RangeDecision) -> list[tuple[int, int]]:
+Spans = list[tuple[int, int]]  # (first, last) byte of each range, inclusive
+
+
+def spans(decision: RangeDecision) -> Spans:
     """The decided ranges as first and last byte, as the vectors below write them."""
     return [(r.start, r.end - 1) for r in decision.ranges]
 
@@ -80,7 +85,7 @@ NGINX = [
 
 
 @pytest.mark.parametrize(("header", "length", "kind", "expected"), NGINX)
-def test_nginx_style(header: str, length: int, kind: RangeKind, expected: list) -> None:
+def test_nginx_style(header: str, length: int, kind: RangeKind, expected: Spans) -> None:
     decision = evaluate_range(header, length)
     assert decision.kind is kind
     assert spans(decision) == expected
@@ -165,7 +170,7 @@ GO = [
 
 
 @pytest.mark.parametrize(("header", "kind", "expected"), GO)
-def test_go_net_http(header: str, kind: RangeKind, expected: list) -> None:
+def test_go_net_http(header: str, kind: RangeKind, expected: Spans) -> None:
     decision = evaluate_range(header, GO_LEN)
     assert decision.kind is kind
     assert spans(decision) == expected
@@ -218,7 +223,7 @@ OWN = [
 
 
 @pytest.mark.parametrize(("header", "length", "kind", "expected"), OWN)
-def test_project_rules(header: str | None, length: int, kind: RangeKind, expected: list) -> None:
+def test_project_rules(header: str | None, length: int, kind: RangeKind, expected: Spans) -> None:
     decision = evaluate_range(header, length)
     assert decision.kind is kind
     assert spans(decision) == expected
@@ -270,10 +275,10 @@ def test_public_surface() -> None:
 # --- reference model ------------------------------------------------------------
 
 # A spec is ("int", first, last | None), ("suffix", n) or ("bad", text).
-Spec = tuple
+Spec = tuple[Any, ...]
 
 
-def model(length: int, specs: list[Spec], max_ranges: int) -> tuple[RangeKind, list]:
+def model(length: int, specs: list[Spec], max_ranges: int) -> tuple[RangeKind, Spans]:
     """Expected (kind, [(start, end), ...]) for a bytes Range made of `specs`."""
     if length == 0 or len(specs) > max_ranges:
         return FULL, []
@@ -300,7 +305,7 @@ def valid(spec: Spec) -> bool:
     if spec[0] == "bad":
         return False
     if spec[0] == "suffix":
-        return spec[1] <= MAX
+        return bool(spec[1] <= MAX)
     _, first, last = spec
     return first <= MAX and (last is None or first <= last <= MAX)
 
@@ -346,7 +351,7 @@ def headers(draw: st.DrawFn) -> tuple[str, list[Spec]]:
 def render(spec: Spec, zeros: int) -> str:
     pad = "0" * zeros
     if spec[0] == "bad":
-        return spec[1]
+        return str(spec[1])
     if spec[0] == "suffix":
         return f"-{pad}{spec[1]}"
     _, first, last = spec

@@ -17,10 +17,8 @@ from ferryman.config import Config
 from ferryman.errors import HttpError
 from ferryman.http.parser import Request
 from ferryman.http.response import Response
-from tests.builders import parsed_request
+from tests.builders import request
 from tests.memstore import MemStore
-
-request = parsed_request
 
 
 def answer(server: RemoteReader, req: Request) -> Response:
@@ -42,12 +40,14 @@ def test_listing_shows_at_most_the_limit_and_says_so(monkeypatch: pytest.MonkeyP
     store.put("d/.hidden", b"x")
     store.put("d/sub/inner", b"x")
     server = RemoteReader(Config(source="s3://b"), store)
-    listing = json.loads(payload(answer(server, request("GET", "/d/", Accept="application/json"))))
+    listing = json.loads(
+        payload(answer(server, request("GET", "/d/", {"Accept": "application/json"})))
+    )
     names = [e["name"] for e in listing["entries"]]
     assert names == ["sub", "k0", "k1", "k2", "k3", "k4"]  # no dot-name; directories first
     assert "truncated" not in listing
     monkeypatch.setattr(remote, "LISTING_LIMIT", 3)
-    cut = json.loads(payload(answer(server, request("GET", "/d/", Accept="application/json"))))
+    cut = json.loads(payload(answer(server, request("GET", "/d/", {"Accept": "application/json"}))))
     assert len(cut["entries"]) == 3 and cut["truncated"] is True
     html = payload(answer(server, request("GET", "/d/")))
     assert b"only the first 3 entries" in html

@@ -33,14 +33,9 @@ from ferryman.app.root import (
 )
 from ferryman.config import Config
 from ferryman.errors import HttpError
-from ferryman.http.parser import Request
+from tests.builders import request
 
 APP = Path(__file__).resolve().parents[2] / "src" / "ferryman" / "app"
-
-
-def request(target: bytes) -> Request:
-    path, _, query = target.partition(b"?")
-    return Request("GET", target, path, query, True, {"host": "h"}, True, "none", None)
 
 
 # -- the decision ---------------------------------------------------------------------
@@ -93,7 +88,7 @@ def test_a_directory_without_its_slash_always_redirects_keeping_the_query(
     path = resolve(raw)
     assert decide(path, Kind.DIRECTORY, archives=archives) is Meaning.SLASH_FORM
     target = raw + (b"?" + asked.encode() if asked else b"")
-    response = slash_form(request(target), path)
+    response = slash_form(request("GET", target.decode()), path)
     assert response.status == 301
     location = dict(response.headers)["Location"]
     assert not location.startswith("//")  # never a URL of another host
@@ -177,7 +172,7 @@ def test_a_path_that_escapes_is_always_refused(
     directory and every dot-name; anything else is refused with a 4xx."""
     raw = ("/" + "/".join(parts) + ("/" if slash else "")).encode()
     try:
-        found = local_root.locate(request(raw))
+        found = local_root.locate(request("GET", raw.decode()))
     except HttpError as exc:
         assert exc.status in (400, 404, 414)
         return
@@ -204,41 +199,41 @@ def test_a_path_that_escapes_is_always_refused(
 )  # fmt: skip
 def test_each_way_out_is_refused(local_root: Root, raw: bytes) -> None:
     with pytest.raises(HttpError) as refused:
-        local_root.locate(request(raw))
+        local_root.locate(request("GET", raw.decode()))
     assert refused.value.status in (400, 404)
 
 
 def test_files_directories_archives_and_the_slash_form(local_root: Root) -> None:
-    file = local_root.locate(request(b"/a/b.txt"))
+    file = local_root.locate(request("GET", "/a/b.txt"))
     assert isinstance(file, OpenedFile) and (file.name, file.relative) == ("b.txt", "a/b.txt")
     release(file)
-    index = local_root.locate(request(b"/a/"))
+    index = local_root.locate(request("GET", "/a/"))
     assert isinstance(index, OpenedFile) and index.relative == "a/index.html"
     release(index)
-    listing = local_root.locate(request(b"/a/d/"))
+    listing = local_root.locate(request("GET", "/a/d/"))
     assert isinstance(listing, OpenedDirectory) and listing.path.segments == ("a", "d")
     release(listing)
-    moved = local_root.locate(request(b"/a/d?sort=name"))
+    moved = local_root.locate(request("GET", "/a/d?sort=name"))
     assert isinstance(moved, Redirect)
     assert ("Location", "/a/d/?sort=name") in moved.response.headers
-    member = local_root.locate(request(b"/c.tar/m"))
+    member = local_root.locate(request("GET", "/c.tar/m"))
     assert isinstance(member, OpenedArchive) and member.count == 1
     release(member)
-    listed = local_root.locate(request(b"/c.tar/"))
+    listed = local_root.locate(request("GET", "/c.tar/"))
     assert isinstance(listed, OpenedArchive) and listed.count == 1
     release(listed)
     with pytest.raises(HttpError) as not_a_directory:
-        local_root.locate(request(b"/a/b.txt/"))
+        local_root.locate(request("GET", "/a/b.txt/"))
     assert not_a_directory.value.status == 404
 
 
 def test_names_that_look_like_what_they_are_not(local_root: Root) -> None:
-    in_directory = local_root.locate(request(b"/dir.tar/f"))
+    in_directory = local_root.locate(request("GET", "/dir.tar/f"))
     assert isinstance(in_directory, OpenedFile) and in_directory.relative == "dir.tar/f"
     release(in_directory)
     for raw in (b"/dir.tar/missing", b"/i/"):  # no archive there; an index that is no file
         with pytest.raises(HttpError) as missing:
-            local_root.locate(request(raw))
+            local_root.locate(request("GET", raw.decode()))
         assert missing.value.status == 404
 
 
@@ -248,12 +243,12 @@ def test_following_symlinks_lets_them_out_but_never_into_hidden_places(tree: Pat
     )
     root = Root(config)
     try:
-        found = root.locate(request(b"/out/secret.txt"))
+        found = root.locate(request("GET", "/out/secret.txt"))
         assert isinstance(found, OpenedFile)
         release(found)
         for raw in (b"/dot/x.txt", b"/st/s.txt"):
             with pytest.raises(HttpError):
-                root.locate(request(raw))
+                root.locate(request("GET", raw.decode()))
     finally:
         root.close()
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import types
 from collections.abc import Callable
+from typing import cast
 
 import aiohttp
 import botocore.exceptions as boto  # type: ignore[import-untyped]
 from aiobotocore.response import AioReadTimeoutError  # type: ignore[import-untyped]
+from aiohttp.client_reqrep import ConnectionKey
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -26,7 +28,8 @@ def s3_answer(status: int, code: str, message: str) -> boto.ClientError:
 
 def connector_error(host: str, port: int) -> aiohttp.ClientConnectorError:
     key = types.SimpleNamespace(host=host, port=port, ssl=None)  # what aiohttp's message reads
-    return aiohttp.ClientConnectorError(key, ConnectionRefusedError(111, "Connection refused"))  # type: ignore[arg-type]
+    refused = ConnectionRefusedError(111, "Connection refused")
+    return aiohttp.ClientConnectorError(cast(ConnectionKey, key), refused)
 
 
 # Each way a request to the store at http://HOST:PORT fails, as the library raises it.

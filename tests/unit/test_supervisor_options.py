@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 from pathlib import Path
+from typing import cast
 
 import pytest
 
@@ -14,7 +15,7 @@ from ferryman.errors import EXIT_BUDGET, EXIT_OK, ConfigError
 from ferryman.supervisor import arbiter
 from ferryman.supervisor.heartbeat import Beacon, Channel
 from ferryman.supervisor.hooks import FaultHooks
-from ferryman.supervisor.process import Role
+from ferryman.supervisor.process import Role, Worker
 
 
 def cli_args(*argv: str) -> dict[str, object]:
@@ -110,7 +111,7 @@ def test_stop_signals_workers_in_reverse_start_order(tmp_path: Path) -> None:
     boss = arbiter.Arbiter(config, sock)
     stopped: list[int] = []
     try:
-        boss.workers = [FakeWorker(slot, stopped) for slot in (1, 2, 3)]  # type: ignore[misc]
+        boss.workers = [cast(Worker, FakeWorker(slot, stopped)) for slot in (1, 2, 3)]
         boss.stop(EXIT_OK)
         assert stopped == [3, 2, 1]
         assert sock.fileno() == -1  # the arbiter's copy closes first

@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,11 +24,11 @@ from ferryman.app.spool import Spool
 from ferryman.app.storetarget import StoreTarget
 from ferryman.app.writelock import LockBusy, WriteLocks, lock_offset
 from ferryman.app.writes import Writes
-from ferryman.catalog.db import Catalog, CatalogError, Intent
+from ferryman.catalog.db import Catalog, CatalogEntry, CatalogError, Intent
 from ferryman.errors import HttpError
 from ferryman.http.response import Response
 from ferryman.stores.base import AccessDenied, Unavailable
-from tests.builders import ReceivedBody, parsed_request
+from tests.builders import ReceivedBody, request
 from tests.memstore import MemStore
 
 
@@ -35,15 +37,15 @@ class FailingCatalog(Catalog):
 
     fail: tuple[str, ...] = ()
 
-    def record(self, *args: object, **kwargs: object) -> object:  # type: ignore[override]
+    def record(self, *args: Any, **kwargs: Any) -> CatalogEntry:
         if "record" in self.fail:
             raise CatalogError("catalog.db: disk I/O error")
-        return super().record(*args, **kwargs)  # type: ignore[arg-type]
+        return super().record(*args, **kwargs)
 
-    def mark_deleted(self, path: str, **kwargs: object) -> object:  # type: ignore[override]
+    def mark_deleted(self, path: str, **kwargs: Any) -> CatalogEntry | None:
         if "mark_deleted" in self.fail:
             raise CatalogError("catalog.db: disk I/O error")
-        return super().mark_deleted(path, **kwargs)  # type: ignore[arg-type]
+        return super().mark_deleted(path, **kwargs)
 
 
 @pytest.fixture(autouse=True)
@@ -68,12 +70,12 @@ def writes(
     return Writes(place, catalog, WriteLocks(str(tmp_path / "locks"), 5.0))
 
 
-def put(up: Writes, data: bytes, **headers: str) -> Response:
-    return asyncio.run(up.put(parsed_request("PUT", "/k.bin", data, **headers), ReceivedBody(data)))
+def put(up: Writes, data: bytes) -> Response:
+    return asyncio.run(up.put(request("PUT", "/k.bin", body=data), ReceivedBody(data)))
 
 
-def delete(up: Writes, **headers: str) -> Response:
-    return asyncio.run(up.delete(parsed_request("DELETE", "/k.bin", **headers)))
+def delete(up: Writes, headers: Mapping[str, str] | None = None) -> Response:
+    return asyncio.run(up.delete(request("DELETE", "/k.bin", headers)))
 
 
 # -- a store's upload ---------------------------------------------------------------------
@@ -135,7 +137,7 @@ def test_an_object_changed_while_the_body_arrived_is_not_overwritten(tmp_path: P
                 store.put("k.bin", b"other")  # another writer, mid-body
             return await super().read()
 
-    req = parsed_request("PUT", "/k.bin", b"mine", If_Match=etag)
+    req = request("PUT", "/k.bin", {"If-Match": etag}, b"mine")
     with pytest.raises(HttpError) as refused:
         asyncio.run(writes(store, tmp_path).put(req, RacedBody(b"mine")))
     assert refused.value.status == 412
@@ -179,8 +181,11 @@ def test_a_catalog_that_cannot_take_the_intent_changes_nothing(tmp_path: Path) -
     catalog = Catalog(tmp_path / "catalog.db")
     catalog.close()  # every step fails, the first being the intent
     up = writes(store, tmp_path, catalog=catalog)
-    for step, detail in ((lambda: put(up, b"new"), "nothing stored"),
-                         (lambda: delete(up), "nothing deleted")):  # fmt: skip
+    steps: list[tuple[Callable[[], Response], str]] = [
+        (lambda: put(up, b"new"), "nothing stored"),
+        (lambda: delete(up), "nothing deleted"),
+    ]
+    for step, detail in steps:
         with pytest.raises(HttpError) as refused:
             step()
         assert (refused.value.status, refused.value.detail) == (503, detail)
@@ -203,7 +208,7 @@ def test_a_deletion_left_unrecorded_is_recorded_by_the_retry(tmp_path: Path) -> 
     assert listed is not None and not listed.deleted
     catalog.fail = ()
     with pytest.raises(HttpError) as refused:
-        delete(up, If_Match='"v1"')
+        delete(up, {"If-Match": '"v1"'})
     assert refused.value.status == 412
     assert delete(up).status == 204
     listed = catalog.get("k.bin")
@@ -233,7 +238,7 @@ def test_settling_a_delete_intent_looks_at_the_store(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def temp_fd(tmp_path: Path):  # type: ignore[no-untyped-def]
+def temp_fd(tmp_path: Path) -> Iterator[int]:
     fd = os.open(tmp_path / "t", os.O_RDWR | os.O_CREAT, 0o600)
     os.write(fd, b"stored bytes")
     yield fd

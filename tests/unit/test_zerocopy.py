@@ -11,13 +11,19 @@ import os
 import select
 import socket
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import pytest
 
 from ferryman.http.body import FileRegion, Part
 from ferryman.server import zerocopy
+from ferryman.server.transfer import Connection
 from ferryman.server.zerocopy import DONE, SocketWriter, ZeroCopySend
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer
 
 MSG_MORE = getattr(socket, "MSG_MORE", 0)
 pytestmark = pytest.mark.skipif(not MSG_MORE, reason="MSG_MORE is Linux-only")
@@ -30,7 +36,7 @@ class RecordingSocket(socket.socket):
         super().__init__(fileno=fileno)
         self.flags: list[int] = []
 
-    def send(self, data: bytes, flags: int = 0) -> int:  # type: ignore[override]
+    def send(self, data: ReadableBuffer, flags: int = 0) -> int:
         self.flags.append(flags)
         return super().send(data, flags)
 
@@ -47,7 +53,14 @@ class FakeConnection:
         raise AssertionError("unexpected wait: these sends never fill the pair")
 
 
-def send_all(tmp_path: Path, head: bytes, parts_of: object) -> tuple[bytes, list[int], int]:
+def as_connection(fake: FakeConnection) -> Connection:
+    """The fake as what ZeroCopySend takes: it has the part a send uses."""
+    return cast(Connection, fake)
+
+
+def send_all(
+    tmp_path: Path, head: bytes, parts_of: Callable[[int], list[Part]]
+) -> tuple[bytes, list[int], int]:
     data = bytes(range(256)) * 4
     path = tmp_path / "f.bin"
     path.write_bytes(data)
@@ -58,9 +71,9 @@ def send_all(tmp_path: Path, head: bytes, parts_of: object) -> tuple[bytes, list
         recording = RecordingSocket(os.dup(ours.fileno()))
         writer.sock.close()
         writer.sock, writer.fd = recording, recording.fileno()
-        parts: list[Part] = parts_of(fd)  # type: ignore[operator]
+        parts: list[Part] = parts_of(fd)
         conn = FakeConnection()
-        send = ZeroCopySend(conn, writer, head, parts)  # type: ignore[arg-type]
+        send = ZeroCopySend(as_connection(conn), writer, head, parts)
         assert send.advance() == DONE
         writer.close()
         ours.close()
@@ -128,7 +141,7 @@ def test_after_a_partial_send_the_next_call_still_asks_for_a_whole_step(
         writer = SocketWriter(ours)
         ours.setblocking(False)
         conn = FakeConnection()
-        send = ZeroCopySend(conn, writer, b"", [FileRegion(fd, 0, size)])  # type: ignore[arg-type]
+        send = ZeroCopySend(as_connection(conn), writer, b"", [FileRegion(fd, 0, size)])
         while send.advance() != DONE:
             select.select([], [writer.fd], [], 5)
         writer.close()

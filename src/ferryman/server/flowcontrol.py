@@ -5,9 +5,10 @@ them: the request loop (the next request) or a handler reading the request
 body. While an answer is in progress, or our writing is paused (a client
 sending requests and reading no answers), nothing asks, so pipelined
 requests, or a body its handler reads slowly, pile up there; past
-`pipeline_buffer` unparsed bytes (--pipeline-buffer) the transport stops reading (`hold`). It reads again as soon as
-something needs bytes (`want_input`): the request loop finding no whole
-request, or the body's reader finding the parser empty.
+`pipeline_buffer` unparsed bytes (--pipeline-buffer) the transport stops
+reading (`hold`). It reads again as soon as something needs bytes
+(`want_input`): the request loop finding no whole request, or the body's
+reader finding the parser empty.
 
 Writing. The transport calls pause_writing above `write_buffer` buffered bytes
 (--write-buffer)
