@@ -260,6 +260,38 @@ def test_sigkill_during_fills_then_every_byte_served_is_right(gateway: Gateway) 
             assert (r.status, r.body) == (206, data[start : start + 100])
 
 
+def test_a_request_queued_by_the_killed_filler_waits_for_the_new_one(gateway: Gateway) -> None:
+    """A killed filler's listening socket can outlive its connections for a moment and queue
+    a worker's connection that nobody will answer; the kernel then resets it. Stopped with
+    SIGSTOP, the filler holds that moment open: the request must not be cut for it."""
+    srv = gateway.start("--workers", "1", "--cache-readahead", "0")
+    first = srv.get("/big.bin", {"Range": "bytes=0-99"})  # block 0, version checked
+    assert (first.status, first.body) == (206, pattern(100))
+    found = re.search(r"filler ready: \S+ at (\S+), ", srv.log_text())
+    assert found, srv.log_text()
+    filler = _filler_pid(srv)
+    os.kill(filler, signal.SIGSTOP)
+    served: list[RawResponse] = []
+    reader = threading.Thread(target=lambda: served.append(srv.get("/big.bin")), daemon=True)
+    try:
+        reader.start()  # warm: block 0 from the disk, then the filler is asked for block 1
+        assert wait_until(lambda: _queued_connections(found.group(1)) > 0, timeout=10)
+    finally:
+        os.kill(filler, signal.SIGKILL)  # the queued connection is reset
+    reader.join(30)
+    answer = served[0]
+    assert answer.status == 200 and answer.whole and answer.body == pattern(BIG)
+    assert logged_twice(srv, "filler ready")()
+
+
+def _queued_connections(path: str) -> int:
+    """Connections waiting in the queue of the listening Unix socket at `path` (state 02,
+    connecting, in /proc/net/unix: not yet accepted)."""
+    with open("/proc/net/unix") as table:
+        rows = [line.split() for line in table.readlines()[1:]]
+    return sum(1 for row in rows if len(row) == 8 and row[7] == path and row[5] == "02")
+
+
 def test_sigterm_drains_a_cold_transfer_before_the_filler_stops(gateway: Gateway) -> None:
     srv = gateway.start("--cache-readahead", "1")
     gateway.proxy.add(Rule(method="GET", latency=0.2, times=None))  # a fill of ~2 s

@@ -14,6 +14,7 @@ import functools
 import json
 import os
 import queue
+import select
 import signal
 import socket
 import stat
@@ -239,6 +240,48 @@ async def test_the_filler_going_away_ends_streams_with_an_error(tmp_path: Path, 
         assert received == pattern(len(received))  # a true prefix, never a wrong byte
         with pytest.raises(Unavailable):
             await client.lookup("other/key")  # nobody serves the socket now
+
+
+async def die_with_a_connection_queued(cache: Cache) -> socket.socket:
+    """Stand in for a filler killed a moment ago: the service is gone, but its listening
+    socket still takes connections into its queue (a killed process's listening socket can
+    outlive its connections for a moment) and never answers them."""
+    await cache.service.close()
+    os.unlink(cache.path)
+    dying = socket.socket(socket.AF_UNIX)
+    dying.bind(cache.path)
+    dying.listen()
+    return dying
+
+
+async def restart_once_a_connection_is_queued(cache: Cache, dying: socket.socket) -> None:
+    """When a worker's connection waits in the dying socket's queue, close the socket (the
+    kernel resets the connection) and serve again, as the restarted filler does."""
+    try:
+        await until(lambda: bool(select.select([dying], [], [], 0)[0]))
+    finally:
+        dying.close()
+    cache.service = await serve(cache.filler, cache.path)
+
+
+@run
+async def test_a_request_after_the_filler_died_waits_for_the_restarted_one(
+    tmp_path: Path, loop: str
+) -> None:
+    async with running(tmp_path) as cache:
+        client = cache.client(readahead=0)
+        assert await fetch(client, [Span(0, BS)]) == pattern(BS)  # block 0 cached, version checked
+        # Warm: the answer starts from the disk and asks the filler when block 1 is due.
+        body = (await client.lookup(KEY)).body(WHOLE)
+        dying = await die_with_a_connection_queued(cache)
+        restart = asyncio.ensure_future(restart_once_a_connection_is_queued(cache, dying))
+        assert await collect(body) == pattern(SIZE)
+        await restart
+        # Cold (its check is due): the filler is asked before the answer starts.
+        dying = await die_with_a_connection_queued(cache)
+        restart = asyncio.ensure_future(restart_once_a_connection_is_queued(cache, dying))
+        assert await fetch(cache.client(revalidate=0), [Span(0, 10)]) == pattern(10)
+        await restart
 
 
 @run

@@ -192,13 +192,13 @@ class CacheClient:
         # to be checked), or nothing (the filler opens or makes it).
         shared = self._readers.get(key)
         self.stats.misses += 1
+        check = shared is not None or key in self._changed
         try:
-            link = await FillerLink.connect(self.socket_path)
+            link, etag = await FillerLink.opened(self.socket_path, key, check=check)
         except CacheDeclined:
             self.stats.declined += 1
             raise
         try:
-            etag = await link.open(key, check=shared is not None or key in self._changed)
             if shared is None or shared.reader.meta.etag != etag or not shared.use():
                 if shared is not None:
                     self._forget(key, shared)
@@ -225,15 +225,9 @@ class CacheClient:
         be asked: its socket gone with the cache directory, or no filler.
         """
         try:
-            link = await FillerLink.connect(self.socket_path)
+            state, _ = await FillerLink.asked_health(self.socket_path)
         except StoreError as exc:
             return f"degraded: {exc.detail}"
-        try:
-            state, _ = await link.health()
-        except StoreError as exc:
-            return f"degraded: the cache filler did not answer ({exc.detail})"
-        finally:
-            link.close()
         return state
 
     def forget(self, key: str) -> None:
@@ -250,15 +244,12 @@ class CacheClient:
 
     async def _recheck(self, key: str) -> None:
         try:
-            link = await FillerLink.connect(self.socket_path)
+            link, _ = await FillerLink.opened(self.socket_path, key, check=True)
         except StoreError:
-            return  # no filler now: a restarted one checks on the next open
-        try:
-            await link.open(key, check=True)
-        except StoreError:
-            pass  # NotFound after a delete is the expected answer
-        finally:
-            link.close()
+            # NotFound after a delete is the expected answer; with no filler now, a
+            # restarted one checks on the next open.
+            return
+        link.close()
 
     def version_gone(self, key: str) -> None:
         """The version of `key` this worker holds is no longer current (a write through

@@ -1,10 +1,17 @@
 """A worker's connection to the cache filler about one object (decisions/0012).
 
 The cold path of cache/client.py talks to the filler through a FillerLink:
-`open` asks for the entry (pinning its ETag), `want` asks for blocks, and a
-listener task turns the filler's "have"/"failed" notices into the results of
-per-block futures. The link owns its socket and its listener; `close`
-releases both and fails every block still awaited.
+`opened` connects and asks for the entry (pinning its ETag), `want` asks for
+blocks, and a listener task turns the filler's "have"/"failed" notices into
+the results of per-block futures. The link owns its socket and its listener;
+`close` releases both and fails every block still awaited.
+
+A filler that is restarting is waited for (CONNECT_TIMEOUT), whether it
+refuses the connection or takes it and hangs up before its first answer: a
+killed filler's listening socket can outlive its connections for a moment
+and queue a connection nobody will answer, which the kernel then resets.
+Once the filler has answered, its going away breaks the link: the blocks
+awaited fail (a transfer in progress is cut; a later request waits again).
 """
 
 from __future__ import annotations
@@ -13,6 +20,8 @@ import asyncio
 import os
 import socket
 import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from ferryman.cache.health import GONE, CacheDeclined
 from ferryman.cache.protocol import (
@@ -37,6 +46,13 @@ from ferryman.stores.base import StoreError, Unavailable
 
 CONNECT_TIMEOUT = 5.0  # seconds a connect may wait for room in the filler's backlog
 _NOBODY_LISTENING = (ConnectionRefusedError, FileNotFoundError)  # a filler restarting
+HANGUP_PAUSE = 0.02  # seconds before connecting again to a filler that hung up unanswered
+
+T = TypeVar("T")
+
+
+class _Hangup(Unavailable):
+    """The filler closed or reset the connection (it was stopped or died)."""
 
 
 class FillerLink:
@@ -56,7 +72,45 @@ class FillerLink:
         self._listener: asyncio.Task[None] | None = None
 
     @classmethod
-    async def connect(cls, path: str) -> FillerLink:
+    async def opened(cls, path: str, key: str, *, check: bool) -> tuple[FillerLink, str]:
+        """Connect and `open` `key`: the link (listening for block notices) and the pinned ETag."""
+        return await cls._first_answer(path, lambda link: link.open(key, check))
+
+    @classmethod
+    async def asked_health(cls, path: str) -> tuple[str, float]:
+        """Connect and ask the filler's word on the cache disk (see `health`)."""
+        link, answer = await cls._first_answer(path, FillerLink.health)
+        link.close()
+        return answer
+
+    @classmethod
+    async def _first_answer(
+        cls, path: str, ask: Callable[[FillerLink], Awaitable[T]]
+    ) -> tuple[FillerLink, T]:
+        """Connect and `ask` the first question, waiting up to CONNECT_TIMEOUT for a filler.
+
+        A filler that hangs up before it answers was killed or stopped after
+        it took the connection (or its dying socket queued it): one being
+        restarted, waited for as one that refuses is, on a new connection.
+        Nothing is lost by asking again: the first question changes nothing
+        the second would not. What the filler answers (an error too) is final.
+        """
+        deadline = time.monotonic() + CONNECT_TIMEOUT
+        while True:
+            link = await cls.connect(path, deadline=deadline)
+            try:
+                return link, await ask(link)
+            except _Hangup as exc:
+                link.close()
+                if time.monotonic() >= deadline:
+                    raise Unavailable(f"the cache filler is not reachable ({exc.detail})") from None
+            except BaseException:
+                link.close()
+                raise
+            await asyncio.sleep(HANGUP_PAUSE)
+
+    @classmethod
+    async def connect(cls, path: str, *, deadline: float | None = None) -> FillerLink:
         """Connect to the filler, waiting up to CONNECT_TIMEOUT for one that is restarting.
 
         A filler that crashed is replaced by the arbiter within a moment; a
@@ -66,7 +120,8 @@ class FillerLink:
         deadline is CacheDeclined too: without a filler socket there is no
         cache to wait for, and the store answers.
         """
-        deadline = time.monotonic() + CONNECT_TIMEOUT
+        if deadline is None:
+            deadline = time.monotonic() + CONNECT_TIMEOUT
         delay = 0.02
         while True:
             try:
@@ -178,10 +233,12 @@ class FillerLink:
     async def _next(self) -> Reply:
         try:
             line = await self._reader.readline()
-        except (ValueError, ConnectionError) as exc:
+        except ValueError as exc:  # asyncio's name for "over the line limit"
             raise Unavailable(f"the cache filler connection failed: {exc}") from None
+        except ConnectionError as exc:
+            raise _Hangup(f"the cache filler connection failed: {exc}") from None
         if not line.endswith(b"\n"):
-            raise Unavailable("the cache filler went away")
+            raise _Hangup("the cache filler went away")
         try:
             return decode_reply(line)
         except BadMessage as exc:
