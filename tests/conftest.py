@@ -28,7 +28,7 @@ from tests.rawhttp import Conn
 from tests.s3fixtures import *  # noqa: F403  (moto and the fault proxy, for S3 tests)
 
 RECORD = 16
-READY = re.compile(r"listening on (http://\S+)")
+READY = re.compile(r"listening on (https?://\S+)")
 CI = os.environ.get("CI") == "true"
 
 
@@ -70,7 +70,7 @@ class ServerProcess:
         if not self._ready.wait(15) or not self.url:
             self.stop()
             raise RuntimeError("ferryman did not start:\n" + "\n".join(self.lines))
-        host_port = self.url.removeprefix("http://")
+        host_port = self.url.partition("://")[2]
         self.host, _, port = host_port.rpartition(":")
         self.port = int(port)
 

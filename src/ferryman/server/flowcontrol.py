@@ -5,9 +5,10 @@ them: the request loop (the next request) or a handler reading the request
 body. While an answer is in progress, or our writing is paused (a client
 sending requests and reading no answers), nothing asks, so pipelined
 requests, or a body its handler reads slowly, pile up there; past
-`pipeline_buffer` unparsed bytes (--pipeline-buffer) the transport stops reading (`hold`). It reads again as soon as
-something needs bytes (`want_input`): the request loop finding no whole
-request, or the body's reader finding the parser empty.
+`pipeline_buffer` unparsed bytes (--pipeline-buffer) the transport stops
+reading (`hold`). It reads again as soon as something needs bytes
+(`want_input`): the request loop finding no whole request, or the body's
+reader finding the parser empty.
 
 Writing. The transport calls pause_writing above `write_buffer` buffered bytes
 (--write-buffer)
@@ -149,6 +150,8 @@ class FlowControl:
     def socket_writer(self) -> SocketWriter | None:
         """The socket's duplicate, made at first use; None if none can be had."""
         if self._writer is None:
+            if self._transport.get_extra_info("sslcontext") is not None:
+                return None  # never plaintext beside a TLS transport (ServerContext.sendfile)
             try:
                 self._writer = SocketWriter(self._transport.get_extra_info("socket"))
             except OSError:  # out of descriptors: the caller copies instead
