@@ -132,7 +132,7 @@ class Listener:
         if self.tls is not None:
             # A handshake may take --header-timeout: nothing was promised to its client
             # yet, so it ends now rather than hold up the stop.
-            for setup in self.setting_up:
+            for setup in list(self.setting_up):
                 setup.cancel()
         for setup in list(self.setting_up):
             await setup  # never raises: _start handles a failed or cancelled setup

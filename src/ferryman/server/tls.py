@@ -98,12 +98,18 @@ class Certificates:
         cert_pem = _read_pem(cert_path, "TLS certificate", "--tls-cert")
         key_pem = _read_pem(key_path, "TLS key", "--tls-key")
         subject, not_after = _check_pair(cert_path, cert_pem, key_path, key_pem, now)
-        cert_fd = _sealed_memfd("ferryman-tls-cert", cert_pem)
         try:
-            key_fd = _sealed_memfd("ferryman-tls-key", key_pem)
-        except BaseException:
-            os.close(cert_fd)
-            raise
+            cert_fd = _sealed_memfd("ferryman-tls-cert", cert_pem)
+            try:
+                key_fd = _sealed_memfd("ferryman-tls-key", key_pem)
+            except BaseException:
+                os.close(cert_fd)
+                raise
+        except OSError as exc:  # out of descriptors or memory
+            raise ConfigError(
+                f"TLS certificate {cert_path} (--tls-cert): cannot hold it in memory"
+                f" ({exc.strerror}); free descriptors or memory, then try again"
+            ) from None
         held = cls(cert_fd, key_fd, subject, not_after)
         try:
             server_context(_fd_path(cert_fd), _fd_path(key_fd))
@@ -190,7 +196,14 @@ def _check_pair(
         ) from None
     public = serialization.PublicFormat.SubjectPublicKeyInfo
     der = serialization.Encoding.DER
-    if key.public_key().public_bytes(der, public) != leaf.public_key().public_bytes(der, public):
+    try:
+        leaf_public = leaf.public_key().public_bytes(der, public)
+    except (ValueError, UnsupportedAlgorithm):
+        raise ConfigError(
+            f"{cert_named}: its public key is of a kind ferryman cannot read;"
+            " use an RSA, ECDSA or Ed25519 certificate"
+        ) from None
+    if key.public_key().public_bytes(der, public) != leaf_public:
         raise ConfigError(
             f"{key_named} does not belong to {cert_named} (the first certificate in the file);"
             " give the key the certificate was issued for"
