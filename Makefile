@@ -27,7 +27,7 @@ apt_install = missing=""; for pair in $(1); do \
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-.PHONY: serve test setup native native-tools test-tools bench-tools lint typecheck unit fuzz bench bench-cache bench-soak bench-audit clean
+.PHONY: serve test setup native native-tools test-tools bench-tools lint typecheck unit fuzz bench bench-tls bench-cache bench-soak bench-audit clean
 
 setup: $(STAMP)
 
@@ -87,6 +87,11 @@ fuzz: $(STAMP)
 
 bench: native
 	bash bench/run.sh $(if $(QUICK),--quick)
+
+# What HTTPS costs: ferryman and nginx, each over HTTP and HTTPS, 1 KiB and 100 MiB
+# (bench.py --tls): a table, and bench/results/tls-latest.json.
+bench-tls: native
+	bash bench/run.sh --tls $(if $(QUICK),--quick)
 
 # The cache against local files, and cold time to first byte against nginx's proxy_cache.
 bench-cache: native

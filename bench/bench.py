@@ -16,16 +16,26 @@ from pathlib import Path
 
 from clientsockets import raise_nofile_limit
 from report import build_document, build_results, median_outcome, render_text, save_document
-from servers import SERVERS, ServerSpec, ServerStartError, running_server
+from servers import SERVERS, TLS_SERVERS, ServerSpec, ServerStartError, running_server
 from settings import DOCS_CHART, REFERENCE, RESULTS_DIR, Settings, settings_for
 from testfiles import make_test_files
 from versions import server_version
 from workloads import WORKLOADS, Context, Outcome, Workload
 
+# The TLS variant (--tls): what HTTPS costs, ferryman and nginx each over HTTP and HTTPS.
+TLS_VARIANT_SERVERS = "ferryman,ferryman-https,nginx,nginx-https"
+TLS_VARIANT_WORKLOADS = "small,big"
+
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="~3 s per workload, fewer clients")
+    parser.add_argument(
+        "--tls",
+        action="store_true",
+        help=f"the TLS variant: servers {TLS_VARIANT_SERVERS}, workloads "
+        f"{TLS_VARIANT_WORKLOADS} (unless given), saved as tls-latest.json, no chart",
+    )
     parser.add_argument("--duration", type=float, help="seconds per measurement (overrides mode)")
     parser.add_argument(
         "--rounds",
@@ -47,13 +57,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument(
         "--servers",
-        default=",".join(s.name for s in SERVERS),
-        help="comma-separated subset of: %(default)s",
+        help="comma-separated subset of: "
+        + ",".join(s.name for s in SERVERS + TLS_SERVERS)
+        + " (default: all but the -https ones)",
     )
     parser.add_argument(
         "--workloads",
-        default=",".join(w.key for w in WORKLOADS),
-        help="comma-separated subset of: %(default)s",
+        help="comma-separated subset of: " + ",".join(w.key for w in WORKLOADS),
     )
     parser.add_argument("--ferryman", help="ferryman executable (default: .venv/bin/ferryman)")
     parser.add_argument(
@@ -68,7 +78,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--no-docs-chart", action="store_true", help=f"do not copy the chart to {DOCS_CHART}"
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.servers is None:
+        args.servers = TLS_VARIANT_SERVERS if args.tls else ",".join(s.name for s in SERVERS)
+    if args.workloads is None:
+        args.workloads = TLS_VARIANT_WORKLOADS if args.tls else ",".join(w.key for w in WORKLOADS)
+    return args
 
 
 def _select(names: str, items: list, what: str) -> list:
@@ -133,6 +148,10 @@ def run_all(
 
 
 def write_outputs(doc: dict, args: argparse.Namespace, started: datetime) -> None:
+    if args.tls:  # the chart is drawn for the main run's servers; the table says it all here
+        stamped = save_document(doc, args.results_dir, started, prefix="tls-")
+        log(f"\nsaved {stamped} and {args.results_dir / 'tls-latest.json'}")
+        return
     from chart import draw_chart
 
     stamped = save_document(doc, args.results_dir, started)
@@ -162,7 +181,7 @@ def main(argv: list[str]) -> int:
         ferryman=args.ferryman,
         ferryman_args=tuple(args.ferryman_arg) or None,
     )
-    specs = _select(args.servers, SERVERS, "servers")
+    specs = _select(args.servers, SERVERS + TLS_SERVERS, "servers")
     workloads = _select(args.workloads, WORKLOADS, "workloads")
     if REFERENCE not in {s.name for s in specs}:
         log(f"note: {REFERENCE} is not in this run, so there are no ratios")

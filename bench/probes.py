@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from settings import HOST
+from servers import http_connection
 from testfiles import TestFiles
 
 CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+)")
@@ -32,9 +32,9 @@ class Probe:
     note: str = ""
 
 
-def _get(port: int, path: str, range_header: str) -> tuple[int, str, bytes | None]:
+def _get(port: int, path: str, range_header: str, tls: bool) -> tuple[int, str, bytes | None]:
     """Status, Content-Type and (for a 206 only) the body."""
-    conn = http.client.HTTPConnection(HOST, port, timeout=10)
+    conn = http_connection(port, tls, 10)
     try:
         conn.request("GET", path, headers={"Range": range_header})
         resp = conn.getresponse()
@@ -57,9 +57,9 @@ def _body_problem(resp: http.client.HTTPResponse, local: Path) -> str:
     return ""
 
 
-def probe_whole(port: int, files: TestFiles, path: str) -> Probe:
+def probe_whole(port: int, files: TestFiles, path: str, tls: bool = False) -> Probe:
     """GET of a whole test file: a 200 whose body is the file's bytes."""
-    conn = http.client.HTTPConnection(HOST, port, timeout=120)
+    conn = http_connection(port, tls, 120)
     try:
         conn.request("GET", path)
         resp = conn.getresponse()
@@ -77,9 +77,9 @@ def _unsupported(status: int, content_type: str) -> Probe:
     return Probe(False, False, f"answers {status} ({content_type or 'no content type'})")
 
 
-def probe_single_range(port: int, files: TestFiles, length: int) -> Probe:
+def probe_single_range(port: int, files: TestFiles, length: int, tls: bool = False) -> Probe:
     start = files.big_size // 3 + 12345
-    status, ctype, body = _get(port, files.big_path, f"bytes={start}-{start + length - 1}")
+    status, ctype, body = _get(port, files.big_path, f"bytes={start}-{start + length - 1}", tls)
     if status != 206 or body is None:
         return _unsupported(status, ctype)
     if body != files.big_bytes(start, length):
@@ -122,11 +122,13 @@ def _check_parts(body: bytes, ctype: str, files: TestFiles, ranges: list[tuple[i
     return ""
 
 
-def probe_multi_range(port: int, files: TestFiles, parts: int, length: int) -> Probe:
+def probe_multi_range(
+    port: int, files: TestFiles, parts: int, length: int, tls: bool = False
+) -> Probe:
     slice_size = files.big_size // parts
     ranges = [(i * slice_size + 777, i * slice_size + 777 + length - 1) for i in range(parts)]
     header = "bytes=" + ",".join(f"{a}-{b}" for a, b in ranges)
-    status, ctype, body = _get(port, files.big_path, header)
+    status, ctype, body = _get(port, files.big_path, header, tls)
     if status != 206 or body is None or not ctype.lower().startswith("multipart/byteranges"):
         return _unsupported(status, ctype)
     problem = _check_parts(body, ctype, files, ranges)

@@ -163,12 +163,15 @@ def build_document(
     }
 
 
-def save_document(doc: dict[str, object], results_dir: Path, started: datetime) -> Path:
+def save_document(
+    doc: dict[str, object], results_dir: Path, started: datetime, prefix: str = ""
+) -> Path:
+    """`PREFIXrun-STAMP.json` and `PREFIXlatest.json` (prefix `tls-` for the TLS variant)."""
     results_dir.mkdir(parents=True, exist_ok=True)
     text = json.dumps(doc, indent=2) + "\n"
-    stamped = results_dir / f"run-{started:%Y%m%d-%H%M%S}.json"
+    stamped = results_dir / f"{prefix}run-{started:%Y%m%d-%H%M%S}.json"
     stamped.write_text(text)
-    (results_dir / "latest.json").write_text(text)
+    (results_dir / f"{prefix}latest.json").write_text(text)
     return stamped
 
 

@@ -5,6 +5,10 @@ own session with `taskset`, and is ready when it answers an HTTP request. A
 server that picks its own port (port 0) announces it with a line containing
 `listening on http://HOST:PORT`; nginx and Caddy get a port we found free by
 binding port 0 first.
+
+The HTTPS servers (TLS_SERVERS: ferryman and nginx with a certificate, for
+`bench.py --tls`) each get a fresh self-signed ECDSA P-256 certificate in
+their working directory; clients do not verify it.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import os
 import re
 import resource
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -26,7 +31,7 @@ from proctree import kill_tree
 from settings import BENCH_DIR, HOST, Settings
 from testfiles import TestFiles
 
-LISTENING = re.compile(r"listening on http://([^\s/]+):(\d+)")
+LISTENING = re.compile(r"listening on https?://([^\s/]+):(\d+)")
 PEERS_DIR = BENCH_DIR / "peers"
 
 
@@ -46,6 +51,7 @@ class ServerSpec:
     name: str
     description: str
     launch: Callable[[Path, TestFiles, Settings], Launch]
+    tls: bool = False  # serves HTTPS (with a self-signed certificate)
 
 
 @dataclass
@@ -59,8 +65,13 @@ class Server:
     def sid(self) -> int:
         return self.proc.pid
 
+    @property
+    def tls(self) -> bool:
+        return self.spec.tls
+
     def url(self, path: str) -> str:
-        return f"http://{HOST}:{self.port}{path}"
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://{HOST}:{self.port}{path}"
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -83,6 +94,27 @@ def ferryman_argv(settings: Settings, source: str) -> list[str]:
 def ferryman_local(workdir: Path, files: TestFiles, settings: Settings) -> Launch:
     """ferryman serving the run's test files from their local directory."""
     return Launch(ferryman_argv(settings, str(files.root)))
+
+
+def self_signed(workdir: Path) -> tuple[Path, Path]:
+    """A certificate for HOST and its key (ECDSA P-256, as certbot issues by default)."""
+    cert, key = workdir / "cert.pem", workdir / "key.pem"
+    argv = [
+        "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+        "-nodes", "-days", "2", "-subj", f"/CN={HOST}", "-addext", f"subjectAltName=IP:{HOST}",
+        "-keyout", str(key), "-out", str(cert),
+    ]  # fmt: skip
+    try:
+        subprocess.run(argv, capture_output=True, check=True, timeout=30)
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise ServerStartError(f"cannot make a certificate with openssl: {exc}") from exc
+    return cert, key
+
+
+def _ferryman_https(workdir: Path, files: TestFiles, settings: Settings) -> Launch:
+    cert, key = self_signed(workdir)
+    argv = ferryman_argv(settings, str(files.root))
+    return Launch([*argv, "--tls-cert", str(cert), "--tls-key", str(key)])
 
 
 # One config for every nginx of the benchmarks: the file server and the proxy
@@ -108,7 +140,7 @@ http {{
     uwsgi_temp_path {dir}/uwsgi;
     scgi_temp_path {dir}/scgi;
 {http_extra}    server {{
-        listen {host}:{port};
+        listen {host}:{port}{listen_flags};
 {server_body}    }}
 }}
 """
@@ -119,10 +151,12 @@ def _nofile_limit() -> int:
 
 
 def nginx_launch(
-    workdir: Path, settings: Settings, server_body: str, http_extra: str = ""
-) -> Launch:
+    workdir: Path, settings: Settings, server_body: str, http_extra: str = "",
+    listen_flags: str = "",
+) -> Launch:  # fmt: skip
     """nginx on a free port with NGINX_CONF written into `workdir`; `server_body` and
-    `http_extra` are whole lines (indented, newline-terminated) for the two slots."""
+    `http_extra` are whole lines (indented, newline-terminated) for the two slots;
+    `listen_flags` follow the address on the listen line (" ssl")."""
     port = free_port()
     nofile = _nofile_limit()
     conf = workdir / "nginx.conf"
@@ -139,6 +173,7 @@ def nginx_launch(
             ),
             http_extra=http_extra,
             server_body=server_body,
+            listen_flags=listen_flags,
         )
     )
     argv = ["nginx", "-p", str(workdir), "-c", str(conf), "-e", str(workdir / "error.log")]
@@ -147,6 +182,19 @@ def nginx_launch(
 
 def _nginx(workdir: Path, files: TestFiles, settings: Settings) -> Launch:
     return nginx_launch(workdir, settings, f"        root {files.root};\n")
+
+
+def _nginx_https(workdir: Path, files: TestFiles, settings: Settings) -> Launch:
+    """nginx over TLS: `sendfile on` stays, and nginx, like ferryman, writes through
+    OpenSSL instead (it would sendfile only with kTLS: `ssl_conf_command Options KTLS`)."""
+    cert, key = self_signed(workdir)
+    body = (
+        f"        root {files.root};\n"
+        f"        ssl_certificate {cert};\n"
+        f"        ssl_certificate_key {key};\n"
+        "        ssl_protocols TLSv1.2 TLSv1.3;\n"
+    )
+    return nginx_launch(workdir, settings, body, listen_flags=" ssl")
 
 
 CADDYFILE = """\
@@ -192,6 +240,14 @@ SERVERS = [
     ServerSpec("http.server", "python http.server, threaded", _peer("httpserver_peer.py")),
 ]
 
+# Not run unless named (`--servers`, or `bench.py --tls`): only the wrk workloads speak HTTPS.
+TLS_SERVERS = [
+    ServerSpec("ferryman-https", "ferryman serve --tls-cert, defaults", _ferryman_https, tls=True),
+    ServerSpec(
+        "nginx-https", "nginx, 1 worker, ssl, sendfile on, access log off", _nginx_https, tls=True
+    ),
+]
+
 
 def _log_tail(path: Path, lines: int = 3, chars: int = 400) -> str:
     try:
@@ -210,8 +266,17 @@ def _announced_port(log_path: Path) -> int | None:
     return int(match.group(2)) if match else None
 
 
-def _answers_http(port: int, probe_path: str) -> bool:
-    conn = http.client.HTTPConnection(HOST, port, timeout=2)
+def http_connection(port: int, tls: bool, timeout: float) -> http.client.HTTPConnection:
+    """A client connection to HOST:port; over TLS, trusting any certificate."""
+    if not tls:
+        return http.client.HTTPConnection(HOST, port, timeout=timeout)
+    return http.client.HTTPSConnection(
+        HOST, port, timeout=timeout, context=ssl._create_unverified_context()
+    )
+
+
+def _answers_http(port: int, probe_path: str, tls: bool) -> bool:
+    conn = http_connection(port, tls, 2)
     try:
         conn.request("GET", probe_path)
         conn.getresponse().read()
@@ -232,7 +297,7 @@ def _wait_ready(server: Server, launch: Launch, files: TestFiles, timeout: float
             )
         if port is None:
             port = _announced_port(server.log_path)
-        if port is not None and _answers_http(port, files.small_path):
+        if port is not None and _answers_http(port, files.small_path, server.tls):
             server.port = port
             return
         time.sleep(0.05)

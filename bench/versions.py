@@ -38,11 +38,21 @@ def _ferryman(settings: Settings) -> str:
     return f"{version} (git {commit}{extra})"
 
 
+def _openssl() -> str:
+    return _output(["openssl", "version"])
+
+
 def server_version(name: str, settings: Settings) -> str:
     if name == "ferryman":
         return _ferryman(settings)
+    if name == "ferryman-https":
+        python = Path(settings.ferryman).parent / "python"
+        code = "import ssl; print(ssl.OPENSSL_VERSION)"
+        return f"{_ferryman(settings)}, {_output([str(python), '-c', code])}"
     if name == "nginx":
         return _output(["nginx", "-v"]).removeprefix("nginx version: ")
+    if name == "nginx-https":
+        return f"{server_version('nginx', settings)}, {_openssl()}"
     if name == "caddy":
         return "caddy " + _output(["caddy", "version"]).split()[0]
     if name == "aiohttp":

@@ -74,6 +74,11 @@ class Measured:
         """Share of its one CPU the server used: near 100 means it was the bottleneck."""
         return 100 * self.server_cpu_s / self.wrk.duration_s
 
+    @property
+    def client_cpu_pct(self) -> float:
+        """Share of its one CPU wrk used: near 100 means the load generator was the limit."""
+        return 100 * self.wrk.cpu_s / self.wrk.duration_s
+
 
 def _measure(
     ctx: Context, server: Server, connections: int, script: str, args=(), path=None
@@ -106,7 +111,11 @@ def _wrk_outcome(measured: Measured, metrics: dict[str, float], note: str = "") 
     if note:
         problems.insert(0, note)
     status = "flagged" if problems else "ok"
-    metrics = {**metrics, "server_cpu_pct": measured.server_cpu_pct}
+    metrics = {
+        **metrics,
+        "server_cpu_pct": measured.server_cpu_pct,
+        "client_cpu_pct": measured.client_cpu_pct,
+    }
     return Outcome(status, metrics, "; ".join(problems), {"wrk": measured.wrk.as_dict()})
 
 
@@ -115,14 +124,14 @@ def _probe_note(probe: Probe) -> str:
 
 
 def run_small(server: Server, ctx: Context) -> Outcome:
-    probe = probe_whole(server.port, ctx.files, ctx.files.small_path)
+    probe = probe_whole(server.port, ctx.files, ctx.files.small_path, server.tls)
     m = _measure(ctx, server, ctx.settings.small_connections, "plain", path=ctx.files.small_path)
     metrics = {"rps": m.wrk.requests_per_s, "p99_ms": m.wrk.latency_us["p99"] / 1000}
     return _wrk_outcome(m, metrics, _probe_note(probe))
 
 
 def run_big(server: Server, ctx: Context) -> Outcome:
-    probe = probe_whole(server.port, ctx.files, ctx.files.big_path)
+    probe = probe_whole(server.port, ctx.files, ctx.files.big_path, server.tls)
     m = _measure(ctx, server, ctx.settings.big_connections, "plain")
     gigabytes = m.wrk.bytes / 1e9
     metrics = {
@@ -135,7 +144,7 @@ def run_big(server: Server, ctx: Context) -> Outcome:
 
 def run_ranges(server: Server, ctx: Context) -> Outcome:
     s = ctx.settings
-    probe = probe_single_range(server.port, ctx.files, s.range_size)
+    probe = probe_single_range(server.port, ctx.files, s.range_size, server.tls)
     if not probe.supported:
         return Outcome("unsupported", note=probe.note)
     args = (ctx.files.big_path, str(ctx.files.big_size), str(s.range_size))
@@ -145,7 +154,9 @@ def run_ranges(server: Server, ctx: Context) -> Outcome:
 
 def run_multirange(server: Server, ctx: Context) -> Outcome:
     s = ctx.settings
-    probe = probe_multi_range(server.port, ctx.files, s.multirange_parts, s.multirange_part_size)
+    probe = probe_multi_range(
+        server.port, ctx.files, s.multirange_parts, s.multirange_part_size, server.tls
+    )
     if not probe.supported:
         return Outcome("unsupported", note=probe.note)
     args = (
@@ -179,7 +190,12 @@ def _client_error_note(event: dict) -> str:
     )
 
 
+PLAIN_CLIENTS = "the idle and slow clients speak plain HTTP only"
+
+
 def run_idle(server: Server, ctx: Context) -> Outcome:
+    if server.tls:
+        return Outcome("unsupported", note=PLAIN_CLIENTS)
     s = ctx.settings
     count = s.idle_connections
     baseline = rss_bytes(server.sid)
@@ -225,6 +241,8 @@ def _slow_delivery(delivered_pct: float, report: dict) -> tuple[str, str]:
 
 
 def run_slow(server: Server, ctx: Context) -> Outcome:
+    if server.tls:
+        return Outcome("unsupported", note=PLAIN_CLIENTS)
     s = ctx.settings
     count = s.slow_readers
     baseline = rss_bytes(server.sid)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import resource
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ class WrkResult:
     errors: dict[str, int]
     latency_us: dict[str, int]
     counters: dict[str, int]
+    cpu_s: float = 0.0  # wrk's own CPU seconds (user + system) over the whole run
 
     @property
     def requests_per_s(self) -> float:
@@ -39,6 +41,7 @@ class WrkResult:
             "errors": self.errors,
             "latency_us": self.latency_us,
             "counters": self.counters,
+            "cpu_s": round(self.cpu_s, 3),
         }
 
 
@@ -78,6 +81,7 @@ def run_wrk(
         "wrk", "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s",
         "--timeout", "10s", "-s", str(script), url, "--", *args,
     ]  # fmt: skip
+    before = _children_cpu()  # taskset execs wrk: one child, reaped in communicate()
     proc = subprocess.Popen(
         argv,
         stdout=subprocess.PIPE,
@@ -93,4 +97,12 @@ def run_wrk(
         kill_tree(proc)
     if proc.returncode != 0:
         raise WrkError(f"wrk exited with {proc.returncode}: {stdout.strip()[-300:]}")
-    return parse_output(stdout)
+    result = parse_output(stdout)
+    result.cpu_s = _children_cpu() - before
+    return result
+
+
+def _children_cpu() -> float:
+    """CPU seconds of every reaped child so far (the servers are reaped only at their stop)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime

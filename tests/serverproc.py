@@ -32,7 +32,7 @@ import pytest
 from tests.rawhttp import Conn, RawResponse
 
 RECORD = 16
-READY = re.compile(r"listening on (http://\S+)")
+READY = re.compile(r"listening on (https?://\S+)")
 CI = os.environ.get("CI") == "true"
 
 # The four ways a worker sends a body: each event loop, with and without sendfile.
@@ -105,7 +105,7 @@ class ServerProcess:
         if not self._ready.wait(15) or not self.url:
             self.stop()
             raise RuntimeError("ferryman did not start:\n" + "\n".join(self.lines))
-        host_port = self.url.removeprefix("http://")
+        host_port = self.url.partition("://")[2]
         self.host, _, port = host_port.rpartition(":")
         self.port = int(port)
 

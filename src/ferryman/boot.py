@@ -11,7 +11,9 @@ an operator gets is the one to fix first:
 
 1. settings that do not go together (config.check_combinations; no I/O);
 2. SOURCE: a readable directory, or a well-formed s3:// URL and endpoint;
-3. the credential files (--tokens, --signing-key), read and parsed;
+3. the credential files (--tokens, --signing-key), read and parsed, and the
+   TLS certificate and key (--tls-cert, --tls-key): readable, matching, not
+   expired (server/tls.py);
 4. --access-log, opened for appending;
 5. the state directory, when something will write in it (made if missing);
 6. the catalog: opened (made when writes are allowed); one that exists
@@ -25,6 +27,8 @@ Workers open the same resources again when they start (they are separate
 processes), through the same functions where there is one (`check_source`,
 `open_catalog`); whatever changed in between is a ConfigError there too,
 reported to the arbiter as boot-failed (exit status 2).
+The TLS pair is the exception: the workers get the bytes the arbiter
+checked, not the paths (server/tls.py says why).
 
 The store is checked in a short-lived child process (`python -m
 ferryman.boot --check-store`), because the S3 client costs the arbiter
@@ -44,12 +48,16 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ferryman.catalog.db import Catalog, CatalogError
 from ferryman.config import Config, check_combinations
 from ferryman.config.state import make_state_dir
 from ferryman.errors import ConfigError
 from ferryman.stores.s3source import parse_source
+
+if TYPE_CHECKING:
+    from ferryman.server.tls import Certificates
 
 log = logging.getLogger("ferryman.boot")
 
@@ -66,18 +74,29 @@ CATALOG_FIX = (
 )
 
 
-def check_resources(config: Config) -> None:
-    """Steps 1 to 7 of the module docstring; a ConfigError names the first failure."""
+def check_resources(config: Config) -> Certificates | None:
+    """Steps 1 to 7 of the module docstring; a ConfigError names the first failure.
+
+    Returns the TLS certificate and key it checked, for the arbiter to hold
+    and hand to its workers (None without --tls-cert).
+    """
     check_combinations(config)
     check_source(config)
     _check_credentials(config)
-    _check_access_log(config)
-    _check_state_directory(config)
-    catalog = open_catalog(config)
-    if catalog is not None:
-        catalog.close()
-    _check_cache(config)
-    _check_replicas(config)
+    certificates = load_tls(config)
+    try:
+        _check_access_log(config)
+        _check_state_directory(config)
+        catalog = open_catalog(config)
+        if catalog is not None:
+            catalog.close()
+        _check_cache(config)
+        _check_replicas(config)
+    except BaseException:
+        if certificates is not None:
+            certificates.close()
+        raise
+    return certificates
 
 
 # -- SOURCE --------------------------------------------------------------------------
@@ -113,6 +132,15 @@ def _check_credentials(config: Config) -> None:
         private=config.private,
         allow_write=config.allow_write,
     )
+
+
+def load_tls(config: Config) -> Certificates | None:
+    """--tls-cert and --tls-key read and checked (server/tls.py); None without them."""
+    if config.tls_cert is None or config.tls_key is None:
+        return None
+    from ferryman.server.tls import Certificates
+
+    return Certificates.load(config.tls_cert, config.tls_key)
 
 
 def _check_access_log(config: Config) -> None:

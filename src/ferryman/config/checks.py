@@ -30,3 +30,7 @@ def check_combinations(config: Config) -> None:
         raise ConfigError(f"--cache-block-size: use {MIN_BLOCK // 1024}KiB to {MAX_BLOCK >> 20}MiB")
     if config.s3_part_size < MIN_PART:
         raise ConfigError("--s3-part-size: S3 needs parts of at least 5MiB")
+    if config.tls_cert is not None and config.tls_key is None:
+        raise ConfigError("--tls-cert needs --tls-key: TLS takes a certificate and its key")
+    if config.tls_key is not None and config.tls_cert is None:
+        raise ConfigError("--tls-key needs --tls-cert: TLS takes a certificate and its key")

@@ -306,6 +306,20 @@ class Config:
         "from its leading `/` (a trailing `/` is not counted). With a directory, the "
         "absolute path (SOURCE, the path and a NUL) must fit Linux's `PATH_MAX` of 4096 "
         "bytes; with a store, the key (prefix, `/`, path) must fit S3's 1024 bytes.")
+    tls_cert: str | None = option(
+        None, optional("a file"),
+        "serve HTTPS with this PEM certificate chain (the certificate, then its "
+        "intermediates); needs `--tls-key` (none: plain HTTP)",
+        "Checked at start with the key: readable, matching, not expired, else exit status 2. "
+        "Read again on SIGHUP; a pair that fails the same checks then is logged and the one "
+        "in use is kept. TLS 1.2 and 1.3, ALPN `http/1.1`; file bodies are sent with "
+        "buffered writes (`--sendfile` applies to plain HTTP only). See "
+        "[operations.md](operations.md#tls).", metavar="FILE")
+    tls_key: str | None = option(
+        None, optional("a file"),
+        "the private key of `--tls-cert`, in PEM, unencrypted; needs `--tls-cert`",
+        "Keep it readable only by ferryman's user. An encrypted key stops the start: "
+        "ferryman does not ask for passphrases.", metavar="FILE")
     s3_endpoint: str | None = option(
         None, optional("a URL"),
         "S3-compatible endpoint URL for an `s3://` SOURCE (none: AWS S3 in `AWS_REGION`)",

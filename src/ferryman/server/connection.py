@@ -97,7 +97,10 @@ class HttpConnection(asyncio.Protocol):
         phase = self.phase
         if phase is Phase.IDLE or phase is Phase.HEAD:
             self._process()
-        return True  # keep the write side open until the answer is out
+        # Keep the write side open until the answer is out. TLS has no half-close:
+        # its transport closes after a close_notify whatever this says, and warns
+        # when told otherwise.
+        return not self.ctx.tls
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._enter(Phase.CLOSED)
@@ -257,7 +260,7 @@ class HttpConnection(asyncio.Protocol):
         self, request: Request, response: Response, framing: Framing, started: float
     ) -> None:
         try:
-            await transfer.send_body(self, framing, response.body, self.ctx.config.sendfile)
+            await transfer.send_body(self, framing, response.body, self.ctx.sendfile)
         except BaseException as exc:
             self._aborted(request, response, started, exc)
             if isinstance(exc, asyncio.CancelledError):

@@ -27,8 +27,13 @@ class ServerContext:
         app: Application,
         loop: asyncio.AbstractEventLoop,
         access_log: AccessLog,
+        tls: bool = False,
     ) -> None:
         self.config = config
+        self.tls = tls
+        # sendfile() would put plaintext on a TLS socket: file bodies go through the
+        # transport, which encrypts them (buffered reads), whatever --sendfile says.
+        self.sendfile = config.sendfile and not tls
         self.app = app
         self.loop = loop
         self.access_log = access_log

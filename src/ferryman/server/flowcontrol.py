@@ -150,6 +150,8 @@ class FlowControl:
     def socket_writer(self) -> SocketWriter | None:
         """The socket's duplicate, made at first use; None if none can be had."""
         if self._writer is None:
+            if self._transport.get_extra_info("sslcontext") is not None:
+                return None  # never plaintext beside a TLS transport (ServerContext.sendfile)
             try:
                 self._writer = SocketWriter(self._transport.get_extra_info("socket"))
             except OSError:  # out of descriptors: the caller copies instead

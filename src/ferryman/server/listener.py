@@ -3,6 +3,14 @@
 The arbiter binds once (`bind`) and every worker accepts on a copy of the
 same socket, one accept queue for all (docs/decisions/0006).
 
+With TLS (server/tls.py), each accepted socket is handed to the event loop
+with the worker's SSLContext; the loop runs the handshake and only then
+makes the connection. A handshake gets --header-timeout, and one that fails
+(a plain-HTTP client, an old TLS version, a client that sent nothing) costs
+that connection alone and one line in the log. Connections in their
+handshake count against `max_connections`, so a flood of half-open
+handshakes is held to it and each is dropped at its deadline.
+
 At `max_connections` the listener stops accepting (the kernel's backlog holds
 new clients until a slot frees) rather than accepting and dropping. When the
 process runs out of descriptors or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM)
@@ -16,7 +24,8 @@ import errno
 import logging
 import socket
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from ferryman.errors import ConfigError
 
@@ -24,6 +33,7 @@ if TYPE_CHECKING:
     # Annotations only: the arbiter imports bind() from here and runs no event
     # loop, and importing asyncio costs a process about 11 MiB of RSS.
     import asyncio
+    import ssl
 
 log = logging.getLogger("ferryman.listener")
 
@@ -54,9 +64,26 @@ def bind(host: str, port: int, backlog: int = 1024) -> socket.socket:
     return sock
 
 
-def url_of(sock: socket.socket) -> str:
+def url_of(sock: socket.socket, tls: bool = False) -> str:
     host, port = sock.getsockname()[:2]
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+    scheme = "https" if tls else "http"
+    return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
+
+
+@dataclass(frozen=True)
+class Tls:
+    """How a worker's connections are wrapped in TLS."""
+
+    context: ssl.SSLContext
+    handshake_timeout: float  # --header-timeout: a stalled handshake is dropped after it
+    shutdown_timeout: float  # --send-timeout: the close_notify exchange at the end
+
+    def connect_args(self) -> dict[str, Any]:
+        return {
+            "ssl": self.context,
+            "ssl_handshake_timeout": self.handshake_timeout,
+            "ssl_shutdown_timeout": self.shutdown_timeout,
+        }
 
 
 class Listener:
@@ -68,8 +95,11 @@ class Listener:
         open_connections: Callable[[], int],
         max_connections: int,
         batch: int = BATCH_ALONE,
+        tls: Tls | None = None,
     ) -> None:
         self.loop = loop
+        self.tls = tls
+        self._connect_args = tls.connect_args() if tls is not None else {}
         self.sock = sock
         self.protocol_factory = protocol_factory
         self.open_connections = open_connections
@@ -99,8 +129,13 @@ class Listener:
         if self._backoff is not None:
             self._backoff.cancel()
         self.sock.close()
+        if self.tls is not None:
+            # A handshake may take --header-timeout: nothing was promised to its client
+            # yet, so it ends now rather than hold up the stop.
+            for setup in list(self.setting_up):
+                setup.cancel()
         for setup in list(self.setting_up):
-            await setup  # never raises: _start handles a failed setup
+            await setup  # never raises: _start handles a failed or cancelled setup
 
     def connection_closed(self) -> None:
         """A slot freed: accept again if the limit had paused us."""
@@ -148,7 +183,7 @@ class Listener:
                     self._backoff = self.loop.call_later(_BACKOFF, self._end_backoff)
                     return
                 continue  # ECONNABORTED and friends: that client is gone
-            setup = self.loop.create_task(self._start(conn))
+            setup = self.loop.create_task(self._start(conn, _addr))
             self.setting_up.add(setup)
             setup.add_done_callback(self._started)
 
@@ -157,12 +192,42 @@ class Listener:
         if not self._at_limit():
             self._resume()
 
-    async def _start(self, conn: socket.socket) -> None:
+    async def _start(self, conn: socket.socket, peer: Any) -> None:
+        from asyncio import CancelledError  # loaded already in a worker; see the imports
+
         try:
             conn.setblocking(False)
             if conn.family in (socket.AF_INET, socket.AF_INET6):
                 conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            await self.loop.connect_accepted_socket(self.protocol_factory, conn)
+            await self.loop.connect_accepted_socket(
+                self.protocol_factory, conn, **self._connect_args
+            )
         except OSError as exc:
-            log.debug("connection setup failed: %s", exc)
+            if self.tls is not None:
+                log_handshake_failure(peer, exc)
+            else:
+                log.debug("connection setup failed: %s", exc)
             conn.close()
+        except CancelledError:  # close() ended a handshake
+            conn.close()
+
+
+def log_handshake_failure(peer: Any, exc: OSError) -> None:
+    """One line for a TLS handshake that failed: the client's own affair, never a traceback.
+
+    INFO for what an operator can act on (a client speaking plain HTTP, or an
+    old protocol; a client that never finished its handshake); DEBUG for a
+    client that went away.
+    """
+    who = peer[0] if isinstance(peer, tuple) else "a client"
+    reason = getattr(exc, "reason", None)
+    if reason == "UNEXPECTED_EOF_WHILE_READING" or isinstance(exc, ConnectionResetError):
+        log.debug("TLS handshake with %s failed: the client left", who)
+    elif reason == "HTTP_REQUEST":
+        log.info("TLS handshake with %s failed: it sent a plain HTTP request", who)
+    elif reason is not None:
+        log.info("TLS handshake with %s failed: %s", who, reason.lower().replace("_", " "))
+    elif isinstance(exc, ConnectionAbortedError):  # the loop's handshake timeout
+        log.info("TLS handshake with %s failed: not finished within --header-timeout", who)
+    else:
+        log.debug("TLS handshake with %s failed: %s", who, exc)

@@ -26,6 +26,7 @@ import logging
 import resource
 import signal
 import socket
+import ssl
 from collections.abc import Callable
 from typing import Protocol
 
@@ -38,7 +39,7 @@ from ferryman.loops import new_event_loop
 from ferryman.server.accesslog import AccessLog
 from ferryman.server.connection import HttpConnection
 from ferryman.server.context import ServerContext
-from ferryman.server.listener import BATCH_ALONE, BATCH_SHARED, Listener
+from ferryman.server.listener import BATCH_ALONE, BATCH_SHARED, Listener, Tls
 
 log = logging.getLogger("ferryman")
 
@@ -92,24 +93,34 @@ def raise_fd_limit(max_connections: int, kept_files: int) -> int:
     return max_connections
 
 
-def run(config: Config, sock: socket.socket, supervision: Supervision) -> int:
+def run(
+    config: Config,
+    sock: socket.socket,
+    supervision: Supervision,
+    tls: ssl.SSLContext | None = None,
+) -> int:
     """Serve on `sock` until SIGTERM or SIGINT; returns the exit status.
 
     The arbiter checked every resource before this worker was started
     (ferryman/boot.py); what changed since is a ConfigError here too, which
-    the arbiter hears as boot-failed.
+    the arbiter hears as boot-failed. With `tls`, every connection is HTTPS.
     """
     check_source(config)
     loop = new_event_loop(config.loop)
     loop.set_exception_handler(_loop_failure)
     try:
-        return loop.run_until_complete(serve(config, sock, supervision))
+        return loop.run_until_complete(serve(config, sock, supervision, tls))
     finally:
         loop.run_until_complete(loop.shutdown_default_executor())
         loop.close()
 
 
-async def serve(config: Config, sock: socket.socket, supervision: Supervision) -> int:
+async def serve(
+    config: Config,
+    sock: socket.socket,
+    supervision: Supervision,
+    tls: ssl.SSLContext | None = None,
+) -> int:
     loop = asyncio.get_running_loop()
     try:
         app = Application(config)
@@ -117,12 +128,13 @@ async def serve(config: Config, sock: socket.socket, supervision: Supervision) -
         what = exc.filename if exc.filename is not None else config.source
         raise ConfigError(f"cannot open {what}: {exc.strerror}") from None
     access_log = AccessLog(config.access_log, config.access_log_format)
-    ctx = ServerContext(config, app, loop, access_log)
+    ctx = ServerContext(config, app, loop, access_log, tls=tls is not None)
     max_connections = raise_fd_limit(config.max_connections, config.open_files)
     batch = BATCH_SHARED if config.workers > 1 else BATCH_ALONE
+    wrap = None if tls is None else Tls(tls, config.header_timeout, config.send_timeout)
     listener = Listener(
         loop, sock, lambda: HttpConnection(ctx), lambda: len(ctx.connections), max_connections,
-        batch,
+        batch, wrap,
     )  # fmt: skip
     ctx.on_connection_closed = listener.connection_closed
     stop = asyncio.Event()

@@ -16,7 +16,8 @@ of a worker, isolated from each other).
 - A worker whose event loop sends no heartbeat for --heartbeat-timeout is
   killed (SIGKILL) and replaced; one that does not become ready within
   max(--heartbeat-timeout, 30 s) too.
-- SIGTERM/SIGINT: graceful stop. SIGHUP: rolling restart. SIGUSR1: reopen
+- SIGTERM/SIGINT: graceful stop. SIGHUP: rolling restart (with TLS, the
+  certificate and key read again first: server/tls.py). SIGUSR1: reopen
   the access logs. Handlers only append to a queue and wake the loop (the
   wakeup fd); the loop below does everything, so no handler ever runs
   half-way through a state change.
@@ -38,12 +39,13 @@ import time
 from collections import deque
 from collections.abc import Callable
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from ferryman import boot, native
 from ferryman.app.spool import Spool
 from ferryman.app.staging import stagings
 from ferryman.config import Config
-from ferryman.errors import EXIT_BUDGET, EXIT_CONFIG, EXIT_FAILURE, EXIT_OK
+from ferryman.errors import EXIT_BUDGET, EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, ConfigError
 from ferryman.server.listener import bind, url_of
 from ferryman.supervisor.budget import RestartBudget
 from ferryman.supervisor.process import (
@@ -55,6 +57,9 @@ from ferryman.supervisor.process import (
     describe,
     spawn,
 )
+
+if TYPE_CHECKING:
+    from ferryman.server.tls import Certificates
 
 log = logging.getLogger("ferryman.arbiter")
 
@@ -74,26 +79,41 @@ def serve(config: Config) -> int:
     the store, the slowest check, once it is; a failure is a ConfigError
     (exit status 2) before any worker exists.
     """
-    boot.check_resources(config)
-    sock = bind(config.host, config.port)
-    log.info("state directory %s (%s)", *config.state_choice)
+    certificates = boot.check_resources(config)
     try:
-        boot.check_store(config)
-        # What a killed server left; no worker runs yet.
-        Spool.of(config).sweep()
-        for staging in stagings(config):
-            staging.sweep()
-        return Arbiter(config, sock).run()
+        sock = bind(config.host, config.port)
+        log.info("state directory %s (%s)", *config.state_choice)
+        if certificates is not None:
+            log.info("TLS certificate %s", certificates.describe())
+        try:
+            boot.check_store(config)
+            # What a killed server left; no worker runs yet.
+            Spool.of(config).sweep()
+            for staging in stagings(config):
+                staging.sweep()
+            arbiter = Arbiter(config, sock, certificates=certificates)
+            try:
+                return arbiter.run()
+            finally:
+                certificates = arbiter.certificates  # SIGHUP may have replaced them
+        finally:
+            sock.close()
     finally:
-        sock.close()
+        if certificates is not None:
+            certificates.close()
 
 
 class Arbiter:
     def __init__(
-        self, config: Config, sock: socket.socket, clock: Callable[[], float] = time.monotonic
+        self,
+        config: Config,
+        sock: socket.socket,
+        clock: Callable[[], float] = time.monotonic,
+        certificates: Certificates | None = None,
     ) -> None:
         self.config = config
         self.sock = sock
+        self.certificates = certificates  # what every worker started from now on serves
         self.clock = clock
         self.budget = RestartBudget(config.max_restarts, config.restart_window)
         self.spool = Spool.of(config)
@@ -184,7 +204,9 @@ class Arbiter:
     def _spawn(self, slot: int) -> Worker:
         self.spawned += 1
         role = self.roles[slot]
-        worker = spawn(self.config, self.sock.fileno(), slot, role, self.spawned, self.clock())
+        tls_fds = None if self.certificates is None else self.certificates.fds
+        worker = spawn(self.config, self.sock.fileno(), slot, role, self.spawned, self.clock(),
+                       tls_fds=tls_fds)  # fmt: skip
         self.workers.append(worker)
         self.selector.register(worker.channel, selectors.EVENT_READ, worker)
         log.info("started %s", worker.name)
@@ -210,7 +232,8 @@ class Arbiter:
             self.phase = RUNNING
             loop_name = self.slots[1].loop_name if self.slots[1] else "?"
             log.info("listening on %s (serving %s, %d worker(s), %s loop, request path %s)",
-                     url_of(self.sock), self._source(), self.config.workers,
+                     url_of(self.sock, tls=self.certificates is not None), self._source(),
+                     self.config.workers,
                      loop_name, native.STATUS)  # fmt: skip
         if self.phase != RUNNING:
             return
@@ -278,12 +301,30 @@ class Arbiter:
             log.warning("SIGHUP ignored: the server is %s", self.phase)
             return
         self._reopen_access_logs()  # log rotation: old workers write to the new file
+        self._reload_certificates()  # before any new worker starts
         if self.roll:
             log.info("SIGHUP received during a rolling restart: another one will follow")
             self.roll_again = True
             return
         log.info("SIGHUP received: rolling restart of %d worker(s)", self.config.workers)
         self.roll.extend(self._worker_slots())
+
+    def _reload_certificates(self) -> None:
+        """The TLS files read and checked again: a good pair is what the new workers
+        serve; a bad one is logged, and the pair in use stays (server/tls.py)."""
+        if self.certificates is None:
+            return
+        try:
+            fresh = boot.load_tls(self.config)
+        except ConfigError as exc:
+            log.error("SIGHUP: TLS certificate not reloaded: %s; still serving %s",
+                      exc, self.certificates.describe())  # fmt: skip
+            return
+        if fresh is None:
+            return
+        old, self.certificates = self.certificates, fresh
+        old.close()  # the workers that serve it hold their own copies
+        log.info("SIGHUP: TLS certificate reloaded: %s", fresh.describe())
 
     # -- exits ------------------------------------------------------------------------------
 

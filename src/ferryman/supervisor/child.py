@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 
 from ferryman.errors import EXIT_CONFIG, ConfigError
 from ferryman.server import worker
+from ferryman.server.tls import context_from_fds
 from ferryman.supervisor.heartbeat import Beacon
 from ferryman.supervisor.hooks import FaultHooks
 from ferryman.supervisor.process import CONFIG_ENV, Role, config_from_environ, describe
@@ -59,6 +60,7 @@ class Supervised:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ferryman-worker")
     parser.add_argument("--listen-fd", type=int, default=None)
+    parser.add_argument("--tls-fds", default=None)  # CERT,KEY: memory files (server/tls.py)
     parser.add_argument("--control-fd", type=int, required=True)
     parser.add_argument("--slot", type=int, required=True)
     parser.add_argument("--number", type=int, required=True)
@@ -81,9 +83,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             from ferryman.cache.service import run_filler
 
             return run_filler(config, supervised)
+        tls = None
+        if args.tls_fds is not None:
+            cert_fd, key_fd = (int(fd) for fd in args.tls_fds.split(","))
+            tls = context_from_fds(cert_fd, key_fd)
         sock = socket.socket(fileno=args.listen_fd)
         try:
-            return worker.run(config, sock, supervised)
+            return worker.run(config, sock, supervised, tls)
         finally:
             sock.close()
     except ConfigError as exc:

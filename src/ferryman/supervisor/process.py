@@ -6,7 +6,8 @@ Workers are started with subprocess as a fresh interpreter
 - a fork would copy the arbiter's state (signal handlers, the selector, its
   pipes to every other worker) and every later change to the arbiter would
   have to think about what a child inherits; a fresh interpreter inherits
-  exactly the two descriptors in `pass_fds` (close_fds does the rest);
+  exactly the descriptors in `pass_fds` (close_fds does the rest): its pipe,
+  the listening socket, and with TLS the certificate and key (server/tls.py);
 - a SIGHUP rolling restart then loads the code that is installed now, so an
   upgrade of everything below the arbiter needs no downtime;
 - start-up costs about 0.12 s of imports per worker (uvloop, httptools),
@@ -137,9 +138,11 @@ def describe(role: Role, slot: int) -> str:
 
 
 def spawn(config: Config, listen_fd: int, slot: int, role: Role, number: int, now: float,
-          environ: Mapping[str, str] | None = None) -> Worker:  # fmt: skip
+          environ: Mapping[str, str] | None = None,
+          tls_fds: tuple[int, int] | None = None) -> Worker:  # fmt: skip
     """Start a worker serving `listen_fd` (or the cache filler, which gets no listening
-    socket: that is how the child knows its role); it reports on its own pipe."""
+    socket: that is how the child knows its role); it reports on its own pipe.
+    `tls_fds`: the memory files of the TLS certificate and key (server/tls.py)."""
     read_fd, write_fd = os.pipe()  # both close-on-exec; pass_fds opens write_fd to the child
     env = dict(os.environ if environ is None else environ)
     env[CONFIG_ENV] = json.dumps(dataclasses.asdict(config))
@@ -151,6 +154,9 @@ def spawn(config: Config, listen_fd: int, slot: int, role: Role, number: int, no
     if role is Role.WORKER:
         argv += ["--listen-fd", str(listen_fd)]
         pass_fds.append(listen_fd)
+        if tls_fds is not None:
+            argv += ["--tls-fds", f"{tls_fds[0]},{tls_fds[1]}"]
+            pass_fds += tls_fds
     try:
         proc = subprocess.Popen(
             argv, pass_fds=pass_fds, env=env, stdin=subprocess.DEVNULL, process_group=0,
