@@ -57,6 +57,7 @@ from ferryman.get.segment import (
     LocalFailure,
     check_status,
     fetch_segment,
+    gave_up,
 )
 from ferryman.get.segments import Segment, plan, whole, written
 from ferryman.get.sidecar import PartState, Validator
@@ -242,7 +243,7 @@ class GetRun:
                 asked = exc.asked if isinstance(exc, Later) else None
                 wait = budget.wait(False, asked)
                 if wait is None:
-                    raise HttpFailure(f"{exc}: {shown_url(self.source.url)}") from None
+                    raise HttpFailure(gave_up(self.source.url, exc, budget, asked)) from None
                 time.sleep(wait)
 
     def _connections_for(self, state: PartState, first: Answer) -> int:

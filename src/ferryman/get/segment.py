@@ -90,7 +90,7 @@ def fetch_segment(download: Download, seg: Segment, first: Answer | None = None)
             asked = exc.asked if isinstance(exc, Later) else None
             wait = budget.wait(seg.next > before, asked)
             if wait is None:
-                raise HttpFailure(_gave_up(download, exc, budget.failures, asked)) from None
+                raise HttpFailure(gave_up(download.source.url, exc, budget, asked)) from None
             download.stop.wait(wait)
 
 
@@ -186,8 +186,8 @@ def _write(fd: int, data: memoryview, offset: int) -> None:
         offset += written
 
 
-def _gave_up(download: Download, exc: Exception, failures: int, asked: float | None) -> str:
-    url = shown_url(download.source.url)
-    if asked is not None and failures <= download.retries:
-        return f"{exc}: the server asks to wait {asked:.0f}s; try again later: {url}"
-    return f"{exc} ({failures} tries in a row failed): {url}"
+def gave_up(url: str, exc: Exception, budget: RetryBudget, asked: float | None) -> str:
+    """The one line of a download given up: the last failure, and why no more tries."""
+    if asked is not None and budget.failures <= budget.retries:
+        return f"{exc}: the server asks to wait {asked:.0f}s; try again later: {shown_url(url)}"
+    return f"{exc} ({budget.failures} tries in a row failed): {shown_url(url)}"

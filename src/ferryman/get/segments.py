@@ -48,6 +48,8 @@ def plan(segments: list[Segment], connections: int, min_split: int = MIN_SPLIT) 
     Adjacent complete segments are merged (the sidecar stays short however
     often a download is resumed). A segment with no end is never split.
     """
+    if any(seg.end is None for seg in segments):
+        return segments  # the one segment of a body of unknown size
     kept: list[Segment] = []
     holes: list[Segment] = []
     for seg in sorted(segments, key=lambda s: s.start):
