@@ -8,7 +8,10 @@ once per version. The ctime is what catches an edit of the same size whose
 writer put the old mtime back (the kernel sets the ctime on every change
 and nobody can set it back); the inode catches a file replaced by another.
 Entries recorded before ferryman kept inode and ctime are matched on size
-and mtime alone.
+and mtime alone. An entry `catalog import` recorded from the inventory alone
+(CLAIM_ETAG: its copy was missing or differed) is a claim about what should
+be stored, computed from no file here: it is never served, whatever the
+file's size and mtime.
 
 Answers are memoised per path and file version, so the catalog (SQLite, a
 local read in WAL mode) is asked once per version, not once per request.
@@ -20,7 +23,7 @@ from __future__ import annotations
 import logging
 import os
 
-from ferryman.catalog.db import Catalog, CatalogEntry, CatalogError
+from ferryman.catalog.db import CLAIM_ETAG, Catalog, CatalogEntry, CatalogError
 from ferryman.http.digest import format_repr_digest
 
 log = logging.getLogger("ferryman.catalog")
@@ -53,7 +56,7 @@ class DigestIndex:
             entry = self.catalog.get(relative)
         except ValueError:  # a name the catalog cannot hold (not UTF-8): never catalogued
             return None
-        if entry is None or entry.deleted:
+        if entry is None or entry.deleted or entry.etag == CLAIM_ETAG:
             return None
         if not _same_version(entry, st):
             log.warning(
