@@ -13,6 +13,12 @@ and mtime alone. An entry `catalog import` recorded from the inventory alone
 be stored, computed from no file here: it is never served, whatever the
 file's size and mtime.
 
+An object of a bucket has no inode or ctime; its ETag names its version. A
+stored object carries the digest ferryman wrote in its metadata; for one the
+catalog learned of otherwise (`catalog scan` or `import` of a bucket, which
+read every byte under If-Match on that ETag), `object_digest` gives the
+catalog's digest while the object's ETag and size are the ones recorded.
+
 Answers are memoised per path and file version, so the catalog (SQLite, a
 local read in WAL mode) is asked once per version, not once per request.
 Another worker's upload changes the version, which misses the memo.
@@ -34,6 +40,7 @@ class DigestIndex:
     def __init__(self, catalog: Catalog) -> None:
         self.catalog = catalog
         self._memo: dict[str, tuple[tuple[int, int, int, int], str | None]] = {}
+        self._objects: dict[str, tuple[tuple[str, int], str | None]] = {}
 
     def repr_digest(self, relative: str, st: os.stat_result) -> str | None:
         """The Repr-Digest value for this version of the file, or None."""
@@ -49,6 +56,27 @@ class DigestIndex:
         if len(self._memo) >= _MAX_MEMO:
             self._memo.clear()  # rare and cheap to refill: one catalog read per path
         self._memo[relative] = (version, value)
+        return value
+
+    def object_digest(self, key: str, etag: str, size: int) -> str | None:
+        """The Repr-Digest value for this version of a stored object, or None."""
+        version = (etag, size)
+        memo = self._objects.get(key)
+        if memo is not None and memo[0] == version:
+            return memo[1]
+        try:
+            entry = self.catalog.get(key)
+        except CatalogError as exc:  # busy or broken now: ask again next time
+            log.warning("no Repr-Digest for %s: %s", key, exc)
+            return None
+        except ValueError:  # a key the catalog cannot hold: never catalogued
+            entry = None
+        value = None
+        if entry is not None and not entry.deleted and entry.etag == etag != CLAIM_ETAG:
+            value = format_repr_digest(bytes.fromhex(entry.sha256)) if entry.size == size else None
+        if len(self._objects) >= _MAX_MEMO:
+            self._objects.clear()
+        self._objects[key] = (version, value)
         return value
 
     def _lookup(self, relative: str, st: os.stat_result) -> str | None:

@@ -52,6 +52,7 @@ class Found(NamedTuple):
     md5: str
     st: os.stat_result | None
     changed: bool = False
+    etag: str | None = None  # an object's: the version every byte was read from (If-Match)
 
 
 def add_parser(commands: Any) -> None:
@@ -190,7 +191,9 @@ def _hashed(store: AuditStore, key: str) -> Found | None:
         return None
     after = _identity(local)
     changed = local is not None and (before is None or _version(before) != _version(after))
-    return Found(size, sha256.hexdigest(), md5.hexdigest(), before, changed)
+    version = getattr(store, "version_read", None)  # a bucket's (audit/bucket.py)
+    etag = version[1] if version is not None and version[0] == key else None
+    return Found(size, sha256.hexdigest(), md5.hexdigest(), before, changed, etag)
 
 
 def _identity(path: str | None) -> os.stat_result | None:
@@ -221,8 +224,11 @@ def _record(catalog: Catalog, store: AuditStore, key: str, found: Found) -> None
     if found.changed:
         return  # no version to tie the digest to
     if store.id.startswith("s3://") or found.st is None:
-        copy = CopyEvent(key, store.id, "verified", size, sha256, None, "ok", "read")
-        catalog.record(key, size=size, sha256=sha256, mtime_ns=0, etag=EMPTY_ETAG, copies=[copy])
+        # An object's ETag names the version read, so a server may serve the digest for it
+        # (app/digestindex.py); without one the entry is tied to no version.
+        etag = found.etag or EMPTY_ETAG
+        copy = CopyEvent(key, store.id, "verified", size, sha256, found.etag, "ok", "read")
+        catalog.record(key, size=size, sha256=sha256, mtime_ns=0, etag=etag, copies=[copy])
         return
     st = found.st
     copy = CopyEvent(key, store.id, "verified", size, sha256, local_ident(st), "ok", "read")
