@@ -102,6 +102,22 @@ def test_a_killed_download_resumes_and_fetches_only_the_rest(
     assert not sidecar.exists() and not (out / "big.bin.part").exists()
 
 
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_an_interrupted_download_records_its_progress_and_says_how_to_go_on(
+    ferryman: Any, tmp_path: Path, out: Path, signum: int
+) -> None:
+    srv = catalogued_server(ferryman, tmp_path, pattern(SIZE))
+    sidecar = out / "big.bin.part.json"
+    first = start_get(out, f"{srv.url}/big.bin", "-x", "2", "--limit-rate", "2M")
+    assert wait_until(lambda: bytes_recorded(sidecar) > 0, timeout=60)
+    first.send_signal(signum)
+    _, err = first.communicate(timeout=30)
+    assert first.returncode == 130, err
+    assert "interrupted" in err and "the same command continues it" in err
+    assert "Traceback" not in err
+    assert bytes_recorded(sidecar) > 0 and (out / "big.bin.part").exists()
+
+
 def test_a_file_changed_between_runs_is_fetched_anew(
     ferryman: Any, tmp_path: Path, out: Path
 ) -> None:
