@@ -279,7 +279,7 @@ class GetRun:
                 except Exception as exc:  # handed to the main thread, which raises it
                     with lock:
                         failures.append(exc)
-                    download.stop.set()
+                    download.abort()
 
         threads = [threading.Thread(target=work, daemon=True, name=f"get-{n}")
                    for n in range(min(self.connections, len(queue)))]  # fmt: skip
@@ -296,12 +296,16 @@ class GetRun:
                     self._checkpoint(state)
                     saved = time.monotonic()
         finally:
-            download.stop.set()
+            download.abort()
             if progress is not None:
                 progress.close()
             for answer in handed.values():
                 if answer is not None:
                     answer.close()
+            for thread in threads:  # none may write into the file once this run is over
+                thread.join(self.source.timeout + 5)
+            if any(t.is_alive() for t in threads):
+                raise LocalFailure("a connection did not stop in time after the others")
         for kind in (LocalFailure, HttpFailure, FatalError, Changed, Exception):
             for exc in failures:
                 if isinstance(exc, kind):

@@ -16,6 +16,7 @@ are followed.
 from __future__ import annotations
 
 import http.client
+import socket
 import ssl
 from dataclasses import dataclass, field
 from urllib.parse import quote, urljoin, urlsplit
@@ -76,6 +77,15 @@ class Answer:
 
     def close(self) -> None:
         self.conn.close()
+
+    def abort(self) -> None:
+        """From another thread: make a blocked read of this answer fail now."""
+        sock = self.conn.sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # already closed
 
 
 def get(source: Source, headers: dict[str, str]) -> Answer:

@@ -64,6 +64,31 @@ class Download:
     stop: threading.Event = field(default_factory=threading.Event)
     limit: RateLimit | None = None
     rng: random.Random = field(default_factory=random.Random)
+    _open: set[Answer] = field(default_factory=set)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def opened(self, answer: Answer) -> bool:
+        """Track `answer` so that `abort` can cut it; False (and closed) if stopping."""
+        with self._lock:
+            if self.stop.is_set():
+                answer.close()
+                return False
+            self._open.add(answer)
+            return True
+
+    def closed(self, answer: Answer) -> None:
+        with self._lock:
+            self._open.discard(answer)
+        answer.close()
+
+    def abort(self) -> None:
+        """Stop every segment now: a thread blocked reading an answer gets an error at once,
+        so that no byte of this run is written after the caller moved on."""
+        with self._lock:
+            self.stop.set()
+            answers = list(self._open)
+        for answer in answers:
+            answer.abort()
 
 
 def fetch_segment(download: Download, seg: Segment, first: Answer | None = None) -> None:
@@ -78,12 +103,14 @@ def fetch_segment(download: Download, seg: Segment, first: Answer | None = None)
         try:
             answer = first if first is not None else get(download.source, _headers(download, seg))
             first = None
+            if not download.opened(answer):
+                return
             try:
                 _check(download, seg, answer)
                 if _receive(download, seg, answer):
                     return
             finally:
-                answer.close()
+                download.closed(answer)
             if seg.next == before:
                 raise NetworkError("an answer with no bytes")
         except (NetworkError, Later) as exc:
@@ -164,6 +191,8 @@ def _receive(download: Download, seg: Segment, answer: Answer) -> bool:
             got = response.readinto(buffer[:want])
         except (OSError, ValueError, http.client.HTTPException) as exc:
             raise NetworkError(describe(exc)) from None
+        if download.stop.is_set():
+            return False  # aborted: the bytes read are not written
         if got == 0:
             if seg.end is None:
                 seg.end = seg.next  # the whole body of unknown size has arrived
