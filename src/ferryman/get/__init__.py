@@ -6,6 +6,9 @@
     digests.py   the digests a download is checked against, and the file's own
     request.py   one GET: connection, token, redirects, Range and If-Range
     retry.py     when to try again and how long to wait (pure)
+    ratelimit.py --limit-rate, shared by the connections
+    start.py     a fresh download's first GET, and the version it describes
+    partfile.py  PATH.part opened, locked and sized
     segment.py   one segment fetched into the .part file, retried until done
     command.py   the command: arguments, the run, verification, exit statuses
 

@@ -21,10 +21,7 @@ kept for the next run), 130 interrupted (kept for the next run).
 
 from __future__ import annotations
 
-import errno
-import fcntl
 import os
-import random
 import signal
 import ssl
 import sys
@@ -46,22 +43,19 @@ from ferryman.get.digests import (
     sha256_option,
 )
 from ferryman.get.naming import output_path, shown_url
+from ferryman.get.partfile import open_locked, prepare
 from ferryman.get.ratelimit import RateLimit
-from ferryman.get.request import Answer, FatalError, NetworkError, Source, check_url, get
-from ferryman.get.retry import RetryBudget
+from ferryman.get.request import Answer, FatalError, Source, check_url
 from ferryman.get.segment import (
     Changed,
     Download,
     HttpFailure,
-    Later,
     LocalFailure,
-    check_status,
     fetch_segment,
-    gave_up,
 )
 from ferryman.get.segments import Segment, plan, whole, written
-from ferryman.get.sidecar import PartState, Validator
-from ferryman.http.spans import parse_content_range
+from ferryman.get.sidecar import PartState
+from ferryman.get.start import first_answer, one_connection, version_of
 
 EXIT_OK, EXIT_MISMATCH, EXIT_USAGE, EXIT_NETWORK, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 MAX_CONNECTIONS = 16
@@ -144,7 +138,7 @@ class GetRun:
 
     def main(self) -> int:
         existed = self.part.exists()
-        self.fd = _open_locked(self.part)
+        self.fd = open_locked(self.part)
         try:
             self.state = self._resumable(existed)
             for _ in range(MAX_RESTARTS + 1):
@@ -167,8 +161,10 @@ class GetRun:
             self._leave(existed)
             return EXIT_USAGE
         except KeyboardInterrupt:
-            self._leave(existed)
-            self._say(f"interrupted: {self.part} kept; the same command continues it")
+            if self._leave(existed):
+                self._say(f"interrupted: {self.part} kept; the same command continues it")
+            else:
+                self._say("interrupted before any byte arrived")
             return EXIT_INTERRUPTED
         finally:
             if self.fd >= 0:
@@ -213,10 +209,10 @@ class GetRun:
 
     def _start(self) -> tuple[PartState, Answer]:
         """The first GET of a fresh download: the version it describes, the file sized."""
-        answer = self._first_answer()
+        answer = first_answer(self.source, self.retries)
         try:
-            state = _state_of(answer, self.source.url)
-            _prepare(self.fd, state.size)
+            state = version_of(answer, self.source.url)
+            prepare(self.fd, state.size)
             state.segments = whole(state.size)
             self._checkpoint(state)
         except BaseException:
@@ -224,35 +220,8 @@ class GetRun:
             raise
         return state, answer
 
-    def _first_answer(self) -> Answer:
-        budget = RetryBudget(self.retries, random.Random())
-        headers = {"Range": "bytes=0-"}
-        while True:
-            try:
-                answer = get(self.source, headers)
-                try:
-                    check_status(answer, self.source.url)
-                except BaseException:
-                    answer.close()
-                    raise
-                if answer.status != 416:
-                    return answer
-                answer.close()  # an empty file: "bytes=0-" names no byte of it
-                headers = {}
-            except (NetworkError, Later) as exc:
-                asked = exc.asked if isinstance(exc, Later) else None
-                wait = budget.wait(False, asked)
-                if wait is None:
-                    raise HttpFailure(gave_up(self.source.url, exc, budget, asked)) from None
-                time.sleep(wait)
-
     def _connections_for(self, state: PartState, first: Answer) -> int:
-        if self.connections == 1:
-            return 1
-        ranges = first.status == 206 or "bytes" in (first.header("Accept-Ranges") or "")
-        why = ("the server does not take ranges" if not ranges
-               else "the server gives no ETag or Last-Modified" if state.validator is None
-               else "its size is not known" if state.size is None else None)  # fmt: skip
+        why = None if self.connections == 1 else one_connection(state, first)
         if why is None:
             return self.connections
         self._say(f"one connection: {why}")
@@ -389,10 +358,13 @@ class GetRun:
                 pass
         sidecar.remove(self.sidecar)
 
-    def _leave(self, existed: bool) -> None:
-        """After a failure: a .part this run made and wrote nothing to goes; else it stays."""
+    def _leave(self, existed: bool) -> bool:
+        """After a failure: a .part this run made and wrote nothing to goes (False); any
+        other stays for the next run (True)."""
         if not existed and (self.state is None or written(self.state.segments) == 0):
             self._discard()
+            return False
+        return True
 
     # -- output -----------------------------------------------------------------------------
 
@@ -420,70 +392,6 @@ def _token(token_file: str | None) -> str | None:
     if not token or any(c.isspace() or not c.isprintable() for c in token):
         raise ConfigError(f"--token-file {token_file}: one token on one line is expected")
     return token
-
-
-def _open_locked(part: Path) -> int:
-    """PATH.part opened for writing (made if missing) and locked against a second get."""
-    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
-    try:
-        fd = os.open(part, flags, 0o644)
-    except OSError as exc:
-        raise ConfigError(f"cannot write {part}: {exc.strerror}") from None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        if os.stat(part, follow_symlinks=False).st_ino != os.fstat(fd).st_ino:
-            raise ConfigError(f"{part} was just saved by another ferryman get")
-    except BlockingIOError:
-        os.close(fd)
-        raise ConfigError(f"another ferryman get is writing {part}") from None
-    except (OSError, ConfigError):
-        os.close(fd)
-        raise
-    return fd
-
-
-def _state_of(answer: Answer, url: str) -> PartState:
-    """The version the first answer describes: validator, size, digest."""
-    size: int | None = None
-    if answer.status == 206:
-        parsed = parse_content_range(answer.header("Content-Range") or "")
-        if parsed is None or parsed[0].start != 0:
-            answer.close()
-            raise HttpFailure(f"a 206 for bytes=0- that does not start at 0: {shown_url(url)}")
-        size = parsed[1]
-    else:
-        size = answer.response.length
-    etag = (answer.header("ETag") or "").strip()
-    modified = (answer.header("Last-Modified") or "").strip()
-    validator = (Validator("etag", etag) if etag.startswith('"')
-                 else Validator("last-modified", modified) if modified else None)  # fmt: skip
-    state = PartState(sidecar.identity(url), validator, size)
-    repr_digest = answer.header("Repr-Digest")
-    content_digest = answer.header("Content-Digest")
-    if repr_digest is not None:
-        state.digest_field, state.digest_value = "Repr-Digest", repr_digest.strip()
-    elif (
-        content_digest is not None
-        and answer.status == 200
-        and not answer.header("Content-Encoding")
-    ):
-        state.digest_field, state.digest_value = "Content-Digest", content_digest.strip()
-    return state
-
-
-def _prepare(fd: int, size: int | None) -> None:
-    """The .part file emptied, then given its size at once (no surprise ENOSPC midway)."""
-    try:
-        os.ftruncate(fd, 0)
-        if size:
-            try:
-                os.posix_fallocate(fd, 0, size)
-            except OSError as exc:
-                if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
-                    raise
-                os.ftruncate(fd, size)  # a filesystem without fallocate: a sparse file
-    except OSError as exc:
-        raise LocalFailure(f"cannot make room for {size} bytes: {exc.strerror}") from None
 
 
 def _mismatch_line(path: Path, expected: Expected, actual: bytes) -> str:
