@@ -233,7 +233,7 @@ class GetRun:
         state = download.state
         queue = [s for s in state.segments if not s.complete]
         handed = {0: first} if first is not None else {}
-        failures: list[Exception] = []
+        failures: list[tuple[type[Exception], str]] = []  # what each thread met, not kept
         lock = threading.Lock()
 
         def work() -> None:
@@ -245,9 +245,9 @@ class GetRun:
                     opened = handed.pop(seg.start, None)
                 try:
                     fetch_segment(download, seg, opened)
-                except Exception as exc:  # handed to the main thread, which raises it
+                except Exception as exc:  # told to the main thread, which raises its own
                     with lock:
-                        failures.append(exc)
+                        failures.append((type(exc), str(exc)))
                     download.abort()
 
         threads = [threading.Thread(target=work, daemon=True, name=f"get-{n}")
@@ -275,10 +275,13 @@ class GetRun:
                 thread.join(self.source.timeout + 5)
             if any(t.is_alive() for t in threads):
                 raise LocalFailure("a connection did not stop in time after the others")
-        for kind in (LocalFailure, HttpFailure, FatalError, Changed, Exception):
-            for exc in failures:
-                if isinstance(exc, kind):
-                    raise exc
+        for kind in (LocalFailure, HttpFailure, FatalError, Changed):
+            for met, text in failures:
+                if issubclass(met, kind):
+                    raise kind(text)
+        if failures:  # a bug in a segment's thread
+            met, text = failures[0]
+            raise RuntimeError(f"a connection failed: {met.__name__}: {text}")
 
     def _checkpoint(self, state: PartState) -> None:
         """Sync the file's data, then record what it holds: the record never runs ahead."""
