@@ -19,6 +19,8 @@ applies to a request (`times=None`: every request). A rule can:
   (a store that died while the request was in flight);
 - `slow_down=True`: answer 503 SlowDown with an S3 XML error body (and
   `retry_after` as Retry-After when given) instead of forwarding;
+- `corrupt_at=K`: pass the response on with body byte K inverted (a
+  damaged copy or a bad hop; the headers, digests included, unchanged);
 - `empty_body=True`: forward the request with its body dropped and
   Content-Length: 0 (what a broken uploader does);
 - `error_status=N` (with `error_code`): answer N with an S3 XML error body
@@ -67,6 +69,7 @@ class Rule:
     slow_down: bool = False
     retry_after: int | None = None
     empty_body: bool = False
+    corrupt_at: int | None = None
     error_status: int | None = None
     error_code: str = "InternalError"
     used: int = 0
@@ -289,6 +292,8 @@ class FaultProxy:
         async for chunk in _body_chunks(up_reader, headers):
             if limit is not None and sent + len(chunk) >= limit:
                 chunk = chunk[: limit - sent]
+            if rule is not None and rule.corrupt_at is not None:
+                chunk = _corrupted(chunk, rule.corrupt_at - sent)
             try:
                 await _write(writer, chunk)
             except ClientGone:
@@ -401,6 +406,13 @@ async def _write(writer: asyncio.StreamWriter, data: bytes) -> None:
         await writer.drain()
     except ConnectionError as exc:
         raise ClientGone from exc
+
+
+def _corrupted(chunk: bytes, at: int) -> bytes:
+    """`chunk` with its byte `at` inverted, when it holds that byte."""
+    if not 0 <= at < len(chunk):
+        return chunk
+    return chunk[:at] + bytes([chunk[at] ^ 0xFF]) + chunk[at + 1 :]
 
 
 def _reset(writer: asyncio.StreamWriter) -> None:

@@ -1,4 +1,5 @@
-"""The command line: `ferryman serve [SOURCE] [flags]`.
+"""The command line: `ferryman serve [SOURCE] [flags]`, and the commands beside it
+(sign, audit, repair, catalog, get: each says its own exit statuses).
 
 `serve` runs the arbiter (ferryman.supervisor.arbiter), which binds the
 socket and supervises --workers worker processes, even when there is one.
@@ -53,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     from ferryman.audit import catalog_command
 
     catalog_command.add_parser(commands)
+    from ferryman.get import command as get
+
+    get.add_parser(commands)
     return parser
 
 
@@ -86,6 +90,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from ferryman.audit.catalog_command import catalog_command
 
             return catalog_command(args)
+        if command == "get":
+            from ferryman.get.command import get_command
+
+            return get_command(args)
         if command in ("audit", "repair"):
             from ferryman.audit.command import audit_command, repair_command
 
@@ -96,7 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return serve(config)
     except ConfigError as exc:
         what = {"sign": "cannot sign", "audit": "cannot audit", "repair": "cannot repair",
-                "catalog": "catalog"}.get(command, "cannot start")  # fmt: skip
+                "catalog": "catalog", "get": "cannot get"}.get(command, "cannot start")  # fmt: skip
         logging.getLogger("ferryman").error("%s: %s", what, exc)
         return EXIT_CONFIG
 

@@ -56,6 +56,9 @@ def test_import_verifies_each_copy_and_a_server_serves_the_digests(
     with srv.connect() as conn:
         assert conn.get("/good.bin").header("repr-digest") == repr_digest(good)
         assert conn.get("/changed.bin").header("repr-digest") is None  # a claim, not served
+    os.utime(root / "changed.bin", ns=(0, 0))  # the claim's size, and its mtime of 0
+    with srv.connect() as conn:
+        assert conn.get("/changed.bin").header("repr-digest") is None  # still a claim
 
 
 def test_scan_records_what_is_there_and_show_prints_it(tmp_path: Path) -> None:

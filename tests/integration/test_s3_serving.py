@@ -256,3 +256,34 @@ def test_multipart_upload_above_threshold(writable: Writable, moto: MotoServer) 
     assert status == 200 and stored == data
     etag = srv.get("/large.bin", {"Range": "bytes=0-0"}).header("etag") or ""
     assert etag.endswith('-3"')  # S3's ETag of a three-part upload
+
+
+def test_a_scanned_bucket_serves_the_catalogs_digest_while_the_object_is_that_version(
+    moto: MotoServer, tmp_path: Path
+) -> None:
+    """Objects written by another tool carry no digest of their own: `catalog scan` reads
+    each under If-Match and records its ETag, and the digest is served while the ETag and
+    size still match; an object replaced since (same size) is served without it."""
+    import os
+    import subprocess
+    import sys
+
+    name = moto.create_bucket()
+    data, other = pattern(70_000), pattern(70_000, 1)
+    moto.put_object(name, "a.bin", data)
+    state = tmp_path / "state"
+    scan = subprocess.run(
+        [sys.executable, "-m", "ferryman.cli", "catalog", "scan", f"s3://{name}",
+         "--state-dir", str(state)],
+        capture_output=True, text=True, timeout=60, env={**os.environ, **s3_env(moto.url)},
+    )  # fmt: skip
+    assert scan.returncode == 0, scan.stderr
+    srv = ServerProcess(f"s3://{name}", "--state-dir", str(state), env=s3_env(moto.url))
+    try:
+        digest = base64.b64encode(hashlib.sha256(data).digest()).decode()
+        assert srv.get("/a.bin").header("repr-digest") == f"sha-256=:{digest}:"
+        moto.put_object(name, "a.bin", other)
+        answer = srv.get("/a.bin")
+        assert answer.body == other and answer.header("repr-digest") is None
+    finally:
+        srv.stop()

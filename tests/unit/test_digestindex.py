@@ -96,3 +96,32 @@ def test_entries_without_inode_and_ctime_match_on_size_and_mtime(stored: Stored)
     entry = catalog.get("f.bin")
     assert entry is not None and entry.ino is None and entry.ctime_ns is None
     assert DigestIndex(catalog).repr_digest("f.bin", os.stat(path)) == expected
+
+
+def test_an_inventory_claim_is_never_served_even_when_size_and_mtime_agree(
+    tmp_path: Path,
+) -> None:
+    """`catalog import` records an entry whose copy did not match from the inventory alone,
+    with mtime 0 and no inode: a file of that size whose mtime is 0 (a reproducible build's
+    epoch) is still not the bytes the inventory's digest was computed from."""
+    data = b"the bytes on disk"
+    path = tmp_path / "f.bin"
+    path.write_bytes(data)
+    os.utime(path, ns=(0, 0))
+    with Catalog(tmp_path / "catalog.db") as catalog:
+        catalog.record("f.bin", size=len(data), sha256=hashlib.sha256(b"other").hexdigest(),
+                       mtime_ns=0, etag='"imported"')  # fmt: skip
+        assert DigestIndex(catalog).repr_digest("f.bin", os.stat(path)) is None
+
+
+def test_an_objects_digest_only_for_the_etag_and_size_recorded(tmp_path: Path) -> None:
+    sha = hashlib.sha256(b"object bytes").hexdigest()
+    with Catalog(tmp_path / "catalog.db") as catalog:
+        catalog.record("o.bin", size=12, sha256=sha, mtime_ns=0, etag='"e1"')
+        catalog.record("claim.bin", size=12, sha256=sha, mtime_ns=0, etag='"imported"')
+        index = DigestIndex(catalog)
+        assert index.object_digest("o.bin", '"e1"', 12) == format_repr_digest(bytes.fromhex(sha))
+        assert index.object_digest("o.bin", '"e2"', 12) is None  # replaced since
+        assert index.object_digest("o.bin", '"e1"', 13) is None
+        assert index.object_digest("claim.bin", '"imported"', 12) is None
+        assert index.object_digest("nothing.bin", '"e1"', 12) is None

@@ -95,7 +95,9 @@ class Application:
             from ferryman.cache.client import open_cache_client
 
             cache = open_cache_client(config)
-        self.reader = RemoteReader(config, store, cache)
+        reader = self.reader = RemoteReader(config, store, cache)
+        if self.catalog is not None:
+            reader.digests = DigestIndex(self.catalog)
         if config.allow_write:
             target = StoreTarget(
                 store,

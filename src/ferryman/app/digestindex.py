@@ -8,7 +8,16 @@ once per version. The ctime is what catches an edit of the same size whose
 writer put the old mtime back (the kernel sets the ctime on every change
 and nobody can set it back); the inode catches a file replaced by another.
 Entries recorded before ferryman kept inode and ctime are matched on size
-and mtime alone.
+and mtime alone. An entry `catalog import` recorded from the inventory alone
+(CLAIM_ETAG: its copy was missing or differed) is a claim about what should
+be stored, computed from no file here: it is never served, whatever the
+file's size and mtime.
+
+An object of a bucket has no inode or ctime; its ETag names its version. A
+stored object carries the digest ferryman wrote in its metadata; for one the
+catalog learned of otherwise (`catalog scan` or `import` of a bucket, which
+read every byte under If-Match on that ETag), `object_digest` gives the
+catalog's digest while the object's ETag and size are the ones recorded.
 
 Answers are memoised per path and file version, so the catalog (SQLite, a
 local read in WAL mode) is asked once per version, not once per request.
@@ -20,7 +29,7 @@ from __future__ import annotations
 import logging
 import os
 
-from ferryman.catalog.db import Catalog, CatalogEntry, CatalogError
+from ferryman.catalog.db import CLAIM_ETAG, Catalog, CatalogEntry, CatalogError
 from ferryman.http.digest import format_repr_digest
 
 log = logging.getLogger("ferryman.catalog")
@@ -31,6 +40,7 @@ class DigestIndex:
     def __init__(self, catalog: Catalog) -> None:
         self.catalog = catalog
         self._memo: dict[str, tuple[tuple[int, int, int, int], str | None]] = {}
+        self._objects: dict[str, tuple[tuple[str, int], str | None]] = {}
 
     def repr_digest(self, relative: str, st: os.stat_result) -> str | None:
         """The Repr-Digest value for this version of the file, or None."""
@@ -48,12 +58,33 @@ class DigestIndex:
         self._memo[relative] = (version, value)
         return value
 
+    def object_digest(self, key: str, etag: str, size: int) -> str | None:
+        """The Repr-Digest value for this version of a stored object, or None."""
+        version = (etag, size)
+        memo = self._objects.get(key)
+        if memo is not None and memo[0] == version:
+            return memo[1]
+        try:
+            entry = self.catalog.get(key)
+        except CatalogError as exc:  # busy or broken now: ask again next time
+            log.warning("no Repr-Digest for %s: %s", key, exc)
+            return None
+        except ValueError:  # a key the catalog cannot hold: never catalogued
+            entry = None
+        value = None
+        if entry is not None and not entry.deleted and entry.etag == etag != CLAIM_ETAG:
+            value = format_repr_digest(bytes.fromhex(entry.sha256)) if entry.size == size else None
+        if len(self._objects) >= _MAX_MEMO:
+            self._objects.clear()
+        self._objects[key] = (version, value)
+        return value
+
     def _lookup(self, relative: str, st: os.stat_result) -> str | None:
         try:
             entry = self.catalog.get(relative)
         except ValueError:  # a name the catalog cannot hold (not UTF-8): never catalogued
             return None
-        if entry is None or entry.deleted:
+        if entry is None or entry.deleted or entry.etag == CLAIM_ETAG:
             return None
         if not _same_version(entry, st):
             log.warning(

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from ferryman.app import listing
 from ferryman.app.bodycache import SmallBodyCache
+from ferryman.app.digestindex import DigestIndex
 from ferryman.app.paths import RequestPath
 from ferryman.app.plan import Plan, Representation, plan_response
 from ferryman.app.root import INDEX, BucketRoot, Meaning, decide, slash_form
@@ -60,6 +61,7 @@ class RemoteReader:
         self.cache = cache
         self.cache_control = config.cache_control
         self.max_ranges = config.max_ranges
+        self.digests: DigestIndex | None = None  # set when a catalog exists
         # Plain GETs of small cached objects, answered from memory (as local small files).
         self.answers = (
             SmallBodyCache(max_bytes=config.file_cache)
@@ -152,7 +154,12 @@ class RemoteReader:
         return Response(200, headers, Body((data,)))
 
     def _plan(self, request: Request, info: ObjectInfo, name: str) -> Plan:
-        digest = format_repr_digest(bytes.fromhex(info.sha256)) if info.sha256 else None
+        if info.sha256:
+            digest: str | None = format_repr_digest(bytes.fromhex(info.sha256))
+        elif self.digests is not None:
+            digest = self.digests.object_digest(info.key, info.etag, info.size)
+        else:
+            digest = None
         rep = Representation(
             size=info.size,
             etag=info.etag,

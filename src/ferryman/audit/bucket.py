@@ -33,6 +33,8 @@ class ObjectStore:
         self.store = store
         self.portal = portal
         self.id = name.rstrip("/")
+        # (key, ETag) of the last read: every byte of it came from that version (If-Match).
+        self.version_read: tuple[str, str] | None = None
 
     def listing(self) -> Generator[Stored, None, None]:
         try:
@@ -45,6 +47,7 @@ class ObjectStore:
     def read(self, key: str) -> Iterator[bytes]:
         try:
             info = self.portal.call(self.store.stat(key))
+            self.version_read = (key, info.etag)
             yield from self.portal.iterate(self.store.read(key, 0, info.size, if_match=info.etag))
         except StoreError as exc:
             raise Unreadable(exc.detail) from None

@@ -26,7 +26,7 @@ import os
 import sys
 from collections.abc import Iterator
 from dataclasses import asdict
-from typing import Any
+from typing import Any, NamedTuple
 
 from ferryman.app.files import file_etag
 from ferryman.audit.command import config_of, open_catalog_for, opened_stores
@@ -35,12 +35,24 @@ from ferryman.audit.localtree import local_ident
 from ferryman.audit.model import Expected
 from ferryman.audit.stores import AuditStore, Unreadable
 from ferryman.catalog.copies import Copies, CopyEvent
-from ferryman.catalog.db import Catalog, CatalogError
+from ferryman.catalog.db import CLAIM_ETAG, Catalog, CatalogError
 from ferryman.config import Config
 from ferryman.config.flags import add_option
 from ferryman.errors import ConfigError
 
-EMPTY_ETAG = '"imported"'  # an entry with no file behind it: matches no request
+EMPTY_ETAG = CLAIM_ETAG  # an entry with no file behind it: matches no request, serves no digest
+
+
+class Found(NamedTuple):
+    """A copy read whole: its size and digests, and (a local copy) its identity, kept only
+    when it was the same before and after the read: the digest is of that version."""
+
+    size: int
+    sha256: str
+    md5: str
+    st: os.stat_result | None
+    changed: bool = False
+    etag: str | None = None  # an object's: the version every byte was read from (If-Match)
 
 
 def add_parser(commands: Any) -> None:
@@ -96,12 +108,14 @@ def _import(catalog: Catalog, config: Config, entries: list[Expected]) -> int:
     with opened_stores(_source_only(config)) as (source, *_):
         for entry in entries:
             found = _hashed(source, entry.key)
-            if found is not None and _matches(entry, found):
+            if found is not None and not found.changed and _matches(entry, found):
                 _record(catalog, source, entry.key, found)
                 continue
             bad += 1
-            why = "missing in SOURCE" if found is None else "SOURCE's copy differs"
-            size = entry.size if entry.size is not None else (found[0] if found else None)
+            why = ("missing in SOURCE" if found is None
+                   else "SOURCE's copy changed while it was read" if found.changed
+                   else "SOURCE's copy differs")  # fmt: skip
+            size = entry.size if entry.size is not None else (found.size if found else None)
             if entry.sha256 is None or size is None:
                 print(f"not imported: {entry.key}: {why}, and the inventory alone does not"
                       " give its SHA-256 and size", file=sys.stderr)  # fmt: skip
@@ -117,7 +131,10 @@ def _scan(catalog: Catalog, config: Config) -> int:
     with opened_stores(_source_only(config)) as (source, *_):
         for listed in source.listing():
             found = _hashed(source, listed.key)
-            if found is not None:
+            if found is not None and found.changed:
+                print(f"not recorded: {listed.key}: it changed while it was read",
+                      file=sys.stderr)  # fmt: skip
+            elif found is not None:
                 _record(catalog, source, listed.key, found)
                 count += 1
     print(f"{count} files recorded from {config.source}")
@@ -155,8 +172,15 @@ def _source_only(config: Config) -> Config:
     return dataclasses.replace(config, replica=())
 
 
-def _hashed(store: AuditStore, key: str) -> tuple[int, str, str] | None:
-    """(size, sha256, md5) of the store's copy; None when it cannot be read."""
+def _hashed(store: AuditStore, key: str) -> Found | None:
+    """The store's copy read and hashed; None when it cannot be read.
+
+    A local copy is stat'ed before and after the read: an identity that
+    moved (a write changes the ctime, a replacement the inode) means the
+    bytes hashed may be of no version the file ever had, and `changed` says so.
+    """
+    local = None if store.id.startswith("s3://") else os.path.join(store.id, key)
+    before = _identity(local)
     sha256, md5, size = hashlib.sha256(), hashlib.md5(usedforsecurity=False), 0
     try:
         for chunk in store.read(key):
@@ -165,11 +189,28 @@ def _hashed(store: AuditStore, key: str) -> tuple[int, str, str] | None:
             size += len(chunk)
     except Unreadable:
         return None
-    return size, sha256.hexdigest(), md5.hexdigest()
+    after = _identity(local)
+    changed = local is not None and (before is None or _version(before) != _version(after))
+    version = getattr(store, "version_read", None)  # a bucket's (audit/bucket.py)
+    etag = version[1] if version is not None and version[0] == key else None
+    return Found(size, sha256.hexdigest(), md5.hexdigest(), before, changed, etag)
 
 
-def _matches(entry: Expected, found: tuple[int, str, str]) -> bool:
-    size, sha256, md5 = found
+def _identity(path: str | None) -> os.stat_result | None:
+    if path is None:
+        return None
+    try:
+        return os.stat(path, follow_symlinks=False)
+    except OSError:
+        return None
+
+
+def _version(st: os.stat_result | None) -> tuple[int, int, int, int] | None:
+    return None if st is None else (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _matches(entry: Expected, found: Found) -> bool:
+    size, sha256, md5 = found.size, found.sha256, found.md5
     if entry.size is not None and entry.size != size:
         return False
     if entry.sha256 is not None:
@@ -177,15 +218,19 @@ def _matches(entry: Expected, found: tuple[int, str, str]) -> bool:
     return entry.md5 is not None and entry.md5 == md5
 
 
-def _record(catalog: Catalog, store: AuditStore, key: str, found: tuple[int, str, str]) -> None:
-    """A copy hashed now, with the file's identity where SOURCE is a directory."""
-    size, sha256, _ = found
-    path = os.path.join(store.id, key)
-    if store.id.startswith("s3://"):
-        copy = CopyEvent(key, store.id, "verified", size, sha256, None, "ok", "read")
-        catalog.record(key, size=size, sha256=sha256, mtime_ns=0, etag=EMPTY_ETAG, copies=[copy])
+def _record(catalog: Catalog, store: AuditStore, key: str, found: Found) -> None:
+    """A copy hashed now, with the identity the file had while it was read (a directory)."""
+    size, sha256 = found.size, found.sha256
+    if found.changed:
+        return  # no version to tie the digest to
+    if store.id.startswith("s3://") or found.st is None:
+        # An object's ETag names the version read, so a server may serve the digest for it
+        # (app/digestindex.py); without one the entry is tied to no version.
+        etag = found.etag or EMPTY_ETAG
+        copy = CopyEvent(key, store.id, "verified", size, sha256, found.etag, "ok", "read")
+        catalog.record(key, size=size, sha256=sha256, mtime_ns=0, etag=etag, copies=[copy])
         return
-    st = os.stat(path, follow_symlinks=False)
+    st = found.st
     copy = CopyEvent(key, store.id, "verified", size, sha256, local_ident(st), "ok", "read")
     catalog.record(key, size=size, sha256=sha256, mtime_ns=st.st_mtime_ns, etag=file_etag(st),
                    ino=st.st_ino, ctime_ns=st.st_ctime_ns, copies=[copy])  # fmt: skip

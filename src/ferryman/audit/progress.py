@@ -115,12 +115,18 @@ class Progress:
         width: int | None = None,
         redraw_every: float = REDRAW_EVERY,
         log_every: float = LOG_EVERY,
+        counts_objects: bool = True,
+        bytes_done: int = 0,
     ) -> None:
+        """`counts_objects=False` leaves objects out of the line (one file's download);
+        `bytes_done` were done before this job started (a resumed download): they count
+        towards the total, not the rate."""
         self.label = label
         self.objects_total = objects_total
         self.bytes_total = bytes_total
+        self.counts_objects = counts_objects
         self.objects = 0
-        self.bytes = 0
+        self.bytes = bytes_done
         self._stream = stream if stream is not None else sys.stderr
         self._clock = clock
         self._interactive = _is_terminal(self._stream) if interactive is None else interactive
@@ -130,7 +136,7 @@ class Progress:
         self._last_output = self._started
         self._sample_at = self._started
         self._sample_objects = 0
-        self._sample_bytes = 0
+        self._sample_bytes = bytes_done
         self.object_rate: float | None = None
         self.byte_rate: float | None = None
         self._drawn = 0  # characters of the line now on the terminal
@@ -175,7 +181,9 @@ class Progress:
         fraction, left = self._fraction_and_eta()
         if fraction is not None:
             parts.append(f"{math.floor(fraction * 100)}%")
-        if self.objects_total is not None:
+        if not self.counts_objects:
+            pass
+        elif self.objects_total is not None:
             parts.append(f"{self.objects:,}/{self.objects_total:,} objects")
         else:
             parts.append(f"{self.objects:,} objects")

@@ -56,6 +56,9 @@ from ferryman.catalog.sqlitefile import (
 from ferryman.errors import FerrymanError
 
 PAGE_SIZE = 500  # rows per transaction in entries()
+# The ETag of an entry recorded from an inventory alone (`catalog import` of a copy that was
+# missing or differed): a claim about what should be stored, tied to no file's version.
+CLAIM_ETAG = '"imported"'
 
 _SELECT = (
     "SELECT path, size, sha256, mtime_ns, etag, deleted, updated_ns, ino, ctime_ns FROM objects"
