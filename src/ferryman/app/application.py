@@ -3,6 +3,8 @@
 Reads go to the reader of SOURCE: a LocalReader (app/local.py) over the Root
 of a directory, or a RemoteReader (app/remote.py) over a store; PUT and
 DELETE go to the one write flow (app/writes.py) when writes are allowed.
+OPTIONS says which methods a resource allows, without credentials: the list
+is the server's, whatever the path names.
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ class Application:
             self._serve_store(config)
         else:
             self._serve_directory(config)
-        self._allowed = "GET, HEAD, PUT, DELETE" if self.uploads else "GET, HEAD"
+        self._allowed = "GET, HEAD, OPTIONS, PUT, DELETE" if self.uploads else "GET, HEAD, OPTIONS"
         # Anonymous reads skip the authorizer when nothing could make them fail.
         self._open_reads = not config.private
 
@@ -73,6 +75,10 @@ class Application:
             if method == "PUT":
                 return self.uploads.put(request, body, once)
             return self.uploads.delete(request, once)
+        if method == "OPTIONS":
+            if request.path != b"*":  # the server itself: RFC 9110 9.3.7
+                resolve(request.path)  # a path that names nothing anywhere is still a 400
+            return Response(204, [("Allow", self._allowed)])
         allowed = self._allowed  # a new error per answer: a kept one grows with each raise
         detail = f"allowed here: {allowed}"
         raise HttpError(405, "method_not_allowed", detail, (("Allow", allowed),))
