@@ -30,3 +30,8 @@ def check_combinations(config: Config) -> None:
         raise ConfigError(f"--cache-block-size: use {MIN_BLOCK // 1024}KiB to {MAX_BLOCK >> 20}MiB")
     if config.s3_part_size < MIN_PART:
         raise ConfigError("--s3-part-size: S3 needs parts of at least 5MiB")
+    if config.cors_credentials and not any(o != "*" for o in config.cors_origin):
+        raise ConfigError(
+            "--cors-credentials needs --cors-origin naming an origin: credentials are never "
+            "allowed to every origin ('*')"
+        )
