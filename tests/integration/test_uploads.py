@@ -376,7 +376,7 @@ def test_names_with_control_characters_are_refused(store: Store) -> None:
 def test_writes_are_off_unless_allowed(ferryman: Servers, tmp_path: Path) -> None:
     srv = ferryman(root=tmp_path)
     r = put(srv, "/x", b"x")
-    assert r.status == 405 and r.header("allow") == "GET, HEAD"
+    assert r.status == 405 and r.header("allow") == "GET, HEAD, OPTIONS"
     assert not (tmp_path / "x").exists()
 
 

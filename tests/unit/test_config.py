@@ -160,9 +160,15 @@ VALUES: dict[str, st.SearchStrategy[str]] = {
 }
 
 
+host = st.text("abcdefghijklmnopqrstuvwxyz0123456789", min_size=1, max_size=12)
+origin = st.builds("https://{}:{}".format, host, st.integers(1, 65535)) | st.just("*")
+MANY: dict[str, st.SearchStrategy[str]] = {"origins (`scheme://host[:port]`) or `*`": origin}
+GOOD_ITEM = {"origins (`scheme://host[:port]`) or `*`": "*"}  # where "none" is no such item
+
+
 def values_for(option: Option, layer: str) -> st.SearchStrategy[object]:
     if option.kind.many:
-        items = st.lists(word, min_size=1, max_size=3)
+        items = st.lists(MANY.get(option.kind.takes, word), min_size=1, max_size=3)
         return items.map(" ".join) if layer == "env" else items
     if option.switch and layer == "flag":
         return st.just(True)  # a bare flag
@@ -230,7 +236,7 @@ def refuses(option: Option, text: str) -> bool:
 
 @given(st.sampled_from([o for o in OPTIONS if refuses(o, "§ not a value")]))
 def test_a_bad_value_under_a_good_one_is_never_read(option: Option) -> None:
-    good = {"on or off": "on"}.get(option.kind.takes, option.shown_default)
+    good = {"on or off": "on", **GOOD_ITEM}.get(option.kind.takes, option.shown_default)
     config = build_config({option.attr: good}, environ={option.env: "§ not a value"})
     assert getattr(config, option.attr) == option.kind.parse(good)
     with pytest.raises(ConfigError, match=re.escape(option.flag)):

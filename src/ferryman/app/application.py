@@ -3,6 +3,11 @@
 Reads go to the reader of SOURCE: a LocalReader (app/local.py) over the Root
 of a directory, or a RemoteReader (app/remote.py) over a store; PUT and
 DELETE go to the one write flow (app/writes.py) when writes are allowed.
+OPTIONS says which methods a resource allows, without credentials: the list
+is the server's, whatever the path names. With --cors-origin, a request that
+carries Origin has its answer, whatever its status, given the CORS headers
+http/cors.py decides; one without Origin pays one dict lookup for it (none
+without --cors-origin).
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import time
 from collections.abc import Awaitable
 from typing import Protocol
 
-from ferryman.app.auth import Access, Authorizer, SigningKey, TokenTable
+from ferryman.app.auth import SIGNATURE_PARAM, Access, Authorizer, SigningKey, TokenTable
 from ferryman.app.digestindex import DigestIndex
 from ferryman.app.local import LocalReader
 from ferryman.app.localtarget import LocalTarget
@@ -28,14 +33,17 @@ from ferryman.app.writetarget import Target
 from ferryman.boot import open_catalog
 from ferryman.config import Config
 from ferryman.errors import HttpError
+from ferryman.failures import internal_error
 from ferryman.http.body import BodyReader
+from ferryman.http.cors import Cors, Header
 from ferryman.http.parser import Request
-from ferryman.http.response import Response
+from ferryman.http.response import Response, encode_headers, error_response
 from ferryman.stores.base import Store
 
 log = logging.getLogger("ferryman")
 READ_METHODS = frozenset(("GET", "HEAD"))
 WRITE_METHODS = frozenset(("PUT", "DELETE"))
+_SIGNED = SIGNATURE_PARAM.encode() + b"="
 
 
 class Application:
@@ -57,11 +65,23 @@ class Application:
             self._serve_store(config)
         else:
             self._serve_directory(config)
-        self._allowed = "GET, HEAD, PUT, DELETE" if self.uploads else "GET, HEAD"
+        allowed = "GET, HEAD, OPTIONS, PUT, DELETE" if self.uploads else "GET, HEAD, OPTIONS"
+        self._allowed = allowed
         # Anonymous reads skip the authorizer when nothing could make them fail.
         self._open_reads = not config.private
+        self._cors: Cors | None = None
+        if config.cors_origin:
+            max_age = int(config.cors_max_age)
+            credentials = config.cors_credentials
+            self._cors = Cors(config.cors_origin, methods=allowed, max_age=max_age,
+                              credentials=credentials)  # fmt: skip
 
     def handle(self, request: Request, body: BodyReader | None) -> Response | Awaitable[Response]:
+        if self._cors is not None and "origin" in request.headers:
+            return self._cross_origin(self._cors, request, body)
+        return self._answer(request, body)
+
+    def _answer(self, request: Request, body: BodyReader | None) -> Response | Awaitable[Response]:
         method = request.method
         if method in READ_METHODS:
             if not self._open_reads or request.query or "authorization" in request.headers:
@@ -73,9 +93,32 @@ class Application:
             if method == "PUT":
                 return self.uploads.put(request, body, once)
             return self.uploads.delete(request, once)
+        if method == "OPTIONS":
+            if request.path != b"*":  # the server itself: RFC 9110 9.3.7
+                resolve(request.path)  # a path that names nothing anywhere is still a 400
+            return Response(204, [("Allow", self._allowed)])
         allowed = self._allowed  # a new error per answer: a kept one grows with each raise
         detail = f"allowed here: {allowed}"
         raise HttpError(405, "method_not_allowed", detail, (("Allow", allowed),))
+
+    def _cross_origin(
+        self, cors: Cors, request: Request, body: BodyReader | None
+    ) -> Response | Awaitable[Response]:
+        """The answer with the CORS headers its Origin gets (none for an origin not
+        allowed), errors included: a page can read why it failed."""
+        headers = request.headers
+        signed = _SIGNED in request.query
+        if request.method == "OPTIONS" and "access-control-request-method" in headers:
+            extra = cors.preflight(headers, signed)
+        else:
+            extra = cors.actual(headers, signed)
+        try:
+            answer = self._answer(request, body)
+        except Exception as exc:
+            return _with_headers(_error(request, exc), extra)
+        if isinstance(answer, Response):
+            return _with_headers(answer, extra)
+        return _later(request, answer, extra)
 
     def _serve_directory(self, config: Config) -> None:
         reader = self.reader = LocalReader.of(config)
@@ -140,6 +183,36 @@ class Application:
         if self.store is not None:
             await self.store.close()
         self.close()
+
+
+async def _later(
+    request: Request, pending: Awaitable[Response], extra: tuple[Header, ...]
+) -> Response:
+    try:
+        answer = await pending
+    except ConnectionError:
+        raise  # the client left: the connection cuts it, nothing is answered
+    except Exception as exc:
+        return _with_headers(_error(request, exc), extra)
+    return _with_headers(answer, extra)
+
+
+def _error(request: Request, exc: Exception) -> Response:
+    """The answer the connection would make of a handler's error (a bug's: a 500)."""
+    if not isinstance(exc, HttpError):
+        exc = internal_error(log, exc, request.method, request.target)
+    accept = request.headers.get("accept")
+    return error_response(exc.status, exc.error, exc.detail, exc.headers, accept=accept)
+
+
+def _with_headers(response: Response, extra: tuple[Header, ...]) -> Response:
+    """`response` with `extra` after its headers; their lists and blocks may be shared
+    (the memory cache's), so they are replaced, never changed."""
+    if response.head_block is not None:
+        response.head_block += encode_headers(list(extra))
+    else:
+        response.headers = [*response.headers, *extra]
+    return response
 
 
 class Reader(Protocol):

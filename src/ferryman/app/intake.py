@@ -102,7 +102,7 @@ def write_path(request: Request) -> RequestPath:
         raise HttpError(400, "bad_path", "file names cannot contain control characters")
     if not path.segments or path.trailing_slash:
         raise HttpError(405, "method_not_allowed", "a directory cannot be written or deleted",
-                        (("Allow", "GET, HEAD"),))  # fmt: skip
+                        (("Allow", "GET, HEAD, OPTIONS"),))  # fmt: skip
     return path
 
 

@@ -34,3 +34,8 @@ def check_combinations(config: Config) -> None:
         raise ConfigError("--tls-cert needs --tls-key: TLS takes a certificate and its key")
     if config.tls_key is not None and config.tls_cert is None:
         raise ConfigError("--tls-key needs --tls-cert: TLS takes a certificate and its key")
+    if config.cors_credentials and not any(o != "*" for o in config.cors_origin):
+        raise ConfigError(
+            "--cors-credentials needs --cors-origin naming an origin: credentials are never "
+            "allowed to every origin ('*')"
+        )

@@ -21,6 +21,7 @@ from ferryman.config.parse import (
     COUNT,
     DURATION,
     LOCATIONS,
+    ORIGINS,
     PORT,
     POSITIVE,
     POSITIVE_DURATION,
@@ -320,6 +321,31 @@ class Config:
         "the private key of `--tls-cert`, in PEM, unencrypted; needs `--tls-cert`",
         "Keep it readable only by ferryman's user. An encrypted key stops the start: "
         "ferryman does not ask for passphrases.", metavar="FILE")
+    cors_origin: tuple[str, ...] = option(
+        (), ORIGINS,
+        "a web origin whose pages may read ferryman's answers (CORS), or `*` for any; "
+        "repeat the flag for several",
+        "Checked at start: `scheme://host[:port]`, no path (not even a final `/`), the "
+        "default port dropped as browsers do. An origin named here gets itself in "
+        "`Access-Control-Allow-Origin`; with `*`, others get `*` (their own origin when the "
+        "request carries credentials). Preflights (`OPTIONS`) are answered, and every answer "
+        "to an allowed origin exposes `Content-Range`, `ETag`, the digests and "
+        "`X-Request-Id`. Other origins get no CORS headers. In the environment, separate "
+        "several with whitespace; in TOML, `cors-origin = [\"https://player.example\"]`. See "
+        "[operations.md](operations.md#cors-pages-of-other-origins).", metavar="ORIGIN")
+    cors_max_age: float = option(
+        7200.0, DURATION,
+        "how long a browser may reuse a preflight's answer (`Access-Control-Max-Age`)",
+        "Whole seconds are sent. Chromium keeps one at most 2 h, Firefox 24 h; `0`: every "
+        "request that needs a preflight gets one.")
+    cors_credentials: bool = option(
+        False, SWITCH,
+        "answers to an origin named by `--cors-origin` carry "
+        "`Access-Control-Allow-Credentials: true`",
+        "For pages that fetch with `credentials: \"include\"` (cookies or HTTP "
+        "authentication a proxy in front of ferryman checks). Never sent beside `*`, and "
+        "not needed for a bearer token or a signed URL. Needs `--cors-origin` naming an "
+        "origin.", switch=True)
     s3_endpoint: str | None = option(
         None, optional("a URL"),
         "S3-compatible endpoint URL for an `s3://` SOURCE (none: AWS S3 in `AWS_REGION`)",

@@ -18,6 +18,7 @@ from fractions import Fraction
 from typing import Any, Generic, TypeVar
 
 from ferryman.errors import ConfigError
+from ferryman.http.cors import normal_origin
 
 T = TypeVar("T")
 
@@ -146,6 +147,21 @@ def parse_locations(value: object) -> tuple[str, ...]:
     return tuple(item for item in items if item)
 
 
+def parse_origins(value: object) -> tuple[str, ...]:
+    """Origins (`scheme://host[:port]`) or `*`: a list (flags, TOML), or one string of
+    several separated by whitespace (the environment); each as a browser writes it."""
+    items = value.split() if isinstance(value, str) else value
+    if not isinstance(items, list | tuple) or not all(isinstance(i, str) for i in items):
+        raise ConfigError(f"expected origins (scheme://host[:port]) or '*', not {value!r}")
+    origins: list[str] = []
+    for item in items:
+        try:
+            origins.append(normal_origin(item.strip()))
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+    return tuple(dict.fromkeys(origins))
+
+
 def parse_text(value: object) -> str:
     return str(value)
 
@@ -228,3 +244,5 @@ PORT: Kind[int] = Kind("0 to 65535", parse_port)
 WORKERS: Kind[int] = Kind(f"1 to {MAX_WORKERS}, or `auto`", parse_workers)
 LOCATIONS: Kind[tuple[str, ...]] = Kind("directories or `s3://` URLs", parse_locations,
                                         show_optional, many=True)  # fmt: skip
+ORIGINS: Kind[tuple[str, ...]] = Kind("origins (`scheme://host[:port]`) or `*`", parse_origins,
+                                      show_optional, many=True)  # fmt: skip
