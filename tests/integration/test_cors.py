@@ -82,7 +82,7 @@ def test_options_says_what_a_resource_allows(ferryman: Any, tmp_path: Path) -> N
     server_wide = curl(srv.url, "-X", "OPTIONS", "--request-target", "*", tmp=tmp_path)
     assert (server_wide.status, server_wide.one("allow")) == (204, "GET, HEAD, OPTIONS")
     with srv.connect() as conn:  # byte for byte: no body, no length, and the next request works
-        raw = conn.request(b"OPTIONS * HTTP/1.1\r\nHost: t\r\n\r\nGET /hello.txt HTTP/1.1\r\n"
+        raw = conn.exchange(b"OPTIONS * HTTP/1.1\r\nHost: t\r\n\r\nGET /hello.txt HTTP/1.1\r\n"
                            b"Host: t\r\n\r\n", count=2)  # fmt: skip
     assert raw[0].status == 204 and raw[0].header("content-length") is None
     assert raw[1].status == 200 and raw[1].body == b"hello, world\n"
