@@ -149,6 +149,16 @@ class FileReader:
         if plan.status == 304:
             opened.release()
             return Response(304, plan.headers)
+        if (
+            plan.status == 200
+            and rep.size <= self.small_body
+            and self.cache is not None
+            and "accept-encoding" not in request.headers
+        ):
+            small = self._remember(request, relative, opened, plan.headers, varies=True)
+            if small is not None:
+                opened.release()
+                return small
         return Response(plan.status, plan.headers, plan.body(opened.fd, 0, opened.release))
 
     def _sidecar(
@@ -182,7 +192,12 @@ class FileReader:
         return answer
 
     def _remember(
-        self, request: Request, relative: str, opened: OpenFile, headers: Headers
+        self,
+        request: Request,
+        relative: str,
+        opened: OpenFile,
+        headers: Headers,
+        varies: bool = False,
     ) -> Response | None:
         """Answer a small, cached-in-RAM file from bytes, and keep it for next time."""
         assert self.cache is not None
@@ -191,7 +206,7 @@ class FileReader:
         if body is None or len(body) != size:
             return None  # cold or changing: the connection reads it the usual way
         current = same_file(self.root.fd, relative, opened.identity, opened.route)
-        self.cache.store(request, current, headers, body)
+        self.cache.store(request, current, headers, body, varies)
         return Response(200, headers, Body((body,)))
 
 
