@@ -427,3 +427,38 @@ def test_coded_answers_repeated_do_not_grow_memory(
         pass
     growth = vm_rss(worker) - warm
     assert growth < 4 * 1024 * 1024, f"RSS grew {growth / 2**20:.2f} MiB"
+
+
+# -- a bucket -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cached", [False, True], ids=["store", "cache"])
+def test_a_buckets_objects_are_coded_on_the_fly(
+    request: pytest.FixtureRequest, tmp_path: Path, cached: bool
+) -> None:
+    from tests.s3server import s3_env
+
+    moto = request.getfixturevalue("moto_server")
+    bucket = moto.create_bucket()
+    big = words(2 * 1024 * 1024)  # above --compress-buffer: streamed
+    moto.put_object(bucket, "data.json", JSON)
+    moto.put_object(bucket, "big.txt", big)
+    args = ["--state-dir", str(tmp_path / "state")]
+    if cached:
+        args += ["--cache-dir", str(tmp_path / "cache")]
+    srv = ServerProcess(f"s3://{bucket}", *args, env=s3_env(moto.url))  # type: ignore[arg-type]
+    try:
+        for _ in range(2):  # the second time from a warm cache entry, when there is one
+            for path, expected in (("/data.json", JSON), ("/big.txt", big)):
+                for coding in CODINGS:
+                    response, body = get(srv, path, ae(coding))
+                    assert response.getheader("Content-Encoding") == coding
+                    assert response.getheader("Vary") == "Accept-Encoding"
+                    assert decode(coding, body) == expected
+                response, body = get(srv, path, ae("gzip"), ("Range", "bytes=5-14"))
+                assert response.status == 206 and body == expected[5:15]
+                assert response.getheader("Content-Encoding") is None
+        etag = get(srv, "/data.json", ae("br"))[0].getheader("ETag")
+        assert get(srv, "/data.json", ae("br"), ("If-None-Match", etag))[0].status == 304
+    finally:
+        assert srv.stop() == 0, srv.log_text()
