@@ -180,8 +180,21 @@ def nginx_launch(
     return Launch(argv, port)
 
 
+# The gzip workload's JSON: coded on the fly at ferryman's gzip level, or sent from its
+# precompressed sidecar. Only JSON is listed, so no other workload's file is coded.
+NGINX_GZIP = """\
+        types { application/json json; }
+        gzip on;
+        gzip_types application/json;
+        gzip_comp_level 6;
+        gzip_min_length 1024;
+        gzip_vary on;
+        gzip_static on;
+"""
+
+
 def _nginx(workdir: Path, files: TestFiles, settings: Settings) -> Launch:
-    return nginx_launch(workdir, settings, f"        root {files.root};\n")
+    return nginx_launch(workdir, settings, f"        root {files.root};\n" + NGINX_GZIP)
 
 
 def _nginx_https(workdir: Path, files: TestFiles, settings: Settings) -> Launch:

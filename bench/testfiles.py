@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import random
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +15,12 @@ BIG_NAME = "100m.bin"
 BIG_SIZE = 100 * 1024 * 1024
 BLOCK_SIZE = 1024 * 1024
 SEED = 20240601
+# The gzip workload: a 100 KiB JSON file coded on the fly, and another one with a
+# precompressed sidecar (gzip -9) beside it, for nginx's gzip_static and ferryman's
+# --precompressed.
+JSON_NAME = "100k.json"
+STATIC_JSON_NAME = "100k-static.json"
+JSON_SIZE = 100 * 1024
 
 
 @dataclass(frozen=True)
@@ -30,6 +38,14 @@ class TestFiles:
     @property
     def big_size(self) -> int:
         return BIG_SIZE
+
+    @property
+    def json_path(self) -> str:
+        return "/" + JSON_NAME
+
+    @property
+    def static_json_path(self) -> str:
+        return "/" + STATIC_JSON_NAME
 
     def big_bytes(self, start: int, length: int) -> bytes:
         with open(self.root / BIG_NAME, "rb") as f:
@@ -57,4 +73,32 @@ def make_test_files(root: Path) -> TestFiles:
     (root / SMALL_NAME).write_bytes(random_block(SEED, 0)[:SMALL_SIZE])
     with open(root / BIG_NAME, "wb") as f:
         f.writelines(repeated_blocks(SEED, 8, BIG_SIZE // BLOCK_SIZE))
+    data = json_document(JSON_SIZE)
+    (root / JSON_NAME).write_bytes(data)
+    (root / STATIC_JSON_NAME).write_bytes(data)
+    sidecar = root / (STATIC_JSON_NAME + ".gz")
+    z = zlib.compressobj(9, zlib.DEFLATED, 31)
+    sidecar.write_bytes(z.compress(data) + z.flush())
     return TestFiles(root)
+
+
+def json_document(size: int) -> bytes:
+    """A JSON array of records like an API's answer: the same bytes on every run."""
+    rng = random.Random(SEED)
+    words = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel"]
+    records: list[str] = []
+    length = 2
+    while length < size:
+        record = json.dumps(
+            {
+                "id": len(records),
+                "name": " ".join(rng.choice(words) for _ in range(3)),
+                "score": round(rng.random() * 1000, 3),
+                "tags": rng.sample(words, 2),
+                "active": rng.random() < 0.5,
+            }
+        )
+        records.append(record)
+        length += len(record) + 1
+    text = "[" + ",".join(records) + "]"
+    return text[: size - 1].rsplit(",", 1)[0].encode() + b"]"

@@ -10,8 +10,11 @@ adds "failed to start".
 
 from __future__ import annotations
 
+import http.client
 import math
+import resource
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -280,6 +283,57 @@ def run_slow(server: Server, ctx: Context) -> Outcome:
     return Outcome(status, metrics, note, {"ready": ready, "report": report})
 
 
+def _gzip_probe(port: int, path: str, expected: bytes) -> tuple[int | None, str]:
+    """The gzip-coded length of `path`, checked against the file; None and why if not coded."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", path, headers={"Accept-Encoding": "gzip"})
+        response = conn.getresponse()
+        body = response.read()
+    except (OSError, http.client.HTTPException) as exc:
+        return None, f"probe failed: {exc}"
+    finally:
+        conn.close()
+    if response.getheader("Content-Encoding") != "gzip":
+        return None, "does not answer Accept-Encoding: gzip with a gzip coding"
+    if zlib.decompress(body, 31) != expected:
+        return None, "the gzip answer does not decode to the file"
+    return len(body), ""
+
+
+def run_gzip(server: Server, ctx: Context) -> Outcome:
+    """A 100 KiB JSON file asked for with Accept-Encoding: gzip: coded on the fly, then
+    from a precompressed sidecar. Figures where wrk used most of its CPU are client-bound."""
+    files, s = ctx.files, ctx.settings
+    identity = (files.root / files.json_path.lstrip("/")).read_bytes()
+    metrics: dict[str, float] = {}
+    notes: list[str] = []
+    details: dict[str, object] = {}
+    for key, path in (("fly", files.json_path), ("static", files.static_json_path)):
+        coded, problem = _gzip_probe(server.port, path, identity)
+        if coded is None:
+            return Outcome("unsupported", note=f"{key}: {problem}")
+        lua = script_file("gzip", ctx.workdir)
+        run_wrk(s, server.url(path), s.small_connections, s.warmup, lua)
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu_before = cpu_seconds(server.sid)
+        result = run_wrk(s, server.url(path), s.small_connections, s.duration, lua)
+        server_cpu = cpu_seconds(server.sid) - cpu_before
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        client_cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        client_pct = 100 * client_cpu / result.duration_s
+        metrics[f"{key}_rps"] = result.requests_per_s
+        metrics[f"{key}_ratio"] = coded / len(identity)
+        metrics[f"{key}_client_cpu_pct"] = client_pct
+        metrics[f"{key}_server_cpu_pct"] = 100 * server_cpu / result.duration_s
+        problems = _wrk_problems(result)
+        if client_pct >= 90:
+            problems.append(f"client-bound (wrk at {client_pct:.0f}% of its CPU)")
+        notes.extend(f"{key}: {p}" for p in problems)
+        details[key] = result.as_dict()
+    return Outcome("flagged" if notes else "ok", metrics, "; ".join(notes), details)
+
+
 RPS = Metric("rps", "req/s", "req/s", "higher")
 
 WORKLOADS = [
@@ -295,6 +349,18 @@ WORKLOADS = [
     ),
     Workload("ranges", "random 64 KiB ranges in 100 MiB, 64 connections", (RPS,), run_ranges),
     Workload("multirange", "3 ranges of 16 KiB each, 64 connections", (RPS,), run_multirange),
+    Workload(
+        "gzip",
+        "100 KiB JSON with Accept-Encoding: gzip, on the fly and precompressed, 64 connections",
+        (
+            Metric("fly_rps", "on the fly req/s", "req/s", "higher"),
+            Metric("static_rps", "precompressed req/s", "req/s", "higher"),
+            Metric("fly_ratio", "ratio", "of the file", "lower", 3),
+            Metric("fly_client_cpu_pct", "wrk CPU % (fly)", "%", "lower"),
+            Metric("static_client_cpu_pct", "wrk CPU % (static)", "%", "lower"),
+        ),
+        run_gzip,
+    ),
     Workload(
         "idle",
         "{idle_connections:,} idle keep-alive connections",

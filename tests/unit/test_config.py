@@ -157,6 +157,9 @@ VALUES: dict[str, st.SearchStrategy[str]] = {
     "a directory": word,
     "a file": word,
     "a URL": word,
+    "`none`, or a list of `zstd`, `br`, `gzip`": st.sampled_from(
+        ["none", "gzip", "zstd,br", "br, gzip", "zstd,br,gzip"]
+    ),
 }
 
 

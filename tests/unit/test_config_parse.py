@@ -162,3 +162,15 @@ def test_locations_from_flags_and_toml_are_kept_whole_but_the_empty_ones(
 def test_locations_that_are_not_text_are_refused(value: object) -> None:
     with pytest.raises(ConfigError, match="expected directories or s3:// URLs"):
         parse_locations(value)
+
+
+def test_codings_keep_the_servers_order_and_refuse_unknown_ones() -> None:
+    from ferryman.config.parse import parse_codings
+
+    assert parse_codings("gzip,zstd") == ("zstd", "gzip")
+    assert parse_codings(" br , GZIP ") == ("br", "gzip")
+    assert parse_codings(["gzip", "br"]) == ("br", "gzip")
+    assert parse_codings("none") == ()
+    for wrong in ("deflate", "gzip,lz4", 3, ["gzip", 1]):
+        with pytest.raises(ConfigError):
+            parse_codings(wrong)

@@ -38,13 +38,14 @@ import errno
 import logging
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from ferryman.app.archive_copies import (
     EXTRACTIONS,
     ArchiveDamaged,
     CopyMismatch,
+    Lease,
     MemberCopies,
     Refusal,
     Stopped,
@@ -59,13 +60,15 @@ from ferryman.app.archive_index import (
     open_positional,
     read_index,
 )
+from ferryman.app.compression import Compression, FileSource, Source
 from ferryman.app.listing import render
+from ferryman.app.mime import content_type
 from ferryman.app.openfiles import Identity, identity
 from ferryman.app.plan import Plan, Representation, plan_response
 from ferryman.app.root import Kind, Meaning, decide, slash_form
 from ferryman.app.spool import Spool, SpoolFull
 from ferryman.errors import HttpError, not_found
-from ferryman.http.body import Body
+from ferryman.http.body import Body, FileRegion
 from ferryman.http.parser import Request
 from ferryman.http.response import Response
 
@@ -95,8 +98,10 @@ class ArchiveReader:
         max_ranges: int,
         cache: IndexCache | None = None,
         extractions: int = EXTRACTIONS,
+        compression: Compression | None = None,
     ) -> None:
         self.spool = spool
+        self.compression = compression
         self.cache_control = cache_control
         self.max_ranges = max_ranges
         self.max_member_size = max_member_size
@@ -125,13 +130,21 @@ class ArchiveReader:
             found = index.files.get(member)
             meaning = decide(path, _kind(index, member, path.trailing_slash), archives=False)
             if meaning is Meaning.FILE and found is not None:
+                name = member.rpartition("/")[2]
                 rep = Representation(
                     size=found.size,
                     etag=member_etag(st, member, found.offset),
                     last_modified=found.mtime,
-                    name=member.rpartition("/")[2],
+                    name=name,
                     cache_control=self.cache_control,
+                    vary=self.compression is not None
+                    and self.compression.negotiates(content_type(name)),
                 )
+                if rep.vary:
+                    coded = self._coded(request, rep, name, fd, st, compressed, found)
+                    if coded is not None:
+                        fd = -1  # the answer's now, however it ends
+                        return coded if isinstance(coded, Response) else await coded
                 plan = plan_response(request, rep, max_ranges=self.max_ranges)
                 if plan.status == 304:
                     return Response(304, plan.headers)
@@ -149,6 +162,32 @@ class ArchiveReader:
         finally:
             if fd >= 0:
                 os.close(fd)
+
+    def _coded(
+        self,
+        request: Request,
+        rep: Representation,
+        name: str,
+        fd: int,
+        st: os.stat_result,
+        compressed: bool,
+        found: Member,
+    ) -> Response | Awaitable[Response] | None:
+        """The member coded on the fly, if negotiation says so (app/compression.py); None
+        for identity. Raises before taking `fd`; the answer owns it when one is returned."""
+        compression = self.compression
+        assert compression is not None
+        coding = next(compression.choices(request, rep, sidecars=False)).coding
+        if coding is None:
+            return None
+        coded = compression.coded(rep, coding, name)
+        source: Source
+        if compressed:
+            self._check_extractable(found)
+            source = _ExtractedSource(self, fd, st, name, found)
+        else:
+            source = FileSource(fd, found.offset, found.size, _closer(fd))
+        return compression.on_the_fly(request, coded, coding, source)
 
     # -- index --------------------------------------------------------------------
 
@@ -196,6 +235,21 @@ class ArchiveReader:
         found: Member,
     ) -> Response:
         """Serve the member from its shared, checked copy; the body holds a lease on it."""
+        self._check_extractable(found)
+        if request.method == "HEAD":
+            return Response(plan.status, plan.headers, plan.declared_body())
+        if plan.window() is None:  # an empty member
+            return Response(plan.status, plan.headers, Body())
+        lease = await self._lease(fd, st, name, found)
+        try:
+            body = plan.body(lease.fd, 0, lease.release)
+        except BaseException:
+            lease.release()
+            raise
+        return Response(plan.status, plan.headers, body)
+
+    def _check_extractable(self, found: Member) -> None:
+        """507 for a member too large to extract, before anything is written."""
         if found.size > self.max_member_size:
             raise HttpError(
                 507,
@@ -208,18 +262,37 @@ class ArchiveReader:
                 "member_too_large",
                 f"a copy of {found.size} bytes cannot fit in the spool's {self.spool.max_size}",
             )
-        if request.method == "HEAD":
-            return Response(plan.status, plan.headers, plan.declared_body())
-        if plan.window() is None:  # an empty member
-            return Response(plan.status, plan.headers, Body())
+
+    async def _lease(self, fd: int, st: os.stat_result, name: str, found: Member) -> Lease:
+        """A lease on the member's shared, checked copy (extracted by the first asker)."""
         key = (identity(st), name, found.offset)
-        lease = await self.copies.lease(key, lambda: _MemberJob(_dup(fd), found, name, self.spool))
+        return await self.copies.lease(key, lambda: _MemberJob(_dup(fd), found, name, self.spool))
+
+
+class _ExtractedSource:
+    """A member of a compressed archive as the source of a coded answer: its copy,
+    leased when the body is wanted. Owns the archive's `fd` until then."""
+
+    def __init__(
+        self, reader: ArchiveReader, fd: int, st: os.stat_result, name: str, found: Member
+    ) -> None:
+        self.reader = reader
+        self.fd = fd
+        self.st = st
+        self.name = name
+        self.found = found
+
+    async def body(self) -> Body:
         try:
-            body = plan.body(lease.fd, 0, lease.release)
-        except BaseException:
-            lease.release()
-            raise
-        return Response(plan.status, plan.headers, body)
+            lease = await self.reader._lease(self.fd, self.st, self.name, self.found)
+        finally:
+            self.release()
+        return Body((FileRegion(lease.fd, 0, self.found.size),), cleanup=lease.release)
+
+    def release(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
 
 
 class _MemberJob:

@@ -18,6 +18,10 @@ fixed time; here a changed file or object version is never served stale:
   of the root and reached again through a symlink is not served from memory;
 - a cached object: the cache entry is still the one this worker holds
   in use, and its version was confirmed recently (cache/client.py).
+
+A compressible file's answers vary with Accept-Encoding (app/compression.py):
+only its identity answer to a request without Accept-Encoding is kept
+(`varies`), and only such a request is answered with it.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ class Entry:
     headers: Headers
     head_block: bytes
     body: bytes
+    varies: bool = False  # for requests without Accept-Encoding only
 
 
 class SmallBodyCache:
@@ -73,7 +78,7 @@ class SmallBodyCache:
         if not self.applies_to(request.method, request.headers):
             return None
         entry = self._entries.get(request.path)
-        if entry is None:
+        if entry is None or (entry.varies and "accept-encoding" in request.headers):
             self.misses += 1
             return None
         if not entry.current():
@@ -84,11 +89,18 @@ class SmallBodyCache:
         return Response(200, entry.headers, Body((entry.body,)), entry.head_block)
 
     def store(
-        self, request: Request, current: Callable[[], bool], headers: Headers, body: bytes
+        self,
+        request: Request,
+        current: Callable[[], bool],
+        headers: Headers,
+        body: bytes,
+        varies: bool = False,
     ) -> None:
         """Keep a plain 200 the full path just made for `request` (only a plain GET or
         HEAD's: another request's headers describe something else)."""
         if not self.applies_to(request.method, request.headers) or len(body) > self.max_bytes // 16:
+            return
+        if varies and "accept-encoding" in request.headers:
             return
         raw_path = request.path
         self._drop(raw_path)
@@ -96,7 +108,7 @@ class SmallBodyCache:
             len(self._entries) >= self.max_entries or self._bytes + len(body) > self.max_bytes
         ):
             self._drop(next(iter(self._entries)))
-        self._entries[raw_path] = Entry(current, headers, encode_headers(headers), body)
+        self._entries[raw_path] = Entry(current, headers, encode_headers(headers), body, varies)
         self._bytes += len(body)
 
     def _drop(self, raw_path: bytes) -> None:

@@ -8,19 +8,31 @@ that descriptor. This request's use of the descriptor is released by the
 body's cleanup, which the connection runs when the transfer ends; every
 early return releases it here. A small file whose bytes are in the page
 cache is answered from memory, and kept there for the next plain GET of the
-same path while it is the same file (app/bodycache.py).
+same path while it is the same file (app/bodycache.py). A compressible file
+is negotiated (app/compression.py): a fresh precompressed sidecar beside it,
+a coding on the fly, or the file as it is; its answers vary with
+Accept-Encoding, so none of them is kept in that memory.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Awaitable, Callable
 
 from ferryman.app.bodycache import SmallBodyCache, same_file
+from ferryman.app.compression import (
+    SIDECAR_SUFFIX,
+    Compression,
+    FileSource,
+    fresh_sidecar,
+)
 from ferryman.app.digestindex import DigestIndex
+from ferryman.app.mime import content_type
 from ferryman.app.openfiles import OpenFile
 from ferryman.app.plan import Representation, plan_response
 from ferryman.app.root import Root
 from ferryman.config import Config
+from ferryman.errors import HttpError
 from ferryman.http.body import Body
 from ferryman.http.parser import Request
 from ferryman.http.response import Headers, Response
@@ -50,6 +62,7 @@ class FileReader:
             if config.file_cache and self.small_body
             else None
         )
+        self.compression = Compression.of(config)
 
     def remembered(self, request: Request) -> Response | None:
         """The answer kept in memory for this request's path, if it still holds."""
@@ -57,7 +70,9 @@ class FileReader:
             return None
         return self.cache.response(request)
 
-    def respond(self, request: Request, opened: OpenFile, name: str, relative: str) -> Response:
+    def respond(
+        self, request: Request, opened: OpenFile, name: str, relative: str
+    ) -> Response | Awaitable[Response]:
         """Preconditions, ranges and headers for an open regular file.
 
         This request's use of `opened` belongs to the returned body, or is
@@ -71,11 +86,12 @@ class FileReader:
 
     def _file_response(
         self, request: Request, opened: OpenFile, name: str, relative: str
-    ) -> Response:
+    ) -> Response | Awaitable[Response]:
+        rep = self._representation(opened, name, relative)
+        if rep.vary:
+            return self._negotiated(request, opened, name, relative, rep)
         st = opened.st
-        plan = plan_response(
-            request, self._representation(opened, name, relative), max_ranges=self.max_ranges
-        )
+        plan = plan_response(request, rep, max_ranges=self.max_ranges)
         if plan.status == 304:
             opened.release()
             return Response(304, plan.headers)
@@ -103,12 +119,85 @@ class FileReader:
                 name=name,
                 cache_control=self.cache_control,
                 digest=digest,
+                vary=self.compression is not None
+                and self.compression.negotiates(content_type(name)),
             )
             opened.representation = rep
         return rep
 
+    # -- a compressible file: negotiated --------------------------------------------------
+
+    def _negotiated(
+        self, request: Request, opened: OpenFile, name: str, relative: str, rep: Representation
+    ) -> Response | Awaitable[Response]:
+        """A sidecar, a coding on the fly, or identity, as app/compression.py decides."""
+        compression = self.compression
+        assert compression is not None
+        for choice in compression.choices(request, rep, sidecars=True):
+            coding = choice.coding
+            if coding is None:
+                break
+            if choice.sidecar:
+                answer = self._sidecar(request, opened, name, relative, coding)
+                if answer is not None:
+                    return answer
+                continue
+            coded = compression.coded(rep, coding, name)
+            source = FileSource(opened.fd, 0, rep.size, opened.release)
+            return compression.on_the_fly(request, coded, coding, source)
+        plan = plan_response(request, rep, max_ranges=self.max_ranges)
+        if plan.status == 304:
+            opened.release()
+            return Response(304, plan.headers)
+        if (
+            plan.status == 200
+            and rep.size <= self.small_body
+            and self.cache is not None
+            and "accept-encoding" not in request.headers
+        ):
+            small = self._remember(request, relative, opened, plan.headers, varies=True)
+            if small is not None:
+                opened.release()
+                return small
+        return Response(plan.status, plan.headers, plan.body(opened.fd, 0, opened.release))
+
+    def _sidecar(
+        self, request: Request, opened: OpenFile, name: str, relative: str, coding: str
+    ) -> Response | None:
+        """The answer from `relative` + `.gz` (`.br`, `.zst`) if it is there and fresh:
+        exact ranges of its bytes, X's type, the coding. Releases `opened` when it answers."""
+        assert self.compression is not None
+        try:
+            fd, st = self.root.open(relative + SIDECAR_SUFFIX[coding])
+        except HttpError:
+            return None  # missing, or not to be served: coded on the fly instead
+        try:
+            if not fresh_sidecar(st, opened.st):
+                os.close(fd)
+                return None
+            rep = self.compression.sidecar_rep(
+                coding, file_etag(st), int(st.st_mtime), st.st_size, name
+            )
+            # One range at most: a multipart body would read as coded as a whole.
+            plan = plan_response(request, rep, max_ranges=1)
+        except BaseException:
+            os.close(fd)
+            raise
+        if plan.status == 304:
+            os.close(fd)
+            answer = Response(304, plan.headers)
+        else:
+            answer = Response(plan.status, plan.headers, plan.body(fd, 0, _closer(fd)))
+        opened.release()
+        return answer
+
     def _remember(
-        self, request: Request, relative: str, opened: OpenFile, headers: Headers
+        self,
+        request: Request,
+        relative: str,
+        opened: OpenFile,
+        headers: Headers,
+        varies: bool = False,
     ) -> Response | None:
         """Answer a small, cached-in-RAM file from bytes, and keep it for next time."""
         assert self.cache is not None
@@ -117,5 +206,9 @@ class FileReader:
         if body is None or len(body) != size:
             return None  # cold or changing: the connection reads it the usual way
         current = same_file(self.root.fd, relative, opened.identity, opened.route)
-        self.cache.store(request, current, headers, body)
+        self.cache.store(request, current, headers, body, varies)
         return Response(200, headers, Body((body,)))
+
+
+def _closer(fd: int) -> Callable[[], None]:
+    return lambda: os.close(fd)

@@ -26,13 +26,15 @@ class LocalReader:
     def of(cls, config: Config) -> LocalReader:
         """The reader of SOURCE, a directory, with its Root (the root directory opened)."""
         root = Root(config)
+        files = FileReader(config, root)
         archives = ArchiveReader(
             Spool.of(config),
             max_member_size=config.max_member_size,
             cache_control=config.cache_control,
             max_ranges=config.max_ranges,
+            compression=files.compression,  # one memory of coded bodies per worker
         )
-        return cls(root, FileReader(config, root), archives)
+        return cls(root, files, archives)
 
     def __init__(self, root: Root, files: FileReader, archives: ArchiveReader) -> None:
         self.root = root

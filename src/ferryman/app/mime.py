@@ -16,6 +16,7 @@ _EXTRA = {
     ".ts": "video/mp2t", ".m3u8": "application/vnd.apple.mpegurl", ".yaml": "text/yaml",
     ".yml": "text/yaml", ".toml": "text/plain", ".log": "text/plain", ".tar": "application/x-tar",
     ".gz": "application/gzip", ".tgz": "application/gzip", ".zst": "application/zstd",
+    ".ttf": "font/ttf", ".otf": "font/otf",
 }  # fmt: skip
 _TEXTUAL = ("application/javascript", "application/json", "application/xml", "image/svg+xml")
 DEFAULT = "application/octet-stream"

@@ -38,6 +38,11 @@ class Representation:
 
     The header lists are shared by the plans made from it: a plan copies them
     before adding to them, and nothing changes a Response's headers later.
+    A compressible one (`vary`) says `Vary: Accept-Encoding` in every answer,
+    coded or not; a coded one (`coding`) names its Content-Encoding, and one
+    made on the fly (`ranges` False) does not offer byte ranges
+    (decisions/0031). `variants` keeps the coded representations made from
+    this one, by coding (app/compression.py).
     """
 
     __slots__ = (
@@ -47,6 +52,8 @@ class Representation:
         "ranged",
         "size",
         "validators",
+        "variants",
+        "vary",
         "whole",
     )
 
@@ -59,21 +66,31 @@ class Representation:
         name: str,
         cache_control: str | None,
         digest: str | None = None,
+        vary: bool = False,
+        coding: str | None = None,
+        ranges: bool = True,
     ) -> None:
         self.size = size
         self.digest = digest  # the Repr-Digest value, when known
         self.validators = Validators(etag=etag, last_modified=last_modified)
         self.content_type = content_type(name)
-        # What a 304 repeats (RFC 9110 15.4.5): validators, digest, caching.
+        self.vary = vary
+        self.variants: dict[str, Representation] | None = None
+        # What a 304 repeats (RFC 9110 15.4.5): validators, digest, caching, Vary.
         headers: Headers = [("ETag", etag), ("Last-Modified", format_date(last_modified))]
         if digest is not None:
             headers.append(("Repr-Digest", digest))
         if cache_control:
             headers.append(("Cache-Control", cache_control))
+        if vary:
+            headers.append(("Vary", "Accept-Encoding"))
         self.not_modified_headers = headers
-        self.ranged: Headers = [*headers, ("Accept-Ranges", "bytes")]  # then a Content-Type
+        # then a Content-Type
+        self.ranged: Headers = [*headers, ("Accept-Ranges", "bytes")] if ranges else headers
         # A 200, and a 206 of one range before its Content-Range.
         self.whole: Headers = [*self.ranged, ("Content-Type", self.content_type)]
+        if coding is not None:
+            self.whole.append(("Content-Encoding", coding))
 
 
 class Plan:
@@ -132,8 +149,11 @@ class Plan:
         return body
 
 
-def plan_response(request: Request, rep: Representation, *, max_ranges: int) -> Plan:
-    """Preconditions (RFC 9110 13.2.2), Range and If-Range, multipart.
+def plan_response(
+    request: Request, rep: Representation, *, max_ranges: int, ranges: bool = True
+) -> Plan:
+    """Preconditions (RFC 9110 13.2.2), Range and If-Range (unless `ranges` is False: the
+    whole body, as for a representation coded on the fly), multipart.
 
     Raises HttpError 412 or 416; returns a 304 plan with no spans.
     """
@@ -152,7 +172,7 @@ def plan_response(request: Request, rep: Representation, *, max_ranges: int) -> 
     if outcome is Outcome.PRECONDITION_FAILED:
         raise HttpError(412, "precondition_failed", "a precondition did not hold")
     size = rep.size
-    range_header = headers.get("range")
+    range_header = headers.get("range") if ranges else None
     if range_header is not None and not if_range_matches(headers.get("if-range"), validators):
         range_header = None
     decision = evaluate_range(range_header, size, max_ranges=max_ranges)

@@ -33,7 +33,9 @@ from typing import TYPE_CHECKING, Any
 
 from ferryman.app import listing
 from ferryman.app.bodycache import SmallBodyCache
+from ferryman.app.compression import Compression, Source
 from ferryman.app.digestindex import DigestIndex
+from ferryman.app.mime import content_type
 from ferryman.app.paths import RequestPath
 from ferryman.app.plan import Plan, Representation, plan_response
 from ferryman.app.root import INDEX, BucketRoot, Meaning, decide, slash_form
@@ -62,6 +64,7 @@ class RemoteReader:
         self.cache_control = config.cache_control
         self.max_ranges = config.max_ranges
         self.digests: DigestIndex | None = None  # set when a catalog exists
+        self.compression = Compression.of(config)
         # Plain GETs of small cached objects, answered from memory (as local small files).
         self.answers = (
             SmallBodyCache(max_bytes=config.file_cache)
@@ -80,7 +83,8 @@ class RemoteReader:
         if self.cache is not None and not self.root.names_prefix(path):
             cached = self.cache.lookup_warm(key)
             if cached is not None:
-                return self._cached_response(request, cached, path.segments[-1])
+                answer = self._cached_response(request, cached, path.segments[-1])
+                return answer if isinstance(answer, Response) else _translated(answer)
         return self._get(request, path, key)
 
     async def _get(self, request: Request, path: RequestPath, key: str) -> Response:
@@ -114,9 +118,16 @@ class RemoteReader:
             except CacheDeclined:
                 pass  # answered from the store, as without a cache
             else:
-                return self._cached_response(request, cached, name)
+                answer = self._cached_response(request, cached, name)
+                return answer if isinstance(answer, Response) else await answer
         info = await self.store.stat(key)
-        plan = self._plan(request, info, name)
+        rep = self._rep(info, name)
+        if rep.vary:
+            source = _StoreSource(self.store, info)
+            coded = self._coded(request, rep, name, source)
+            if coded is not None:
+                return coded if isinstance(coded, Response) else await coded
+        plan = plan_response(request, rep, max_ranges=self.max_ranges)
         if plan.status == 304 or request.method == "HEAD":
             return _without_body(plan)
         stream = _read_spans(self.store, key, info.etag, _spans(plan))
@@ -125,14 +136,21 @@ class RemoteReader:
             plan.status, plan.headers, Body(stream=_prepend(first, stream), length=plan.length)
         )
 
-    def _cached_response(self, request: Request, cached: CachedObject, name: str) -> Response:
+    def _cached_response(
+        self, request: Request, cached: CachedObject, name: str
+    ) -> Response | Awaitable[Response]:
         """The answer from a cached version; its body (or this) releases the entry."""
         try:
-            if SmallBodyCache.applies_to(request.method, request.headers):
+            rep = self._rep(cached.info, name)
+            if rep.vary:  # its answers vary with Accept-Encoding: none is kept in memory
+                coded = self._coded(request, rep, name, _CachedSource(self.store, cached))
+                if coded is not None:
+                    return coded
+            elif SmallBodyCache.applies_to(request.method, request.headers):
                 memory = cached.whole_in_memory()
                 if memory is not None:
                     return self._from_memory(request, cached, name, memory)
-            plan = self._plan(request, cached.info, name)
+            plan = plan_response(request, rep, max_ranges=self.max_ranges)
             if plan.status == 304 or request.method == "HEAD":
                 cached.close()
                 return _without_body(plan)
@@ -154,21 +172,36 @@ class RemoteReader:
         return Response(200, headers, Body((data,)))
 
     def _plan(self, request: Request, info: ObjectInfo, name: str) -> Plan:
+        return plan_response(request, self._rep(info, name), max_ranges=self.max_ranges)
+
+    def _rep(self, info: ObjectInfo, name: str) -> Representation:
         if info.sha256:
             digest: str | None = format_repr_digest(bytes.fromhex(info.sha256))
         elif self.digests is not None:
             digest = self.digests.object_digest(info.key, info.etag, info.size)
         else:
             digest = None
-        rep = Representation(
+        return Representation(
             size=info.size,
             etag=info.etag,
             last_modified=info.last_modified,
             name=name,
             cache_control=self.cache_control,
             digest=digest,
+            vary=self.compression is not None and self.compression.negotiates(content_type(name)),
         )
-        return plan_response(request, rep, max_ranges=self.max_ranges)
+
+    def _coded(
+        self, request: Request, rep: Representation, name: str, source: Source
+    ) -> Response | Awaitable[Response] | None:
+        """The object coded on the fly when negotiation says so (app/compression.py); None
+        for identity (then `source` is untouched). Raises before taking `source`."""
+        compression = self.compression
+        assert compression is not None
+        coding = next(compression.choices(request, rep, sidecars=False)).coding
+        if coding is None:
+            return None
+        return compression.on_the_fly(request, compression.coded(rep, coding, name), coding, source)
 
     # -- directories --------------------------------------------------------------------
 
@@ -197,6 +230,42 @@ class RemoteReader:
 # -- bodies -------------------------------------------------------------------------------
 
 
+class _StoreSource:
+    """An object read from the store (pinned to its ETag), as the source of a coded answer."""
+
+    def __init__(self, store: Store, info: ObjectInfo) -> None:
+        self.store = store
+        self.info = info
+
+    async def body(self) -> Body:
+        """The first bytes are awaited, so a store that fails at once gets its error status."""
+        info = self.info
+        spans = (Span(0, info.size),) if info.size else ()
+        stream = _read_spans(self.store, info.key, info.etag, spans)
+        first = await _first_chunk(stream)
+        return Body(stream=_prepend(first, stream), length=info.size)
+
+    def release(self) -> None:
+        """Nothing is held before the body is read."""
+
+
+class _CachedSource:
+    """A cached version as the source of a coded answer; releasing it releases the entry."""
+
+    def __init__(self, store: Store, cached: CachedObject) -> None:
+        self.store = store
+        self.cached = cached
+
+    def body(self) -> Body:
+        info = self.cached.info
+        spans = (Span(0, info.size),) if info.size else ()
+        fallback = partial(_read_spans, self.store, info.key, info.etag)
+        return self.cached.body(spans, fallback)
+
+    def release(self) -> None:
+        self.cached.close()
+
+
 def _spans(plan: Plan) -> Sequence[bytes | Span]:
     if plan.spans is not None:
         return plan.spans
@@ -223,6 +292,14 @@ async def _read_spans(
                 yield chunk
         finally:
             await close_stream(reader)
+
+
+async def _translated(pending: Awaitable[Response]) -> Response:
+    """A store's failure while a coded answer is made, as its HTTP error."""
+    try:
+        return await pending
+    except StoreError as exc:
+        raise http_error(exc) from None
 
 
 async def _first_chunk(stream: AsyncIterator[bytes]) -> bytes:

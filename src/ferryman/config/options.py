@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from ferryman.config.parse import (
+    CODING_LIST,
     COUNT,
     DURATION,
     LOCATIONS,
@@ -346,6 +347,37 @@ class Config:
         "authentication a proxy in front of ferryman checks). Never sent beside `*`, and "
         "not needed for a bearer token or a signed URL. Needs `--cors-origin` naming an "
         "origin.", switch=True)
+    compress: tuple[str, ...] = option(
+        ("zstd", "br", "gzip"), CODING_LIST,
+        "codings applied on the fly to compressible types (text, JSON, JavaScript, CSS, SVG, "
+        "XML, wasm...), as the client's `Accept-Encoding` allows; `none`: off",
+        "For example `--compress zstd,gzip`. Among codings the client wants equally, zstd, "
+        "then br, then gzip. A coding whose library is not installed (`zstandard` for zstd, "
+        "`brotli` for br) is not offered; the start logs it. Never applied to images, video, "
+        "audio, archives or woff fonts. Ranges are answered from the uncoded file. See "
+        "[operations.md](operations.md#compression).")
+    compress_min_size: int = option(
+        1024, SIZE, "smaller bodies are not coded on the fly (the gain is not worth the CPU)",
+        "Unless the client refuses an uncoded answer (`identity;q=0`).")
+    compress_buffer: int = option(
+        1024**2, SIZE,
+        "bodies up to this size are coded whole (with a `Content-Length`); larger ones are "
+        "coded as they are sent (chunked)",
+        "Coding runs in worker threads either way; a streamed one holds at most 256 KiB of "
+        "input at a time.")
+    compress_cache: int = option(
+        32 * 1024**2, SIZE,
+        "memory for bodies coded whole, kept for the next request of the same version and "
+        "coding; `0`: off",
+        "Per worker. Keyed by the coded ETag, which names the file's version: a changed "
+        "file is never answered from it. One body takes at most an eighth of it.")
+    precompressed: tuple[str, ...] = option(
+        ("zstd", "br", "gzip"), CODING_LIST,
+        "serve `X.zst`, `X.br`, `X.gz` beside a compressible file `X` for a request of `X`, "
+        "as the client's `Accept-Encoding` allows; `none`: off",
+        "Zero-copy, with exact byte ranges of the sidecar. A sidecar older than `X` is "
+        "ignored. Among codings the client wants equally, a sidecar comes before coding on "
+        "the fly. `X.gz` asked for by its own name is an ordinary download.")
     s3_endpoint: str | None = option(
         None, optional("a URL"),
         "S3-compatible endpoint URL for an `s3://` SOURCE (none: AWS S3 in `AWS_REGION`)",

@@ -246,3 +246,29 @@ LOCATIONS: Kind[tuple[str, ...]] = Kind("directories or `s3://` URLs", parse_loc
                                         show_optional, many=True)  # fmt: skip
 ORIGINS: Kind[tuple[str, ...]] = Kind("origins (`scheme://host[:port]`) or `*`", parse_origins,
                                       show_optional, many=True)  # fmt: skip
+
+
+CODINGS = ("zstd", "br", "gzip")
+
+
+def parse_codings(value: object) -> tuple[str, ...]:
+    """`none`, or codings among zstd, br and gzip: `zstd,gzip` (flags, the environment),
+    or a TOML list; the server's order (zstd, br, gzip) is kept whatever the order given."""
+    items = value.replace(",", " ").split() if isinstance(value, str) else value
+    if not isinstance(items, list | tuple) or not all(isinstance(i, str) for i in items):
+        raise ConfigError(f"expected `none` or codings among zstd, br, gzip, not {value!r}")
+    names = [item.strip().lower() for item in items if item.strip()]
+    if names in (["none"], []):
+        return ()
+    wrong = [name for name in names if name not in CODINGS]
+    if wrong:
+        raise ConfigError(f"unknown coding {wrong[0]!r}: use `none` or any of zstd, br, gzip")
+    return tuple(c for c in CODINGS if c in names)
+
+
+def show_codings(value: tuple[str, ...]) -> str:
+    return ",".join(value) if value else "none"
+
+
+CODING_LIST: Kind[tuple[str, ...]] = Kind("`none`, or a list of `zstd`, `br`, `gzip`",
+                                          parse_codings, show_codings)  # fmt: skip

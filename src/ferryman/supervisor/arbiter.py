@@ -30,6 +30,7 @@ child reaping free of the event loop's policies.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import selectors
@@ -72,6 +73,14 @@ _SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal
 BOOTING, RUNNING, STOPPING = "booting", "running", "stopping"
 
 
+def _log_missing_codings(config: Config) -> None:
+    """A coding asked for whose library is not installed is not offered: say so once."""
+    for coding, package in (("zstd", "zstandard"), ("br", "brotli")):
+        if coding in config.compress and importlib.util.find_spec(package) is None:
+            log.warning("compression: %s is not offered (the %s package is not installed)",
+                        coding, package)  # fmt: skip
+
+
 def serve(config: Config) -> int:
     """`ferryman serve`: the boot step, bind, run the arbiter; returns the exit status.
 
@@ -80,6 +89,7 @@ def serve(config: Config) -> int:
     (exit status 2) before any worker exists.
     """
     certificates = boot.check_resources(config)
+    _log_missing_codings(config)
     try:
         sock = bind(config.host, config.port)
         log.info("state directory %s (%s)", *config.state_choice)

@@ -172,5 +172,7 @@ def spawn(config: Config, listen_fd: int, slot: int, role: Role, number: int, no
 def config_from_environ(environ: Mapping[str, str]) -> Config:
     """The worker's side of spawn(): the Config the arbiter validated."""
     data = json.loads(environ[CONFIG_ENV])
-    data["replica"] = tuple(data.get("replica", ()))  # JSON has lists, not tuples
+    for name, value in data.items():  # JSON has lists, not tuples (replica, compress...)
+        if isinstance(value, list):
+            data[name] = tuple(value)
     return Config(**data)
