@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from ferryman.app import paths
 from ferryman.app.application import Application
 from ferryman.config import Config, build_config, check_combinations
 from ferryman.errors import ConfigError, HttpError
@@ -210,6 +211,13 @@ class FailingReader:
 
     def tick(self) -> None: ...
     def close(self) -> None: ...
+
+
+@pytest.fixture(autouse=True)
+def _path_limits() -> Iterator[None]:
+    """An Application sets the process's path limits from its root; put them back."""
+    yield
+    paths.set_limits(paths.NAME_MAX, paths.PATH_MAX)
 
 
 def application(tmp_path: Path, reader: FailingReader | None = None) -> Application:
