@@ -168,9 +168,11 @@ def test_listing_follows_every_page(moto: MotoServer, tmp_path: Path) -> None:
     srv = ServerProcess(f"s3://{name}", "--state-dir", str(tmp_path), env=s3_env(moto.url))  # type: ignore[arg-type]
     try:
         listing = json.loads(get(srv, "/many/", Accept="application/json").body)
+        rest = json.loads(get(srv, listing["next"], Accept="application/json").body)
     finally:
         srv.stop()
-    assert [e["name"] for e in listing["entries"]] == [f"k{i:05d}" for i in range(count)]
+    names = [e["name"] for e in listing["entries"] + rest["entries"]]
+    assert names == [f"k{i:05d}" for i in range(count)] and rest["next"] is None
 
 
 def test_prefix_is_the_root(moto: MotoServer, bucket: str, tmp_path: Path) -> None:

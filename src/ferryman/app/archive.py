@@ -59,6 +59,7 @@ from ferryman.app.archive_index import (
     open_positional,
     read_index,
 )
+from ferryman.app.browse import Browse
 from ferryman.app.listing import render
 from ferryman.app.openfiles import Identity, identity
 from ferryman.app.plan import Plan, Representation, plan_response
@@ -95,8 +96,10 @@ class ArchiveReader:
         max_ranges: int,
         cache: IndexCache | None = None,
         extractions: int = EXTRACTIONS,
+        browse: Browse | None = None,
     ) -> None:
         self.spool = spool
+        self.browse = browse if browse is not None else Browse()
         self.cache_control = cache_control
         self.max_ranges = max_ranges
         self.max_member_size = max_member_size
@@ -145,7 +148,8 @@ class ArchiveReader:
             entries = index.dirs.get(member)
             if entries is None or meaning is not Meaning.DIRECTORY:
                 raise not_found()
-            return await render(request, path, list(entries.values()), self.cache_control)
+            members = list(entries.values())
+            return await render(request, path, members, self.browse, self.cache_control)
         finally:
             if fd >= 0:
                 os.close(fd)
