@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import html
 import os
+import re
 import time
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
@@ -49,8 +51,12 @@ _ARCHIVES = frozenset(
 HEADINGS = (("name", "Name", "n"), ("size", "Size", "s"), ("modified", "Modified", "m"))
 
 
+_SPECIAL = re.compile("[&<>\"']")
+
+
 def esc(text: str) -> str:
-    return html.escape(text, quote=True)
+    """html.escape, for text and quoted attributes; most names need nothing done."""
+    return html.escape(text, quote=True) if _SPECIAL.search(text) else text
 
 
 def human_size(size: int) -> str:
@@ -68,7 +74,13 @@ def kind_of(entry: Entry) -> str:
     """The icon of an entry (and how it is previewed): dir, img, vid, aud, arc, txt, file."""
     if entry.is_dir:
         return "dir"
-    kind = content_type(entry.name).split(";", 1)[0]
+    dot = entry.name.rfind(".")
+    return _kind_of_extension(entry.name[dot:].lower() if dot > 0 else "")
+
+
+@lru_cache(maxsize=256)
+def _kind_of_extension(extension: str) -> str:
+    kind = content_type("x" + extension).split(";", 1)[0]
     if kind in IMAGES:
         return "img"
     if kind in VIDEOS:
@@ -141,6 +153,7 @@ def _row(entry: Entry, shown: str, href: str, stamp: str) -> str:
     )
 
 
+@lru_cache(maxsize=4096)
 def _stamp(mtime: int) -> str:
     """A time in UTC to the minute, the machine-readable one for the script; '-' for none."""
     if mtime <= 0:
