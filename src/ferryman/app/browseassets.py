@@ -132,7 +132,7 @@ SCRIPT = """
   var WHY = {
     400: "refused", 401: "a token is needed: type it above",
     403: "this token may not write here", 404: "no such place",
-    409: "something else is in the way", 411: "the size must be known",
+    409: "something else is in the way (a directory?)", 411: "the size must be known",
     412: "a file of that name is there: tick Replace to overwrite it",
     413: "too large for this server", 503: "the server is busy: try again",
     507: "the server has no room for it"
