@@ -116,16 +116,11 @@ def crumbs(
 
 
 def _heading(view: View, sort: str, label: str, css: str, links: Links) -> str:
-    target = esc(links.view(view.query(**_toggled(view, sort))))
+    target = esc(links.view(view.toggled(sort).query()))
     state = ""
     if view.sort == sort:
         state = f' aria-sort="{"descending" if view.descending else "ascending"}"'
     return f'<th class="{css}"{state}><a href="{target}">{label}</a></th>'
-
-
-def _toggled(view: View, sort: str) -> dict[str, object]:
-    toggled = view.toggled(sort)
-    return {"sort": toggled.sort, "order": toggled.order, "page": 1}
 
 
 def _row(entry: Entry, shown: str, href: str, stamp: str) -> str:
