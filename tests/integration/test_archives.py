@@ -249,8 +249,8 @@ def test_listing_html(srv: ServerProcess, kind: str) -> None:
     assert r.header("content-type") == "text/html; charset=utf-8"
     page = r.body.decode()
     assert f"<title>Index of /{kind}/</title>" in page
-    hrefs = re.findall(r'href="([^"]+)"', page)
-    assert hrefs == ["../", "data/", "docs/", "dot/", "hello.txt", "odd%20name%20%C3%BC.txt"]
+    hrefs = re.findall(r'<div class="row">.*?<a href="([^"]+)"', page)
+    assert hrefs == ["/", "data/", "docs/", "dot/", "hello.txt", "odd%20name%20%C3%BC.txt"]
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -268,8 +268,10 @@ def test_listing_json(srv: ServerProcess, kind: str) -> None:
     doc = json.loads(data.body)
     assert doc["path"] == f"/{kind}/data/"
     assert [(e["name"], e["type"], e["size"]) for e in doc["entries"]] == [
-        ("p0.bin", "file", 0), ("p1000000.bin", "file", 1_000_000), ("p5000.bin", "file", 5000),
-    ]  # fmt: skip
+        ("p0.bin", "file", 0),
+        ("p5000.bin", "file", 5000),
+        ("p1000000.bin", "file", 1_000_000),
+    ]  # fmt: skip (natural order: numbers in names compare as numbers)
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -323,13 +325,18 @@ def test_empty_archive_lists_nothing(srv: ServerProcess) -> None:
 
 
 def test_a_large_listing(srv: ServerProcess) -> None:
+    """1,500 members: two pages of --listing-page-size (1,000), linked to each other."""
     with srv.connect() as conn:
-        r = conn.get("/many.tar/m/", {"Accept": "application/json"})
-        html = conn.get("/many.tar/m/")
-        last = conn.get("/many.tar/m/01499.txt")
-    names = [e["name"] for e in json.loads(r.body)["entries"]]
+        first = json.loads(conn.get("/many.tar/m/", {"Accept": "application/json"}).body)
+        second = json.loads(conn.get(first["next"], {"Accept": "application/json"}).body)
+        html = conn.get("/many.tar/m/?page=2")
+        last = conn.get("/many.tar/m/" + second["entries"][-1]["href"])
+    names = [e["name"] for e in first["entries"] + second["entries"]]
     assert names == [f"{i:05d}.txt" for i in range(1500)]
-    assert html.body.count(b"<tr><td><a href=") == 1501  # and ../
+    assert (first["total"], first["pages"], second["next"], second["prev"]) == (
+        1500, 2, None, "/many.tar/m/")  # fmt: skip
+    assert html.body.count(b"<tr data-name=") == 500
+    assert b'<link rel="prev" href="./">' in html.body
     assert last.body == b"1499"
 
 

@@ -301,14 +301,14 @@ def test_unknown_method_is_501(server: ServerProcess) -> None:
     assert r.status == 501
 
 
-def test_missing_file_is_404_json_or_text(server: ServerProcess) -> None:
+def test_missing_file_is_404_json_or_a_page(server: ServerProcess) -> None:
     with server.connect() as conn:
         api = conn.get("/nope.txt", {"Accept": "*/*"})
         browser = conn.get("/nope.txt", {"Accept": "text/html,application/xhtml+xml"})
     assert api.status == browser.status == 404
     assert json.loads(api.body) == {"error": "not_found", "detail": "no such file"}
-    assert browser.header("content-type") == "text/plain; charset=utf-8"
-    assert browser.body.startswith(b"404 Not Found")
+    assert browser.header("content-type") == "text/html; charset=utf-8"
+    assert b"<h1>404 Not Found</h1>" in browser.body and b'<a href="/">' in browser.body
 
 
 def test_directory_without_slash_redirects(server: ServerProcess) -> None:
@@ -333,9 +333,9 @@ def test_html_listing_is_sorted_escaped_and_hides_dotfiles(server: ServerProcess
         r = conn.get("/plain/", {"Accept": "text/html"})
     assert r.status == 200
     page = r.body.decode()
-    names = re.findall(r'<a href="[^"]*">([^<]*)</a>', page)
+    names = re.findall(r'<div class="row">.*?<a href="[^"]*">([^<]*)</a>', page)
     assert names == ["../", "sub/", "&lt;script&gt;&amp;&#x27;&quot;.txt", "A.txt", "b.txt"]
-    assert "<script>" not in page
+    assert page.count("<script>") == 1  # the page's own, never a name's
     assert ".secret" not in page
 
 
@@ -462,8 +462,10 @@ def test_listings_are_utf8_and_every_href_fetches_its_file(
             as_html = conn.get(listing, {"Accept": "text/html"})
             doc = json.loads(as_json.body.decode("utf-8"))  # strict: any bad byte fails
             page = as_html.body.decode("utf-8")
-            links = [unescape(h) for h in re.findall(r'<a href="([^"]*)">', page)]
-            assert [e["href"] for e in doc["entries"]] == [h for h in links if h != "../"]
+            links = [
+                unescape(h) for h in re.findall(r'<tr data-name=.*?<a href="([^"]*)">', page, re.S)
+            ]
+            assert [e["href"] for e in doc["entries"]] == links
             for e in doc["entries"]:
                 assert "\udcff" not in e["name"]
                 url = urljoin(listing, e["href"])

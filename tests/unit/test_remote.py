@@ -50,7 +50,7 @@ def test_listing_shows_at_most_the_limit_and_says_so(monkeypatch: pytest.MonkeyP
     cut = json.loads(payload(answer(server, request("GET", "/d/", {"Accept": "application/json"}))))
     assert len(cut["entries"]) == 3 and cut["truncated"] is True
     html = payload(answer(server, request("GET", "/d/")))
-    assert b"only the first 3 entries" in html
+    assert b"only the first 3 entries are listed" in html
 
 
 def test_a_prefix_with_nothing_under_it_is_404_and_a_key_prefix_redirects() -> None:

@@ -77,9 +77,20 @@ def payload(response: Response) -> bytes:
 def test_error_bodies() -> None:
     api = error_response(404, "not_found", "no such file", accept="*/*")
     assert json.loads(payload(api)) == {"error": "not_found", "detail": "no such file"}
-    page = error_response(404, "not_found", "no such file", accept="text/html")
-    assert payload(page).startswith(b"404 Not Found")
-    assert ("Content-Type", "text/plain; charset=utf-8") in page.headers
+    text = error_response(404, "not_found", "no such file", accept="text/plain")
+    assert payload(text).startswith(b"404 Not Found")
+    assert ("Content-Type", "text/plain; charset=utf-8") in text.headers
+
+
+def test_a_browser_gets_a_small_html_page_with_a_way_back() -> None:
+    hostile = '<script>alert(1)</script> & "quotes"'
+    page = error_response(403, "forbidden", hostile, accept="text/html,application/xhtml+xml")
+    body = payload(page).decode("utf-8")
+    assert ("Content-Type", "text/html; charset=utf-8") in page.headers
+    assert "<title>403 Forbidden</title>" in body and '<a href="/">' in body
+    assert "<script" not in body and "&lt;script&gt;alert(1)&lt;/script&gt;" in body
+    policy = dict(page.headers)["Content-Security-Policy"]
+    assert policy.startswith("default-src 'none'") and "script-src" not in policy
 
 
 def test_body_release_runs_once() -> None:

@@ -60,6 +60,7 @@ from ferryman.app.archive_index import (
     open_positional,
     read_index,
 )
+from ferryman.app.browse import Browse
 from ferryman.app.compression import Compression, FileSource, Source
 from ferryman.app.listing import render
 from ferryman.app.mime import content_type
@@ -99,9 +100,11 @@ class ArchiveReader:
         cache: IndexCache | None = None,
         extractions: int = EXTRACTIONS,
         compression: Compression | None = None,
+        browse: Browse | None = None,
     ) -> None:
         self.spool = spool
         self.compression = compression
+        self.browse = browse if browse is not None else Browse()
         self.cache_control = cache_control
         self.max_ranges = max_ranges
         self.max_member_size = max_member_size
@@ -158,7 +161,8 @@ class ArchiveReader:
             entries = index.dirs.get(member)
             if entries is None or meaning is not Meaning.DIRECTORY:
                 raise not_found()
-            return await render(request, path, list(entries.values()), self.cache_control)
+            members = list(entries.values())
+            return await render(request, path, members, self.browse, self.cache_control)
         finally:
             if fd >= 0:
                 os.close(fd)

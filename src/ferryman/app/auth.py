@@ -288,6 +288,12 @@ def _signature_params(raw_query: bytes) -> tuple[int, bytes, bool] | Literal[Fal
     return int(expires[0]), signature[0], bool(once)
 
 
+def signed_expiry(raw_query: bytes) -> int | None:
+    """The expiry a signed URL's query carries (checked or not); None when it has none."""
+    found = _signature_params(raw_query)
+    return found[0] if found else None
+
+
 def expires_in(text: str, now: int) -> int:
     """'1h', '30m', '7d', '3600' (seconds) from `now` -> an absolute epoch time."""
     seconds = parse_duration(text)

@@ -1,28 +1,40 @@
-"""Directory listings: HTML for browsers, JSON for `Accept: application/json`.
+"""Directory listings: the browse page for browsers, JSON for `Accept: application/json`.
 
-Reading a directory can take many syscalls on a cold disk, so the entries are
-gathered in a worker thread; rendering is pure and tested on its own.
-Dotfiles and the state directory are never listed.
+One listing page per request, in the view the query asks for (app/listview.py:
+`?sort=`, `&order=`, `&page=`, `&q=`); both forms page alike, `--listing-page-size`
+entries to a page (JSON: `next` and `prev` are URLs or null).
+
+Reading a directory can take many syscalls on a cold disk, so a local
+directory is read, ordered and its page rendered in one worker-thread call,
+per request: nothing is kept between requests. A name sort (the default)
+needs no stat() of a plain file, so only the files on the page shown are
+stat()ed; a sort by size or time stats them all. Dotfiles and the state
+directory are never listed.
 
 Both forms are valid UTF-8 whatever the names on disk. A name is kept as
 os.fsdecode made it (bytes that are not UTF-8 as surrogate escapes); it is
 shown with U+FFFD in place of those bytes, and linked by its raw bytes,
 percent-encoded, so the link fetches that very file. In JSON every entry
-carries that link as `href`, relative to the listing's URL (as in HTML).
+carries that link as `href`, relative to the listing's URL (as in HTML), or,
+on a private server with a signing key, the signed absolute URL (app/browse.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-import html
 import json
 import os
 import stat
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
+from ferryman.app.browse import Browse, Links
+from ferryman.app.browseassets import CONTENT_SECURITY_POLICY
+from ferryman.app.browsepage import render_page
+from ferryman.app.listview import Page, View, matches, page_of, parse_view, sort_entries
 from ferryman.http.body import Body
 from ferryman.http.dates import format_http_date
 from ferryman.http.parser import Request
@@ -33,6 +45,7 @@ if TYPE_CHECKING:
     from ferryman.app.root import Root
 
 Cleanup = Callable[[], None]
+UNKNOWN = -1  # size and mtime of a file not stat()ed yet (a name sort stats only its page)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,48 +56,76 @@ class Entry:
     mtime: int
 
 
-def read_entries(fd: int, relative: str, root: Root) -> list[Entry]:
-    """Visible entries of the open directory `fd` (at `relative` under the root)."""
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """What one page shows: its entries, and the counts it reports."""
+
+    entries: list[Entry]  # this page's, in order
+    page: Page
+    directories: int  # of the entries that match the view's q
+    files: int
+    listed: int  # every entry of the listing, before q
+    truncated: bool = False  # the source listed only the first `listed`
+
+
+def read_entries(fd: int, relative: str, root: Root, *, details: bool = True) -> list[Entry]:
+    """Visible entries of the open directory `fd` (at `relative` under the root).
+
+    Without `details`, plain files (not symlinks) are not stat()ed: their size
+    and mtime are UNKNOWN, for `with_details` to fill in for the page shown.
+    """
     directory = os.path.normpath(os.path.join(root.path, relative))
     entries = []
     with os.scandir(fd) as scan:
         for item in scan:
             if item.name.startswith("."):
                 continue
-            path = os.path.join(directory, item.name)
             # Only entries a request would be served: no state directory, no
             # symlink out of the root (unless followed), none into a dotfile.
             linked = item.is_symlink() or item.is_dir(follow_symlinks=False)
-            if linked and not root.is_servable(os.path.realpath(path)):
+            if linked and not root.is_servable(os.path.realpath(f"{directory}/{item.name}")):
+                continue
+            if not (details or linked):
+                entries.append(Entry(item.name, False, UNKNOWN, UNKNOWN))
                 continue
             try:
                 st = os.stat(item.name, dir_fd=fd)
             except OSError:  # dangling symlink or vanished: list nothing for it
                 continue
-            is_dir = stat.S_ISDIR(st.st_mode)
-            entries.append(Entry(item.name, is_dir, 0 if is_dir else st.st_size, int(st.st_mtime)))
-    return sort_entries(entries)
+            entries.append(_entry(item.name, st))
+    return entries
 
 
-def sort_entries(entries: list[Entry]) -> list[Entry]:
-    """Directories first, then by name (case-insensitive, ties by exact name)."""
-    return sorted(entries, key=lambda e: (not e.is_dir, e.name.casefold(), e.name))
+def _entry(name: str, st: os.stat_result) -> Entry:
+    is_dir = stat.S_ISDIR(st.st_mode)
+    return Entry(name, is_dir, 0 if is_dir else st.st_size, int(st.st_mtime))
 
 
-def human_size(size: int) -> str:
-    if size < 1024:
-        return f"{size} B"
-    value = size / 1024
-    for unit in ("KiB", "MiB", "GiB"):
-        if value < 1024:
-            return f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} TiB"
+def with_details(fd: int, entries: list[Entry]) -> list[Entry]:
+    """`entries` with every UNKNOWN size and mtime read; a file gone since is left out."""
+    complete = []
+    for entry in entries:
+        if entry.size != UNKNOWN:
+            complete.append(entry)
+            continue
+        try:
+            complete.append(_entry(entry.name, os.stat(entry.name, dir_fd=fd)))
+        except OSError:
+            continue
+    return complete
 
 
-def _modified(entry: Entry) -> str:
-    """A store's "directories" have no time of their own (mtime 0): shown as '-'."""
-    return format_http_date(entry.mtime) if entry.mtime else "-"
+def select(entries: list[Entry], view: View, page_size: int, truncated: bool = False) -> Selection:
+    """The page of `entries` the view asks for: those matching q, ordered, then sliced.
+    404 for a page past the last."""
+    listed = len(entries)
+    if view.q:
+        entries = [e for e in entries if matches(shown_name(e.name), view.q)]
+    directories = sum(1 for e in entries if e.is_dir)
+    page = page_of(view, page_size, len(entries))
+    ordered = sort_entries(entries, view)
+    shown = ordered[page.start : page.end]
+    return Selection(shown, page, directories, len(entries) - directories, listed, truncated)
 
 
 def shown_name(name: str) -> str:
@@ -97,49 +138,43 @@ def href(entry: Entry) -> str:
     return quote(os.fsencode(entry.name), safe="") + ("/" if entry.is_dir else "")
 
 
-def render_html(url_path: str, entries: list[Entry], truncated: bool = False) -> bytes:
-    title = html.escape(url_path)
-    rows = []
-    if url_path != "/":
-        rows.append('<tr><td><a href="../">../</a></td><td></td><td></td></tr>')
-    for e in entries:
-        shown = shown_name(e.name) + ("/" if e.is_dir else "")
-        size = "-" if e.is_dir else human_size(e.size)
-        rows.append(
-            f'<tr><td><a href="{html.escape(href(e))}">{html.escape(shown)}</a></td>'
-            f'<td class="size" title="{e.size}">{size}</td>'
-            f"<td>{_modified(e)}</td></tr>"
-        )
-    if truncated:
-        rows.append(f'<tr><td colspan="3">(only the first {len(entries)} entries)</td></tr>')
-    page = (
-        '<!DOCTYPE html>\n<html><head><meta charset="utf-8">'
-        f"<title>Index of {title}</title>"
-        "<style>body{font-family:sans-serif;margin:2em}td{padding:0 1.5em 0 0}"
-        ".size{text-align:right}</style></head>\n"
-        f"<body><h1>Index of {title}</h1>\n<table>\n"
-        "<tr><th>Name</th><th>Size</th><th>Last modified</th></tr>\n"
-        + "\n".join(rows)
-        + "\n</table></body></html>\n"
+def render_html(
+    path: RequestPath,
+    selection: Selection,
+    view: View,
+    links: Links,
+    *,
+    uploads: bool = False,
+    host: str = "",
+) -> bytes:
+    rows = [(e, shown_name(e.name), links.entry(href(e))) for e in selection.entries]
+    shown = [shown_name(s) for s in path.segments]
+    return render_page(
+        path.segments, shown, rows, selection, view, links, uploads=uploads, host=host
     )
-    return page.encode("utf-8")
 
 
-def render_json(url_path: str, entries: list[Entry], truncated: bool = False) -> bytes:
+def render_json(url_path: str, selection: Selection, view: View, links: Links) -> bytes:
+    page = selection.page
     doc: dict[str, object] = {
         "path": url_path,
+        "page": page.number,
+        "pages": page.count,
+        "total": page.total,
+        "next": links.absolute_view(view.query(page=page.number + 1)) if page.has_next else None,
+        "prev": links.absolute_view(view.query(page=page.number - 1)) if page.has_prev else None,
         "entries": [
             {
                 "name": shown_name(e.name),
-                "href": href(e),
+                "href": links.entry(href(e)),
                 "type": "directory" if e.is_dir else "file",
                 "size": e.size,
-                "modified": format_http_date(e.mtime) if e.mtime else None,
+                "modified": format_http_date(e.mtime) if e.mtime > 0 else None,
             }
-            for e in entries
+            for e in selection.entries
         ],
     }
-    if truncated:
+    if selection.truncated:
         doc["truncated"] = True
     return json.dumps(doc, ensure_ascii=False).encode("utf-8") + b"\n"
 
@@ -148,44 +183,86 @@ def wants_json(request: Request) -> bool:
     return "application/json" in request.headers.get("accept", "").lower()
 
 
-RENDER_INLINE = 2000  # entries rendered on the event loop; 100,000 take about half a second
+RENDER_INLINE = 2000  # entries ordered and rendered on the event loop; more in a thread
 
 
 async def respond(
-    request: Request, path: RequestPath, fd: int, root: Root, cache_control: str | None
+    request: Request,
+    path: RequestPath,
+    fd: int,
+    root: Root,
+    browse: Browse,
+    cache_control: str | None,
 ) -> Response:
-    """The listing of the open directory `fd` (of `root`); closes it."""
+    """The listing page of the open directory `fd` (of `root`) the request asks for;
+    closes `fd`."""
     try:
-        entries = await asyncio.to_thread(read_entries, fd, path.relative, root)
+        view = parse_view(request.query)  # a bad query reads nothing
+        page = Paged(request, path, view, browse)
+
+        def build() -> bytes:
+            entries = read_entries(fd, path.relative, root, details=view.sort != "name")
+            selection = select(entries, view, browse.page_size)
+            return page.payload(replace(selection, entries=with_details(fd, selection.entries)))
+
+        payload = await asyncio.to_thread(build)
     finally:
         os.close(fd)
-    return await render(request, path, entries, cache_control)
+    return page.response(payload, cache_control)
 
 
 async def render(
     request: Request,
     path: RequestPath,
     entries: list[Entry],
+    browse: Browse,
     cache_control: str | None,
     truncated: bool = False,
 ) -> Response:
-    """The listing response for `entries`, sorted here: JSON or HTML, as the client asks.
-
-    Used for directories, archives and store prefixes alike. A long listing is
-    sorted and rendered in a worker thread.
-    """
-    url_path = path.url(slash=True) if path.segments else "/"
-    as_json = wants_json(request)
+    """The listing page of `entries` the request asks for: JSON or HTML, as the client
+    asks. For archives and store prefixes; a long listing is ordered and rendered in a
+    worker thread."""
+    view = parse_view(request.query)
+    page = Paged(request, path, view, browse)
 
     def build() -> bytes:
-        ordered = sort_entries(entries)
-        if as_json:
-            return render_json(url_path, ordered, truncated)
-        return render_html(url_path, ordered, truncated)
+        return page.payload(select(entries, view, browse.page_size, truncated))
 
     payload = build() if len(entries) <= RENDER_INLINE else await asyncio.to_thread(build)
-    kind = "application/json" if as_json else "text/html; charset=utf-8"
-    headers = [("Content-Type", kind), ("Vary", "Accept")]
-    if cache_control:
-        headers.append(("Cache-Control", cache_control))
-    return Response(200, headers, Body((payload,)))
+    return page.response(payload, cache_control)
+
+
+class Paged:
+    """One listing answer being made: the form the client asked for, and its links."""
+
+    def __init__(self, request: Request, path: RequestPath, view: View, browse: Browse) -> None:
+        self.path = path
+        self.view = view
+        self.url_path = path.url(slash=True) if path.segments else "/"
+        self.links = browse.links(request, self.url_path, int(time.time()))
+        self.as_json = wants_json(request)
+        self.uploads = browse.uploads
+        self.host = request.headers.get("host", "")  # checked by the parser; shown escaped
+
+    def payload(self, selection: Selection) -> bytes:
+        if self.as_json:
+            return render_json(self.url_path, selection, self.view, self.links)
+        return render_html(
+            self.path, selection, self.view, self.links, uploads=self.uploads, host=self.host
+        )
+
+    def response(self, payload: bytes, cache_control: str | None) -> Response:
+        if self.as_json:
+            headers = [("Content-Type", "application/json")]
+        else:
+            headers = [
+                ("Content-Type", "text/html; charset=utf-8"),
+                ("Content-Security-Policy", CONTENT_SECURITY_POLICY),
+                ("X-Content-Type-Options", "nosniff"),
+            ]
+        headers.append(("Vary", "Accept"))
+        if self.links.signed:
+            headers.append(("Cache-Control", "private, no-store"))  # its links are credentials
+        elif cache_control:
+            headers.append(("Cache-Control", cache_control))
+        return Response(200, headers, Body((payload,)))

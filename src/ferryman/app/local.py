@@ -13,6 +13,7 @@ from collections.abc import Awaitable
 
 from ferryman.app import listing
 from ferryman.app.archive import ArchiveReader
+from ferryman.app.browse import Browse
 from ferryman.app.files import FileReader
 from ferryman.app.root import OpenedDirectory, OpenedFile, Redirect, Root
 from ferryman.app.spool import Spool
@@ -27,19 +28,24 @@ class LocalReader:
         """The reader of SOURCE, a directory, with its Root (the root directory opened)."""
         root = Root(config)
         files = FileReader(config, root)
+        browse = Browse.of(config)
         archives = ArchiveReader(
             Spool.of(config),
             max_member_size=config.max_member_size,
             cache_control=config.cache_control,
             max_ranges=config.max_ranges,
             compression=files.compression,  # one memory of coded bodies per worker
+            browse=browse,
         )
-        return cls(root, files, archives)
+        return cls(root, files, archives, browse)
 
-    def __init__(self, root: Root, files: FileReader, archives: ArchiveReader) -> None:
+    def __init__(
+        self, root: Root, files: FileReader, archives: ArchiveReader, browse: Browse
+    ) -> None:
         self.root = root
         self.files = files
         self.archives = archives
+        self.browse = browse
 
     def get(self, request: Request) -> Response | Awaitable[Response]:
         hit = self.files.remembered(request)
@@ -52,7 +58,7 @@ class LocalReader:
             return found.response
         if isinstance(found, OpenedDirectory):
             return listing.respond(
-                request, found.path, found.fd, self.root, self.files.cache_control
+                request, found.path, found.fd, self.root, self.browse, self.files.cache_control
             )
         return self.archives.respond(request, found.path, found.count, found.fd, found.st)
 

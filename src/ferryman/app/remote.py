@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from ferryman.app import listing
 from ferryman.app.bodycache import SmallBodyCache
+from ferryman.app.browse import Browse
 from ferryman.app.compression import Compression, Source
 from ferryman.app.digestindex import DigestIndex
 from ferryman.app.mime import content_type
@@ -51,7 +52,9 @@ if TYPE_CHECKING:
     from ferryman.cache.cached import CachedObject
     from ferryman.cache.client import CacheClient
 
-LISTING_LIMIT = 10_000  # entries per listing page rendered; more are cut (and said so)
+# Keys of one prefix read from the store for its listing (then paged); more are cut, and
+# the listing says so: each page of a listing reads the prefix again.
+LISTING_LIMIT = 10_000
 
 
 class RemoteReader:
@@ -65,6 +68,7 @@ class RemoteReader:
         self.max_ranges = config.max_ranges
         self.digests: DigestIndex | None = None  # set when a catalog exists
         self.compression = Compression.of(config)
+        self.browse = Browse.of(config)
         # Plain GETs of small cached objects, answered from memory (as local small files).
         self.answers = (
             SmallBodyCache(max_bytes=config.file_cache)
@@ -224,7 +228,9 @@ class RemoteReader:
             )
         if not entries and prefix:
             raise NotFound(f"no objects under {prefix}")
-        return await listing.render(request, path, entries, self.cache_control, truncated)
+        return await listing.render(
+            request, path, entries, self.browse, self.cache_control, truncated
+        )
 
 
 # -- bodies -------------------------------------------------------------------------------

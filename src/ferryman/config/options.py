@@ -378,6 +378,14 @@ class Config:
         "Zero-copy, with exact byte ranges of the sidecar. A sidecar older than `X` is "
         "ignored. Among codings the client wants equally, a sidecar comes before coding on "
         "the fly. `X.gz` asked for by its own name is an ordinary download.")
+    listing_page_size: int = option(
+        1000, POSITIVE,
+        "entries on one page of a listing, the browse page and JSON alike (`?page=N`)",
+        "Each request reads the directory (or the archive's index, or the store's prefix "
+        "up to 10,000 keys), orders it and renders one page: a larger page costs every "
+        "request more to render and send. The page links to the others (`rel=next`, "
+        "`rel=prev`); JSON carries `next` and `prev` URLs. See "
+        "[operations.md](operations.md#the-browse-page).")
     s3_endpoint: str | None = option(
         None, optional("a URL"),
         "S3-compatible endpoint URL for an `s3://` SOURCE (none: AWS S3 in `AWS_REGION`)",

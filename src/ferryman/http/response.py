@@ -12,6 +12,8 @@ import json
 from http import HTTPStatus
 
 from ferryman.http.body import EMPTY, Body
+from ferryman.http.errorpage import CONTENT_SECURITY_POLICY as ERROR_PAGE_POLICY
+from ferryman.http.errorpage import error_page
 
 REASONS: dict[int, bytes] = {s.value: s.phrase.encode("ascii") for s in HTTPStatus}
 REASONS.update(
@@ -130,15 +132,23 @@ def error_response(
     *,
     accept: str | None = None,
 ) -> Response:
-    """An error answer: JSON for API clients, plain text for browsers."""
+    """An error answer: JSON for API clients, a small HTML page for browsers (errorpage.py),
+    plain text for clients that ask for text."""
+    extra: Headers = []
     if wants_json(accept):
         payload = json.dumps({"error": error, "detail": detail}).encode("utf-8") + b"\n"
         content_type = "application/json"
+    elif "text/html" in (accept or "").lower():
+        reason = REASONS.get(status, b"Error").decode("ascii")
+        payload = error_page(status, reason, detail)
+        content_type = "text/html; charset=utf-8"
+        extra = [("Content-Security-Policy", ERROR_PAGE_POLICY)]
     else:
         reason = REASONS.get(status, b"Error").decode("ascii")
         text = f"{status} {reason}\n{detail}\n" if detail else f"{status} {reason}\n"
         payload = text.encode("utf-8")
         content_type = "text/plain; charset=utf-8"
     all_headers: Headers = [("Content-Type", content_type), ("Cache-Control", "no-store")]
+    all_headers.extend(extra)
     all_headers.extend(headers)
     return Response(status, all_headers, Body((payload,)))
