@@ -6,6 +6,8 @@ import json
 from collections.abc import AsyncIterator
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from ferryman.http.body import Body, FileRegion
 from ferryman.http.response import Framing, Response, error_response, frame_head
@@ -80,6 +82,14 @@ def test_error_bodies() -> None:
     text = error_response(404, "not_found", "no such file", accept="text/plain")
     assert payload(text).startswith(b"404 Not Found")
     assert ("Content-Type", "text/plain; charset=utf-8") in text.headers
+
+
+@given(st.text(), st.text())
+def test_a_json_error_body_is_what_json_dumps_writes(error: str, detail: str) -> None:
+    # Any string: quotes, backslashes, control characters, non-ASCII, lone surrogates.
+    api = error_response(400, error, detail, accept="application/json")
+    expected = json.dumps({"error": error, "detail": detail}).encode("utf-8") + b"\n"
+    assert payload(api) == expected
 
 
 def test_a_browser_gets_a_small_html_page_with_a_way_back() -> None:

@@ -7,8 +7,8 @@ copy's identifier is "inode:mtime_ns:ctime_ns": a copy rewritten in place,
 renamed over or touched gets another, so a digest learned from reading it
 is trusted only while the identifier holds.
 
-The walk runs once per file of every audit, so it is compiled with the
-request path (native.py) and kept to plain loops.
+The walk runs once per file of every audit, so it is kept to plain loops
+over `os.scandir` (most of its time is the stat of each file).
 """
 
 from __future__ import annotations

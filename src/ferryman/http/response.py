@@ -8,8 +8,8 @@ and whether the connection stays open.
 
 from __future__ import annotations
 
-import json
 from http import HTTPStatus
+from json.encoder import encode_basestring_ascii
 
 from ferryman.http.body import EMPTY, Body
 from ferryman.http.errorpage import CONTENT_SECURITY_POLICY as ERROR_PAGE_POLICY
@@ -136,7 +136,12 @@ def error_response(
     plain text for clients that ask for text."""
     extra: Headers = []
     if wants_json(accept):
-        payload = json.dumps({"error": error, "detail": detail}).encode("utf-8") + b"\n"
+        # What json.dumps gives for these two strings, without its encoder's machinery:
+        # an error answer is also what a flood of bad requests costs.
+        payload = b'{"error": %s, "detail": %s}\n' % (
+            encode_basestring_ascii(error).encode("ascii"),
+            encode_basestring_ascii(detail).encode("ascii"),
+        )
         content_type = "application/json"
     elif "text/html" in (accept or "").lower():
         reason = REASONS.get(status, b"Error").decode("ascii")
