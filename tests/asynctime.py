@@ -29,3 +29,38 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
+
+
+class FakeLoop:
+    """The clock of an event loop (time, call_at) that moves only when the test says:
+    `advance` runs the callbacks that fall due, in time order, as a loop would."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.calls: list[tuple[float, Any, list[bool]]] = []
+
+    def time(self) -> float:
+        return self.now
+
+    def call_at(self, at: float, callback: Any) -> Any:
+        cancelled = [False]
+        self.calls.append((at, callback, cancelled))
+
+        class Handle:
+            def cancel(self) -> None:
+                cancelled[0] = True
+
+        return Handle()
+
+    def advance(self, seconds: float) -> None:
+        """Run due callbacks in time order, up to now + seconds."""
+        end = self.now + seconds
+        while due := [c for c in self.calls if not c[2][0] and c[0] <= end]:
+            call = min(due, key=lambda c: c[0])
+            self.calls.remove(call)
+            self.now = max(self.now, call[0])
+            call[1]()
+        self.now = end
+
+    def call_exception_handler(self, context: dict[str, Any]) -> None:
+        raise context["exception"]

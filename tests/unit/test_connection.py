@@ -34,6 +34,7 @@ from ferryman.server.accesslog import AccessLog
 from ferryman.server.connection import HttpConnection
 from ferryman.server.context import ServerContext
 from ferryman.server.deadline import Timers
+from tests.asynctime import FakeLoop
 
 BIG = 100_000  # over four times --small-body: sent by a task
 UPLOAD = 3000  # request-body bytes of an upload
@@ -93,39 +94,6 @@ class FakeTransport(asyncio.Transport):
         if name == "socket":
             return self.sock
         return ("192.0.2.7", 40000) if name == "peername" else default
-
-
-class FakeClock:
-    """time() and call_at() for the deadline queue; `advance` fires what is due."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.calls: list[tuple[float, Any, list[bool]]] = []
-
-    def time(self) -> float:
-        return self.now
-
-    def call_at(self, at: float, callback: Any) -> Any:
-        cancelled = [False]
-        self.calls.append((at, callback, cancelled))
-
-        class Handle:
-            def cancel(self) -> None:
-                cancelled[0] = True
-
-        return Handle()
-
-    def advance(self, seconds: float) -> None:
-        end = self.now + seconds
-        while due := [c for c in self.calls if not c[2][0] and c[0] <= end]:
-            call = min(due, key=lambda c: c[0])
-            self.calls.remove(call)
-            self.now = max(self.now, call[0])
-            call[1]()
-        self.now = end
-
-    def call_exception_handler(self, context: dict[str, Any]) -> None:
-        raise AssertionError(context)
 
 
 class ScriptedApp:
@@ -244,7 +212,7 @@ class Harness:
         file.write_bytes(b"f" * 20_000)
         self.app = ScriptedApp(file)
         self.ctx = ServerContext(self.config, self.app, self.loop, AccessLog("off"))  # type: ignore[arg-type]
-        self.clock = FakeClock()
+        self.clock = FakeLoop()
         self.ctx.timers = Timers(self.clock)  # type: ignore[arg-type]
         self.conn = HttpConnection(self.ctx)
         self.transport = FakeTransport(sock)

@@ -9,48 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import math
-from typing import Any, cast
+from typing import cast
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ferryman.server.deadline import Deadline, Timers
-
-
-class FakeLoop:
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.calls: list[tuple[float, Any, list[bool]]] = []
-
-    def time(self) -> float:
-        return self.now
-
-    def call_at(self, at: float, callback: Any) -> Any:
-        cancelled = [False]
-        self.calls.append((at, callback, cancelled))
-
-        class Handle:
-            def cancel(self) -> None:
-                cancelled[0] = True
-
-        return Handle()
-
-    def advance(self, seconds: float) -> None:
-        """Run due callbacks in time order, as a loop would, up to now + seconds."""
-        end = self.now + seconds
-        while True:
-            due = [c for c in self.calls if not c[2][0] and c[0] <= end]
-            if not due:
-                break
-            call = min(due, key=lambda c: c[0])
-            self.calls.remove(call)
-            self.now = max(self.now, call[0])
-            call[1]()
-        self.now = end
-
-    def call_exception_handler(self, context: dict[str, Any]) -> None:
-        raise context["exception"]
-
+from tests.asynctime import FakeLoop
 
 operation = st.one_of(
     st.tuples(st.just("arm"), st.integers(0, 7), st.integers(1, 50)),
