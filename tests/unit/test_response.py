@@ -92,6 +92,24 @@ def test_a_json_error_body_is_what_json_dumps_writes(error: str, detail: str) ->
     assert payload(api) == expected
 
 
+def test_error_answers_are_kept_encoded_and_the_table_stays_bounded() -> None:
+    from ferryman.http import response as module
+
+    first = frame(error_response(404, "not_found", "no such file"))
+    again = error_response(404, "not_found", "no such file")
+    assert again.head_block is not None  # framed from the kept block
+    assert (
+        frame(again).head == first.head
+        and payload(again) == b'{"error": "not_found", "detail": "no such file"}\n'
+    )
+    for n in range(3 * module.MAX_KEPT_ERRORS):  # details a client could vary
+        error_response(400, "bad_request", f"bad path /{n}")
+    assert len(module._kept_errors) <= module.MAX_KEPT_ERRORS
+    # A header value holding CR LF is never kept, and framing still refuses it.
+    with pytest.raises(ValueError):
+        frame(error_response(405, "method_not_allowed", "", (("Allow", "GET\r\nX: y"),)))
+
+
 def test_a_browser_gets_a_small_html_page_with_a_way_back() -> None:
     hostile = '<script>alert(1)</script> & "quotes"'
     page = error_response(403, "forbidden", hostile, accept="text/html,application/xhtml+xml")

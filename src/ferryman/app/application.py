@@ -210,8 +210,7 @@ def _with_headers(response: Response, extra: tuple[Header, ...]) -> Response:
     (the memory cache's), so they are replaced, never changed."""
     if response.head_block is not None:
         response.head_block += encode_headers(list(extra))
-    else:
-        response.headers = [*response.headers, *extra]
+    response.headers = [*response.headers, *extra]
     return response
 
 

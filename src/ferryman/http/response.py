@@ -124,6 +124,13 @@ def wants_json(accept: str | None) -> bool:
     return "text/html" not in accept and "text/plain" not in accept
 
 
+# Error answers, kept encoded by what they say: a flood of 404s, 400s or 405s frames one
+# kept head block each instead of encoding the same headers again. Bounded: the key
+# holds a detail that may name a request's path, so the table is emptied when full.
+MAX_KEPT_ERRORS = 128
+_kept_errors: dict[tuple[object, ...], tuple[Headers, bytes, bytes]] = {}
+
+
 def error_response(
     status: int,
     error: str,
@@ -134,16 +141,43 @@ def error_response(
 ) -> Response:
     """An error answer: JSON for API clients, a small HTML page for browsers (errorpage.py),
     plain text for clients that ask for text."""
-    extra: Headers = []
+    kind = _error_kind(accept)
+    key = (status, error, detail, headers, kind)
+    kept = _kept_errors.get(key)
+    if kept is None:
+        all_headers, payload = _error_parts(status, error, detail, headers, kind)
+        try:
+            block = encode_headers(all_headers)
+        except ValueError:  # a header holding CR or LF: frame_head refuses it, as ever
+            return Response(status, all_headers, Body((payload,)))
+        if len(_kept_errors) >= MAX_KEPT_ERRORS:
+            _kept_errors.clear()
+        kept = _kept_errors[key] = (all_headers, payload, block)
+    all_headers, payload, block = kept
+    return Response(status, all_headers, Body((payload,)), block)
+
+
+_JSON, _HTML, _TEXT = 0, 1, 2
+
+
+def _error_kind(accept: str | None) -> int:
     if wants_json(accept):
-        # What json.dumps gives for these two strings, without its encoder's machinery:
-        # an error answer is also what a flood of bad requests costs.
+        return _JSON
+    return _HTML if "text/html" in (accept or "").lower() else _TEXT
+
+
+def _error_parts(status: int, error: str, detail: str, headers: tuple[tuple[str, str], ...],
+                 kind: int) -> tuple[Headers, bytes]:  # fmt: skip
+    """The headers and body of an error answer of this kind."""
+    extra: Headers = []
+    if kind == _JSON:
+        # What json.dumps gives for these two strings, without its encoder's machinery.
         payload = b'{"error": %s, "detail": %s}\n' % (
             encode_basestring_ascii(error).encode("ascii"),
             encode_basestring_ascii(detail).encode("ascii"),
         )
         content_type = "application/json"
-    elif "text/html" in (accept or "").lower():
+    elif kind == _HTML:
         reason = REASONS.get(status, b"Error").decode("ascii")
         payload = error_page(status, reason, detail)
         content_type = "text/html; charset=utf-8"
@@ -156,4 +190,4 @@ def error_response(
     all_headers: Headers = [("Content-Type", content_type), ("Cache-Control", "no-store")]
     all_headers.extend(extra)
     all_headers.extend(headers)
-    return Response(status, all_headers, Body((payload,)))
+    return all_headers, payload
