@@ -1,10 +1,12 @@
 """Per-request Python cost of ferryman's hot path, without the network.
 
 Drives one HttpConnection with an in-memory transport: each iteration feeds
-one GET for a 1 KiB file and collects the response bytes. Prints microseconds
-per request; with --profile, the top functions by own time (cProfile).
+one request and collects the response bytes. Prints microseconds per
+request; with --profile, the top functions by own time (cProfile). Kinds:
+`small` (GET of a 1 KiB file), `notfound` (a 404), `multirange` (three
+16 KiB ranges of a 4 MiB file, multipart/byteranges).
 
-    .venv/bin/python bench/micro/request_path.py [--profile] [-n 20000]
+    .venv/bin/python bench/micro/request_path.py [--kind small] [--profile] [-n 20000]
 """
 
 from __future__ import annotations
@@ -24,9 +26,21 @@ from ferryman.server.connection import HttpConnection
 from ferryman.server.context import ServerContext
 from ferryman.server.phase import Phase
 
-REQUEST = (
-    b"GET /1k.bin HTTP/1.1\r\nHost: 127.0.0.1:8000\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n"
-)
+HEAD = b"Host: 127.0.0.1:8000\r\nUser-Agent: bench\r\nAccept: */*\r\n"
+RANGES = ((0, 16383), (1_500_000, 1_516_383), (3_000_000, 3_016_383))
+# kind: (request, expected status line start, expected body from the file's bytes)
+KINDS = {
+    "small": (b"GET /1k.bin HTTP/1.1\r\n" + HEAD + b"\r\n", b"HTTP/1.1 200 "),
+    "notfound": (b"GET /nothing.bin HTTP/1.1\r\n" + HEAD + b"\r\n", b"HTTP/1.1 404 "),
+    "multirange": (
+        b"GET /4m.bin HTTP/1.1\r\n"
+        + HEAD
+        + b"Range: bytes="
+        + b",".join(b"%d-%d" % r for r in RANGES)
+        + b"\r\n\r\n",
+        b"HTTP/1.1 206 ",
+    ),
+}
 
 
 class MemoryTransport:
@@ -34,9 +48,11 @@ class MemoryTransport:
 
     def __init__(self) -> None:
         self.out: list[bytes] = []
+        self.keep = True  # off while timing: holding every answer would measure page faults
 
     def write(self, data: bytes) -> None:
-        self.out.append(data)
+        if self.keep:
+            self.out.append(data)
 
     def get_write_buffer_size(self) -> int:
         return 0
@@ -54,23 +70,31 @@ class MemoryTransport:
         pass
 
 
-def check_answer(response: bytes, body: bytes) -> None:
-    """The timed request must be answered in full: a 200 with the file's bytes."""
+def check_answer(kind: str, response: bytes, small: bytes, big: bytes) -> None:
+    """The timed request must be answered in full, with the file's own bytes."""
     head, _, got = response.partition(b"\r\n\r\n")
     status = head.split(b"\r\n", 1)[0]
-    if not status.startswith(b"HTTP/1.1 200 ") or got != body:
+    ok = status.startswith(KINDS[kind][1])
+    if kind == "small":
+        ok = ok and got == small
+    elif kind == "multirange":
+        ok = ok and all(big[a : b + 1] in got for a, b in RANGES)
+    if not ok:
         raise SystemExit(f"unexpected answer: {status!r}, {len(got)} body bytes")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
+    parser.add_argument("--kind", choices=sorted(KINDS), default="small")
     parser.add_argument("-n", type=int, default=20000)
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
     root = tempfile.mkdtemp()
-    body = os.urandom(1024)
-    with open(os.path.join(root, "1k.bin"), "wb") as f:
-        f.write(body)
+    small, big = os.urandom(1024), os.urandom(4 * 1024 * 1024)
+    for name, data in (("1k.bin", small), ("4m.bin", big)):
+        with open(os.path.join(root, name), "wb") as f:
+            f.write(data)
+    request = KINDS[args.kind][0]
     loop = asyncio.new_event_loop()
     config = Config(source=root)
     ctx = ServerContext(config, Application(config), loop, AccessLog("off"))
@@ -80,11 +104,12 @@ def main() -> None:
 
     def run(n: int) -> None:
         for _ in range(n):
-            conn.data_received(REQUEST)
+            conn.data_received(request)
         transport.out.clear()
 
-    conn.data_received(REQUEST)
-    check_answer(b"".join(transport.out), body)
+    conn.data_received(request)
+    check_answer(args.kind, b"".join(transport.out), small, big)
+    transport.keep = False
     run(1000)
     assert conn.phase is Phase.IDLE  # every answer went out at once, no task
     if args.profile:
