@@ -10,6 +10,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+from clientload import CLIENT_BOUND
 from report import SHOWN, load_bound
 
 COLORS = {"ferryman": "#d62728", "nginx": "#1f77b4"}
@@ -30,7 +31,9 @@ def _label(result: dict | None, metric: dict) -> str:
         return "-"
     text = f"{value:,.{metric['digits']}f}"
     ratio = result["ratios"].get(metric["key"])
-    if ratio is not None:
+    if metric["key"] in result.get("client_bound", ()):
+        text += f"  {CLIENT_BOUND}"
+    elif ratio is not None:
         text += f"  x{ratio:.2f}"
     if result["status"] == "flagged":
         text += "  (flagged)"
