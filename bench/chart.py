@@ -76,12 +76,13 @@ def _draw_legend(ax, doc: dict) -> None:
         f"x1.00 = {doc['reference']}; each server on CPU {doc['settings']['server_cpu']},",
         f"load generators on CPU {doc['settings']['client_cpu']}. Hatched bar = flagged:",
         "wrong answers or connections not held (JSON notes).",
+        f"{CLIENT_BOUND}: wrk or ab used 90% of its cores: no ratio.",
     ]
     bound = load_bound(doc)
     if bound:
         lines += [
-            f"{doc['reference']} below 80% CPU (load generator was the",
-            f"limit, ratios flatter the others): {', '.join(bound)}",
+            f"{doc['reference']} below 80% CPU (its load generator or other",
+            f"work was the limit; see the notes): {', '.join(bound)}",
         ]
     lines.append("")
     lines += [f"{s['name']}: {s['version']}" for s in doc["servers"]]

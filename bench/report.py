@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from clientload import CLIENT_BOUND
+from clientload import CLIENT_BOUND, CLIENT_BOUND_SHARE
 from machine import machine_info, machine_line
 from outcome import Metric, Outcome, Workload
 from settings import LIMIT, REFERENCE, Settings
@@ -296,11 +296,29 @@ def render_notes(doc: dict) -> str:
         for (server, status, note), workloads in reasons.items()
     ]
     for workload, pct in load_bound(doc).items():
-        lines.append(
-            f"  {workload}: {doc['reference']} used {pct:.0f}% of its CPU, so the load "
-            "generator was the limit: ratios there flatter slower servers"
-        )
+        lines.append(f"  {workload}: {unsaturated_note(doc, workload, pct)}")
     return "\n".join(lines)
+
+
+def unsaturated_note(doc: dict, workload: str, server_pct: float) -> str:
+    """Why the reference server did not use its CPU: its load generator was at its
+    limit (then the figures say client-bound already), or neither was: other work
+    on the machine took the CPU, and the figures are indicative only."""
+    reference = doc["reference"]
+    client = next(
+        (r["metrics"].get("client_cpu_pct") for r in doc["results"]
+         if r["workload"] == workload and r["server"] == reference),
+        None,
+    )  # fmt: skip
+    said = f"{reference} used {server_pct:.0f}% of its CPU"
+    if client is None:
+        return f"{said}: ratios there flatter slower servers"
+    if client >= 100 * CLIENT_BOUND_SHARE:
+        return f"{said}, the load generator {client:.0f}% of its own: the client was the limit"
+    return (
+        f"{said} and the load generator {client:.0f}% of its own: neither was the limit, "
+        "other work on the machine took the CPU, so these figures are indicative only"
+    )
 
 
 def load_bound(doc: dict) -> dict[str, float]:

@@ -171,3 +171,15 @@ def test_a_saturated_generator_caps_only_the_rate_figures() -> None:
     relaxed = measured_outcome(measured(2.0), metrics, ("gbps",), ["3 non-2xx"])
     assert relaxed.client_bound == []
     assert (relaxed.status, relaxed.note) == ("flagged", "3 non-2xx")
+
+
+def test_an_unsaturated_reference_is_explained_by_its_load_generator() -> None:
+    def doc(client_pct: float) -> dict[str, object]:
+        metrics = {"rps": 40_000, "server_cpu_pct": 45, "client_cpu_pct": client_pct}
+        result = {"workload": "small", "server": "nginx", "status": "ok", "note": ""}
+        return {"reference": "nginx", "results": [{**result, "metrics": metrics}]}
+
+    assert "the client was the limit" in render_notes(doc(96))
+    busy = render_notes(doc(50))
+    assert "neither was the limit" in busy
+    assert "indicative only" in busy
