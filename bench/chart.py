@@ -11,7 +11,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from clientload import CLIENT_BOUND
-from report import SHOWN, load_bound
+from report import SHOWN, format_ratio, load_bound
 
 COLORS = {"ferryman": "#d62728", "nginx": "#1f77b4"}
 OTHER = "#9a9a9a"
@@ -30,11 +30,10 @@ def _label(result: dict | None, metric: dict) -> str:
     if value is None:
         return "-"
     text = f"{value:,.{metric['digits']}f}"
-    ratio = result["ratios"].get(metric["key"])
     if metric["key"] in result.get("client_bound", ()):
         text += f"  {CLIENT_BOUND}"
-    elif ratio is not None:
-        text += f"  x{ratio:.2f}"
+    else:  # a ratio, or CLIENT_BOUND when the reference's figure was
+        text += "  " + format_ratio(result["ratios"].get(metric["key"]))
     if result["status"] == "flagged":
         text += "  (flagged)"
     return text
