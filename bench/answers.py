@@ -112,7 +112,9 @@ def _check(spec: FixedRequest, port: int, file_bytes: bytes, tls: bool) -> Check
         problems = _answer_problems(spec, answer, file_bytes, plain.header("etag"))
         if spec.close:
             conn.sock.settimeout(3)
-            if not answer.closes or not conn.closed_by_server():
+            if not answer.closes:
+                problems.append("the answer to Connection: close does not say close")
+            elif not conn.closed_by_server():
                 problems.append("the connection stayed open after Connection: close")
         elif answer.closes:
             problems.append("the server closed the connection after the answer")
