@@ -40,8 +40,9 @@ def _label(result: dict | None, metric: dict) -> str:
 
 
 def _draw_panel(ax, doc: dict, workload: dict, metric: dict) -> None:
-    servers = [s["name"] for s in doc["servers"]]
     index = {(r["workload"], r["server"]): r for r in doc["results"]}
+    # Only the servers that take part in this workload (the probe: small only).
+    servers = [s["name"] for s in doc["servers"] if (workload["key"], s["name"]) in index]
     results = [index.get((workload["key"], name)) for name in servers]
     values = []
     for r in results:
@@ -83,6 +84,10 @@ def _draw_legend(ax, doc: dict) -> None:
             f"{doc['reference']} below 80% CPU (its load generator or other",
             f"work was the limit; see the notes): {', '.join(bound)}",
         ]
+    machine = doc.get("machine")
+    if machine:
+        cpu = f"{machine['cores']} cores, {machine['cpu_model']}"
+        lines += ["", f"{cpu}, Linux {machine['kernel']}"]
     lines.append("")
     lines += [f"{s['name']}: {s['version']}" for s in doc["servers"]]
     ax.text(0, 1, "\n".join(lines), va="top", fontsize=8, family="monospace", wrap=True)
