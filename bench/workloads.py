@@ -14,12 +14,9 @@ import memory
 import transfers
 from outcome import Workload
 
-_ANSWERS = {w.key: w for w in answers.WORKLOADS}
-
 WORKLOADS: list[Workload] = [
-    _ANSWERS["small"],
+    *answers.WORKLOADS,
     *transfers.WORKLOADS,
     *gzipload.WORKLOADS,
     *memory.WORKLOADS,
-    *(w for w in answers.WORKLOADS if w.key != "small"),
 ]
