@@ -14,8 +14,9 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # Real clients (and nginx, a server ferryman get is tested against) the integration tests
 # drive (Debian package: command it provides);
-# chromium opens the HTML audit report (playwright drives it, never downloading a browser).
-TEST_TOOLS := curl:curl wget:wget aria2:aria2c wrk:wrk chromium:chromium nginx:nginx
+# chromium opens the HTML audit report (playwright drives it, never downloading a browser);
+# ab drives the benchmark's HEAD workload in its smoke test.
+TEST_TOOLS := curl:curl wget:wget aria2:aria2c wrk:wrk chromium:chromium nginx:nginx apache2-utils:ab
 # Peers of the audit benchmark (bench/audit_bench.py), installed only for it.
 BENCH_TOOLS := rclone:rclone
 # $(call apt_install,PKG:CMD ...): apt-get install each package whose command is missing.

@@ -18,8 +18,8 @@ import math
 import re
 from dataclasses import dataclass
 
+from outcome import Outcome
 from report import median_outcome
-from workloads import Outcome
 
 MB = 1_000_000  # deep verify rates are in MB/s: 10^6 bytes a second
 FERRYMAN = "ferryman"

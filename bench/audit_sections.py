@@ -29,8 +29,8 @@ from audit_trees import (
     write_large_tree,
     write_small_tree,
 )
+from outcome import Outcome
 from settings import REPO_DIR
-from workloads import Outcome
 
 sys.path.insert(0, str(REPO_DIR))
 from tests.s3server import ACCESS_KEY, REGION, SECRET_KEY, s3_env

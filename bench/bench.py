@@ -15,12 +15,14 @@ from datetime import datetime
 from pathlib import Path
 
 from clientsockets import raise_nofile_limit
+from machine import machine_info, machine_line
+from outcome import Context, Outcome, Workload
 from report import build_document, build_results, median_outcome, render_text, save_document
 from servers import SERVERS, TLS_SERVERS, ServerSpec, ServerStartError, running_server
 from settings import DOCS_CHART, REFERENCE, RESULTS_DIR, Settings, settings_for
 from testfiles import make_test_files
 from versions import server_version
-from workloads import WORKLOADS, Context, Outcome, Workload
+from workloads import WORKLOADS
 
 # The TLS variant (--tls): what HTTPS costs, ferryman and nginx each over HTTP and HTTPS.
 TLS_VARIANT_SERVERS = "ferryman,ferryman-https,nginx,nginx-https"
@@ -37,6 +39,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         f"{TLS_VARIANT_WORKLOADS} (unless given), saved as tls-latest.json, no chart",
     )
     parser.add_argument("--duration", type=float, help="seconds per measurement (overrides mode)")
+    parser.add_argument(
+        "--warmup", type=float, help="seconds of unmeasured load before each (0: none)"
+    )
     parser.add_argument(
         "--rounds",
         type=int,
@@ -77,6 +82,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
     parser.add_argument(
         "--no-docs-chart", action="store_true", help=f"do not copy the chart to {DOCS_CHART}"
+    )
+    parser.add_argument(
+        "--no-chart", action="store_true", help="no chart at all (matplotlib not needed)"
     )
     args = parser.parse_args(argv)
     if args.servers is None:
@@ -123,15 +131,16 @@ def run_one(spec: ServerSpec, workload: Workload, ctx: Context, workdir: Path) -
 def run_all(
     specs: list[ServerSpec], workloads: list[Workload], ctx: Context
 ) -> dict[str, dict[str, Outcome]]:
-    """Every workload against every server; a server that fails to start once
-    is reported "failed to start" for the rest of the run."""
+    """Every workload against every server that takes part in it; a server that
+    fails to start once is reported "failed to start" for the rest of the run."""
     start_failures: dict[str, str] = {}
     outcomes: dict[str, dict[str, Outcome]] = {}
     for workload in workloads:
         log(f"== {workload.key}: {workload.describe(ctx.settings)}")
-        rounds: dict[str, list[Outcome]] = {spec.name: [] for spec in specs}
+        taking_part = [spec for spec in specs if spec.takes_part(workload.key)]
+        rounds: dict[str, list[Outcome]] = {spec.name: [] for spec in taking_part}
         for round_no in range(ctx.settings.rounds if workload.rate else 1):
-            for n, spec in enumerate(specs):
+            for n, spec in enumerate(taking_part):
                 if spec.name in start_failures:
                     outcome = Outcome("failed to start", note=start_failures[spec.name])
                 else:
@@ -151,6 +160,10 @@ def write_outputs(doc: dict, args: argparse.Namespace, started: datetime) -> Non
     if args.tls:  # the chart is drawn for the main run's servers; the table says it all here
         stamped = save_document(doc, args.results_dir, started, prefix="tls-")
         log(f"\nsaved {stamped} and {args.results_dir / 'tls-latest.json'}")
+        return
+    if args.no_chart:
+        stamped = save_document(doc, args.results_dir, started)
+        log(f"\nsaved {stamped} and {args.results_dir / 'latest.json'}")
         return
     from chart import draw_chart
 
@@ -174,6 +187,7 @@ def main(argv: list[str]) -> int:
     settings: Settings = settings_for(
         args.quick,
         duration=args.duration,
+        warmup=args.warmup,
         rounds=args.rounds,
         idle_connections=args.idle_connections,
         slow_readers=args.slow_readers,
@@ -189,6 +203,7 @@ def main(argv: list[str]) -> int:
     raise_nofile_limit(max(settings.idle_connections, settings.slow_readers), margin=2048)
     started = datetime.now().astimezone()
     log(f"ferryman benchmark, {settings.mode} mode: {settings.duration:g} s per measurement")
+    log(machine_line(machine_info(settings)))
     with tempfile.TemporaryDirectory(prefix="ferryman-bench-") as tmp:
         workdir = Path(tmp)
         files = make_test_files(workdir / "www")

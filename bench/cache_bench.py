@@ -37,12 +37,13 @@ from pathlib import Path
 
 from cache_servers import Upstream, cache_spec, local_spec, nginx_cache_spec, start_upstream
 from cache_ttfb import measure_ttfb, render_ttfb
+from outcome import Context, Outcome
 from probes import probe_whole
 from report import build_document, build_results, median_outcome, render_notes, render_table
 from servers import Server, ServerSpec, ServerStartError, running_server
 from settings import BENCH_DIR, RESULTS_DIR, settings_for
 from testfiles import TestFiles, make_test_files
-from workloads import WORKLOADS, Context, Outcome
+from workloads import WORKLOADS
 
 MIB = 1024 * 1024
 REFERENCE = "local"

@@ -10,7 +10,8 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
-from report import SHOWN, load_bound
+from clientload import CLIENT_BOUND
+from report import SHOWN, format_ratio, load_bound
 
 COLORS = {"ferryman": "#d62728", "nginx": "#1f77b4"}
 OTHER = "#9a9a9a"
@@ -29,17 +30,19 @@ def _label(result: dict | None, metric: dict) -> str:
     if value is None:
         return "-"
     text = f"{value:,.{metric['digits']}f}"
-    ratio = result["ratios"].get(metric["key"])
-    if ratio is not None:
-        text += f"  x{ratio:.2f}"
+    if metric["key"] in result.get("client_bound", ()):
+        text += f"  {CLIENT_BOUND}"
+    else:  # a ratio, or CLIENT_BOUND when the reference's figure was
+        text += "  " + format_ratio(result["ratios"].get(metric["key"]))
     if result["status"] == "flagged":
         text += "  (flagged)"
     return text
 
 
 def _draw_panel(ax, doc: dict, workload: dict, metric: dict) -> None:
-    servers = [s["name"] for s in doc["servers"]]
     index = {(r["workload"], r["server"]): r for r in doc["results"]}
+    # Only the servers that take part in this workload (the probe: small only).
+    servers = [s["name"] for s in doc["servers"] if (workload["key"], s["name"]) in index]
     results = [index.get((workload["key"], name)) for name in servers]
     values = []
     for r in results:
@@ -73,13 +76,18 @@ def _draw_legend(ax, doc: dict) -> None:
         f"x1.00 = {doc['reference']}; each server on CPU {doc['settings']['server_cpu']},",
         f"load generators on CPU {doc['settings']['client_cpu']}. Hatched bar = flagged:",
         "wrong answers or connections not held (JSON notes).",
+        f"{CLIENT_BOUND}: wrk or ab used 90% of its cores: no ratio.",
     ]
     bound = load_bound(doc)
     if bound:
         lines += [
-            f"{doc['reference']} below 80% CPU (load generator was the",
-            f"limit, ratios flatter the others): {', '.join(bound)}",
+            f"{doc['reference']} below 80% CPU (its load generator or other",
+            f"work was the limit; see the notes): {', '.join(bound)}",
         ]
+    machine = doc.get("machine")
+    if machine:
+        cpu = f"{machine['cores']} cores, {machine['cpu_model']}"
+        lines += ["", f"{cpu}, Linux {machine['kernel']}"]
     lines.append("")
     lines += [f"{s['name']}: {s['version']}" for s in doc["servers"]]
     ax.text(0, 1, "\n".join(lines), va="top", fontsize=8, family="monospace", wrap=True)

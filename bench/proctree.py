@@ -17,13 +17,23 @@ from pathlib import Path
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def _stat_fields(pid: int) -> list[str] | None:
+def stat_fields(text: str) -> list[str]:
+    """The fields of a /proc/PID/stat line after the command name (which may itself
+    hold spaces and ')'): [0] is the state (field 3), [3] the session (field 6)."""
+    return text[text.rindex(")") + 2 :].split()
+
+
+def stat_cpu_ticks(text: str) -> int:
+    """utime + stime + cutime + cstime (fields 14 to 17) of a /proc/PID/stat line,
+    in clock ticks: the process's CPU and that of its reaped children."""
+    return sum(int(v) for v in stat_fields(text)[11:15])
+
+
+def _read_stat(pid: int) -> str | None:
     try:
-        text = Path(f"/proc/{pid}/stat").read_text()
+        return Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    # Fields after the command name, which may itself contain spaces and ')'.
-    return text[text.rindex(")") + 2 :].split()
 
 
 def session_pids(sid: int) -> list[int]:
@@ -31,9 +41,8 @@ def session_pids(sid: int) -> list[int]:
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
-        fields = _stat_fields(int(entry))
-        # fields[0] is the state (field 3 of stat); field 6, the session, is fields[3].
-        if fields is not None and int(fields[3]) == sid:
+        text = _read_stat(int(entry))
+        if text is not None and int(stat_fields(text)[3]) == sid:
             pids.append(int(entry))
     return pids
 
@@ -42,10 +51,9 @@ def cpu_seconds(sid: int) -> float:
     """utime+stime of the tree, plus what its reaped children used."""
     ticks = 0
     for pid in session_pids(sid):
-        fields = _stat_fields(pid)
-        if fields is not None:
-            # utime, stime, cutime, cstime are stat fields 14..17.
-            ticks += sum(int(v) for v in fields[11:15])
+        text = _read_stat(pid)
+        if text is not None:
+            ticks += stat_cpu_ticks(text)
     return ticks / CLOCK_TICKS
 
 

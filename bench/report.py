@@ -1,21 +1,27 @@
-"""Results: ratios to the reference server, the printed table, the JSON file."""
+"""Results: ratios to the reference server (nginx) and to the limit probe, the
+printed table, the JSON file.
+
+A ratio involving a client-bound figure (its own, or the one it divides by)
+is not a result: it is reported as "client-bound" in the table and the JSON.
+"""
 
 from __future__ import annotations
 
 import json
 import math
-import os
-import platform
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from settings import REFERENCE, Settings
-from workloads import Metric, Outcome, Workload
+from clientload import CLIENT_BOUND, CLIENT_BOUND_SHARE
+from machine import machine_info, machine_line
+from outcome import Metric, Outcome, Workload
+from settings import LIMIT, REFERENCE, Settings
 
-SCHEMA = 1
+SCHEMA = 2
 SHOWN = ("ok", "flagged")  # statuses whose figures are shown and compared
+Ratio = float | str  # a ratio, or CLIENT_BOUND where it would involve a client-bound figure
 
 
 @dataclass
@@ -23,7 +29,8 @@ class Result:
     workload: str
     server: str
     outcome: Outcome
-    ratios: dict[str, float]
+    ratios: dict[str, Ratio]  # to the reference (nginx)
+    limit_ratios: dict[str, Ratio] = field(default_factory=dict)  # to the probe, where it ran
 
     def as_dict(self) -> dict[str, object]:
         o = self.outcome
@@ -32,8 +39,10 @@ class Result:
             "server": self.server,
             "status": o.status,
             "note": o.note,
+            "client_bound": o.client_bound,
             "metrics": {k: _finite(v) for k, v in o.metrics.items()},
-            "ratios": {k: _finite(v) for k, v in self.ratios.items()},
+            "ratios": {k: _ratio(v) for k, v in self.ratios.items()},
+            "limit_ratios": {k: _ratio(v) for k, v in self.limit_ratios.items()},
             "details": o.details,
         }
 
@@ -42,19 +51,36 @@ def _finite(value: float) -> float | None:
     return round(value, 4) if isinstance(value, int | float) and math.isfinite(value) else None
 
 
+def _ratio(value: Ratio) -> float | str | None:
+    return value if isinstance(value, str) else _finite(value)
+
+
+def ratio(outcome: Outcome, base: Outcome, key: str) -> Ratio | None:
+    """outcome's figure / base's figure; CLIENT_BOUND when either figure is client-bound;
+    None when there is no figure to divide (or nothing to divide by)."""
+    value, divisor = outcome.metrics.get(key), base.metrics.get(key)
+    if outcome.status not in SHOWN or base.status not in SHOWN:
+        return None
+    if value is None or divisor is None:
+        return None
+    if key in outcome.client_bound or key in base.client_bound:
+        return CLIENT_BOUND
+    if divisor and math.isfinite(divisor) and math.isfinite(value):
+        return value / divisor
+    return None
+
+
 def ratios_to_reference(outcomes: dict[str, Outcome], reference: str) -> dict[str, dict]:
-    """For each server: metric -> value / reference's value, where both exist."""
+    """For each server: metric -> value / reference's value (or CLIENT_BOUND)."""
     ref = outcomes.get(reference)
     ratios: dict[str, dict] = {name: {} for name in outcomes}
-    if ref is None or ref.status not in SHOWN:
+    if ref is None:
         return ratios
     for name, outcome in outcomes.items():
-        if outcome.status not in SHOWN:
-            continue
-        for key, value in outcome.metrics.items():
-            base = ref.metrics.get(key)
-            if base and math.isfinite(base) and math.isfinite(value):
-                ratios[name][key] = value / base
+        for key in outcome.metrics:
+            found = ratio(outcome, ref, key)
+            if found is not None:
+                ratios[name][key] = found
     return ratios
 
 
@@ -72,14 +98,20 @@ def median_outcome(rounds: list[Outcome]) -> Outcome:
         for key in counted[0].metrics
     }
     clean = all(o.status == "ok" for o in rounds)
+    # A figure client-bound in any round is not trusted as the median either.
+    bound = sorted({key for o in counted for key in o.client_bound})
     return Outcome(
         "ok" if clean else "flagged",
         metrics,
         "; ".join(_round_notes(rounds)),
         {
-            "rounds": [{"status": o.status, "metrics": o.metrics} for o in rounds],
+            "rounds": [
+                {"status": o.status, "metrics": o.metrics, "client_bound": o.client_bound}
+                for o in rounds
+            ],
             "last": rounds[-1].details,
         },
+        bound,
     )
 
 
@@ -95,34 +127,20 @@ def _round_notes(rounds: list[Outcome]) -> list[str]:
     return notes
 
 
-def build_results(outcomes: dict[str, dict[str, Outcome]], reference: str) -> list[Result]:
-    """outcomes: workload key -> server name -> Outcome."""
+def build_results(
+    outcomes: dict[str, dict[str, Outcome]], reference: str, limit: str = LIMIT
+) -> list[Result]:
+    """outcomes: workload key -> server name -> Outcome (only the servers that took
+    part in that workload). Ratios to `limit` only where it took part."""
     results = []
     for workload, by_server in outcomes.items():
         ratios = ratios_to_reference(by_server, reference)
+        limits = ratios_to_reference(by_server, limit) if limit in by_server else {}
         for server, outcome in by_server.items():
-            results.append(Result(workload, server, outcome, ratios[server]))
+            results.append(
+                Result(workload, server, outcome, ratios[server], limits.get(server, {}))
+            )
     return results
-
-
-def _sysctl(name: str) -> str | None:
-    try:
-        with open("/proc/sys/" + name.replace(".", "/")) as f:
-            return f.read().strip()
-    except OSError:
-        return None
-
-
-def _host_info() -> dict[str, object]:
-    return {
-        "cpus": os.cpu_count(),
-        "kernel": platform.release(),
-        "python": platform.python_version(),
-        # How the kernel paces TCP sends (BBR paces every socket with a timer
-        # when the qdisc is not fq): it moves the range figures.
-        "tcp_congestion_control": _sysctl("net.ipv4.tcp_congestion_control"),
-        "default_qdisc": _sysctl("net.core.default_qdisc"),
-    }
 
 
 def build_document(
@@ -139,7 +157,8 @@ def build_document(
         "finished": finished.isoformat(timespec="seconds"),
         "mode": settings.mode,
         "reference": REFERENCE,
-        "host": _host_info(),
+        "limit": LIMIT,
+        "machine": machine_info(settings),
         "settings": settings.as_dict(),
         "servers": servers,
         "workloads": [
@@ -184,14 +203,24 @@ def format_value(value: float | None, digits: int) -> str:
     return f"{value:,.{digits}f}"
 
 
+def format_ratio(value: float | str | None) -> str:
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else f"x{value:.2f}"
+
+
 def format_cell(result: dict, metric: Metric) -> str:
-    """'54,900 x1.00', with '!' for a flagged figure, or the status."""
+    """'54,900 x1.00', '97,000 client-bound' (a figure the load generator capped, no
+    ratio), with '!' for a flagged figure; or the status."""
     status = result["status"]
     if status not in SHOWN:
         return status
     value = format_value(result["metrics"].get(metric.key), metric.digits)
-    ratio = result["ratios"].get(metric.key)
-    cell = value if ratio is None else f"{value} x{ratio:.2f}"
+    if metric.key in result.get("client_bound", ()):
+        cell = f"{value} {CLIENT_BOUND}"
+    else:
+        ratio = format_ratio(result["ratios"].get(metric.key))
+        cell = f"{value} {ratio}" if ratio else value
     return cell + (" !" if status == "flagged" else "")
 
 
@@ -260,18 +289,36 @@ def render_notes(doc: dict) -> str:
     where the reference server was not saturated, so ratios understate gaps."""
     reasons: dict[tuple[str, str, str], list[str]] = {}
     for r in doc["results"]:
-        if r["status"] != "ok":
+        if r["status"] != "ok" or r.get("client_bound"):
             reasons.setdefault((r["server"], r["status"], r["note"]), []).append(r["workload"])
     lines = [
         f"  {server}, {status} in {', '.join(workloads)}: {note}"
         for (server, status, note), workloads in reasons.items()
     ]
     for workload, pct in load_bound(doc).items():
-        lines.append(
-            f"  {workload}: {doc['reference']} used {pct:.0f}% of its CPU, so the load "
-            "generator was the limit: ratios there flatter slower servers"
-        )
+        lines.append(f"  {workload}: {unsaturated_note(doc, workload, pct)}")
     return "\n".join(lines)
+
+
+def unsaturated_note(doc: dict, workload: str, server_pct: float) -> str:
+    """Why the reference server did not use its CPU: its load generator was at its
+    limit (then the figures say client-bound already), or neither was: other work
+    on the machine took the CPU, and the figures are indicative only."""
+    reference = doc["reference"]
+    client = next(
+        (r["metrics"].get("client_cpu_pct") for r in doc["results"]
+         if r["workload"] == workload and r["server"] == reference),
+        None,
+    )  # fmt: skip
+    said = f"{reference} used {server_pct:.0f}% of its CPU"
+    if client is None:
+        return f"{said}: ratios there flatter slower servers"
+    if client >= 100 * CLIENT_BOUND_SHARE:
+        return f"{said}, the load generator {client:.0f}% of its own: the client was the limit"
+    return (
+        f"{said} and the load generator {client:.0f}% of its own: neither was the limit, "
+        "other work on the machine took the CPU, so these figures are indicative only"
+    )
 
 
 def load_bound(doc: dict) -> dict[str, float]:
@@ -281,7 +328,8 @@ def load_bound(doc: dict) -> dict[str, float]:
     found = {}
     for r in doc["results"]:
         pct = r["metrics"].get("server_cpu_pct")
-        if r["server"] == doc["reference"] and "rps" in r["metrics"] and pct < LOAD_BOUND_PCT:
+        reference = r["server"] == doc["reference"] and "rps" in r["metrics"]
+        if reference and pct is not None and pct < LOAD_BOUND_PCT:
             found[r["workload"]] = pct
     return found
 
@@ -292,18 +340,44 @@ def render_legend(doc: dict) -> str:
         f"  ratios are value / {doc['reference']}'s value from this run; "
         "^ higher is better, v lower is better; ! = flagged (see notes)"
     )
+    lines.append(
+        f"  {CLIENT_BOUND}: the load generator used 90% or more of its cores, so the figure "
+        "is its limit and no ratio is drawn from it"
+    )
+    return "\n".join(lines)
+
+
+def render_limits(doc: dict, server: str = "ferryman") -> str:
+    """`server` as a share of the reference and of the limit probe, for every
+    workload the probe took part in."""
+    lines = []
+    for r in doc["results"]:
+        if r["server"] != server or not r.get("limit_ratios"):
+            continue
+        for key, to_limit in r["limit_ratios"].items():
+            if key not in ("rps", "gbps"):
+                continue
+            to_ref = format_ratio(r["ratios"].get(key)) or "-"
+            lines.append(
+                f"  {r['workload']} {key}: {to_ref} of {doc['reference']}, "
+                f"{format_ratio(to_limit)} of the {doc['limit']}"
+            )
     return "\n".join(lines)
 
 
 def render_text(doc: dict) -> str:
     parts = [
         f"ferryman benchmark, {doc['mode']} mode, {doc['started']}",
+        machine_line(doc["machine"]),
         "",
         render_table(doc),
         "",
         "workloads:",
         render_legend(doc),
     ]
+    limits = render_limits(doc)
+    if limits:
+        parts += ["", f"ferryman against {doc['reference']} and the {doc['limit']}:", limits]
     notes = render_notes(doc)
     if notes:
         parts += ["", "notes:", notes]

@@ -14,7 +14,8 @@ SUDO=""
 [ "$(id -u)" = 0 ] || SUDO="sudo"
 
 # Debian packages: "package:command" pairs, installed only when missing.
-DEBIAN_PEERS="nginx:nginx caddy:caddy wrk:wrk"
+# ab (apache2-utils) drives the HEAD workload, which wrk cannot read.
+DEBIAN_PEERS="nginx:nginx caddy:caddy wrk:wrk apache2-utils:ab"
 SCRIPT="bench.py"
 RUN_PYTHON="$PEERS_VENV/bin/python"
 

@@ -52,6 +52,10 @@ class ServerSpec:
     description: str
     launch: Callable[[Path, TestFiles, Settings], Launch]
     tls: bool = False  # serves HTTPS (with a self-signed certificate)
+    workloads: frozenset[str] | None = None  # the workloads it takes part in; None: all
+
+    def takes_part(self, workload: str) -> bool:
+        return self.workloads is None or workload in self.workloads
 
 
 @dataclass
@@ -251,6 +255,14 @@ SERVERS = [
     ),
     ServerSpec("tornado", "Tornado StaticFileHandler", _peer("tornado_peer.py")),
     ServerSpec("http.server", "python http.server, threaded", _peer("httpserver_peer.py")),
+    # The limit: what a Python server can do at most on this machine. It answers
+    # one fixed 1 KiB answer to everything, so it takes part in `small` only.
+    ServerSpec(
+        "probe",
+        "limit probe: bare uvloop + httptools, one fixed 1 KiB answer",
+        _peer("probe_peer.py"),
+        workloads=frozenset({"small"}),
+    ),
 ]
 
 # Not run unless named (`--servers`, or `bench.py --tls`): only the wrk workloads speak HTTPS.

@@ -63,4 +63,6 @@ def server_version(name: str, settings: Settings) -> str:
         return _package("tornado")
     if name == "http.server":
         return f"Python {platform.python_version()}"
+    if name == "probe":
+        return f"{_package('uvloop')}, {_package('httptools')}"
     return "unknown"

@@ -1,18 +1,20 @@
-"""Run wrk (pinned to the client CPU) with one of the Lua scripts in bench/wrk/."""
+"""Run wrk pinned to the client CPUs with one of the Lua scripts in bench/wrk/.
+
+wrk gets one thread per client CPU (on a 2-core machine: one, on the core the
+server does not use) and its CPU use is measured (bench/clientload.py)."""
 
 from __future__ import annotations
 
 import json
-import resource
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from proctree import kill_tree
+from clientload import ClientCpu, cpu_list_size, run_pinned
 from settings import BENCH_DIR, Settings
 
 LUA_DIR = BENCH_DIR / "wrk"
 RESULT_PREFIX = "WRK_RESULT "
+TOOL = "wrk"
 
 
 class WrkError(Exception):
@@ -27,11 +29,32 @@ class WrkResult:
     errors: dict[str, int]
     latency_us: dict[str, int]
     counters: dict[str, int]
-    cpu_s: float = 0.0  # wrk's own CPU seconds (user + system) over the whole run
+    client: ClientCpu | None = None  # wrk's own CPU over its run
+
+    tool = TOOL
 
     @property
     def requests_per_s(self) -> float:
         return self.requests / self.duration_s
+
+    def problems(self, error_statuses: bool = False) -> list[str]:
+        """What went wrong in the run; `error_statuses`: every answer is meant to be
+        4xx/5xx (wrk counts those as status errors)."""
+        found = []
+        if self.requests == 0:
+            found.append("no complete response")
+        for name, count in self.errors.items():
+            if name == "status":
+                if error_statuses and count != self.requests:
+                    found.append(f"{self.requests - count} answers not 4xx/5xx")
+                elif not error_statuses and count:
+                    found.append(f"{count} non-2xx")
+            elif count:
+                found.append(f"{count} {name} errors")
+        for name, count in self.counters.items():
+            if count:
+                found.append(f"{count} {name.replace('_', ' ')}")
+        return found
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -41,7 +64,7 @@ class WrkResult:
             "errors": self.errors,
             "latency_us": self.latency_us,
             "counters": self.counters,
-            "cpu_s": round(self.cpu_s, 3),
+            "client": self.client.as_dict() if self.client else None,
         }
 
 
@@ -68,6 +91,11 @@ def parse_output(stdout: str) -> WrkResult:
     raise WrkError(f"no result line in wrk output: {stdout.strip()[-300:]}")
 
 
+def wrk_threads(settings: Settings) -> int:
+    """One wrk thread per client CPU: more threads on the same cores add no capacity."""
+    return cpu_list_size(settings.client_cpu)
+
+
 def run_wrk(
     settings: Settings,
     url: str,
@@ -75,34 +103,21 @@ def run_wrk(
     duration: float,
     script: Path,
     args: tuple[str, ...] = (),
+    headers: tuple[str, ...] = (),
 ) -> WrkResult:
+    """`headers`: "Name: value" lines every request carries (wrk -H)."""
+    threads = wrk_threads(settings)
     argv = [
-        "taskset", "-c", settings.client_cpu,
-        "wrk", "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s",
-        "--timeout", "10s", "-s", str(script), url, "--", *args,
+        "wrk", f"-t{threads}", f"-c{max(connections, threads)}", f"-d{max(1, round(duration))}s",
+        "--timeout", "10s", *_header_flags(headers), "-s", str(script), url, "--", *args,
     ]  # fmt: skip
-    before = _children_cpu()  # taskset execs wrk: one child, reaped in communicate()
-    proc = subprocess.Popen(
-        argv,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        stdout, _ = proc.communicate(timeout=duration + 60)
-    except subprocess.TimeoutExpired as exc:
-        raise WrkError("wrk did not finish in time") from exc
-    finally:
-        kill_tree(proc)
-    if proc.returncode != 0:
-        raise WrkError(f"wrk exited with {proc.returncode}: {stdout.strip()[-300:]}")
-    result = parse_output(stdout)
-    result.cpu_s = _children_cpu() - before
+    done = run_pinned(argv, settings.client_cpu, duration + 60)
+    if done.returncode != 0:
+        raise WrkError(f"wrk exited with {done.returncode}: {done.output.strip()[-300:]}")
+    result = parse_output(done.output)
+    result.client = done.client
     return result
 
 
-def _children_cpu() -> float:
-    """CPU seconds of every reaped child so far (the servers are reaped only at their stop)."""
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
+def _header_flags(headers: tuple[str, ...]) -> list[str]:
+    return [flag for header in headers for flag in ("-H", header)]

@@ -31,7 +31,7 @@ from audit_report import (  # noqa: E402
     render_table,
     target,
 )
-from workloads import Outcome  # noqa: E402
+from outcome import Outcome  # noqa: E402
 
 RCLONE_CLEAN = """\
 2026/12/06 04:03:46 NOTICE: Local file system at /tmp/b/mirror: 0 differences found

@@ -1,0 +1,67 @@
+"""The benchmark's vocabulary: a workload, its metrics, and what one run of it gives.
+
+Statuses: "ok"; "flagged" (a figure exists, but some answers were wrong or
+some connections were not held: see the note); "unsupported" (the server does
+not do this kind of request); "client error" (the load generator itself could
+not open its connections, e.g. out of local ports: the figures say nothing
+about the server); "error" (the run broke: see the note). The orchestrator
+adds "failed to start".
+
+Apart from the status, a figure can be client-bound (bench/clientload.py):
+the load generator used nearly all of its cores, so the figure is the
+client's limit, and no ratio is drawn from it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from settings import Settings
+from testfiles import TestFiles
+
+if TYPE_CHECKING:
+    from servers import Server
+
+
+@dataclass(frozen=True)
+class Metric:
+    key: str
+    label: str
+    unit: str
+    better: str  # "higher" or "lower"
+    digits: int = 0  # decimals shown in the table
+
+
+RPS = Metric("rps", "req/s", "req/s", "higher")
+
+
+@dataclass
+class Outcome:
+    status: str
+    metrics: dict[str, float] = field(default_factory=dict)
+    note: str = ""
+    details: dict[str, object] = field(default_factory=dict)
+    client_bound: list[str] = field(default_factory=list)  # metric keys the client capped
+
+
+@dataclass(frozen=True)
+class Context:
+    settings: Settings
+    files: TestFiles
+    workdir: Path
+
+
+@dataclass(frozen=True)
+class Workload:
+    key: str
+    title: str
+    metrics: tuple[Metric, ...]
+    run: Callable[[Server, Context], Outcome]
+    rate: bool = True  # a rate under load (noisy): repeated per --rounds, median kept
+
+    def describe(self, settings: Settings) -> str:
+        """The title with this run's counts filled in."""
+        return self.title.format(**settings.as_dict())
