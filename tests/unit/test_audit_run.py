@@ -11,7 +11,7 @@ import pytest
 
 from ferryman.audit.model import Expected, Stored
 from ferryman.audit.run import Audit, AuditOptions, from_inventory
-from ferryman.catalog import Catalog
+from ferryman.catalog import SqliteCatalog
 from ferryman.catalog.runs import Runs
 
 KEYS = [f"k{i:05d}" for i in range(3000)]
@@ -53,12 +53,12 @@ class Listing:
 
 
 @pytest.fixture
-def catalog(tmp_path: Path) -> Iterator[Catalog]:
-    with Catalog(tmp_path / "catalog.db") as opened:
+def catalog(tmp_path: Path) -> Iterator[SqliteCatalog]:
+    with SqliteCatalog(tmp_path / "catalog.db") as opened:
         yield opened
 
 
-def test_the_stores_are_listed_at_once(catalog: Catalog) -> None:
+def test_the_stores_are_listed_at_once(catalog: SqliteCatalog) -> None:
     second = Listing("B")
     first = Listing("A", wait_for=second.started)  # A goes on only once B has begun
     result = Audit(catalog, [first, second], from_inventory(EXPECTED, "inv"), AuditOptions()).run()
@@ -67,7 +67,7 @@ def test_the_stores_are_listed_at_once(catalog: Catalog) -> None:
 
 
 def test_a_store_that_breaks_stops_the_others_with_their_progress_recorded(
-    catalog: Catalog,
+    catalog: SqliteCatalog,
 ) -> None:
     broken = Listing("A", fail_after=500, wait_for=threading.Event())
     other = Listing("B", pause=0.001)  # three seconds for all of it
