@@ -12,6 +12,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -227,3 +229,40 @@ def test_a_catalog_url_of_no_known_kind_is_refused(url: str, tmp_path: Path) -> 
     done = cli("serve", str(tmp_path), "--port", "0", "--catalog", url)
     assert done.returncode == 2 and "--catalog" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_workers_started_while_postgresql_is_away_serve_reads_and_take_writes_when_it_returns(
+    writable: Writable,
+) -> None:
+    pg = PostgresServer()
+    try:
+        srv = writable("--workers", "2", "--catalog", pg.url(pg.new_schema()))
+        data = pattern(4096)
+        assert put(srv, "/kept.bin", data).status == 201
+        pg.stop()
+        before = set(srv.child_pids())
+        srv.signal(signal.SIGHUP)  # every worker replaced while the database is away
+        assert wait_until(lambda: "rolling restart done" in srv.log_text(), 30), srv.log_text()
+        assert wait_until(lambda: not before & set(srv.child_pids()), 40)  # the old ones drained
+        for _ in range(4):  # whichever worker answers
+            assert srv.get("/kept.bin").body == data
+            refused = put(srv, "/new.bin", b"later")
+            assert refused.status == 503 and refused.header("retry-after") is not None
+        pg.start()
+        assert wait_until(lambda: put(srv, "/new.bin", b"now").status in (201, 204), timeout=30)
+        assert srv.get("/new.bin").body == b"now"
+        no_secret(srv.log_text())
+    finally:
+        pg.close()
+
+
+def test_a_postgresql_that_is_not_running_stops_the_start(tmp_path: Path) -> None:
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    done = cli("serve", str(tmp_path), "--port", "0", "--catalog",
+               f"postgresql://ferryman:{PASSWORD}@127.0.0.1:{port}/db")  # fmt: skip
+    assert done.returncode == 2
+    [line] = [line for line in done.stderr.splitlines() if "cannot start" in line]
+    assert "is unreachable" in line and "Connection refused" in line
+    no_secret(done.stderr)

@@ -5,13 +5,12 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Generator, Iterator
-from pathlib import Path
 
 import pytest
 
 from ferryman.audit.model import Expected, Stored
 from ferryman.audit.run import Audit, AuditOptions, from_inventory
-from ferryman.catalog import SqliteCatalog
+from ferryman.catalog import Catalog
 from ferryman.catalog.runs import Runs
 
 KEYS = [f"k{i:05d}" for i in range(3000)]
@@ -52,13 +51,7 @@ class Listing:
         pass
 
 
-@pytest.fixture
-def catalog(tmp_path: Path) -> Iterator[SqliteCatalog]:
-    with SqliteCatalog(tmp_path / "catalog.db") as opened:
-        yield opened
-
-
-def test_the_stores_are_listed_at_once(catalog: SqliteCatalog) -> None:
+def test_the_stores_are_listed_at_once(catalog: Catalog) -> None:
     second = Listing("B")
     first = Listing("A", wait_for=second.started)  # A goes on only once B has begun
     result = Audit(catalog, [first, second], from_inventory(EXPECTED, "inv"), AuditOptions()).run()
@@ -67,7 +60,7 @@ def test_the_stores_are_listed_at_once(catalog: SqliteCatalog) -> None:
 
 
 def test_a_store_that_breaks_stops_the_others_with_their_progress_recorded(
-    catalog: SqliteCatalog,
+    catalog: Catalog,
 ) -> None:
     broken = Listing("A", fail_after=500, wait_for=threading.Event())
     other = Listing("B", pause=0.001)  # three seconds for all of it

@@ -114,9 +114,10 @@ class PostgresDatabase:
             timeout=settings.connect_timeout, name="ferryman-catalog", num_workers=1,
         )  # fmt: skip
         try:
-            if reach:  # one connection first: libpq's own words when it fails (a password
-                self._connect_once()  # refused), not the pool's "no connection in 5 s"
             self._pool.open(wait=False)
+            # One connection of its own first: a server that is away (or a password refused)
+            # fails at once in libpq's own words, not after the pool's wait for a connection.
+            self._connect_once()
             run_migrations(_Migrating(self))
         except CatalogUnavailable:
             if reach:
