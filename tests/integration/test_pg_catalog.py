@@ -22,6 +22,7 @@ from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
+import psycopg
 import pytest
 
 from ferryman.catalog import Catalog
@@ -266,3 +267,50 @@ def test_a_postgresql_that_is_not_running_stops_the_start(tmp_path: Path) -> Non
     [line] = [line for line in done.stderr.splitlines() if "cannot start" in line]
     assert "is unreachable" in line and "Connection refused" in line
     no_secret(done.stderr)
+
+
+@pytest.mark.parametrize("how", ["PGPASSWORD", "pgpass"])
+def test_the_password_can_come_from_libpq_not_the_url(
+    how: str, postgres: PostgresServer, tmp_path: Path
+) -> None:
+    schema = postgres.new_schema()
+    url = f"{postgres.base_url(password=False)}?options=-csearch_path%3D{schema}"
+    env = {"PGPASSWORD": PASSWORD}
+    if how == "pgpass":
+        pgpass = tmp_path / ".pgpass"
+        pgpass.write_text(f"127.0.0.1:{postgres.port}:postgres:ferryman:{PASSWORD}\n")
+        pgpass.chmod(0o600)
+        env = {"PGPASSFILE": str(pgpass)}
+    done = cli("catalog", "migrate", "--catalog", url, env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"catalog {url}: schema version 5"
+    without = cli("catalog", "migrate", "--catalog", url, env={"PGPASSFILE": "/nonexistent"})
+    assert without.returncode == 2 and "password" in without.stderr  # it was libpq's doing
+
+
+def test_catalog_scan_and_show_work_on_postgresql(pg_url: str, tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "d").mkdir(parents=True)
+    (root / "d" / "x.bin").write_bytes(pattern(5000))
+    assert cli("catalog", "scan", str(root), "--catalog", pg_url).returncode == 0
+    shown = cli("catalog", "show", "d/x.bin", "--source", str(root), "--catalog", pg_url, "--json")
+    assert shown.returncode == 0, shown.stderr
+    doc = json.loads(shown.stdout)
+    assert doc["entry"]["sha256"] == hashlib.sha256(pattern(5000)).hexdigest()
+    assert not (root / ".ferryman" / "catalog.db").exists()
+
+
+def test_a_statement_that_waits_too_long_is_503_catalog_busy_not_a_hang(
+    writable: Writable, pg_url: str, postgres: PostgresServer
+) -> None:
+    srv = writable("--catalog", pg_url, "--catalog-statement-timeout", "1")
+    assert put(srv, "/a.txt", b"one").status == 201
+    with psycopg.connect(pg_url) as blocker:  # holds the intents table: no write may begin
+        blocker.execute("LOCK TABLE intents IN ACCESS EXCLUSIVE MODE")
+        refused = put(srv, "/b.txt", b"two")
+        assert refused.status == 503
+        assert json.loads(refused.body)["error"] == "catalog_busy"
+        assert srv.get("/a.txt").body == b"one"  # reads go on
+    assert put(srv, "/b.txt", b"two").status == 201  # the lock gone, writes go through
+    assert not any("unreachable" in line for line in srv.lines)  # busy is not down
+    no_secret(srv.log_text())
