@@ -314,3 +314,11 @@ def test_a_statement_that_waits_too_long_is_503_catalog_busy_not_a_hang(
     assert put(srv, "/b.txt", b"two").status == 201  # the lock gone, writes go through
     assert not any("unreachable" in line for line in srv.lines)  # busy is not down
     no_secret(srv.log_text())
+
+
+def test_a_password_libpq_cannot_parse_is_not_repeated_in_the_error(tmp_path: Path) -> None:
+    url = "postgresql://ferryman:Bad%zzSecret@127.0.0.1:1/db"  # not valid percent-encoding
+    done = cli("catalog", "migrate", "--catalog", url)
+    assert done.returncode == 2
+    assert "Bad" not in done.stderr and "zzSecret" not in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
+import urllib.parse
 from contextlib import closing
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from hypothesis import strategies as st
 from ferryman.catalog import CatalogUnavailable, SqliteCatalog
 from ferryman.catalog.dialect import POSTGRESQL, postgresql
 from ferryman.catalog.location import POSTGRESQL as PG
-from ferryman.catalog.location import SQLITE, parse_catalog_url, redact
+from ferryman.catalog.location import SQLITE, parse_catalog_url, redact, scrub
 from ferryman.catalog.open import open_catalog
 from ferryman.catalog.outage import Outage
 from ferryman.catalog.schema import LATEST, MIGRATIONS
@@ -36,6 +37,20 @@ def test_a_redacted_url_never_holds_its_password(password: str, user: str) -> No
     assert shown == f"postgresql://{user}:***@db.internal:5432/files"
     query = f"postgresql://{user}@db/files?sslmode=require&password={password.replace('&', '')}"
     assert "password=***" in redact(query) and "sslmode=require" in redact(query)
+
+
+@given(password=secret)
+def test_a_message_quoting_the_url_loses_its_password_in_every_form(password: str) -> None:
+    quoted = urllib.parse.quote(password, safe="")
+    url = f"postgresql://u:{quoted}@h/db"
+    text = f'invalid percent-encoded token: "{quoted}", that is "{password}"'
+    assert password not in scrub(text, url) and quoted not in scrub(text, url)
+
+
+def test_scrubbing_keeps_the_rest_of_the_message() -> None:
+    url = "postgresql://u:s%40cr3t-Pw@h/db?password=other-Pw"
+    text = 'bad token "s%40cr3t-Pw"; also s@cr3t-Pw and other-Pw'
+    assert scrub(text, url) == 'bad token "***"; also *** and ***'
 
 
 def test_a_url_without_a_password_is_shown_as_it_is() -> None:

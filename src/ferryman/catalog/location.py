@@ -13,6 +13,7 @@ the password (in the user part or as `?password=`).
 from __future__ import annotations
 
 import re
+import urllib.parse
 from dataclasses import dataclass
 from typing import Literal
 
@@ -51,6 +52,20 @@ def redact(url: str) -> str:
         if at and ":" in userinfo:
             url = f"{scheme}{sep}{userinfo.partition(':')[0]}:***@{after}"
     return _QUERY_PASSWORD.sub(lambda m: f"{m['key']}***", url)
+
+
+def scrub(text: str, url: str) -> str:
+    """`text` (a message from libpq, which may quote a piece of the URL it could not
+    parse) with the URL's password, as written and percent-decoded, replaced by `***`."""
+    secrets = set()
+    userinfo, at, _ = url.partition("://")[2].rpartition("@")
+    if at and ":" in userinfo:
+        secrets.add(userinfo.partition(":")[2])
+    secrets.update(m[1] for m in re.finditer(r"[?&]password=([^&#]*)", url, re.IGNORECASE))
+    for secret in sorted(secrets | {urllib.parse.unquote(s) for s in secrets}, key=len)[::-1]:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
 
 
 def parse_catalog_url(url: str) -> CatalogLocation:

@@ -31,7 +31,7 @@ def open_catalog(
     except ImportError as exc:
         raise ConfigError(
             f"--catalog {location.shown}: PostgreSQL support is not installed ({exc});"
-            f" install it with: pip install '{EXTRA}'"
+            f" install it with: pip install '{EXTRA}' (it loads libpq: on Debian, libpq5)"
         ) from None
     settings = PostgresSettings(pool_size, connect_timeout, statement_timeout)
     return SqlCatalog(PostgresDatabase(location.target, settings, reach=reach))

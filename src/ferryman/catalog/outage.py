@@ -30,10 +30,15 @@ class Outage:
     """The up or down state of the catalog server at `location` (shown redacted)."""
 
     def __init__(
-        self, location: str, probe: Callable[[], None], interval: float = PROBE_INTERVAL
+        self,
+        location: str,
+        probe: Callable[[], None],
+        interval: float = PROBE_INTERVAL,
+        describe: Callable[[BaseException], str] | None = None,
     ) -> None:
         self.location = location
         self._probe = probe  # raises when the server does not answer
+        self._describe = describe or one_line  # a probe's failure as a message may show it
         self._interval = interval
         self._lock = threading.Lock()
         self._since: float | None = None  # time.monotonic() when it went down; None: up
@@ -73,7 +78,7 @@ class Outage:
             try:
                 self._probe()
             except Exception as exc:
-                self._reason = _one_line(exc)
+                self._reason = self._describe(exc)
                 continue
             with self._lock:
                 since, self._since, self._thread = self._since, None, None
@@ -93,7 +98,7 @@ class Outage:
             thread.join(timeout=self._interval + 1)
 
 
-def _one_line(exc: BaseException) -> str:
+def one_line(exc: BaseException) -> str:
     """An exception's text on one line (libpq's messages span several)."""
     text = " ".join(str(exc).split())
     return text or type(exc).__name__

@@ -40,9 +40,9 @@ from psycopg import errors
 
 from ferryman.catalog.api import MIGRATE, SINGLE, CatalogError, CatalogUnavailable, Cursor
 from ferryman.catalog.dialect import POSTGRESQL
-from ferryman.catalog.location import redact
+from ferryman.catalog.location import redact, scrub
 from ferryman.catalog.migrations import check_version, run_migrations
-from ferryman.catalog.outage import Outage, _one_line
+from ferryman.catalog.outage import Outage, one_line
 
 # The key of the advisory lock that makes migration steps one at a time: "ferryman" in
 # ASCII, as a signed 64-bit integer. Any other use of this key in the database waits too.
@@ -107,7 +107,7 @@ class PostgresDatabase:
             # A query sent to a host that went silent fails after this, not after TCP's minutes.
             "tcp_user_timeout": int((settings.connect_timeout + settings.statement_timeout) * 1000),
         }
-        self.outage = Outage(self.location, self._probe)
+        self.outage = Outage(self.location, self._probe, describe=self._text)
         self._pool = psycopg_pool.ConnectionPool(
             url, kwargs={**self._kwargs, "autocommit": True}, min_size=1,
             max_size=max(1, settings.pool_size), open=False, configure=self._configure,
@@ -148,8 +148,12 @@ class PostgresDatabase:
         except psycopg.Error as exc:
             raise self._failed(exc) from exc
 
+    def _text(self, exc: BaseException) -> str:
+        """An error's message on one line, without the URL's password in any form."""
+        return scrub(one_line(exc), self._url)
+
     def _failed(self, exc: psycopg.Error) -> CatalogError:
-        text = _one_line(exc)
+        text = self._text(exc)
         if _unreachable(exc):
             self.outage.went_down(text)
             return CatalogUnavailable(f"catalog {self.location} is unreachable: {text}; retry")
