@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ferryman.catalog import CatalogUnavailable, SqliteCatalog
+from ferryman.catalog import Catalog, CatalogUnavailable, SqliteCatalog
 from ferryman.catalog.dialect import POSTGRESQL, postgresql
 from ferryman.catalog.location import POSTGRESQL as PG
 from ferryman.catalog.location import SQLITE, parse_catalog_url, redact, scrub
@@ -170,3 +170,27 @@ def test_an_outage_fails_fast_probes_and_says_each_change_once(
     assert sum("is unreachable" in m for m in messages) == 1
     assert sum("answers again after" in m for m in messages) == 1
     assert all("\n" not in m for m in messages)
+
+
+def test_deleting_one_path_from_many_connections_at_once_logs_it_once(
+    catalog: Catalog, tmp_path: Path
+) -> None:
+    """On PostgreSQL each thread stands for a server of its own (the pool gives each
+    its own connection): the update decides which one deletes."""
+    catalog.record("k", size=1, sha256="a" * 64, mtime_ns=1, etag='"1"')
+    start = threading.Barrier(6)
+    results: list[object] = []
+
+    def delete() -> None:
+        start.wait()
+        results.append(catalog.mark_deleted("k"))
+
+    threads = [threading.Thread(target=delete) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(results) == 6
+    assert all(getattr(r, "deleted", False) for r in results)
+    assert [h.deleted for h in catalog.history("k")] == [False, True]
+    assert len({getattr(r, "updated_ns", 0) for r in results}) == 1  # all saw the one deletion

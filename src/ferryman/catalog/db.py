@@ -25,7 +25,7 @@ import os
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Self
 
 from ferryman.catalog.api import READ, SINGLE, WRITE, CatalogError, Database, Transaction
@@ -201,19 +201,21 @@ class SqlCatalog:
         with self._db.transaction(WRITE) as conn:
             conn.execute(_SETTLED, (path,))
             note_events(conn, copies)
+            now = time.time_ns()
+            # The update decides, then the row is read: on PostgreSQL the update holds the
+            # row, so of two servers deleting one path at once exactly one logs it.
+            marked = conn.execute(
+                "UPDATE objects SET deleted = 1, updated_ns = ? WHERE path = ? AND deleted = 0",
+                (now, path),
+            )
             row = conn.execute(_GET, (path,)).fetchone()
             if row is None:
                 return None
             entry = _entry(row)
-            if entry.deleted:
-                return entry
-            now = time.time_ns()
-            conn.execute(
-                "UPDATE objects SET deleted = 1, updated_ns = ? WHERE path = ?", (now, path)
-            )
-            conn.execute(_LOG, (path, entry.size, entry.sha256, entry.mtime_ns, entry.etag, 1,
-                                now, entry.ino, entry.ctime_ns))  # fmt: skip
-        return replace(entry, deleted=True, updated_ns=now)
+            if marked.rowcount == 1:
+                conn.execute(_LOG, (path, entry.size, entry.sha256, entry.mtime_ns, entry.etag,
+                                    1, now, entry.ino, entry.ctime_ns))  # fmt: skip
+        return entry
 
     # -- intents of writes in progress ----------------------------------------------
 
