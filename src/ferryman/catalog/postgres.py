@@ -9,8 +9,10 @@ it) and a TCP user timeout, so no call waits on a silent server for longer
 than those.
 
 Transactions: WRITE and READ are one `BEGIN ... COMMIT` (READ COMMITTED; the
-shared queries need no more: every read-then-write of db.py is an upsert or
-an insert that decides by conflict); SINGLE is one statement in autocommit;
+shared queries need no more: each change of db.py is decided by the
+statement that writes it, an upsert, an insert on conflict or an update
+with its condition, never by a read before it; a run's start in runs.py is
+the exception, see decisions/0033); SINGLE is one statement in autocommit;
 MIGRATE takes a transaction-scoped advisory lock first, so that servers
 starting together run each step once.
 
