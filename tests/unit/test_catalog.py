@@ -33,8 +33,12 @@ from ferryman.catalog import (
     sqlitebackend,
     sqlitefile,
 )
+from ferryman.catalog.api import WRITE
+from ferryman.catalog.location import parse_catalog_url
+from ferryman.catalog.open import open_catalog
 from ferryman.catalog.schema import LATEST, MIGRATIONS, check_path, statements
 from ferryman.errors import FerrymanError
+from tests.postgres import PostgresServer
 
 
 def sha(n: int) -> str:
@@ -530,9 +534,7 @@ OPS = st.lists(
 Version = tuple[int, str, int, str, bool]
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(OPS)
-def test_the_catalog_behaves_like_a_dict_of_versions(ops: list[tuple[str, str, int]]) -> None:
+def behaves_like_a_dict_of_versions(cat: Catalog, ops: list[tuple[str, str, int]]) -> None:
     current: dict[str, Version] = {}
     history: dict[str, list[Version]] = {}
 
@@ -541,26 +543,49 @@ def test_the_catalog_behaves_like_a_dict_of_versions(ops: list[tuple[str, str, i
             return None
         return (entry.size, entry.sha256, entry.mtime_ns, entry.etag, entry.deleted)
 
+    for op, path, n in ops:
+        if op == "record":
+            current[path] = (n, sha(n), n * 1000, f'"v{n}"', False)
+            history.setdefault(path, []).append(current[path])
+            assert strip(record(cat, path, n)) == current[path]
+        else:
+            if path in current and not current[path][4]:
+                current[path] = (*current[path][:4], True)
+                history[path].append(current[path])
+            assert strip(cat.mark_deleted(path)) == current.get(path)
+    for path in ["a", "a/b", "b", "é/ü", "z z"]:
+        assert strip(cat.get(path)) == current.get(path)
+        versions = cat.history(path)
+        assert [strip(v) for v in versions] == history.get(path, [])
+        entry = cat.get(path)
+        if entry is not None:
+            assert entry.updated_ns == versions[-1].updated_ns
+    assert cat.count() == sum(not v[4] for v in current.values())
+    assert [e.path for e in cat.entries(include_deleted=True)] == sorted(current)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(OPS)
+def test_the_catalog_behaves_like_a_dict_of_versions(ops: list[tuple[str, str, int]]) -> None:
     with tempfile.TemporaryDirectory() as tmp, SqliteCatalog(Path(tmp) / "c.db") as cat:
-        for op, path, n in ops:
-            if op == "record":
-                current[path] = (n, sha(n), n * 1000, f'"v{n}"', False)
-                history.setdefault(path, []).append(current[path])
-                assert strip(record(cat, path, n)) == current[path]
-            else:
-                if path in current and not current[path][4]:
-                    current[path] = (*current[path][:4], True)
-                    history[path].append(current[path])
-                assert strip(cat.mark_deleted(path)) == current.get(path)
-        for path in ["a", "a/b", "b", "é/ü", "z z"]:
-            assert strip(cat.get(path)) == current.get(path)
-            versions = cat.history(path)
-            assert [strip(v) for v in versions] == history.get(path, [])
-            entry = cat.get(path)
-            if entry is not None:
-                assert entry.updated_ns == versions[-1].updated_ns
-        assert cat.count() == sum(not v[4] for v in current.values())
-        assert [e.path for e in cat.entries(include_deleted=True)] == sorted(current)
+        behaves_like_a_dict_of_versions(cat, ops)
+
+
+@pytest.fixture(scope="module")
+def pg_model_catalog(postgres: PostgresServer) -> Iterator[Catalog]:
+    """One PostgreSQL catalog for every example, emptied before each."""
+    with open_catalog(parse_catalog_url(postgres.url(postgres.new_schema()))) as cat:
+        yield cat
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(OPS)
+def test_the_postgresql_catalog_behaves_like_a_dict_of_versions(
+    pg_model_catalog: Catalog, ops: list[tuple[str, str, int]]
+) -> None:
+    with pg_model_catalog.use(WRITE) as tx:  # TRUNCATE fires no row trigger: a fresh start
+        tx.execute("TRUNCATE objects, history, intents")
+    behaves_like_a_dict_of_versions(pg_model_catalog, ops)
 
 
 # -- intents and file identity (schema v3) ------------------------------------------
