@@ -15,8 +15,10 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Real clients (and nginx, a server ferryman get is tested against) the integration tests
 # drive (Debian package: command it provides);
 # chromium opens the HTML audit report (playwright drives it, never downloading a browser);
-# ab drives the benchmark's HEAD workload in its smoke test.
-TEST_TOOLS := curl:curl wget:wget aria2:aria2c wrk:wrk chromium:chromium nginx:nginx apache2-utils:ab
+# ab drives the benchmark's HEAD workload in its smoke test;
+# postgresql: the catalog's tests run against a real server (tests/postgres.py starts one).
+TEST_TOOLS := curl:curl wget:wget aria2:aria2c wrk:wrk chromium:chromium nginx:nginx \
+	apache2-utils:ab postgresql:pg_ctlcluster
 # Peers of the audit benchmark (bench/audit_bench.py), installed only for it.
 BENCH_TOOLS := rclone:rclone
 # $(call apt_install,PKG:CMD ...): apt-get install each package whose command is missing.
@@ -29,7 +31,7 @@ apt_install = missing=""; for pair in $(1); do \
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-.PHONY: serve test setup native native-tools test-tools bench-tools lint typecheck unit fuzz bench bench-tls bench-cache bench-soak bench-audit clean
+.PHONY: serve test setup native native-tools test-tools bench-tools libpq lint typecheck unit fuzz bench bench-tls bench-cache bench-soak bench-audit bench-catalog clean
 
 setup: $(STAMP)
 
@@ -67,8 +69,13 @@ native-tools:
 serve: native
 	$(BIN)/ferryman serve $(or $(SOURCE),.) $(ARGS)
 
-test-tools:
+test-tools: libpq
 	@$(call apt_install,$(TEST_TOOLS))
+
+# libpq, which psycopg (a PostgreSQL catalog, the postgresql extra) loads.
+libpq:
+	@ldconfig -p 2>/dev/null | grep -q 'libpq\.so\.5 ' || { echo "installing: libpq5"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq libpq5 >/dev/null; }
 
 bench-tools:
 	@$(call apt_install,$(BENCH_TOOLS))
@@ -108,6 +115,11 @@ bench-soak: native test-tools
 # ~4 min with QUICK=1): a table, and bench/results/audit-latest.json.
 bench-audit: native bench-tools
 	$(BIN)/python bench/audit_bench.py $(if $(QUICK),--quick)
+
+# record, lookup and history per second on SQLite and on a throwaway PostgreSQL
+# (bench/catalog_bench.py): a table, and bench/results/catalog-latest.json.
+bench-catalog: $(STAMP) test-tools
+	$(BIN)/python bench/catalog_bench.py $(if $(QUICK),--quick)
 
 clean:
 	$(PYTHON) tools/build_native.py --clean

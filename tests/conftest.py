@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from ferryman.catalog import Catalog
+from ferryman.catalog import SqliteCatalog
+from tests.postgres import *  # noqa: F403  (a real PostgreSQL; `catalog` on each backend)
 from tests.s3fixtures import *  # noqa: F403  (moto and the fault proxy, for S3 tests)
 from tests.serverproc import TRANSFER_PATHS, ServerProcess, Servers, pattern
 from tests.writing import Writable
@@ -45,7 +46,9 @@ def docroot(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / ".git").mkdir()
     (root / ".git" / "config").write_text("secret")
     (root / ".ferryman").mkdir()
-    Catalog(root / ".ferryman" / "catalog.db").close()  # a real one: a bad one stops the start
+    SqliteCatalog(
+        root / ".ferryman" / "catalog.db"
+    ).close()  # a real one: a bad one stops the start
     (base / "canary.txt").write_text("CANARY-OUTSIDE-ROOT")
     (root / "escape-link").symlink_to(base / "canary.txt")
     (root / "escape-dir").symlink_to(base)

@@ -23,7 +23,7 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from ferryman.catalog.db import Catalog, CatalogEntry, Intent
+from ferryman.catalog.db import CatalogEntry, Intent, SqliteCatalog
 from tests.rawhttp import RawResponse
 from tests.s3server import s3_env
 from tests.serverproc import ServerProcess, Servers
@@ -113,7 +113,7 @@ def repr_digest(data: bytes) -> str:
 
 def catalog_entry(state: Path, path: str) -> CatalogEntry | None:
     """The catalog's current entry for `path` (None if never catalogued)."""
-    with Catalog(state / "catalog.db") as catalog:
+    with SqliteCatalog(state / "catalog.db") as catalog:
         return catalog.get(path)
 
 
@@ -124,7 +124,7 @@ def catalogued(state: Path, path: str) -> bool:
 
 
 def catalog_intents(state: Path) -> list[Intent]:
-    with Catalog(state / "catalog.db") as catalog:
+    with SqliteCatalog(state / "catalog.db") as catalog:
         return catalog.intents()
 
 

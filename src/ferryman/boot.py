@@ -50,7 +50,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ferryman.catalog.db import Catalog, CatalogError
+from ferryman.catalog.api import Catalog, CatalogError
+from ferryman.catalog.location import SQLITE
+from ferryman.catalog.open import open_catalog as open_catalog_at
 from ferryman.config import Config, check_combinations
 from ferryman.config.state import make_state_dir
 from ferryman.errors import ConfigError
@@ -68,6 +70,7 @@ _STORE_CHECK_MARGIN = 20.0
 _CHECK_STORE_FLAG = "--check-store"
 _FULL = (errno.ENOSPC, errno.EDQUOT)
 
+PG_FIX = "check --catalog, and that the PostgreSQL server runs and lets ferryman's user in"
 CATALOG_FIX = (
     "restore it from a backup, or move it away (a new, empty catalog is made when"
     " writes are allowed), or point --state-dir elsewhere"
@@ -202,30 +205,41 @@ def writable_directory(
 # -- the catalog ----------------------------------------------------------------------
 
 
-def open_catalog(config: Config) -> Catalog | None:
-    """The catalog in the state directory: made when writes are allowed, else used if present.
+def open_catalog(config: Config, *, reach: bool = True) -> Catalog | None:
+    """The catalog --catalog names, or the one in the state directory: made when writes
+    are allowed, else used if present (a PostgreSQL catalog is always used).
 
     A catalog that exists but cannot be used (empty, unreadable, not a
-    catalog, too new, on a filesystem SQLite cannot lock) stops the start
-    whether or not writes are allowed: serving on without it would drop
-    Repr-Digest quietly, and a writer must record what it writes.
+    catalog, too new, on a filesystem SQLite cannot lock, a server that does
+    not answer) stops the start whether or not writes are allowed: serving on
+    without it would drop Repr-Digest quietly, and a writer must record what
+    it writes. `reach=False` (a worker's start, after the boot step reached
+    it): a PostgreSQL catalog that does not answer is opened down instead,
+    and writes answer 503 until it answers.
     """
-    state = config.state_path
-    path = state / CATALOG_NAME
-    if not config.allow_write and not _exists(path):
-        return None
-    if config.allow_write:
-        try:
-            make_state_dir(state)
-        except OSError as exc:
-            raise ConfigError(
-                f"state directory {state} (--state-dir): cannot create it ({exc.strerror});"
-                " give --state-dir a directory ferryman may write in"
-            ) from None
+    location = config.catalog_location
+    if location.kind == SQLITE:
+        path = Path(location.target)
+        if not config.allow_write and not _exists(path):
+            return None
+        if config.allow_write and config.catalog is None:
+            state = config.state_path
+            try:
+                make_state_dir(state)
+            except OSError as exc:
+                raise ConfigError(
+                    f"state directory {state} (--state-dir): cannot create it ({exc.strerror});"
+                    " give --state-dir a directory ferryman may write in"
+                ) from None
     try:
-        return Catalog(path)
+        return open_catalog_at(
+            location, pool_size=config.catalog_pool_size,
+            connect_timeout=config.catalog_connect_timeout,
+            statement_timeout=config.catalog_statement_timeout, reach=reach,
+        )  # fmt: skip
     except CatalogError as exc:
-        raise ConfigError(f"{exc}; {CATALOG_FIX}") from None
+        fix = CATALOG_FIX if location.kind == SQLITE else PG_FIX
+        raise ConfigError(f"{exc}; {fix}") from None
 
 
 def _exists(path: Path) -> bool:

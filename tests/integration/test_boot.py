@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from ferryman.catalog import Catalog
+from ferryman.catalog import SqliteCatalog
 from tests.faultproxy import FaultProxy, Rule
 from tests.mounts import tmpfs
 from tests.rawhttp import RawResponse
@@ -86,7 +86,9 @@ def test_a_catalog_that_is_not_a_file_stops_the_start(tmp_path: Path, writes: bo
 
 def test_a_catalog_on_a_read_only_filesystem_stops_a_read_only_server(tmp_path: Path) -> None:
     """Before: a warning, and the server went on without Repr-Digest."""
-    with read_only_mount(tmp_path / "state", lambda d: Catalog(d / "catalog.db").close()) as state:
+    with read_only_mount(
+        tmp_path / "state", lambda d: SqliteCatalog(d / "catalog.db").close()
+    ) as state:
         line = refused(serve(str(tmp_path), "--state-dir", str(state)), f"{state}/catalog.db")
     assert "--state-dir" in line
 
@@ -101,7 +103,7 @@ def test_a_missing_catalog_is_made_only_when_writes_are_allowed(
     writable(root=root, state=None).stop()
     catalog = root / ".ferryman" / "catalog.db"
     assert catalog.stat().st_size > 0
-    with Catalog(catalog) as cat:
+    with SqliteCatalog(catalog) as cat:
         assert cat.count() == 0
     # No temporary left beside it by its creation.
     assert sorted(p.name for p in catalog.parent.iterdir() if "catalog" in p.name) == ["catalog.db"]

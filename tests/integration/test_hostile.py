@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from ferryman.catalog import Catalog
+from ferryman.catalog import SqliteCatalog
 from tests.rawhttp import Conn, RawResponse, request_bytes
 from tests.serverproc import TRANSFER_PATHS, ServerProcess, Servers, wait_until
 
@@ -186,7 +186,7 @@ def linked_root(tmp_path: Path) -> Path:
     """A root whose symlinks lead into its own state directory and a dotfile."""
     root = tmp_path / "root"
     (root / ".ferryman").mkdir(parents=True)
-    Catalog(root / ".ferryman" / "catalog.db").close()
+    SqliteCatalog(root / ".ferryman" / "catalog.db").close()
     (root / ".git").mkdir()
     (root / ".git" / "config").write_text("secret")
     (root / "state-link").symlink_to(root / ".ferryman" / "catalog.db")

@@ -25,18 +25,18 @@ from tests.writing import Writable, catalog_entry, delete, put, tokens_file, wri
 
 def copies_of(state: Path, key: str) -> dict[str, tuple[str, int | None, str | None]]:
     """store -> (state, size, sha256), as the catalog keeps it."""
-    from ferryman.catalog import Catalog
+    from ferryman.catalog import SqliteCatalog
     from ferryman.catalog.copies import Copies
 
-    with Catalog(state / "catalog.db") as catalog:
+    with SqliteCatalog(state / "catalog.db") as catalog:
         return {c.store: (c.state, c.size, c.sha256) for c in Copies(catalog).of_path(key)}
 
 
 def events_of(state: Path, key: str) -> list[tuple[str, str]]:
-    from ferryman.catalog import Catalog
+    from ferryman.catalog import SqliteCatalog
     from ferryman.catalog.copies import Copies
 
-    with Catalog(state / "catalog.db") as catalog:
+    with SqliteCatalog(state / "catalog.db") as catalog:
         return [(e.store, e.event) for e in Copies(catalog).events(key)]
 
 

@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 import pytest
 
-from ferryman.catalog.db import Catalog
+from ferryman.catalog.db import SqliteCatalog
 from tests.mounts import tmpfs
 from tests.rawhttp import request_bytes
 from tests.serverproc import ServerProcess, Servers, need, pattern, wait_until
@@ -208,7 +208,7 @@ def test_concurrent_puts_end_with_one_whole_version(store: Store) -> None:
     final = (root / "race.bin").read_bytes()
     assert final in versions
     assert not upload_temporaries(root)
-    with Catalog(root / ".ferryman" / "catalog.db") as cat:  # the catalog names that version
+    with SqliteCatalog(root / ".ferryman" / "catalog.db") as cat:  # the catalog names that version
         entry = cat.get("race.bin")
         assert entry is not None and entry.sha256 == hashlib.sha256(final).hexdigest()
 
@@ -404,8 +404,8 @@ def test_curl_upload_round_trip(store: Store, tmp_path: Path) -> None:
     assert (root / "up/src.bin").read_bytes() == source.read_bytes()
 
 
-def catalog_of(root: Path) -> Catalog:
-    return Catalog(root / ".ferryman" / "catalog.db")
+def catalog_of(root: Path) -> SqliteCatalog:
+    return SqliteCatalog(root / ".ferryman" / "catalog.db")
 
 
 def test_catalog_records_writes_and_gets_carry_repr_digest(store: Store) -> None:

@@ -137,7 +137,7 @@ def test_an_intent_whose_change_did_not_happen_is_dropped(
 ) -> None:
     """A PUT killed after its intent but before its rename: the old file stays, the
     catalog keeps the old version, the temporary goes."""
-    from ferryman.catalog.db import Catalog, Intent
+    from ferryman.catalog.db import Intent, SqliteCatalog
 
     root, state = tmp_path / "root", tmp_path / "state"
     root.mkdir()
@@ -147,7 +147,7 @@ def test_an_intent_whose_change_did_not_happen_is_dropped(
     temp = root / ".ferryman-upload-999999-00000000deadbeef"
     temp.write_bytes(b"never committed")
     st = temp.stat()
-    with Catalog(state / "catalog.db") as catalog:
+    with SqliteCatalog(state / "catalog.db") as catalog:
         before = catalog.get("k.bin")
         sha = hashlib.sha256(b"never committed").hexdigest()
         catalog.begin(Intent("k.bin", "put", f"{st.st_dev}:{st.st_ino}", 15, sha, temp.name))
@@ -161,12 +161,12 @@ def test_an_intent_whose_change_did_not_happen_is_dropped(
 def test_an_intent_of_a_live_write_is_left_to_it(writable: Writable, tmp_path: Path) -> None:
     """Settling skips a key whose write lock is held (a write in progress elsewhere)."""
     from ferryman.app.writelock import lock_offset
-    from ferryman.catalog.db import Catalog, Intent
+    from ferryman.catalog.db import Intent, SqliteCatalog
 
     root, state = tmp_path / "root", tmp_path / "state"
     root.mkdir()
     state.mkdir()
-    with Catalog(state / "catalog.db") as catalog:
+    with SqliteCatalog(state / "catalog.db") as catalog:
         catalog.begin(Intent("busy.bin", "delete", "1:1"))
     holder = os.open(state / "locks", os.O_RDWR | os.O_CREAT, 0o600)
     import fcntl

@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Generator, Iterator
-from pathlib import Path
 
 import pytest
 
@@ -50,12 +49,6 @@ class Listing:
 
     def close(self) -> None:
         pass
-
-
-@pytest.fixture
-def catalog(tmp_path: Path) -> Iterator[Catalog]:
-    with Catalog(tmp_path / "catalog.db") as opened:
-        yield opened
 
 
 def test_the_stores_are_listed_at_once(catalog: Catalog) -> None:

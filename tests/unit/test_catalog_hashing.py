@@ -11,7 +11,7 @@ from pathlib import Path
 from ferryman.app.digestindex import DigestIndex
 from ferryman.audit.catalog_command import _hashed, _record
 from ferryman.audit.localtree import LocalTree
-from ferryman.catalog.db import Catalog
+from ferryman.catalog.db import SqliteCatalog
 
 
 class EditedWhileRead(LocalTree):
@@ -34,7 +34,7 @@ def test_a_copy_edited_while_it_is_hashed_is_not_recorded_with_its_identity(
     store = EditedWhileRead(str(root))
     found = _hashed(store, "f.bin")
     assert found is not None
-    with Catalog(tmp_path / "catalog.db") as catalog:
+    with SqliteCatalog(tmp_path / "catalog.db") as catalog:
         _record(catalog, store, "f.bin", found)
         st = os.stat(root / "f.bin")
         served = DigestIndex(catalog).repr_digest("f.bin", st)
@@ -49,6 +49,6 @@ def test_a_steady_copy_is_recorded_and_served(tmp_path: Path) -> None:
     store = LocalTree(str(root))
     found = _hashed(store, "f.bin")
     assert found is not None
-    with Catalog(tmp_path / "catalog.db") as catalog:
+    with SqliteCatalog(tmp_path / "catalog.db") as catalog:
         _record(catalog, store, "f.bin", found)
         assert DigestIndex(catalog).repr_digest("f.bin", os.stat(root / "f.bin")) is not None

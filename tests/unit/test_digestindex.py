@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from ferryman.app.digestindex import DigestIndex
-from ferryman.catalog.db import Catalog
+from ferryman.catalog.db import SqliteCatalog
 from ferryman.http.digest import format_repr_digest
 
-Stored = tuple[Catalog, Path, str]  # a catalog, the file it records, its Repr-Digest
+Stored = tuple[SqliteCatalog, Path, str]  # a catalog, the file it records, its Repr-Digest
 
 
 @pytest.fixture
@@ -24,7 +24,7 @@ def stored(tmp_path: Path) -> Iterator[Stored]:
     path = tmp_path / "f.bin"
     path.write_bytes(data)
     st = os.stat(path)
-    catalog = Catalog(tmp_path / "catalog.db")
+    catalog = SqliteCatalog(tmp_path / "catalog.db")
     catalog.record("f.bin", size=st.st_size, sha256=hashlib.sha256(data).hexdigest(),
                    mtime_ns=st.st_mtime_ns, etag='"x"')  # fmt: skip
     yield catalog, path, format_repr_digest(hashlib.sha256(data).digest())
@@ -54,7 +54,7 @@ def test_changed_file_gets_no_digest_and_a_log_line(
 
 def test_a_catalog_error_is_not_remembered(stored: Stored, tmp_path: Path) -> None:
     catalog, path, expected = stored
-    broken = Catalog(tmp_path / "other.db")
+    broken = SqliteCatalog(tmp_path / "other.db")
     broken.close()  # every call now raises CatalogError
     index = DigestIndex(broken)
     assert index.repr_digest("f.bin", os.stat(path)) is None
@@ -72,7 +72,7 @@ def test_same_size_edit_with_the_mtime_restored_gets_no_digest(
     path = tmp_path / "f.bin"
     path.write_bytes(data)
     st = os.stat(path)
-    with Catalog(tmp_path / "catalog.db") as catalog:
+    with SqliteCatalog(tmp_path / "catalog.db") as catalog:
         catalog.record("f.bin", size=st.st_size, sha256=hashlib.sha256(data).hexdigest(),
                        mtime_ns=st.st_mtime_ns, etag='"x"', ino=st.st_ino,
                        ctime_ns=st.st_ctime_ns)  # fmt: skip
@@ -108,7 +108,7 @@ def test_an_inventory_claim_is_never_served_even_when_size_and_mtime_agree(
     path = tmp_path / "f.bin"
     path.write_bytes(data)
     os.utime(path, ns=(0, 0))
-    with Catalog(tmp_path / "catalog.db") as catalog:
+    with SqliteCatalog(tmp_path / "catalog.db") as catalog:
         catalog.record("f.bin", size=len(data), sha256=hashlib.sha256(b"other").hexdigest(),
                        mtime_ns=0, etag='"imported"')  # fmt: skip
         assert DigestIndex(catalog).repr_digest("f.bin", os.stat(path)) is None
@@ -116,7 +116,7 @@ def test_an_inventory_claim_is_never_served_even_when_size_and_mtime_agree(
 
 def test_an_objects_digest_only_for_the_etag_and_size_recorded(tmp_path: Path) -> None:
     sha = hashlib.sha256(b"object bytes").hexdigest()
-    with Catalog(tmp_path / "catalog.db") as catalog:
+    with SqliteCatalog(tmp_path / "catalog.db") as catalog:
         catalog.record("o.bin", size=12, sha256=sha, mtime_ns=0, etag='"e1"')
         catalog.record("claim.bin", size=12, sha256=sha, mtime_ns=0, etag='"imported"')
         index = DigestIndex(catalog)

@@ -24,7 +24,7 @@ from ferryman.app.spool import Spool
 from ferryman.app.storetarget import StoreTarget
 from ferryman.app.writelock import LockBusy, WriteLocks, lock_offset
 from ferryman.app.writes import Writes
-from ferryman.catalog.db import Catalog, CatalogEntry, CatalogError, Intent
+from ferryman.catalog.db import CatalogEntry, CatalogError, Intent, SqliteCatalog
 from ferryman.errors import HttpError
 from ferryman.http.response import Response
 from ferryman.stores.base import AccessDenied, Unavailable
@@ -32,7 +32,7 @@ from tests.builders import ReceivedBody, request
 from tests.memstore import MemStore
 
 
-class FailingCatalog(Catalog):
+class FailingCatalog(SqliteCatalog):
     """A catalog whose `fail` steps raise CatalogError, as a disk that went away would."""
 
     fail: tuple[str, ...] = ()
@@ -58,14 +58,14 @@ def writes(
     tmp_path: Path,
     *,
     attempts: int = 3,
-    catalog: Catalog | None = None,
+    catalog: SqliteCatalog | None = None,
     told: list[str] | None = None,
 ) -> Writes:
     tmp_path.mkdir(exist_ok=True)
     changed = None if told is None else told.append
     spool = Spool(str(tmp_path / "spool"))
     target = StoreTarget(store, spool, verify_mode="full", attempts=attempts, changed=changed)
-    catalog = catalog if catalog is not None else Catalog(tmp_path / "catalog.db")
+    catalog = catalog if catalog is not None else SqliteCatalog(tmp_path / "catalog.db")
     place = Place("s3://b", "s3://b", target)
     return Writes(place, catalog, WriteLocks(str(tmp_path / "locks"), 5.0))
 
@@ -178,7 +178,7 @@ def test_the_cache_is_told_whenever_an_upload_was_tried(tmp_path: Path) -> None:
 def test_a_catalog_that_cannot_take_the_intent_changes_nothing(tmp_path: Path) -> None:
     store = MemStore()
     store.put("k.bin", b"old")
-    catalog = Catalog(tmp_path / "catalog.db")
+    catalog = SqliteCatalog(tmp_path / "catalog.db")
     catalog.close()  # every step fails, the first being the intent
     up = writes(store, tmp_path, catalog=catalog)
     steps: list[tuple[Callable[[], Response], str]] = [

@@ -57,7 +57,7 @@ class Application:
             private=config.private,
             allow_write=config.allow_write,
         )
-        self.catalog = open_catalog(config)
+        self.catalog = open_catalog(config, reach=False)  # the boot step reached it
         self.store: Store | None = None
         self.reader: Reader
         self.uploads: Writes | None = None

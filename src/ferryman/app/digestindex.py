@@ -29,7 +29,8 @@ from __future__ import annotations
 import logging
 import os
 
-from ferryman.catalog.db import CLAIM_ETAG, Catalog, CatalogEntry, CatalogError
+from ferryman.catalog.api import Catalog, CatalogError, CatalogUnavailable
+from ferryman.catalog.db import CLAIM_ETAG, CatalogEntry
 from ferryman.http.digest import format_repr_digest
 
 log = logging.getLogger("ferryman.catalog")
@@ -50,6 +51,8 @@ class DigestIndex:
             return memo[1]
         try:
             value = self._lookup(relative, st)
+        except CatalogUnavailable:  # down: said once, when it went (catalog/outage.py)
+            return None
         except CatalogError as exc:  # busy or broken now: ask again next time
             log.warning("no Repr-Digest for %s: %s", relative, exc)
             return None
@@ -66,6 +69,8 @@ class DigestIndex:
             return memo[1]
         try:
             entry = self.catalog.get(key)
+        except CatalogUnavailable:
+            return None
         except CatalogError as exc:  # busy or broken now: ask again next time
             log.warning("no Repr-Digest for %s: %s", key, exc)
             return None

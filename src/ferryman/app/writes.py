@@ -54,8 +54,9 @@ from ferryman.app.places import Place
 from ferryman.app.replication import copy_to_replicas, remove_from_replicas, replica_error
 from ferryman.app.writelock import LockBusy, WriteLocks
 from ferryman.app.writetarget import Version, copy_ident
+from ferryman.catalog.api import Catalog, CatalogError, CatalogUnavailable
 from ferryman.catalog.copies import CopyEvent
-from ferryman.catalog.db import Catalog, CatalogError, Intent, UrlUsed
+from ferryman.catalog.db import Intent, UrlUsed
 from ferryman.errors import HttpError, not_found
 from ferryman.http.body import BodyReader
 from ferryman.http.conditional import Validators
@@ -64,6 +65,8 @@ from ferryman.http.parser import Request
 from ferryman.http.response import Response
 
 log = logging.getLogger("ferryman.uploads")
+
+RETRY_AFTER = 2  # seconds: a catalog that is down is probed every second
 
 
 class Writes:
@@ -86,7 +89,8 @@ class Writes:
         path = write_path(request)
         require_length(request)
         checks = BodyChecks.from_request(request)
-        await self._refuse_used(once)  # before the body is sent for nothing
+        self._ready()  # before the body is sent for nothing
+        await self._refuse_used(once)
         slot = await self.target.open(path, create=True)
         try:
             check_write_preconditions(request, _validators(await slot.current()))
@@ -135,6 +139,7 @@ class Writes:
 
     async def delete(self, request: Request, once: SingleUse | None = None) -> Response:
         path = write_path(request)
+        self._ready()
         await self._refuse_used(once)
         slot = await self.target.open(path, create=False)
         try:
@@ -250,9 +255,21 @@ class Writes:
         """Run a catalog step in a thread; when the catalog cannot, 503 saying `failed`."""
         try:
             await asyncio.to_thread(step, *args)
+        except CatalogUnavailable:
+            # Logged once when it went down (catalog/outage.py); a change made before it
+            # went keeps its intent, which the next start settles.
+            raise _unavailable(failed) from None
         except CatalogError as exc:
             log.error("catalog: %s (%s)", exc, failed)
             raise HttpError(503, "catalog_busy", failed, (("Retry-After", "1"),)) from None
+
+    def _ready(self) -> None:
+        """503 at once while the catalog's server is known to be down: nothing could be
+        recorded, so nothing is stored or removed (and no body is read for nothing)."""
+        try:
+            self.catalog.ready()
+        except CatalogUnavailable:
+            raise _unavailable("nothing changed") from None
 
     async def _begin(self, intent: Intent, once: SingleUse | None, *, failed: str) -> None:
         """Record the intent, and consume the single-use URL the write came with."""
@@ -294,6 +311,15 @@ class Writes:
             log.error("catalog could not say whether %s is listed: %s", key, exc)
             return False
         return entry is not None and not entry.deleted
+
+
+def _unavailable(failed: str) -> HttpError:
+    """The catalog's server does not answer: try again in a moment (a probe brings
+    writes back as soon as it does)."""
+    return HttpError(
+        503, "catalog_unavailable", f"{failed}: the catalog cannot be reached; retry",
+        (("Retry-After", str(RETRY_AFTER)),),
+    )  # fmt: skip
 
 
 def _done(replicas: Sequence[Place], failed: Sequence[tuple[Place, str]]) -> list[str]:

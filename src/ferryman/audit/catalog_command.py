@@ -34,8 +34,9 @@ from ferryman.audit.inventory import InventoryError, read_inventory
 from ferryman.audit.localtree import local_ident
 from ferryman.audit.model import Expected
 from ferryman.audit.stores import AuditStore, Unreadable
+from ferryman.catalog.api import Catalog, CatalogError
 from ferryman.catalog.copies import Copies, CopyEvent
-from ferryman.catalog.db import CLAIM_ETAG, Catalog, CatalogError
+from ferryman.catalog.db import CLAIM_ETAG
 from ferryman.config import Config
 from ferryman.config.flags import add_option
 from ferryman.errors import ConfigError
@@ -71,6 +72,7 @@ def add_parser(commands: Any) -> None:
     migrate.add_argument("--source", default=".", help="the served directory (default: .)")
     for parser in (imports, scan, show, migrate):
         add_option(parser, "state-dir", help="where the catalog is")
+        add_option(parser, "catalog")
         add_option(parser, "s3-endpoint", help=argparse.SUPPRESS)
 
 
@@ -159,7 +161,7 @@ def _show(catalog: Catalog, key: str, as_json: bool) -> int:
 
 
 def _migrated(catalog: Catalog, config: Config) -> int:
-    print(f"catalog {config.state_path / 'catalog.db'}: schema version {catalog.schema_version}")
+    print(f"catalog {catalog.location}: schema version {catalog.schema_version}")
     return 0
 
 

@@ -21,6 +21,7 @@ import contextlib
 import dataclasses
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ferryman.audit.inventory import InventoryError, read_inventory
@@ -28,7 +29,7 @@ from ferryman.audit.localtree import LocalTree
 from ferryman.audit.model import AuditResult
 from ferryman.audit.run import Audit, AuditOptions, from_catalog, from_inventory
 from ferryman.audit.stores import AuditStore
-from ferryman.catalog.db import Catalog, CatalogError
+from ferryman.catalog.api import Catalog, CatalogError
 from ferryman.config import Config, build_config, parse_duration, parse_size
 from ferryman.config.flags import add_option
 from ferryman.errors import ConfigError
@@ -44,6 +45,7 @@ def add_store_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("source", help="the served directory, or s3://bucket[/prefix]")
     add_option(parser, "replica", help="a replica to check too (repeat for several)")
     add_option(parser, "state-dir", help="where the catalog is (none: as serve finds it)")
+    add_option(parser, "catalog")
     add_option(parser, "s3-endpoint")
     parser.add_argument("--inventory", metavar="FILE",
                         help="what should be stored, instead of the catalog: sha256sum or "
@@ -74,7 +76,8 @@ def add_parser(commands: Any) -> None:
 
 def config_of(args: dict[str, Any]) -> Config:
     """The settings `serve` would use for these stores (flags, environment, defaults)."""
-    wanted = {name: args.get(name) for name in ("source", "replica", "state_dir", "s3_endpoint")}
+    names = ("source", "replica", "state_dir", "s3_endpoint", "catalog")
+    wanted = {name: args.get(name) for name in names}
     return build_config(wanted)
 
 
@@ -107,20 +110,31 @@ def opened_stores(config: Config, portal: Portal | None = None) -> Iterator[list
 
 
 def open_catalog_for(config: Config, *, inventory: bool) -> Catalog:
-    """SOURCE's catalog; made if missing only when an inventory gives the expected set
-    (the catalog then keeps the runs and what each copy was found to be)."""
-    path = config.state_path / "catalog.db"
-    if not inventory and not path.exists():
+    """SOURCE's catalog (or --catalog's); a SQLite one is made if missing only when an
+    inventory gives the expected set (the catalog then keeps the runs and what each copy
+    was found to be)."""
+    from ferryman.catalog.location import SQLITE
+    from ferryman.catalog.open import open_catalog
+
+    location = config.catalog_location  # the same catalog serve would use
+    path = Path(location.target)
+    if location.kind == SQLITE and not inventory and not path.exists():
         raise ConfigError(
             f"no catalog at {path}: nothing says what should be stored; give --inventory FILE,"
-            " or --state-dir where the server keeps it, or record what is stored now with"
-            " `ferryman catalog scan`"
+            " or --state-dir (or --catalog) where the server keeps it, or record what is"
+            " stored now with `ferryman catalog scan`"
         )
     try:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        return Catalog(path)
+        # The state directory holds the catalog file, and the locks and spool of a repair.
+        config.state_path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if location.kind == SQLITE:
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return open_catalog(
+            location, pool_size=2, connect_timeout=config.catalog_connect_timeout,
+            statement_timeout=config.catalog_statement_timeout,
+        )  # fmt: skip
     except (OSError, CatalogError) as exc:
-        raise ConfigError(f"catalog {path}: {exc}") from None
+        raise ConfigError(f"catalog {location.shown}: {exc}") from None
 
 
 def audit_command(args: dict[str, Any]) -> int:

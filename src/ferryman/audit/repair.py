@@ -48,8 +48,8 @@ from ferryman.app.writetarget import copy_ident
 from ferryman.audit.bucket import Portal
 from ferryman.audit.model import REPAIRABLE, AuditResult, Expected, Finding
 from ferryman.audit.stores import AuditStore, StoreUnavailable, Unreadable
+from ferryman.catalog.api import Catalog
 from ferryman.catalog.copies import Copies, CopyEvent
-from ferryman.catalog.db import Catalog
 from ferryman.errors import HttpError
 
 log = logging.getLogger("ferryman.repair")

@@ -46,8 +46,8 @@ from ferryman.audit.model import (
     StoreTally,
 )
 from ferryman.audit.stores import AuditStore, StoreUnavailable, Unreadable
+from ferryman.catalog.api import Catalog
 from ferryman.catalog.copies import Copies, CopyEvent, KnownCopy
-from ferryman.catalog.db import Catalog
 from ferryman.catalog.runs import Check, Run, Runs, StoreProgress
 from ferryman.catalog.schema import check_path
 

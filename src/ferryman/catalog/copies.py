@@ -16,17 +16,13 @@ verification's digest instead of reading the bytes again.
 from __future__ import annotations
 
 import itertools
-import sqlite3
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
+from ferryman.catalog.api import SINGLE, WRITE, Catalog, Transaction
 from ferryman.catalog.schema import check_path
-from ferryman.catalog.sqlitefile import SINGLE, WRITE
-
-if TYPE_CHECKING:
-    from ferryman.catalog.db import Catalog
 
 EVENTS = ("written", "deleted", "write_failed", "verified", "repaired")
 
@@ -84,17 +80,23 @@ _CHANGED = (
     " state = excluded.state, verified_ns = excluded.verified_ns, result = excluded.result,"
     " updated_ns = excluded.updated_ns"
 )
+# Equal, NULL included: SQLite's `IS` and PostgreSQL's `IS NOT DISTINCT FROM` in the words
+# both know.
+_SAME_IDENT = "(copies.ident = excluded.ident OR (copies.ident IS NULL AND excluded.ident IS NULL))"
 # A verification: what the audit saw of the copy now. Its digest and the time it
 # was last hashed carry over only while the copy is the same version (its ident
-# unchanged); a copy that changed is unhashed until a deep audit reads it.
+# unchanged); a copy that changed is unhashed until a deep audit reads it. "The same
+# ident, NULL included" is spelled out: SQLite's `IS` is PostgreSQL's `IS NOT DISTINCT FROM`.
 _VERIFIED = (
     "INSERT INTO copies (path, store, size, sha256, ident, state, verified_ns, result, updated_ns)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (path, store) DO UPDATE SET"
     " size = excluded.size,"
     " sha256 = CASE WHEN excluded.sha256 IS NOT NULL THEN excluded.sha256"
-    " WHEN copies.ident IS excluded.ident THEN copies.sha256 END,"
+    " WHEN copies.ident = excluded.ident"
+    " OR (copies.ident IS NULL AND excluded.ident IS NULL) THEN copies.sha256 END,"
     " verified_ns = CASE WHEN excluded.verified_ns IS NOT NULL THEN excluded.verified_ns"
-    " WHEN copies.ident IS excluded.ident THEN copies.verified_ns END,"
+    " WHEN copies.ident = excluded.ident"
+    " OR (copies.ident IS NULL AND excluded.ident IS NULL) THEN copies.verified_ns END,"
     " ident = excluded.ident, state = excluded.state, result = excluded.result,"
     " updated_ns = excluded.updated_ns"
 )
@@ -109,7 +111,7 @@ _EVENTS_OF = (
 _KNOWN = "SELECT path, size, sha256, ident, state, verified_ns, result FROM copies WHERE store = ?"
 
 
-def note_events(conn: sqlite3.Connection, events: Iterable[CopyEvent]) -> None:
+def note_events(conn: Transaction, events: Iterable[CopyEvent]) -> None:
     """Log `events` and bring each copy's state up to date, inside the caller's write
     transaction (Catalog.record uses it, so a write and its copy land together).
 

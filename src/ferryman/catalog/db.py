@@ -1,58 +1,37 @@
-"""The catalog: a record of every object ferryman stored, in SQLite: never trust a write.
+"""The catalog's API over its tables: one text of queries for every backend.
 
 A write is recorded only once it has been verified (size and SHA-256 read
 back from the store); the audit later compares this record with each store.
 `objects` holds the current state per path, `history` every change, oldest
 first. A DELETE marks the object deleted and keeps it. Schema and
-migrations are in `schema.py`, opening and transactions in `sqlitefile.py`;
-why SQLite, WAL and synchronous=FULL is in docs/decisions/0007-catalog-in-sqlite.md.
+migrations are in `schema.py`; the backends (a SQLite file, a PostgreSQL
+database) in sqlitebackend.py and postgres.py; why SQLite, WAL and
+synchronous=FULL is in docs/decisions/0007-catalog-in-sqlite.md, why
+PostgreSQL too in docs/decisions/0033-catalog-backends.md.
 
-Who owns what:
-
-- A `Catalog` owns two sqlite3 connections, opened in `__init__` and
-  closed by `close()`; nothing else touches them. `_writer` makes every
-  change, `_reader` (query_only) answers every read.
-- `_write_lock` guards `_writer`, `_read_lock` guards `_reader`. Each is
-  held for exactly one transaction (or one page of `entries()`), never
-  across a `yield` and never while calling out of this module. Only
-  `close()` holds both, and takes `_write_lock` first.
-- Between processes (the workers of one server share the file), SQLite's
-  own file locks decide: WAL lets readers go on while one writer commits,
-  and every write transaction takes the write lock up front
-  (`BEGIN IMMEDIATE`), waiting up to `BUSY_TIMEOUT_MS` for it.
+Who owns what: a `SqlCatalog` owns its `Database` and closes it. Each call
+is one transaction of the backend's, never held across a `yield` (entries()
+reads a page per transaction) and never while calling out of this package.
 
 Errors: bad arguments raise ValueError (TypeError for a wrong type; see
-`schema.check_*`) before the database is touched; every sqlite3 error
-becomes `CatalogError`, with the original as `__cause__`.
+`schema.check_*`) before the database is touched; every database error
+becomes `CatalogError` (`CatalogUnavailable` when its server cannot be
+reached), with the original as `__cause__`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-import sqlite3
-import threading
 import time
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, replace
-from typing import Any
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any, Self
 
+from ferryman.catalog.api import READ, SINGLE, WRITE, CatalogError, Database, Transaction
 from ferryman.catalog.copies import CopyEvent, note_events
 from ferryman.catalog.schema import check_fields, check_path
-from ferryman.catalog.sqlitefile import (
-    READ,
-    SINGLE,
-    WRITE,
-    CatalogError,
-    check_file,
-    connect,
-    create,
-    migrate,
-    read_version,
-    transaction,
-    translate,
-)
+from ferryman.catalog.sqlitebackend import SqliteDatabase
 from ferryman.errors import FerrymanError
 
 PAGE_SIZE = 500  # rows per transaction in entries()
@@ -82,14 +61,16 @@ _HISTORY = (
     " WHERE path = ? ORDER BY id"
 )
 _INTENT = (
-    "INSERT OR REPLACE INTO intents (path, op, size, sha256, ident, staged, pid, at_ns)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO intents (path, op, size, sha256, ident, staged, pid, at_ns)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (path) DO UPDATE SET op = excluded.op,"
+    " size = excluded.size, sha256 = excluded.sha256, ident = excluded.ident,"
+    " staged = excluded.staged, pid = excluded.pid, at_ns = excluded.at_ns"
 )
 _INTENTS = "SELECT path, op, size, sha256, ident, staged, pid, at_ns FROM intents ORDER BY path"
 _SETTLED = "DELETE FROM intents WHERE path = ?"
 
 
-__all__ = ["Catalog", "CatalogEntry", "CatalogError", "Intent", "UrlUsed"]
+__all__ = ["CatalogEntry", "CatalogError", "Intent", "SqlCatalog", "SqliteCatalog", "UrlUsed"]
 
 
 class UrlUsed(FerrymanError):
@@ -137,66 +118,50 @@ class Intent:
     at_ns: int = 0
 
 
-def _use_url(conn: sqlite3.Connection, path: str, digest: str, expires_at: int) -> None:
-    """Record the use of a single-use URL (inside a write transaction); UrlUsed if it was."""
+def _use_url(conn: Transaction, path: str, digest: str, expires_at: int) -> None:
+    """Record the use of a single-use URL (inside a write transaction); UrlUsed if it was.
+
+    The insert itself decides (a conflict inserts nothing), so two servers on one
+    database cannot both use the URL between a look and an insert.
+    """
     now = time.time_ns()
     conn.execute("DELETE FROM used_urls WHERE expires_at < ?", (now // 1_000_000_000,))
-    if conn.execute("SELECT 1 FROM used_urls WHERE signature = ?", (digest,)).fetchone():
+    inserted = conn.execute(
+        "INSERT INTO used_urls (signature, path, expires_at, used_ns) VALUES (?, ?, ?, ?)"
+        " ON CONFLICT (signature) DO NOTHING",
+        (digest, path, expires_at, now),
+    )
+    if inserted.rowcount != 1:
         raise UrlUsed("this signed URL was used already")
-    conn.execute("INSERT INTO used_urls (signature, path, expires_at, used_ns) VALUES (?, ?, ?, ?)",
-                 (digest, path, expires_at, now))  # fmt: skip
 
 
-class Catalog:
-    """The catalog in the SQLite file at `path` (its directory must exist); created or migrated.
+class SqlCatalog:
+    """The catalog in `database` (sqlitebackend.SqliteDatabase or postgres.PostgresDatabase),
+    which it owns. Safe to share between threads: the backend serialises what must be."""
 
-    Safe to share between threads, with one connection for writes and one
-    for reads, each behind its own lock. Not one connection in all: a read
-    (the GET path asks for a file's digest) would then queue behind a write
-    that is waiting up to BUSY_TIMEOUT_MS for another worker's write lock.
-    Not one per thread (threading.local): SQLite lets one writer at a time
-    into the file anyway, and connections left in executor threads cannot
-    be closed by `close()` (sqlite3 allows that only from their own thread
-    unless check_same_thread=False, and then a lock is needed anyway).
-    """
+    def __init__(self, database: Database) -> None:
+        self._db = database
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self._path = os.fspath(path)
-        self._write_lock = threading.Lock()
-        self._read_lock = threading.Lock()
-        self._closed = False
-        if not check_file(self._path):
-            create(self._path)
-        self._writer = connect(self._path, query_only=False)
-        try:
-            migrate(self._writer, self._path)
-            self._reader = connect(self._path, query_only=True)
-        except BaseException:
-            self._writer.close()
-            raise
+    @property
+    def location(self) -> str:
+        """The file, or the URL without its password: for messages."""
+        return self._db.location
 
-    @contextmanager
-    def _use(self, begin: str) -> Iterator[sqlite3.Connection]:
-        """The connection for `begin`, in one transaction, under its lock."""
-        writing = begin == WRITE
-        lock = self._write_lock if writing else self._read_lock
-        conn = self._writer if writing else self._reader
-        with lock:
-            if self._closed:
-                raise CatalogError(f"catalog {self._path} is closed")
-            with transaction(conn, self._path, begin):
-                yield conn
+    def use(self, kind: str) -> AbstractContextManager[Transaction]:
+        """One transaction (api.WRITE, READ or SINGLE): for the ledgers of this package
+        (copies.py, runs.py), which keep the same rules (no yield, no call out of the
+        package while inside)."""
+        return self._db.transaction(kind)
 
-    def use(self, begin: str) -> contextlib.AbstractContextManager[sqlite3.Connection]:
-        """One transaction (sqlitefile.WRITE, READ or SINGLE) on the right connection,
-        under its lock: for the ledgers of this package (copies.py, runs.py), which
-        keep the same rules (no yield, no call out of the package while inside)."""
-        return self._use(begin)
+    def ready(self) -> None:
+        """CatalogUnavailable at once, without I/O, while the database is known to be down:
+        a write can be refused before its body is read."""
+        self._db.ready()
 
     @property
     def schema_version(self) -> int:
-        with self._use(READ) as conn:
-            return read_version(conn, self._path)
+        with self._db.transaction(READ) as conn:
+            return self._db.read_version(conn)
 
     def record(
         self,
@@ -218,7 +183,7 @@ class Catalog:
         check_path(path)
         check_fields(size=size, sha256=sha256, mtime_ns=mtime_ns, etag=etag)
         identity = (ino, ctime_ns)
-        with self._use(WRITE) as conn:
+        with self._db.transaction(WRITE) as conn:
             now = time.time_ns()  # under the write lock: commit order and time order agree
             conn.execute(_UPSERT, (path, size, sha256, mtime_ns, etag, now, *identity))
             conn.execute(_LOG, (path, size, sha256, mtime_ns, etag, 0, now, *identity))
@@ -233,22 +198,24 @@ class Catalog:
         Settles the path's intent and notes `copies` in the same transaction.
         """
         check_path(path)
-        with self._use(WRITE) as conn:
+        with self._db.transaction(WRITE) as conn:
             conn.execute(_SETTLED, (path,))
             note_events(conn, copies)
+            now = time.time_ns()
+            # The update decides, then the row is read: on PostgreSQL the update holds the
+            # row, so of two servers deleting one path at once exactly one logs it.
+            marked = conn.execute(
+                "UPDATE objects SET deleted = 1, updated_ns = ? WHERE path = ? AND deleted = 0",
+                (now, path),
+            )
             row = conn.execute(_GET, (path,)).fetchone()
             if row is None:
                 return None
             entry = _entry(row)
-            if entry.deleted:
-                return entry
-            now = time.time_ns()
-            conn.execute(
-                "UPDATE objects SET deleted = 1, updated_ns = ? WHERE path = ?", (now, path)
-            )
-            conn.execute(_LOG, (path, entry.size, entry.sha256, entry.mtime_ns, entry.etag, 1,
-                                now, entry.ino, entry.ctime_ns))  # fmt: skip
-        return replace(entry, deleted=True, updated_ns=now)
+            if marked.rowcount == 1:
+                conn.execute(_LOG, (path, entry.size, entry.sha256, entry.mtime_ns, entry.etag,
+                                    1, now, entry.ino, entry.ctime_ns))  # fmt: skip
+        return entry
 
     # -- intents of writes in progress ----------------------------------------------
 
@@ -261,7 +228,7 @@ class Catalog:
         check_path(intent.path)
         if intent.op not in ("put", "delete"):
             raise ValueError(f"intent op {intent.op!r} is not 'put' or 'delete'")
-        with self._use(WRITE) as conn:
+        with self._db.transaction(WRITE) as conn:
             if once is not None:
                 _use_url(conn, intent.path, *once)
             conn.execute(_INTENT, (intent.path, intent.op, intent.size, intent.sha256,
@@ -275,20 +242,20 @@ class Catalog:
         may be used again since nothing was changed.
         """
         check_path(path)
-        with self._use(WRITE) as conn:
+        with self._db.transaction(WRITE) as conn:
             conn.execute(_SETTLED, (path,))
             if release is not None:
                 conn.execute("DELETE FROM used_urls WHERE signature = ?", (release,))
 
     def url_used(self, digest: str) -> bool:
         """Whether the single-use URL with this signature digest was used."""
-        with self._use(SINGLE) as conn:
+        with self._db.transaction(SINGLE) as conn:
             row = conn.execute("SELECT 1 FROM used_urls WHERE signature = ?", (digest,))
             return row.fetchone() is not None
 
     def intents(self) -> list[Intent]:
         """Every intent not settled yet, by path."""
-        with self._use(SINGLE) as conn:
+        with self._db.transaction(SINGLE) as conn:
             rows = conn.execute(_INTENTS).fetchall()
         return [Intent(path, op, ident, size, sha, staged, pid, at)
                 for path, op, size, sha, ident, staged, pid, at in rows]  # fmt: skip
@@ -296,14 +263,14 @@ class Catalog:
     def get(self, path: str) -> CatalogEntry | None:
         """The current state of `path`, deleted or not; None if it was never catalogued."""
         check_path(path)
-        with self._use(SINGLE) as conn:
+        with self._db.transaction(SINGLE) as conn:
             row = conn.execute(_GET, (path,)).fetchone()
         return None if row is None else _entry(row)
 
     def history(self, path: str) -> list[CatalogEntry]:
         """Every version and deletion of `path`, oldest first (`updated_ns` is when it happened)."""
         check_path(path)
-        with self._use(SINGLE) as conn:
+        with self._db.transaction(SINGLE) as conn:
             rows = conn.execute(_HISTORY, (path,)).fetchall()
         return [_entry(row) for row in rows]
 
@@ -317,7 +284,7 @@ class Catalog:
         query = _PAGE_ALL if include_deleted else _PAGE_LIVE
         after = ""  # every valid path sorts after ""
         while True:
-            with self._use(SINGLE) as conn:
+            with self._db.transaction(SINGLE) as conn:
                 rows = conn.execute(query, (after, PAGE_SIZE)).fetchall()
             yield from map(_entry, rows)
             if len(rows) < PAGE_SIZE:
@@ -326,26 +293,24 @@ class Catalog:
 
     def count(self) -> int:
         """The number of live (not deleted) entries."""
-        with self._use(SINGLE) as conn:
+        with self._db.transaction(SINGLE) as conn:
             row = conn.execute("SELECT count(*) FROM objects WHERE deleted = 0").fetchone()
         return int(row[0])
 
     def close(self) -> None:
-        """Close both connections (idempotent); any later call raises CatalogError."""
-        with self._write_lock, self._read_lock:
-            if self._closed:
-                return
-            self._closed = True
-            try:
-                try:
-                    self._reader.close()
-                finally:
-                    self._writer.close()  # the last connection out checkpoints the WAL
-            except sqlite3.Error as exc:
-                raise translate(self._path, exc) from exc
+        """Close the database (idempotent); any later call raises CatalogError."""
+        self._db.close()
 
-    def __enter__(self) -> Catalog:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+class SqliteCatalog(SqlCatalog):
+    """The catalog in the SQLite file at `path` (its directory must exist); created or
+    migrated."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        super().__init__(SqliteDatabase(path))

@@ -20,13 +20,10 @@ import secrets
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from ferryman.catalog.api import SINGLE, WRITE, Catalog
 from ferryman.catalog.copies import CopyEvent, note_events
-from ferryman.catalog.sqlitefile import SINGLE, WRITE
-
-if TYPE_CHECKING:
-    from ferryman.catalog.db import Catalog
 
 KINDS = ("audit", "repair")
 PAGE_SIZE = 1000
@@ -119,9 +116,12 @@ class Runs:
                 (run.id, store, progress.through, progress.ok),
             )
             conn.executemany(
-                "INSERT OR REPLACE INTO run_findings (run, store, path, result, expected_size,"
+                "INSERT INTO run_findings (run, store, path, result, expected_size,"
                 " expected_sha256, actual_size, actual_sha256, detail)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run, store, path) DO UPDATE"
+                " SET result = excluded.result, expected_size = excluded.expected_size,"
+                " expected_sha256 = excluded.expected_sha256, actual_size = excluded.actual_size,"
+                " actual_sha256 = excluded.actual_sha256, detail = excluded.detail",
                 rows,
             )
             note_events(conn, batch)

@@ -1,25 +1,26 @@
 """The catalog's SQLite file: opened, checked, created whole, migrated; one transaction.
 
 Every sqlite3 error becomes CatalogError here, with the original as
-`__cause__`. The API over the tables is in db.py.
+`__cause__`. The backend over it is sqlitebackend.py, the API over the
+tables db.py.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import stat
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 
-from ferryman.catalog.schema import LATEST, MIGRATIONS, statements
-from ferryman.errors import FerrymanError
+from ferryman.catalog.api import MIGRATE, READ, SINGLE, WRITE, CatalogError, Transaction
+from ferryman.catalog.migrations import check_version, run_migrations
+from ferryman.catalog.schema import MIGRATIONS, statements
+
+__all__ = ["MIGRATE", "READ", "SINGLE", "WRITE", "CatalogError", "connect", "migrate"]
 
 BUSY_TIMEOUT_MS = 5000
-
-
-class CatalogError(FerrymanError):
-    """The catalog cannot be used: not a database, corrupt, too new, locked too long, I/O."""
 
 
 def translate(path: str, exc: sqlite3.Error) -> CatalogError:
@@ -35,18 +36,22 @@ def translate(path: str, exc: sqlite3.Error) -> CatalogError:
     return CatalogError(f"catalog {path}: {exc}")
 
 
-WRITE = "BEGIN IMMEDIATE"  # take the write lock up front: no deadlock-prone lock upgrade
-READ = "BEGIN DEFERRED"  # one snapshot for several reads
-SINGLE = ""  # one statement, its own implicit transaction
+BEGIN = {
+    WRITE: "BEGIN IMMEDIATE",  # take the write lock up front: no deadlock-prone lock upgrade
+    MIGRATE: "BEGIN IMMEDIATE",  # the write lock is what keeps migrations one at a time
+    READ: "BEGIN DEFERRED",  # one snapshot for several reads
+    SINGLE: "",  # one statement, its own implicit transaction
+}
 
 
 @contextmanager
-def transaction(conn: sqlite3.Connection, path: str, begin: str) -> Iterator[sqlite3.Connection]:
-    """One transaction, begun with `begin` (WRITE, READ or SINGLE).
+def transaction(conn: sqlite3.Connection, path: str, kind: str) -> Iterator[sqlite3.Connection]:
+    """One transaction of `kind` (api.WRITE, MIGRATE, READ or SINGLE).
 
     Commits when the block ends, rolls back when it raises; sqlite3 errors
     leave as CatalogError.
     """
+    begin = BEGIN[kind]
     try:
         if begin:
             conn.execute(begin)
@@ -61,38 +66,36 @@ def transaction(conn: sqlite3.Connection, path: str, begin: str) -> Iterator[sql
         raise translate(path, exc) from exc
 
 
-def read_version(conn: sqlite3.Connection, path: str) -> int:
+def read_version(conn: Transaction, path: str) -> int:
     has_meta = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'")
     if has_meta.fetchone() is None:
         if conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
             raise CatalogError(f"{path} is a SQLite database but not a ferryman catalog (no meta)")
         return 0  # a new, empty file
-    row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-    if row is None or not isinstance(row[0], int):
-        raise CatalogError(f"catalog {path} has no valid schema_version in its meta table")
-    version: int = row[0]
-    if version > LATEST:
-        raise CatalogError(
-            f"catalog {path} has schema version {version}, newer than the {LATEST} this ferryman"
-            " knows; refusing to open it (run a newer ferryman, or move the file away)"
-        )
-    return version
+    return check_version(conn, f"catalog {path}")
+
+
+class Migrating:
+    """One connection, as the shared migration runner sees it."""
+
+    dialect = "sqlite"
+
+    def __init__(self, conn: sqlite3.Connection, path: str) -> None:
+        self.conn, self.location = conn, path
+
+    def transaction(self, kind: str) -> contextlib.AbstractContextManager[Transaction]:
+        return transaction(self.conn, self.location, kind)
+
+    def read_version(self, tx: Transaction) -> int:
+        return read_version(tx, self.location)
+
+    def steps(self, version: int) -> list[str]:
+        return list(statements(MIGRATIONS[version]))
 
 
 def migrate(conn: sqlite3.Connection, path: str) -> int:
     """Bring the database to LATEST, one migration per transaction; return the version."""
-    with transaction(conn, path, READ):
-        version = read_version(conn, path)
-    while version < LATEST:
-        with transaction(conn, path, WRITE):
-            # Read again under the write lock: another worker may have migrated meanwhile.
-            version = read_version(conn, path)
-            if version < LATEST:
-                for statement in statements(MIGRATIONS[version]):
-                    conn.execute(statement)
-                version += 1
-                conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (version,))
-    return version
+    return run_migrations(Migrating(conn, path))
 
 
 def connect(path: str, *, query_only: bool) -> sqlite3.Connection:

@@ -22,6 +22,10 @@ def check_combinations(config: Config) -> None:
             raise ConfigError(
                 "--s3-endpoint needs a store as SOURCE or --replica (s3://bucket[/prefix])"
             )
+    if config.catalog is not None:
+        from ferryman.catalog.location import parse_catalog_url
+
+        parse_catalog_url(config.catalog)  # a ConfigError says what a catalog URL is
     if config.replica and not config.allow_write:
         raise ConfigError("--replica needs --allow-write: replicas receive writes")
     if config.cache_encrypt and not config.cache_dir:

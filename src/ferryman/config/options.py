@@ -17,6 +17,7 @@ from dataclasses import Field, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+from ferryman.catalog.location import SQLITE, CatalogLocation, parse_catalog_url
 from ferryman.config.parse import (
     CODING_LIST,
     COUNT,
@@ -268,6 +269,29 @@ class Config:
         30.0, POSITIVE_DURATION,
         "a write waits this long for another write of the same path to finish, else `503`",
         "In any worker; the `503` carries `Retry-After: 1`. Reads never wait.")
+    catalog: str | None = option(
+        None, optional("a URL"),
+        "where the record of every write is kept: `sqlite:///PATH` or "
+        "`postgresql://[USER@]HOST[:PORT]/DB` (none: `STATE-DIR/catalog.db`)",
+        "Several servers in front of one store share one PostgreSQL catalog and see each "
+        "other's writes. libpq's `PG*` environment variables and `~/.pgpass` fill in what the "
+        "URL leaves out; a password in it is never shown (messages print `***`). PostgreSQL "
+        "needs `pip install 'ferryman[postgresql]'`. `audit`, `repair` and `catalog` take it "
+        "too. See [operations.md](operations.md#the-catalog-sqlite-or-postgresql).",
+        metavar="URL")
+    catalog_pool_size: int = option(
+        4, POSITIVE, "connections to a PostgreSQL catalog each worker keeps, at most",
+        "A server holds up to this many per worker, plus one at start.")
+    catalog_connect_timeout: float = option(
+        5.0, POSITIVE_DURATION,
+        "how long to wait for a connection to a PostgreSQL catalog before it counts as down",
+        "While it is down, PUT and DELETE answer `503 catalog_unavailable` with "
+        "`Retry-After` at once, reads go on, and a probe every second brings writes back "
+        "when it answers.")
+    catalog_statement_timeout: float = option(
+        5.0, POSITIVE_DURATION,
+        "how long one statement may run on a PostgreSQL catalog (lock waits included)",
+        "A write whose statement runs out answers `503 catalog_busy`.")
     max_member_size: int = option(
         4 * 1024**3, SIZE,
         "largest compressed-archive member extracted to serve it; larger: `507`",
@@ -456,6 +480,13 @@ class Config:
         return choose_state_dir(
             self.state_dir, self.source, remote=self.is_remote, allow_write=self.allow_write
         )
+
+    @property
+    def catalog_location(self) -> CatalogLocation:
+        """What --catalog names; without it, the SQLite file in the state directory."""
+        if self.catalog is not None:
+            return parse_catalog_url(self.catalog)
+        return CatalogLocation(SQLITE, str(self.state_path / "catalog.db"))
 
     @property
     def cache_key_path(self) -> Path:

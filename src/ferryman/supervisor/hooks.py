@@ -94,13 +94,13 @@ class FaultHooks:
 
     @staticmethod
     def _patch_catalog() -> None:
-        from ferryman.catalog.db import Catalog
+        from ferryman.catalog.db import SqlCatalog
 
         def die(*args: Any, **kwargs: Any) -> Any:
             os.kill(os.getpid(), signal.SIGKILL)
 
         for name in ("record", "mark_deleted"):
-            setattr(Catalog, name, die)
+            setattr(SqlCatalog, name, die)
 
 
 def _block_forever() -> None:

@@ -1,0 +1,131 @@
+"""What the rest of ferryman sees of the catalog: one interface, whatever the backend.
+
+`Catalog` is the interface; `open.py` gives one for a `--catalog` URL:
+SQLite (a file in the state directory, the default) or PostgreSQL (one
+database several servers share). Both are `db.SqlCatalog` over a `Database`
+(sqlitebackend.py, postgres.py): the queries are the same text, and a
+backend only opens transactions, reads the schema version and says how
+its errors read.
+
+Errors: `CatalogError` when the catalog cannot answer now or at all;
+`CatalogUnavailable`, one of them, when its server cannot be reached (a
+writer answers 503 `catalog_unavailable` and tries again later, without a
+restart).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any, Protocol
+
+from ferryman.errors import FerrymanError
+
+if TYPE_CHECKING:
+    from ferryman.catalog.copies import CopyEvent
+    from ferryman.catalog.db import CatalogEntry, Intent
+
+# The kinds of transaction a backend opens.
+WRITE = "write"  # changes: SQLite takes the file's write lock up front (BEGIN IMMEDIATE)
+READ = "read"  # several reads from one snapshot
+SINGLE = "single"  # one statement, its own implicit transaction
+MIGRATE = "migrate"  # a migration step: one at a time across every process and server
+
+
+class CatalogError(FerrymanError):
+    """The catalog cannot be used: not a database, corrupt, too new, locked too long, I/O."""
+
+
+class CatalogUnavailable(CatalogError):
+    """The catalog's server cannot be reached now; calls fail at once until it answers again."""
+
+
+class Cursor(Protocol):
+    """What a statement gives back: sqlite3's and psycopg's cursors both are one."""
+
+    @property
+    def rowcount(self) -> int: ...
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+
+class Transaction(Protocol):
+    """One open transaction: statements in the shared dialect (`?` placeholders)."""
+
+    def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> Cursor: ...
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]], /) -> object: ...
+
+
+class Database(Protocol):
+    """A backend: transactions on one catalog database, and what its version is."""
+
+    dialect: str  # "sqlite" or "postgresql"
+    location: str  # for messages: the file, or the URL without its password
+
+    def transaction(self, kind: str) -> AbstractContextManager[Transaction]:
+        """One transaction of `kind` (WRITE, READ, SINGLE); CatalogError when it fails."""
+        ...
+
+    def read_version(self, tx: Transaction) -> int: ...
+
+    def ready(self) -> None:
+        """CatalogUnavailable at once, without I/O, while the server is known to be down."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class Catalog(Protocol):
+    """Every verified write, deletion, intent and used single-use URL (see db.py)."""
+
+    @property
+    def location(self) -> str: ...
+
+    @property
+    def schema_version(self) -> int: ...
+
+    def ready(self) -> None: ...
+
+    def use(self, kind: str) -> AbstractContextManager[Transaction]: ...
+
+    def record(
+        self,
+        path: str,
+        *,
+        size: int,
+        sha256: str,
+        mtime_ns: int,
+        etag: str,
+        ino: int | None = None,
+        ctime_ns: int | None = None,
+        copies: Iterable[CopyEvent] = (),
+    ) -> CatalogEntry: ...
+
+    def mark_deleted(
+        self, path: str, *, copies: Iterable[CopyEvent] = ()
+    ) -> CatalogEntry | None: ...
+
+    def begin(self, intent: Intent, *, once: tuple[str, int] | None = None) -> None: ...
+
+    def drop_intent(self, path: str, *, release: str | None = None) -> None: ...
+
+    def url_used(self, digest: str) -> bool: ...
+
+    def intents(self) -> list[Intent]: ...
+
+    def get(self, path: str) -> CatalogEntry | None: ...
+
+    def history(self, path: str) -> list[CatalogEntry]: ...
+
+    def entries(self, *, include_deleted: bool = False) -> Iterator[CatalogEntry]: ...
+
+    def count(self) -> int: ...
+
+    def close(self) -> None: ...
+
+    def __enter__(self) -> Catalog: ...
+
+    def __exit__(self, *exc_info: object) -> None: ...
