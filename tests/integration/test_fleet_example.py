@@ -196,4 +196,4 @@ def test_the_example_node_settings_are_settings_ferryman_has() -> None:
     assert config.catalog == settings["FERRYMAN_CATALOG"]
     assert config.source == "s3://archive/files" and config.allow_write
     unit = (FLEET / "ferryman@.service").read_text()
-    assert "EnvironmentFile=/etc/ferryman/%i.env" in unit and "KillSignal=SIGTERM" in unit
+    assert "EnvironmentFile=/etc/ferryman/%i.env" in unit and "KillMode=mixed" in unit
