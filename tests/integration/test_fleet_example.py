@@ -12,7 +12,6 @@ docs/fleet/node-a.env, names only settings ferryman has.
 from __future__ import annotations
 
 import socket
-import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,62 +20,14 @@ import pytest
 
 from ferryman.config.load import build_config
 from ferryman.config.options import OPTIONS
+from tests import fleetconf
 from tests.rawhttp import Conn, RawResponse
-from tests.serverproc import ServerProcess, need, pattern, wait_until
+from tests.serverproc import ServerProcess, pattern, wait_until
 from tests.writing import Writable, bearer, repr_digest
 
-FLEET = Path(__file__).resolve().parents[2] / "docs" / "fleet"
-NODE_ADDRESSES = ("10.0.0.11:8000", "10.0.0.12:8000")
 
-MAIN_CONF = """\
-daemon off;
-master_process off;
-user root;
-pid {dir}/nginx.pid;
-error_log {dir}/error.log warn;
-events {{ worker_connections 256; }}
-http {{
-    access_log {dir}/access.log;
-    client_body_temp_path {dir}/body;
-    proxy_temp_path {dir}/proxy;
-    fastcgi_temp_path {dir}/fastcgi;
-    uwsgi_temp_path {dir}/uwsgi;
-    scgi_temp_path {dir}/scgi;
-    include {dir}/ferryman.conf;
-}}
-"""
-
-
-class Balancer:
-    """nginx on a free port with the documented site file, its upstreams the nodes."""
-
-    def __init__(self, workdir: Path, nodes: list[ServerProcess]) -> None:
-        site = (FLEET / "nginx-ferryman.conf").read_text()
-        for documented, node in zip(NODE_ADDRESSES, nodes, strict=True):
-            assert documented in site
-            site = site.replace(documented, f"{node.host}:{node.port}")
-        assert "listen 80;" in site
-        self.port = _free_port()
-        site = site.replace("listen 80;", f"listen 127.0.0.1:{self.port};")
-        workdir.mkdir()
-        (workdir / "ferryman.conf").write_text(site)
-        conf = workdir / "nginx.conf"
-        conf.write_text(MAIN_CONF.format(dir=workdir))
-        self.workdir = workdir
-        self.proc = subprocess.Popen(
-            [need("nginx"), "-p", str(workdir), "-c", str(conf), "-e", str(workdir / "error.log")],
-            stderr=subprocess.PIPE,
-        )
-        if not wait_until(self._listening, timeout=15):
-            self.stop()
-            pytest.fail(f"nginx did not start: {(workdir / 'error.log').read_text()}")
-
-    def _listening(self) -> bool:
-        try:
-            self.connect(1).close()
-            return True
-        except OSError:
-            return False
+class Balancer(fleetconf.Balancer):
+    """The documented nginx, and requests through it as a client would make them."""
 
     def connect(self, timeout: float = 30.0) -> Conn:
         return Conn(socket.create_connection(("127.0.0.1", self.port), timeout=timeout))
@@ -86,17 +37,6 @@ class Balancer:
     ) -> RawResponse:
         with self.connect() as conn:
             return conn.request(method, target, {"Host": "files.example", **(headers or {})}, body)
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.communicate(timeout=15)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def node(writable: Writable, tmp_path: Path, name: str, catalog: str, bucket: str,
@@ -115,7 +55,7 @@ def fleet(
     writable: Writable, pg_url: str, s3_bucket: str, moto_endpoint: str, tmp_path: Path
 ) -> Iterator[tuple[Balancer, list[ServerProcess]]]:
     nodes = [node(writable, tmp_path, name, pg_url, s3_bucket, moto_endpoint) for name in "ab"]
-    balancer = Balancer(tmp_path / "nginx", nodes)
+    balancer = Balancer(tmp_path / "nginx", [f"{n.host}:{n.port}" for n in nodes])
     try:
         yield balancer, nodes
     finally:
@@ -186,7 +126,7 @@ def test_a_node_drained_with_sigterm_is_passed_over_without_a_failed_request(
 def test_the_example_node_settings_are_settings_ferryman_has() -> None:
     known = {option.env for option in OPTIONS}
     settings = {}
-    for line in (FLEET / "node-a.env").read_text().splitlines():
+    for line in (fleetconf.FLEET_DOCS / "node-a.env").read_text().splitlines():
         if line.strip() and not line.startswith("#"):
             name, _, value = line.partition("=")
             settings[name] = value
@@ -195,5 +135,5 @@ def test_the_example_node_settings_are_settings_ferryman_has() -> None:
     config = build_config({}, {name: settings[name] for name in ours})
     assert config.catalog == settings["FERRYMAN_CATALOG"]
     assert config.source == "s3://archive/files" and config.allow_write
-    unit = (FLEET / "ferryman@.service").read_text()
+    unit = (fleetconf.FLEET_DOCS / "ferryman@.service").read_text()
     assert "EnvironmentFile=/etc/ferryman/%i.env" in unit and "KillMode=mixed" in unit
