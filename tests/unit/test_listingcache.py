@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from ferryman.app import paths
 from ferryman.app.application import Application
 from ferryman.app.listingcache import ListingCache
+from ferryman.app.local import LocalReader
 from ferryman.config import Config
 from ferryman.http.response import Response
 from tests.builders import request as parsed_request
@@ -91,7 +92,10 @@ def listing(app: Application, target: str = "/d/") -> dict[str, object]:
     if not isinstance(answer, Response):
         answer = asyncio.run(_awaited(answer))
     assert answer.status == 200
-    return json.loads(b"".join(p for p in answer.body.parts if isinstance(p, bytes)))
+    doc: dict[str, object] = json.loads(
+        b"".join(p for p in answer.body.parts if isinstance(p, bytes))
+    )
+    return doc
 
 
 async def _awaited(pending: Awaitable[Response]) -> Response:
@@ -156,6 +160,7 @@ def test_pages_with_signed_links_are_never_kept(tmp_path: Path) -> None:
             answer = asyncio.run(_awaited(answer))
         assert answer.status == 200
         reader = app.reader
-        assert getattr(reader, "pages", None) is not None and len(reader.pages) == 0
+        assert isinstance(reader, LocalReader) and reader.pages is not None
+        assert len(reader.pages) == 0
     finally:
         app.reader.close()
