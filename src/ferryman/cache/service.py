@@ -132,6 +132,7 @@ async def _run(config: Config, supervision: Supervision | None) -> int:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
         service: FillerService | None = None
+        flusher = loop.create_task(_flush_metrics(filler)) if metrics_on(config) else None
         try:
             await store.prepare()  # the first cold request must not wait for it
             await filler.start()
@@ -147,6 +148,8 @@ async def _run(config: Config, supervision: Supervision | None) -> int:
                 supervision.closed()
             return EXIT_OK
         finally:
+            if flusher is not None:
+                flusher.cancel()
             if service is not None:
                 await service.close()
             await filler.close()
@@ -154,6 +157,23 @@ async def _run(config: Config, supervision: Supervision | None) -> int:
             for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(signum)
             log.info("filler stopped")
+
+
+def metrics_on(config: Config) -> bool:
+    from ferryman.metrics.exporter import directory
+
+    return config.metrics and directory() is not None
+
+
+async def _flush_metrics(filler: Filler) -> None:
+    """Once a second: the store requests, fetched bytes and size of the cache, for
+    /-/metrics (metrics/exporter.py)."""
+    from ferryman.metrics.exporter import FillerMetrics
+
+    metrics = FillerMetrics()
+    while True:
+        await asyncio.sleep(1)
+        metrics.flush(filler.stats, filler.size())
 
 
 @contextlib.contextmanager

@@ -1,0 +1,67 @@
+"""The request path's counts, in plain ints: one dict update and a few additions per answer.
+
+A worker counts each answer here and, once a second, hands what it counted to
+the exporter (metrics/exporter.py), which writes it where /-/metrics reads it:
+no call into the metrics library per request. Labels are bounded: a method
+ferryman does not know is counted as "other", and a status is one of the few
+hundred numbers HTTP has.
+"""
+
+from __future__ import annotations
+
+import time
+from bisect import bisect_left
+
+# The methods a label may name; any other is "other" (a client chooses the method).
+METHODS = frozenset(("GET", "HEAD", "PUT", "DELETE", "OPTIONS", "POST", "PATCH"))
+OTHER = "other"
+# Upper bounds (seconds) of the duration histogram; one more bucket holds the rest (+Inf).
+BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+           10.0, 30.0, 60.0)  # fmt: skip
+
+
+def method_label(method: str) -> str:
+    return method if method in METHODS else OTHER
+
+
+class Counts:
+    """What one period counted; `requests` maps (method label, status) to answers."""
+
+    __slots__ = ("bytes", "duration_sum", "durations", "requests")
+
+    def __init__(self) -> None:
+        self.requests: dict[tuple[str, int], int] = {}
+        self.bytes = 0
+        self.durations = [0] * (len(BUCKETS) + 1)  # per bucket, not cumulative
+        self.duration_sum = 0.0
+
+    @property
+    def answers(self) -> int:
+        return sum(self.requests.values())
+
+
+class RequestTally:
+    """The counts of the answers since the last `take()`."""
+
+    __slots__ = ("_counts",)
+
+    def __init__(self) -> None:
+        self._counts = Counts()
+
+    def count(self, method: str, status: int, sent: int, started: float) -> None:
+        """One answer: `sent` body bytes, begun at `started` (time.monotonic())."""
+        duration = time.monotonic() - started
+        counts = self._counts
+        if method not in METHODS:
+            method = OTHER
+        key = (method, status)
+        requests = counts.requests
+        requests[key] = requests.get(key, 0) + 1
+        counts.bytes += sent
+        counts.durations[bisect_left(BUCKETS, duration)] += 1  # bucket i: duration <= BUCKETS[i]
+        counts.duration_sum += duration
+
+    def take(self) -> Counts:
+        """What was counted since the last take; counting starts again from zero."""
+        counts, self._counts = self._counts, Counts()
+        return counts

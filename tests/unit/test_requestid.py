@@ -1,0 +1,52 @@
+"""Request ids: a client's sane X-Request-Id is kept, anything else replaced by a fresh id."""
+
+from __future__ import annotations
+
+import re
+import string
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ferryman import requestid
+
+TCHAR = "!#$%&'*+-.^_`|~" + string.ascii_letters + string.digits
+
+
+def reference_valid(text: str) -> bool:
+    """RFC 9110's token, 1 to 64 characters: written out, not as a regular expression."""
+    return 1 <= len(text) <= requestid.MAX_LENGTH and all(c in TCHAR for c in text)
+
+
+@given(st.text(max_size=80) | st.text(alphabet=TCHAR, min_size=1, max_size=70))
+def test_an_incoming_id_is_kept_exactly_when_it_is_a_short_token(incoming: str) -> None:
+    rid = requestid.request_id(incoming)
+    if reference_valid(incoming):
+        assert rid == incoming
+    else:
+        assert rid != incoming
+        assert re.fullmatch(r"[0-9a-f]{16}", rid)
+    # Whatever came in, the id can go into a header line as it is.
+    assert rid.isascii() and "\r" not in rid and "\n" not in rid and " " not in rid
+
+
+def test_without_an_incoming_id_each_request_gets_its_own() -> None:
+    ids = [requestid.request_id(None) for _ in range(5000)]
+    assert len(set(ids)) == 5000
+    assert len({rid[:10] for rid in ids}) <= 2  # one process, one prefix (unless it wrapped)
+
+
+def test_the_counter_wraps_to_a_fresh_prefix() -> None:
+    ids = requestid._Ids()
+    first = ids.next()
+    ids.count = requestid._COUNTER_LIMIT - 1
+    wrapped = ids.next()
+    assert wrapped[10:] == "000000" and wrapped != first
+
+
+def test_a_forked_process_draws_its_own_prefix() -> None:
+    ids = requestid._Ids()
+    ids.next()
+    ids.pid = -1  # as a child after fork() would see it: another pid than the one that drew
+    ids.next()
+    assert ids.pid > 0 and ids.count == 0 and len(ids.prefix) == 10
