@@ -33,15 +33,26 @@ class _Ids:
 
     def next(self) -> str:
         count = self.count + 1
-        if count >= _COUNTER_LIMIT or self.pid != os.getpid():  # first use, wrapped, forked
-            self.pid = os.getpid()
-            self.prefix = secrets.token_hex(5)
-            count = 0
+        if count >= _COUNTER_LIMIT:
+            count = self._draw()
         self.count = count
         return f"{self.prefix}{count:06x}"
 
+    def _draw(self) -> int:
+        """A fresh prefix: at first use, and when the counter wraps."""
+        self.pid = os.getpid()
+        self.prefix = secrets.token_hex(5)
+        return 0
+
+    def forked(self) -> None:
+        """In a child after fork(): its own prefix (workers are started with exec and
+        import this module afresh; this is for anything that forks)."""
+        if self.pid != os.getpid():
+            self.count = _COUNTER_LIMIT
+
 
 _ids = _Ids()
+os.register_at_fork(after_in_child=_ids.forked)
 
 
 def new_request_id() -> str:

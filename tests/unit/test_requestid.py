@@ -45,8 +45,17 @@ def test_the_counter_wraps_to_a_fresh_prefix() -> None:
 
 
 def test_a_forked_process_draws_its_own_prefix() -> None:
-    ids = requestid._Ids()
-    ids.next()
-    ids.pid = -1  # as a child after fork() would see it: another pid than the one that drew
-    ids.next()
-    assert ids.pid > 0 and ids.count == 0 and len(ids.prefix) == 10
+    import os
+
+    read, write = os.pipe()
+    parent = requestid.new_request_id()
+    pid = os.fork()
+    if pid == 0:  # the child: its first id, to the parent, and out
+        os.write(write, requestid.new_request_id().encode())
+        os._exit(0)
+    os.close(write)
+    child = os.read(read, 64).decode()
+    os.close(read)
+    os.waitpid(pid, 0)
+    assert re.fullmatch(r"[0-9a-f]{16}", child)
+    assert child[:10] != parent[:10] and child[10:] == "000000"
