@@ -9,7 +9,6 @@ hundred numbers HTTP has.
 
 from __future__ import annotations
 
-import time
 from bisect import bisect_left
 
 # The methods a label may name; any other is "other" (a client chooses the method).
@@ -48,9 +47,8 @@ class RequestTally:
     def __init__(self) -> None:
         self._counts = Counts()
 
-    def count(self, method: str, status: int, sent: int, started: float) -> None:
-        """One answer: `sent` body bytes, begun at `started` (time.monotonic())."""
-        duration = time.monotonic() - started
+    def count(self, method: str, status: int, sent: int, duration: float) -> None:
+        """One answer: `sent` body bytes, `duration` seconds from its head to its end."""
         counts = self._counts
         if method not in METHODS:
             method = OTHER

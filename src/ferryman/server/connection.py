@@ -289,7 +289,8 @@ class HttpConnection(asyncio.Protocol):
         self.ctx.access_log.record(self, request, response.status, self.body_sent, started, reason)
         tally = self.ctx.tally
         if tally is not None:
-            tally.count(request.method, response.status, self.body_sent, started)
+            tally.count(request.method, response.status, self.body_sent,
+                        time.monotonic() - started)  # fmt: skip
         response.body.release()
         self.abort()  # connection_lost follows on a later turn of the loop
         self._task = None
@@ -303,7 +304,7 @@ class HttpConnection(asyncio.Protocol):
         ctx.access_log.record(self, request, response.status, sent, started)
         tally = ctx.tally
         if tally is not None:
-            tally.count(request.method, response.status, sent, started)
+            tally.count(request.method, response.status, sent, time.monotonic() - started)
         if self.closed:
             return  # cut or gone meanwhile: nothing follows
         if framing.keep_alive and not self.ctx.closing_idle:
@@ -321,7 +322,7 @@ class HttpConnection(asyncio.Protocol):
         self.ctx.access_log.record_error(self, exc.status, rid)
         tally = self.ctx.tally
         if tally is not None:
-            tally.count("other", exc.status, len(payload), time.monotonic())
+            tally.count("other", exc.status, len(payload), 0.0)
         self.close()  # its bytes get the send timeout to go out
 
     # -- closing ------------------------------------------------------------------
