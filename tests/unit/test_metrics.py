@@ -150,8 +150,7 @@ def test_a_dead_process_keeps_its_counters_and_loses_its_gauges(run_dir: Path) -
     from prometheus_client.multiprocess import mark_process_dead
 
     metrics = exporter.WorkerMetrics()
-    counts = tally.Counts()
-    counts.requests[("GET", 200)] = 7
+    counts = counted([("GET", 200, 0, 0.001)] * 7)
     metrics.flush(counts, 4, None)
     mark_process_dead(os.getpid(), str(run_dir))  # type: ignore[no-untyped-call]
     samples = scraped(run_dir)

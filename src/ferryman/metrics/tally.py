@@ -12,8 +12,12 @@ from __future__ import annotations
 from bisect import bisect_left
 
 # The methods a label may name; any other is "other" (a client chooses the method).
-METHODS = frozenset(("GET", "HEAD", "PUT", "DELETE", "OPTIONS", "POST", "PATCH"))
-OTHER = "other"
+LABELS = ("GET", "HEAD", "PUT", "DELETE", "OPTIONS", "POST", "PATCH", "other")
+METHODS = frozenset(LABELS[:-1])
+OTHER = LABELS[-1]
+_INDEX = {method: i for i, method in enumerate(LABELS[:-1])}
+_OTHER_INDEX = len(LABELS) - 1
+_SPREAD = len(LABELS)  # a key is status * _SPREAD + the method's index: no tuple per answer
 # Upper bounds (seconds) of the duration histogram; one more bucket holds the rest (+Inf).
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
            10.0, 30.0, 60.0)  # fmt: skip
@@ -24,19 +28,24 @@ def method_label(method: str) -> str:
 
 
 class Counts:
-    """What one period counted; `requests` maps (method label, status) to answers."""
+    """What one period counted."""
 
-    __slots__ = ("bytes", "duration_sum", "durations", "requests")
+    __slots__ = ("bytes", "duration_sum", "durations", "keyed")
 
     def __init__(self) -> None:
-        self.requests: dict[tuple[str, int], int] = {}
+        self.keyed: dict[int, int] = {}  # status * _SPREAD + method index -> answers
         self.bytes = 0
         self.durations = [0] * (len(BUCKETS) + 1)  # per bucket, not cumulative
         self.duration_sum = 0.0
 
     @property
+    def requests(self) -> dict[tuple[str, int], int]:
+        """Answers by (method label, status)."""
+        return {(LABELS[key % _SPREAD], key // _SPREAD): n for key, n in self.keyed.items()}
+
+    @property
     def answers(self) -> int:
-        return sum(self.requests.values())
+        return sum(self.keyed.values())
 
 
 class RequestTally:
@@ -50,11 +59,9 @@ class RequestTally:
     def count(self, method: str, status: int, sent: int, duration: float) -> None:
         """One answer: `sent` body bytes, `duration` seconds from its head to its end."""
         counts = self._counts
-        if method not in METHODS:
-            method = OTHER
-        key = (method, status)
-        requests = counts.requests
-        requests[key] = requests.get(key, 0) + 1
+        key = status * _SPREAD + _INDEX.get(method, _OTHER_INDEX)
+        keyed = counts.keyed
+        keyed[key] = keyed.get(key, 0) + 1
         counts.bytes += sent
         counts.durations[bisect_left(BUCKETS, duration)] += 1  # bucket i: duration <= BUCKETS[i]
         counts.duration_sum += duration
