@@ -230,6 +230,13 @@ def test_the_reserved_prefix_shadows_a_dash_in_source(ferryman: Servers, tmp_pat
         assert answer.status == 404, target
         assert b"never served" not in answer.body
         assert "/-/health" in json.loads(answer.body)["detail"]
+    (source / "sub" / "-").mkdir(parents=True)  # only the top-level `-` is reserved
+    (source / "sub" / "-" / "y.txt").write_bytes(b"y")
+    assert srv.get("/sub/-/y.txt").body == b"y"
+    top = json.loads(srv.get("/", {"Accept": "application/json"}).body)
+    assert [e["name"] for e in top["entries"]] == ["sub"]  # what cannot be served is not listed
+    sub = json.loads(srv.get("/sub/", {"Accept": "application/json"}).body)
+    assert [e["name"] for e in sub["entries"]] == ["-"]
     refused = srv.request("PUT", "/-/health", body=b"x")
     assert refused.status == 405 and refused.header("allow") == "GET, HEAD"
     assert srv.request("HEAD", "/-/ready").status == 200
