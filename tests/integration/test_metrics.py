@@ -285,3 +285,26 @@ def test_the_grafana_dashboard_queries_only_what_ferryman_exports(
     assert samples[("ferryman_audit_findings", (("kind", "missing"),))] == 1
     fill = ("ferryman_cache_fill_bytes_total", ())
     assert wait_until(lambda: scrape(srv).get(fill) == 3, 5), scrape(srv).get(fill)
+
+
+def test_ready_names_a_cache_whose_directory_is_gone(
+    ferryman: Servers, tmp_path: Path, moto_server: MotoServer
+) -> None:
+    bucket = moto_server.create_bucket()
+    moto_server.put_object(bucket, "a.txt", b"abc")
+    cache = tmp_path / "cache"
+    srv = ferryman("--state-dir", str(tmp_path / "state"), "--cache-dir", str(cache),
+                   "--ready-timeout", "1s", root=f"s3://{bucket}",
+                   env=s3_env(moto_server.url))  # fmt: skip
+    ready = srv.get("/-/ready")
+    assert ready.status == 200, ready.body
+    shutil.rmtree(cache)  # the disk went away: the filler cannot be asked or cannot fill
+    time.sleep(1.1)
+
+    def reasons() -> list[str]:
+        answer = srv.get("/-/ready")
+        return [] if answer.status == 200 else list(json.loads(answer.body)["reasons"])
+
+    assert wait_until(lambda: any(r.startswith("cache: ") for r in reasons()), 10)
+    assert all(r.startswith("cache: ") for r in reasons()), reasons()  # the store is fine
+    assert srv.get("/a.txt").body == b"abc"  # reads go on, from the store
