@@ -59,3 +59,22 @@ def test_a_forked_process_draws_its_own_prefix() -> None:
     os.waitpid(pid, 0)
     assert re.fullmatch(r"[0-9a-f]{16}", child)
     assert child[:10] != parent[:10] and child[10:] == "000000"
+
+
+def test_a_kept_head_block_is_joined_with_the_id_never_changed() -> None:
+    """Error answers share an encoded head block: each answer's id goes after it."""
+    from ferryman.http.response import error_response, frame_head
+
+    first = error_response(404, "not_found", "no such file")
+    second = error_response(404, "not_found", "no such file")
+    assert first.head_block is not None and first.head_block is second.head_block
+    kept = bytes(first.head_block)
+    heads = []
+    for answer, rid in ((first, "aaaa"), (second, "bbbb")):
+        line = b"X-Request-Id: " + rid.encode() + b"\r\n"
+        framing = frame_head(answer, method="GET", http11=True, keep_alive=True,
+                             date=b"Date: x\r\n", extra=line)  # fmt: skip
+        heads.append(framing.head)
+        assert framing.head.count(b"X-Request-Id:") == 1 and line in framing.head
+    assert heads[0].replace(b"aaaa", b"bbbb") == heads[1]
+    assert first.head_block == kept and b"X-Request-Id" not in kept
