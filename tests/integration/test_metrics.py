@@ -308,3 +308,16 @@ def test_ready_names_a_cache_whose_directory_is_gone(
     assert wait_until(lambda: any(r.startswith("cache: ") for r in reasons()), 10)
     assert all(r.startswith("cache: ") for r in reasons()), reasons()  # the store is fine
     assert srv.get("/a.txt").body == b"abc"  # reads go on, from the store
+
+
+def test_a_private_server_answers_probes_without_credentials(
+    ferryman: Servers, tmp_path: Path
+) -> None:
+    key = tmp_path / "signing-key"
+    key.write_bytes(b"k" * 32)
+    srv = ferryman("--private", "--signing-key", str(key), "--state-dir", str(tmp_path / "s"))
+    assert srv.get("/hello.txt").status == 401  # files need a signature or a token
+    assert srv.get("/-/health").status == 200
+    assert srv.get("/-/ready").status == 200
+    assert srv.get("/-/metrics").status == 200  # loopback
+    assert srv.get("/-/nothing").status == 404  # not 401: the prefix is the server's
