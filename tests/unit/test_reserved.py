@@ -202,3 +202,15 @@ def test_the_latest_finished_audit_becomes_metrics(tmp_path: Path) -> None:
         } <= parsed
     finally:
         catalog.close()
+
+
+def test_a_catalog_that_cannot_be_read_leaves_the_audit_out_of_the_scrape(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    catalog = Catalog(tmp_path / "catalog.db")
+    catalog.close()  # every use now raises CatalogError
+    empty = tmp_path / "metrics"
+    empty.mkdir()
+    text = render(str(empty), catalog).decode()
+    assert "ferryman_audit" not in text
+    assert "the latest audit could not be read" in caplog.text

@@ -6,6 +6,7 @@ body of /-/metrics, in Prometheus's text format.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -14,10 +15,12 @@ from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from ferryman.catalog.runs import latest_audit
+from ferryman.catalog.sqlitefile import CatalogError
 
 if TYPE_CHECKING:
     from ferryman.catalog.db import Catalog
 
+log = logging.getLogger("ferryman")
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
@@ -29,7 +32,11 @@ class AuditCollector:
         self.catalog = catalog
 
     def collect(self) -> Iterator[Metric]:
-        summary = latest_audit(self.catalog)
+        try:
+            summary = latest_audit(self.catalog)
+        except CatalogError as exc:  # the rest of the scrape is still worth answering
+            log.warning("metrics: the latest audit could not be read from the catalog: %s", exc)
+            return
         findings = GaugeMetricFamily(
             "ferryman_audit_findings", "Findings of the latest finished audit, by kind.",
             labels=["kind"],
