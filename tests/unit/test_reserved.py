@@ -214,3 +214,6 @@ def test_a_catalog_that_cannot_be_read_leaves_the_audit_out_of_the_scrape(
     text = render(str(empty), catalog).decode()
     assert "ferryman_audit" not in text
     assert "the latest audit could not be read" in caplog.text
+    caplog.clear()
+    render(str(empty), catalog)
+    assert "could not be read" not in caplog.text  # once per outage, not once per scrape

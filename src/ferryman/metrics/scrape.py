@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from ferryman.catalog.db import Catalog
 
 log = logging.getLogger("ferryman")
+_failing: list[bool] = []  # non-empty while the catalog cannot be read (a scrape is a new
+# collector each time: the state lives here, so the warning is logged once per outage)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
@@ -35,8 +37,12 @@ class AuditCollector:
         try:
             summary = latest_audit(self.catalog)
         except CatalogError as exc:  # the rest of the scrape is still worth answering
-            log.warning("metrics: the latest audit could not be read from the catalog: %s", exc)
+            if not _failing:
+                log.warning("metrics: the latest audit could not be read from the catalog: %s"
+                            " (said once until it can)", exc)  # fmt: skip
+            _failing.append(True)
             return
+        _failing.clear()
         findings = GaugeMetricFamily(
             "ferryman_audit_findings", "Findings of the latest finished audit, by kind.",
             labels=["kind"],
