@@ -15,6 +15,7 @@ stores/calls.py, the cache's CacheStats) into the metric values.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from prometheus_client import values
@@ -25,7 +26,9 @@ from ferryman.metrics.tally import BUCKETS, Counts
 from ferryman.stores.calls import CALLS
 
 if TYPE_CHECKING:
+    from ferryman.cache.filler import Filler
     from ferryman.cache.stats import CacheStats
+    from ferryman.config import Config
 
 
 def directory() -> str | None:
@@ -125,6 +128,15 @@ class WorkerMetrics:
         metrics.flush_store_calls()
         if cache is not None:
             metrics.flush_cache(cache, hits=True, fills=False)
+
+
+def filler_flush(config: Config) -> Callable[[Filler], None] | None:
+    """What the cache filler calls once a second (cache/service.py), or None with
+    metrics off."""
+    if not config.metrics or directory() is None:
+        return None
+    metrics = FillerMetrics()
+    return lambda filler: metrics.flush(filler.stats, filler.size())
 
 
 class FillerMetrics:
