@@ -21,6 +21,7 @@ import time
 
 from ferryman.app.application import Application
 from ferryman.config import Config
+from ferryman.metrics.tally import RequestTally
 from ferryman.server.accesslog import AccessLog
 from ferryman.server.connection import HttpConnection
 from ferryman.server.context import ServerContext
@@ -88,6 +89,12 @@ def main() -> None:
     parser.add_argument("--kind", choices=sorted(KINDS), default="small")
     parser.add_argument("-n", type=int, default=20000)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument(
+        "--metrics",
+        choices=("on", "off"),
+        default="on",
+        help="count every answer for /-/metrics (the server's default: on)",
+    )
     args = parser.parse_args()
     root = tempfile.mkdtemp()
     small, big = os.urandom(1024), os.urandom(4 * 1024 * 1024)
@@ -97,7 +104,8 @@ def main() -> None:
     request = KINDS[args.kind][0]
     loop = asyncio.new_event_loop()
     config = Config(source=root)
-    ctx = ServerContext(config, Application(config), loop, AccessLog("off"))
+    tally = RequestTally() if args.metrics == "on" else None
+    ctx = ServerContext(config, Application(config), loop, AccessLog("off"), tally=tally)
     conn = HttpConnection(ctx)
     transport = MemoryTransport()
     conn.connection_made(transport)  # type: ignore[arg-type]

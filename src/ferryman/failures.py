@@ -4,9 +4,10 @@ A bug met while answering a request is logged as
 
     request 3f9c0a1b7e2d failed: KeyError: 'x' (at ferryman/app/files.py:212 in _open) GET /a
 
-and the client's 500 carries the same id (in its detail and in X-Request-Id),
-so a user's report can be matched to its line. The id is made only on this
-path (six random bytes, hex): a request that succeeds costs nothing.
+and the client's 500 carries the same id (in its detail and in X-Request-Id,
+which every answer has), as does the request's access-log line, so a user's
+report can be matched to its line. The id is the request's own
+(ferryman/requestid.py): the connection gave it when the request arrived.
 
 One line, because a client that can provoke a traceback can fill the log with
 them, and because log collectors split tracebacks into unrelated lines. The
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import os
-import secrets
 import traceback
 
 from ferryman.errors import HttpError
@@ -29,11 +29,6 @@ MAX_MESSAGE = 300  # characters of the exception's message kept in the line
 # Where ferryman's sources are; compiled modules may name theirs relative to src/.
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 _SOURCE_ROOT = os.path.dirname(_PACKAGE_DIR.rstrip(os.sep)) + os.sep
-
-
-def new_request_id() -> str:
-    """Twelve hex digits; random, so ids from several servers never collide in practice."""
-    return secrets.token_hex(6)
 
 
 def describe(exc: BaseException) -> str:
@@ -66,13 +61,13 @@ def log_request_failure(
 
 
 def internal_error(
-    log: logging.Logger, exc: BaseException, method: str, target: bytes
+    log: logging.Logger, exc: BaseException, method: str, target: bytes, request_id: str
 ) -> HttpError:
-    """A handler's bug: one log line and a 500 that carry the same request id."""
-    request_id = new_request_id()
+    """A handler's bug: one log line and a 500 that name the request's id (the answer's
+    X-Request-Id header carries it too: every answer has one)."""
     log_request_failure(log, request_id, exc, method, target)
     detail = f"request {request_id} failed; the server log names it"
-    return HttpError(500, "internal_error", detail, (("X-Request-Id", request_id),))
+    return HttpError(500, "internal_error", detail)
 
 
 def log_failure(log: logging.Logger, what: str, exc: BaseException) -> None:

@@ -60,6 +60,8 @@ MODULES = (
     "ferryman.app.paths",
     "ferryman.app.plan",
     "ferryman.app.root",
+    "ferryman.metrics.tally",
+    "ferryman.requestid",
 )
 
 

@@ -221,7 +221,7 @@ def test_a_handler_bug_is_one_log_line_whose_id_the_client_gets(ferryman: Server
     for response in (first, second):
         assert response.status == 500
         request_id = response.header("x-request-id") or ""
-        assert re.fullmatch(r"[0-9a-f]{12}", request_id), response.headers
+        assert re.fullmatch(r"[0-9a-f]{16}", request_id), response.headers
         assert f"request {request_id} failed" in response.body.decode()
         ids.append(request_id)
     assert ids[0] != ids[1]

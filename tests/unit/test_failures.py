@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ferryman import failures
+from ferryman import failures, requestid
 from ferryman.server.worker import _loop_failure
 from ferryman.supervisor.process import CONFIG_ENV, config_from_environ
 
@@ -67,10 +67,10 @@ def test_compiled_modules_name_their_sources_relative_to_the_tree() -> None:
     assert failures._short("/usr/lib/python3/json/decoder.py") == "decoder.py"
 
 
-def test_request_ids_are_twelve_hex_digits_and_differ() -> None:
-    ids = {failures.new_request_id() for _ in range(1000)}
+def test_request_ids_are_sixteen_hex_digits_and_differ() -> None:
+    ids = {requestid.new_request_id() for _ in range(1000)}
     assert len(ids) == 1000
-    assert all(len(i) == 12 and int(i, 16) >= 0 for i in ids)
+    assert all(len(i) == 16 and int(i, 16) >= 0 for i in ids)
 
 
 def test_an_exception_the_event_loop_catches_is_one_line(

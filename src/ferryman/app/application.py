@@ -3,7 +3,9 @@
 Reads go to the reader of SOURCE: a LocalReader (app/local.py) over the Root
 of a directory, or a RemoteReader (app/remote.py) over a store; PUT and
 DELETE go to the one write flow (app/writes.py) when writes are allowed.
-OPTIONS says which methods a resource allows, without credentials: the list
+Paths under the reserved `/-/` (health, readiness, metrics: app/reserved.py)
+are answered first, before any rule for files. OPTIONS says which methods a
+resource allows, without credentials: the list
 is the server's, whatever the path names. With --cors-origin, a request that
 carries Origin has its answer, whatever its status, given the CORS headers
 http/cors.py decides; one without Origin pays one dict lookup for it (none
@@ -13,9 +15,10 @@ without --cors-origin).
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Awaitable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from ferryman.app.auth import SIGNATURE_PARAM, Access, Authorizer, SigningKey, TokenTable
 from ferryman.app.digestindex import DigestIndex
@@ -23,7 +26,16 @@ from ferryman.app.local import LocalReader
 from ferryman.app.localtarget import LocalTarget
 from ferryman.app.paths import configure_limits, resolve
 from ferryman.app.places import Place, replicas
+from ferryman.app.readiness import (
+    Check,
+    Readiness,
+    cache_check,
+    catalog_check,
+    directory_check,
+    store_check,
+)
 from ferryman.app.remote import RemoteReader
+from ferryman.app.reserved import Reserved, is_reserved
 from ferryman.app.spool import Spool
 from ferryman.app.staging import source_staging, store_id
 from ferryman.app.storetarget import StoreTarget
@@ -38,7 +50,13 @@ from ferryman.http.body import BodyReader
 from ferryman.http.cors import Cors, Header
 from ferryman.http.parser import Request
 from ferryman.http.response import Response, encode_headers, error_response
+from ferryman.metrics.rundir import DIRECTORY_ENV
 from ferryman.stores.base import Store
+
+if TYPE_CHECKING:
+    from ferryman.app.root import Root
+    from ferryman.cache.client import CacheClient
+    from ferryman.stores.s3 import S3Store
 
 log = logging.getLogger("ferryman")
 READ_METHODS = frozenset(("GET", "HEAD"))
@@ -59,12 +77,22 @@ class Application:
         )
         self.catalog = open_catalog(config, reach=False)  # the boot step reached it
         self.store: Store | None = None
+        self.cache: CacheClient | None = None
         self.reader: Reader
         self.uploads: Writes | None = None
+        checks: dict[str, Check] = {}
         if config.is_remote:
-            self._serve_store(config)
+            checks["store"] = store_check(self._serve_store(config))
+            if self.cache is not None:
+                checks["cache"] = cache_check(self.cache)
         else:
-            self._serve_directory(config)
+            root = self._serve_directory(config)
+            checks["store"] = directory_check(root.path, root.fd)
+        if self.catalog is not None:
+            checks["catalog"] = catalog_check(self.catalog)
+        metrics_dir = os.environ.get(DIRECTORY_ENV) if config.metrics else None
+        self.reserved = Reserved(Readiness(checks, config.ready_timeout), metrics_dir or None,
+                                 self.catalog, config.metrics_token)  # fmt: skip
         allowed = "GET, HEAD, OPTIONS, PUT, DELETE" if self.uploads else "GET, HEAD, OPTIONS"
         self._allowed = allowed
         # Anonymous reads skip the authorizer when nothing could make them fail.
@@ -83,6 +111,9 @@ class Application:
 
     def _answer(self, request: Request, body: BodyReader | None) -> Response | Awaitable[Response]:
         method = request.method
+        raw = request.path
+        if (raw.startswith(b"/-") or raw.startswith(b"/%")) and is_reserved(raw):
+            return self.reserved.answer(request)  # before any rule for files
         if method in READ_METHODS:
             if not self._open_reads or request.query or "authorization" in request.headers:
                 self.auth.check(request, Access.READ, resolve(request.path).url(), int(time.time()))
@@ -120,7 +151,7 @@ class Application:
             return _with_headers(answer, extra)
         return _later(request, answer, extra)
 
-    def _serve_directory(self, config: Config) -> None:
+    def _serve_directory(self, config: Config) -> Root:
         reader = self.reader = LocalReader.of(config)
         if self.catalog is not None:
             reader.files.digests = DigestIndex(self.catalog)
@@ -128,16 +159,18 @@ class Application:
             root = reader.root
             target = LocalTarget(root.fd, config.verify_writes, source_staging(config))
             self._writes(config, root.path, target)
+        return reader.root
 
-    def _serve_store(self, config: Config) -> None:
+    def _serve_store(self, config: Config) -> S3Store:
         from ferryman.stores.s3 import S3Store  # the S3 client is imported only when used
 
-        store = self.store = S3Store.from_config(config)
+        store = S3Store.from_config(config)
+        self.store = store
         cache = None
         if config.cache_dir:
             from ferryman.cache.client import open_cache_client
 
-            cache = open_cache_client(config)
+            cache = self.cache = open_cache_client(config)
         reader = self.reader = RemoteReader(config, store, cache)
         if self.catalog is not None:
             reader.digests = DigestIndex(self.catalog)
@@ -150,6 +183,7 @@ class Application:
                 changed=cache.forget if cache is not None else None,
             )
             self._writes(config, config.source, target)
+        return store
 
     def _writes(self, config: Config, source: str, target: Target) -> None:
         """PUT and DELETE through `target` and to each replica, recorded in the catalog
@@ -200,7 +234,7 @@ async def _later(
 def _error(request: Request, exc: Exception) -> Response:
     """The answer the connection would make of a handler's error (a bug's: a 500)."""
     if not isinstance(exc, HttpError):
-        exc = internal_error(log, exc, request.method, request.target)
+        exc = internal_error(log, exc, request.method, request.target, request.id)
     accept = request.headers.get("accept")
     return error_response(exc.status, exc.error, exc.detail, exc.headers, accept=accept)
 

@@ -70,6 +70,9 @@ class Selection:
     truncated: bool = False  # the source listed only the first `listed`
 
 
+RESERVED = "-"  # the top-level name app/reserved.py answers for
+
+
 def read_entries(fd: int, relative: str, root: Root, *, details: bool = True) -> list[Entry]:
     """Visible entries of the open directory `fd` (at `relative` under the root).
 
@@ -77,11 +80,12 @@ def read_entries(fd: int, relative: str, root: Root, *, details: bool = True) ->
     and mtime are UNKNOWN, for `with_details` to fill in for the page shown.
     """
     directory = os.path.normpath(os.path.join(root.path, relative))
+    top = os.path.normpath(relative) in (".", "")
     entries = []
     with os.scandir(fd) as scan:
         for item in scan:
-            if item.name.startswith("."):
-                continue
+            if item.name.startswith(".") or (top and item.name == RESERVED):
+                continue  # /-/ is the server's (app/reserved.py): SOURCE's `-` is not served
             # Only entries a request would be served: no state directory, no
             # symlink out of the root (unless followed), none into a dotfile.
             linked = item.is_symlink() or item.is_dir(follow_symlinks=False)

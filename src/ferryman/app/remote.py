@@ -218,8 +218,8 @@ class RemoteReader:
         entries: list[listing.Entry] = []
         truncated = False
         async for item in self.store.list(prefix):
-            if item.name.startswith("."):
-                continue  # as for local files: dot-names are never served, so never listed
+            if item.name.startswith(".") or (not prefix and item.name == listing.RESERVED):
+                continue  # as for local files: dot-names (and the top `-`) are never served
             if len(entries) == LISTING_LIMIT:
                 truncated = True
                 break

@@ -1,7 +1,9 @@
 """What a URL path means under SOURCE: decided in one place, then acted on.
 
 A request path is resolved once (app/paths.py: decoded, normalised, never
-above SOURCE, no dot-names). `decide` then says, from the kind of thing
+above SOURCE, no dot-names). A path whose first segment is `-` never gets
+here: `/-/` is the server's own (app/reserved.py), so SOURCE's `-` is
+shadowed. `decide` then says, from the kind of thing
 SOURCE holds there, what the request asks for: a file, a directory (its
 index.html or its listing), the slash form of a directory named without its
 slash, an archive's listing (`/a.tar/`), a path through an archive

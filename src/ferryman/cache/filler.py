@@ -89,6 +89,12 @@ class Filler:
             max_fetches=max_fetches, max_run=max_run,
         )  # fmt: skip
 
+    def size(self) -> int | None:
+        """Bytes the entries take, as the last eviction run measured plus writes since
+        (None: not measured yet, or no bound to measure for)."""
+        room = self._pacer.room
+        return room.held if room is not None and room.measured else None
+
     # -- lifecycle ----------------------------------------------------------------
 
     async def start(self) -> None:

@@ -99,17 +99,24 @@ def socket_path(config: Config) -> str:
 # -- the process ---------------------------------------------------------------------
 
 
-def run_filler(config: Config, supervision: Supervision | None = None) -> int:
-    """The filler process: serve until SIGTERM or SIGINT; returns the exit status."""
+def run_filler(
+    config: Config,
+    supervision: Supervision | None = None,
+    every_second: Callable[[Filler], None] | None = None,
+) -> int:
+    """The filler process: serve until SIGTERM or SIGINT; returns the exit status.
+    `every_second` is called with the filler once a second (its metrics)."""
     loop = new_event_loop(config.loop)
     try:
-        return loop.run_until_complete(_run(config, supervision))
+        return loop.run_until_complete(_run(config, supervision, every_second))
     finally:
         loop.run_until_complete(loop.shutdown_default_executor())
         loop.close()
 
 
-async def _run(config: Config, supervision: Supervision | None) -> int:
+async def _run(
+    config: Config, supervision: Supervision | None, every_second: Callable[[Filler], None] | None
+) -> int:
     loop = asyncio.get_running_loop()
     cache = CacheDir.of(config)
     with _sole_filler(cache.path):
@@ -132,6 +139,7 @@ async def _run(config: Config, supervision: Supervision | None) -> int:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
         service: FillerService | None = None
+        ticks = None if every_second is None else loop.create_task(_tick(filler, every_second))
         try:
             await store.prepare()  # the first cold request must not wait for it
             await filler.start()
@@ -147,6 +155,8 @@ async def _run(config: Config, supervision: Supervision | None) -> int:
                 supervision.closed()
             return EXIT_OK
         finally:
+            if ticks is not None:
+                ticks.cancel()
             if service is not None:
                 await service.close()
             await filler.close()
@@ -154,6 +164,12 @@ async def _run(config: Config, supervision: Supervision | None) -> int:
             for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(signum)
             log.info("filler stopped")
+
+
+async def _tick(filler: Filler, every_second: Callable[[Filler], None]) -> None:
+    while True:
+        await asyncio.sleep(1)
+        every_second(filler)
 
 
 @contextlib.contextmanager

@@ -54,6 +54,14 @@ class Check:
 
 
 @dataclass(frozen=True, slots=True)
+class AuditSummary:
+    """The latest finished audit: when it finished, and its findings counted by kind."""
+
+    finished_ns: int
+    findings: dict[str, int]
+
+
+@dataclass(frozen=True, slots=True)
 class StoreProgress:
     """How far a run got in one store: the last key it checked (None: none yet), and
     how many copies up to there were fine."""
@@ -200,3 +208,18 @@ class Runs:
             if len(rows) < PAGE_SIZE:
                 return
             after = (rows[-1][0], rows[-1][1])
+
+
+def latest_audit(catalog: Catalog) -> AuditSummary | None:
+    """The last audit that finished, and what it found (None: no audit finished yet)."""
+    with catalog.use(SINGLE) as conn:
+        row = conn.execute(
+            "SELECT id, finished_ns FROM runs WHERE kind = 'audit' AND finished_ns IS NOT NULL"
+            " ORDER BY finished_ns DESC LIMIT 1"
+        ).fetchone()
+        if row is None:
+            return None
+        counts = conn.execute(
+            "SELECT result, count(*) FROM run_findings WHERE run = ? GROUP BY result", (row[0],)
+        ).fetchall()
+    return AuditSummary(row[1], {kind: n for kind, n in counts})

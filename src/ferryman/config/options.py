@@ -128,6 +128,27 @@ class Config:
         "combined", one_of("combined", "json"),
         "`combined` (Apache/nginx style) or `json` (one JSON object per line)",
         "Examples are in [operations.md](operations.md#access-log).")
+    metrics: bool = option(
+        True, SWITCH,
+        "serve `/-/metrics` (Prometheus text format, every worker added up); off: it "
+        "answers `404` and nothing is counted",
+        "Counted in each process and written once a second to files in "
+        "`STATE/metrics/<pid>/` (the arbiter's pid), which a scrape of any worker reads. "
+        "Takes a value: `--metrics off`. See "
+        "[operations.md](operations.md#health-readiness-and-metrics).")
+    metrics_token: str | None = option(
+        None, optional("a token"),
+        "bearer token a scraper on another host must send to `/-/metrics` "
+        "(`Authorization: Bearer TOKEN`); without it, only loopback clients may scrape",
+        "Loopback clients never need it. Compared in constant time. Prefer the environment "
+        "(`FERRYMAN_METRICS_TOKEN`) or the TOML file to the command line, which other users "
+        "of the machine can read.", metavar="TOKEN")
+    ready_timeout: float = option(
+        2.0, POSITIVE_DURATION,
+        "how long each check of `/-/ready` (store, catalog, cache) may take before it "
+        "counts as failed",
+        "A check that takes longer makes `/-/ready` answer `503` naming it. Results are "
+        "kept for a second, so a flood of probes costs one round of checks a second.")
     follow_symlinks: bool = option(
         False, SWITCH, "serve symlinks that resolve outside SOURCE (off: they answer `404`)",
         "Off, every opened file is checked after the open: if it really lies outside "

@@ -51,9 +51,11 @@ class Request:
         "content_length",
         "headers",
         "http11",
+        "id",
         "keep_alive",
         "method",
         "path",
+        "peer",
         "query",
         "target",
     )
@@ -79,6 +81,10 @@ class Request:
         self.keep_alive = keep_alive
         self.body_kind = body_kind  # "none" | "length" | "chunked"
         self.content_length = content_length
+        # Set by the connection that read it: the client's address, and the request id
+        # its answer, its log line and any failure line carry (ferryman/requestid.py).
+        self.peer = "-"
+        self.id = ""
 
     @property
     def expect_continue(self) -> bool:

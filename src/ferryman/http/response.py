@@ -83,10 +83,13 @@ def frame_head(
     http11: bool,
     keep_alive: bool,
     date: bytes,
+    extra: bytes = b"",
 ) -> Framing:
     """Render the status line and headers, adding Date, framing and Connection.
 
-    `date` is the whole `Date: ...\r\n` line (the caller formats it once a second).
+    `date` is the whole `Date: ...\r\n` line (the caller formats it once a second);
+    `extra`, lines every answer of the connection carries (its X-Request-Id), put
+    after the response's own: a kept head block is joined, never changed.
     """
     status = response.status
     length = response.body.length
@@ -95,7 +98,7 @@ def frame_head(
     block = response.head_block
     if block is None:
         block = encode_headers(response.headers)
-    head = [_STATUS_LINES.get(status) or b"HTTP/1.1 %d Unknown\r\n" % status, block, date]
+    head = [_STATUS_LINES.get(status) or b"HTTP/1.1 %d Unknown\r\n" % status, block, extra, date]
     if status >= 200 and status != 204:
         if length is not None:
             if status != 304:

@@ -1,5 +1,8 @@
 """The access log: one line per response, combined or JSON-lines, off by default.
 
+A JSON line names the request's id (`request_id`, the answer's X-Request-Id);
+the combined format stays the one every log tool reads.
+
 Lines are buffered and written at most once a second (and on shutdown), so a
 busy server makes one write call per second for its log, not one per request.
 """
@@ -79,6 +82,7 @@ class AccessLog:
         if self.json:
             entry = {
                 "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),
+                "request_id": request.id,
                 "remote": conn.peer,
                 "method": request.method,
                 "target": target,
@@ -100,13 +104,14 @@ class AccessLog:
                 f' "{_quoted(headers.get("user-agent", "-"))}"'
             )
 
-    def record_error(self, conn: Client, status: int) -> None:
+    def record_error(self, conn: Client, status: int, request_id: str) -> None:
         """A request that could not be parsed: no method or target to report."""
         if not self.enabled:
             return
         if self.json:
             now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-            entry = {"time": now, "remote": conn.peer, "status": status, "bytes": 0}
+            entry = {"time": now, "request_id": request_id, "remote": conn.peer,
+                     "status": status, "bytes": 0}  # fmt: skip
             self._lines.append(json.dumps(entry))
         else:
             self._lines.append(f'{conn.peer} - - [{_clf_time(time.time())}] "-" {status} 0 "-" "-"')

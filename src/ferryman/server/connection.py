@@ -24,9 +24,10 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from ferryman.errors import HttpError, ProtocolError
-from ferryman.failures import internal_error, log_request_failure, new_request_id
+from ferryman.failures import internal_error, log_request_failure
 from ferryman.http.parser import NEED_DATA, Request, RequestParser
 from ferryman.http.response import Framing, Response, error_response, frame_head
+from ferryman.requestid import new_request_id, request_id
 from ferryman.server import transfer, zerocopy
 from ferryman.server.deadline import BODY, HEAD, IDLE, SEND, Deadline, unsent_bytes
 from ferryman.server.flowcontrol import FlowControl
@@ -168,6 +169,8 @@ class HttpConnection(asyncio.Protocol):
         self.deadline.disarm()
         self._enter(Phase.HANDLING)
         started = time.monotonic()
+        request.peer = self.peer
+        request.id = request_id(request.headers.get("x-request-id"))
         self._body = None
         try:
             expect = request.headers.get("expect")
@@ -186,7 +189,7 @@ class HttpConnection(asyncio.Protocol):
     def _error(self, request: Request, exc: Exception) -> Response:
         """The answer to a handler's error: its HttpError, or a bug's 500."""
         if not isinstance(exc, HttpError):
-            exc = internal_error(log, exc, request.method, request.target)
+            exc = internal_error(log, exc, request.method, request.target, request.id)
         accept = request.headers.get("accept")
         return error_response(exc.status, exc.error, exc.detail, exc.headers, accept=accept)
 
@@ -228,13 +231,15 @@ class HttpConnection(asyncio.Protocol):
                     http11=request.http11,
                     keep_alive=keep_alive,
                     date=self.ctx.date_line(),
+                    extra=_id_line(request.id),
                 )
             except ValueError as exc:  # a header value holding CR or LF: never sent
                 body.release()
                 response = self._error(request, exc)
                 body = response.body
                 framing = frame_head(response, method=request.method, http11=request.http11,
-                                     keep_alive=False, date=self.ctx.date_line())  # fmt: skip
+                                     keep_alive=False, date=self.ctx.date_line(),
+                                     extra=_id_line(request.id))  # fmt: skip
             if not framing.send_body:
                 self.transport.write(framing.head)
                 self._finished(request, response, framing, 0, started)
@@ -279,9 +284,13 @@ class HttpConnection(asyncio.Protocol):
         """The body could not be sent whole: log it, release it, cut the connection."""
         if not isinstance(exc, transfer.TransferAborted | asyncio.CancelledError):
             # The head is out: the id cannot reach this client, but names the line.
-            log_request_failure(log, new_request_id(), exc, request.method, request.target)
+            log_request_failure(log, request.id, exc, request.method, request.target)
         reason = str(exc) or type(exc).__name__
         self.ctx.access_log.record(self, request, response.status, self.body_sent, started, reason)
+        tally = self.ctx.tally
+        if tally is not None:
+            tally.count(request.method, response.status, self.body_sent,
+                        time.monotonic() - started)  # fmt: skip
         response.body.release()
         self.abort()  # connection_lost follows on a later turn of the loop
         self._task = None
@@ -291,7 +300,11 @@ class HttpConnection(asyncio.Protocol):
         self, request: Request, response: Response, framing: Framing, sent: int, started: float
     ) -> None:
         response.body.release()
-        self.ctx.access_log.record(self, request, response.status, sent, started)
+        ctx = self.ctx
+        ctx.access_log.record(self, request, response.status, sent, started)
+        tally = ctx.tally
+        if tally is not None:
+            tally.count(request.method, response.status, sent, time.monotonic() - started)
         if self.closed:
             return  # cut or gone meanwhile: nothing follows
         if framing.keep_alive and not self.ctx.closing_idle:
@@ -301,10 +314,15 @@ class HttpConnection(asyncio.Protocol):
 
     def _answer_protocol_error(self, exc: ProtocolError) -> None:
         response = error_response(exc.status, exc.error, exc.detail, exc.headers)
+        rid = new_request_id()
         framing = frame_head(response, method="GET", http11=True, keep_alive=False,
-                             date=self.ctx.date_line())  # fmt: skip
-        self.transport.write(framing.head + b"".join(response.body.parts))  # type: ignore[arg-type]
-        self.ctx.access_log.record_error(self, exc.status)
+                             date=self.ctx.date_line(), extra=_id_line(rid))  # fmt: skip
+        payload = b"".join(response.body.parts)  # type: ignore[arg-type]
+        self.transport.write(framing.head + payload)
+        self.ctx.access_log.record_error(self, exc.status, rid)
+        tally = self.ctx.tally
+        if tally is not None:
+            tally.count("other", exc.status, len(payload), 0.0)
         self.close()  # its bytes get the send timeout to go out
 
     # -- closing ------------------------------------------------------------------
@@ -412,3 +430,8 @@ class HttpConnection(asyncio.Protocol):
 
     def socket_writer(self) -> zerocopy.SocketWriter | None:
         return self.flow.socket_writer()
+
+
+def _id_line(rid: str) -> bytes:
+    """The X-Request-Id line (a request id is ASCII: made so, or checked to be tchar)."""
+    return b"X-Request-Id: " + rid.encode("ascii") + b"\r\n"

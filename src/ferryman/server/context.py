@@ -1,6 +1,6 @@
 """What every connection of one worker shares: settings, the app, the
-connection set, the deadline queue, the access log, and the state of a
-graceful stop."""
+connection set, the deadline queue, the access log, the answers' tally, and
+the state of a graceful stop."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from ferryman.app.application import Application
 from ferryman.config import Config
 from ferryman.http.dates import format_http_date
 from ferryman.http.parser import Limits
+from ferryman.metrics.tally import RequestTally
 from ferryman.server.accesslog import AccessLog
 from ferryman.server.deadline import Timers
 
@@ -28,6 +29,7 @@ class ServerContext:
         loop: asyncio.AbstractEventLoop,
         access_log: AccessLog,
         tls: bool = False,
+        tally: RequestTally | None = None,
     ) -> None:
         self.config = config
         self.tls = tls
@@ -37,6 +39,7 @@ class ServerContext:
         self.app = app
         self.loop = loop
         self.access_log = access_log
+        self.tally = tally  # every answer counted, for /-/metrics (None: --metrics off)
         self.limits = Limits(
             max_request_line=config.max_request_line,
             max_header_count=config.max_header_count,

@@ -36,6 +36,8 @@ from ferryman.config import Config
 from ferryman.errors import EXIT_OK, ConfigError
 from ferryman.failures import log_loop_failure
 from ferryman.loops import new_event_loop
+from ferryman.metrics.exporter import WorkerMetrics, directory
+from ferryman.metrics.tally import RequestTally
 from ferryman.server.accesslog import AccessLog
 from ferryman.server.connection import HttpConnection
 from ferryman.server.context import ServerContext
@@ -128,7 +130,9 @@ async def serve(
         what = exc.filename if exc.filename is not None else config.source
         raise ConfigError(f"cannot open {what}: {exc.strerror}") from None
     access_log = AccessLog(config.access_log, config.access_log_format)
-    ctx = ServerContext(config, app, loop, access_log, tls=tls is not None)
+    metrics = _metrics(config)
+    tally = RequestTally() if metrics is not None else None
+    ctx = ServerContext(config, app, loop, access_log, tls=tls is not None, tally=tally)
     max_connections = raise_fd_limit(config.max_connections, config.open_files)
     batch = BATCH_SHARED if config.workers > 1 else BATCH_ALONE
     wrap = None if tls is None else Tls(tls, config.header_timeout, config.send_timeout)
@@ -143,7 +147,7 @@ async def serve(
     for signum in (signal.SIGHUP, signal.SIGUSR1):
         loop.add_signal_handler(signum, access_log.reopen)
     await app.prepare()
-    flusher = loop.create_task(_every_second(access_log, app))
+    flusher = loop.create_task(_every_second(ctx, metrics))
     listener.start()
     supervision.ready(loop, stop.set, type(loop).__module__.split(".")[0])
     try:
@@ -159,6 +163,9 @@ async def serve(
     finally:
         flusher.cancel()
         access_log.close()
+        if metrics is not None and tally is not None:  # the last second's answers too
+            cache = app.cache.stats if app.cache is not None else None
+            metrics.flush(tally.take(), 0, cache)
         await app.aclose()
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1):
             loop.remove_signal_handler(signum)
@@ -180,8 +187,19 @@ def _loop_failure(loop: asyncio.AbstractEventLoop, context: dict[str, object]) -
     log_loop_failure(log, context)
 
 
-async def _every_second(access_log: AccessLog, app: Application) -> None:
+def _metrics(config: Config) -> WorkerMetrics | None:
+    """This worker's metric values, in the run's directory the arbiter made (metrics/)."""
+    if not config.metrics or directory() is None:
+        return None
+    return WorkerMetrics()
+
+
+async def _every_second(ctx: ServerContext, metrics: WorkerMetrics | None) -> None:
+    app = ctx.app
     while True:
         await asyncio.sleep(1)
-        access_log.flush()
+        ctx.access_log.flush()
         app.tick()
+        if metrics is not None and ctx.tally is not None:
+            cache = app.cache.stats if app.cache is not None else None
+            metrics.flush(ctx.tally.take(), len(ctx.connections), cache)

@@ -55,6 +55,7 @@ from botocore.utils import parse_timestamp  # type: ignore[import-untyped]
 from ferryman.config import Config
 from ferryman.http.spans import Span, parse_content_range
 from ferryman.stores.base import ListEntry, ObjectInfo, StoreError, Truncated, Unavailable
+from ferryman.stores.calls import CALLS
 from ferryman.stores.s3errors import LIBRARY_ERRORS, library_text, store_error
 from ferryman.stores.s3source import check_endpoint, parse_source
 from ferryman.stores.s3upload import FileWindow as FileWindow  # re-exported: s3.FileWindow
@@ -192,7 +193,10 @@ class S3Store:
         try:
             answer = await getattr(s3, operation)(Bucket=self.bucket, **params)
         except LIBRARY_ERRORS as exc:
-            raise self._failed(exc, key) from exc
+            error = self._failed(exc, key)
+            CALLS.count(operation, error)
+            raise error from exc
+        CALLS.count(operation, None)
         if self._failing:
             self._failing = False
             log.info("%s answers again", self.description)
@@ -224,8 +228,10 @@ class S3Store:
         try:
             await s3.list_objects_v2(Bucket=self.bucket, Prefix=prefix, MaxKeys=1)
         except LIBRARY_ERRORS as exc:
-            kind = type(store_error(exc, self.bucket))
-            raise kind(library_text(exc)) from exc
+            error = store_error(exc, self.bucket)
+            CALLS.count("list_objects_v2", error)
+            raise type(error)(library_text(exc)) from exc
+        CALLS.count("list_objects_v2", None)
 
     # -- reading -----------------------------------------------------------------
 

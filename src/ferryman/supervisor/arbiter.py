@@ -47,6 +47,7 @@ from ferryman.app.spool import Spool
 from ferryman.app.staging import stagings
 from ferryman.config import Config
 from ferryman.errors import EXIT_BUDGET, EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, ConfigError
+from ferryman.metrics.rundir import DIRECTORY_ENV, ArbiterMetrics, make_run_dir, remove_run_dir
 from ferryman.server.listener import bind, url_of
 from ferryman.supervisor.budget import RestartBudget
 from ferryman.supervisor.process import (
@@ -101,16 +102,36 @@ def serve(config: Config) -> int:
             Spool.of(config).sweep()
             for staging in stagings(config):
                 staging.sweep()
-            arbiter = Arbiter(config, sock, certificates=certificates)
+            metrics = _metrics(config)
+            arbiter = Arbiter(config, sock, certificates=certificates, metrics=metrics)
             try:
                 return arbiter.run()
             finally:
                 certificates = arbiter.certificates  # SIGHUP may have replaced them
+                if metrics is not None:
+                    remove_run_dir(metrics.run)
         finally:
             sock.close()
     finally:
         if certificates is not None:
             certificates.close()
+
+
+def _metrics(config: Config) -> ArbiterMetrics | None:
+    """This run's metrics directory (the workers inherit where it is), or None with
+    --metrics off."""
+    if not config.metrics:
+        os.environ.pop(DIRECTORY_ENV, None)  # not another program's directory either
+        return None
+    state = config.state_path
+    try:
+        run = make_run_dir(state, os.getpid())
+    except OSError as exc:
+        raise ConfigError(
+            f"state directory {state}: cannot make the metrics directory ({exc.strerror});"
+            " give --state-dir a directory ferryman may write in, or --metrics off"
+        ) from None
+    return ArbiterMetrics(run)
 
 
 class Arbiter:
@@ -120,8 +141,10 @@ class Arbiter:
         sock: socket.socket,
         clock: Callable[[], float] = time.monotonic,
         certificates: Certificates | None = None,
+        metrics: ArbiterMetrics | None = None,
     ) -> None:
         self.config = config
+        self.metrics = metrics
         self.sock = sock
         self.certificates = certificates  # what every worker started from now on serves
         self.clock = clock
@@ -346,6 +369,8 @@ class Arbiter:
             self._forget_channel(worker)
             worker.close()
             self.workers.remove(worker)
+            if self.metrics is not None:
+                self.metrics.reaped(worker.pid)
             # A worker that died mid-transfer or mid-upload left its temporary files.
             self.spool.sweep(worker.pid)
             for staging in self.stagings:
@@ -384,6 +409,8 @@ class Arbiter:
         """A restart is due: allowed by the budget (a replacement follows), or the end."""
         if self.budget.record(self.clock()):
             log.warning("%s; starting a replacement", what)
+            if self.metrics is not None:
+                self.metrics.restarted()
             return
         log.error(
             "giving up: %s, restart %d within %ss exceeds --max-restarts %d;"

@@ -81,8 +81,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         supervised = Supervised(beacon, role, args.slot, hooks)
         if role is Role.FILLER:
             from ferryman.cache.service import run_filler
+            from ferryman.metrics.exporter import filler_flush
 
-            return run_filler(config, supervised)
+            return run_filler(config, supervised, filler_flush(config))
         tls = None
         if args.tls_fds is not None:
             cert_fd, key_fd = (int(fd) for fd in args.tls_fds.split(","))

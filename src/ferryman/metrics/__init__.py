@@ -1,0 +1,1 @@
+"""What ferryman counts and how /-/metrics shows it (decisions/0027)."""
