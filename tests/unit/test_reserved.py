@@ -13,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from ferryman.app.readiness import Readiness, directory_check
 from ferryman.app.reserved import is_loopback, is_reserved, scrape_refusal
-from ferryman.catalog.db import Catalog
+from ferryman.catalog import SqliteCatalog
 from ferryman.catalog.runs import Check, Runs, StoreProgress, latest_audit
 from ferryman.metrics.scrape import AuditCollector, render
 from ferryman.stores.base import Unavailable
@@ -172,7 +172,7 @@ def test_the_directory_check_sees_a_source_moved_away_and_back(tmp_path: Path) -
 
 
 def test_the_latest_finished_audit_becomes_metrics(tmp_path: Path) -> None:
-    catalog = Catalog(tmp_path / "catalog.db")
+    catalog = SqliteCatalog(tmp_path / "catalog.db")
     try:
         assert latest_audit(catalog) is None
         runs = Runs(catalog)
@@ -207,7 +207,7 @@ def test_the_latest_finished_audit_becomes_metrics(tmp_path: Path) -> None:
 def test_a_catalog_that_cannot_be_read_leaves_the_audit_out_of_the_scrape(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    catalog = Catalog(tmp_path / "catalog.db")
+    catalog = SqliteCatalog(tmp_path / "catalog.db")
     catalog.close()  # every use now raises CatalogError
     empty = tmp_path / "metrics"
     empty.mkdir()

@@ -21,7 +21,7 @@ from ferryman.stores.base import StoreError
 
 if TYPE_CHECKING:
     from ferryman.cache.client import CacheClient
-    from ferryman.catalog.db import Catalog
+    from ferryman.catalog.api import Catalog
     from ferryman.stores.s3 import S3Store
 
 Check = Callable[[], Coroutine[Any, Any, str | None]]

@@ -21,7 +21,7 @@ from collections.abc import Awaitable
 from urllib.parse import unquote_to_bytes
 
 from ferryman.app.readiness import Readiness
-from ferryman.catalog.db import Catalog
+from ferryman.catalog.api import Catalog
 from ferryman.errors import HttpError
 from ferryman.http.body import Body
 from ferryman.http.parser import Request

@@ -14,11 +14,11 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from ferryman.catalog.api import CatalogError
 from ferryman.catalog.runs import latest_audit
-from ferryman.catalog.sqlitefile import CatalogError
 
 if TYPE_CHECKING:
-    from ferryman.catalog.db import Catalog
+    from ferryman.catalog.api import Catalog
 
 log = logging.getLogger("ferryman")
 _failing: list[bool] = []  # non-empty while the catalog cannot be read (a scrape is a new
