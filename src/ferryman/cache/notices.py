@@ -133,6 +133,8 @@ class ChangeListener:
                     self._down(exc)
                     await asyncio.sleep(backoff(attempt))
                     attempt += 1
+        except Exception as exc:  # a bug: the floor below keeps the cache correct, and slow
+            log_failure(log, "fleet changes: the listener stopped", exc)
         finally:
             self.listening = False
             self.floor.set(UNTRUSTED)
