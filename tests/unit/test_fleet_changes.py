@@ -15,7 +15,13 @@ from hypothesis import strategies as st
 
 from ferryman.app.staging import store_id
 from ferryman.cache.freshness import UNTRUSTED, Floor
-from ferryman.cache.notices import ChangeListener, backoff, store_name
+from ferryman.cache.notices import (
+    ChangeListener,
+    backoff,
+    listens,
+    server_origin,
+    store_name,
+)
 from ferryman.catalog.changes import (
     CHANNEL,
     MAX_PAYLOAD,
@@ -195,3 +201,24 @@ def test_a_catalog_change_is_announced_once_it_commits_and_a_read_is_not(pg_url:
                 catalog.record("bad", size=-1, sha256=SHA, mtime_ns=1, etag='"e"')
             catalog.get("d/ü.bin")  # reads announce nothing
             assert _heard(listening, 0.3) == []
+
+
+@pytest.mark.parametrize(("catalog", "cache", "expected"), [
+    (None, "/var/cache/ferryman", False),  # SQLite: one server, nothing to hear
+    ("sqlite:///var/lib/ferryman/catalog.db", "/var/cache/ferryman", False),
+    ("postgresql://db.internal/ferryman", None, False),  # no cache: nothing to drop
+    ("postgresql://db.internal/ferryman", "/var/cache/ferryman", True),
+])  # fmt: skip
+def test_only_a_cache_in_front_of_a_postgresql_catalog_listens(
+    catalog: str | None, cache: str | None, expected: bool
+) -> None:
+    config = Config(source="s3://bucket", catalog=catalog, cache_dir=cache)
+    assert listens(config) is expected
+
+
+def test_a_server_is_named_the_same_in_every_process_and_apart_from_others() -> None:
+    one = Config(source="s3://bucket", cache_dir="/var/cache/one")
+    assert server_origin(one) == server_origin(Config(source="s3://b2", cache_dir="/var/cache/one"))
+    assert server_origin(one) != server_origin(Config(source="s3://bucket", cache_dir="/var/c/2"))
+    assert len(server_origin(one)) == 16
+    assert server_origin(Config(source="s3://bucket")) == ""  # no cache: nothing to skip
