@@ -146,7 +146,7 @@ class ChangeListener:
             async for notify in conn.notifies(timeout=PING_EVERY):
                 if notify.channel == CHANNEL:
                     self.handle(notify.payload)
-            # Quiet for PING_EVERY seconds: a connection that no longer answers is lost.
+            # Every PING_EVERY seconds (notifications or not): one that no longer answers is lost.
             await asyncio.wait_for(conn.execute("SELECT 1"), PING_TIMEOUT)
 
     def handle(self, payload: str) -> None:
