@@ -153,3 +153,31 @@ def test_a_lost_listener_distrusts_the_cache_until_it_is_back(
     log = fleet.b.log_text()
     assert log.count(LOST) == 1 and log.count(BACK) == 1
     assert "Traceback" not in log
+
+
+def test_while_postgresql_is_away_every_use_checks_with_the_store(
+    writable: Writable, moto_server: MotoServer
+) -> None:
+    pg = PostgresServer()  # a cluster of its own: this test stops it
+    try:
+        fleet = Fleet(writable, moto_server, pg.url(pg.new_schema()), workers=1)
+        fleet.behind_the_back("k.bin", b"first")
+        cached_by_b(fleet, "k.bin", b"first")
+        pg.stop()
+        assert said(fleet.b, LOST), fleet.b.log_text()
+        for n in range(3):  # not once: on every use, for as long as nobody listens
+            version = pattern(50_000, 100 + n)
+            fleet.behind_the_back("k.bin", version)
+            serves(fleet.b, "/k.bin", version)
+            serves(fleet.b, "/k.bin", version)
+        pg.start()
+        assert said(fleet.b, BACK), fleet.b.log_text()
+        later = pattern(60_000, 9)
+        # a's catalog finds the database back within a second or so (catalog/outage.py).
+        assert wait_until(lambda: put(fleet.a, "/k.bin", later).status == 204, 30)
+        assert served_within(fleet.b, "/k.bin", body_is(later)).body == later
+        log = fleet.b.log_text()
+        assert log.count(LOST) == 1 and log.count(BACK) == 1
+        assert "Traceback" not in log
+    finally:
+        pg.close()
