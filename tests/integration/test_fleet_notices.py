@@ -156,8 +156,9 @@ def test_a_lost_listener_distrusts_the_cache_until_it_is_back(
 
 
 def test_while_postgresql_is_away_every_use_checks_with_the_store(
-    writable: Writable, moto_server: MotoServer
+    writable: Writable, moto_server: MotoServer, postgres: PostgresServer
 ) -> None:
+    del postgres  # asked for to skip where PostgreSQL is not installed
     pg = PostgresServer()  # a cluster of its own: this test stops it
     try:
         fleet = Fleet(writable, moto_server, pg.url(pg.new_schema()), workers=1)
