@@ -50,6 +50,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ferryman.cache.notices import server_origin
 from ferryman.catalog.api import Catalog, CatalogError
 from ferryman.catalog.location import SQLITE
 from ferryman.catalog.open import open_catalog as open_catalog_at
@@ -236,6 +237,7 @@ def open_catalog(config: Config, *, reach: bool = True) -> Catalog | None:
             location, pool_size=config.catalog_pool_size,
             connect_timeout=config.catalog_connect_timeout,
             statement_timeout=config.catalog_statement_timeout, reach=reach,
+            origin=server_origin(config),
         )  # fmt: skip
     except CatalogError as exc:
         fix = CATALOG_FIX if location.kind == SQLITE else PG_FIX

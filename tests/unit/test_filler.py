@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import itertools
+import math
 import os
 import shutil
 import time
@@ -126,6 +127,67 @@ async def test_an_entry_found_on_disk_is_reused_by_a_new_filler(tmp_path: Path) 
     assert len(store.reads) == 1  # nothing fetched again
     assert on_disk(second) == expect(data, range(4))
     await second.close()
+
+
+@run
+async def test_a_change_through_another_server_drops_the_entry_and_its_waiters(
+    tmp_path: Path,
+) -> None:
+    store = MemStore(chunk=BS)
+    old = pattern(4 * BS)
+    old_etag = store.put(KEY, old)
+    filler = make(tmp_path, store)
+    await filler.open(KEY)
+    await collect(filler, range(1))
+    store.hold_after = 0
+    waiting = asyncio.ensure_future(collect(filler, range(1, 4), etag=old_etag))
+    await until(lambda: store.held == 1)
+    new = pattern(2 * BS, 77)
+    new_etag = store.put(KEY, new)
+    await filler.changed_elsewhere(KEY)
+    assert filler.cache.open_reader(KEY) is None  # gone from disk: every worker sees it
+    outcomes = await waiting
+    assert all(isinstance(outcomes[i], PreconditionFailed) for i in range(1, 4))
+    store.gate.set()
+    store.hold_after = None
+    meta = await filler.open(KEY)  # fresh by the clock, but there is no entry: a HEAD
+    assert meta.etag == new_etag and store.stats == 2
+    assert await collect(filler, range(2), etag=new_etag) == dict.fromkeys(range(2))
+    assert on_disk(filler) == expect(new, range(2))
+    await filler.changed_elsewhere("not/cached")  # nothing to drop
+    await filler.close()
+
+
+@run
+async def test_an_entry_found_on_disk_by_a_new_filler_is_dropped_too(tmp_path: Path) -> None:
+    store = MemStore()
+    store.put(KEY, pattern(BS))
+    first = make(tmp_path, store)
+    await first.open(KEY)
+    await first.close()
+    second = make(tmp_path, store)
+    await second.changed_elsewhere(KEY)
+    assert second.cache.open_reader(KEY) is None
+    await second.close()
+
+
+@run
+async def test_no_check_made_before_the_trust_floor_counts(tmp_path: Path) -> None:
+    store, clock = MemStore(), Clock()
+    store.put(KEY, pattern(BS))
+    floor = [math.inf]  # not listening: every open checks
+    filler = make(tmp_path, store, clock=clock, floor=lambda: floor[0])
+    await filler.open(KEY)
+    await filler.open(KEY)
+    assert store.stats == 2
+    floor[0] = clock.now + 1  # listening again since a moment after the last check
+    clock.now += 2
+    await filler.open(KEY)
+    assert store.stats == 3  # checked once more
+    clock.now += 2
+    await filler.open(KEY)
+    assert store.stats == 3  # that check counts: no HEAD within --cache-revalidate
+    await filler.close()
 
 
 @run

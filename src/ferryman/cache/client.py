@@ -24,8 +24,10 @@ from collections.abc import Callable
 
 from ferryman.cache.cached import CachedObject
 from ferryman.cache.entry import CacheDir, EntryReader
+from ferryman.cache.freshness import Floor
 from ferryman.cache.health import CacheDeclined
 from ferryman.cache.link import FillerLink
+from ferryman.cache.notices import listens
 from ferryman.cache.stats import CacheStats
 from ferryman.config import Config
 from ferryman.stores.base import StoreError
@@ -40,12 +42,18 @@ def open_cache_client(config: Config) -> CacheClient:
     """The CacheClient of a worker process, for --cache-dir (the filler creates the key)."""
     from ferryman.cache.service import socket_path
 
+    floor = Floor(config.cache_dir or "").value if listens(config) else _no_floor
     return CacheClient(
         CacheDir.of(config),
         socket_path(config),
         revalidate=config.cache_revalidate,
         readahead=config.cache_readahead,
+        floor=floor,
     )
+
+
+def _no_floor() -> float:
+    return 0.0
 
 
 class SharedEntry:
@@ -126,12 +134,14 @@ class CacheClient:
         revalidate: float,
         readahead: int,
         clock: Callable[[], float] = time.time,
+        floor: Callable[[], float] = _no_floor,
     ) -> None:
         self.cache = cache
         self.socket_path = socket_path
         self.revalidate = revalidate
         self.readahead = readahead
         self.clock = clock
+        self.floor = floor  # checks made before it do not count (freshness.py)
         self.stats = CacheStats()  # hits and misses of this worker
         self._readers: OrderedDict[str, SharedEntry] = OrderedDict()
         self._sweeper: asyncio.TimerHandle | None = None
@@ -144,13 +154,14 @@ class CacheClient:
         Synchronous, so a warm hit is answered inside the connection's read
         callback with no task: the entry must be open (or openable) here, its
         last HEAD younger than `revalidate`, not written through this worker
-        since, and still in place (its in-use lock taken). Anything else is
-        for `lookup`.
+        since, and still in place (its in-use lock taken). With a PostgreSQL
+        catalog the HEAD must also be newer than the trust floor (freshness.py).
+        Anything else is for `lookup`.
         """
         shared = self._find(key)
         if shared is None or key in self._changed:
             return None
-        if self.clock() - shared.checked >= self.revalidate:
+        if not self._fresh(shared):
             return None
         if shared.use():
             return CachedObject(self, shared, None)
@@ -168,7 +179,7 @@ class CacheClient:
         if (
             self._readers.get(key) is not shared
             or not shared.locked
-            or self.clock() - shared.checked >= self.revalidate
+            or not self._fresh(shared)
             or key in self._changed
             or shared.unlinked()
         ):
@@ -193,6 +204,7 @@ class CacheClient:
         shared = self._readers.get(key)
         self.stats.misses += 1
         check = shared is not None or key in self._changed
+        asked = self.clock()  # the filler's answer confirms the version as of this moment
         try:
             link, etag = await FillerLink.opened(self.socket_path, key, check=check)
         except CacheDeclined:
@@ -207,7 +219,7 @@ class CacheClient:
                     # Evicted or replaced since the filler answered (a cache under
                     # pressure): the store answers this one.
                     raise CacheDeclined(f"the cache entry of {key!r} went while it was opened")
-            shared.checked = self.clock()
+            shared.checked = asked
             self._changed.discard(key)
             return CachedObject(self, shared, link)
         except CacheDeclined:
@@ -217,6 +229,10 @@ class CacheClient:
         except BaseException:
             link.close()
             raise
+
+    def _fresh(self, shared: SharedEntry) -> bool:
+        checked = shared.checked
+        return self.clock() - checked < self.revalidate and checked >= self.floor()
 
     async def health(self) -> str:
         """The cache's state as a health endpoint shows it: "ok" or "degraded: ...".

@@ -67,6 +67,7 @@ class Filler:
         max_run: int = 8,
         evictor: Evictor | None = None,
         clock: Callable[[], float] = time.time,
+        floor: Callable[[], float] = lambda: 0.0,
     ) -> None:
         self.cache = cache
         self.store = store
@@ -75,6 +76,7 @@ class Filler:
         self.revalidate = revalidate
         self.evictor = evictor
         self.clock = clock
+        self.floor = floor  # checks made before it do not count (freshness.py)
         self.stats = CacheStats()
         self.health = CacheHealth(clock)  # the cache disk: "ok" or degraded since when
         self._entries: dict[str, Fill] = {}
@@ -183,7 +185,7 @@ class Filler:
     async def _open_locked(self, key: str, check: bool) -> EntryMeta:
         async with self._locks.hold(key):
             fill = self._entries.get(key) or await self._load(key)
-            if fill is not None and not check and self.clock() - fill.checked < self.revalidate:
+            if fill is not None and not check and self._fresh(fill):
                 return fill.meta
             if fill is None and self.health.degraded:
                 self.stats.declined += 1
@@ -210,6 +212,27 @@ class Filler:
                 await self._drop_now(fill, PreconditionFailed(f"{key!r} changed in the store"))
             meta = EntryMeta.from_info(info, self.block_size)
             return await self._create(meta)
+
+    def _fresh(self, fill: Fill) -> bool:
+        """A check of `fill` recent enough, and made since the trust floor."""
+        return self.clock() - fill.checked < self.revalidate and fill.checked >= self.floor()
+
+    async def changed_elsewhere(self, key: str) -> None:
+        """Another server changed `key` (notices.py): drop this server's entry, if any.
+
+        Under the key's lock, as every drop: an open in progress finishes first
+        and its entry goes too. Workers then find the entry gone and the next
+        request checks with the store, as after a write through this server.
+        """
+        async with self._locks.hold(key):
+            fill = self._entries.get(key)
+            try:
+                if fill is not None:
+                    await self._drop_now(fill, PreconditionFailed(f"{key!r} changed in the store"))
+                else:
+                    await asyncio.to_thread(self.cache.drop, key)
+            except OSError as exc:
+                raise self.health.fault(exc) from None
 
     async def _create(self, meta: EntryMeta) -> EntryMeta:
         """A new entry for `meta` (key locked), if the disk is sound and there is room."""

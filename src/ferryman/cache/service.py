@@ -11,6 +11,11 @@ child.py: the arbiter stops instead of restarting it).
 `serve` runs the protocol for any Filler on any event loop, so tests drive
 the real service in-process with an in-memory store.
 
+With a PostgreSQL catalog the filler also listens for the other servers'
+changes (notices.py) and keeps the trust floor (freshness.py): it is the
+one process of the server that owns the entries, so one connection per
+server hears every change, and a drop reaches every worker through the disk.
+
 One `_Session` per worker connection owns that connection: it reads
 requests in order, answers `open`, `stats` and `health` inline, and runs each `want`
 and `bad` in a task of its own, so block notifications from several wants
@@ -38,6 +43,8 @@ from ferryman.cache.entry import CacheDir
 from ferryman.cache.eviction import Evictor
 from ferryman.cache.filler import Filler
 from ferryman.cache.fillstate import Outcome
+from ferryman.cache.freshness import UNTRUSTED, Floor
+from ferryman.cache.notices import ChangeListener, listens, server_origin, store_name
 from ferryman.cache.protocol import (
     MAX_LINE,
     Bad,
@@ -135,14 +142,21 @@ async def _run(
             readahead=config.cache_readahead, revalidate=config.cache_revalidate,
             evictor=evictor,
         )  # fmt: skip
+        floor = Floor(cache.path, writable=True) if listens(config) else None
+        if floor is not None:
+            floor.set(UNTRUSTED)  # until the listener listens
+            filler.floor = floor.value
         stop = asyncio.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
         service: FillerService | None = None
         ticks = None if every_second is None else loop.create_task(_tick(filler, every_second))
+        listening: asyncio.Task[None] | None = None
         try:
             await store.prepare()  # the first cold request must not wait for it
             await filler.start()
+            if floor is not None:
+                listening = loop.create_task(_listener(config, filler, floor).run())
             path = socket_path(config)
             service = await serve(filler, path)
             log.info("filler ready: %s at %s, %s", cache.path, path.replace("\0", "@"),
@@ -157,6 +171,11 @@ async def _run(
         finally:
             if ticks is not None:
                 ticks.cancel()
+            if listening is not None:
+                listening.cancel()
+                await asyncio.gather(listening, return_exceptions=True)
+            if floor is not None:
+                floor.close()
             if service is not None:
                 await service.close()
             await filler.close()
@@ -170,6 +189,14 @@ async def _tick(filler: Filler, every_second: Callable[[Filler], None]) -> None:
     while True:
         await asyncio.sleep(1)
         every_second(filler)
+
+
+def _listener(config: Config, filler: Filler, floor: Floor) -> ChangeListener:
+    return ChangeListener(
+        config.catalog_location.target, store=store_name(config), origin=server_origin(config),
+        floor=floor, drop=filler.changed_elsewhere,
+        connect_timeout=config.catalog_connect_timeout,
+    )  # fmt: skip
 
 
 @contextlib.contextmanager

@@ -71,6 +71,11 @@ class Database(Protocol):
 
     def read_version(self, tx: Transaction) -> int: ...
 
+    def announce(self, tx: Transaction, path: str, stores: Sequence[str]) -> None:
+        """Tell the other servers, when `tx` commits, that `path` changed in `stores`
+        (PostgreSQL: NOTIFY, decisions/0036; SQLite has no other server to tell)."""
+        ...
+
     def ready(self) -> None:
         """CatalogUnavailable at once, without I/O, while the server is known to be down."""
         ...

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any, Self
 
 from ferryman.catalog.api import READ, SINGLE, WRITE, CatalogError, Database, Transaction
+from ferryman.catalog.changes import changed_stores
 from ferryman.catalog.copies import CopyEvent, note_events
 from ferryman.catalog.schema import check_fields, check_path
 from ferryman.catalog.sqlitebackend import SqliteDatabase
@@ -178,29 +179,36 @@ class SqlCatalog:
         """Record a verified write of `path` (live again if it was deleted), and log it.
 
         Settles the path's intent, and notes `copies` (the stores that hold it
-        now), in the same transaction.
+        now), in the same transaction; the other servers learn of it when it
+        commits (Database.announce).
         """
         check_path(path)
         check_fields(size=size, sha256=sha256, mtime_ns=mtime_ns, etag=etag)
         identity = (ino, ctime_ns)
+        copies = list(copies)
         with self._db.transaction(WRITE) as conn:
             now = time.time_ns()  # under the write lock: commit order and time order agree
             conn.execute(_UPSERT, (path, size, sha256, mtime_ns, etag, now, *identity))
             conn.execute(_LOG, (path, size, sha256, mtime_ns, etag, 0, now, *identity))
             conn.execute(_SETTLED, (path,))
             note_events(conn, copies)
+            self._db.announce(conn, path, changed_stores(copies))
         return CatalogEntry(path, size, sha256, mtime_ns, etag, False, now, ino, ctime_ns)
 
     def mark_deleted(self, path: str, *, copies: Iterable[CopyEvent] = ()) -> CatalogEntry | None:
         """Mark `path` deleted, keeping its last version; None if it was never catalogued.
 
         Deleting what is already deleted changes nothing (no new history row).
-        Settles the path's intent and notes `copies` in the same transaction.
+        Settles the path's intent and notes `copies` in the same transaction; the
+        other servers learn of it when it commits, catalogued or not (a server may
+        hold a copy of what was never recorded).
         """
         check_path(path)
+        copies = list(copies)
         with self._db.transaction(WRITE) as conn:
             conn.execute(_SETTLED, (path,))
             note_events(conn, copies)
+            self._db.announce(conn, path, changed_stores(copies))
             now = time.time_ns()
             # The update decides, then the row is read: on PostgreSQL the update holds the
             # row, so of two servers deleting one path at once exactly one logs it.

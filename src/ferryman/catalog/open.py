@@ -21,6 +21,7 @@ def open_catalog(
     connect_timeout: float = 5.0,
     statement_timeout: float = 5.0,
     reach: bool = True,
+    origin: str = "",
 ) -> Catalog:
     """The catalog at `location`. CatalogError when it cannot be used; ConfigError when
     PostgreSQL support is not installed. `reach`: see postgres.PostgresDatabase."""
@@ -33,5 +34,5 @@ def open_catalog(
             f"--catalog {location.shown}: PostgreSQL support is not installed ({exc});"
             f" install it with: pip install '{EXTRA}' (it loads libpq: on Debian, libpq5)"
         ) from None
-    settings = PostgresSettings(pool_size, connect_timeout, statement_timeout)
+    settings = PostgresSettings(pool_size, connect_timeout, statement_timeout, origin)
     return SqlCatalog(PostgresDatabase(location.target, settings, reach=reach))

@@ -14,7 +14,9 @@ statement that writes it, an upsert, an insert on conflict or an update
 with its condition, never by a read before it; a run's start in runs.py is
 the exception, see decisions/0033); SINGLE is one statement in autocommit;
 MIGRATE takes a transaction-scoped advisory lock first, so that servers
-starting together run each step once.
+starting together run each step once. `announce` adds the change's
+notifications (changes.py) to a WRITE transaction: PostgreSQL delivers them
+to every listener when it commits, and drops them when it rolls back.
 
 Who owns what: a `PostgresDatabase` owns its pool (opened in `__init__`,
 closed by `close()`) and its `Outage`; a connection is borrowed from the
@@ -40,7 +42,15 @@ import psycopg
 import psycopg_pool
 from psycopg import errors
 
-from ferryman.catalog.api import MIGRATE, SINGLE, CatalogError, CatalogUnavailable, Cursor
+from ferryman.catalog.api import (
+    MIGRATE,
+    SINGLE,
+    CatalogError,
+    CatalogUnavailable,
+    Cursor,
+    Transaction,
+)
+from ferryman.catalog.changes import CHANNEL, encode
 from ferryman.catalog.dialect import POSTGRESQL
 from ferryman.catalog.location import redact, scrub
 from ferryman.catalog.migrations import check_version, run_migrations
@@ -60,6 +70,7 @@ class PostgresSettings:
     pool_size: int = 4  # connections per process, at most
     connect_timeout: float = 5.0  # seconds: to connect, and to wait for a free connection
     statement_timeout: float = 5.0  # seconds one statement may run, lock waits included
+    origin: str = ""  # the server whose changes these are, in their notifications
 
 
 @functools.lru_cache(maxsize=256)
@@ -196,6 +207,11 @@ class PostgresDatabase:
                 )
             return 0
         return check_version(tx, f"catalog {self.location}")
+
+    def announce(self, tx: Transaction, path: str, stores: Sequence[str]) -> None:
+        """One notification per store of `stores`, sent when `tx` commits (one round trip)."""
+        payloads = [encode(self._settings.origin, store, path) for store in stores]
+        tx.execute("SELECT pg_notify(?, p) FROM unnest(?::text[]) AS p", (CHANNEL, payloads))
 
     def ready(self) -> None:
         self.outage.check()

@@ -28,7 +28,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 from ferryman.catalog.api import MIGRATE, WRITE, CatalogError, Transaction
@@ -77,6 +77,9 @@ class SqliteDatabase:
 
     def read_version(self, tx: Transaction) -> int:
         return read_version(tx, self.location)
+
+    def announce(self, tx: Transaction, path: str, stores: Sequence[str]) -> None:
+        """One server uses a SQLite catalog: there is nobody to tell of a change."""
 
     def ready(self) -> None:
         """A local file has no server to be down."""

@@ -476,7 +476,10 @@ class Config:
     cache_revalidate: float = option(
         60.0, DURATION,
         "a cached object is checked against the store when its check is this old",
-        "The check is a HEAD, made before the object is served. `0`: every request checks.",
+        "The check is a HEAD, made before the object is served. `0`: every request checks. "
+        "With a PostgreSQL catalog, a write or delete through another server of the fleet is "
+        "seen at once instead; see "
+        "[operations.md](operations.md#a-fleet-what-each-server-learns-of-the-others-writes).",
         section="store")
     cache_readahead: int = option(
         4, COUNT, "blocks fetched ahead of a sequential reader", "`0`: none.",
