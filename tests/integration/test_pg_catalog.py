@@ -28,6 +28,7 @@ import pytest
 from ferryman.catalog import Catalog
 from ferryman.catalog.location import parse_catalog_url
 from ferryman.catalog.open import open_catalog
+from ferryman.catalog.schema import LATEST
 from tests.integration.test_audit import audit, findings_of
 from tests.integration.test_repair import repair
 from tests.postgres import PASSWORD, PostgresServer
@@ -116,13 +117,13 @@ def test_migrations_run_once_however_many_processes_start_together(
     results = together(*[partial(cli, *migrate) for _ in range(4)])
     assert [r.returncode for r in results] == [0] * 4, [r.stderr for r in results]
     for result in results:
-        assert result.stdout.strip().endswith("schema version 5")
+        assert result.stdout.strip().endswith(f"schema version {LATEST}")
         assert ":***@" in result.stdout
         no_secret(result.stdout + result.stderr)
     again = cli("catalog", "migrate", "--catalog", pg_url)  # nothing left to do
-    assert again.returncode == 0 and again.stdout.strip().endswith("schema version 5")
+    assert again.returncode == 0 and again.stdout.strip().endswith(f"schema version {LATEST}")
     schema = pg_url.rpartition("%3D")[2]
-    assert postgres.sql(f"SELECT value FROM {schema}.meta") == "5"  # one row, not four
+    assert postgres.sql(f"SELECT value FROM {schema}.meta") == str(LATEST)  # one row, not four
     # Two servers starting together on a fresh schema: both come up and serve.
     fresh = postgres.url(postgres.new_schema())
     servers = together(
@@ -132,7 +133,7 @@ def test_migrations_run_once_however_many_processes_start_together(
     for n, srv in enumerate(servers):
         assert put(srv, f"/n{n}", b"x").status == 201
     with opened(fresh) as catalog:
-        assert catalog.schema_version == 5 and catalog.count() == 2
+        assert catalog.schema_version == LATEST and catalog.count() == 2
 
 
 def test_postgresql_going_away_refuses_writes_at_once_and_they_resume_when_it_returns(
@@ -283,7 +284,7 @@ def test_the_password_can_come_from_libpq_not_the_url(
         env = {"PGPASSFILE": str(pgpass)}
     done = cli("catalog", "migrate", "--catalog", url, env=env)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == f"catalog {url}: schema version 5"
+    assert done.stdout.strip() == f"catalog {url}: schema version {LATEST}"
     without = cli("catalog", "migrate", "--catalog", url, env={"PGPASSFILE": "/nonexistent"})
     assert without.returncode == 2 and "password" in without.stderr  # it was libpq's doing
 

@@ -38,6 +38,7 @@ from ferryman.http.body import BodyReader
 from ferryman.http.cors import Cors, Header
 from ferryman.http.parser import Request
 from ferryman.http.response import Response, encode_headers, error_response
+from ferryman.serverid import server_id
 from ferryman.stores.base import Store
 
 log = logging.getLogger("ferryman")
@@ -155,9 +156,13 @@ class Application:
         """PUT and DELETE through `target` and to each replica, recorded in the catalog
         (made when writes are on)."""
         assert self.catalog is not None
-        locks = WriteLocks(str(config.state_path / "locks"), config.lock_timeout)
-        place = Place(source, store_id(source), target)
-        self.uploads = Writes(place, self.catalog, locks, replicas(config))
+        scope = store_id(source)
+        locks = WriteLocks(str(config.state_path / "locks"), config.lock_timeout,
+                           fleet=self.catalog, scope=scope)  # fmt: skip
+        place = Place(source, scope, target)
+        self.uploads = Writes(place, self.catalog, locks, replicas(config),
+                              server=server_id(config.state_path),
+                              settle_after=config.settle_after)  # fmt: skip
 
     def tick(self) -> None:
         """Once a second, from the worker: housekeeping of the readers."""
