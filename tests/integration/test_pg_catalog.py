@@ -32,7 +32,8 @@ from ferryman.catalog.schema import LATEST
 from tests.integration.test_audit import audit, findings_of
 from tests.integration.test_repair import repair
 from tests.postgres import PASSWORD, PostgresServer
-from tests.serverproc import pattern, wait_until
+from tests.s3server import MotoServer, s3_env
+from tests.serverproc import Servers, pattern, wait_until
 from tests.writing import Writable, delete, put, repr_digest
 
 T = TypeVar("T")
@@ -323,3 +324,55 @@ def test_a_password_libpq_cannot_parse_is_not_repeated_in_the_error(tmp_path: Pa
     assert done.returncode == 2
     assert "Bad" not in done.stderr and "zzSecret" not in done.stderr, done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_slow_catalog_read_for_repr_digest_does_not_hold_up_other_requests(
+    writable: Writable, pg_url: str
+) -> None:
+    """The digest of a file not asked for yet is looked up in a thread: while PostgreSQL
+    keeps that lookup waiting (the table locked), the same worker answers other requests."""
+    srv = writable("--catalog", pg_url, "--catalog-statement-timeout", "60")
+    slow, quick = pattern(5000, 1), pattern(6000, 2)
+    assert put(srv, "/slow.bin", slow).status == 201
+    assert put(srv, "/quick.bin", quick).status == 201
+    assert srv.get("/quick.bin").header("repr-digest") == repr_digest(quick)  # now known
+    schema = pg_url.rpartition("%3D")[2]
+    with psycopg.connect(pg_url) as conn:
+        conn.execute(f"LOCK TABLE {schema}.objects IN ACCESS EXCLUSIVE MODE")
+        answers: list[tuple[int, str | None]] = []
+
+        def get_slow() -> None:
+            got = srv.get("/slow.bin")
+            answers.append((got.status, got.header("repr-digest")))
+
+        waiting = threading.Thread(target=get_slow)
+        waiting.start()
+        blocked = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+        assert wait_until(lambda: conn.execute(blocked).fetchone() == (1,), timeout=20)
+        got = srv.get("/quick.bin")  # one worker: its loop is free while the lookup waits
+        assert got.status == 200 and got.body == quick
+        assert got.header("repr-digest") == repr_digest(quick)
+        assert waiting.is_alive() and not answers
+        conn.rollback()  # the lock goes: the lookup goes through
+    waiting.join(30)
+    assert answers == [(200, repr_digest(slow))]
+
+
+def test_objects_of_another_tool_get_the_postgresql_catalogs_digest_with_and_without_cache(
+    ferryman: Servers, pg_url: str, moto_server: MotoServer, tmp_path: Path
+) -> None:
+    """An object with no digest of its own: the catalog's, looked up off the event loop,
+    whether the answer comes from the store, a cold cache or a warm one."""
+    bucket = moto_server.create_bucket()
+    data = pattern(70_000, 4)
+    moto_server.put_object(bucket, "a.bin", data)
+    env = s3_env(moto_server.url)
+    scan = cli("catalog", "scan", f"s3://{bucket}", "--catalog", pg_url, env=env)
+    assert scan.returncode == 0, scan.stderr
+    plain = ferryman("--catalog", pg_url, root=f"s3://{bucket}", env=env)
+    cached = ferryman("--catalog", pg_url, "--cache-dir", str(tmp_path / "cache"),
+                      root=f"s3://{bucket}", env=env)  # fmt: skip
+    for srv in (plain, cached, plain, cached):
+        got = srv.get("/a.bin")
+        assert got.status == 200 and got.body == data
+        assert got.header("repr-digest") == repr_digest(data)

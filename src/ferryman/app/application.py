@@ -31,6 +31,7 @@ from ferryman.app.writelock import WriteLocks
 from ferryman.app.writes import Writes
 from ferryman.app.writetarget import Target
 from ferryman.boot import open_catalog
+from ferryman.catalog.location import SQLITE
 from ferryman.config import Config
 from ferryman.errors import HttpError
 from ferryman.failures import internal_error
@@ -124,7 +125,7 @@ class Application:
     def _serve_directory(self, config: Config) -> None:
         reader = self.reader = LocalReader.of(config)
         if self.catalog is not None:
-            reader.files.digests = DigestIndex(self.catalog)
+            reader.files.digests = DigestIndex(self.catalog, threaded=_remote_catalog(config))
         if config.allow_write:
             root = reader.root
             target = LocalTarget(root.fd, config.verify_writes, source_staging(config))
@@ -141,7 +142,7 @@ class Application:
             cache = open_cache_client(config)
         reader = self.reader = RemoteReader(config, store, cache)
         if self.catalog is not None:
-            reader.digests = DigestIndex(self.catalog)
+            reader.digests = DigestIndex(self.catalog, threaded=_remote_catalog(config))
         if config.allow_write:
             target = StoreTarget(
                 store,
@@ -188,6 +189,11 @@ class Application:
         if self.store is not None:
             await self.store.close()
         self.close()
+
+
+def _remote_catalog(config: Config) -> bool:
+    """Whether the catalog is across a network (PostgreSQL), not a local SQLite file."""
+    return config.catalog_location.kind != SQLITE
 
 
 async def _later(
