@@ -196,10 +196,8 @@ def test_a_server_killed_mid_upload_leaves_the_old_version_and_frees_the_key(
         (left,) = catalog.intents()  # server one's, until a write of the key settles it
         assert left.path == KEY and left.size == len(big)
     new = pattern(50_000, 7)
-    started = time.monotonic()
-    answer = put(fleet.two, f"/{KEY}", new)
+    answer = put(fleet.two, f"/{KEY}", new)  # a lock still held would be 503 after 30 s
     assert answer.status == 204, answer.body
-    assert time.monotonic() - started < 30  # bounded by --lock-timeout, not by luck
     assert fleet.check_agreement() == new
 
 
