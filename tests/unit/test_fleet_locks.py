@@ -6,6 +6,7 @@ import asyncio
 import threading
 from pathlib import Path
 
+import psycopg
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -103,3 +104,32 @@ def test_on_postgresql_one_holder_at_a_time_and_released_at_the_end(pg_url: str)
     finally:
         one.close()
         two.close()
+
+
+def test_a_lock_connection_ended_by_the_server_is_replaced_and_the_catalog_stays_up(
+    pg_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The server ends the session holding a lock (pg_terminate_backend): the lock is gone
+    with it, its release says so, and the next write gets a new connection at once."""
+    one = open_catalog(parse_catalog_url(pg_url))
+    two = open_catalog(parse_catalog_url(pg_url))
+    holder = "SELECT pid FROM pg_locks WHERE locktype = 'advisory'"
+    with psycopg.connect(pg_url, autocommit=True) as admin:
+
+        async def scenario() -> None:
+            async with one.key_lock("s3://b", "k", wait=1):
+                row = admin.execute(holder).fetchone()
+                assert row is not None
+                admin.execute("SELECT pg_terminate_backend(%s)", row)
+                async with two.key_lock("s3://b", "k", wait=5):
+                    pass  # the lock went with the session
+            async with one.key_lock("s3://b", "k", wait=1):
+                one.ready()  # not taken for an outage of the catalog
+                assert admin.execute(holder).fetchone() is not None
+
+        try:
+            asyncio.run(scenario())
+        finally:
+            one.close()
+            two.close()
+    assert "could not release a write lock" in caplog.text

@@ -54,9 +54,11 @@ class AdvisoryLocks:
         self,
         connect: Callable[[], psycopg.Connection[Any]],
         failed: Callable[[psycopg.Error], CatalogError],
+        describe: Callable[[BaseException], str],
     ) -> None:
         self._connect = connect
         self._failed = failed
+        self._describe = describe  # an error on one line, without the URL's password
         self._mutex = threading.Lock()
         self._conn: psycopg.Connection[Any] | None = None
         self._session = 0  # which connection: a lock is released on the one that took it
@@ -79,25 +81,38 @@ class AdvisoryLocks:
             await asyncio.shield(asyncio.to_thread(self._release, number, session))
 
     def _try(self, number: int) -> int:
-        """One attempt: the session it was taken on, or 0 when another holds it."""
+        """One attempt: the session it was taken on, or 0 when another holds it.
+
+        A kept connection that fails (cut, or ended by the server) is replaced and
+        the attempt made once more on a new one: only a new connection's failure
+        says the catalog cannot be reached.
+        """
         with self._mutex:
             if self._closed:
                 raise CatalogError("catalog is closed")
-            conn = self._conn
+            if self._conn is not None:
+                try:
+                    return self._attempt(self._conn, number)
+                except psycopg.Error as exc:
+                    self._drop()
+                    log.warning("the connection for write locks failed (%s): opening a new"
+                                " one", self._describe(exc))  # fmt: skip
             try:
-                if conn is None or conn.closed:
-                    conn = self._conn = self._connect()
-                    self._session += 1
-                taken = conn.execute(_TRY, (number,)).fetchone()
+                self._conn = self._connect()
+                self._session += 1
+                return self._attempt(self._conn, number)
             except psycopg.Error as exc:
                 self._drop()
                 raise self._failed(exc) from exc
-            return self._session if taken and taken[0] else 0
+
+    def _attempt(self, conn: psycopg.Connection[Any], number: int) -> int:
+        taken = conn.execute(_TRY, (number,)).fetchone()
+        return self._session if taken and taken[0] else 0
 
     def _release(self, number: int, session: int) -> None:
         with self._mutex:
             conn = self._conn
-            if conn is None or conn.closed or session != self._session:
+            if conn is None or session != self._session:
                 log.warning("the connection holding a write lock was lost while it was held:"
                             " PostgreSQL released the lock then")  # fmt: skip
                 return
@@ -106,7 +121,7 @@ class AdvisoryLocks:
             except psycopg.Error as exc:
                 self._drop()  # the session and every lock of it go with the connection
                 log.warning("could not release a write lock (%s): its connection is closed,"
-                            " which releases it", self._failed(exc))  # fmt: skip
+                            " which releases it", self._describe(exc))  # fmt: skip
 
     def _give_back_late(self, number: int, session: int) -> None:
         """An attempt whose waiter was cancelled took the lock: nobody will use it."""

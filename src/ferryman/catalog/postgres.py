@@ -113,7 +113,7 @@ class PostgresDatabase:
             "tcp_user_timeout": int((settings.connect_timeout + settings.statement_timeout) * 1000),
         }
         self.outage = Outage(self.location, self._probe, describe=self._text)
-        self._locks = AdvisoryLocks(self._lock_connection, self._failed)
+        self._locks = AdvisoryLocks(self._lock_connection, self._failed, self._text)
         self._pool = psycopg_pool.ConnectionPool(
             url, kwargs={**self._kwargs, "autocommit": True}, min_size=1,
             max_size=max(1, settings.pool_size), open=False, configure=self._configure,
