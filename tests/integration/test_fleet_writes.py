@@ -2,8 +2,8 @@
 
 Each round, several clients per server send a request for the same key at
 one agreed instant (the last byte of every request held back until then):
-plain PUTs of different bodies, PUTs with If-Match on the current ETag, or
-create-only PUTs (If-None-Match: *). After every round the bucket's
+plain PUTs of different bodies, PUTs with If-Match on the current ETag,
+create-only PUTs (If-None-Match: *), or PUTs against DELETEs. After every round the bucket's
 object, the catalog's record and what BOTH servers serve (body, ETag,
 Repr-Digest) describe one version, no intent is left, and the answers were
 right: one 201 for an absent key then 204s, exactly one winner of a
@@ -95,14 +95,16 @@ class Fleet:
         return stored
 
 
-def race(pool: ProcessPoolExecutor, fleet: Fleet, sends: list[tuple[dict[str, str], bytes]]
-         ) -> list[Answer]:  # fmt: skip
-    """PUT each (headers, body), alternating between the servers, all at one instant."""
+def race(pool: ProcessPoolExecutor, fleet: Fleet, sends: list[tuple[dict[str, str], bytes]],
+         methods: tuple[str, ...] = ("PUT",)) -> list[Answer]:  # fmt: skip
+    """Send each (headers, body), alternating between the servers (and between `methods`),
+    all at one instant."""
     at = time.monotonic() + 0.4
     futures = [
-        pool.submit(send_at, fleet.servers[n % 2].port, "PUT", headers, body, at)
+        pool.submit(send_at, fleet.servers[n % 2].port, methods[n // 2 % len(methods)],
+                    headers, body, at)
         for n, (headers, body) in enumerate(sends)
-    ]
+    ]  # fmt: skip
     return [f.result(timeout=120) for f in futures]
 
 
@@ -113,7 +115,7 @@ def test_one_key_written_from_two_servers_stays_consistent(
     fleet = Fleet(writable, moto_server, s3_bucket, pg_url)
     n = 2 * PER_SERVER
     for round_no in range(ROUNDS):
-        kind = round_no % 3
+        kind = round_no % 4
         before = fleet.stored()
         bodies = [body_for(round_no, c) for c in range(n)]
         if kind == 0:  # plain PUTs: all succeed, one 201 if the key was absent
@@ -127,6 +129,11 @@ def test_one_key_written_from_two_servers_stays_consistent(
             assert etag is not None
             results = race(clients, fleet, [({"If-Match": etag}, b) for b in bodies])
             assert sorted(s for s, _ in results) == [204] + [412] * (n - 1), results
+        elif kind == 3:  # PUTs against DELETEs, each server sending both
+            results = race(clients, fleet, [({}, b) for b in bodies], methods=("PUT", "DELETE"))
+            assert all(s in (201, 204, 404) for s, _ in results), results
+            fleet.check_agreement()
+            continue
         else:  # create-only on an absent key: one creator across both servers
             gone = fleet.two.request("DELETE", f"/{KEY}", bearer())
             assert gone.status == 204, gone.status
