@@ -12,6 +12,7 @@ and the timed run:
 - head         HEAD of the 1 KiB file: 200, Content-Length 1024, no body (driven by ab:
                wrk cannot read a HEAD answer, bench/abrun.py)
 - close        GET of the 1 KiB file with Connection: close: a new connection per request
+- listing      GET of a directory of 1,000 files asking for HTML: 200, every name on the page
 
 After each kept-alive answer the check asks for the 1 KiB file again on the
 same connection: a body where none belongs, or a connection left unusable,
@@ -29,7 +30,7 @@ from answercheck import Answer, Connection, ExchangeError
 from measure import Measured, measure, measure_wrk, measured_outcome
 from outcome import RPS, Context, Metric, Outcome, Workload
 from servers import Server
-from testfiles import SMALL_NAME, SMALL_SIZE
+from testfiles import LISTING_DIR, LISTING_NAMES, SMALL_NAME, SMALL_SIZE
 from wrkrun import WrkResult
 
 SMALL_PATH = "/" + SMALL_NAME
@@ -43,13 +44,16 @@ class FixedRequest:
     method: str
     path: str
     status: int  # the answer's status
-    body: str  # "file": the 1 KiB file's bytes; "none": no body; "any": an error page
+    # "file": the 1 KiB file's bytes; "none": no body; "any": an error page;
+    # "listing": a page naming every file of the listed directory
+    body: str
     conditional: bool = False  # If-None-Match with the ETag of the file's 200
     close: bool = False  # Connection: close: a new connection per request
     tool: str = "wrk"  # or "ab" (HEAD)
+    accept: str = ""  # an Accept header, when the answer depends on it
 
     def headers(self, etag: str | None) -> tuple[str, ...]:
-        found = []
+        found = [f"Accept: {self.accept}"] if self.accept else []
         if self.conditional:
             found.append(f"If-None-Match: {etag}")
         if self.close:
@@ -79,6 +83,10 @@ FIXED_REQUESTS = (
         "close", "1 KiB file with Connection: close, a new connection per request, "
         "{small_connections} at a time",
         "GET", SMALL_PATH, 200, "file", close=True,
+    ),
+    FixedRequest(
+        "listing", "HTML listing of a directory of 1,000 files, {small_connections} connections",
+        "GET", f"/{LISTING_DIR}/", 200, "listing", accept="text/html",
     ),
 )  # fmt: skip
 
@@ -127,6 +135,11 @@ def _answer_problems(
     spec: FixedRequest, answer: Answer, file_bytes: bytes, etag: str | None
 ) -> list[str]:
     problems = []
+    if spec.body == "listing":
+        page = answer.body.decode("utf-8", "replace")
+        unnamed = [name for name in LISTING_NAMES if name not in page]
+        if unnamed:
+            problems.append(f"the listing leaves out {len(unnamed)} of {len(LISTING_NAMES)} files")
     if spec.body == "file" and answer.body != file_bytes:
         problems.append(f"{len(answer.body)} bytes, not the file's {len(file_bytes)}")
     if spec.method == "HEAD" and answer.header("content-length") != str(len(file_bytes)):
@@ -151,7 +164,7 @@ def _size_problem(spec: FixedRequest, measured: Measured) -> str:
     """Bytes per answer in the timed run must match the kind: a head alone (under
     1 KiB) where no body belongs, a head and the file where it does."""
     load = measured.load
-    if spec.body == "any" or not load.requests:
+    if spec.body in ("any", "listing") or not load.requests:
         return ""
     if isinstance(load, AbResult):
         return f"{load.body_bytes} body bytes in answers without one" if load.body_bytes else ""

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from proctree import kill_tree
 from settings import BENCH_DIR, HOST, Settings
-from testfiles import TestFiles
+from testfiles import LISTING_DIR, TestFiles
 
 LISTENING = re.compile(r"listening on https?://([^\s/]+):(\d+)")
 PEERS_DIR = BENCH_DIR / "peers"
@@ -197,8 +197,13 @@ NGINX_GZIP = """\
 """
 
 
+# nginx lists the listing workload's directory, as ferryman lists every directory.
+NGINX_AUTOINDEX = f"        location /{LISTING_DIR}/ {{ autoindex on; }}\n"
+
+
 def _nginx(workdir: Path, files: TestFiles, settings: Settings) -> Launch:
-    return nginx_launch(workdir, settings, f"        root {files.root};\n" + NGINX_GZIP)
+    body = f"        root {files.root};\n" + NGINX_GZIP + NGINX_AUTOINDEX
+    return nginx_launch(workdir, settings, body)
 
 
 def _nginx_https(workdir: Path, files: TestFiles, settings: Settings) -> Launch:
@@ -209,7 +214,7 @@ def _nginx_https(workdir: Path, files: TestFiles, settings: Settings) -> Launch:
         f"        root {files.root};\n"
         f"        ssl_certificate {cert};\n"
         f"        ssl_certificate_key {key};\n"
-        "        ssl_protocols TLSv1.2 TLSv1.3;\n"
+        "        ssl_protocols TLSv1.2 TLSv1.3;\n" + NGINX_AUTOINDEX
     )
     return nginx_launch(workdir, settings, body, listen_flags=" ssl")
 

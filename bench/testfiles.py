@@ -21,6 +21,9 @@ SEED = 20240601
 JSON_NAME = "100k.json"
 STATIC_JSON_NAME = "100k-static.json"
 JSON_SIZE = 100 * 1024
+# The listing workload: a directory of 1,000 small files, listed as HTML.
+LISTING_DIR = "list1000"
+LISTING_NAMES = tuple(f"file-{n:04d}.txt" for n in range(1000))
 
 
 @dataclass(frozen=True)
@@ -67,7 +70,8 @@ def repeated_blocks(seed: int, distinct: int, count: int) -> Iterator[bytes]:
 
 
 def make_test_files(root: Path) -> TestFiles:
-    """Write the 1 KiB and 100 MiB files; the same bytes on every run."""
+    """Write the 1 KiB and 100 MiB files, the JSON files and the listed directory;
+    the same bytes on every run."""
     root.mkdir(parents=True, exist_ok=True)
     root.chmod(0o755)
     (root / SMALL_NAME).write_bytes(random_block(SEED, 0)[:SMALL_SIZE])
@@ -79,6 +83,10 @@ def make_test_files(root: Path) -> TestFiles:
     sidecar = root / (STATIC_JSON_NAME + ".gz")
     z = zlib.compressobj(9, zlib.DEFLATED, 31)
     sidecar.write_bytes(z.compress(data) + z.flush())
+    listed = root / LISTING_DIR
+    listed.mkdir(exist_ok=True)
+    for name in LISTING_NAMES:
+        (listed / name).write_bytes(name.encode() + b"\n")
     return TestFiles(root)
 
 

@@ -77,6 +77,29 @@ def test_scan_records_what_is_there_and_show_prints_it(tmp_path: Path) -> None:
     assert status == 0 and f"schema version {LATEST}" in out
 
 
+def test_runs_lists_an_audit_with_its_progress_and_findings(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    for name in ("a.bin", "b.bin", "c.bin"):
+        (root / name).write_bytes(name.encode())
+    state = ["--state-dir", str(tmp_path / "state")]
+    assert catalog("scan", str(root), *state)[0] == 0
+    (root / "b.bin").write_bytes(b"")  # emptied: one finding
+    done = subprocess.run([sys.executable, "-m", "ferryman.cli", "audit", str(root), *state],
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 1, done.stdout + done.stderr
+    status, out, _ = catalog("runs", "--source", str(root), *state)
+    assert status == 0
+    first, store = out.splitlines()[:2]
+    assert first.startswith("audit ") and " finished " in first
+    assert store.split() == [str(root), "through", "c.bin", "(2", "fine,", "1", "finding)"]
+    status, out, _ = catalog("runs", "--source", str(root), "--json", *state)
+    (run,) = json.loads(out)
+    assert run["stores"] == [{"store": str(root), "through": "c.bin", "ok": 2, "findings": 1}]
+    status, _, err = catalog("runs", "--source", str(root), "--limit", "0", *state)
+    assert status == 2 and "--limit" in err
+
+
 def test_a_missing_or_locked_catalog_is_a_clear_error(tmp_path: Path) -> None:
     root = tmp_path / "root"
     root.mkdir()

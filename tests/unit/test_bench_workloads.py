@@ -21,7 +21,7 @@ from servers import SERVERS, TLS_SERVERS  # noqa: E402
 from settings import LIMIT, REFERENCE, settings_for  # noqa: E402
 from workloads import WORKLOADS  # noqa: E402
 
-NEW = ("notfound", "notmodified", "head", "close")
+NEW = ("notfound", "notmodified", "head", "close", "listing")
 
 
 def test_every_workload_is_defined_once_and_titled_with_this_runs_counts() -> None:
@@ -45,7 +45,11 @@ def test_the_fixed_requests_say_what_their_answer_must_be() -> None:
     assert specs["close"].headers(None) == ("Connection: close",)
     for key in ("small", "notfound", "head"):
         assert specs[key].headers('"abc"') == ()
-    assert all(spec.path in (SMALL_PATH, MISSING_PATH) for spec in FIXED_REQUESTS)
+    listing = specs["listing"]
+    assert (listing.body, listing.headers(None)) == ("listing", ("Accept: text/html",))
+    assert all(
+        spec.path in (SMALL_PATH, MISSING_PATH) for spec in FIXED_REQUESTS if spec != listing
+    )
 
 
 def test_the_probe_takes_part_in_the_small_file_workload_only() -> None:

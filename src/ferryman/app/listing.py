@@ -5,8 +5,9 @@ One listing page per request, in the view the query asks for (app/listview.py:
 entries to a page (JSON: `next` and `prev` are URLs or null).
 
 Reading a directory can take many syscalls on a cold disk, so a local
-directory is read, ordered and its page rendered in one worker-thread call,
-per request: nothing is kept between requests. A name sort (the default)
+directory is read, ordered and its page rendered in one worker-thread call;
+the page made is kept for a moment (app/listingcache.py), so a flood of
+requests for one page builds it about once a second. A name sort (the default)
 needs no stat() of a plain file, so only the files on the page shown are
 stat()ed; a sort by size or time stats them all. Dotfiles and the state
 directory are never listed.
@@ -34,6 +35,7 @@ from urllib.parse import quote
 from ferryman.app.browse import Browse, Links
 from ferryman.app.browseassets import CONTENT_SECURITY_POLICY
 from ferryman.app.browsepage import render_page
+from ferryman.app.listingcache import ListingCache, PageKey, directory_version
 from ferryman.app.listview import Page, View, matches, page_of, parse_view, sort_entries
 from ferryman.http.body import Body
 from ferryman.http.dates import format_http_date
@@ -193,12 +195,20 @@ async def respond(
     root: Root,
     browse: Browse,
     cache_control: str | None,
+    pages: ListingCache | None = None,
 ) -> Response:
     """The listing page of the open directory `fd` (of `root`) the request asks for;
-    closes `fd`."""
+    closes `fd`. With `pages`, a page made less than a moment ago for the same
+    request and the same directory is answered again (app/listingcache.py)."""
     try:
         view = parse_view(request.query)  # a bad query reads nothing
         page = Paged(request, path, view, browse)
+        key = None
+        if pages is not None and pages.enabled and not page.links.signed:
+            key = page.key(os.fstat(fd))
+            kept = pages.get(key)
+            if kept is not None:
+                return page.response(kept, cache_control)
 
         def build() -> bytes:
             entries = read_entries(fd, path.relative, root, details=view.sort != "name")
@@ -206,6 +216,8 @@ async def respond(
             return page.payload(replace(selection, entries=with_details(fd, selection.entries)))
 
         payload = await asyncio.to_thread(build)
+        if key is not None and pages is not None:
+            pages.put(key, payload)
     finally:
         os.close(fd)
     return page.response(payload, cache_control)
@@ -243,6 +255,11 @@ class Paged:
         self.as_json = wants_json(request)
         self.uploads = browse.uploads
         self.host = request.headers.get("host", "")  # checked by the parser; shown escaped
+        self.query = request.query
+
+    def key(self, directory: os.stat_result) -> PageKey:
+        """Everything this page is made of: the directory as it is, and the request."""
+        return (directory_version(directory), self.url_path, self.query, self.as_json, self.host)
 
     def payload(self, selection: Selection) -> bytes:
         if self.as_json:

@@ -15,6 +15,7 @@ from ferryman.app import listing
 from ferryman.app.archive import ArchiveReader
 from ferryman.app.browse import Browse
 from ferryman.app.files import FileReader
+from ferryman.app.listingcache import ListingCache
 from ferryman.app.root import OpenedDirectory, OpenedFile, Redirect, Root
 from ferryman.app.spool import Spool
 from ferryman.config import Config
@@ -37,15 +38,22 @@ class LocalReader:
             compression=files.compression,  # one memory of coded bodies per worker
             browse=browse,
         )
-        return cls(root, files, archives, browse)
+        pages = ListingCache(config.listing_cache, config.listing_cache_age)
+        return cls(root, files, archives, browse, pages)
 
     def __init__(
-        self, root: Root, files: FileReader, archives: ArchiveReader, browse: Browse
+        self,
+        root: Root,
+        files: FileReader,
+        archives: ArchiveReader,
+        browse: Browse,
+        pages: ListingCache | None = None,
     ) -> None:
         self.root = root
         self.files = files
         self.archives = archives
         self.browse = browse
+        self.pages = pages  # listing pages kept for a moment (--listing-cache)
 
     def get(self, request: Request) -> Response | Awaitable[Response]:
         hit = self.files.remembered(request)
@@ -58,8 +66,9 @@ class LocalReader:
             return found.response
         if isinstance(found, OpenedDirectory):
             return listing.respond(
-                request, found.path, found.fd, self.root, self.browse, self.files.cache_control
-            )
+                request, found.path, found.fd, self.root, self.browse, self.files.cache_control,
+                self.pages,
+            )  # fmt: skip
         return self.archives.respond(request, found.path, found.count, found.fd, found.st)
 
     def tick(self) -> None:

@@ -4,6 +4,7 @@
     ferryman catalog scan SOURCE [--state-dir DIR]
     ferryman catalog show KEY [--source SOURCE] [--state-dir DIR] [--json]
     ferryman catalog migrate [--source SOURCE] [--state-dir DIR]
+    ferryman catalog runs [--source SOURCE] [--state-dir DIR] [--limit N] [--json]
 
 `import` adopts an inventory as what should be stored: each entry is
 recorded, and SOURCE's copy is read and hashed on the way. A copy that
@@ -15,6 +16,10 @@ learn its SHA-256 from. `scan` records what SOURCE holds now, every file
 hashed. `show` prints a key's entry, its copy in each store and their
 history (`--json` for scripts). `migrate` brings the catalog's schema up to
 date (opening it does that too; this says so and changes nothing else).
+`runs` lists the latest audit and repair runs, finished or not, with how
+far each got in each store and how many findings it recorded there: with a
+PostgreSQL catalog, any server shows the progress of a run started on
+another.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import hashlib
 import json
 import os
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import asdict
 from typing import Any, NamedTuple
@@ -37,6 +43,7 @@ from ferryman.audit.stores import AuditStore, Unreadable
 from ferryman.catalog.api import Catalog, CatalogError
 from ferryman.catalog.copies import Copies, CopyEvent
 from ferryman.catalog.db import CLAIM_ETAG
+from ferryman.catalog.runs import Runs, RunSummary
 from ferryman.config import Config
 from ferryman.config.flags import add_option
 from ferryman.errors import ConfigError
@@ -70,7 +77,11 @@ def add_parser(commands: Any) -> None:
     show.add_argument("--json", action="store_true", help="print JSON, for scripts")
     migrate = actions.add_parser("migrate", help="bring the catalog's schema up to date")
     migrate.add_argument("--source", default=".", help="the served directory (default: .)")
-    for parser in (imports, scan, show, migrate):
+    runs = actions.add_parser("runs", help="the latest audit and repair runs and their progress")
+    runs.add_argument("--source", default=".", help="the served directory (default: .)")
+    runs.add_argument("--limit", type=int, default=10, help="how many runs (default: 10)")
+    runs.add_argument("--json", action="store_true", help="print JSON, for scripts")
+    for parser in (imports, scan, show, migrate, runs):
         add_option(parser, "state-dir", help="where the catalog is")
         add_option(parser, "catalog")
         add_option(parser, "s3-endpoint", help=argparse.SUPPRESS)
@@ -89,6 +100,10 @@ def catalog_command(args: dict[str, Any]) -> int:
         return _with_catalog(config, True, lambda c: _scan(c, config))
     if action == "show":
         return _with_catalog(config, False, lambda c: _show(c, args["key"], bool(args["json"])))
+    if action == "runs":
+        if args["limit"] < 1:
+            raise ConfigError(f"--limit must be at least 1, not {args['limit']}")
+        return _with_catalog(config, False, lambda c: _runs(c, args["limit"], bool(args["json"])))
     return _with_catalog(config, False, lambda c: _migrated(c, config))
 
 
@@ -158,6 +173,44 @@ def _show(catalog: Catalog, key: str, as_json: bool) -> int:
     else:
         print(_text(doc))
     return 0 if entry is not None or doc["copies"] else 1
+
+
+def _runs(catalog: Catalog, limit: int, as_json: bool) -> int:
+    summaries = Runs(catalog).recent(limit)
+    if as_json:
+        print(json.dumps([asdict(s) for s in summaries], indent=1, ensure_ascii=False))
+        return 0
+    if not summaries:
+        print("no audit or repair runs yet")
+    for summary in summaries:
+        print("\n".join(run_lines(summary)))
+    return 0
+
+
+def run_lines(summary: RunSummary) -> list[str]:
+    """A run as `catalog runs` prints it: one line for the run, one per store."""
+    run = summary.run
+    state = "unfinished"
+    if run.finished_ns is not None:
+        state = f"finished {_utc(run.finished_ns)} ({_took(run.finished_ns - run.started_ns)})"
+    lines = [f"{run.kind} {run.id}  started {_utc(run.started_ns)}  {state}"]
+    width = max((len(s.store) for s in summary.stores), default=0)
+    for store in summary.stores:
+        where = f"through {store.through}" if store.through is not None else "not started"
+        found = f"{store.findings:,} finding" + ("" if store.findings == 1 else "s")
+        lines.append(f"  {store.store:<{width}}  {where}  ({store.ok:,} fine, {found})")
+    return lines
+
+
+def _utc(ns: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ns / 1e9))
+
+
+def _took(ns: int) -> str:
+    seconds = round(ns / 1e9)
+    minutes, seconds = divmod(seconds, 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m{seconds:02d}s" if hours else f"{minutes}m{seconds:02d}s"
 
 
 def _migrated(catalog: Catalog, config: Config) -> int:

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from ferryman.catalog.api import SINGLE, WRITE, Catalog
+from ferryman.catalog.api import READ, SINGLE, WRITE, Catalog
 from ferryman.catalog.copies import CopyEvent, note_events
 
 KINDS = ("audit", "repair")
@@ -60,6 +60,22 @@ class StoreProgress:
 
     through: str | None
     ok: int
+
+
+@dataclass(frozen=True, slots=True)
+class StoreSummary:
+    """A run in one store, as `ferryman catalog runs` shows it."""
+
+    store: str
+    through: str | None
+    ok: int
+    findings: int
+
+
+@dataclass(frozen=True, slots=True)
+class RunSummary:
+    run: Run
+    stores: tuple[StoreSummary, ...]
 
 
 def _options_text(options: dict[str, Any]) -> str:
@@ -140,6 +156,33 @@ class Runs:
                 "SELECT through, ok FROM run_stores WHERE run = ? AND store = ?", (run.id, store)
             ).fetchone()
         return StoreProgress(row[0], row[1]) if row is not None else StoreProgress(None, 0)
+
+    def recent(self, limit: int = 20) -> list[RunSummary]:
+        """The latest `limit` runs, newest first, with how far each got in each store and
+        what it found there: what any server on the catalog can show of a run in progress."""
+        with self.catalog.use(READ) as conn:
+            runs = conn.execute(
+                "SELECT id, kind, options, started_ns, finished_ns FROM runs"
+                " ORDER BY started_ns DESC, id LIMIT ?",
+                (limit,),
+            ).fetchall()
+            summaries = []
+            for run_id, kind, options, started, finished in runs:
+                found = dict(conn.execute(
+                    "SELECT store, COUNT(*) FROM run_findings WHERE run = ? GROUP BY store",
+                    (run_id,),
+                ).fetchall())  # fmt: skip
+                progress = conn.execute(
+                    "SELECT store, through, ok FROM run_stores WHERE run = ? ORDER BY store",
+                    (run_id,),
+                ).fetchall()
+                stores = [
+                    StoreSummary(st, through, ok, found.pop(st, 0)) for st, through, ok in progress
+                ]
+                stores += [StoreSummary(st, None, 0, n) for st, n in sorted(found.items())]
+                run = Run(run_id, kind, json.loads(options), started, finished)
+                summaries.append(RunSummary(run, tuple(stores)))
+        return summaries
 
     def findings(self, run: Run) -> Iterator[Check]:
         """Every finding of the run, by store and path, a page at a time."""

@@ -410,6 +410,17 @@ class Config:
         "Zero-copy, with exact byte ranges of the sidecar. A sidecar older than `X` is "
         "ignored. Among codings the client wants equally, a sidecar comes before coding on "
         "the fly. `X.gz` asked for by its own name is an ordinary download.")
+    listing_cache: int = option(
+        8 * 1024**2, SIZE,
+        "memory for listing pages kept between requests (each worker); `0`: off",
+        "A page is answered again only for the same request and while its directory's "
+        "entries are unchanged (an entry added, removed or renamed shows at once), for at "
+        "most `--listing-cache-age`: a flood of requests for one listing builds its page "
+        "about once a second. Pages with signed links (`--private`) are never kept.")
+    listing_cache_age: float = option(
+        1.0, DURATION,
+        "how long a kept listing page is answered again; what the directory's own times do "
+        "not show (a listed file growing) shows after this")
     listing_page_size: int = option(
         1000, POSITIVE,
         "entries on one page of a listing, the browse page and JSON alike (`?page=N`)",
