@@ -17,7 +17,8 @@ an operator gets is the one to fix first:
 4. --access-log, opened for appending;
 5. the state directory, when something will write in it (made if missing);
 6. the catalog: opened (made when writes are allowed); one that exists
-   but cannot be used stops the start, in both modes;
+   but cannot be used stops the start, in both modes; then the server's id
+   in the state directory when writes are allowed (serverid.py);
 7. the cache directory (made if missing, written in) and the cache key;
 8. each --replica: a directory that exists and can be written, not inside
    SOURCE nor holding it, or an s3:// URL other than SOURCE;
@@ -57,6 +58,8 @@ from ferryman.catalog.open import open_catalog as open_catalog_at
 from ferryman.config import Config, check_combinations
 from ferryman.config.state import make_state_dir
 from ferryman.errors import ConfigError
+from ferryman.serverid import FILE as SERVER_ID_FILE
+from ferryman.serverid import server_id
 from ferryman.stores.s3source import parse_source
 
 if TYPE_CHECKING:
@@ -94,6 +97,7 @@ def check_resources(config: Config) -> Certificates | None:
         catalog = open_catalog(config)
         if catalog is not None:
             catalog.close()
+        _make_server_id(config)  # after the catalog: a start it stops leaves nothing made
         _check_cache(config)
         _check_replicas(config)
     except BaseException:
@@ -166,6 +170,19 @@ def _check_state_directory(config: Config) -> None:
     if config.allow_write or key_inside:
         writable_directory(config.state_path, "state directory", "--state-dir",
                            make=make_state_dir)  # fmt: skip
+
+
+def _make_server_id(config: Config) -> None:
+    """The id each write intent names (serverid.py): made now, so the workers only read it."""
+    if not config.allow_write:
+        return
+    try:
+        server_id(config.state_path)
+    except OSError as exc:
+        raise ConfigError(
+            f"state directory {config.state_path} (--state-dir): cannot keep the server's"
+            f" id in it ({exc}); remove {config.state_path / SERVER_ID_FILE} if it is damaged"
+        ) from None
 
 
 def writable_directory(

@@ -7,13 +7,37 @@ under its key's lock, so a drop after a 412 cannot remove the entry an open
 has just created, and a key in `KeyLocks` is being worked on (its idle
 writer is not closed). Memory is bounded by the keys in use, not by every
 key ever seen.
+
+`retry_until` is the polling both locks across processes use (the record
+lock of app/writelock.py, a PostgreSQL catalog's advisory lock): a
+non-blocking attempt, then pauses from 1 ms doubling to 50 ms, up to a
+limit. A blocking wait would hold a thread nothing can cancel; two writers
+of one key at once is rare, so polling costs nothing in the common case.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+FIRST_PAUSE = 0.001  # seconds
+LONGEST_PAUSE = 0.05
+
+
+async def retry_until(attempt: Callable[[], Awaitable[bool]], limit: float) -> bool:
+    """Await `attempt()` until it is True (then True) or `limit` seconds have passed (False);
+    with limit 0, one attempt."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit
+    pause = FIRST_PAUSE
+    while not await attempt():
+        left = deadline - loop.time()
+        if left <= 0:
+            return False
+        await asyncio.sleep(min(pause, left))
+        pause = min(pause * 2, LONGEST_PAUSE)
+    return True
 
 
 class KeyLocks:

@@ -28,10 +28,12 @@ import pytest
 from ferryman.catalog import Catalog
 from ferryman.catalog.location import parse_catalog_url
 from ferryman.catalog.open import open_catalog
+from ferryman.catalog.schema import LATEST
 from tests.integration.test_audit import audit, findings_of
 from tests.integration.test_repair import repair
 from tests.postgres import PASSWORD, PostgresServer
-from tests.serverproc import pattern, wait_until
+from tests.s3server import MotoServer, s3_env
+from tests.serverproc import Servers, pattern, wait_until
 from tests.writing import Writable, delete, put, repr_digest
 
 T = TypeVar("T")
@@ -116,13 +118,13 @@ def test_migrations_run_once_however_many_processes_start_together(
     results = together(*[partial(cli, *migrate) for _ in range(4)])
     assert [r.returncode for r in results] == [0] * 4, [r.stderr for r in results]
     for result in results:
-        assert result.stdout.strip().endswith("schema version 5")
+        assert result.stdout.strip().endswith(f"schema version {LATEST}")
         assert ":***@" in result.stdout
         no_secret(result.stdout + result.stderr)
     again = cli("catalog", "migrate", "--catalog", pg_url)  # nothing left to do
-    assert again.returncode == 0 and again.stdout.strip().endswith("schema version 5")
+    assert again.returncode == 0 and again.stdout.strip().endswith(f"schema version {LATEST}")
     schema = pg_url.rpartition("%3D")[2]
-    assert postgres.sql(f"SELECT value FROM {schema}.meta") == "5"  # one row, not four
+    assert postgres.sql(f"SELECT value FROM {schema}.meta") == str(LATEST)  # one row, not four
     # Two servers starting together on a fresh schema: both come up and serve.
     fresh = postgres.url(postgres.new_schema())
     servers = together(
@@ -132,7 +134,7 @@ def test_migrations_run_once_however_many_processes_start_together(
     for n, srv in enumerate(servers):
         assert put(srv, f"/n{n}", b"x").status == 201
     with opened(fresh) as catalog:
-        assert catalog.schema_version == 5 and catalog.count() == 2
+        assert catalog.schema_version == LATEST and catalog.count() == 2
 
 
 def test_postgresql_going_away_refuses_writes_at_once_and_they_resume_when_it_returns(
@@ -283,7 +285,7 @@ def test_the_password_can_come_from_libpq_not_the_url(
         env = {"PGPASSFILE": str(pgpass)}
     done = cli("catalog", "migrate", "--catalog", url, env=env)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == f"catalog {url}: schema version 5"
+    assert done.stdout.strip() == f"catalog {url}: schema version {LATEST}"
     without = cli("catalog", "migrate", "--catalog", url, env={"PGPASSFILE": "/nonexistent"})
     assert without.returncode == 2 and "password" in without.stderr  # it was libpq's doing
 
@@ -322,3 +324,55 @@ def test_a_password_libpq_cannot_parse_is_not_repeated_in_the_error(tmp_path: Pa
     assert done.returncode == 2
     assert "Bad" not in done.stderr and "zzSecret" not in done.stderr, done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_slow_catalog_read_for_repr_digest_does_not_hold_up_other_requests(
+    writable: Writable, pg_url: str
+) -> None:
+    """The digest of a file not asked for yet is looked up in a thread: while PostgreSQL
+    keeps that lookup waiting (the table locked), the same worker answers other requests."""
+    srv = writable("--catalog", pg_url, "--catalog-statement-timeout", "60")
+    slow, quick = pattern(5000, 1), pattern(6000, 2)
+    assert put(srv, "/slow.bin", slow).status == 201
+    assert put(srv, "/quick.bin", quick).status == 201
+    assert srv.get("/quick.bin").header("repr-digest") == repr_digest(quick)  # now known
+    schema = pg_url.rpartition("%3D")[2]
+    with psycopg.connect(pg_url) as conn:
+        conn.execute(f"LOCK TABLE {schema}.objects IN ACCESS EXCLUSIVE MODE")
+        answers: list[tuple[int, str | None]] = []
+
+        def get_slow() -> None:
+            got = srv.get("/slow.bin")
+            answers.append((got.status, got.header("repr-digest")))
+
+        waiting = threading.Thread(target=get_slow)
+        waiting.start()
+        blocked = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+        assert wait_until(lambda: conn.execute(blocked).fetchone() == (1,), timeout=20)
+        got = srv.get("/quick.bin")  # one worker: its loop is free while the lookup waits
+        assert got.status == 200 and got.body == quick
+        assert got.header("repr-digest") == repr_digest(quick)
+        assert waiting.is_alive() and not answers
+        conn.rollback()  # the lock goes: the lookup goes through
+    waiting.join(30)
+    assert answers == [(200, repr_digest(slow))]
+
+
+def test_objects_of_another_tool_get_the_postgresql_catalogs_digest_with_and_without_cache(
+    ferryman: Servers, pg_url: str, moto_server: MotoServer, tmp_path: Path
+) -> None:
+    """An object with no digest of its own: the catalog's, looked up off the event loop,
+    whether the answer comes from the store, a cold cache or a warm one."""
+    bucket = moto_server.create_bucket()
+    data = pattern(70_000, 4)
+    moto_server.put_object(bucket, "a.bin", data)
+    env = s3_env(moto_server.url)
+    scan = cli("catalog", "scan", f"s3://{bucket}", "--catalog", pg_url, env=env)
+    assert scan.returncode == 0, scan.stderr
+    plain = ferryman("--catalog", pg_url, root=f"s3://{bucket}", env=env)
+    cached = ferryman("--catalog", pg_url, "--cache-dir", str(tmp_path / "cache"),
+                      root=f"s3://{bucket}", env=env)  # fmt: skip
+    for srv in (plain, cached, plain, cached):
+        got = srv.get("/a.bin")
+        assert got.status == 200 and got.body == data
+        assert got.header("repr-digest") == repr_digest(data)

@@ -43,6 +43,7 @@ from ferryman.app.writelock import WriteLocks
 from ferryman.app.writes import Writes
 from ferryman.app.writetarget import Target
 from ferryman.boot import open_catalog
+from ferryman.catalog.location import SQLITE
 from ferryman.config import Config
 from ferryman.errors import HttpError
 from ferryman.failures import internal_error
@@ -51,6 +52,7 @@ from ferryman.http.cors import Cors, Header
 from ferryman.http.parser import Request
 from ferryman.http.response import Response, encode_headers, error_response
 from ferryman.metrics.rundir import DIRECTORY_ENV
+from ferryman.serverid import server_id
 from ferryman.stores.base import Store
 
 if TYPE_CHECKING:
@@ -154,7 +156,7 @@ class Application:
     def _serve_directory(self, config: Config) -> Root:
         reader = self.reader = LocalReader.of(config)
         if self.catalog is not None:
-            reader.files.digests = DigestIndex(self.catalog)
+            reader.files.digests = DigestIndex(self.catalog, threaded=_remote_catalog(config))
         if config.allow_write:
             root = reader.root
             target = LocalTarget(root.fd, config.verify_writes, source_staging(config))
@@ -173,7 +175,7 @@ class Application:
             cache = self.cache = open_cache_client(config)
         reader = self.reader = RemoteReader(config, store, cache)
         if self.catalog is not None:
-            reader.digests = DigestIndex(self.catalog)
+            reader.digests = DigestIndex(self.catalog, threaded=_remote_catalog(config))
         if config.allow_write:
             target = StoreTarget(
                 store,
@@ -189,9 +191,13 @@ class Application:
         """PUT and DELETE through `target` and to each replica, recorded in the catalog
         (made when writes are on)."""
         assert self.catalog is not None
-        locks = WriteLocks(str(config.state_path / "locks"), config.lock_timeout)
-        place = Place(source, store_id(source), target)
-        self.uploads = Writes(place, self.catalog, locks, replicas(config))
+        scope = store_id(source)
+        locks = WriteLocks(str(config.state_path / "locks"), config.lock_timeout,
+                           fleet=self.catalog, scope=scope)  # fmt: skip
+        place = Place(source, scope, target)
+        self.uploads = Writes(place, self.catalog, locks, replicas(config),
+                              server=server_id(config.state_path),
+                              settle_after=config.settle_after)  # fmt: skip
 
     def tick(self) -> None:
         """Once a second, from the worker: housekeeping of the readers."""
@@ -217,6 +223,11 @@ class Application:
         if self.store is not None:
             await self.store.close()
         self.close()
+
+
+def _remote_catalog(config: Config) -> bool:
+    """Whether the catalog is across a network (PostgreSQL), not a local SQLite file."""
+    return config.catalog_location.kind != SQLITE
 
 
 async def _later(

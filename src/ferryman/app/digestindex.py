@@ -19,13 +19,22 @@ catalog learned of otherwise (`catalog scan` or `import` of a bucket, which
 read every byte under If-Match on that ETag), `object_digest` gives the
 catalog's digest while the object's ETag and size are the ones recorded.
 
-Answers are memoised per path and file version, so the catalog (SQLite, a
-local read in WAL mode) is asked once per version, not once per request.
-Another worker's upload changes the version, which misses the memo.
+Answers are memoised per path and file version, so the catalog is asked
+once per version, not once per request. Another worker's (or server's)
+upload changes the version, which misses the memo.
+
+On SQLite the question is a local read in WAL mode, asked on the event
+loop (a thread hop would cost more than the read). On PostgreSQL it is a
+network round trip, up to the statement timeout, so the index is
+`threaded`: the readers ask `known()` first and, on a miss, `await
+learn()`, which asks the catalog in a thread and fills the memo; the
+answer is then read from the memo, the same answer for the same version
+as the direct question would give.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 
@@ -38,10 +47,30 @@ _MAX_MEMO = 8192
 
 
 class DigestIndex:
-    def __init__(self, catalog: Catalog) -> None:
+    """`threaded`: the catalog is across a network (PostgreSQL): look up off the loop."""
+
+    def __init__(self, catalog: Catalog, *, threaded: bool = False) -> None:
         self.catalog = catalog
+        self.threaded = threaded
         self._memo: dict[str, tuple[tuple[int, int, int, int], str | None]] = {}
         self._objects: dict[str, tuple[tuple[str, int], str | None]] = {}
+
+    def known(self, relative: str, st: os.stat_result) -> bool:
+        """Whether `repr_digest` answers this version without asking the catalog."""
+        memo = self._memo.get(relative)
+        return memo is not None and memo[0] == (
+            st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)  # fmt: skip
+
+    async def learn(self, relative: str, st: os.stat_result) -> None:
+        """Ask the catalog about this version in a thread; `repr_digest` then answers it."""
+        await asyncio.to_thread(self.repr_digest, relative, st)
+
+    def object_known(self, key: str, etag: str, size: int) -> bool:
+        memo = self._objects.get(key)
+        return memo is not None and memo[0] == (etag, size)
+
+    async def learn_object(self, key: str, etag: str, size: int) -> None:
+        await asyncio.to_thread(self.object_digest, key, etag, size)
 
     def repr_digest(self, relative: str, st: os.stat_result) -> str | None:
         """The Repr-Digest value for this version of the file, or None."""

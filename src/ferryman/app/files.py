@@ -79,10 +79,27 @@ class FileReader:
         released here (for a 304, an answer from memory, or any exception).
         """
         try:
+            digests = self.digests
+            if digests is not None and digests.threaded and not digests.known(relative, opened.st):
+                return self._after_lookup(digests, request, opened, name, relative)
             return self._file_response(request, opened, name, relative)
         except BaseException:
             opened.release()
             raise
+
+    async def _after_lookup(
+        self, digests: DigestIndex, request: Request, opened: OpenFile, name: str, relative: str
+    ) -> Response:
+        """The answer once the catalog (PostgreSQL) has said this version's digest, asked
+        in a thread: the event loop never waits on the network."""
+        try:
+            await digests.learn(relative, opened.st)
+            answer = self._file_response(request, opened, name, relative)
+        except BaseException:
+            opened.release()
+            raise
+        # An awaitable answer owns `opened` now, as it does when respond() returns it.
+        return answer if isinstance(answer, Response) else await answer
 
     def _file_response(
         self, request: Request, opened: OpenFile, name: str, relative: str

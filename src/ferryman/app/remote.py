@@ -87,6 +87,8 @@ class RemoteReader:
         if self.cache is not None and not self.root.names_prefix(path):
             cached = self.cache.lookup_warm(key)
             if cached is not None:
+                if not self._digest_known(cached.info):
+                    return self._cached_after_lookup(request, cached, path.segments[-1])
                 answer = self._cached_response(request, cached, path.segments[-1])
                 return answer if isinstance(answer, Response) else _translated(answer)
         return self._get(request, path, key)
@@ -122,9 +124,10 @@ class RemoteReader:
             except CacheDeclined:
                 pass  # answered from the store, as without a cache
             else:
-                answer = self._cached_response(request, cached, name)
-                return answer if isinstance(answer, Response) else await answer
+                return await self._cached_after_lookup(request, cached, name)
         info = await self.store.stat(key)
+        if not self._digest_known(info):
+            await self._learn_digest(info)
         rep = self._rep(info, name)
         if rep.vary:
             source = _StoreSource(self.store, info)
@@ -139,6 +142,31 @@ class RemoteReader:
         return Response(
             plan.status, plan.headers, Body(stream=_prepend(first, stream), length=plan.length)
         )
+
+    # -- Repr-Digest from a catalog across the network (app/digestindex.py) -------------
+
+    def _digest_known(self, info: ObjectInfo) -> bool:
+        """Whether `_rep` can say the object's digest without a catalog round trip."""
+        digests = self.digests
+        if info.sha256 or digests is None or not digests.threaded:
+            return True
+        return digests.object_known(info.key, info.etag, info.size)
+
+    async def _learn_digest(self, info: ObjectInfo) -> None:
+        if self.digests is not None:
+            await self.digests.learn_object(info.key, info.etag, info.size)
+
+    async def _cached_after_lookup(
+        self, request: Request, cached: CachedObject, name: str
+    ) -> Response:
+        if not self._digest_known(cached.info):
+            try:
+                await self._learn_digest(cached.info)
+            except BaseException:
+                cached.close()
+                raise
+        answer = self._cached_response(request, cached, name)
+        return answer if isinstance(answer, Response) else await _translated(answer)
 
     def _cached_response(
         self, request: Request, cached: CachedObject, name: str

@@ -1,4 +1,4 @@
-"""One lock per key, held across every worker process of a server.
+"""One lock per key, held across every worker process of a server, and across servers.
 
 A write to a key is decided and made under its lock: the precondition check
 (and so 201 against 204), the intent, the commit and the catalog record.
@@ -15,9 +15,15 @@ an offset hashed from the key, orders the workers.
   once and keeps it, and only one task per key reaches the record lock
   (the asyncio lock comes first).
 - The wait polls a non-blocking F_SETLK, backing off from 1 ms to 50 ms, up
-  to --lock-timeout. A blocking F_SETLKW would hold a thread that nothing
-  can cancel; two writers of one key at once is rare, so polling costs
-  nothing in the common case.
+  to --lock-timeout (keylocks.retry_until). A blocking F_SETLKW would hold
+  a thread that nothing can cancel.
+
+Between servers (several in front of one store, sharing a PostgreSQL
+catalog), the catalog's lock of the key comes last (`Catalog.key_lock`: an
+advisory lock; with SQLite nothing), so at most one task per server waits
+on the database, within what is left of the same --lock-timeout. Its name
+is the key within the store `scope` names (the lock of one path of two
+stores is not shared).
 
 Two keys whose hashes share a byte (62 bits: not expected in practice) would
 only wait for each other.
@@ -32,13 +38,21 @@ import fcntl
 import hashlib
 import os
 from collections.abc import AsyncIterator
+from typing import Protocol
 
+from ferryman.catalog.api import KeyBusy
 from ferryman.errors import FerrymanError
-from ferryman.keylocks import KeyLocks
+from ferryman.keylocks import KeyLocks, retry_until
 
 _OFFSET_BITS = 62  # record lock offsets are signed 64-bit; stay well inside
-_FIRST_PAUSE = 0.001
-_LONGEST_PAUSE = 0.05
+
+
+class FleetLocks(Protocol):
+    """The catalog's locks across servers (catalog/api.py `Catalog.key_lock`)."""
+
+    def key_lock(
+        self, scope: str, key: str, *, wait: float
+    ) -> contextlib.AbstractAsyncContextManager[None]: ...
 
 
 class LockBusy(FerrymanError):
@@ -52,11 +66,16 @@ def lock_offset(key: str) -> int:
 
 
 class WriteLocks:
-    """The write locks of one server, through the lock file at `path` (created 0600)."""
+    """The write locks of one server, through the lock file at `path` (created 0600);
+    with `fleet`, also across the servers that share it, for keys of the store `scope`."""
 
-    def __init__(self, path: str, timeout: float) -> None:
+    def __init__(
+        self, path: str, timeout: float, fleet: FleetLocks | None = None, scope: str = ""
+    ) -> None:
         self.path = path
         self.timeout = timeout
+        self.fleet = fleet
+        self.scope = scope
         self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         self._local = KeyLocks()
 
@@ -83,17 +102,20 @@ class WriteLocks:
                     await stack.enter_async_context(self._local.hold(key))
             except TimeoutError:
                 raise busy from None
-            pause = _FIRST_PAUSE
-            while not self._try(offset):
-                left = deadline - loop.time()
-                if left <= 0:
-                    raise busy
-                await asyncio.sleep(min(pause, left))
-                pause = min(pause * 2, _LONGEST_PAUSE)
-            try:
-                yield
-            finally:
-                fcntl.lockf(self._fd, fcntl.LOCK_UN, 1, offset, os.SEEK_SET)
+
+            async def attempt() -> bool:
+                return self._try(offset)
+
+            if not await retry_until(attempt, max(0.0, deadline - loop.time())):
+                raise busy
+            stack.callback(fcntl.lockf, self._fd, fcntl.LOCK_UN, 1, offset, os.SEEK_SET)
+            if self.fleet is not None:
+                left = max(0.0, deadline - loop.time())
+                try:
+                    await stack.enter_async_context(self.fleet.key_lock(self.scope, key, wait=left))
+                except KeyBusy:
+                    raise LockBusy(f"{key!r} is being written by another server") from None
+            yield
 
     def _try(self, offset: int) -> bool:
         try:

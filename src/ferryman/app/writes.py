@@ -21,11 +21,16 @@ transaction that records the intent: of two writes with one such URL,
 exactly one gets past it, and a change that then fails gives the URL back.
 
 So the catalog's last word on a key is the version in the store, whichever
-worker wrote it. A crash between the commit and the record leaves an
-intent: `settle()` runs before a worker serves, and looks at the store to
-learn whether the change happened (then records it) or not (then forgets
-it). Nothing is reported stored that was not verified, and a write that
-fails leaves the store, the catalog and the temporaries as they were.
+worker (or server, on a shared PostgreSQL catalog) wrote it. A crash
+between the commit and the record leaves an intent: `settle()` runs before
+a worker serves, and looks at the store to learn whether the change
+happened (then records it) or not (then forgets it). Each intent names the
+server that recorded it (serverid.py); a server settles its own, and
+another's only once it is older than --settle-after and its lock is free
+(that server died mid-write: its lock went with it), never a write another
+server is still making. Nothing is reported stored that was not verified,
+and a write that fails leaves the store, the catalog and the temporaries
+as they were.
 
 A write whose client leaves still runs to its end: the connection never
 cancels a running handler (server/connection.py), so no step is cut between
@@ -38,6 +43,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from functools import partial
 
@@ -73,8 +79,17 @@ class Writes:
     """PUT and DELETE of one target, recorded in `catalog`, ordered by `locks`."""
 
     def __init__(
-        self, source: Place, catalog: Catalog, locks: WriteLocks, replicas: Sequence[Place] = ()
+        self,
+        source: Place,
+        catalog: Catalog,
+        locks: WriteLocks,
+        replicas: Sequence[Place] = (),
+        *,
+        server: str | None = None,
+        settle_after: float = 600.0,
     ) -> None:
+        self.server = server  # recorded with each intent: serverid.py
+        self.settle_after = settle_after  # seconds: another server's intent is left that long
         self.source = source
         self.target = source.target
         self.replicas = tuple(replicas)
@@ -108,7 +123,8 @@ class Writes:
                 async with self._lock(slot.key):
                     before = await slot.current()
                     create_only = check_write_preconditions(request, _validators(before))
-                    intent = Intent(slot.key, "put", staged.ident, size, sha256.hex(), staged.name)
+                    intent = Intent(slot.key, "put", staged.ident, size, sha256.hex(), staged.name,
+                                    server=self.server)  # fmt: skip
                     await self._begin(intent, once, failed="nothing stored")
                     try:
                         made = await slot.commit(
@@ -149,7 +165,7 @@ class Writes:
                     raise not_found()
                 check_write_preconditions(request, _validators(before))
                 if before is not None:  # else gone already: only the record is missing
-                    intent = Intent(slot.key, "delete", before.ident)
+                    intent = Intent(slot.key, "delete", before.ident, server=self.server)
                     await self._begin(intent, once, failed="nothing deleted")
                     try:
                         await slot.remove(before)
@@ -175,7 +191,8 @@ class Writes:
         """Settle the intents that no running write holds; returns how many.
 
         An intent whose key is locked belongs to a write in progress (in
-        another worker) and is left to it.
+        another worker, or another server) and is left to it; so is another
+        server's intent younger than --settle-after, whatever its lock says.
         """
         try:
             intents = await asyncio.to_thread(self.catalog.intents)
@@ -183,7 +200,10 @@ class Writes:
             log.error("cannot read the catalog's write intents: %s", exc)
             return 0
         settled = 0
+        now = time.time_ns()
         for intent in intents:
+            if not self._may_settle(intent, now):
+                continue
             try:
                 async with self.locks.hold(intent.path, wait=0):
                     await self._settle(intent)
@@ -194,6 +214,14 @@ class Writes:
                 log.warning("cannot settle the interrupted %s of %s yet: %s",
                             intent.op, intent.path, getattr(exc, "detail", exc))  # fmt: skip
         return settled
+
+    def _may_settle(self, intent: Intent, now_ns: int) -> bool:
+        """This server's intent (or one from before intents named their server); another
+        server's once it is older than --settle-after (its clock may differ: the age is
+        generous). Either way the key's lock decides next."""
+        if intent.server is None or intent.server == self.server:
+            return True
+        return now_ns - intent.at_ns >= self.settle_after * 1e9
 
     async def _settle(self, intent: Intent) -> None:
         """Look at the store: record what the interrupted write did, or forget its intent."""
@@ -220,12 +248,19 @@ class Writes:
 
     @contextlib.asynccontextmanager
     async def _lock(self, key: str) -> AsyncIterator[None]:
-        """The key's write lock; one not free within --lock-timeout is a 503 answer."""
+        """The key's write lock; one not free within --lock-timeout is a 503 answer, and so
+        is a catalog that cannot take its lock across servers."""
         async with contextlib.AsyncExitStack() as stack:
             try:
                 await stack.enter_async_context(self.locks.hold(key))
             except LockBusy as exc:
                 raise HttpError(503, "busy", f"{exc}; retry", (("Retry-After", "1"),)) from None
+            except CatalogUnavailable:
+                raise _unavailable("nothing changed") from None
+            except CatalogError as exc:
+                log.error("catalog: %s (the write lock of %s)", exc, key)
+                raise HttpError(503, "catalog_busy", "nothing changed; retry",
+                                (("Retry-After", "1"),)) from None  # fmt: skip
             yield
 
     async def _record(

@@ -220,7 +220,8 @@ def repair_command(args: dict[str, Any]) -> int:
             repairs = plan(result, wanted)
             if args.get("apply") and any(r.outcome == PLANNED for r in repairs):
                 places = [source_place(config), *replicas(config)]
-                locks = WriteLocks(str(config.state_path / "locks"), config.lock_timeout)
+                locks = WriteLocks(str(config.state_path / "locks"), config.lock_timeout,
+                                   fleet=catalog, scope=places[0].id)  # fmt: skip
                 try:
                     fixer = Repairer(catalog, stores, places, Spool.of(config), locks, portal)
                     fixer.apply(repairs, wanted, good_copies(result))

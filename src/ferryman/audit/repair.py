@@ -48,7 +48,7 @@ from ferryman.app.writetarget import copy_ident
 from ferryman.audit.bucket import Portal
 from ferryman.audit.model import REPAIRABLE, AuditResult, Expected, Finding
 from ferryman.audit.stores import AuditStore, StoreUnavailable, Unreadable
-from ferryman.catalog.api import Catalog
+from ferryman.catalog.api import Catalog, CatalogError
 from ferryman.catalog.copies import Copies, CopyEvent
 from ferryman.errors import HttpError
 
@@ -178,6 +178,8 @@ class Repairer:
                 made = await place.target.replicate(path, fd, size, sha256)
         except LockBusy:
             return FAILED, "the key is being written: run the repair again"
+        except CatalogError as exc:  # its lock across servers could not be taken
+            return FAILED, f"{exc}: run the repair again"
         except HttpError as exc:
             return FAILED, exc.detail or exc.error
         event = CopyEvent(repair.key, place.id, "repaired", made.size, sha256.hex(),

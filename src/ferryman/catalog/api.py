@@ -11,12 +11,16 @@ Errors: `CatalogError` when the catalog cannot answer now or at all;
 `CatalogUnavailable`, one of them, when its server cannot be reached (a
 writer answers 503 `catalog_unavailable` and tries again later, without a
 restart).
+
+Locks: `Catalog.key_lock` holds one key's write lock across every server on
+the catalog (PostgreSQL: an advisory lock; SQLite, which one server owns:
+nothing to do), `KeyBusy` when another holds it past the wait.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ferryman.errors import FerrymanError
@@ -38,6 +42,10 @@ class CatalogError(FerrymanError):
 
 class CatalogUnavailable(CatalogError):
     """The catalog's server cannot be reached now; calls fail at once until it answers again."""
+
+
+class KeyBusy(FerrymanError):
+    """Another server on the catalog holds the key's write lock (not a failure of the catalog)."""
 
 
 class Cursor(Protocol):
@@ -80,6 +88,11 @@ class Database(Protocol):
         """CatalogUnavailable at once, without I/O, while the server is known to be down."""
         ...
 
+    def key_lock(self, number: int, wait: float) -> AbstractAsyncContextManager[None]:
+        """Hold the write lock `number` (a signed 64-bit hash of a store and a key) across
+        every server on this database; KeyBusy after `wait` seconds. Never blocks the loop."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -93,6 +106,10 @@ class Catalog(Protocol):
     def schema_version(self) -> int: ...
 
     def ready(self) -> None: ...
+
+    def key_lock(
+        self, scope: str, key: str, *, wait: float
+    ) -> AbstractAsyncContextManager[None]: ...
 
     def use(self, kind: str) -> AbstractContextManager[Transaction]: ...
 

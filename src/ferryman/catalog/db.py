@@ -21,10 +21,11 @@ reached), with the original as `__cause__`.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from collections.abc import Iterable, Iterator
-from contextlib import AbstractContextManager
+from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Self
 
@@ -62,12 +63,15 @@ _HISTORY = (
     " WHERE path = ? ORDER BY id"
 )
 _INTENT = (
-    "INSERT INTO intents (path, op, size, sha256, ident, staged, pid, at_ns)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (path) DO UPDATE SET op = excluded.op,"
+    "INSERT INTO intents (path, op, size, sha256, ident, staged, pid, at_ns, server)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (path) DO UPDATE SET op = excluded.op,"
     " size = excluded.size, sha256 = excluded.sha256, ident = excluded.ident,"
-    " staged = excluded.staged, pid = excluded.pid, at_ns = excluded.at_ns"
+    " staged = excluded.staged, pid = excluded.pid, at_ns = excluded.at_ns,"
+    " server = excluded.server"
 )
-_INTENTS = "SELECT path, op, size, sha256, ident, staged, pid, at_ns FROM intents ORDER BY path"
+_INTENTS = (
+    "SELECT path, op, size, sha256, ident, staged, pid, at_ns, server FROM intents ORDER BY path"
+)
 _SETTLED = "DELETE FROM intents WHERE path = ?"
 
 
@@ -117,6 +121,17 @@ class Intent:
     staged: str | None = None  # put to a local file: the temporary's name beside it
     pid: int = 0  # the process that wrote it
     at_ns: int = 0
+    # The server that wrote it (serverid.py); None for intents recorded before
+    # ferryman kept it, which belong to the one server that used the catalog then.
+    server: str | None = None
+
+
+def lock_number(scope: str, key: str) -> int:
+    """The write lock of `key` in the store `scope` names, as a signed 64-bit integer (what
+    PostgreSQL's advisory locks take). Two keys sharing one only wait for each other."""
+    named = f"{scope}\0{key}".encode("utf-8", "surrogateescape")
+    digest = hashlib.blake2b(named, digest_size=8, person=b"ferryman-write").digest()
+    return int.from_bytes(digest, "big", signed=True)
 
 
 def _use_url(conn: Transaction, path: str, digest: str, expires_at: int) -> None:
@@ -147,6 +162,11 @@ class SqlCatalog:
     def location(self) -> str:
         """The file, or the URL without its password: for messages."""
         return self._db.location
+
+    def key_lock(self, scope: str, key: str, *, wait: float) -> AbstractAsyncContextManager[None]:
+        """Hold `key`'s write lock in the store `scope` names, across every server on this
+        catalog, for the block; api.KeyBusy after `wait` seconds (0: one attempt)."""
+        return self._db.key_lock(lock_number(scope, key), wait)
 
     def use(self, kind: str) -> AbstractContextManager[Transaction]:
         """One transaction (api.WRITE, READ or SINGLE): for the ledgers of this package
@@ -241,7 +261,7 @@ class SqlCatalog:
                 _use_url(conn, intent.path, *once)
             conn.execute(_INTENT, (intent.path, intent.op, intent.size, intent.sha256,
                                    intent.ident, intent.staged, intent.pid or os.getpid(),
-                                   time.time_ns()))  # fmt: skip
+                                   time.time_ns(), intent.server))  # fmt: skip
 
     def drop_intent(self, path: str, *, release: str | None = None) -> None:
         """Forget the path's intent: the change did not happen (or was undone).
@@ -265,8 +285,8 @@ class SqlCatalog:
         """Every intent not settled yet, by path."""
         with self._db.transaction(SINGLE) as conn:
             rows = conn.execute(_INTENTS).fetchall()
-        return [Intent(path, op, ident, size, sha, staged, pid, at)
-                for path, op, size, sha, ident, staged, pid, at in rows]  # fmt: skip
+        return [Intent(path, op, ident, size, sha, staged, pid, at, server)
+                for path, op, size, sha, ident, staged, pid, at, server in rows]  # fmt: skip
 
     def get(self, path: str) -> CatalogEntry | None:
         """The current state of `path`, deleted or not; None if it was never catalogued."""

@@ -19,8 +19,10 @@ notifications (changes.py) to a WRITE transaction: PostgreSQL delivers them
 to every listener when it commits, and drops them when it rolls back.
 
 Who owns what: a `PostgresDatabase` owns its pool (opened in `__init__`,
-closed by `close()`) and its `Outage`; a connection is borrowed from the
-pool for one transaction and given back when it ends.
+closed by `close()`), its `Outage` and its write locks across servers
+(advisory.py: one connection of their own, opened at the first write); a
+connection is borrowed from the pool for one transaction and given back
+when it ends.
 
 Errors: psycopg's become CatalogError here, with the original as
 `__cause__`: a server that cannot be reached (no connection within the
@@ -34,7 +36,7 @@ import functools
 import logging
 import math
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractAsyncContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +44,7 @@ import psycopg
 import psycopg_pool
 from psycopg import errors
 
+from ferryman.catalog.advisory import AdvisoryLocks
 from ferryman.catalog.api import (
     MIGRATE,
     SINGLE,
@@ -121,6 +124,7 @@ class PostgresDatabase:
             "tcp_user_timeout": int((settings.connect_timeout + settings.statement_timeout) * 1000),
         }
         self.outage = Outage(self.location, self._probe, describe=self._text)
+        self._locks = AdvisoryLocks(self._lock_connection, self._failed, self._text)
         self._pool = psycopg_pool.ConnectionPool(
             url, kwargs={**self._kwargs, "autocommit": True}, min_size=1,
             max_size=max(1, settings.pool_size), open=False, configure=self._configure,
@@ -160,6 +164,18 @@ class PostgresDatabase:
                     yield _Transaction(conn)
         except psycopg.Error as exc:
             raise self._failed(exc) from exc
+
+    def key_lock(self, number: int, wait: float) -> AbstractAsyncContextManager[None]:
+        """A write lock across servers: advisory.py (the connection is not the pool's)."""
+        if self._closed:
+            raise CatalogError(f"catalog {self.location} is closed")
+        self.outage.check()
+        return self._locks.hold(number, wait)
+
+    def _lock_connection(self) -> psycopg.Connection[Any]:
+        conn = psycopg.connect(self._url, autocommit=True, **self._kwargs)
+        self._configure(conn)
+        return conn
 
     def _text(self, exc: BaseException) -> str:
         """An error's message on one line, without the URL's password in any form."""
@@ -222,6 +238,7 @@ class PostgresDatabase:
             return
         self._closed = True
         self.outage.close()
+        self._locks.close()
         self._pool.close(timeout=self._settings.connect_timeout)
 
 

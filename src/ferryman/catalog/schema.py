@@ -209,7 +209,14 @@ INSERT INTO run_findings
 DROP TABLE run_checks;
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5)
+# v6: the server that recorded each intent (serverid.py), so that a server
+# starting settles its own interrupted writes and leaves another server's
+# write in progress alone (app/writes.py). Intents from before have none.
+_V6 = """
+ALTER TABLE intents ADD COLUMN server TEXT;
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6)
 LATEST = len(MIGRATIONS)
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")

@@ -25,10 +25,11 @@ executor threads cannot be closed by `close()`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import contextmanager
 
 from ferryman.catalog.api import MIGRATE, WRITE, CatalogError, Transaction
@@ -83,6 +84,12 @@ class SqliteDatabase:
 
     def ready(self) -> None:
         """A local file has no server to be down."""
+
+    @contextlib.asynccontextmanager
+    async def key_lock(self, number: int, wait: float) -> AsyncIterator[None]:
+        """Nothing to take: the file belongs to one server, whose workers the record lock
+        of app/writelock.py orders already."""
+        yield
 
     def close(self) -> None:
         """Close both connections (idempotent); any later call raises CatalogError."""

@@ -290,6 +290,14 @@ class Config:
         30.0, POSITIVE_DURATION,
         "a write waits this long for another write of the same path to finish, else `503`",
         "In any worker; the `503` carries `Retry-After: 1`. Reads never wait.")
+    settle_after: float = option(
+        600.0, POSITIVE_DURATION,
+        "another server's interrupted write (its intent in a shared catalog) is settled by "
+        "this one at start once it is this old and nobody holds its lock",
+        "Each server settles its own interrupted writes when it starts; one that never comes "
+        "back leaves them to the others after this long. A write still in progress holds its "
+        "lock and is never settled, however old. See "
+        "[operations.md](operations.md#several-servers-on-one-store).")
     catalog: str | None = option(
         None, optional("a URL"),
         "where the record of every write is kept: `sqlite:///PATH` or "
