@@ -9,13 +9,12 @@ import re
 import subprocess
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-BENCH_DIR = Path(__file__).resolve().parents[2] / "bench"
-if str(BENCH_DIR) not in sys.path:
-    sys.path.insert(0, str(BENCH_DIR))  # bench modules import each other by plain name
+from tests.benchpath import BENCH_DIR
+
+assert BENCH_DIR.is_dir()  # bench/ is on sys.path: its modules by plain name
 
 from answercheck import Connection, read_answer, request_bytes  # noqa: E402
 

@@ -4,18 +4,15 @@ the tool compared every key, rounds merged into medians, ferryman/peer ratios, t
 from __future__ import annotations
 
 import statistics
-import sys
-from pathlib import Path
 
 from hypothesis import given
 from hypothesis import strategies as st
 
 from ferryman.audit.model import AuditResult, Finding, StoreTally
 from ferryman.audit.report import render_text
+from tests.benchpath import BENCH_DIR
 
-BENCH_DIR = Path(__file__).resolve().parents[2] / "bench"
-if str(BENCH_DIR) not in sys.path:
-    sys.path.insert(0, str(BENCH_DIR))  # bench modules import each other by plain name
+assert BENCH_DIR.is_dir()  # bench/ is on sys.path: its modules by plain name
 
 from audit_report import (  # noqa: E402
     FERRYMAN,

@@ -6,16 +6,13 @@ server's tree) and the tools' own summaries; each is parsed by a pure function.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-BENCH_DIR = Path(__file__).resolve().parents[2] / "bench"
-if str(BENCH_DIR) not in sys.path:
-    sys.path.insert(0, str(BENCH_DIR))  # bench modules import each other by plain name
+from tests.benchpath import BENCH_DIR
+
+assert BENCH_DIR.is_dir()  # bench/ is on sys.path: its modules by plain name
 
 from abrun import AbError  # noqa: E402
 from abrun import parse_output as parse_ab  # noqa: E402

@@ -4,16 +4,14 @@ involving a client-bound figure is never reported as a result."""
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-BENCH_DIR = Path(__file__).resolve().parents[2] / "bench"
-if str(BENCH_DIR) not in sys.path:
-    sys.path.insert(0, str(BENCH_DIR))  # bench modules import each other by plain name
+from tests.benchpath import BENCH_DIR
+
+assert BENCH_DIR.is_dir()  # bench/ is on sys.path: its modules by plain name
 
 from clientload import CLIENT_BOUND, ClientCpu  # noqa: E402
 from measure import Measured, measured_outcome  # noqa: E402

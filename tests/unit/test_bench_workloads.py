@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import io
-import sys
-from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-BENCH_DIR = Path(__file__).resolve().parents[2] / "bench"
-if str(BENCH_DIR) not in sys.path:
-    sys.path.insert(0, str(BENCH_DIR))  # bench modules import each other by plain name
+from tests.benchpath import BENCH_DIR
+
+assert BENCH_DIR.is_dir()  # bench/ is on sys.path: its modules by plain name
 
 from answercheck import ExchangeError, read_answer, request_bytes  # noqa: E402
 from answers import FIXED_REQUESTS, MISSING_PATH, SMALL_PATH  # noqa: E402
