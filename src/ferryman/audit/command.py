@@ -11,7 +11,9 @@ expected set is that catalog's live entries, or --inventory.
 Exit status: 0 no findings; 1 findings; 2 a usage or configuration error
 (nothing was audited); 3 a store could not be read (the run is incomplete,
 the summary says which store, and the next run with the same options
-continues it).
+continues it); 4 another audit or repair of one of the stores is running
+(audit/lease.py: one run per store at a time, across a fleet), nothing was
+read.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ferryman.audit.inventory import InventoryError, read_inventory
+from ferryman.audit.lease import StoreBusy, stores_leased
 from ferryman.audit.localtree import LocalTree
 from ferryman.audit.model import AuditResult
 from ferryman.audit.run import Audit, AuditOptions, from_catalog, from_inventory
@@ -37,7 +40,7 @@ from ferryman.errors import ConfigError
 if TYPE_CHECKING:
     from ferryman.audit.bucket import Portal
 
-EXIT_CLEAN, EXIT_FINDINGS, EXIT_USAGE, EXIT_STORE_FAILED = 0, 1, 2, 3
+EXIT_CLEAN, EXIT_FINDINGS, EXIT_USAGE, EXIT_STORE_FAILED, EXIT_BUSY = 0, 1, 2, 3, 4
 
 
 def add_store_arguments(parser: argparse.ArgumentParser) -> None:
@@ -159,14 +162,26 @@ def audit_command(args: dict[str, Any]) -> int:
             expected = from_inventory(inventory, str(args["inventory"]))
         else:
             expected = from_catalog(catalog)
-        with opened_stores(config) as stores, Progress("audit", stream=sys.stderr) as progress:
+        with (
+            opened_stores(config) as stores,
+            stores_leased(catalog, stores),
+            Progress("audit", stream=sys.stderr) as progress,
+        ):
             result = Audit(catalog, stores, expected, options, progress).run()
+    except StoreBusy as exc:
+        return busy("audit", exc)
     finally:
         catalog.close()
     print(render_text(result))
     if args.get("report"):
         write_report(str(args["report"]), result)
     return exit_status(result)
+
+
+def busy(command: str, exc: StoreBusy) -> int:
+    """Another run holds one of the stores: one line, and exit status 4."""
+    print(f"ferryman {command}: {exc}", file=sys.stderr)
+    return EXIT_BUSY
 
 
 def exit_status(result: AuditResult) -> int:
@@ -212,7 +227,7 @@ def repair_command(args: dict[str, Any]) -> int:
             expected = from_inventory(inventory, str(args["inventory"]))
         else:
             expected = from_catalog(catalog)
-        with opened_stores(config, portal) as stores:
+        with opened_stores(config, portal) as stores, stores_leased(catalog, stores):
             options = AuditOptions(deep=bool(args.get("deep")))
             with Progress("repair: audit", stream=sys.stderr) as progress:
                 result = Audit(catalog, stores, expected, options, progress, kind="repair").run()
@@ -229,6 +244,8 @@ def repair_command(args: dict[str, Any]) -> int:
                     locks.close()
                     for place in places:
                         portal.call(place.target.aclose())
+    except StoreBusy as exc:
+        return busy("repair", exc)
     finally:
         catalog.close()
     applied = bool(args.get("apply"))

@@ -31,7 +31,7 @@ import asyncio
 import contextlib
 import logging
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import psycopg
@@ -79,6 +79,18 @@ class AdvisoryLocks:
             yield
         finally:
             await asyncio.shield(asyncio.to_thread(self._release, number, session))
+
+    @contextlib.contextmanager
+    def hold_now(self, number: int) -> Iterator[None]:
+        """Hold `number` for the block if it is free now, else KeyBusy: one attempt, made
+        in the caller's thread (for commands, which have no event loop to keep free)."""
+        session = self._try(number)
+        if not session:
+            raise KeyBusy("another server holds it")
+        try:
+            yield
+        finally:
+            self._release(number, session)
 
     def _try(self, number: int) -> int:
         """One attempt: the session it was taken on, or 0 when another holds it.

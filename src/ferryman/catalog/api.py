@@ -15,6 +15,9 @@ restart).
 Locks: `Catalog.key_lock` holds one key's write lock across every server on
 the catalog (PostgreSQL: an advisory lock; SQLite, which one server owns:
 nothing to do), `KeyBusy` when another holds it past the wait.
+`Catalog.lease` holds a named lease (one audit or repair per store) across
+every process on the catalog, SQLite's included, or says at once that
+another holds it (`KeyBusy`).
 """
 
 from __future__ import annotations
@@ -93,6 +96,12 @@ class Database(Protocol):
         every server on this database; KeyBusy after `wait` seconds. Never blocks the loop."""
         ...
 
+    def lease(self, number: int) -> AbstractContextManager[None]:
+        """Hold the lease `number` for the block, across every process using this database
+        (and every server, on PostgreSQL); KeyBusy at once if another holds it. A process
+        that dies lets go of its leases."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -110,6 +119,8 @@ class Catalog(Protocol):
     def key_lock(
         self, scope: str, key: str, *, wait: float
     ) -> AbstractAsyncContextManager[None]: ...
+
+    def lease(self, name: str) -> AbstractContextManager[None]: ...
 
     def use(self, kind: str) -> AbstractContextManager[Transaction]: ...
 

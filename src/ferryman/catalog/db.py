@@ -168,6 +168,11 @@ class SqlCatalog:
         catalog, for the block; api.KeyBusy after `wait` seconds (0: one attempt)."""
         return self._db.key_lock(lock_number(scope, key), wait)
 
+    def lease(self, name: str) -> AbstractContextManager[None]:
+        """Hold the lease `name` for the block, or api.KeyBusy at once: one holder at a
+        time across every process (and server) on this catalog."""
+        return self._db.lease(lock_number("lease", name))
+
     def use(self, kind: str) -> AbstractContextManager[Transaction]:
         """One transaction (api.WRITE, READ or SINGLE): for the ledgers of this package
         (copies.py, runs.py), which keep the same rules (no yield, no call out of the

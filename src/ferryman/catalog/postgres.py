@@ -36,7 +36,7 @@ import functools
 import logging
 import math
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import AbstractAsyncContextManager, contextmanager
+from contextlib import AbstractAsyncContextManager, AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -171,6 +171,13 @@ class PostgresDatabase:
             raise CatalogError(f"catalog {self.location} is closed")
         self.outage.check()
         return self._locks.hold(number, wait)
+
+    def lease(self, number: int) -> AbstractContextManager[None]:
+        """A lease across servers: a session advisory lock on the write locks' connection."""
+        if self._closed:
+            raise CatalogError(f"catalog {self.location} is closed")
+        self.outage.check()
+        return self._locks.hold_now(number)
 
     def _lock_connection(self) -> psycopg.Connection[Any]:
         conn = psycopg.connect(self._url, autocommit=True, **self._kwargs)

@@ -26,13 +26,15 @@ executor threads cannot be closed by `close()`.
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import os
 import sqlite3
 import threading
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import contextmanager
 
-from ferryman.catalog.api import MIGRATE, WRITE, CatalogError, Transaction
+from ferryman.catalog.api import MIGRATE, WRITE, CatalogError, KeyBusy, Transaction
 from ferryman.catalog.sqlitefile import (
     check_file,
     connect,
@@ -42,6 +44,8 @@ from ferryman.catalog.sqlitefile import (
     transaction,
     translate,
 )
+
+_LEASE_OFFSET_MASK = (1 << 62) - 1  # record lock offsets are signed 64-bit: stay inside
 
 
 class SqliteDatabase:
@@ -53,6 +57,8 @@ class SqliteDatabase:
         self.location = os.fspath(path)
         self._write_lock = threading.Lock()
         self._read_lock = threading.Lock()
+        self._lease_lock = threading.Lock()
+        self._leases: int | None = None  # CATALOG-leases, opened at the first lease
         self._closed = False
         if not check_file(self.location):
             create(self.location)
@@ -91,12 +97,41 @@ class SqliteDatabase:
         of app/writelock.py orders already."""
         yield
 
+    @contextmanager
+    def lease(self, number: int) -> Iterator[None]:
+        """A record lock on one byte of CATALOG-leases (the byte `number` names), held by
+        this process for the block: the kernel lets go of it when the process dies.
+
+        Record locks belong to the process, and closing any descriptor of the file drops
+        them all: the file is opened once and kept until close()."""
+        with self._lease_lock:
+            if self._closed:
+                raise CatalogError(f"catalog {self.location} is closed")
+            if self._leases is None:
+                self._leases = os.open(self.location + "-leases",
+                                       os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)  # fmt: skip
+            fd = self._leases
+        offset = number & _LEASE_OFFSET_MASK
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, offset)
+        except OSError as exc:
+            if exc.errno in (errno.EACCES, errno.EAGAIN):
+                raise KeyBusy("another process holds it") from None
+            raise CatalogError(f"catalog {self.location}: cannot lock ({exc.strerror})") from exc
+        try:
+            yield
+        finally:
+            fcntl.lockf(fd, fcntl.LOCK_UN, 1, offset)
+
     def close(self) -> None:
         """Close both connections (idempotent); any later call raises CatalogError."""
-        with self._write_lock, self._read_lock:
+        with self._write_lock, self._read_lock, self._lease_lock:
             if self._closed:
                 return
             self._closed = True
+            if self._leases is not None:
+                os.close(self._leases)  # lets go of every lease this process holds
+                self._leases = None
             try:
                 try:
                     self._reader.close()
