@@ -31,7 +31,7 @@ apt_install = missing=""; for pair in $(1); do \
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-.PHONY: serve test setup native native-tools test-tools bench-tools libpq lint typecheck unit fuzz bench bench-tls bench-cache bench-soak bench-audit bench-catalog bench-fleet clean
+.PHONY: serve test setup native native-tools test-tools bench-tools libpq lint typecheck unit fuzz bench bench-tls bench-cache bench-soak bench-audit bench-catalog bench-fleet bench-put clean
 
 setup: $(STAMP)
 
@@ -122,6 +122,9 @@ bench-catalog: $(STAMP) test-tools
 	$(BIN)/python bench/catalog_bench.py $(if $(QUICK),--quick)
 
 # One node against two behind nginx, on one bucket (moto) and one PostgreSQL catalog.
+bench-put: native test-tools
+	cd bench && ../$(BIN)/python put_bench.py $(if $(QUICK),--quick)
+
 bench-fleet: native test-tools
 	cd bench && ../$(BIN)/python fleet_bench.py $(if $(QUICK),--quick)
 

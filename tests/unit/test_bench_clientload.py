@@ -170,3 +170,15 @@ def test_wrk_status_errors_are_expected_only_where_every_answer_is_an_error() ->
     assert wrk_result(1000, 0).problems() == []
     assert wrk_result(1000, 4).problems() == ["4 non-2xx"]
     assert wrk_result(0, 0).problems() == ["no complete response"]
+
+
+def test_dd_summary_gives_its_seconds() -> None:
+    from put_bench import dd_seconds
+
+    output = (
+        "256+0 records in\n256+0 records out\n"
+        "268435456 bytes (268 MB, 256 MiB) copied, 0.174959 s, 1.5 GB/s\n"
+    )
+    assert dd_seconds(output) == pytest.approx(0.174959)
+    with pytest.raises(RuntimeError):
+        dd_seconds("dd: failed to open 'x': Permission denied\n")
