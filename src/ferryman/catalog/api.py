@@ -31,6 +31,7 @@ from ferryman.errors import FerrymanError
 if TYPE_CHECKING:
     from ferryman.catalog.copies import CopyEvent
     from ferryman.catalog.db import CatalogEntry, Intent
+    from ferryman.catalog.multipart import MultipartUpload
 
 # The kinds of transaction a backend opens.
 WRITE = "write"  # changes: SQLite takes the file's write lock up front (BEGIN IMMEDIATE)
@@ -148,6 +149,12 @@ class Catalog(Protocol):
     def url_used(self, digest: str) -> bool: ...
 
     def intents(self) -> list[Intent]: ...
+
+    def note_upload(self, upload: MultipartUpload) -> None: ...
+
+    def drop_upload(self, store: str, upload_id: str) -> bool: ...
+
+    def uploads(self, store: str | None = None) -> list[MultipartUpload]: ...
 
     def get(self, path: str) -> CatalogEntry | None: ...
 
