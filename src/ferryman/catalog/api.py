@@ -15,9 +15,10 @@ restart).
 Locks: `Catalog.key_lock` holds one key's write lock across every server on
 the catalog (PostgreSQL: an advisory lock; SQLite, which one server owns:
 nothing to do), `KeyBusy` when another holds it past the wait.
-`Catalog.lease` holds a named lease (one audit or repair per store) across
-every process on the catalog, SQLite's included, or says at once that
-another holds it (`KeyBusy`).
+`Catalog.lease` holds a named lease (one audit or repair per store; the
+owner of multipart uploads, multipart.py) across every process on the
+catalog, SQLite's included, or says at once that another holds it
+(`KeyBusy`).
 """
 
 from __future__ import annotations
