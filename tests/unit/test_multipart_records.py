@@ -209,3 +209,32 @@ def test_keybusy_is_what_a_held_lease_says(located: tuple[str, Catalog], live_ow
     _, catalog = located
     with pytest.raises(KeyBusy), catalog.lease(owner_lease(live_owner)):
         pass
+
+
+def test_a_failing_sweep_is_logged_and_the_next_one_runs(
+    located: tuple[str, Catalog], caplog: pytest.LogCaptureFixture
+) -> None:
+    _, catalog = located
+    me = UploadOwner(catalog, "here")
+    catalog.note_upload(upload("u", new_owner("gone")))
+
+    class Broken(Bucket):
+        calls = 0
+
+        async def abort_upload(self, key: str, upload_id: str) -> None:
+            Broken.calls += 1
+            if Broken.calls == 1:
+                raise RuntimeError("a bug")
+            await super().abort_upload(key, upload_id)
+
+    async def two_sweeps() -> None:
+        task = asyncio.create_task(UploadSweep(me, {STORE: Broken({"u"})}).run(0.01))
+        for _ in range(500):
+            if not catalog.uploads():
+                break
+            await asyncio.sleep(0.01)
+        task.cancel()
+
+    asyncio.run(two_sweeps())
+    assert catalog.uploads() == [] and Broken.calls == 2
+    assert "the sweep of multipart uploads failed: RuntimeError: a bug" in caplog.text

@@ -48,7 +48,11 @@ class UploadSweep:
     async def run(self, every: float) -> None:
         """Sweep now, then every `every` seconds, until cancelled."""
         while True:
-            await self.once()
+            try:
+                await self.once()
+            except Exception as exc:  # a bug must not end the sweeps for the worker's life
+                log.error("the sweep of multipart uploads failed: %s: %s",
+                          type(exc).__name__, exc)  # fmt: skip
             await asyncio.sleep(every)
 
     async def once(self) -> int:
