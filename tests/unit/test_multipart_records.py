@@ -9,6 +9,7 @@ lease is re-entrant within its holder, so only another process can show
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 import textwrap
@@ -23,7 +24,8 @@ from ferryman.catalog.api import Catalog, KeyBusy
 from ferryman.catalog.location import parse_catalog_url
 from ferryman.catalog.multipart import MultipartUpload, new_owner, owner_lease
 from ferryman.catalog.open import open_catalog
-from ferryman.stores.base import NotFound, Unavailable
+from ferryman.stores.base import AccessDenied, NotFound, StoreError, Unavailable
+from ferryman.stores.s3upload import put_in_parts
 
 STORE = "s3://bucket/prefix"
 
@@ -238,3 +240,70 @@ def test_a_failing_sweep_is_logged_and_the_next_one_runs(
     asyncio.run(two_sweeps())
     assert catalog.uploads() == [] and Broken.calls == 2
     assert "the sweep of multipart uploads failed: RuntimeError: a bug" in caplog.text
+
+
+class Script:
+    """An ObjectCall and UploadRecords writing one log: the order of what an upload does."""
+
+    def __init__(self, *, failing: tuple[str, ...] = (), refuse_record: bool = False) -> None:
+        self.log: list[tuple[object, ...]] = []
+        self.failing = set(failing)
+        self.refuse_record = refuse_record
+
+    async def __call__(self, operation: str, /, **params: object) -> dict[str, str]:
+        self.log.append((operation,))
+        if operation in self.failing:
+            raise AccessDenied(f"{operation} refused")
+        return {"UploadId": "up-1"} if operation == "create_multipart_upload" else {"ETag": '"e"'}
+
+    async def opened(self, key: str, upload_id: str) -> None:
+        self.log.append(("opened", key, upload_id))
+        if self.refuse_record:
+            raise Unavailable("the catalog does not answer")
+
+    async def closed(self, key: str, upload_id: str, gone: bool) -> None:
+        self.log.append(("closed", key, upload_id, gone))
+
+
+def _send(script: Script, tmp_path: Path) -> BaseException | None:
+    body = tmp_path / "body"
+    body.write_bytes(bytes(range(10)))
+    fd = os.open(body, os.O_RDONLY)
+    try:
+        asyncio.run(put_in_parts(script, fd, 10, {}, part_size=4, max_parts=100, concurrency=1,
+                                 attempts=1, records=script, key="k"))  # fmt: skip
+    except Exception as exc:
+        return exc
+    finally:
+        os.close(fd)
+    return None
+
+
+def test_an_upload_is_recorded_before_its_first_part_and_forgotten_once_complete(
+    tmp_path: Path,
+) -> None:
+    script = Script()
+    assert _send(script, tmp_path) is None
+    assert script.log[:2] == [("create_multipart_upload",), ("opened", "k", "up-1")]
+    assert script.log[2:5] == [("upload_part",)] * 3
+    assert script.log[5:] == [("complete_multipart_upload",), ("closed", "k", "up-1", True)]
+
+
+@pytest.mark.parametrize(
+    ("script", "after_record", "gone"),
+    [
+        (Script(failing=("upload_part",)), [("upload_part",)], True),
+        (Script(failing=("complete_multipart_upload",)),
+         [("upload_part",)] * 3 + [("complete_multipart_upload",)], True),
+        (Script(failing=("upload_part", "abort_multipart_upload")), [("upload_part",)], False),
+        (Script(refuse_record=True), [], True),
+    ],
+)  # fmt: skip
+def test_a_failed_upload_is_aborted_and_forgotten_only_once_gone(
+    tmp_path: Path, script: Script, after_record: list[tuple[object, ...]], gone: bool
+) -> None:
+    assert isinstance(_send(script, tmp_path), StoreError)
+    assert script.log[:2] == [("create_multipart_upload",), ("opened", "k", "up-1")]
+    # One part at a time: the first failure is the last part sent.
+    assert script.log[2:-2] == after_record
+    assert script.log[-2:] == [("abort_multipart_upload",), ("closed", "k", "up-1", gone)]
