@@ -5,7 +5,9 @@ Real parts: ferryman servers, moto's S3 server (whose ListMultipartUploads
 shows the uploads in progress) and PostgreSQL. The killed process reaches
 the bucket through a FaultProxy that holds every part upload, so it dies
 with its upload begun, recorded, and not completed; the survivors reach
-the bucket directly.
+the bucket directly. Three deaths: a server of two on PostgreSQL (the other
+aborts), a worker of two on SQLite (its server aborts), and a lone server
+(it aborts its own when it starts again).
 """
 
 from __future__ import annotations
@@ -152,3 +154,26 @@ def test_a_worker_killed_mid_upload_has_its_upload_aborted_by_its_server(
         assert "aborted the multipart upload of big/movie.bin" in srv.log_text()
         check_old_version(srv, catalog_at, old)
         assert "Traceback" not in srv.log_text()
+
+
+def test_a_server_killed_mid_upload_aborts_it_when_it_starts_again(
+    writable: Writable, moto_server: MotoServer, s3_bucket: str, tmp_path: Path,
+) -> None:  # fmt: skip
+    source = f"s3://{s3_bucket}"
+    catalog_at = tmp_path / "state" / "catalog.db"
+    with FaultProxy(moto_server.url) as proxy:
+        srv = writable(*PARTS, root=source, s3_endpoint=proxy.url)
+        old = pattern(150_000, 1)
+        assert put(srv, f"/{KEY}", old).status == 201
+        proxy.add(Rule(method="PUT", path=r"partNumber=", latency=300, times=None))
+        sender = send_slowly(srv, pattern(BIG, 17))
+        assert wait_until(lambda: len(recorded(catalog_at)) == 1, timeout=60), "never recorded"
+        kill_server(srv)
+        proxy.stop()
+    sender.join(10)
+    assert len(in_progress(moto_server, s3_bucket)) == 1  # nobody else is there to abort it
+    again = writable(*PARTS, root=source, s3_endpoint=moto_server.url)  # the same state
+    assert wait_until(lambda: in_progress(moto_server, s3_bucket) == [], timeout=SWEPT_WITHIN)
+    assert wait_until(lambda: recorded(catalog_at) == [], timeout=5)
+    check_old_version(again, catalog_at, old)
+    assert "Traceback" not in again.log_text()
