@@ -14,10 +14,12 @@ without --cors-origin).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterable
 from typing import TYPE_CHECKING, Protocol
 
 from ferryman.app.auth import SIGNATURE_PARAM, Access, Authorizer, SigningKey, TokenTable
@@ -39,10 +41,13 @@ from ferryman.app.reserved import Reserved, is_reserved
 from ferryman.app.spool import Spool
 from ferryman.app.staging import source_staging, store_id
 from ferryman.app.storetarget import StoreTarget
+from ferryman.app.uploadrecords import UploadOwner
+from ferryman.app.uploadsweep import UploadSweep
 from ferryman.app.writelock import WriteLocks
 from ferryman.app.writes import Writes
 from ferryman.app.writetarget import Target
 from ferryman.boot import open_catalog
+from ferryman.catalog.api import Catalog
 from ferryman.catalog.location import SQLITE
 from ferryman.config import Config
 from ferryman.errors import HttpError
@@ -82,6 +87,9 @@ class Application:
         self.cache: CacheClient | None = None
         self.reader: Reader
         self.uploads: Writes | None = None
+        self.sweep: UploadSweep | None = None  # multipart uploads a killed process left
+        self._sweeping: asyncio.Task[None] | None = None
+        self._sweep_every = config.upload_sweep_interval
         checks: dict[str, Check] = {}
         if config.is_remote:
             checks["store"] = store_check(self._serve_store(config))
@@ -195,9 +203,11 @@ class Application:
         locks = WriteLocks(str(config.state_path / "locks"), config.lock_timeout,
                            fleet=self.catalog, scope=scope)  # fmt: skip
         place = Place(source, scope, target)
+        server = server_id(config.state_path)
         self.uploads = Writes(place, self.catalog, locks, replicas(config),
-                              server=server_id(config.state_path),
-                              settle_after=config.settle_after)  # fmt: skip
+                              server=server, settle_after=config.settle_after)  # fmt: skip
+        places = (place, *self.uploads.replicas)
+        self.sweep = _record_multipart_uploads(self.catalog, server, places)
 
     def tick(self) -> None:
         """Once a second, from the worker: housekeeping of the readers."""
@@ -215,14 +225,41 @@ class Application:
             await self.store.prepare()
         if self.uploads is not None:
             await self.uploads.settle()  # what a worker killed mid-write left undecided
+        if self.sweep is not None:
+            # Its first sweep runs now, in the background: a slow store delays no start.
+            every = self._sweep_every
+            self._sweeping = asyncio.get_running_loop().create_task(self.sweep.run(every))
 
     async def aclose(self) -> None:
         """Release what needs the event loop (the store's client); then close()."""
+        if self._sweeping is not None:
+            self._sweeping.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeping
         if self.uploads is not None:
             await self.uploads.aclose()
         if self.store is not None:
             await self.store.close()
         self.close()
+
+
+def _record_multipart_uploads(
+    catalog: Catalog, server: str, places: Iterable[Place]
+) -> UploadSweep | None:
+    """Record the multipart uploads to each S3 store written to, and sweep those stores of
+    the uploads a killed process left (none to sweep without an S3 store)."""
+    owner = UploadOwner(catalog, server)
+    stores: dict[str, S3Store] = {}
+    for place in places:
+        if not place.id.startswith("s3://"):
+            continue  # a directory: no multipart uploads (and no S3 client imported)
+        from ferryman.stores.s3 import S3Store
+
+        store = getattr(place.target, "store", None)
+        if isinstance(store, S3Store):
+            store.records = owner.store(place.id)
+            stores[place.id] = store
+    return UploadSweep(owner, stores) if stores else None
 
 
 def _remote_catalog(config: Config) -> bool:

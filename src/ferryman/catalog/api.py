@@ -15,9 +15,10 @@ restart).
 Locks: `Catalog.key_lock` holds one key's write lock across every server on
 the catalog (PostgreSQL: an advisory lock; SQLite, which one server owns:
 nothing to do), `KeyBusy` when another holds it past the wait.
-`Catalog.lease` holds a named lease (one audit or repair per store) across
-every process on the catalog, SQLite's included, or says at once that
-another holds it (`KeyBusy`).
+`Catalog.lease` holds a named lease (one audit or repair per store; the
+owner of multipart uploads, multipart.py) across every process on the
+catalog, SQLite's included, or says at once that another holds it
+(`KeyBusy`).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from ferryman.errors import FerrymanError
 if TYPE_CHECKING:
     from ferryman.catalog.copies import CopyEvent
     from ferryman.catalog.db import CatalogEntry, Intent
+    from ferryman.catalog.multipart import MultipartUpload
 
 # The kinds of transaction a backend opens.
 WRITE = "write"  # changes: SQLite takes the file's write lock up front (BEGIN IMMEDIATE)
@@ -148,6 +150,12 @@ class Catalog(Protocol):
     def url_used(self, digest: str) -> bool: ...
 
     def intents(self) -> list[Intent]: ...
+
+    def note_upload(self, upload: MultipartUpload) -> None: ...
+
+    def drop_upload(self, store: str, upload_id: str) -> bool: ...
+
+    def uploads(self, store: str | None = None) -> list[MultipartUpload]: ...
 
     def get(self, path: str) -> CatalogEntry | None: ...
 

@@ -29,9 +29,11 @@ from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Self
 
+from ferryman.catalog import multipart
 from ferryman.catalog.api import READ, SINGLE, WRITE, CatalogError, Database, Transaction
 from ferryman.catalog.changes import changed_stores
 from ferryman.catalog.copies import CopyEvent, note_events
+from ferryman.catalog.multipart import MultipartUpload
 from ferryman.catalog.schema import check_fields, check_path
 from ferryman.catalog.sqlitebackend import SqliteDatabase
 from ferryman.errors import FerrymanError
@@ -292,6 +294,20 @@ class SqlCatalog:
             rows = conn.execute(_INTENTS).fetchall()
         return [Intent(path, op, ident, size, sha, staged, pid, at, server)
                 for path, op, size, sha, ident, staged, pid, at, server in rows]  # fmt: skip
+
+    # -- multipart uploads in progress (multipart.py) -------------------------------
+
+    def note_upload(self, upload: MultipartUpload) -> None:
+        """Record a multipart upload S3 has begun, before its first part is sent."""
+        multipart.note(self._db, upload)
+
+    def drop_upload(self, store: str, upload_id: str) -> bool:
+        """Forget a multipart upload once completed or aborted; whether it was recorded."""
+        return multipart.drop(self._db, store, upload_id)
+
+    def uploads(self, store: str | None = None) -> list[MultipartUpload]:
+        """The multipart uploads recorded (in `store` only, when given), oldest first."""
+        return multipart.listed(self._db, store)
 
     def get(self, path: str) -> CatalogEntry | None:
         """The current state of `path`, deleted or not; None if it was never catalogued."""

@@ -216,7 +216,24 @@ _V6 = """
 ALTER TABLE intents ADD COLUMN server TEXT;
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6)
+# v7: the multipart uploads in progress on the stores ferryman writes to, each
+# recorded right after S3 gave its upload id and dropped once it is completed
+# or aborted. `owner` names the process's lease (catalog/multipart.py): while
+# it can be taken, the process is gone and its upload is aborted by another.
+_V7 = """
+CREATE TABLE multipart_uploads (
+    store      TEXT NOT NULL,
+    key        TEXT NOT NULL,
+    upload_id  TEXT NOT NULL,
+    owner      TEXT NOT NULL,
+    server     TEXT NOT NULL,
+    pid        INTEGER NOT NULL,
+    started_ns INTEGER NOT NULL,
+    PRIMARY KEY (store, upload_id)
+);
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7)
 LATEST = len(MIGRATIONS)
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")

@@ -455,6 +455,13 @@ class Config:
         "S3-compatible endpoint URL for an `s3://` SOURCE (none: AWS S3 in `AWS_REGION`)",
         "MinIO, Ceph, moto: `http://127.0.0.1:9000`. It serves `s3://` replicas too.",
         metavar="URL", section="store")
+    upload_sweep_interval: float = option(
+        10.0, POSITIVE_DURATION,
+        "how often each worker aborts the multipart uploads to S3 that a killed process left",
+        "Every worker writing to S3 sweeps at start and then this often: an upload whose "
+        "process is gone (its lease in the catalog is free) is aborted and its record dropped. "
+        "See [operations.md](operations.md#multipart-uploads-a-killed-process-left).",
+        section="store")
     s3_multipart_threshold: int = option(
         64 * 1024**2, SIZE, "uploads to S3 larger than this go up in parts",
         section="store")

@@ -54,12 +54,19 @@ from botocore.utils import parse_timestamp  # type: ignore[import-untyped]
 
 from ferryman.config import Config
 from ferryman.http.spans import Span, parse_content_range
-from ferryman.stores.base import ListEntry, ObjectInfo, StoreError, Truncated, Unavailable
+from ferryman.stores.base import (
+    ListEntry,
+    NotFound,
+    ObjectInfo,
+    StoreError,
+    Truncated,
+    Unavailable,
+)
 from ferryman.stores.calls import CALLS
 from ferryman.stores.s3errors import LIBRARY_ERRORS, library_text, store_error
 from ferryman.stores.s3source import check_endpoint, parse_source
 from ferryman.stores.s3upload import FileWindow as FileWindow  # re-exported: s3.FileWindow
-from ferryman.stores.s3upload import put_in_parts, put_whole
+from ferryman.stores.s3upload import UploadRecords, put_in_parts, put_whole
 
 READ_CHUNK = 1024 * 1024  # the most one read() yield carries; aiohttp gives what has arrived
 UPLOAD_CONCURRENCY = 4  # parts in flight per upload (streamed from the file, not buffered)
@@ -105,6 +112,8 @@ class S3Store:
         self._client: Any = None
         self._client_lock = asyncio.Lock()
         self._failing = False  # the last request found the store unreachable or failing
+        # Where multipart uploads are recorded while in progress (app/uploadrecords.py).
+        self.records: UploadRecords | None = None
 
     @classmethod
     def from_config(cls, config: Config) -> S3Store:
@@ -348,7 +357,17 @@ class S3Store:
                 max_parts=MAX_PARTS,
                 concurrency=UPLOAD_CONCURRENCY,
                 attempts=PART_ATTEMPTS,
+                records=self.records,
+                key=key,
             )
+
+    async def abort_upload(self, key: str, upload_id: str) -> None:
+        """Abort the multipart upload `upload_id` of `key` (one S3 no longer knows, completed
+        or aborted already, counts as done); a StoreError when the store cannot."""
+        try:
+            await self._call(key, "abort_multipart_upload", Key=self._key(key), UploadId=upload_id)
+        except NotFound:
+            pass
 
     async def delete(self, key: str) -> None:
         await self._call(key, "delete_object", Key=self._key(key))

@@ -10,6 +10,9 @@ Who owns what:
   digest. Nothing of the file is held in memory beyond one read.
 - `put_in_parts` owns its multipart upload: any failure, cancellation
   included, aborts it, so no invisible parts are left behind to be billed.
+  A process killed with SIGKILL aborts nothing: with `records`, the upload
+  is recorded before its first part and forgotten once completed or
+  aborted, so that another process can abort it (app/uploadrecords.py).
 - Every request goes through the caller's `ObjectCall`, which translates
   failures (stores/s3errors.py): only StoreErrors are seen here.
 
@@ -28,7 +31,7 @@ import os
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 
-from ferryman.stores.base import StoreError, Throttled, Truncated, Unavailable
+from ferryman.stores.base import NotFound, StoreError, Throttled, Truncated, Unavailable
 
 T = TypeVar("T")
 
@@ -42,6 +45,19 @@ class ObjectCall(Protocol):
     """
 
     def __call__(self, operation: str, /, **params: Any) -> Awaitable[Any]: ...
+
+
+class UploadRecords(Protocol):
+    """Where the multipart uploads of one store are recorded while in progress."""
+
+    async def opened(self, key: str, upload_id: str) -> None:
+        """Record the upload (its failure fails the upload, which is then aborted)."""
+        ...
+
+    async def closed(self, key: str, upload_id: str, gone: bool) -> None:
+        """The upload ended: forget it if it is `gone` (completed or aborted), else keep
+        its record for a later abort (never raises)."""
+        ...
 
 
 async def put_whole(
@@ -67,10 +83,15 @@ async def put_in_parts(
     max_parts: int,
     concurrency: int,
     attempts: int,
+    records: UploadRecords | None = None,
+    key: str = "",
 ) -> None:
-    """Bytes [0, size) of `fd` as a multipart upload, `concurrency` parts in flight."""
+    """Bytes [0, size) of `fd` as a multipart upload of `key`, `concurrency` parts in
+    flight, recorded in `records` while in progress."""
     created = await call("create_multipart_upload", ChecksumAlgorithm="SHA256", **extra)
     upload_id = created["UploadId"]
+    # Killed before the record lands, the upload is left to the bucket's lifecycle rule
+    # (AbortIncompleteMultipartUpload): the window is one catalog write.
     slots = asyncio.Semaphore(concurrency)
     part_size, count = part_plan(size, part_size, max_parts)
 
@@ -92,7 +113,10 @@ async def put_in_parts(
             )
         return {"PartNumber": number, "ETag": answer["ETag"], "ChecksumSHA256": _b64(digest)}
 
+    ended = False  # completed, or aborted: the record may go
     try:
+        if records is not None:
+            await records.opened(key, upload_id)
         async with asyncio.TaskGroup() as group:
             tasks = [group.create_task(part(n)) for n in range(1, count + 1)]
         await call(
@@ -100,12 +124,17 @@ async def put_in_parts(
             UploadId=upload_id,
             MultipartUpload={"Parts": [task.result() for task in tasks]},
         )
+        ended = True
     except BaseException as exc:
         # Shielded: a cancelled upload must still abort, or its parts linger.
-        await asyncio.shield(_abort(call, upload_id))
+        ended = await asyncio.shield(_abort(call, upload_id))
         if isinstance(exc, BaseExceptionGroup):
             raise _first_store_error(exc) from exc
         raise
+    finally:
+        # An upload whose abort failed keeps its record: its owner's sweep tries again.
+        if records is not None:
+            await asyncio.shield(records.closed(key, upload_id, ended))
 
 
 def part_plan(size: int, part_size: int, max_parts: int) -> tuple[int, int]:
@@ -114,11 +143,15 @@ def part_plan(size: int, part_size: int, max_parts: int) -> tuple[int, int]:
     return part_size, -(-size // part_size)
 
 
-async def _abort(call: ObjectCall, upload_id: str) -> None:
+async def _abort(call: ObjectCall, upload_id: str) -> bool:
+    """Abort the upload; whether it is gone (an upload S3 no longer knows counts)."""
     try:
         await call("abort_multipart_upload", UploadId=upload_id)
+    except NotFound:
+        return True
     except StoreError:
-        pass  # best effort; the original failure is what the caller needs to see
+        return False  # best effort; the original failure is what the caller needs to see
+    return True
 
 
 class FileWindow(io.RawIOBase):
