@@ -27,9 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,8 +37,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from clientload import is_client_bound
+from ferrymanproc import Started, start, stop
 from proctree import CLOCK_TICKS, stat_cpu_ticks, stat_fields
-from settings import FERRYMAN, RESULTS_DIR, Settings
+from settings import RESULTS_DIR, Settings
 from wrkrun import WrkResult, run_wrk, script_file
 
 REPO = Path(__file__).resolve().parents[1]
@@ -52,7 +51,6 @@ from tests.s3server import MotoServer, s3_env  # noqa: E402
 
 TOKEN = "fleet-bench-token-0123456789"
 OBJECT_SIZE = 64 * 1024
-READY = re.compile(r"listening on (https?://\S+)")
 TOPOLOGIES = ("one node", "one node, nginx", "two nodes, nginx")
 
 
@@ -77,64 +75,16 @@ def tree_ticks(root: int) -> int:
     return total
 
 
-@dataclass
-class Node:
-    proc: subprocess.Popen[bytes]
-    address: str  # host:port
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.address}"
-
-
 def start_node(
     workdir: Path, name: str, workers: int, bucket: str, catalog: str, endpoint: str
-) -> Node:
+) -> Started:
     (workdir / "tokens").write_text(f"{TOKEN} write\n")
-    log = workdir / f"{name}.log"
-    argv = [
-        str(FERRYMAN),
-        "serve",
-        f"s3://{bucket}/files",
-        "--port",
-        "0",
-        "--workers",
-        str(workers),
-        "--catalog",
-        catalog,
-        "--allow-write",
-        "--tokens",
-        str(workdir / "tokens"),
-        "--state-dir",
-        str(workdir / f"state-{name}"),
-        "--cache-dir",
-        str(workdir / f"cache-{name}"),
-    ]
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            argv,
-            stdout=subprocess.DEVNULL,
-            stderr=out,
-            env={**os.environ, **s3_env(endpoint)},
-            start_new_session=True,
-        )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and proc.poll() is None:
-        found = READY.search(log.read_text())
-        if found:
-            return Node(proc, found.group(1).partition("://")[2])
-        time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError(f"ferryman {name} did not start: {log.read_text()[-500:]}")
-
-
-def stop_node(node: Node) -> None:
-    node.proc.terminate()
-    try:
-        node.proc.wait(30)
-    except subprocess.TimeoutExpired:
-        node.proc.kill()
-        node.proc.wait()
+    flags = [
+        "--workers", str(workers), "--catalog", catalog, "--allow-write",
+        "--tokens", str(workdir / "tokens"), "--state-dir", str(workdir / f"state-{name}"),
+        "--cache-dir", str(workdir / f"cache-{name}"),
+    ]  # fmt: skip
+    return start(f"s3://{bucket}/files", flags, workdir / f"{name}.log", env=s3_env(endpoint))
 
 
 def put_object(url: str, data: bytes) -> None:
@@ -266,7 +216,7 @@ def run_topology(
         if balancer:
             balancer.stop()
         for node in nodes:
-            stop_node(node)
+            stop(node)
 
 
 def main() -> int:

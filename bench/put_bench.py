@@ -30,20 +30,19 @@ import os
 import re
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 from clientload import run_pinned
+from ferrymanproc import Started, start, stop
 from proctree import cpu_seconds
-from settings import FERRYMAN, RESULTS_DIR, Settings
+from settings import RESULTS_DIR, Settings
 from wrkrun import run_wrk, script_file
 
 TOKEN = "put-bench-token-0123456789"
 MIB = 1024 * 1024
-READY = re.compile(r"listening on http://(\S+):(\d+)")
 
 
 def dd_mb_per_s(directory: Path, mib: int) -> float:
@@ -78,34 +77,10 @@ def dd_seconds(output: str) -> float:
     return float(found[-1])
 
 
-def start_ferryman(root: Path, state: Path) -> tuple[subprocess.Popen[bytes], int, Path]:
+def start_ferryman(root: Path, state: Path) -> Started:
     (state.parent / "tokens").write_text(f"{TOKEN} write\n")
-    log = state.parent / "ferryman.log"
-    argv = [
-        "taskset",
-        "-c",
-        "1",
-        str(FERRYMAN),
-        "serve",
-        str(root),
-        "--port",
-        "0",
-        "--allow-write",
-        "--tokens",
-        str(state.parent / "tokens"),
-        "--state-dir",
-        str(state),
-    ]
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=out, start_new_session=True)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and proc.poll() is None:
-        found = READY.search(log.read_text())
-        if found:
-            return proc, int(found.group(2)), log
-        time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError(f"ferryman did not start: {log.read_text()[-500:]}")
+    flags = ["--allow-write", "--tokens", str(state.parent / "tokens"), "--state-dir", str(state)]
+    return start(str(root), flags, state.parent / "ferryman.log", cpus="1")
 
 
 def put_big(port: int, path: Path) -> tuple[float, float]:
@@ -162,7 +137,8 @@ def main() -> int:
                 out.write(block)
         disk = statistics.median(dd_mb_per_s(root, big_mib) for _ in range(rounds))
         print(f"disk (dd oflag=direct, {big_mib} MiB): {disk:,.0f} MB/s")
-        proc, port, _log = start_ferryman(root, state)
+        server = start_ferryman(root, state)
+        proc, port = server.proc, server.port
         try:
             small, small_cpu, client_share = [], [], []
             for r in range(rounds):
@@ -189,8 +165,7 @@ def main() -> int:
                 for leftover in root.glob("big-*.bin"):
                     leftover.unlink()
         finally:
-            proc.terminate()
-            proc.wait(30)
+            stop(server)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     one_mib = statistics.median(small)
