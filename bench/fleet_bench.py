@@ -39,7 +39,7 @@ from pathlib import Path
 from clientload import is_client_bound
 from ferrymanproc import Started, start, stop
 from proctree import CLOCK_TICKS, stat_cpu_ticks, stat_fields
-from settings import RESULTS_DIR, Settings
+from settings import RESULTS_DIR, Settings, settings_for
 from wrkrun import WrkResult, run_wrk, script_file
 
 REPO = Path(__file__).resolve().parents[1]
@@ -229,15 +229,8 @@ def main() -> int:
     duration = args.duration or (3.0 if args.quick else 10.0)
     # The servers are not pinned (every process may use both cores); wrk runs one
     # thread on CPU 0 (put.lua numbers its keys per thread).
-    settings = Settings(
-        mode="fleet",
-        duration=duration,
-        warmup=0,
-        idle_connections=0,
-        slow_readers=0,
-        server_cpu="0-1",
-        client_cpu="0",
-    )
+    settings = settings_for(args.quick, mode="fleet", duration=duration, warmup=0,
+                            server_cpu="0-1", client_cpu="0")  # fmt: skip
     postgres = PostgresServer(durable=True)
     moto = MotoServer()
     rows: list[Row] = []

@@ -38,7 +38,7 @@ from pathlib import Path
 from clientload import run_pinned
 from ferrymanproc import Started, start, stop
 from proctree import cpu_seconds
-from settings import RESULTS_DIR, Settings
+from settings import RESULTS_DIR, settings_for
 from wrkrun import run_wrk, script_file
 
 TOKEN = "put-bench-token-0123456789"
@@ -117,15 +117,8 @@ def main() -> int:
     rounds = args.rounds or (1 if args.quick else 3)
     big_mib = args.big_mib or (256 if args.quick else 1024)
     duration = args.duration or (3.0 if args.quick else 10.0)
-    settings = Settings(
-        mode="put",
-        duration=duration,
-        warmup=0,
-        idle_connections=0,
-        slow_readers=0,
-        server_cpu="1",
-        client_cpu="0",
-    )
+    settings = settings_for(args.quick, mode="put", duration=duration, warmup=0,
+                            server_cpu="1", client_cpu="0")  # fmt: skip
     work = Path(tempfile.mkdtemp(prefix="ferryman-put-bench-", dir=args.dir))
     try:
         root, state = work / "root", work / "state"
