@@ -47,12 +47,15 @@ def missing_toolchain() -> str | None:
 
 def build() -> None:
     from mypyc.build import mypycify
-    from setuptools import setup
+    from setuptools import Extension, setup
 
     paths = [str(native.source_path(m).relative_to(ROOT)) for m in native.MODULES]
     # The project's mypy settings cover tests too; their sections unused here are fine.
     flags = ["--no-warn-unused-configs"]
     extensions = mypycify([*flags, *paths], group_name=native.GROUP, opt_level="3")
+    for module in native.C_MODULES:
+        source = str(native.c_source_path(module).relative_to(ROOT))
+        extensions.append(Extension(module, [source], extra_compile_args=["-O2"]))
     setup(
         name="ferryman-native",
         package_dir={"": "src"},
@@ -79,7 +82,8 @@ def main() -> int:
     if problem is not None:
         print(f"native build: skipped, {problem}; ferryman runs as pure Python", file=sys.stderr)
         return 0
-    print(f"native build: compiling {len(native.MODULES)} modules with mypyc ...", flush=True)
+    print(f"native build: compiling {len(native.MODULES)} modules with mypyc and "
+          f"{len(native.C_MODULES)} written in C ...", flush=True)  # fmt: skip
     build()
     print("native build: done")
     return 0

@@ -26,7 +26,6 @@ import time
 from collections.abc import Sequence
 
 from ferryman import __version__
-from ferryman.app.auth import SIGNABLE_METHODS, SigningKey, check_signable_url, expires_in
 from ferryman.config import build_config
 from ferryman.config.flags import add_serve_arguments
 from ferryman.errors import EXIT_CONFIG, EXIT_OK, ConfigError
@@ -54,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     from ferryman.audit import catalog_command
 
     catalog_command.add_parser(commands)
-    from ferryman.get import command as get
+    from ferryman.get import arguments as get
 
     get.add_parser(commands)
     return parser
@@ -62,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def sign_command(args: dict[str, str | bool | None]) -> int:
     """`ferryman sign URL`: print the URL with its expiry and signature added."""
+    from ferryman.app.auth import SIGNABLE_METHODS, SigningKey, check_signable_url, expires_in
+
     key_file = str(args["signing_key"] or os.environ.get("FERRYMAN_SIGNING_KEY") or "")
     if not key_file:
         raise ConfigError("--signing-key FILE is needed (or FERRYMAN_SIGNING_KEY)")

@@ -3,15 +3,18 @@
 The modules in MODULES are plain, type-checked Python. `make` compiles them
 with mypyc (tools/build_native.py) into extension modules beside their
 sources, which Python then imports instead of the `.py` files: the same code,
-about a third less time per request (docs/performance.md). The build writes
-MANIFEST, the SHA-256 of every source it compiled.
+about a third less time per request (docs/performance.md). The few modules in
+C_MODULES are written in C (their callers keep a pure-Python twin, tested to
+give the same answers). The build writes MANIFEST, the SHA-256 of every source
+it compiled.
 
 A compiled module must never run code that differs from its source, so at
 the first import of `ferryman` this module compares the manifest with the
 sources. If any source changed since the build, the manifest is missing, or
 FERRYMAN_PURE=1 is set, every module in MODULES is imported from its `.py`
 file instead (all of them: compiled modules call each other directly, so
-mixing a stale one with fresh ones is not safe).
+mixing a stale one with fresh ones is not safe), and no module in C_MODULES
+is used.
 """
 
 from __future__ import annotations
@@ -30,8 +33,9 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 MANIFEST = PACKAGE_DIR / "_native_manifest.json"
 GROUP = "ferryman._native"  # mypyc's shared library: ferryman/_native__mypyc.*.so
 
-# What every request runs through. Modules kept out: those with async
-# generators (mypyc cannot compile them yet), everything off the hot path, and
+# What every request runs through, and what an audit runs once per key of every
+# store (its walk, comparison and loop). Modules kept out: those with async
+# generators (mypyc cannot compile them yet), everything off those paths, and
 # app/application.py, whose Application.handle the test hooks replace
 # (supervisor/hooks.py; a compiled caller would never see the replacement).
 MODULES = (
@@ -62,15 +66,31 @@ MODULES = (
     "ferryman.app.root",
     "ferryman.metrics.tally",
     "ferryman.requestid",
+    "ferryman.audit.compare",
+    "ferryman.audit.model",
+    "ferryman.audit.localtree",
+    "ferryman.audit.run",
 )
+# Written in C, not compiled from Python: module -> its source, beside it. Each has
+# a pure-Python twin its caller falls back to (the module says where).
+C_MODULES = {
+    "ferryman.audit._dirscan": "_dirscan.c",
+}
 
 
 def source_path(module: str) -> Path:
     return PACKAGE_DIR.parent.joinpath(*module.split(".")).with_suffix(".py")
 
 
+def c_source_path(module: str) -> Path:
+    return source_path(module).with_name(C_MODULES[module])
+
+
 def digests(modules: Sequence[str] = MODULES) -> dict[str, str]:
-    return {m: hashlib.sha256(source_path(m).read_bytes()).hexdigest() for m in modules}
+    found = {m: hashlib.sha256(source_path(m).read_bytes()).hexdigest() for m in modules}
+    for module in C_MODULES:
+        found[module] = hashlib.sha256(c_source_path(module).read_bytes()).hexdigest()
+    return found
 
 
 def write_manifest() -> None:
@@ -119,7 +139,10 @@ class _SourceFinder:
     ) -> importlib.machinery.ModuleSpec | None:
         if not fullname.startswith("ferryman.") or compiled_file(fullname) is None:
             return None
-        return importlib.util.spec_from_file_location(fullname, source_path(fullname))
+        source = source_path(fullname)
+        if not source.exists():  # written in C: its caller falls back to its twin
+            raise ModuleNotFoundError(f"{fullname}: not used ({STATUS})", name=fullname)
+        return importlib.util.spec_from_file_location(fullname, source)
 
 
 STATUS = "compiled"  # set by choose(): "compiled", or "pure Python: <reason>"

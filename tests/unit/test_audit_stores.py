@@ -97,15 +97,16 @@ def test_what_is_removed_under_a_walk_is_not_listed_and_nothing_is_left_open(
 ) -> None:
     """A file or a directory removed while the walk passes is gone, not a failed listing;
     a walk stopped early closes every directory it opened."""
-    for name in ("a/1", "a/2", "b/1", "b/2", "c/1"):
+    for name in ("a/1", "a/2", "b/1", "b/2", "c/1", "c/2"):
         (tmp_path / name).parent.mkdir(exist_ok=True)
         (tmp_path / name).write_bytes(b"x")
     before = len(os.listdir("/proc/self/fd"))
     walk = LocalTree(str(tmp_path)).listing()
     assert next(walk).key == "a/1"
-    (tmp_path / "a/2").unlink()  # read with its directory already: its stat fails
+    (tmp_path / "a/2").unlink()  # its directory was read (and each file stat'ed) already
     shutil.rmtree(tmp_path / "b")  # not opened yet
-    assert [item.key for item in walk] == ["c/1"]
+    (tmp_path / "c/1").unlink()  # its directory not read yet
+    assert [item.key for item in walk] == ["a/2", "c/2"]
     assert len(os.listdir("/proc/self/fd")) == before
     stopped = LocalTree(str(tmp_path)).listing()
     next(stopped)

@@ -12,7 +12,16 @@ import pytest
 
 from ferryman.catalog import Catalog, CatalogError, SqliteCatalog
 from ferryman.catalog.api import WRITE
-from ferryman.catalog.copies import Copies, CopyEvent
+from ferryman.catalog.copies import (
+    KNOWN_IDENT,
+    KNOWN_RESULT,
+    KNOWN_SHA256,
+    KNOWN_SIZE,
+    KNOWN_STATE,
+    KNOWN_VERIFIED_NS,
+    Copies,
+    CopyEvent,
+)
 from ferryman.catalog.runs import Check, Runs, StoreProgress
 
 
@@ -84,9 +93,13 @@ def test_what_is_known_of_a_store_is_every_copy_in_it_and_no_other(catalog: Cata
     )
     known = Copies(catalog).known("S")
     assert sorted(known) == sorted(names)
-    assert known["a"].sha256 == sha(1) and known["a"].state == "present"
-    assert known["b"].ident == "i2" and known["b"].result == "size_mismatch"
-    assert known["b"].sha256 is None  # another version: its digest is not carried over
+    a, b = known["a"], known["b"]
+    assert a[0] == "a" and a[KNOWN_SHA256] == sha(1) and a[KNOWN_STATE] == "present"
+    assert (a[KNOWN_SIZE], a[KNOWN_IDENT], a[KNOWN_RESULT]) == (1, "i", "ok")
+    assert b[KNOWN_IDENT] == "i2" and b[KNOWN_RESULT] == "size_mismatch"
+    assert b[KNOWN_SHA256] is None  # another version: its digest is not carried over
+    assert a[KNOWN_VERIFIED_NS] is not None  # a verified write
+    assert b[KNOWN_VERIFIED_NS] is None  # a listing of another version hashed nothing
 
 
 def test_an_unfinished_run_with_the_same_options_is_continued(catalog: Catalog) -> None:

@@ -34,7 +34,6 @@ from collections.abc import Iterator
 from dataclasses import asdict
 from typing import Any, NamedTuple
 
-from ferryman.app.files import file_etag
 from ferryman.audit.command import config_of, open_catalog_for, opened_stores
 from ferryman.audit.inventory import InventoryError, read_inventory
 from ferryman.audit.localtree import local_ident
@@ -285,6 +284,8 @@ def _record(catalog: Catalog, store: AuditStore, key: str, found: Found) -> None
         copy = CopyEvent(key, store.id, "verified", size, sha256, found.etag, "ok", "read")
         catalog.record(key, size=size, sha256=sha256, mtime_ns=0, etag=etag, copies=[copy])
         return
+    from ferryman.app.files import file_etag  # the request path's: loaded only when used
+
     st = found.st
     copy = CopyEvent(key, store.id, "verified", size, sha256, local_ident(st), "ok", "read")
     catalog.record(key, size=size, sha256=sha256, mtime_ns=st.st_mtime_ns, etag=file_etag(st),

@@ -131,7 +131,7 @@ def _read_sums(lines: Iterator[Line], entries: _Entries) -> None:
             continue
         where = entries.where(number)
         key, algorithm, digest = _sum_line(text, form, where)
-        entries.add(where, key, None, *_fields(algorithm, digest))
+        entries.add(number, key, None, *_fields(algorithm, digest))
 
 
 def _sum_line(text: str, form: list[str], where: str) -> tuple[str, str, str]:
@@ -189,7 +189,7 @@ def _read_bagit(lines: Iterator[Line], algorithm: str, entries: _Entries) -> Non
             raise InventoryError(f"{where}: not '<digest> <path>': {_show(text)}")
         digest = _digest(match.group(1), where, algorithm)
         key = _BAGIT_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), match.group(2))
-        entries.add(where, key, None, *_fields(algorithm, digest))
+        entries.add(number, key, None, *_fields(algorithm, digest))
 
 
 # --- CSV / TSV -----------------------------------------------------------------
@@ -199,38 +199,55 @@ _COLUMNS = ("key", "path", "size", "sha256", "md5")
 
 
 def _read_table(lines: Iterator[Line], delimiter: str, entries: _Entries) -> None:
-    row_start: list[int] = []  # the number of the first line of the row being read
+    """The rows of a CSV or TSV table: a header, then one entry per row.
 
-    def text() -> Iterator[str]:
-        for number, line in lines:
-            if not row_start:
-                row_start.append(number)
-            yield line + "\n"
-
+    A row is read once per entry of every audit given this inventory, so the cells
+    of an ordinary row (a plain size, a digest of the right length) are taken as they
+    are; any other cell goes through the checks that word the error."""
+    first = next(lines, None)
+    if first is None:
+        return
+    start = first[0]  # the line numbers run on from here: csv's line_num counts from it
+    text = (line + "\n" for _, line in itertools.chain([first], lines))
     # TSV has no quoting: a cell is what is written between the tabs.
     quoting: Literal[0, 3] = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL  # TSV: none
-    rows = csv.reader(text(), delimiter=delimiter, quoting=quoting, strict=True)
+    rows = csv.reader(text, delimiter=delimiter, quoting=quoting, strict=True)
     columns: dict[str, int] | None = None
-    width = 0
+    width = size_at = sha256_at = md5_at = key_at = 0
     while True:
+        number = start + rows.line_num  # the row's first line
         try:
             row = next(rows, None)
         except csv.Error as error:
-            raise InventoryError(f"{entries.where(row_start[0])}: {error}") from None
+            raise InventoryError(f"{entries.where(number)}: {error}") from None
         if row is None:
             return
-        where = entries.where(row_start.pop())
         if not row or row == [""]:
             continue
         if columns is None:
-            columns, width = _header(row, where), len(row)
+            columns, width = _header(row, entries.where(number)), len(row)
+            key_at, size_at = columns["key"], columns["size"]
+            sha256_at, md5_at = columns.get("sha256", -1), columns.get("md5", -1)
             continue
         if len(row) != width:
-            raise InventoryError(f"{where}: {len(row)} fields, the header has {width}")
-        size = _size(row[columns["size"]].strip(" \t"), where)
-        sha256 = _cell_digest(row, columns, "sha256", where)
-        md5 = _cell_digest(row, columns, "md5", where)
-        entries.add(where, row[columns["key"]], size, sha256, md5)
+            raise InventoryError(
+                f"{entries.where(number)}: {len(row)} fields, the header has {width}"
+            )
+        cell = row[size_at]
+        if cell.isdigit() and cell.isascii() and len(cell) < 19:  # < 2**63 - 1
+            size: int | None = int(cell)
+        else:
+            size = _size(cell.strip(" \t"), entries.where(number))
+        sha256 = md5 = None
+        if sha256_at >= 0:
+            cell = row[sha256_at]
+            if len(cell) == 64 and _HEX.fullmatch(cell):
+                sha256 = cell.lower()
+            else:
+                sha256 = _cell_digest(row, columns, "sha256", entries.where(number))
+        if md5_at >= 0:
+            md5 = _cell_digest(row, columns, "md5", entries.where(number))
+        entries.add(number, row[key_at], size, sha256, md5)
 
 
 def _header(row: list[str], where: str) -> dict[str, int]:
@@ -303,17 +320,18 @@ class _Entries:
         return f"{self.name}, line {number}"
 
     def add(
-        self, where: str, key: str, size: int | None, sha256: str | None, md5: str | None
+        self, number: int, key: str, size: int | None, sha256: str | None, md5: str | None
     ) -> None:
+        """The entry on line `number`."""
         try:
             check_path(key)
         except ValueError:
-            raise InventoryError(f"{where}: key {_show(key)} {_why(key)}") from None
+            raise InventoryError(f"{self.where(number)}: key {_show(key)} {_why(key)}") from None
         entry = Expected(key, size, sha256, md5)
         known = self.by_key.setdefault(key, entry)
-        if known != entry:
+        if known is not entry and known != entry:
             raise InventoryError(
-                f"{where}: key {_show(key)} is listed again with other values "
+                f"{self.where(number)}: key {_show(key)} is listed again with other values "
                 f"({_values(entry)}; before: {_values(known)})"
             )
 
@@ -358,7 +376,23 @@ def _show(text: str, limit: int = 80) -> str:
 def _lines(stream: BinaryIO, name: str, max_line: int, *, cr_ends_line: bool) -> Iterator[Line]:
     """Numbered lines of `stream`, decoded, without their endings (LF; with `cr_ends_line`
     also CR and CRLF), read in chunks so that no line longer than `max_line` is held."""
-    ending = re.compile(rb"\r\n|\r|\n" if cr_ends_line else rb"\n")
+    if cr_ends_line:
+        yield from _lines_any_ending(stream, name, max_line)
+        return
+    number = 0
+    pending = b""
+    while chunk := stream.read(_CHUNK):
+        *whole, pending = (pending + chunk).split(b"\n")
+        for line in whole:
+            number += 1
+            yield number, _decode(line, name, number, max_line)
+        _check_pending(pending, name, number, max_line)
+    if pending:
+        yield number + 1, _decode(pending, name, number + 1, max_line)
+
+
+def _lines_any_ending(stream: BinaryIO, name: str, max_line: int) -> Iterator[Line]:
+    ending = re.compile(rb"\r\n|\r|\n")
     number = 0
     pending = b""
     while True:
@@ -372,14 +406,19 @@ def _lines(stream: BinaryIO, name: str, max_line: int, *, cr_ends_line: bool) ->
             yield number, _decode(data[start : match.start()], name, number, max_line)
             start = match.end()
         pending = data[start:]
-        if len(pending) > max_line:
-            raise InventoryError(
-                f"{name}, line {number + 1}: longer than {max_line} bytes (not an inventory line)"
-            )
+        _check_pending(pending, name, number, max_line)
         if not chunk:
             if pending:
                 yield number + 1, _decode(pending, name, number + 1, max_line)
             return
+
+
+def _check_pending(pending: bytes, name: str, number: int, max_line: int) -> None:
+    """The start of the next line, kept until its end is read, must not outgrow a line."""
+    if len(pending) > max_line:
+        raise InventoryError(
+            f"{name}, line {number + 1}: longer than {max_line} bytes (not an inventory line)"
+        )
 
 
 def _decode(line: bytes, name: str, number: int, max_line: int) -> str:

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Generator, Iterator
-from operator import itemgetter
+from collections.abc import Callable, Generator, Iterator
 
+from ferryman import native
 from ferryman.audit.model import Stored
 from ferryman.audit.stores import CHUNK, StoreUnavailable, Unreadable
 
@@ -64,6 +64,9 @@ class LocalTree:
 
 _DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
+# (sort name, size, ident): a directory as ("name/", None, None)
+Entry = tuple[str, int | None, str | None]
+
 
 def _walk(root: str) -> Iterator[Stored]:
     """Every regular file under `root`, in code-point order of its key.
@@ -78,27 +81,24 @@ def _walk(root: str) -> Iterator[Stored]:
     """
     # (key prefix, directory descriptor, entries left); a descriptor is on the stack
     # before its entries are read, so that it is closed whatever happens
-    stack: list[tuple[str, int, list[tuple[str, os.DirEntry[str]]]]] = []
+    stack: list[tuple[str, int, list[Entry]]] = []
     try:
         stack.append(("", os.open(root, _DIRECTORY), []))
-        stack[-1] = ("", stack[-1][1], _entries(stack[-1][1]))
+        stack[-1] = ("", stack[-1][1], scan(stack[-1][1]))
         while stack:
             prefix, fd, entries = stack[-1]
             while entries:  # the files of this directory, up to its next subdirectory
-                sort_name, entry = entries.pop()
-                if sort_name[-1] == "/":
+                sort_name, size, ident = entries.pop()
+                if ident is None:
                     try:
-                        sub_fd = os.open(entry.name, _DIRECTORY, dir_fd=fd)
+                        sub_fd = os.open(sort_name[:-1], _DIRECTORY, dir_fd=fd)
                     except FileNotFoundError:
                         continue
                     stack.append((prefix + sort_name, sub_fd, []))
-                    stack[-1] = (prefix + sort_name, sub_fd, _entries(sub_fd))
+                    stack[-1] = (prefix + sort_name, sub_fd, scan(sub_fd))
                     break
-                try:
-                    st = entry.stat(follow_symlinks=False)
-                except FileNotFoundError:
-                    continue
-                yield Stored(prefix + sort_name, st.st_size, ident=local_ident(st))
+                assert size is not None
+                yield Stored(prefix + sort_name, size, None, None, ident)
             else:
                 stack.pop()
                 os.close(fd)
@@ -107,20 +107,39 @@ def _walk(root: str) -> Iterator[Stored]:
             os.close(open_fd)
 
 
-def _entries(directory_fd: int) -> list[tuple[str, os.DirEntry[str]]]:
-    """The directory's visible entries, sorted descending (popped from the end)."""
-    found = []
-    with os.scandir(directory_fd) as scan:
-        for entry in scan:
+def _scan_python(directory_fd: int) -> list[Entry]:
+    """The directory's visible files and directories, sorted descending (popped from
+    the end); the same answer as the compiled scan (_dirscan.c), which is used when
+    it is built."""
+    found: list[Entry] = []
+    with os.scandir(directory_fd) as entries:
+        for entry in entries:
             name = entry.name
             if name[0] == ".":
-                continue
+                continue  # dot-names: never served, never written (state, temporaries)
             if entry.is_dir(follow_symlinks=False):
-                found.append((name + "/", entry))
+                found.append((name + "/", None, None))
             elif entry.is_file(follow_symlinks=False):
-                found.append((name, entry))
-    found.sort(key=itemgetter(0), reverse=True)
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                except FileNotFoundError:
+                    continue
+                found.append((name, st.st_size, local_ident(st)))
+    found.sort(reverse=True)  # names are unique: the tuples order by them
     return found
+
+
+def _compiled_scan() -> Callable[[int], list[Entry]] | None:
+    if native.STATUS != "compiled":  # FERRYMAN_PURE, or a build older than its sources
+        return None
+    try:
+        from ferryman.audit._dirscan import scan as compiled
+    except ImportError:
+        return None
+    return compiled
+
+
+scan: Callable[[int], list[Entry]] = _compiled_scan() or _scan_python
 
 
 def _open_below(root: str, key: str) -> int:

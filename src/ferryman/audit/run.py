@@ -29,7 +29,7 @@ import hashlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -47,7 +47,17 @@ from ferryman.audit.model import (
 )
 from ferryman.audit.stores import AuditStore, StoreUnavailable, Unreadable
 from ferryman.catalog.api import Catalog
-from ferryman.catalog.copies import Copies, CopyEvent, KnownCopy
+from ferryman.catalog.copies import (
+    KNOWN_IDENT,
+    KNOWN_RESULT,
+    KNOWN_SHA256,
+    KNOWN_SIZE,
+    KNOWN_STATE,
+    KNOWN_VERIFIED_NS,
+    Copies,
+    CopyEvent,
+    KnownCopy,
+)
 from ferryman.catalog.runs import Check, Run, Runs, StoreProgress
 from ferryman.catalog.schema import check_path
 
@@ -232,9 +242,9 @@ class Audit:
         resume_after = batch.through
         known = self.copies.known(store.id)
         listed = store.listing()
-        listing = (_stored(item, known.get(item.key)) for item in listed)
         unreported = 0  # keys done since the progress bar last heard
         try:
+            listing = _trusted(listed, known)
             for pair in join(self.expected.live(), listing, deleted=self.expected.deleted()):
                 unreported += 1
                 if unreported == PROGRESS_EVERY:
@@ -290,11 +300,12 @@ class Audit:
         hashing is older than that, or it changed since, or it was never hashed."""
         if self.options.deep or self.options.stale_after is None:
             return self.options.deep
-        if known is None or stored is None or known.verified_ns is None:
+        if known is None or stored is None:
             return True
-        if known.ident != stored.ident:
+        verified_ns = known[KNOWN_VERIFIED_NS]
+        if verified_ns is None or known[KNOWN_IDENT] != stored.ident:
             return True
-        return time.time_ns() - known.verified_ns > self.options.stale_after * 1e9
+        return time.time_ns() - verified_ns > self.options.stale_after * 1e9
 
     def _hash(self, store: AuditStore, key: str, md5_too: bool) -> Computed:
         sha256 = hashlib.sha256()
@@ -362,14 +373,17 @@ class Audit:
         )
 
 
-def _stored(listed: Stored, known: KnownCopy | None) -> Stored:
-    """A listed copy, with the digest of its last verification while it is that version."""
-    if (
-        known is None or known.sha256 is None or known.result != "ok"
-        or known.ident != listed.ident or listed.sha256 is not None
-    ):  # fmt: skip
-        return listed
-    return Stored(listed.key, listed.size, known.sha256, listed.md5, listed.ident)
+def _trusted(listed: Iterable[Stored], known: dict[str, KnownCopy]) -> Iterator[Stored]:
+    """Each listed copy, given the digest of its last verification while it is that version
+    (a listing that knows no digest of its own)."""
+    for item in listed:
+        row = known.get(item.key)
+        if (
+            row is not None and item.sha256 is None and row[KNOWN_RESULT] == "ok"
+            and row[KNOWN_SHA256] is not None and row[KNOWN_IDENT] == item.ident
+        ):  # fmt: skip
+            item.sha256 = row[KNOWN_SHA256]
+        yield item
 
 
 def _unreadable(pair: Pair, store: str, why: str) -> Finding:
@@ -394,11 +408,14 @@ def _known_as(known: KnownCopy | None, stored: Stored | None, result: str) -> bo
     (identity and size) with the same result, or the same absence. Such a sighting is
     counted in the run and changes nothing in the catalog, so a repeated audit of an
     unchanged store writes no more than its findings."""
-    if known is None or known.result != result:
+    if known is None or known[KNOWN_RESULT] != result:
         return False
     if stored is None:
-        return known.state == "deleted"
-    return known.state == "present" and known.ident == stored.ident and known.size == stored.size
+        return known[KNOWN_STATE] == "deleted"
+    return (
+        known[KNOWN_STATE] == "present" and known[KNOWN_IDENT] == stored.ident
+        and known[KNOWN_SIZE] == stored.size
+    )  # fmt: skip
 
 
 def _iso(ns: int) -> str:

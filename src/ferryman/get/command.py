@@ -34,6 +34,7 @@ from ferryman.audit.progress import Progress, format_size
 from ferryman.config.parse import parse_positive_duration, parse_size
 from ferryman.errors import ConfigError
 from ferryman.get import sidecar
+from ferryman.get.arguments import MAX_CONNECTIONS
 from ferryman.get.digests import (
     Expected,
     UnreadableDigest,
@@ -58,43 +59,8 @@ from ferryman.get.sidecar import PartState
 from ferryman.get.start import first_answer, one_connection, version_of
 
 EXIT_OK, EXIT_MISMATCH, EXIT_USAGE, EXIT_NETWORK, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
-MAX_CONNECTIONS = 16
 MAX_RESTARTS = 3  # a file that changes this often while it is fetched is not fetched
 CHECKPOINT_EVERY = 1.0  # seconds between sidecar saves: what a kill -9 can cost
-
-
-def add_parser(commands: Any) -> None:
-    get = commands.add_parser("get", help="download a file, resumable and verified")
-    get.add_argument("url", help="http:// or https:// URL (a signed URL as it is)")
-    get.add_argument(
-        "-o", "--output", metavar="PATH", default=None,
-        help="where to save it (default: the URL's file name, here)",
-    )  # fmt: skip
-    get.add_argument(
-        "--connections", "-x", type=int, default=1, metavar="N",
-        help=f"parallel ranged connections, 1 to {MAX_CONNECTIONS} (default: 1)",
-    )  # fmt: skip
-    get.add_argument(
-        "--retries", type=int, default=5, metavar="N",
-        help="failures in a row per connection before giving up (default: 5)",
-    )  # fmt: skip
-    get.add_argument(
-        "--sha256", metavar="HEX", default=None,
-        help="the file's known SHA-256; saved only if it matches",
-    )  # fmt: skip
-    get.add_argument(
-        "--token-file", metavar="FILE", default=None,
-        help="a bearer token to send (default: env FERRYMAN_TOKEN)",
-    )  # fmt: skip
-    get.add_argument(
-        "--timeout", default="30s", metavar="DURATION",
-        help="a connection silent this long failed (default: 30s)",
-    )  # fmt: skip
-    get.add_argument(
-        "--limit-rate", default=None, metavar="RATE",
-        help="at most this many bytes a second, all connections together (e.g. 4M)",
-    )  # fmt: skip
-    get.add_argument("-q", "--quiet", action="store_true", help="no progress, no summary")
 
 
 def get_command(args: dict[str, Any]) -> int:

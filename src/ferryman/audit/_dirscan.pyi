@@ -1,0 +1,3 @@
+# The compiled directory scan (_dirscan.c); its twin is localtree._scan_python.
+
+def scan(directory_fd: int, /) -> list[tuple[str, int | None, str | None]]: ...
