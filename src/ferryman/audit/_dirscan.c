@@ -23,6 +23,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -157,8 +158,11 @@ static PyObject *entry_tuple(const Scan *scan, const Entry *entry) {
     if (entry->is_dir) {
         return Py_BuildValue("(NOO)", name, Py_None, Py_None);
     }
-    PyObject *ident = PyUnicode_FromFormat("%llu:%lld:%lld", entry->ino, entry->mtime_ns,
-                                           entry->ctime_ns);
+    /* snprintf, not PyUnicode_FromFormat: it is a third of the cost of an entry */
+    char text[64];
+    int length = snprintf(text, sizeof text, "%llu:%lld:%lld", entry->ino, entry->mtime_ns,
+                          entry->ctime_ns);
+    PyObject *ident = PyUnicode_FromStringAndSize(text, length);
     if (ident == NULL) {
         Py_DECREF(name);
         return NULL;

@@ -26,10 +26,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ferryman.audit.inventory import InventoryError, read_inventory
+from ferryman.audit.inventory import InventoryError
+from ferryman.audit.inventorycache import read_inventory_kept
 from ferryman.audit.lease import StoreBusy, stores_leased
 from ferryman.audit.localtree import LocalTree
-from ferryman.audit.model import AuditResult
+from ferryman.audit.model import AuditResult, Expected
 from ferryman.audit.run import Audit, AuditOptions, from_catalog, from_inventory
 from ferryman.audit.stores import AuditStore
 from ferryman.catalog.api import Catalog, CatalogError
@@ -112,6 +113,11 @@ def opened_stores(config: Config, portal: Portal | None = None) -> Iterator[list
             portal.close()
 
 
+def read_kept(args: dict[str, Any], config: Config) -> list[Expected]:
+    """--inventory's entries, from the parse kept of the same bytes if there is one."""
+    return read_inventory_kept(args["inventory"], config.state_path / "inventories")
+
+
 def open_catalog_for(config: Config, *, inventory: bool) -> Catalog:
     """SOURCE's catalog (or --catalog's); a SQLite one is made if missing only when an
     inventory gives the expected set (the catalog then keeps the runs and what each copy
@@ -153,7 +159,7 @@ def audit_command(args: dict[str, Any]) -> int:
         max_rate=parse_size(args["max_rate"]) if args.get("max_rate") else None,
     )
     try:
-        inventory = read_inventory(args["inventory"]) if args.get("inventory") else None
+        inventory = read_kept(args, config) if args.get("inventory") else None
     except InventoryError as exc:
         raise ConfigError(str(exc)) from None
     catalog = open_catalog_for(config, inventory=inventory is not None)
@@ -213,7 +219,7 @@ def repair_command(args: dict[str, Any]) -> int:
         raise ConfigError(f"--report {report}: a repair report is .json")
     config = dataclasses.replace(config_of(args), allow_write=True)
     try:
-        inventory = read_inventory(args["inventory"]) if args.get("inventory") else None
+        inventory = read_kept(args, config) if args.get("inventory") else None
     except InventoryError as exc:
         raise ConfigError(str(exc)) from None
     for staging in stagings(config):

@@ -45,7 +45,7 @@ import itertools
 import os
 import re
 from collections.abc import Iterator
-from typing import BinaryIO, Literal
+from typing import Literal, Protocol
 
 from ferryman.audit.model import Expected
 from ferryman.catalog.schema import check_path
@@ -73,6 +73,12 @@ _CHECKSUM_START = re.compile(r"[ \t]*\\?(?:[0-9A-Fa-f]{8,}[ \t]|(?:SHA256|MD5) ?
 Line = tuple[int, str]  # (1-based line number, text without its line ending)
 
 
+class Readable(Protocol):
+    """Where an inventory is read from: a binary file, or anything read like one."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
 class InventoryError(FerrymanError):
     """An inventory that cannot be used: unreadable, or a line refused (named by number)."""
 
@@ -87,7 +93,7 @@ def read_inventory(path: str | os.PathLike[str], *, max_line: int = MAX_LINE) ->
         raise InventoryError(f"cannot read inventory {name}: {error.strerror or error}") from None
 
 
-def parse_inventory(stream: BinaryIO, name: str, *, max_line: int = MAX_LINE) -> list[Expected]:
+def parse_inventory(stream: Readable, name: str, *, max_line: int = MAX_LINE) -> list[Expected]:
     """The entries of an inventory read from `stream`; `name` (its file name) picks the
     format where it tells, and names the file in errors."""
     entries = _Entries(name)
@@ -373,7 +379,7 @@ def _show(text: str, limit: int = 80) -> str:
     return f"{text[:limit]!r}... ({len(text)} characters)"
 
 
-def _lines(stream: BinaryIO, name: str, max_line: int, *, cr_ends_line: bool) -> Iterator[Line]:
+def _lines(stream: Readable, name: str, max_line: int, *, cr_ends_line: bool) -> Iterator[Line]:
     """Numbered lines of `stream`, decoded, without their endings (LF; with `cr_ends_line`
     also CR and CRLF), read in chunks so that no line longer than `max_line` is held."""
     if cr_ends_line:
@@ -391,7 +397,7 @@ def _lines(stream: BinaryIO, name: str, max_line: int, *, cr_ends_line: bool) ->
         yield number + 1, _decode(pending, name, number + 1, max_line)
 
 
-def _lines_any_ending(stream: BinaryIO, name: str, max_line: int) -> Iterator[Line]:
+def _lines_any_ending(stream: Readable, name: str, max_line: int) -> Iterator[Line]:
     ending = re.compile(rb"\r\n|\r|\n")
     number = 0
     pending = b""
