@@ -55,7 +55,9 @@ def build() -> None:
     extensions = mypycify([*flags, *paths], group_name=native.GROUP, opt_level="3")
     for module in native.C_MODULES:
         source = str(native.c_source_path(module).relative_to(ROOT))
-        extensions.append(Extension(module, [source], extra_compile_args=["-O2"]))
+        extensions.append(
+            Extension(module, [source], extra_compile_args=["-O2", "-Wall", "-Wextra"])
+        )
     setup(
         name="ferryman-native",
         package_dir={"": "src"},
