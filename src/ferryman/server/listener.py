@@ -111,6 +111,10 @@ class Listener:
         self.accepting = False
         self.closed = False
         self._backoff: asyncio.TimerHandle | None = None
+        # What every accepted socket is, read once: socket.accept() and .family turn
+        # them into enums again for each connection (a tenth of a connection's setup).
+        self._kind = (int(sock.family), int(sock.type), sock.proto)
+        self._tcp = sock.family in (socket.AF_INET, socket.AF_INET6)
 
     def start(self) -> None:
         self.sock.setblocking(False)
@@ -171,7 +175,9 @@ class Listener:
                 self._pause()
                 return
             try:
-                conn, _addr = self.sock.accept()
+                # The descriptor alone (what socket.accept() wraps): the socket is
+                # made below from what the listener already knows.
+                fd, peer = self.sock._accept()  # type: ignore[attr-defined]
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:
@@ -183,7 +189,8 @@ class Listener:
                     self._backoff = self.loop.call_later(_BACKOFF, self._end_backoff)
                     return
                 continue  # ECONNABORTED and friends: that client is gone
-            setup = self.loop.create_task(self._start(conn, _addr))
+            conn = socket.socket(*self._kind, fileno=fd)
+            setup = self.loop.create_task(self._start(conn, peer))
             self.setting_up.add(setup)
             setup.add_done_callback(self._started)
 
@@ -197,7 +204,7 @@ class Listener:
 
         try:
             conn.setblocking(False)
-            if conn.family in (socket.AF_INET, socket.AF_INET6):
+            if self._tcp:
                 conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             await self.loop.connect_accepted_socket(
                 self.protocol_factory, conn, **self._connect_args
