@@ -39,14 +39,14 @@ STAND_IN = "nginx stands in, serving the same bytes as a plain file"
 
 MEMBER_REQUESTS = (
     FixedRequest(
-        "member", f"1 KiB member of a .tar of {MEMBERS_COUNT:,} files, keep-alive, "
-        "{small_connections} connections (nginx: the same bytes as a plain file)",
+        "member", f"1 KiB .tar member (of {MEMBERS_COUNT:,}), keep-alive, "
+        "{small_connections} connections; nginx: a plain file",
         "GET", f"/{MEMBERS_TAR}/{member_name(MEMBER_INDEX)}", 200, "file",
         content=member_bytes(MEMBER_INDEX),
     ),
     FixedRequest(
-        "member-gz", f"1 KiB member of a .tar.gz of {MEMBERS_COUNT:,} files (its extracted "
-        "copy), keep-alive, {small_connections} connections (nginx: a plain file)",
+        "member-gz", f"1 KiB .tar.gz member (of {MEMBERS_COUNT:,}), keep-alive, "
+        "{small_connections} connections; nginx: a plain file",
         "GET", f"/{MEMBERS_TGZ}/{member_name(MEMBER_INDEX)}", 200, "file",
         content=member_bytes(MEMBER_INDEX),
     ),
