@@ -44,13 +44,18 @@ class FixedRequest:
     method: str
     path: str
     status: int  # the answer's status
-    # "file": the 1 KiB file's bytes; "none": no body; "any": an error page;
+    # "file": the 1 KiB file's bytes (or `content`); "none": no body; "any": an error page;
     # "listing": a page naming every file of the listed directory
     body: str
     conditional: bool = False  # If-None-Match with the ETag of the file's 200
     close: bool = False  # Connection: close: a new connection per request
     tool: str = "wrk"  # or "ab" (HEAD)
     accept: str = ""  # an Accept header, when the answer depends on it
+    content: bytes | None = None  # the "file" body when it is not the 1 KiB file's
+
+    def expected(self, file_bytes: bytes) -> bytes:
+        """The bytes a "file" answer must carry, given the 1 KiB file's."""
+        return file_bytes if self.content is None else self.content
 
     def headers(self, etag: str | None) -> tuple[str, ...]:
         found = [f"Accept: {self.accept}"] if self.accept else []
@@ -140,8 +145,9 @@ def _answer_problems(
         unnamed = [name for name in LISTING_NAMES if name not in page]
         if unnamed:
             problems.append(f"the listing leaves out {len(unnamed)} of {len(LISTING_NAMES)} files")
-    if spec.body == "file" and answer.body != file_bytes:
-        problems.append(f"{len(answer.body)} bytes, not the file's {len(file_bytes)}")
+    expected = spec.expected(file_bytes)
+    if spec.body == "file" and answer.body != expected:
+        problems.append(f"{len(answer.body)} bytes that are not the {len(expected)} expected")
     if spec.method == "HEAD" and answer.header("content-length") != str(len(file_bytes)):
         problems.append(f"HEAD says Content-Length {answer.header('content-length')}")
     if spec.body == "none" and etag is not None and answer.header("etag") != etag:
@@ -169,7 +175,8 @@ def _size_problem(spec: FixedRequest, measured: Measured) -> str:
     if isinstance(load, AbResult):
         return f"{load.body_bytes} body bytes in answers without one" if load.body_bytes else ""
     per_answer = load.bytes / load.requests
-    low = SMALL_SIZE if spec.body == "file" else 0
+    size = SMALL_SIZE if spec.content is None else len(spec.content)
+    low = size if spec.body == "file" else 0
     if not low <= per_answer < low + 1024:
         return f"{per_answer:.0f} bytes per answer where a {spec.body} body is expected"
     return ""

@@ -17,7 +17,14 @@ from pathlib import Path
 from clientsockets import raise_nofile_limit
 from machine import machine_info, machine_line
 from outcome import Context, Outcome, Workload
-from report import build_document, build_results, median_outcome, render_text, save_document
+from report import (
+    NOT_APPLICABLE,
+    build_document,
+    build_results,
+    median_outcome,
+    render_text,
+    save_document,
+)
 from servers import SERVERS, TLS_SERVERS, ServerSpec, ServerStartError, running_server
 from settings import DOCS_CHART, REFERENCE, RESULTS_DIR, Settings, settings_for
 from testfiles import make_test_files
@@ -132,15 +139,23 @@ def run_all(
     specs: list[ServerSpec], workloads: list[Workload], ctx: Context
 ) -> dict[str, dict[str, Outcome]]:
     """Every workload against every server that takes part in it; a server that
-    fails to start once is reported "failed to start" for the rest of the run."""
+    fails to start once is reported "failed to start" for the rest of the run, and
+    one the workload cannot be run against "not applicable" (it is not started)."""
     start_failures: dict[str, str] = {}
     outcomes: dict[str, dict[str, Outcome]] = {}
     for workload in workloads:
         log(f"== {workload.key}: {workload.describe(ctx.settings)}")
         taking_part = [spec for spec in specs if spec.takes_part(workload.key)]
         rounds: dict[str, list[Outcome]] = {spec.name: [] for spec in taking_part}
+        unfit = {spec.name: workload.unfit(spec) for spec in taking_part}
+        for spec in taking_part:
+            if unfit[spec.name]:
+                rounds[spec.name].append(Outcome(NOT_APPLICABLE, note=unfit[spec.name]))
+                log(f"   {spec.name:<12} {summary(rounds[spec.name][0])}")
         for round_no in range(ctx.settings.rounds if workload.rate else 1):
             for n, spec in enumerate(taking_part):
+                if unfit[spec.name]:
+                    continue
                 if spec.name in start_failures:
                     outcome = Outcome("failed to start", note=start_failures[spec.name])
                 else:

@@ -11,7 +11,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from clientload import CLIENT_BOUND
-from report import SHOWN, format_ratio, load_bound
+from report import NOT_APPLICABLE, SHOWN, format_ratio, load_bound
 
 COLORS = {"ferryman": "#d62728", "nginx": "#1f77b4"}
 OTHER = "#9a9a9a"
@@ -41,8 +41,13 @@ def _label(result: dict | None, metric: dict) -> str:
 
 def _draw_panel(ax, doc: dict, workload: dict, metric: dict) -> None:
     index = {(r["workload"], r["server"]): r for r in doc["results"]}
-    # Only the servers that take part in this workload (the probe: small only).
-    servers = [s["name"] for s in doc["servers"] if (workload["key"], s["name"]) in index]
+    # Only the servers that take part in this workload (the probe: small only) and can
+    # be run in it (no tar members asked of a server that serves none).
+    servers = [
+        s["name"]
+        for s in doc["servers"]
+        if index.get((workload["key"], s["name"]), {}).get("status") not in (None, NOT_APPLICABLE)
+    ]
     results = [index.get((workload["key"], name)) for name in servers]
     values = []
     for r in results:

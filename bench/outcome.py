@@ -5,7 +5,9 @@ some connections were not held: see the note); "unsupported" (the server does
 not do this kind of request); "client error" (the load generator itself could
 not open its connections, e.g. out of local ports: the figures say nothing
 about the server); "error" (the run broke: see the note). The orchestrator
-adds "failed to start".
+adds "failed to start", and "not applicable" for a server that cannot be run
+in a workload at all (a tar member asked of a server that serves none): it is
+not started, and the note says why.
 
 Apart from the status, a figure can be client-bound (bench/clientload.py):
 the load generator used nearly all of its cores, so the figure is the
@@ -23,7 +25,7 @@ from settings import Settings
 from testfiles import TestFiles
 
 if TYPE_CHECKING:
-    from servers import Server
+    from servers import Server, ServerSpec
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,13 @@ class Workload:
     metrics: tuple[Metric, ...]
     run: Callable[[Server, Context], Outcome]
     rate: bool = True  # a rate under load (noisy): repeated per --rounds, median kept
+    # Why a server cannot be run in it ("" when it can): such a server is reported
+    # "not applicable" and not started. None: every server can.
+    not_applicable: Callable[[ServerSpec], str] | None = None
+
+    def unfit(self, spec: ServerSpec) -> str:
+        """Why `spec` cannot be run in this workload; "" when it can."""
+        return self.not_applicable(spec) if self.not_applicable is not None else ""
 
     def describe(self, settings: Settings) -> str:
         """The title with this run's counts filled in."""

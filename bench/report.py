@@ -21,6 +21,7 @@ from settings import LIMIT, REFERENCE, Settings
 
 SCHEMA = 2
 SHOWN = ("ok", "flagged")  # statuses whose figures are shown and compared
+NOT_APPLICABLE = "not applicable"  # a server the workload cannot be run against
 Ratio = float | str  # a ratio, or CLIENT_BOUND where it would involve a client-bound figure
 
 

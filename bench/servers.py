@@ -53,6 +53,10 @@ class ServerSpec:
     launch: Callable[[Path, TestFiles, Settings], Launch]
     tls: bool = False  # serves HTTPS (with a self-signed certificate)
     workloads: frozenset[str] | None = None  # the workloads it takes part in; None: all
+    # How it answers the archive-member workloads (bench/members.py): "archive" (from
+    # inside the tar), "plain" (the member's bytes as a plain file: the stand-in for
+    # servers that serve no tar members), "" (it cannot: not applicable).
+    members: str = ""
 
     def takes_part(self, workload: str) -> bool:
         return self.workloads is None or workload in self.workloads
@@ -251,8 +255,8 @@ def _peer(script: str) -> Callable[[Path, TestFiles, Settings], Launch]:
 
 
 SERVERS = [
-    ServerSpec("ferryman", "ferryman serve, defaults", ferryman_local),
-    ServerSpec("nginx", "nginx, 1 worker, sendfile on, access log off", _nginx),
+    ServerSpec("ferryman", "ferryman serve, defaults", ferryman_local, members="archive"),
+    ServerSpec("nginx", "nginx, 1 worker, sendfile on, access log off", _nginx, members="plain"),
     ServerSpec("caddy", "Caddy file_server", _caddy),
     ServerSpec("aiohttp", "aiohttp static files on uvloop", _peer("aiohttp_peer.py")),
     ServerSpec(
@@ -272,9 +276,19 @@ SERVERS = [
 
 # Not run unless named (`--servers`, or `bench.py --tls`): only the wrk workloads speak HTTPS.
 TLS_SERVERS = [
-    ServerSpec("ferryman-https", "ferryman serve --tls-cert, defaults", _ferryman_https, tls=True),
     ServerSpec(
-        "nginx-https", "nginx, 1 worker, ssl, sendfile on, access log off", _nginx_https, tls=True
+        "ferryman-https",
+        "ferryman serve --tls-cert, defaults",
+        _ferryman_https,
+        tls=True,
+        members="archive",
+    ),
+    ServerSpec(
+        "nginx-https",
+        "nginx, 1 worker, ssl, sendfile on, access log off",
+        _nginx_https,
+        tls=True,
+        members="plain",
     ),
 ]
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
 import random
+import tarfile
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,6 +26,17 @@ JSON_SIZE = 100 * 1024
 # The listing workload: a directory of 1,000 small files, listed as HTML.
 LISTING_DIR = "list1000"
 LISTING_NAMES = tuple(f"file-{n:04d}.txt" for n in range(1000))
+# The archive-member workloads: 1,000 members of 1 KiB in a plain tar (and the same tar
+# gzipped); one member is asked for from inside the archive, and, by servers that serve
+# no tar members, as the plain file beside it with the same bytes.
+MEMBERS_DIR = "members"
+MEMBERS_COUNT = 1000
+MEMBER_SIZE = 1024
+MEMBER_INDEX = 500  # the member asked for: one in the middle
+MEMBERS_TAR = "members.tar"
+MEMBERS_TGZ = "members.tar.gz"
+MEMBER_SEED = SEED + 1000  # clear of the big file's block seeds
+MEMBER_MTIME = 1_700_000_000
 
 
 @dataclass(frozen=True)
@@ -70,8 +83,8 @@ def repeated_blocks(seed: int, distinct: int, count: int) -> Iterator[bytes]:
 
 
 def make_test_files(root: Path) -> TestFiles:
-    """Write the 1 KiB and 100 MiB files, the JSON files and the listed directory;
-    the same bytes on every run."""
+    """Write the 1 KiB and 100 MiB files, the JSON files, the listed directory and the
+    archives of members; the same bytes on every run."""
     root.mkdir(parents=True, exist_ok=True)
     root.chmod(0o755)
     (root / SMALL_NAME).write_bytes(random_block(SEED, 0)[:SMALL_SIZE])
@@ -87,7 +100,43 @@ def make_test_files(root: Path) -> TestFiles:
     listed.mkdir(exist_ok=True)
     for name in LISTING_NAMES:
         (listed / name).write_bytes(name.encode() + b"\n")
+    write_members(root)
     return TestFiles(root)
+
+
+def member_name(n: int) -> str:
+    """Member `n`'s path, inside the archive and under the root alike."""
+    return f"{MEMBERS_DIR}/member-{n:04d}.bin"
+
+
+def member_bytes(n: int) -> bytes:
+    """Member `n`'s 1 KiB: its own name first, so a wrong member shows, then seeded bytes."""
+    head = f"{member_name(n)}\n".encode()
+    return head + random.Random(MEMBER_SEED + n).randbytes(MEMBER_SIZE - len(head))
+
+
+def members_tar() -> bytes:
+    """A plain (ustar) tar of every member, the same bytes on every run."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for n in range(MEMBERS_COUNT):
+            data = member_bytes(n)
+            info = tarfile.TarInfo(member_name(n))
+            info.size, info.mtime, info.mode = len(data), MEMBER_MTIME, 0o644
+            tar.addfile(info, io.BytesIO(data))
+    return out.getvalue()
+
+
+def write_members(root: Path) -> None:
+    """The plain tar, the same tar gzipped (header time 0), and every member as a plain
+    file under the root at the path it has inside the archives."""
+    tar = members_tar()
+    (root / MEMBERS_TAR).write_bytes(tar)
+    z = zlib.compressobj(6, zlib.DEFLATED, 31)
+    (root / MEMBERS_TGZ).write_bytes(z.compress(tar) + z.flush())
+    (root / MEMBERS_DIR).mkdir(exist_ok=True)
+    for n in range(MEMBERS_COUNT):
+        (root / member_name(n)).write_bytes(member_bytes(n))
 
 
 def json_document(size: int) -> bytes:

@@ -1,8 +1,9 @@
 """The benchmark end to end, briefly: bench/bench.py against ferryman, nginx and the
-limit probe, each fixed-request workload for one second (wrk's shortest run) without
-warm-up, every answer checked before timing. The figures are not judged (a shared
-machine); what the run records is: statuses, CPU shares, ratios or "client-bound",
-the machine, and the probe in the small-file workload only."""
+limit probe, each fixed-request workload and the archive member for one second (wrk's
+shortest run) without warm-up, every answer checked before timing. The figures are not
+judged (a shared machine); what the run records is: statuses, CPU shares, ratios or
+"client-bound", the machine, the probe in the small-file workload only, and the
+member asked of ferryman in its archive and of nginx as a plain file."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from pathlib import Path
 from tests.serverproc import need
 
 REPO = Path(__file__).resolve().parents[2]
-FIXED = ("small", "notfound", "notmodified", "head", "close")
+FIXED = ("small", "notfound", "notmodified", "head", "close", "member")
 
 
 def test_the_bench_checks_and_times_every_fixed_request_workload(tmp_path: Path) -> None:
@@ -52,4 +53,6 @@ def test_the_bench_checks_and_times_every_fixed_request_workload(tmp_path: Path)
         else:
             assert isinstance(r["ratios"]["rps"], float)
     assert "rps" in results[("small", "ferryman")]["limit_ratios"]
+    member = next(w["title"] for w in doc["workloads"] if w["key"] == "member")
+    assert "nginx: a plain file" in member
     assert results[("notfound", "ferryman")]["limit_ratios"] == {}

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import io
+import tarfile
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -12,20 +15,35 @@ from tests.benchpath import BENCH_DIR
 
 assert BENCH_DIR.is_dir()  # bench/ is on sys.path: its modules by plain name
 
+import testfiles  # noqa: E402
 from answercheck import ExchangeError, read_answer, request_bytes  # noqa: E402
 from answers import FIXED_REQUESTS, MISSING_PATH, SMALL_PATH  # noqa: E402
 from machine import cpu_model, machine_line  # noqa: E402
-from servers import SERVERS, TLS_SERVERS  # noqa: E402
-from settings import LIMIT, REFERENCE, settings_for  # noqa: E402
+from members import MEMBER_REQUESTS, not_applicable, request_for  # noqa: E402
+from outcome import RPS, Context, Outcome, Workload  # noqa: E402
+from report import NOT_APPLICABLE, build_results, format_cell  # noqa: E402
+from servers import SERVERS, TLS_SERVERS, Launch, ServerSpec  # noqa: E402
+from settings import LIMIT, REFERENCE, Settings, settings_for  # noqa: E402
+from testfiles import (  # noqa: E402
+    MEMBER_INDEX,
+    MEMBERS_COUNT,
+    MEMBERS_TAR,
+    MEMBERS_TGZ,
+    member_bytes,
+    member_name,
+    write_members,
+)
 from workloads import WORKLOADS  # noqa: E402
 
 NEW = ("notfound", "notmodified", "head", "close", "listing")
+MEMBERS = ("member", "member-gz")
 
 
 def test_every_workload_is_defined_once_and_titled_with_this_runs_counts() -> None:
     keys = [w.key for w in WORKLOADS]
     assert len(keys) == len(set(keys))
-    assert {"small", "big", "ranges", "multirange", "gzip", "idle", "slow", *NEW} == set(keys)
+    expected = {"small", "big", "ranges", "multirange", "gzip", "idle", "slow", *NEW, *MEMBERS}
+    assert expected == set(keys)
     settings = settings_for(True)
     for workload in WORKLOADS:
         title = workload.describe(settings)
@@ -56,6 +74,85 @@ def test_the_probe_takes_part_in_the_small_file_workload_only() -> None:
     assert [w.key for w in WORKLOADS if probe.takes_part(w.key)] == ["small"]
     for name in ("ferryman", REFERENCE):
         assert all(by_name[name].takes_part(w.key) for w in WORKLOADS)
+
+
+def test_a_member_is_asked_of_ferryman_in_its_archive_and_of_nginx_as_a_plain_file() -> None:
+    by_name = {spec.name: spec for spec in SERVERS + TLS_SERVERS}
+    specs = {spec.key: spec for spec in MEMBER_REQUESTS}
+    assert set(specs) == set(MEMBERS)
+    name = member_name(MEMBER_INDEX)
+    for ferryman in ("ferryman", "ferryman-https"):
+        assert request_for(specs["member"], by_name[ferryman]).path == f"/{MEMBERS_TAR}/{name}"
+        assert request_for(specs["member-gz"], by_name[ferryman]).path == f"/{MEMBERS_TGZ}/{name}"
+    for nginx in (REFERENCE, "nginx-https"):
+        for spec in specs.values():
+            assert request_for(spec, by_name[nginx]).path == f"/{name}"
+    for spec in specs.values():
+        assert spec.expected(b"the 1 KiB file") == member_bytes(MEMBER_INDEX)
+        assert (spec.status, spec.body, spec.headers(None)) == (200, "file", ())
+
+
+def test_servers_that_serve_no_tar_members_are_not_applicable_to_the_member_workloads() -> None:
+    by_name = {spec.name: spec for spec in SERVERS + TLS_SERVERS}
+    workloads = {w.key: w for w in WORKLOADS}
+    for key in MEMBERS:
+        unfit = {name for name, spec in by_name.items() if workloads[key].unfit(spec)}
+        assert unfit == set(by_name) - {"ferryman", "ferryman-https", REFERENCE, "nginx-https"}
+        assert "nginx stands in" in workloads[key].unfit(by_name["caddy"])
+    # Every other workload can be run against every server (the probe takes part in
+    # `small` only, which its ServerSpec says).
+    others = [w for w in WORKLOADS if w.key not in MEMBERS]
+    assert not any(w.unfit(spec) for w in others for spec in by_name.values())
+
+
+def test_a_server_a_workload_cannot_be_run_against_is_reported_and_never_started(
+    tmp_path: Path,
+) -> None:
+    """bench.py's loop: no start, no rounds, one "not applicable" with the reason."""
+    loaded = importlib.util.spec_from_file_location("bench_main", BENCH_DIR / "bench.py")
+    assert loaded is not None and loaded.loader is not None
+    bench_main = importlib.util.module_from_spec(loaded)
+    loaded.loader.exec_module(bench_main)
+
+    def never(workdir: Path, files: testfiles.TestFiles, settings: Settings) -> Launch:
+        raise AssertionError("a server the workload cannot be run against was started")
+
+    def never_run(server: object, ctx: object) -> Outcome:
+        raise AssertionError("the workload was run")
+
+    peer = ServerSpec("peer", "a server without tar members", never)
+    workload = Workload("member", "a member", (RPS,), never_run, True, not_applicable)
+    ctx = Context(settings_for(True, rounds=3), testfiles.TestFiles(tmp_path), tmp_path)
+    outcomes = bench_main.run_all([peer], [workload], ctx)
+    only = outcomes["member"]["peer"]
+    assert (only.status, only.metrics) == (NOT_APPLICABLE, {})
+    assert only.note == not_applicable(peer)
+    assert format_cell(build_results(outcomes, REFERENCE)[0].as_dict(), RPS) == NOT_APPLICABLE
+
+
+def test_the_archives_and_the_plain_files_hold_the_same_members_byte_for_byte(
+    tmp_path: Path,
+) -> None:
+    write_members(tmp_path)
+    first = {name: (tmp_path / name).read_bytes() for name in (MEMBERS_TAR, MEMBERS_TGZ)}
+    for archive in (MEMBERS_TAR, MEMBERS_TGZ):
+        with tarfile.open(tmp_path / archive) as tar:
+            files = [info for info in tar.getmembers() if info.isfile()]
+            assert len(files) == MEMBERS_COUNT
+            for n, info in enumerate(files):
+                assert info.name == member_name(n)
+                extracted = tar.extractfile(info)
+                assert extracted is not None
+                data = extracted.read()
+                assert data == member_bytes(n) == (tmp_path / member_name(n)).read_bytes()
+                assert len(data) == 1024
+                assert data.startswith(f"{member_name(n)}\n".encode())
+    assert member_bytes(MEMBER_INDEX) != member_bytes(MEMBER_INDEX + 1)
+    # The same bytes on every run.
+    (tmp_path / "again").mkdir()
+    write_members(tmp_path / "again")
+    for name, data in first.items():
+        assert (tmp_path / "again" / name).read_bytes() == data
 
 
 def read(raw: bytes, method: str = "GET") -> tuple[int, dict[str, str], bytes, bytes]:
