@@ -17,6 +17,7 @@ import asyncio
 import os
 import re
 import socket
+import types
 from collections.abc import AsyncIterator, Awaitable, Iterator
 from pathlib import Path
 from typing import Any
@@ -625,3 +626,37 @@ def drive(h: Harness, kinds: list[str], events: list[tuple[str, int]]) -> None:
     answers = h.answers()
     assert answers == list(range(len(answers)))  # in request order, none twice
     h.finish()
+
+
+def reaches_itself(start: object, limit: int = 50_000) -> bool:
+    """Whether `start` is in a reference cycle: reachable again from what it refers to."""
+    import gc
+
+    seen: set[int] = set()
+    todo = list(gc.get_referents(start))
+    while todo and len(seen) < limit:
+        item = todo.pop()
+        if item is start:
+            return True
+        if id(item) in seen or isinstance(item, (type, types.ModuleType)):
+            continue
+        seen.add(id(item))
+        todo.extend(gc.get_referents(item))
+    return False
+
+
+def test_a_closed_connection_is_freed_by_reference_counts_alone(harness: Harness) -> None:
+    """No reference cycle outlives a connection (the parser's llhttp callbacks, the
+    deadline's): its objects go when it does, not at a garbage collection, which the
+    worker therefore runs rarely (server/worker.py)."""
+    conn = harness.conn
+    parser, deadline = conn.parser, conn.deadline
+    harness.send(request("/small") + request("/big"))
+    harness.settle()
+    assert harness.answers() == [0, 1]
+    assert reaches_itself(parser) and reaches_itself(conn)  # the cycles, while it is open
+    harness.finish()
+    harness.conn = None  # type: ignore[assignment]  # the harness is reached through its loop
+    assert not reaches_itself(parser)
+    assert not reaches_itself(deadline)
+    assert not reaches_itself(conn)

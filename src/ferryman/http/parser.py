@@ -135,7 +135,8 @@ class RequestParser:
         self.limits = limits or Limits()
         self._buf = bytearray()
         self._state = _HEAD
-        self._llhttp = httptools.HttpRequestParser(self)
+        # None once closed (its callbacks are this parser's methods: see close)
+        self._llhttp: httptools.HttpRequestParser | None = httptools.HttpRequestParser(self)
         self._llhttp_dirty = False  # fed a head whose body it now expects
         self._reset_head()
         self._remaining = 0  # bytes left in a Content-Length body or chunk
@@ -144,6 +145,13 @@ class RequestParser:
 
     def receive(self, data: bytes) -> None:
         self._buf += data
+
+    def close(self) -> None:
+        """Done with for good (its connection is gone): let go of llhttp, whose callbacks
+        are this parser's methods. That cycle would otherwise wait for the garbage
+        collector, and a connection's objects with it."""
+        self._state = _DEAD
+        self._llhttp = None
 
     @property
     def buffered(self) -> int:
@@ -236,8 +244,11 @@ class RequestParser:
             raise ProtocolError(431, "too_many_headers", "too many header fields")
 
     def _feed_llhttp(self, data: bytes | bytearray) -> None:
+        llhttp = self._llhttp
+        if llhttp is None:
+            raise ProtocolError(400, "bad_request", "connection is unusable")
         try:
-            self._llhttp.feed_data(data)
+            llhttp.feed_data(data)
         except httptools.HttpParserUpgrade:
             # An Upgrade or CONNECT head parsed fine; ferryman ignores the upgrade
             # (RFC 9110 7.8: a server may ignore Upgrade) and answers the request.
@@ -267,9 +278,11 @@ class RequestParser:
     def on_headers_complete(self) -> None:
         # llhttp resets these after the message completes: read them now.
         self._head_done = True
-        self._version = self._llhttp.get_http_version()
-        self._method = self._llhttp.get_method()
-        self._keep_alive = bool(self._llhttp.should_keep_alive())
+        llhttp = self._llhttp
+        assert llhttp is not None  # it is what calls this
+        self._version = llhttp.get_http_version()
+        self._method = llhttp.get_method()
+        self._keep_alive = bool(llhttp.should_keep_alive())
 
     def _build_request(self) -> Request:
         version = self._version

@@ -105,7 +105,10 @@ class HttpConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._enter(Phase.CLOSED)
-        self.deadline.cancel()
+        # Nothing is parsed or timed out after this: both let go of their callbacks,
+        # so the connection's objects are freed here, not by the garbage collector.
+        self.deadline.close()
+        self.parser.close()
         # A running task is not cancelled: its wait fails, it notices the loss,
         # releases its body and closes the socket writer itself. Cancelling could
         # strike before it started (leaking the body) or while a worker thread

@@ -136,6 +136,12 @@ class Deadline:
             self._timers.discard(self._entry)
             self._entry = None
 
+    def close(self) -> None:
+        """Cancelled for good (its connection is gone): let go of the callback, the
+        owner's bound method, a cycle that would otherwise wait for the garbage collector."""
+        self.cancel()
+        self._expired = _never
+
     def _due(self, now: float) -> None:
         """Its queue entry came up (Timers._run): fire, or queue again if moved later."""
         self._entry = None
@@ -164,3 +170,8 @@ def unsent_bytes(transport: asyncio.Transport) -> int:
         except OSError:
             pass
     return unsent
+
+
+def _never(kind: str) -> float | None:
+    """A closed Deadline's callback: nothing is left to time out."""
+    return None

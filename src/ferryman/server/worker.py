@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import resource
 import signal
@@ -56,6 +57,9 @@ _FDS_FOR_TRANSFERS = 1024
 # with Connection: close) before they are closed. Long enough for a busy client
 # whose next request is already on the wire; short next to any grace period.
 KEEPALIVE_LINGER = 1.0
+# Young containers (made, not yet freed) that trigger a collection (Python's default: 700);
+# at most this many objects in garbage cycles wait for one.
+YOUNG_OBJECTS = 5000
 
 
 class Supervision(Protocol):
@@ -148,6 +152,7 @@ async def serve(
         loop.add_signal_handler(signum, access_log.reopen)
     await app.prepare()
     flusher = loop.create_task(_every_second(ctx, metrics))
+    settle_collector()
     listener.start()
     supervision.ready(loop, stop.set, type(loop).__module__.split(".")[0])
     try:
@@ -169,6 +174,23 @@ async def serve(
         await app.aclose()
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1):
             loop.remove_signal_handler(signum)
+
+
+def settle_collector() -> None:
+    """Keep the cyclic garbage collector out of the way of serving, once started.
+
+    What starting made (modules, settings, tables) lives as long as the worker:
+    frozen, a full collection no longer walks it. And a connection's objects are
+    freed by their reference counts when it closes (its parser and deadline let go
+    of their callbacks), so young collections would find next to nothing: they run
+    when YOUNG_OBJECTS containers more than were freed have been made, not 700.
+    With Connection: close this took the collector's share of a worker's CPU from
+    about 7% to none measurable (docs/performance.md).
+    """
+    gc.collect()
+    gc.freeze()
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(YOUNG_OBJECTS, middle, old)
 
 
 async def drain(ctx: ServerContext, grace: float) -> bool:
