@@ -114,7 +114,6 @@ class Listener:
         # What every accepted socket is, read once: socket.accept() and .family turn
         # them into enums again for each connection (a tenth of a connection's setup).
         self._kind = (int(sock.family), int(sock.type), sock.proto)
-        self._tcp = sock.family in (socket.AF_INET, socket.AF_INET6)
 
     def start(self) -> None:
         self.sock.setblocking(False)
@@ -203,9 +202,8 @@ class Listener:
         from asyncio import CancelledError  # loaded already in a worker; see the imports
 
         try:
-            conn.setblocking(False)
-            if self._tcp:
-                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            # The loop makes the socket non-blocking and sets TCP_NODELAY itself
+            # (uvloop and asyncio alike): not twice.
             await self.loop.connect_accepted_socket(
                 self.protocol_factory, conn, **self._connect_args
             )
