@@ -346,13 +346,22 @@ def test_every_miss_is_the_same_404_byte_for_byte_and_keeps_the_connection(
         after = conn.get("/hello.txt")
     assert after.status == 200 and after.body == b"hello, world\n"
     assert len(seen) == 1, seen
-    ((framing, body),) = seen
+    ((kept, body),) = seen
     if accept == "*/*":
         assert body == b'{"error": "not_found", "detail": "no such file"}\n'
+        kind = "application/json"
     elif accept == "text/plain":
         assert body == b"404 Not Found\nno such file\n"
+        kind = "text/plain; charset=utf-8"
     else:
         assert body.startswith(b"<!DOCTYPE html>") and b"<h1>404 Not Found</h1>" in body
+        kind = "text/html; charset=utf-8"
+    named = dict(kept)
+    assert (
+        named.pop("Content-Security-Policy", None) is not None or kind != "text/html; charset=utf-8"
+    )
+    assert named == {"Content-Type": kind, "Cache-Control": "no-store",
+                     "Content-Length": str(len(body))}  # fmt: skip
 
 
 def test_directory_without_slash_redirects(server: ServerProcess) -> None:
