@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING
 
 from ferryman.app.archive_index import is_archive_name
 from ferryman.app.openfiles import OpenFile, OpenFiles, route
-from ferryman.app.paths import RequestPath, resolve
+from ferryman.app.paths import RequestPath, resolve, resolve_servable
 from ferryman.config import Config
 from ferryman.errors import NO_SUCH_FILE, NOT_FOUND, HttpError, not_found
 from ferryman.http.parser import Request
@@ -205,7 +205,9 @@ class Root:
     def locate(self, request: Request) -> Located:
         """What the request's path is under the root, opened and checked, or MISSING;
         400, 403, 503... raised."""
-        path = resolve(request.path)
+        path = resolve_servable(request.path)
+        if path is None:
+            return MISSING  # through a dot-name
         relative = path.relative
         if self.open_files is not None and not path.trailing_slash:
             kept = self.open_files.use(relative)
