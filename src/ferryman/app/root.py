@@ -19,8 +19,8 @@ redirect, or `MISSING` when nothing there may be served. A miss is the
 commonest way a request fails, and the cheapest to ask for: it is a value
 the reader answers, not an exception, because an exception raised through
 the compiled request path costs several times what the failed open() did
-(docs/decisions/0038). `BucketRoot` keeps the same contract for a bucket, where a path
-is a key and a "directory" is a prefix with keys under it.
+(docs/decisions/0038). `BucketRoot` keeps the same contract for a bucket,
+where a path is a key and a "directory" is a prefix with keys under it.
 
 `slash_form` is the one redirect to the slash form of a directory (301, the
 query kept as it came), for directories, archive directories and prefixes.
