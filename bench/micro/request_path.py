@@ -6,10 +6,11 @@ default (uvloop where it is installed). Prints microseconds per
 request; with --profile, the top functions by own time (cProfile); with
 --catalog, the files are recorded in a SQLite catalog first, so answers
 carry Repr-Digest from the digest index. Kinds:
-`small` (GET of a 1 KiB file), `notfound` (a 404), `multirange` (three
-16 KiB ranges of a 4 MiB file, multipart/byteranges), `member` (the 1 KiB
-file as a member of a plain tar, its index read at the first request; each
-answer is given by a task, so the loop turns once per request for it).
+`small` (GET of a 1 KiB file), `head` (HEAD of it), `notmodified` (a 304:
+GET of it with If-None-Match: its ETag), `notfound` (a 404), `multirange`
+(three 16 KiB ranges of a 4 MiB file, multipart/byteranges), `member` (the
+1 KiB file as a member of a plain tar, its index read at the first request;
+each answer is given by a task, so the loop turns once per request for it).
 
     .venv/bin/python bench/micro/request_path.py [--kind small] [--profile] [--catalog]
         [-n 20000]
@@ -29,6 +30,7 @@ import tempfile
 import time
 
 from ferryman.app.application import Application
+from ferryman.app.files import file_etag
 from ferryman.catalog import SqliteCatalog
 from ferryman.config import Config
 from ferryman.metrics.tally import RequestTally
@@ -42,6 +44,12 @@ RANGES = ((0, 16383), (1_500_000, 1_516_383), (3_000_000, 3_016_383))
 # kind: (request, expected status line start, expected body from the file's bytes)
 KINDS = {
     "small": (b"GET /1k.bin HTTP/1.1\r\n" + HEAD + b"\r\n", b"HTTP/1.1 200 "),
+    "head": (b"HEAD /1k.bin HTTP/1.1\r\n" + HEAD + b"\r\n", b"HTTP/1.1 200 "),
+    # the ETag is the file's, filled in once it exists
+    "notmodified": (
+        b"GET /1k.bin HTTP/1.1\r\n" + HEAD + b"If-None-Match: %s\r\n\r\n",
+        b"HTTP/1.1 304 ",
+    ),
     "notfound": (b"GET /nothing.bin HTTP/1.1\r\n" + HEAD + b"\r\n", b"HTTP/1.1 404 "),
     "multirange": (
         b"GET /4m.bin HTTP/1.1\r\n"
@@ -99,6 +107,8 @@ def check_answer(kind: str, response: bytes, small: bytes, big: bytes) -> None:
     ok = status.startswith(KINDS[kind][1])
     if kind in ("small", "member"):
         ok = ok and got == small
+    elif kind in ("head", "notmodified"):
+        ok = ok and got == b""
     elif kind == "multirange":
         ok = ok and all(big[a : b + 1] in got for a, b in RANGES)
     if not ok:
@@ -142,6 +152,8 @@ def main() -> None:
     if args.catalog:
         record_files(root, ("1k.bin", small), ("4m.bin", big))
     request = KINDS[args.kind][0]
+    if args.kind == "notmodified":
+        request %= file_etag(os.stat(os.path.join(root, "1k.bin"))).encode()
     loop = new_event_loop()
     config = Config(source=root)
     tally = RequestTally() if args.metrics == "on" else None

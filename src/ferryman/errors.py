@@ -51,14 +51,18 @@ class HttpError(FerrymanError):
         self.headers = headers
 
 
-def not_found(detail: str = "no such file") -> HttpError:
+NOT_FOUND = "not_found"  # the error of every 404
+NO_SUCH_FILE = "no such file"  # the detail of a path with nothing to serve
+
+
+def not_found(detail: str = NO_SUCH_FILE) -> HttpError:
     """A new 404 for each answer.
 
     Never keep an exception instance to raise again: every raise appends the
     raising frames to its __traceback__, so one shared instance grows with
     each request (tests/unit/test_no_shared_exceptions.py enforces this).
     """
-    return HttpError(404, "not_found", detail)
+    return HttpError(404, NOT_FOUND, detail)
 
 
 class ProtocolError(HttpError):

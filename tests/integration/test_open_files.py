@@ -130,3 +130,28 @@ def test_open_files_off_keeps_nothing(ferryman: Servers, tmp_path: Path) -> None
     (worker,) = srv.child_pids()
     assert served(srv, "/f.bin") == pattern(SIZE)
     assert wait_until(lambda: str(root / "f.bin") not in open_descriptors(worker))
+
+
+def test_a_file_created_after_its_404_is_served_at_the_next_request(
+    ferryman: Servers, tmp_path: Path
+) -> None:
+    """Nothing remembers a miss: the request right after the file appears gets it, in
+    the root, in a directory that was there, and in one that was not; a 404 again
+    once it is gone. Each kind of miss is asked for many times first, on one
+    connection, as a flood would."""
+    root = make_root(tmp_path, {"here.bin": SMALL})
+    (root / "dir").mkdir()
+    srv = ferryman(root=root)
+    paths = ("/later.bin", "/dir/later.bin", "/new-dir/later.bin")
+    with srv.connect() as conn:
+        for _ in range(50):
+            for path in paths:
+                assert conn.get(path).status == 404, path
+        for i, path in enumerate(paths):
+            file = root / path.lstrip("/")
+            file.parent.mkdir(exist_ok=True)
+            file.write_bytes(pattern(SMALL, start=i))
+            r = conn.get(path)
+            assert (r.status, r.body) == (200, pattern(SMALL, start=i)), path
+            file.unlink()
+            assert conn.get(path).status == 404, path

@@ -314,6 +314,56 @@ def test_missing_file_is_404_json_or_a_page(server: ServerProcess) -> None:
     assert b"<h1>404 Not Found</h1>" in browser.body and b'<a href="/">' in browser.body
 
 
+MISSES = [
+    "/nope.txt",  # nothing of that name
+    "/no-dir/nope.txt",  # a directory on the way missing
+    "/hello.txt/",  # a file named as a directory
+    "/hello.txt/x",  # a file on the way
+    "/.git/config",  # a dot-name (refused before any open)
+    "/escape-link",  # a symlink out of the root
+    "/hidden-link",  # a symlink into a dot-name
+    "/fifo",  # neither a file nor a directory
+    "/plain/nope.tar/m",  # through an archive that is not there
+]
+
+
+@pytest.mark.parametrize("accept", ["*/*", "text/html", "text/plain"])
+def test_every_miss_is_the_same_404_byte_for_byte_and_keeps_the_connection(
+    server: ServerProcess, accept: str
+) -> None:
+    """However a path comes to name nothing, the 404 is the same answer: same headers,
+    same body for each kind of client, HEAD the same head; the connection carries on."""
+    with server.connect() as conn:
+        seen = set()
+        for target in MISSES:
+            r = conn.get(target, {"Accept": accept})
+            head = conn.request("HEAD", target, {"Accept": accept})
+            assert r.status == head.status == 404, target
+            framing = [(k, v) for k, v in r.headers if k not in ("Date", "X-Request-Id")]
+            assert framing == [(k, v) for k, v in head.headers if k not in ("Date", "X-Request-Id")]
+            assert r.header("content-length") == str(len(r.body)) and r.whole
+            seen.add((tuple(framing), r.body))
+        after = conn.get("/hello.txt")
+    assert after.status == 200 and after.body == b"hello, world\n"
+    assert len(seen) == 1, seen
+    ((kept, body),) = seen
+    if accept == "*/*":
+        assert body == b'{"error": "not_found", "detail": "no such file"}\n'
+        kind = "application/json"
+    elif accept == "text/plain":
+        assert body == b"404 Not Found\nno such file\n"
+        kind = "text/plain; charset=utf-8"
+    else:
+        assert body.startswith(b"<!DOCTYPE html>") and b"<h1>404 Not Found</h1>" in body
+        kind = "text/html; charset=utf-8"
+    named = dict(kept)
+    assert (
+        named.pop("Content-Security-Policy", None) is not None or kind != "text/html; charset=utf-8"
+    )
+    assert named == {"Content-Type": kind, "Cache-Control": "no-store",
+                     "Content-Length": str(len(body))}  # fmt: skip
+
+
 def test_directory_without_slash_redirects(server: ServerProcess) -> None:
     with server.connect() as conn:
         r = conn.get("/with%20index?x=1")

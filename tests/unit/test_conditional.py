@@ -262,6 +262,28 @@ def test_never_raises(
     assert isinstance(if_range_matches(if_match, validators), bool)
 
 
+@given(
+    st.one_of(
+        st.builds(lambda weak, opaque: ("W/" if weak else "") + f'"{opaque}"', st.booleans(),
+                  st.text(alphabet=st.characters(min_codepoint=0x23, max_codepoint=0x7E))),
+        st.text(),
+        st.sampled_from(["*", '"', 'W/"', "W/", '""']),
+    ),
+    st.sampled_from(["GET", "HEAD", "PUT", "DELETE"]),
+    st.sampled_from(["im", "inm"]),
+    st.booleans(),
+)  # fmt: skip
+def test_the_tag_sent_back_as_given_means_what_it_means_in_any_spelling(
+    etag: str, method: str, header: str, exists: bool
+) -> None:
+    """A client sending back exactly the ETag it got is answered without parsing the
+    list (the commonest revalidation); the answer is the parsed one's, which the same
+    list with whitespace around it gets."""
+    validators = Validators(etag=etag, last_modified=T)
+    as_given = evaluate(method, validators, exists, **{header: etag})
+    assert as_given is evaluate(method, validators, exists, **{header: f" {etag}\t"})
+
+
 @given(st.lists(st.text(alphabet=st.characters(min_codepoint=0x23, max_codepoint=0x7E))))
 def test_etag_lists_round_trip(opaques: list[str]) -> None:
     tags = ['"' + text.replace('"', "") + '"' for text in opaques]

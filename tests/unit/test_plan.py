@@ -9,6 +9,7 @@ from ferryman.errors import HttpError
 from ferryman.http.body import FileRegion
 from ferryman.http.dates import format_http_date
 from ferryman.http.parser import Request
+from ferryman.http.response import Response, frame_head
 from ferryman.http.spans import Span
 from tests.builders import request
 
@@ -103,3 +104,28 @@ def test_plans_made_from_one_representation_do_not_share_header_lists() -> None:
         headers = plan_response(req, rep, max_ranges=100).headers
         assert ("X-Extra", "1") not in headers
     assert ("X-Extra", "1") not in rep.whole + rep.ranged + rep.not_modified_headers
+
+
+@pytest.mark.parametrize("cache_control", [None, "max-age=60"])
+@pytest.mark.parametrize("digest", [None, "sha-256=:AAAA:"])
+def test_a_kept_304_frames_the_same_bytes_as_the_plan_it_stands_for(
+    digest: str | None, cache_control: str | None
+) -> None:
+    rep = representation(digest=digest, cache_control=cache_control)
+    planned = plan_response(request(headers={"If-None-Match": '"e"'}), rep, max_ranges=100)
+    assert planned.status == 304
+
+    def framed(response: Response) -> bytes:
+        return frame_head(response, method="GET", http11=True, keep_alive=True,
+                          date=b"Date: x\r\n").head  # fmt: skip
+
+    first, again = rep.not_modified(), rep.not_modified()
+    assert first.head_block is again.head_block is not None  # encoded once
+    assert framed(first) == framed(again) == framed(Response(304, planned.headers))
+    assert first.body.length == 0
+
+
+def test_a_304_whose_header_cannot_be_sent_is_refused_as_ever() -> None:
+    rep = representation(cache_control="max-age=60\r\nSet-Cookie: x=1")
+    with pytest.raises(ValueError, match="injection"):
+        frame_head(rep.not_modified(), method="GET", http11=True, keep_alive=True, date=b"")

@@ -111,7 +111,7 @@ class FileReader:
         plan = plan_response(request, rep, max_ranges=self.max_ranges)
         if plan.status == 304:
             opened.release()
-            return Response(304, plan.headers)
+            return rep.not_modified()
         if plan.status == 200 and st.st_size <= self.small_body and self.cache is not None:
             small = self._remember(request, relative, opened, plan.headers)
             if small is not None:
@@ -165,7 +165,7 @@ class FileReader:
         plan = plan_response(request, rep, max_ranges=self.max_ranges)
         if plan.status == 304:
             opened.release()
-            return Response(304, plan.headers)
+            return rep.not_modified()
         if (
             plan.status == 200
             and rep.size <= self.small_body

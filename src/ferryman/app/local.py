@@ -3,7 +3,8 @@
 The Root (app/root.py) resolves, confines and opens; each reader acts on
 what it hands over: a file (app/files.py), a directory's listing
 (app/listing.py), a path through an archive (app/archive.py), or the
-redirect to a directory's slash form. A plain GET of a small file kept in
+redirect to a directory's slash form, or the 404 of a path with nothing
+to serve. A plain GET of a small file kept in
 memory is answered before any of that (app/bodycache.py).
 """
 
@@ -16,7 +17,7 @@ from ferryman.app.archive import ArchiveReader
 from ferryman.app.browse import Browse
 from ferryman.app.files import FileReader
 from ferryman.app.listingcache import ListingCache
-from ferryman.app.root import OpenedDirectory, OpenedFile, Redirect, Root
+from ferryman.app.root import Missing, OpenedDirectory, OpenedFile, Redirect, Root
 from ferryman.app.spool import Spool
 from ferryman.config import Config
 from ferryman.http.parser import Request
@@ -62,6 +63,8 @@ class LocalReader:
         found = self.root.locate(request)
         if isinstance(found, OpenedFile):
             return self.files.respond(request, found.opened, found.name, found.relative)
+        if isinstance(found, Missing):
+            return found.response(request)
         if isinstance(found, Redirect):
             return found.response
         if isinstance(found, OpenedDirectory):

@@ -104,7 +104,17 @@ def limits() -> tuple[int, int]:
 
 def resolve(raw_path: bytes) -> RequestPath:
     """The request path resolved; 400 or 404 for paths that may never be served."""
-    # Resolving is pure and costs a few microseconds per request: kept by raw path.
+    path = resolve_servable(raw_path)
+    if path is None:
+        raise not_found()
+    return path
+
+
+def resolve_servable(raw_path: bytes) -> RequestPath | None:
+    """resolve(), with a path through a dot-name (a 404, never served) as None instead of
+    an exception: the Root answers it as it answers any other miss (decisions/0038)."""
+    # Resolving is pure and costs a few microseconds per request: kept by raw path,
+    # and so is a dot-name's refusal (bots ask for /.env again and again).
     path = _resolved.get(raw_path)
     if path is None:
         path = _resolve(raw_path)
@@ -112,10 +122,15 @@ def resolve(raw_path: bytes) -> RequestPath:
             if len(_resolved) >= _MEMO_MAX:
                 _resolved.clear()
             _resolved[raw_path] = path
-    return path
+    return None if path is _DOT_NAME else path
+
+
+# What the memo keeps for a path through a dot-name: no path at all.
+_DOT_NAME: Final = RequestPath((".",), False)
 
 
 def _resolve(raw_path: bytes) -> RequestPath:
+    """The resolved path, _DOT_NAME for one through a dot-name; 400 or 414 raised."""
     decoded = unquote_to_bytes(raw_path)
     if b"\x00" in decoded:
         raise HttpError(400, "bad_path", "NUL byte in path")
@@ -131,7 +146,7 @@ def _resolve(raw_path: bytes) -> RequestPath:
         segments.append(part)
     for segment in segments:
         if segment.startswith("."):
-            raise not_found()
+            return _DOT_NAME
     # Resolving only drops bytes: a short path needs no counting.
     if len(decoded) > _limits.name or len(decoded) >= _limits.path:
         _check_lengths(segments)

@@ -16,7 +16,7 @@ from functools import lru_cache
 
 from ferryman.app.mime import content_type
 from ferryman.errors import HttpError
-from ferryman.http.body import Body, FileRegion
+from ferryman.http.body import EMPTY, Body, FileRegion
 from ferryman.http.conditional import (
     Outcome,
     Validators,
@@ -27,7 +27,7 @@ from ferryman.http.dates import format_http_date
 from ferryman.http.multipart import multipart_byteranges, multipart_content_type, new_boundary
 from ferryman.http.parser import Request
 from ferryman.http.ranges import RangeKind, evaluate_range, unsatisfied_content_range
-from ferryman.http.response import Headers
+from ferryman.http.response import Headers, Response, encode_headers
 from ferryman.http.spans import Span
 
 format_date = lru_cache(maxsize=4096)(format_http_date)
@@ -46,6 +46,7 @@ class Representation:
     """
 
     __slots__ = (
+        "_not_modified_block",
         "content_type",
         "digest",
         "not_modified_headers",
@@ -85,12 +86,24 @@ class Representation:
         if vary:
             headers.append(("Vary", "Accept-Encoding"))
         self.not_modified_headers = headers
+        self._not_modified_block: bytes | None = None  # encoded at the first 304
         # then a Content-Type
         self.ranged: Headers = [*headers, ("Accept-Ranges", "bytes")] if ranges else headers
         # A 200, and a 206 of one range before its Content-Range.
         self.whole: Headers = [*self.ranged, ("Content-Type", self.content_type)]
         if coding is not None:
             self.whole.append(("Content-Encoding", coding))
+
+    def not_modified(self) -> Response:
+        """The 304 of this version, its head encoded once and kept with it: a client
+        revalidating a file costs what one asking for it from memory does."""
+        block = self._not_modified_block
+        if block is None:
+            try:
+                block = self._not_modified_block = encode_headers(self.not_modified_headers)
+            except ValueError:  # CR or LF in a value: frame_head refuses it, as ever
+                return Response(304, list(self.not_modified_headers))
+        return Response(304, self.not_modified_headers, EMPTY, block)
 
 
 class Plan:

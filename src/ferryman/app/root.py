@@ -14,9 +14,13 @@ the same for a directory, a bucket and the inside of an archive.
 descriptor of SOURCE, refuses what may not be served (a symlink out of
 SOURCE, into a dot-name or into the state directory: checked on the open
 descriptor, so no swap can race the check) and hands the reader an open,
-checked thing (`OpenedFile`, `OpenedDirectory`, `OpenedArchive`) or the
-redirect. `BucketRoot` keeps the same contract for a bucket, where a path
-is a key and a "directory" is a prefix with keys under it.
+checked thing (`OpenedFile`, `OpenedDirectory`, `OpenedArchive`), the
+redirect, or `MISSING` when nothing there may be served. A miss is the
+commonest way a request fails, and the cheapest to ask for: it is a value
+the reader answers, not an exception, because an exception raised through
+the compiled request path costs several times what the failed open() did
+(docs/decisions/0038). `BucketRoot` keeps the same contract for a bucket,
+where a path is a key and a "directory" is a prefix with keys under it.
 
 `slash_form` is the one redirect to the slash form of a directory (301, the
 query kept as it came), for directories, archive directories and prefixes.
@@ -31,12 +35,12 @@ from enum import Enum
 from typing import TYPE_CHECKING
 
 from ferryman.app.archive_index import is_archive_name
-from ferryman.app.openfiles import OpenFile, OpenFiles, Route, route
-from ferryman.app.paths import RequestPath, resolve
+from ferryman.app.openfiles import OpenFile, OpenFiles, route
+from ferryman.app.paths import RequestPath, resolve, resolve_servable
 from ferryman.config import Config
-from ferryman.errors import HttpError, not_found
+from ferryman.errors import NO_SUCH_FILE, NOT_FOUND, HttpError, not_found
 from ferryman.http.parser import Request
-from ferryman.http.response import Response
+from ferryman.http.response import Response, error_response
 
 if TYPE_CHECKING:
     from ferryman.stores.base import Store
@@ -147,7 +151,23 @@ class OpenedArchive:
         self.st = st
 
 
-Located = Redirect | OpenedFile | OpenedDirectory | OpenedArchive
+class Missing:
+    """Nothing at the path may be served (absent, or refused as if absent): a 404.
+
+    The answer is the one not_found() gives, in the kind of body the request
+    asks for (http/response.py keeps it encoded).
+    """
+
+    __slots__ = ()
+
+    @staticmethod
+    def response(request: Request) -> Response:
+        return error_response(404, NOT_FOUND, NO_SUCH_FILE, accept=request.headers.get("accept"))
+
+
+MISSING = Missing()  # no state: one serves every miss
+
+Located = Redirect | OpenedFile | OpenedDirectory | OpenedArchive | Missing
 
 
 class Root:
@@ -183,22 +203,24 @@ class Root:
     # -- deciding, then opening ---------------------------------------------------------
 
     def locate(self, request: Request) -> Located:
-        """What the request's path is under the root, opened and checked; 400, 403, 404..."""
-        path = resolve(request.path)
+        """What the request's path is under the root, opened and checked, or MISSING;
+        400, 403, 503... raised."""
+        path = resolve_servable(request.path)
+        if path is None:
+            return MISSING  # through a dot-name
         relative = path.relative
         if self.open_files is not None and not path.trailing_slash:
             kept = self.open_files.use(relative)
             if kept is not None:
                 return OpenedFile(kept, path.segments[-1], relative)
         try:
-            way = self.route(relative)
-            fd, st = self.open(relative)
-        except HttpError as exc:
-            # A path through an archive fails to open (ENOTDIR): open the archive.
-            archive = self._archive_on(path) if exc.status == 404 else None
-            if archive is None:
-                raise
-            return archive
+            way = route(self.fd, relative)
+        except OSError as exc:
+            return self._missing(path, exc.errno)
+        found = self.try_open(relative)
+        if isinstance(found, int):
+            return self._missing(path, found)
+        fd, st = found
         meaning = decide(path, kind_of(st.st_mode), archives=True)
         if meaning is Meaning.FILE:
             if self.open_files is not None:
@@ -213,20 +235,32 @@ class Root:
         os.close(fd)
         if meaning is Meaning.SLASH_FORM:
             return Redirect(slash_form(request, path))
-        raise not_found()
+        return MISSING
 
-    def _directory(self, path: RequestPath, fd: int) -> OpenedFile | OpenedDirectory:
+    def _missing(self, path: RequestPath, code: int | None) -> OpenedArchive | Missing:
+        """The path could not be opened (`code`, the errno): a path through an archive
+        (ENOTDIR at the archive) opens the archive; else MISSING, or the open's error
+        raised when it is not a miss (403, 503)."""
+        if code not in MISS_ERRNOS:
+            raise open_error(code)
+        archive = self._archive_on(path)
+        return MISSING if archive is None else archive
+
+    def _directory(self, path: RequestPath, fd: int) -> OpenedFile | OpenedDirectory | Missing:
         """The slash form of a directory open as `fd`: its index.html, else its listing."""
         relative = INDEX if path.relative == "." else f"{path.relative}/{INDEX}"
         try:
-            way = self.route(relative)
-            index_fd, index_st = self.open(relative)
-        except HttpError:
+            way = route(self.fd, relative)
+        except OSError:
             return OpenedDirectory(path, fd)
+        found = self.try_open(relative)
+        if isinstance(found, int):
+            return OpenedDirectory(path, fd)
+        index_fd, index_st = found
         os.close(fd)
         if not stat.S_ISREG(index_st.st_mode):
             os.close(index_fd)
-            raise not_found()
+            return MISSING
         return OpenedFile(OpenFile(index_fd, index_st, way), INDEX, relative)
 
     def _archive_on(self, path: RequestPath) -> OpenedArchive | None:
@@ -239,12 +273,12 @@ class Root:
         for i, segment in enumerate(segments[:-1]):
             if not is_archive_name(segment):
                 continue
-            try:
-                fd, st = self.open("/".join(segments[: i + 1]))
-            except HttpError as exc:
-                if exc.status == 404:
+            found = self.try_open("/".join(segments[: i + 1]))
+            if isinstance(found, int):
+                if found in MISS_ERRNOS:
                     return None
-                raise
+                raise open_error(found)
+            fd, st = found
             if stat.S_ISREG(st.st_mode):
                 return OpenedArchive(path, i + 1, fd, st)
             os.close(fd)
@@ -255,27 +289,31 @@ class Root:
     def open(self, relative: str) -> tuple[int, os.stat_result]:
         """Open `relative` under the root: (descriptor, its fstat); 404 unless it may be
         served, 403 or 503 as the open's error says."""
+        found = self.try_open(relative)
+        if isinstance(found, int):
+            raise open_error(found)
+        return found
+
+    def try_open(self, relative: str) -> tuple[int, os.stat_result] | int:
+        """open() without raising: (descriptor, its fstat), or the errno of why not
+        (ENOENT for what may not be served)."""
         try:
             fd = os.open(relative, _OPEN_FLAGS, dir_fd=self.fd)
         except OSError as exc:
-            raise open_error(exc) from None
+            return exc.errno or errno.EIO
         try:
             st = os.fstat(fd)
-            self._check_visible(fd)
+            visible = self._visible(fd)
         except BaseException:
             os.close(fd)
             raise
+        if not visible:
+            os.close(fd)
+            return errno.ENOENT
         return fd, st
 
-    def route(self, relative: str) -> Route:
-        """openfiles.route, its errors answered as the open's would be."""
-        try:
-            return route(self.fd, relative)
-        except OSError as exc:
-            raise open_error(exc) from None
-
-    def _check_visible(self, fd: int) -> None:
-        """404 unless the open descriptor may be served.
+    def _visible(self, fd: int) -> bool:
+        """Whether the open descriptor may be served.
 
         Where it really points (read back from /proc after the open, so no
         symlink swap can race the check) must not be the state directory or a
@@ -286,8 +324,7 @@ class Root:
             real = os.readlink(f"/proc/self/fd/{fd}")
         except OSError:  # no /proc: fall back to a path walk (racy, but still confining)
             real = os.path.realpath(f"/dev/fd/{fd}")
-        if not self.is_servable(real):
-            raise not_found()
+        return self.is_servable(real)
 
     def is_hidden(self, real_path: str) -> bool:
         """The state directory, or a dotfile (or anything inside one) under the root."""
@@ -346,14 +383,18 @@ def is_under(path: str, directory: str) -> bool:
     return path == directory or path.startswith(directory.rstrip("/") + "/")
 
 
-def open_error(exc: OSError) -> HttpError:
-    """The answer for an open (or a stat on the way) that failed."""
-    if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.ENAMETOOLONG, errno.ENXIO):
+# What a failed open (or a stat on the way) means "nothing here": a 404.
+MISS_ERRNOS = frozenset((errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.ENAMETOOLONG, errno.ENXIO))
+
+
+def open_error(code: int | None) -> HttpError:
+    """The answer for an open (or a stat on the way) that failed with errno `code`."""
+    if code in MISS_ERRNOS:
         return not_found()
-    if exc.errno in (errno.EACCES, errno.EPERM):
+    if code in (errno.EACCES, errno.EPERM):
         return HttpError(403, "forbidden", "permission denied")
-    if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOMEM):
+    if code in (errno.EMFILE, errno.ENFILE, errno.ENOMEM):
         return HttpError(503, "overloaded", "out of file descriptors", (("Retry-After", "1"),))
     return HttpError(
-        500, "internal_error", f"cannot open file ({errno.errorcode.get(exc.errno or 0, '?')})"
+        500, "internal_error", f"cannot open file ({errno.errorcode.get(code or 0, '?')})"
     )

@@ -30,6 +30,7 @@ import enum
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 
 from ferryman.http.dates import parse_http_date
 
@@ -85,12 +86,13 @@ def evaluate_preconditions(
         and if_unmodified_since is None
     ):
         return Outcome.PROCEED  # most requests: not even the ETag needs parsing
-    etag = _split_entity_tag(validators.etag) if exists else None
+    etag_text = validators.etag if exists else None
+    etag = _current_tag(etag_text)
     last_modified = validators.last_modified if exists else None
 
     # Step 1 and 2: the state-changing guards.
     if if_match is not None:
-        if not _list_matches(if_match, etag, exists, _strong_equal):
+        if not _list_matches(if_match, etag, etag_text, exists, _strong_equal):
             return Outcome.PRECONDITION_FAILED
     elif if_unmodified_since is not None:
         date = parse_http_date(if_unmodified_since)
@@ -100,7 +102,7 @@ def evaluate_preconditions(
     # Step 3 and 4: the cache-revalidation checks.
     safe = method in _SAFE_METHODS
     if if_none_match is not None:
-        if _list_matches(if_none_match, etag, exists, _weak_equal):
+        if _list_matches(if_none_match, etag, etag_text, exists, _weak_equal):
             return Outcome.NOT_MODIFIED if safe else Outcome.PRECONDITION_FAILED
     elif safe and if_modified_since is not None:
         date = parse_http_date(if_modified_since)
@@ -151,6 +153,13 @@ def parse_etag_list(value: str) -> list[str] | None:
     return tags
 
 
+@lru_cache(maxsize=4096)
+def _current_tag(etag: str | None) -> _Tag | None:
+    """A representation's own entity-tag, parsed once per version (these are few; the
+    tags clients send are parsed each time, as they may be anything)."""
+    return _split_entity_tag(etag)
+
+
 def _split_entity_tag(tag: str | None) -> _Tag | None:
     if tag is None or _ENTITY_TAG.fullmatch(tag) is None:
         return None
@@ -168,8 +177,14 @@ def _weak_equal(a: _Tag, b: _Tag) -> bool:
     return a[1] == b[1]
 
 
-def _list_matches(value: str, current: _Tag | None, exists: bool, equal: _Comparison) -> bool:
+def _list_matches(
+    value: str, current: _Tag | None, current_text: str | None, exists: bool, equal: _Comparison
+) -> bool:
     """Whether an If-Match / If-None-Match value matches; a malformed one never does."""
+    if current is not None and value == current_text:
+        # The client sent back the one tag it was given, the commonest revalidation:
+        # a list of that well-formed tag alone, compared with itself.
+        return equal(current, current)
     tags = parse_etag_list(value)
     if tags is None:
         return False
