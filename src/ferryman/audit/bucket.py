@@ -11,6 +11,8 @@ event loop.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
 import threading
 from collections.abc import AsyncIterator, Coroutine, Generator, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -35,6 +37,10 @@ class ObjectStore:
         self.id = name.rstrip("/")
         # (key, ETag) of the last read: every byte of it came from that version (If-Match).
         self.version_read: tuple[str, str] | None = None
+        # Making the client takes tenths of a second (botocore's models): begun now, it
+        # is made while the audit reads its inventory and what the catalog knows, and
+        # the first page is asked for sooner. A failure is the first request's to report.
+        self._preparing = portal.begin(store.prepare())
 
     def listing(self) -> Generator[Stored, None, None]:
         try:
@@ -53,6 +59,7 @@ class ObjectStore:
             raise Unreadable(exc.detail) from None
 
     def close(self) -> None:
+        self.portal.finish(self._preparing)  # never a client made after it was closed
         self.portal.call(self.store.close())
 
 
@@ -84,6 +91,14 @@ class Portal:
 
     def call(self, work: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(work, self.loop).result()
+
+    def begin(self, work: Coroutine[Any, Any, None]) -> concurrent.futures.Future[None]:
+        """Start `work` and carry on; `finish` waits for it, whatever its outcome."""
+        return asyncio.run_coroutine_threadsafe(work, self.loop)
+
+    def finish(self, started: concurrent.futures.Future[None]) -> None:
+        with contextlib.suppress(Exception):  # begun to save time; the calls that
+            started.result()  # need its result make it again and report the failure
 
     def iterate(self, items: AsyncIterator[T]) -> Iterator[T]:
         try:
