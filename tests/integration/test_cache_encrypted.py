@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -219,6 +220,26 @@ def test_swapped_or_truncated_segments_are_fetched_again(gateway: Gateway) -> No
     assert sorted(gateway.fetched_blocks()) == [2, 3]
     assert_serves_whole(srv, "big.bin", DATA)
     assert sorted(gateway.fetched_blocks()) == [2, 3]
+
+
+def test_streamed_answers_keep_their_connection_after_cut_transfers(gateway: Gateway) -> None:
+    """An encrypted object is streamed. Clients that leave in the middle of whole
+    answers must not cost the next clients their keep-alive connections (in the compiled
+    request path, a cut stream once made every later streamed answer end its connection)."""
+    srv = sealed_server(gateway)
+    assert_serves_whole(srv, "big.bin", DATA)
+    for _ in range(4):
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as cut:
+            cut.sendall(b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert cut.recv(4096).startswith(b"HTTP/1.1 200")
+            cut.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\1\0\0\0\0\0\0\0")
+    assert_serves_whole(srv, "big.bin", DATA)  # the server took note of the cuts meanwhile
+    with srv.connect() as conn:
+        for start in (5, MIB - 10, 2 * MIB + 1):
+            r = conn.get("/big.bin", {"Range": f"bytes={start}-{start + 99}"})
+            assert r.status == 206 and r.body == DATA[start : start + 100]
+        r = conn.get("/big.bin")
+        assert r.status == 200 and r.body == DATA
 
 
 # -- the layout before segments --------------------------------------------------------------
