@@ -79,6 +79,9 @@ class CachedObject:
         if present and not reader.encrypted:
             parts: list[Part] = [s if isinstance(s, bytes) else reader.region(s) for s in spans]
             return Body(parts, cleanup=self.close)
+        opened = self._opened_now(spans) if present else None
+        if opened is not None:  # bytes, which the connection may send with the head at once
+            return Body(opened, cleanup=self.close)
         length = sum(len(s) if isinstance(s, bytes) else s.length for s in spans)
         stream = self._stream(list(spans), fallback)
         return Body(stream=stream, length=length, cleanup=self.close)
@@ -129,6 +132,37 @@ class CachedObject:
             except BadBlock:
                 return None
         return shared.small
+
+    def _opened_now(self, spans: Sequence[Section]) -> list[Part] | None:
+        """The spans of an encrypted entry opened here, without the stream's task, when
+        they are short (THREAD_DECRYPT sealed bytes at most) and in the page cache.
+
+        None otherwise, or if a segment fails its check: the stream then reads
+        them, and has a bad block fetched again. A segment that opens is this
+        version's bytes at this place, whatever the map says meanwhile.
+        """
+        reader = self.reader
+        if not reader.encrypted:
+            return None
+        block_size = reader.meta.block_size
+        parts: list[Part] = []
+        budget = THREAD_DECRYPT
+        for span in spans:
+            if isinstance(span, bytes):
+                parts.append(span)
+                continue
+            for block, piece in span.split(block_size):
+                budget -= reader.opened_length(block, piece)
+                if budget < 0:
+                    return None
+                try:
+                    chunks = reader.read_chunks_nowait(block, piece)
+                except BadBlock:
+                    return None
+                if chunks is None:
+                    return None
+                parts.extend(chunks)
+        return parts
 
     def _present(self, spans: Sequence[Section]) -> bool:
         """Every block the spans need is present (and note a complete entry)."""

@@ -46,7 +46,7 @@ from ferryman.cache.entrymeta import (
 )
 from ferryman.http.body import FileRegion
 from ferryman.http.spans import Span
-from ferryman.pagecache import read_nowait
+from ferryman.pagecache import read_nowait, read_nowait_buffer
 
 __all__ = [
     "DATA", "MAP", "META", "USED", "BadEntry", "EntryMeta", "EntryReader", "EntryWriter",
@@ -136,8 +136,9 @@ def _open_piece(
         segments.covering(piece, meta.segment_size), length, meta.segment_size
     )
     offset = index * slot_size(meta) + run.start
+    sealed: bytes | bytearray | None
     if nowait:
-        sealed = read_nowait(fd, offset, run.length)
+        sealed = read_nowait_buffer(fd, offset, run.length)
         if sealed is None or (len(sealed) < run.length and not _at_end(fd, offset + len(sealed))):
             return None
     else:

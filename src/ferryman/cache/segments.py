@@ -62,7 +62,7 @@ def sealed_run(segments: range, length: int, segment_size: int) -> Span:
 
 def open_piece(
     cipher: BlockCipher,
-    sealed: bytes,
+    sealed: bytes | bytearray,
     piece: Span,
     length: int,
     segment_size: int,
