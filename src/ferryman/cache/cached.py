@@ -39,7 +39,8 @@ if TYPE_CHECKING:
 SMALL_IN_MEMORY = 16 * 1024  # complete entries up to this size are kept in memory
 COMPLETE_CHECK = 4096  # entries of at most this many blocks are checked whole once
 # Sealed bytes up to this many are read from the page cache and opened on the event loop
-# (~40 us); more, or bytes not in the page cache, in a thread (decisions/0039).
+# (~40 us): an answer needing no more is opened in `body` itself, a block's piece in the
+# stream; more, or bytes not in the page cache, in a thread (decisions/0039).
 THREAD_DECRYPT = 256 * 1024
 
 Section = bytes | Span  # a literal of the body, or bytes of the object
