@@ -146,16 +146,19 @@ class CachedObject:
         if not reader.encrypted:
             return None
         block_size = reader.meta.block_size
+        budget = THREAD_DECRYPT  # decided before anything is read
+        for span in spans:
+            if isinstance(span, Span):
+                for block, piece in span.split(block_size):
+                    budget -= reader.opened_length(block, piece)
+                    if budget < 0:
+                        return None
         parts: list[Part] = []
-        budget = THREAD_DECRYPT
         for span in spans:
             if isinstance(span, bytes):
                 parts.append(span)
                 continue
             for block, piece in span.split(block_size):
-                budget -= reader.opened_length(block, piece)
-                if budget < 0:
-                    return None
                 try:
                     chunks = reader.read_chunks_nowait(block, piece)
                 except BadBlock:

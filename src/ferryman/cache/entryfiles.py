@@ -278,7 +278,6 @@ class EntryReader:
         except BaseException:
             self.close()
             raise
-        self._slot = slot_size(self.meta)
 
     def present(self, blocks: range) -> bool:
         """Every block of `blocks` is present (an empty range: True)."""
