@@ -21,13 +21,20 @@ def read_nowait(fd: int, offset: int, count: int) -> bytes | None:
 
     Returns b"" at end of file. A partial answer means the rest is cold.
     """
+    buf = read_nowait_buffer(fd, offset, count)
+    return None if buf is None else bytes(buf)
+
+
+def read_nowait_buffer(fd: int, offset: int, count: int) -> bytearray | None:
+    """`read_nowait` without the copy into bytes, for a caller that only reads the
+    buffer (the encrypted cache decrypts from it)."""
     buf = bytearray(count)
     got = _preadv_nowait(fd, [buf], offset)
     if got < 0:
         return None
     if got < count:
         del buf[got:]
-    return bytes(buf)
+    return buf
 
 
 def is_cached(fd: int, offset: int, count: int) -> bool:

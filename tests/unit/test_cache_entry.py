@@ -1,8 +1,9 @@
 """Cache entries on real files: create, write, read, drop, recover, usage.
 
-Every test runs plain and encrypted. Block contents come from the
-self-identifying pattern, so a block read from the wrong place shows where
-it came from.
+Every test runs plain and encrypted; encrypted entries seal each block as
+segments of SEGMENT bytes, so blocks span several segments. Block contents
+come from the self-identifying pattern, so a block read from the wrong place
+shows where it came from.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ferryman.cache.crypto import BadBlock, BlockCipher
 from ferryman.cache.entry import CacheDir, EntryMeta, EntryReader, EntryWriter
@@ -25,6 +28,7 @@ from tests.serverproc import pattern
 
 BLOCK = 4096
 SIZE = 5 * BLOCK + 1000  # six blocks, the last one short
+SEGMENT = 1000  # five segments per block, the last 96 bytes; the last block's one
 KEY = "dir/object.bin"
 SOURCE = "s3://bucket/prefix at http://127.0.0.1:9"
 
@@ -49,12 +53,13 @@ def block(meta: EntryMeta, index: int, salt: int = 0) -> bytes:
 @pytest.fixture(params=["plain", "encrypted"])
 def cache(request: pytest.FixtureRequest, tmp_path: Path) -> CacheDir:
     cipher = BlockCipher(os.urandom(32)) if request.param == "encrypted" else None
-    return CacheDir(tmp_path / "cache", namespace=SOURCE, cipher=cipher)
+    return CacheDir(tmp_path / "cache", namespace=SOURCE, cipher=cipher, segment_size=SEGMENT)
 
 
 @pytest.fixture
 def sealed_cache(tmp_path: Path) -> CacheDir:
-    return CacheDir(tmp_path / "sealed", namespace=SOURCE, cipher=BlockCipher(os.urandom(32)))
+    cipher = BlockCipher(os.urandom(32))
+    return CacheDir(tmp_path / "sealed", namespace=SOURCE, cipher=cipher, segment_size=SEGMENT)
 
 
 @pytest.fixture
@@ -81,7 +86,7 @@ def test_create_builds_the_layout(cache: CacheDir, writer: EntryWriter) -> None:
     assert path == cache.path / "entries" / entry_id[:2] / entry_id
     assert sorted(p.name for p in path.iterdir()) == ["data", "map", "meta", "used"]
     assert (path / "map").read_bytes() == bytes(6)
-    assert (path / "data").stat().st_size == data_length(writer.meta, cache.encrypted)
+    assert (path / "data").stat().st_size == data_length(writer.meta)
     assert (path / "used").read_bytes() == b""
     assert list((cache.path / "tmp").iterdir()) == []
     for item in path.iterdir():
@@ -144,7 +149,8 @@ def test_open_writer_loads_the_map(cache: CacheDir, writer: EntryWriter) -> None
     again = cache.open_writer(KEY)
     assert again is not None
     with again:
-        assert again.meta == meta_for()
+        assert again.meta == writer.meta
+        assert again.meta.segment_size == (SEGMENT if cache.encrypted else 0)
         assert again.present == bytearray([0, 0, 1, 0, 0, 0])
         again.write_block(4, block(again.meta, 4))
     assert cache.open_writer("no/such/key") is None
@@ -166,21 +172,56 @@ def test_clear_and_verify(cache: CacheDir, writer: EntryWriter) -> None:
         assert reader.missing(range(1)) == [0]
 
 
-def test_flipped_byte_in_a_sealed_block_is_bad(sealed_cache: CacheDir) -> None:
-    cache = sealed_cache
-    writer = cache.create(meta_for())
-    writer.write_block(2, block(writer.meta, 2))
-    data = cache.entry_path(KEY) / "data"
-    offset = 2 * (BLOCK + 28) + 100
-    with open(data, "r+b") as f:
+def flip(path: Path, offset: int) -> None:
+    with open(path, "r+b") as f:
         f.seek(offset)
         byte = f.read(1)
         f.seek(offset)
         f.write(bytes([byte[0] ^ 0x40]))
+
+
+STRIDE = SEGMENT + BlockCipher.OVERHEAD  # from one sealed segment to the next
+
+
+def test_flipped_byte_in_one_segment_is_bad_and_the_others_still_read(
+    sealed_cache: CacheDir,
+) -> None:
+    cache = sealed_cache
+    writer = cache.create(meta_for())
+    writer.write_block(2, block(writer.meta, 2))
+    assert writer.slot == BLOCK + 5 * BlockCipher.OVERHEAD
+    flip(cache.entry_path(KEY) / "data", 2 * writer.slot + 3 * STRIDE + 100)  # segment 3
     assert not writer.verify_block(2)
     writer.close()
-    with reader_of(cache) as reader, pytest.raises(BadBlock):
-        reader.read_block(2)
+    start = 2 * BLOCK
+    with reader_of(cache) as reader:
+        with pytest.raises(BadBlock):
+            reader.read_block(2)
+        with pytest.raises(BadBlock):  # a piece that needs segment 3
+            reader.read_piece(2, Span(start + 2990, start + 3010))
+        # pieces held by other segments open: only the segments a piece needs are read
+        assert reader.read_piece(2, Span(start, start + 3000)) == pattern(3000, start)
+        assert reader.read_piece(2, Span(start + 4000, start + BLOCK)) == pattern(96, start + 4000)
+
+
+def test_swapped_segments_of_a_block_are_bad(sealed_cache: CacheDir) -> None:
+    cache = sealed_cache
+    writer = cache.create(meta_for())
+    writer.write_block(1, block(writer.meta, 1))
+    data = cache.entry_path(KEY) / "data"
+    raw = data.read_bytes()
+    at = writer.slot
+    first, second = raw[at : at + STRIDE], raw[at + STRIDE : at + 2 * STRIDE]
+    with open(data, "r+b") as f:
+        f.seek(at)
+        f.write(second + first)
+    assert not writer.verify_block(1)
+    writer.close()
+    with reader_of(cache) as reader:
+        for piece in (Span(BLOCK, BLOCK + 10), Span(BLOCK + 1500, BLOCK + 1510)):
+            with pytest.raises(BadBlock):
+                reader.read_piece(1, piece)
+        assert reader.read_piece(1, Span(BLOCK + 2000, BLOCK + 2100)) == pattern(100, BLOCK + 2000)
 
 
 def test_sealed_block_moved_to_another_slot_is_bad(sealed_cache: CacheDir) -> None:
@@ -189,7 +230,7 @@ def test_sealed_block_moved_to_another_slot_is_bad(sealed_cache: CacheDir) -> No
     writer.write_block(0, block(writer.meta, 0))
     writer.write_block(1, block(writer.meta, 1))
     data = cache.entry_path(KEY) / "data"
-    slot = BLOCK + 28
+    slot = writer.slot
     raw = data.read_bytes()
     with open(data, "r+b") as f:
         f.seek(slot)
@@ -199,6 +240,84 @@ def test_sealed_block_moved_to_another_slot_is_bad(sealed_cache: CacheDir) -> No
     writer.close()
     with reader_of(cache) as reader, pytest.raises(BadBlock):
         reader.read_block(1)
+
+
+def test_a_truncated_data_file_is_bad_not_short(sealed_cache: CacheDir) -> None:
+    cache = sealed_cache
+    writer = cache.create(meta_for())
+    for index in range(6):
+        writer.write_block(index, block(writer.meta, index))
+    data = cache.entry_path(KEY) / "data"
+    cut = 5 * writer.slot + 500  # inside the last block's only segment
+    os.truncate(data, cut)
+    assert not writer.verify_block(5)
+    os.truncate(data, 4 * writer.slot + 2 * STRIDE + 10)  # inside block 4's segment 2
+    assert not writer.verify_block(4)
+    writer.close()
+    with reader_of(cache) as reader:
+        for index, piece in (
+            (5, Span(5 * BLOCK, 5 * BLOCK + 1)),
+            (4, Span(4 * BLOCK + 2100, 4 * BLOCK + 2101)),
+        ):
+            with pytest.raises(BadBlock):
+                reader.read_piece(index, piece)
+        with pytest.raises(BadBlock):
+            reader.read_chunks_nowait(5, Span(5 * BLOCK, 5 * BLOCK + 1))
+        assert reader.read_piece(4, Span(4 * BLOCK, 4 * BLOCK + 2000)) == pattern(2000, 4 * BLOCK)
+        assert reader.read_chunks(4, Span(4 * BLOCK + 10, 4 * BLOCK + 1990)) == [
+            pattern(990, 4 * BLOCK + 10), pattern(990, 4 * BLOCK + 1000)]  # fmt: skip
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, SIZE - 1), st.integers(1, SIZE), st.sampled_from([1, 7, 1000, 4096, 5000]))
+def test_every_piece_of_a_sealed_entry_reads_exactly(
+    tmp_path_factory: pytest.TempPathFactory, start: int, length: int, segment_size: int
+) -> None:
+    """Any range, cut at block boundaries as the stream cuts it, across segment boundaries."""
+    root = tmp_path_factory.mktemp("pieces")
+    cache = CacheDir(root, namespace=SOURCE, cipher=CIPHER, segment_size=segment_size)
+    with cache.create(meta_for()) as writer:
+        for index in range(6):
+            writer.write_block(index, block(writer.meta, index))
+    span = Span(start, min(SIZE, start + length))
+    with reader_of(cache) as reader:
+        got = b"".join(reader.read_piece(i, piece) for i, piece in span.split(BLOCK))
+        nowait = [reader.read_chunks_nowait(i, piece) for i, piece in span.split(BLOCK)]
+        chunks = [reader.read_chunks(i, piece) for i, piece in span.split(BLOCK)]
+        assert reader.whole_nowait() in (None, pattern(SIZE))
+    assert got == pattern(span.length, start)
+    assert b"".join(b"".join(c) for c in chunks) == got
+    for n, (_, p) in zip(nowait, span.split(BLOCK), strict=True):  # None: not in the page cache
+        assert n is None or b"".join(n) == pattern(p.length, p.start)
+
+
+CIPHER = BlockCipher(bytes(32))
+
+
+def test_an_entry_of_the_layout_before_segments_is_never_read(sealed_cache: CacheDir) -> None:
+    """Sealed whole (one nonce and tag per block) under the same key: dropped, not misread."""
+    cache = sealed_cache
+    assert cache.cipher is not None
+    cache.create(meta_for()).close()
+    path = cache.entry_path(KEY)
+    entry_id = cache.entry_id(KEY)
+    old_meta = json.dumps(
+        {k: v for k, v in json.loads(meta_for().to_json()).items() if k != "segment_size"}
+    ).encode()
+    (path / "meta").write_bytes(cache.cipher.seal(old_meta, b"meta" + entry_id.encode()))
+    sealed = cache.cipher.seal(
+        block(meta_for(), 0), b"%s\0%s\0%d" % (entry_id.encode(), b'"v1"', 0)
+    )
+    os.truncate(path / "data", 0)
+    (path / "data").write_bytes(sealed)
+    (path / "map").write_bytes(b"\x01" + bytes(5))
+    assert cache.open_reader(KEY) is None
+    assert cache.open_writer(KEY) is None  # and dropped
+    assert not path.exists()
+    cache.create(meta_for()).close()
+    (path / "meta").write_bytes(cache.cipher.seal(old_meta, b"meta" + entry_id.encode()))
+    cache.recover()
+    assert list(cache.entries()) == []
 
 
 def test_create_replaces_and_old_reader_keeps_its_version(
@@ -217,7 +336,7 @@ def test_create_replaces_and_old_reader_keeps_its_version(
     assert old.read_block(0) == block(old.meta, 0)
     old.close()
     with reader_of(cache) as new:
-        assert new.meta == new_meta
+        assert new.meta == new_writer.meta
         assert new.missing(range(2)) == [0]
         assert new.read_block(1) == block(new_meta, 1, salt=2)
     assert list((cache.path / "trash").iterdir()) == []

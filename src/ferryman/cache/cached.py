@@ -3,10 +3,12 @@
 A CachedObject holds one use of an entry (client.py's SharedEntry: the in-use
 flock) and, after a cold lookup, a connection to the filler. `body` describes
 present bytes of a plain entry as FileRegions, which the connection sends
-with sendfile; a small complete entry is answered from memory. Anything else
-streams: missing blocks are asked of the filler (link.py), a window of
-`readahead` blocks ahead of the one being sent, and each block is read from
-disk once the filler says it is present. A failed block, or the filler going
+with sendfile; a small complete entry, plain or encrypted (opened and checked
+once), is answered from memory. Anything else streams: missing blocks are
+asked of the filler (link.py), a window of `readahead` blocks ahead of the
+one being sent, and each block is read from disk once the filler says it is
+present (of an encrypted block, only the sealed segments the range covers
+are read and opened). A failed block, or the filler going
 away, ends the stream with a StoreError, so the connection aborts: a client
 never gets wrong bytes. A block the cache declines (health.py: no room, or a
 degraded disk), or one the disk fails to read, is no such failure: the rest
@@ -36,7 +38,10 @@ if TYPE_CHECKING:
 
 SMALL_IN_MEMORY = 16 * 1024  # complete entries up to this size are kept in memory
 COMPLETE_CHECK = 4096  # entries of at most this many blocks are checked whole once
-THREAD_DECRYPT = 64 * 1024  # blocks at least this long are read and decrypted in a thread
+# Sealed bytes up to this many are read from the page cache and opened on the event loop
+# (~40 us): an answer needing no more is opened in `body` itself, a block's piece in the
+# stream; more, or bytes not in the page cache, in a thread (decisions/0039).
+THREAD_DECRYPT = 256 * 1024
 
 Section = bytes | Span  # a literal of the body, or bytes of the object
 # Literals and ranges of the pinned version, streamed from the store instead of the cache.
@@ -75,6 +80,9 @@ class CachedObject:
         if present and not reader.encrypted:
             parts: list[Part] = [s if isinstance(s, bytes) else reader.region(s) for s in spans]
             return Body(parts, cleanup=self.close)
+        opened = self._opened_now(spans) if present else None
+        if opened is not None:  # bytes, which the connection may send with the head at once
+            return Body(opened, cleanup=self.close)
         length = sum(len(s) if isinstance(s, bytes) else s.length for s in spans)
         stream = self._stream(list(spans), fallback)
         return Body(stream=stream, length=length, cleanup=self.close)
@@ -82,7 +90,7 @@ class CachedObject:
     def whole_in_memory(self) -> bytes | None:
         """The bytes of a small complete entry; None for any other.
 
-        For the plain GET or HEAD of a small object, which the caller answers
+        For the unconditional GET or HEAD of a small object, which the caller answers
         from memory as local small files are answered (app/bodycache.py).
         """
         small = self._small()
@@ -107,20 +115,58 @@ class CachedObject:
             self._client.stats.misses += 1
 
     def _small(self) -> bytes | None:
-        """A small, complete, plain entry's bytes, read once and kept with the entry.
+        """A small, complete entry's bytes, read once and kept with the entry.
 
-        Safe because a plain entry's present blocks never change (a new
-        version is a new entry); bounded by MAX_READERS * SMALL_IN_MEMORY.
+        Read only if they are in the page cache (never blocking the loop).
+        Encrypted: kept only once every segment passed its check; a block
+        that fails it is left to the stream, which has it fetched again.
+        Safe because the version an entry holds never changes (a new version
+        is a new entry; a block fetched again is the same bytes); bounded by
+        MAX_READERS * SMALL_IN_MEMORY.
         """
         shared = self._shared
-        if shared is None or not shared.complete or self.reader.encrypted:
+        if shared is None or not shared.complete:
             return None
         if shared.small is None and self.info.size <= SMALL_IN_MEMORY:
-            region = self.reader.region(Span(0, self.info.size))
-            data = read_nowait(region.fd, region.offset, region.count)
-            if data is not None and len(data) == region.count:
-                shared.small = data
+            try:
+                shared.small = self.reader.whole_nowait()
+            except BadBlock:
+                return None
         return shared.small
+
+    def _opened_now(self, spans: Sequence[Section]) -> list[Part] | None:
+        """The spans of an encrypted entry opened here, without the stream's task, when
+        they are short (THREAD_DECRYPT sealed bytes at most) and in the page cache.
+
+        None otherwise, or if a segment fails its check: the stream then reads
+        them, and has a bad block fetched again. A segment that opens is this
+        version's bytes at this place, whatever the map says meanwhile.
+        """
+        reader = self.reader
+        if not reader.encrypted:
+            return None
+        block_size = reader.meta.block_size
+        budget = THREAD_DECRYPT  # decided before anything is read
+        for span in spans:
+            if isinstance(span, Span):
+                for block, piece in span.split(block_size):
+                    budget -= reader.opened_length(block, piece)
+                    if budget < 0:
+                        return None
+        parts: list[Part] = []
+        for span in spans:
+            if isinstance(span, bytes):
+                parts.append(span)
+                continue
+            for block, piece in span.split(block_size):
+                try:
+                    chunks = reader.read_chunks_nowait(block, piece)
+                except BadBlock:
+                    return None
+                if chunks is None:
+                    return None
+                parts.extend(chunks)
+        return parts
 
     def _present(self, spans: Sequence[Section]) -> bool:
         """Every block the spans need is present (and note a complete entry)."""
@@ -157,24 +203,25 @@ class CachedObject:
                     continue
                 blocks = span.blocks(block_size)
                 for block, piece in span.split(block_size):
-                    data = await self._block_or_none(block, blocks, piece, fallback)
-                    if data is None:  # declined: the rest of the answer from the store
+                    chunks = await self._block_or_none(block, blocks, piece, fallback)
+                    if chunks is None:  # declined: the rest of the answer from the store
                         rest = [Span(piece.start, span.end), *spans[index + 1 :]]
                         assert fallback is not None
                         self._client.stats.declined += 1
                         async for chunk in fallback(rest):
                             yield chunk
                         return
-                    yield data
+                    for chunk in chunks:
+                        yield chunk
         except PreconditionFailed:
             self._client.version_gone(self.reader.meta.key)
             raise
 
     async def _block_or_none(
         self, block: int, blocks: range, piece: Span, fallback: Fallback | None
-    ) -> bytes | None:
-        """The object bytes `piece` of `block` (one of `blocks`) from the cache; None if the
-        cache declines it, or fails to read it, and there is a fallback."""
+    ) -> list[bytes] | None:
+        """The object bytes `piece` of `block` (one of `blocks`) from the cache, in chunks;
+        None if the cache declines it, or fails to read it, and there is a fallback."""
         try:
             await self._ensure(block, blocks)
             return await self._read(block, piece)
@@ -213,8 +260,8 @@ class CachedObject:
                 raise PreconditionFailed(f"{key!r} changed while it was being sent")
         return self._link
 
-    async def _read(self, block: int, piece: Span) -> bytes:
-        """The object bytes `piece` of `block`, which is present."""
+    async def _read(self, block: int, piece: Span) -> list[bytes]:
+        """The object bytes `piece` of `block`, which is present, in chunks."""
         reader = self.reader
         if not reader.encrypted:
             region = reader.region(piece)
@@ -223,16 +270,14 @@ class CachedObject:
                 data = await asyncio.to_thread(pread_exact, region.fd, region.count, region.offset)
             if len(data) != region.count:
                 raise Unavailable(f"block {block} of the cache entry is short")
-            return data
-        whole = reader.meta.block_span(block)
-        offset = piece.start - whole.start  # where the piece begins in the block's plaintext
+            return [data]
+        inline = reader.opened_length(block, piece) <= THREAD_DECRYPT
         for attempt in range(2):
             try:
-                if whole.length >= THREAD_DECRYPT:
-                    plain = await asyncio.to_thread(reader.read_block, block)
-                else:
-                    plain = reader.read_block(block)
-                return plain[offset : offset + piece.length]
+                chunks = reader.read_chunks_nowait(block, piece) if inline else None
+                if chunks is None:
+                    chunks = await asyncio.to_thread(reader.read_chunks, block, piece)
+                return chunks
             except BadBlock:
                 if attempt:
                     raise Unavailable(f"block {block} failed its check twice") from None

@@ -75,13 +75,13 @@ class SharedEntry:
         self.reader = reader
         self.checked = reader.checked_at  # last HEAD that confirmed the version (Unix time)
         self.info = reader.meta.info()
-        self.complete = False  # every block was present (a block is never cleared from
-        # a plain entry; an encrypted one is always streamed and checks each block)
+        self.complete = False  # every block was present (the filler clears a block of an
+        # encrypted entry that fails its check, and fetches the same bytes again)
         self.users = 0
         self.locked = False
         self.idle_since = time.monotonic()
         self.retired = False  # out of the LRU: close when the last use ends
-        self.small: bytes | None = None  # the whole object, for small complete plain entries
+        self.small: bytes | None = None  # the whole object, for small complete entries
 
     def use(self) -> bool:
         """Take a use; False if the entry is no longer in the cache (evicted, replaced).

@@ -1,10 +1,11 @@
 """The cache key, sealing of cache blocks, and entry names that reveal nothing.
 
-With `--cache-encrypt` every block and every entry's metadata is sealed with
-AES-256-GCM under a 32-byte key kept in a file of its own (mode 0600). Entry
-directory names are HMAC-SHA256 of (source, object key) under that key, so the
-cache directory holds no object key, ETag or plaintext byte. Without
-encryption, names are plain SHA-256 (`plain_entry_id`).
+With `--cache-encrypt` every block (as a run of segments: segments.py) and
+every entry's metadata is sealed with AES-256-GCM under a 32-byte key kept
+in a file of its own (mode 0600). Entry directory names are HMAC-SHA256 of
+(source, object key) under that key, so the cache directory holds no object
+key, ETag or plaintext byte. Without encryption, names are plain SHA-256
+(`plain_entry_id`).
 
 Two subkeys are derived from the key file (one for sealing, one for names),
 so that the same secret is never used by two algorithms.
@@ -49,12 +50,12 @@ class BlockCipher:
         self._aead = AESGCM(_subkey(key, b"ferryman cache blocks"))
         self._name_key = _subkey(key, b"ferryman cache names")
 
-    def seal(self, plain: bytes, aad: bytes) -> bytes:
+    def seal(self, plain: bytes | memoryview, aad: bytes) -> bytes:
         """nonce (12 random bytes) + ciphertext + tag (16 bytes)."""
         nonce = os.urandom(NONCE_BYTES)
         return nonce + self._aead.encrypt(nonce, plain, aad)
 
-    def open(self, sealed: bytes, aad: bytes) -> bytes:
+    def open(self, sealed: bytes | memoryview, aad: bytes) -> bytes:
         """The plaintext of `sealed`; BadBlock if it was not sealed by this key with `aad`."""
         if len(sealed) < self.OVERHEAD:
             raise BadBlock(f"sealed block too short ({len(sealed)} bytes)")

@@ -27,7 +27,7 @@ import re
 import secrets
 import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ferryman.cache.crypto import BlockCipher, fsync_dir, load_or_create_key, plain_entry_id
@@ -44,6 +44,7 @@ from ferryman.cache.entryfiles import (
     encode_meta,
     read_meta,
 )
+from ferryman.cache.segments import SEGMENT_SIZE
 from ferryman.config import Config
 from ferryman.errors import ConfigError
 
@@ -74,10 +75,18 @@ class CacheDir:
     ConfigError if the directory cannot be made or used.
     """
 
-    def __init__(self, path: Path, *, namespace: str, cipher: BlockCipher | None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        namespace: str,
+        cipher: BlockCipher | None,
+        segment_size: int = SEGMENT_SIZE,
+    ) -> None:
         self.path = path
         self.namespace = namespace
         self.cipher = cipher
+        self.segment_size = segment_size  # of the entries it makes, when encrypted
         self.entries_dir = path / "entries"
         self.tmp_dir = path / "tmp"
         self.trash_dir = path / "trash"
@@ -120,7 +129,8 @@ class CacheDir:
         """At filler start: finish interrupted creations and deletions, drop broken entries.
 
         An entry goes if its meta is unreadable, was written in the other mode
-        (plain vs encrypted) or under another key, belongs to another source
+        (plain vs encrypted), under another key or in the encrypted layout
+        before sealed segments, belongs to another source
         (its id does not match its key), or its files are incomplete.
         """
         for directory in (self.tmp_dir, self.trash_dir):
@@ -157,8 +167,8 @@ class CacheDir:
                 return "its map has the wrong length"
             for name in (DATA, USED):
                 os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-        except BadEntry:
-            return "unreadable meta (torn, foreign, or from the other encryption mode)"
+        except BadEntry as exc:  # torn, foreign, the other mode, or an older layout
+            return str(exc).partition(": ")[2]  # what is wrong, without the entry's name
         except OSError as exc:
             return f"incomplete ({exc.filename or ''} {exc.strerror})"
         finally:
@@ -169,7 +179,9 @@ class CacheDir:
         """A new, empty entry for `meta`, replacing any entry of the same key.
 
         Built in tmp/ (meta fsynced, empty data and map) and renamed into place.
+        The writer's meta names the segment size when the cache is encrypted.
         """
+        meta = replace(meta, segment_size=self.segment_size if self.encrypted else 0)
         entry_id = self.entry_id(meta.key)
         self.drop(meta.key)
         draft = self.tmp_dir / f"{entry_id}.{secrets.token_hex(4)}"
@@ -177,7 +189,7 @@ class CacheDir:
         dir_fd = os.open(draft, _DIR_FLAGS)
         try:
             _new_file(dir_fd, META, encode_meta(meta, entry_id, self.cipher))
-            _new_file(dir_fd, DATA, size=data_length(meta, self.encrypted))
+            _new_file(dir_fd, DATA, size=data_length(meta))
             _new_file(dir_fd, MAP, size=meta.block_count())
             _new_file(dir_fd, USED)
             os.fsync(dir_fd)

@@ -4,7 +4,8 @@ An entry is a directory (decision 0012) holding:
 
     meta   JSON of EntryMeta; sealed (aad b"meta" + id) when encrypted; written
            once, its mtime is when a HEAD last confirmed the version
-    data   sparse; block i at offset i * slot (slot = block size, + 28 sealed)
+    data   sparse; block i at offset i * slot (slot = block size; encrypted: the
+           block sealed as segments, 28 bytes more per segment: segments.py)
     map    one byte per block: 1 present, 0 not
     used   empty; its mtime is the entry's last use
 
@@ -32,18 +33,20 @@ import fcntl
 import os
 import time
 
+from ferryman.cache import segments
 from ferryman.cache.crypto import BadBlock, BlockCipher
 from ferryman.cache.entrymeta import (
     BadEntry,
     EntryMeta,
-    block_aad,
     data_length,
     decode_meta,
     encode_meta,
     slot_size,
+    stored_length,
 )
 from ferryman.http.body import FileRegion
 from ferryman.http.spans import Span
+from ferryman.pagecache import read_nowait, read_nowait_buffer
 
 __all__ = [
     "DATA", "MAP", "META", "USED", "BadEntry", "EntryMeta", "EntryReader", "EntryWriter",
@@ -110,6 +113,45 @@ def _open_files(dir_fd: int, flags: int) -> tuple[int, int]:
     return data_fd, map_fd
 
 
+def _open_piece(
+    fd: int,
+    cipher: BlockCipher,
+    entry_id: str,
+    meta: EntryMeta,
+    index: int,
+    piece: Span | None,
+    *,
+    nowait: bool = False,
+) -> list[bytes] | None:
+    """Plaintext `piece` (block-relative; None: the whole block) of encrypted block `index`,
+    one chunk per segment.
+
+    Reads only the segments that hold it. With `nowait`, None if they are not
+    all in the page cache. BadBlock if one is cut short or fails its check.
+    """
+    length = meta.block_span(index).length
+    if piece is None:
+        piece = Span(0, length)
+    run = segments.sealed_run(
+        segments.covering(piece, meta.segment_size), length, meta.segment_size
+    )
+    offset = index * slot_size(meta) + run.start
+    sealed: bytes | bytearray | None
+    if nowait:
+        sealed = read_nowait_buffer(fd, offset, run.length)
+        if sealed is None or (len(sealed) < run.length and not _at_end(fd, offset + len(sealed))):
+            return None
+    else:
+        sealed = pread_exact(fd, run.length, offset)
+    aad = segments.block_aad(entry_id, meta.etag, index)
+    return segments.open_piece(cipher, sealed, piece, length, meta.segment_size, aad)
+
+
+def _at_end(fd: int, offset: int) -> bool:
+    """A short read at `offset` came from the end of the file, not from a cold page."""
+    return os.fstat(fd).st_size <= offset
+
+
 # -- the writer -----------------------------------------------------------------
 
 
@@ -142,7 +184,7 @@ class EntryWriter:
         except BaseException:
             self.close()
             raise
-        self.slot = slot_size(meta.block_size, self.encrypted)  # bytes a block takes on disk
+        self.slot = slot_size(meta)  # bytes of `data` from one block to the next
 
     def write_block(self, index: int, data: bytes) -> None:
         """Store block `index` durably, then mark it present. OSError on disk errors."""
@@ -152,11 +194,16 @@ class EntryWriter:
         if self.present[index]:
             self.clear_block(index)  # never rewrite bytes that are marked present
         if self._cipher is not None:
-            data = self._cipher.seal(data, block_aad(self.entry_id, self.meta.etag, index))
+            aad = segments.block_aad(self.entry_id, self.meta.etag, index)
+            data = segments.seal_block(self._cipher, data, self.meta.segment_size, aad)
         _pwrite_all(self._data_fd, data, index * self.slot)
         os.fdatasync(self._data_fd)
         os.pwrite(self._map_fd, b"\x01", index)
         self.present[index] = 1
+
+    def stored_length(self, index: int) -> int:
+        """Bytes block `index` takes on disk (sealed: with its segments' nonces and tags)."""
+        return stored_length(self.meta, self.meta.block_span(index).length)
 
     def clear_block(self, index: int) -> None:
         """Mark block `index` absent (a bad block, to be fetched again)."""
@@ -166,13 +213,11 @@ class EntryWriter:
         self.present[index] = 0
 
     def verify_block(self, index: int) -> bool:
-        """Encrypted: the stored block passes its check. Plain: True (nothing to check)."""
+        """Encrypted: every segment of the stored block passes its check. Plain: True."""
         if self._cipher is None:
             return True
-        length = self.meta.block_span(index).length
-        sealed = pread_exact(self._data_fd, length + BlockCipher.OVERHEAD, index * self.slot)
         try:
-            self._cipher.open(sealed, block_aad(self.entry_id, self.meta.etag, index))
+            _open_piece(self._data_fd, self._cipher, self.entry_id, self.meta, index, None)
         except BadBlock:
             return False
         return True
@@ -233,7 +278,6 @@ class EntryReader:
         except BaseException:
             self.close()
             raise
-        self._slot = slot_size(self.meta.block_size, self.encrypted)
 
     def present(self, blocks: range) -> bool:
         """Every block of `blocks` is present (an empty range: True)."""
@@ -262,14 +306,66 @@ class EntryReader:
 
     def read_block(self, index: int) -> bytes:
         """The plaintext of block `index`; BadBlock if it fails its check or is cut short."""
-        length = self.meta.block_span(index).length
-        if self._cipher is None:
-            data = pread_exact(self.data_fd, length, index * self._slot)
-            if len(data) != length:
-                raise BadBlock(f"block {index}: {len(data)} of {length} bytes on disk")
+        return self.read_piece(index, self.meta.block_span(index))
+
+    def read_piece(self, index: int, piece: Span) -> bytes:
+        """Object bytes `piece` (within block `index`, non-empty), opening only the segments
+        that hold them; BadBlock if one fails its check or is cut short."""
+        within = self._in_block(index, piece)
+        if self._cipher is None:  # plain: an object's offsets are offsets in `data`
+            data = pread_exact(self.data_fd, piece.length, piece.start)
+            if len(data) != piece.length:
+                raise BadBlock(f"block {index}: {len(data)} of {piece.length} bytes on disk")
             return data
-        sealed = pread_exact(self.data_fd, length + BlockCipher.OVERHEAD, index * self._slot)
-        return self._cipher.open(sealed, block_aad(self.entry_id, self.meta.etag, index))
+        chunks = _open_piece(self.data_fd, self._cipher, self.entry_id, self.meta, index, within)
+        assert chunks is not None  # not asked `nowait`
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    def read_chunks(self, index: int, piece: Span) -> list[bytes]:
+        """`read_piece` as one chunk per segment (encrypted entries), no byte copied twice."""
+        assert self._cipher is not None
+        within = self._in_block(index, piece)
+        chunks = _open_piece(self.data_fd, self._cipher, self.entry_id, self.meta, index, within)
+        assert chunks is not None  # not asked `nowait`
+        return chunks
+
+    def read_chunks_nowait(self, index: int, piece: Span) -> list[bytes] | None:
+        """`read_chunks` if the bytes to open are in the page cache, else None (never blocks
+        on the disk)."""
+        assert self._cipher is not None
+        piece = self._in_block(index, piece)
+        return _open_piece(
+            self.data_fd, self._cipher, self.entry_id, self.meta, index, piece, nowait=True
+        )
+
+    def opened_length(self, index: int, piece: Span) -> int:
+        """Bytes read_piece opens to answer `piece` of block `index` (encrypted entries)."""
+        run = segments.covering(self._in_block(index, piece), self.meta.segment_size)
+        length = self.meta.block_span(index).length
+        return segments.sealed_run(run, length, self.meta.segment_size).length
+
+    def whole_nowait(self) -> bytes | None:
+        """Every byte of the object, if all of it is in the page cache, else None (never
+        blocks on the disk). Encrypted: every segment opened; BadBlock if one fails."""
+        size = self.meta.size
+        if self._cipher is None:
+            data = read_nowait(self.data_fd, 0, size)
+            return data if data is not None and len(data) == size else None
+        pieces = []
+        for index in range(self.meta.block_count()):
+            span = self.meta.block_span(index)
+            chunks = self.read_chunks_nowait(index, span)
+            if chunks is None:
+                return None
+            pieces.extend(chunks)
+        return b"".join(pieces)
+
+    def _in_block(self, index: int, piece: Span) -> Span:
+        """`piece` as offsets within block `index`'s plaintext; ValueError if outside it."""
+        block = self.meta.block_span(index)
+        if not (piece.length and block.start <= piece.start and piece.end <= block.end):
+            raise ValueError(f"{piece} is not within block {index} ({block})")
+        return Span(piece.start - block.start, piece.end - block.start)
 
     def acquire(self) -> bool:
         """Mark the entry in use (shared flock on data); False if it is no longer cached.

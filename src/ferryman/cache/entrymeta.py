@@ -2,8 +2,12 @@
 
 Pure encoding shared by the filler's writer and the workers' readers
 (entryfiles.py opens the files): `EntryMeta` and its JSON, meta sealed for an
-encrypted cache, where each block lives in `data` (its slot), and what a
-sealed block is bound to.
+encrypted cache, and where each block lives in `data` (its slot). How an
+encrypted block is sealed as segments is segments.py's business.
+
+An encrypted entry's meta names its segment size; one without it was written
+in the layout before sealed segments (one seal per block) and is refused as
+unreadable, so it is dropped and its object fetched again (decisions/0039).
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from ferryman.cache import blockmap
+from ferryman.cache import blockmap, segments
 from ferryman.cache.crypto import BadBlock, BlockCipher
 from ferryman.http.spans import Span
 from ferryman.stores.base import ObjectInfo
@@ -33,6 +37,7 @@ class EntryMeta:
     content_type: str | None
     sha256: str | None
     block_size: int
+    segment_size: int = 0  # encrypted: plaintext bytes per sealed segment; plain: 0
 
     @classmethod
     def from_info(cls, info: ObjectInfo, block_size: int) -> EntryMeta:
@@ -41,6 +46,11 @@ class EntryMeta:
             info.key, info.size, info.etag, info.last_modified, info.content_type,
             info.sha256, block_size,
         )  # fmt: skip
+
+    @property
+    def sealed(self) -> bool:
+        """Its blocks are sealed as segments (an encrypted cache's entry)."""
+        return self.segment_size > 0
 
     def info(self) -> ObjectInfo:
         """The version this entry holds, as a HEAD would report it."""
@@ -78,6 +88,7 @@ class EntryMeta:
             _is_int(meta.size) and meta.size >= 0,
             _is_int(meta.last_modified),
             _is_int(meta.block_size) and meta.block_size > 0,
+            _is_int(meta.segment_size) and meta.segment_size >= 0,
             meta.content_type is None or isinstance(meta.content_type, str),
             meta.sha256 is None or isinstance(meta.sha256, str),
         )
@@ -104,29 +115,35 @@ def decode_meta(raw: bytes, entry_id: str, cipher: BlockCipher | None) -> EntryM
     try:
         if cipher is not None:
             raw = cipher.open(raw, _meta_aad(entry_id))
-        return EntryMeta.from_json(raw)
+        meta = EntryMeta.from_json(raw)
     except (BadBlock, ValueError) as exc:  # JSONDecodeError and UnicodeDecodeError are too
         raise BadEntry(f"entry {entry_id}: unreadable meta ({exc})") from None
+    if meta.sealed != (cipher is not None):
+        why = "written in the layout before sealed segments" if cipher else "names segments"
+        raise BadEntry(f"entry {entry_id}: unreadable meta ({why})")
+    return meta
 
 
 def _meta_aad(entry_id: str) -> bytes:
     return b"meta" + entry_id.encode()
 
 
-def block_aad(entry_id: str, etag: str, index: int) -> bytes:
-    """What a sealed block is bound to: its entry, its object version and its position."""
-    return b"%s\0%s\0%d" % (entry_id.encode(), etag.encode(), index)
+def slot_size(meta: EntryMeta) -> int:
+    """Bytes of `data` between the starts of two blocks: a block, sealed if encrypted."""
+    return stored_length(meta, meta.block_size)
 
 
-def slot_size(block_size: int, encrypted: bool) -> int:
-    return block_size + BlockCipher.OVERHEAD if encrypted else block_size
+def stored_length(meta: EntryMeta, length: int) -> int:
+    """Bytes a block of `length` object bytes takes on disk."""
+    if not meta.sealed:
+        return length
+    return segments.sealed_length(length, meta.segment_size)
 
 
-def data_length(meta: EntryMeta, encrypted: bool) -> int:
+def data_length(meta: EntryMeta) -> int:
     """The apparent length of a complete `data` file."""
     count = meta.block_count()
     if count == 0:
         return 0
     last = meta.block_span(count - 1).length
-    extra = BlockCipher.OVERHEAD if encrypted else 0
-    return (count - 1) * slot_size(meta.block_size, encrypted) + last + extra
+    return (count - 1) * slot_size(meta) + stored_length(meta, last)

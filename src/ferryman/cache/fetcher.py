@@ -126,10 +126,9 @@ class Fetcher:
         Returns the blocks the run may fetch; the blocks after them are
         declined now (their readers go to the store). CacheDeclined if none fits.
         """
-        unit, slot = self._pacer.unit, fill.writer.slot
-        on_disk = slot - fill.meta.block_size  # a sealed block's nonce and tag
+        unit, writer = self._pacer.unit, fill.writer
         wanted = {
-            block: block_charge(block, slot, fill.meta.block_span(block).length + on_disk, unit)
+            block: block_charge(block, writer.slot, writer.stored_length(block), unit)
             for block in run
         }
         granted = run

@@ -151,14 +151,22 @@ async def _send_stream(
     """Chunks as they come; a declared length is a promise, checked both ways.
 
     The stream is closed however the send ends, so an upstream fetch behind it
-    stops when the client goes away.
+    stops when the client goes away. Not with `await` in a `finally` (or an
+    `except`): compiled by mypyc, that left the cut transfer's exception as
+    the one being handled for the whole worker, and every later streamed
+    answer's wait for the socket raised it, cutting each keep-alive
+    connection once its answer was out.
     """
+    failure: BaseException | None = None
     try:
         await _copy_stream(conn, framing, stream, length)
-    finally:
-        close = getattr(stream, "aclose", None)
-        if close is not None:
-            await close()
+    except BaseException as exc:
+        failure = exc
+    close = getattr(stream, "aclose", None)
+    if close is not None:
+        await close()
+    if failure is not None:
+        raise failure
 
 
 async def _copy_stream(
