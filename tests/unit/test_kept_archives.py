@@ -139,6 +139,24 @@ def test_a_member_is_served_from_the_kept_descriptor_until_the_archive_changes(
     got.body.release()
 
 
+def test_the_archive_its_listings_and_its_members_share_one_kept_descriptor(
+    reader: LocalReader,
+) -> None:
+    kept_files = reader.root.open_files
+    assert kept_files is not None
+    entries = []
+    for path in ("/a.tar", "/a.tar/", "/a.tar/d/", "/a.tar/d/big.bin", "/a.tar/d", "/a.tar/"):
+        got = answer(reader, request("GET", path))
+        assert got.status in (200, 301), path
+        got.body.release()
+        entry = kept_files.use("a.tar")
+        assert entry is not None
+        entry.release()
+        entries.append(entry)
+    assert all(entry is entries[0] for entry in entries)
+    assert entries[0].users == 0 and len(kept_files) == 1
+
+
 def test_a_members_representation_is_kept_per_version_of_the_archive(
     tmp_path: Path, reader: LocalReader
 ) -> None:

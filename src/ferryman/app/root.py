@@ -220,6 +220,10 @@ class Root:
                 kept = self.open_files.use(relative)
                 if kept is not None:
                     return OpenedFile(kept, path.segments[-1], relative)
+            elif path.segments and is_archive_name(path.segments[-1]):
+                kept = self.open_files.use(relative)  # `/a.tar/`: the archive's listing
+                if kept is not None:
+                    return OpenedArchive(path, len(path.segments), kept)
             archive = self._kept_archive(path, self.open_files)
             if archive is not None:
                 return archive
