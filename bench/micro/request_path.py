@@ -10,7 +10,8 @@ carry Repr-Digest from the digest index. Kinds:
 GET of it with If-None-Match: its ETag), `notfound` (a 404), `multirange`
 (three 16 KiB ranges of a 4 MiB file, multipart/byteranges), `member` (the
 1 KiB file as a member of a plain tar, its index read at the first request;
-each answer is given by a task, so the loop turns once per request for it).
+an answer not in memory is given by a task, so the loop turns once per
+request for it; a plain GET of it is answered from memory, as `small` is).
 
     .venv/bin/python bench/micro/request_path.py [--kind small] [--profile] [--catalog]
         [-n 20000]
@@ -61,7 +62,7 @@ KINDS = {
     ),
     "member": (b"GET /a.tar/dir/1k.bin HTTP/1.1\r\n" + HEAD + b"\r\n", b"HTTP/1.1 200 "),
 }
-TASKED = ("member",)  # kinds answered by a task: the loop runs it
+TASKED = ("member",)  # kinds that may be answered by a task: the loop runs it
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:

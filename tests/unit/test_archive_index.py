@@ -40,7 +40,7 @@ from ferryman.app.archive_index import (
     read_index,
 )
 from ferryman.app.listing import Entry
-from ferryman.app.openfiles import identity
+from ferryman.app.openfiles import OpenFile, identity
 from ferryman.app.paths import resolve
 from ferryman.app.spool import LOCK_NAME, PREFIX, Spool, SpoolFull
 from ferryman.errors import HttpError
@@ -497,7 +497,7 @@ def test_a_request_cancelled_mid_extraction_leaves_nothing(tmp_path: Path, spool
     async def run() -> None:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         task = asyncio.ensure_future(
-            server.respond(request(), resolve(b"/a.tgz/zeros"), 1, fd, os.fstat(fd))
+            server.respond(request(), resolve(b"/a.tgz/zeros"), 1, opened(fd))
         )
         await until(lambda: len(spooled(spool)) == 1)  # extracting now
         task.cancel()
@@ -520,8 +520,8 @@ def test_a_member_over_the_extraction_limit_is_507_and_spools_nothing(
 
     async def get(name: str) -> tuple[int, int | None]:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        response = await server.respond(request(), resolve(b"/a.tgz/" + name.encode()), 1, fd,
-                                        os.fstat(fd))  # fmt: skip
+        response = await server.respond(request(), resolve(b"/a.tgz/" + name.encode()), 1,
+                                        opened(fd))  # fmt: skip
         response.body.release()
         return response.status, response.body.length
 
@@ -550,7 +550,7 @@ def test_a_copy_that_does_not_check_is_refused_to_every_waiter_and_logged_once(
     async def get() -> int:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         try:
-            await server.respond(request(), resolve(b"/a.tgz/m"), 1, fd, os.fstat(fd))
+            await server.respond(request(), resolve(b"/a.tgz/m"), 1, opened(fd))
         except HttpError as exc:
             assert exc.error == "bad_archive" and "CRC-32" in exc.detail
             return exc.status
@@ -660,3 +660,8 @@ def test_reservations_hold_room_and_never_pass_the_limit_together(tmp_path: Path
     finally:
         for fd, name in made:
             spool.discard(fd, name)
+
+
+def opened(fd: int) -> OpenFile:
+    """`fd` as the Root hands an archive over: an OpenFile not kept, closed at its release."""
+    return OpenFile(fd, os.fstat(fd), ())

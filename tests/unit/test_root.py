@@ -143,9 +143,9 @@ def local_root(tree: Path) -> Iterator[Root]:
 
 
 def opened_fd(found: object) -> int | None:
-    if isinstance(found, OpenedFile):
+    if isinstance(found, OpenedFile | OpenedArchive):
         return found.opened.fd
-    if isinstance(found, OpenedDirectory | OpenedArchive):
+    if isinstance(found, OpenedDirectory):
         return found.fd
     return None
 
@@ -163,9 +163,9 @@ def refusal(root: Root, raw: bytes) -> int:
 
 
 def release(found: object) -> None:
-    if isinstance(found, OpenedFile):
+    if isinstance(found, OpenedFile | OpenedArchive):
         found.opened.release()
-    elif isinstance(found, OpenedDirectory | OpenedArchive):
+    elif isinstance(found, OpenedDirectory):
         os.close(found.fd)
 
 

@@ -6,16 +6,22 @@ archive itself, `/a.tar/` and `/a.tar/dir/` list members (HTML or JSON, as
 directories do), `/a.tar/dir` redirects to the slash form. Archives are
 read-only.
 
-Per request: the archive was opened and fstat'ed by the Root (app/root.py,
-the same confinement as any file); its index (app/archive_index.py) comes from a
-cache keyed by the open descriptor's identity, or is read in a worker
-thread (one build per identity, however many requests wait for it). Then
-decide, then act: the member's validators and size are in the index, so
-preconditions, Range and multipart are settled before any byte is read or
-extracted.
+Per request: the Root (app/root.py, the same confinement as any file) hands
+over the archive's descriptor, kept open between requests as a file's is
+(app/openfiles.py: one stat() per request shows it is still the same file,
+else it is opened and checked afresh); its index (app/archive_index.py)
+comes from a cache keyed by the descriptor's identity, or is read in a
+worker thread (one build per identity, however many requests wait for it).
+Then decide, then act: the member's validators and size are in the index,
+so preconditions, Range and multipart are settled before any byte is read
+or extracted. A member's Representation (ETag, headers) is made at its
+first answer and kept with the index of that version of the archive.
 
 - .tar: the body is a region of the archive's own descriptor at the
-  member's data offset: zero-copy, ranges free.
+  member's data offset: zero-copy, ranges free. A plain 200 of a small
+  member whose bytes are in the page cache is answered from memory, and
+  kept there (app/bodycache.py) while the archive is the same file, as a
+  small file's is: the next plain GET of it skips the archive altogether.
 - .tar.gz/.tgz: a gzip stream cannot be entered in the middle, so the
   member is decompressed whole, in a worker thread, into a spool file
   (app/spool.py), checked against the CRC-32 in the index, and served as
@@ -38,7 +44,7 @@ import errno
 import logging
 import os
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING
 
 from ferryman.app.archive_copies import (
@@ -52,6 +58,7 @@ from ferryman.app.archive_copies import (
     extract_member,
 )
 from ferryman.app.archive_index import (
+    MAX_REPRESENTATIONS,
     ArchiveIndex,
     IndexCache,
     Member,
@@ -60,11 +67,12 @@ from ferryman.app.archive_index import (
     open_positional,
     read_index,
 )
+from ferryman.app.bodycache import SmallBodyCache, same_file
 from ferryman.app.browse import Browse
 from ferryman.app.compression import Compression, FileSource, Source
 from ferryman.app.listing import render
 from ferryman.app.mime import content_type
-from ferryman.app.openfiles import Identity, identity
+from ferryman.app.openfiles import Identity, OpenFile, identity
 from ferryman.app.plan import Plan, Representation, plan_response
 from ferryman.app.root import Kind, Meaning, decide, slash_form
 from ferryman.app.spool import Spool, SpoolFull
@@ -72,6 +80,7 @@ from ferryman.errors import HttpError, not_found
 from ferryman.http.body import Body, FileRegion
 from ferryman.http.parser import Request
 from ferryman.http.response import Response
+from ferryman.pagecache import read_nowait
 
 if TYPE_CHECKING:
     from ferryman.app.paths import RequestPath
@@ -101,6 +110,9 @@ class ArchiveReader:
         extractions: int = EXTRACTIONS,
         compression: Compression | None = None,
         browse: Browse | None = None,
+        small: SmallBodyCache | None = None,
+        small_body: int = 0,
+        root_fd: int = -1,
     ) -> None:
         self.spool = spool
         self.compression = compression
@@ -111,11 +123,18 @@ class ArchiveReader:
         self.cache = cache if cache is not None else IndexCache()
         self._building: dict[Identity, asyncio.Task[ArchiveIndex]] = {}
         self.copies = MemberCopies(spool, extractions=extractions)
+        # Small answers kept in memory (the files' own, app/bodycache.py): members of a
+        # .tar up to `small_body` bytes, revalidated by a stat() of the archive under
+        # the root open as `root_fd`.
+        self.small = small
+        self.small_body = small_body
+        self.root_fd = root_fd
 
     async def respond(
-        self, request: Request, path: RequestPath, count: int, fd: int, st: os.stat_result
+        self, request: Request, path: RequestPath, count: int, opened: OpenFile
     ) -> Response:
-        """Serve `path` inside the archive open as `fd` (its first `count` segments); owns fd.
+        """Serve `path` inside the archive `opened` (its first `count` segments); this
+        request's use of it belongs to the answer's body, or is released here.
 
         The Root opened the archive (root.OpenedArchive); what the rest of the
         path names inside it is decided as for a directory (root.decide).
@@ -123,6 +142,9 @@ class ArchiveReader:
         archive = path.segments[count - 1]
         member = "/".join(path.segments[count:])
         compressed = is_compressed(archive)
+        fd = opened.fd
+        st = opened.st
+        held = True  # this request's use of `opened`, until an answer takes it
         try:
             index = await self._index(fd, st, compressed)
             if index.damaged is not None:
@@ -134,26 +156,26 @@ class ArchiveReader:
             meaning = decide(path, _kind(index, member, path.trailing_slash), archives=False)
             if meaning is Meaning.FILE and found is not None:
                 name = member.rpartition("/")[2]
-                rep = Representation(
-                    size=found.size,
-                    etag=member_etag(st, member, found.offset),
-                    last_modified=found.mtime,
-                    name=name,
-                    cache_control=self.cache_control,
-                    vary=self.compression is not None
-                    and self.compression.negotiates(content_type(name)),
-                )
+                rep = self._representation(index, member, name, st, found)
                 if rep.vary:
-                    coded = self._coded(request, rep, name, fd, st, compressed, found)
+                    coded = self._coded(request, rep, name, opened, compressed, found)
                     if coded is not None:
-                        fd = -1  # the answer's now, however it ends
+                        held = False  # the answer's now, however it ends
                         return coded if isinstance(coded, Response) else await coded
                 plan = plan_response(request, rep, max_ranges=self.max_ranges)
                 if plan.status == 304:
-                    return Response(304, plan.headers)
+                    return rep.not_modified()
                 if not compressed:
-                    body = plan.body(fd, found.offset, _closer(fd))
-                    fd = -1  # the body's now: closed when the transfer ends
+                    if (
+                        plan.status == 200
+                        and found.size <= self.small_body
+                        and self.small is not None
+                    ):
+                        small = self._remember(request, path, count, opened, found, plan, rep)
+                        if small is not None:
+                            return small
+                    body = plan.body(fd, found.offset, opened.release)
+                    held = False  # the body's now: released when the transfer ends
                     return Response(plan.status, plan.headers, body)
                 return await self._extracted(request, plan, fd, st, member, found)
             if meaning is Meaning.SLASH_FORM:
@@ -164,21 +186,66 @@ class ArchiveReader:
             members = list(entries.values())
             return await render(request, path, members, self.browse, self.cache_control)
         finally:
-            if fd >= 0:
-                os.close(fd)
+            if held:
+                opened.release()
+
+    def _representation(
+        self, index: ArchiveIndex, member: str, name: str, st: os.stat_result, found: Member
+    ) -> Representation:
+        """The member's validators and headers: made at its first answer, then kept with
+        the index of this version of the archive (a bounded number per archive)."""
+        kept = index.representations
+        rep = kept.get(member)
+        if rep is None:
+            rep = Representation(
+                size=found.size,
+                etag=member_etag(st, member, found.offset),
+                last_modified=found.mtime,
+                name=name,
+                cache_control=self.cache_control,
+                vary=self.compression is not None
+                and self.compression.negotiates(content_type(name)),
+            )
+            if len(kept) < MAX_REPRESENTATIONS:
+                kept[member] = rep
+        return rep
+
+    def _remember(
+        self,
+        request: Request,
+        path: RequestPath,
+        count: int,
+        opened: OpenFile,
+        found: Member,
+        plan: Plan,
+        rep: Representation,
+    ) -> Response | None:
+        """Answer a small member of a .tar whose bytes are in the page cache from memory,
+        and keep it there for the next plain GET (app/bodycache.py); None when cold. Its
+        check is the archive's: still the same file by the same directories."""
+        assert self.small is not None
+        if rep.vary and "accept-encoding" in request.headers:
+            return None  # a negotiated answer: only the one to no Accept-Encoding is kept
+        body = read_nowait(opened.fd, found.offset, found.size)
+        if body is None or len(body) != found.size:
+            return None  # cold or cut short: the connection reads it the usual way
+        relative = "/".join(path.segments[:count])
+        current = same_file(self.root_fd, relative, opened.identity, opened.route)
+        self.small.store(request, current, plan.headers, body, rep.vary)
+        return Response(200, plan.headers, Body((body,)))
 
     def _coded(
         self,
         request: Request,
         rep: Representation,
         name: str,
-        fd: int,
-        st: os.stat_result,
+        opened: OpenFile,
         compressed: bool,
         found: Member,
     ) -> Response | Awaitable[Response] | None:
         """The member coded on the fly, if negotiation says so (app/compression.py); None
-        for identity. Raises before taking `fd`; the answer owns it when one is returned."""
+        for identity. Raises before taking the use of `opened`; the answer owns it when
+        one is returned."""
         compression = self.compression
         assert compression is not None
         coding = next(compression.choices(request, rep, sidecars=False)).coding
@@ -188,9 +255,9 @@ class ArchiveReader:
         source: Source
         if compressed:
             self._check_extractable(found)
-            source = _ExtractedSource(self, fd, st, name, found)
+            source = _ExtractedSource(self, opened, name, found)
         else:
-            source = FileSource(fd, found.offset, found.size, _closer(fd))
+            source = FileSource(opened.fd, found.offset, found.size, opened.release)
         return compression.on_the_fly(request, coded, coding, source)
 
     # -- index --------------------------------------------------------------------
@@ -275,28 +342,27 @@ class ArchiveReader:
 
 class _ExtractedSource:
     """A member of a compressed archive as the source of a coded answer: its copy,
-    leased when the body is wanted. Owns the archive's `fd` until then."""
+    leased when the body is wanted. Holds a use of the archive until then."""
 
-    def __init__(
-        self, reader: ArchiveReader, fd: int, st: os.stat_result, name: str, found: Member
-    ) -> None:
+    def __init__(self, reader: ArchiveReader, opened: OpenFile, name: str, found: Member) -> None:
         self.reader = reader
-        self.fd = fd
-        self.st = st
+        self.opened: OpenFile | None = opened
         self.name = name
         self.found = found
 
     async def body(self) -> Body:
+        opened = self.opened
+        assert opened is not None
         try:
-            lease = await self.reader._lease(self.fd, self.st, self.name, self.found)
+            lease = await self.reader._lease(opened.fd, opened.st, self.name, self.found)
         finally:
             self.release()
         return Body((FileRegion(lease.fd, 0, self.found.size),), cleanup=lease.release)
 
     def release(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
+        if self.opened is not None:
+            self.opened.release()
+            self.opened = None
 
 
 class _MemberJob:
@@ -364,8 +430,3 @@ def _dup(fd: int) -> int:
             retry = (("Retry-After", "1"),)
             raise HttpError(503, "overloaded", "out of file descriptors", retry) from None
         raise
-
-
-def _closer(fd: int) -> Callable[[], None]:
-    """The cleanup of a body made of regions of `fd`: close it when the transfer ends."""
-    return lambda: os.close(fd)

@@ -21,7 +21,8 @@ segments go; an absolute name, a ".." anywhere, a dotfile segment, links,
 devices, FIFOs and sparse files are left out of the index, so they are 404
 and never listed.
 
-Also here: the bounded LRU of indexes by archive identity (IndexCache), the
+Also here: the bounded LRU of indexes by archive identity (IndexCache), with
+the Representations of members kept with each (MAX_REPRESENTATIONS), the
 member ETag, and the pread-based reader. Extracting a member, and sharing
 the copy: app/archive_copies.py. Limits, and why they are what they are:
 docs/decisions/0009-archive-members.md and 0017-bounded-archive-copies.md.
@@ -47,6 +48,8 @@ from ferryman.http.spans import Span
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
 
+    from ferryman.app.plan import Representation
+
 SUFFIXES = (".tar", ".tar.gz", ".tgz")
 _COMPRESSED = (".tar.gz", ".tgz")
 MAX_MEMBERS = 100_000  # members indexed per archive; the rest is left out (logged)
@@ -54,6 +57,9 @@ MAX_HEADER = 1024**2  # largest header block (pax, GNU long name) tarfile may re
 MAX_SCAN = 16 * 1024**3  # decompressed bytes an index build may walk through (.tar.gz)
 CACHE_ARCHIVES = 64  # indexes kept ...
 CACHE_ENTRIES = 250_000  # ... and their total size in members and directories
+# Representations (ETag and headers, about 1 KiB each) kept per index, for the
+# members answered first: CACHE_ARCHIVES of them hold at most 64 MiB.
+MAX_REPRESENTATIONS = 1024
 CHUNK = 1024**2  # decompressed bytes handled at a time
 _READ_BUFFER = 16 * 1024  # a header's neighbourhood; a seek past it drops the rest
 _LAST_DATE = 253402300799  # 9999-12-31T23:59:59Z, the last HTTP-date
@@ -115,6 +121,9 @@ class ArchiveIndex:
     damaged: str | None = None  # .tar.gz: zlib refused the stream; nothing of it is served
     verified: bool = False  # .tar.gz: read to the end, every gzip trailer matched
     seen: int = 0  # members walked, kept or not
+    # What the server made of members of this version of the archive for its answers
+    # (app/archive.py), by name: made at a member's first answer, then kept here.
+    representations: dict[str, Representation] = field(default_factory=dict)
 
     @property
     def cost(self) -> int:

@@ -2,7 +2,9 @@
 
 A hit skips everything between the request path and the bytes: for a local
 file, path resolution, open, fstat, the /proc confinement check, the read and
-the close; for a cached object, the key, the cache entry's lookup and lock.
+the close; for a member of a .tar, those of its archive, the index and the
+member's lookup; for a cached object, the key, the cache entry's lookup and
+lock.
 Its headers are kept already encoded. Entries are made only for answers that
 passed every check of the full path, and only a conditional-free, Range-free
 GET or HEAD may use them: anything else takes the full path, which owns the
@@ -16,6 +18,8 @@ fixed time; here a changed file or object version is never served stale:
   directories (`openfiles.still_reached`: identity and route). A rename of
   the file or of a directory above it changes a ctime, so a file moved out
   of the root and reached again through a symlink is not served from memory;
+- a member of a .tar: the same check of its archive (app/archive.py): a
+  member's bytes change only with the archive's identity;
 - a cached object: the cache entry is still the one this worker holds
   in use, and its version was confirmed recently (cache/client.py).
 

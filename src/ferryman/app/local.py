@@ -5,7 +5,8 @@ what it hands over: a file (app/files.py), a directory's listing
 (app/listing.py), a path through an archive (app/archive.py), or the
 redirect to a directory's slash form, or the 404 of a path with nothing
 to serve. A plain GET of a small file kept in
-memory is answered before any of that (app/bodycache.py).
+memory (a small member of a .tar too) is answered before any of that
+(app/bodycache.py).
 """
 
 from __future__ import annotations
@@ -38,6 +39,9 @@ class LocalReader:
             max_ranges=config.max_ranges,
             compression=files.compression,  # one memory of coded bodies per worker
             browse=browse,
+            small=files.cache,  # one memory of small answers per worker
+            small_body=config.small_body,
+            root_fd=root.fd,
         )
         pages = ListingCache(config.listing_cache, config.listing_cache_age)
         return cls(root, files, archives, browse, pages)
@@ -72,7 +76,7 @@ class LocalReader:
                 request, found.path, found.fd, self.root, self.browse, self.files.cache_control,
                 self.pages,
             )  # fmt: skip
-        return self.archives.respond(request, found.path, found.count, found.fd, found.st)
+        return self.archives.respond(request, found.path, found.count, found.opened)
 
     def tick(self) -> None:
         """Once a second: close descriptors kept too long unused."""

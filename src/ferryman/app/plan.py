@@ -3,8 +3,9 @@
 No I/O: every source with a known size and validators (local files, members
 of archives, stored objects) describes itself as a `Representation`, and
 `plan_response` says what to send. A local file keeps its Representation
-beside its open descriptor (app/openfiles.py), so a request for a range of
-it pays for the range only (docs/performance.md). Archive members and stored
+beside its open descriptor (app/openfiles.py), and an archive member with
+the index of its archive's version (app/archive.py), so a request for a
+range of either pays for the range only (docs/performance.md). Stored
 objects still make theirs per request; a plain GET of a small one is
 answered from memory (app/bodycache.py) without it.
 """

@@ -35,7 +35,7 @@ from enum import Enum
 from typing import TYPE_CHECKING
 
 from ferryman.app.archive_index import is_archive_name
-from ferryman.app.openfiles import OpenFile, OpenFiles, route
+from ferryman.app.openfiles import OpenFile, OpenFiles, Route, route
 from ferryman.app.paths import RequestPath, resolve, resolve_servable
 from ferryman.config import Config
 from ferryman.errors import NO_SUCH_FILE, NOT_FOUND, HttpError, not_found
@@ -139,16 +139,21 @@ class OpenedDirectory:
 
 
 class OpenedArchive:
-    """The archive a path runs through (its first `count` segments), open and checked;
-    the reader closes `fd`."""
+    """The archive a path runs through (its first `count` segments), open and checked,
+    with one use for this request (kept between requests as a file is: app/openfiles.py);
+    the reader releases it."""
 
-    __slots__ = ("count", "fd", "path", "st")
+    __slots__ = ("count", "opened", "path")
 
-    def __init__(self, path: RequestPath, count: int, fd: int, st: os.stat_result) -> None:
+    def __init__(self, path: RequestPath, count: int, opened: OpenFile) -> None:
         self.path = path
         self.count = count
-        self.fd = fd
-        self.st = st
+        self.opened = opened
+
+    @property
+    def relative(self) -> str:
+        """The archive's path under the root."""
+        return "/".join(self.path.segments[: self.count])
 
 
 class Missing:
@@ -174,9 +179,10 @@ class Root:
     """A local directory as SOURCE: every path a request names, resolved and confined here.
 
     Owns the descriptor of the root (every open is relative to it) and the
-    descriptors of recently served files (app/openfiles.py): a file asked for
-    again is reached through its kept descriptor while one stat() shows the
-    same file by the same directories.
+    descriptors of recently served files and archives (app/openfiles.py): a
+    file, or a path through an archive, asked for again is reached through
+    the kept descriptor while one stat() shows the same file by the same
+    directories.
     """
 
     def __init__(self, config: Config) -> None:
@@ -209,10 +215,18 @@ class Root:
         if path is None:
             return MISSING  # through a dot-name
         relative = path.relative
-        if self.open_files is not None and not path.trailing_slash:
-            kept = self.open_files.use(relative)
-            if kept is not None:
-                return OpenedFile(kept, path.segments[-1], relative)
+        if self.open_files is not None:
+            if not path.trailing_slash:
+                kept = self.open_files.use(relative)
+                if kept is not None:
+                    return OpenedFile(kept, path.segments[-1], relative)
+            elif path.segments and is_archive_name(path.segments[-1]):
+                kept = self.open_files.use(relative)  # `/a.tar/`: the archive's listing
+                if kept is not None:
+                    return OpenedArchive(path, len(path.segments), kept)
+            archive = self._kept_archive(path, self.open_files)
+            if archive is not None:
+                return archive
         try:
             way = route(self.fd, relative)
         except OSError as exc:
@@ -231,7 +245,7 @@ class Root:
         if meaning is Meaning.DIRECTORY:
             return self._directory(path, fd)
         if meaning is Meaning.ARCHIVE:
-            return OpenedArchive(path, len(path.segments), fd, st)
+            return OpenedArchive(path, len(path.segments), self._archive(relative, fd, st, way))
         os.close(fd)
         if meaning is Meaning.SLASH_FORM:
             return Redirect(slash_form(request, path))
@@ -273,16 +287,46 @@ class Root:
         for i, segment in enumerate(segments[:-1]):
             if not is_archive_name(segment):
                 continue
-            found = self.try_open("/".join(segments[: i + 1]))
+            relative = "/".join(segments[: i + 1])
+            try:
+                way = route(self.fd, relative)
+            except OSError as exc:
+                if exc.errno in MISS_ERRNOS:
+                    return None
+                raise open_error(exc.errno) from None
+            found = self.try_open(relative)
             if isinstance(found, int):
                 if found in MISS_ERRNOS:
                     return None
                 raise open_error(found)
             fd, st = found
             if stat.S_ISREG(st.st_mode):
-                return OpenedArchive(path, i + 1, fd, st)
+                return OpenedArchive(path, i + 1, self._archive(relative, fd, st, way))
             os.close(fd)
         return None
+
+    def _kept_archive(self, path: RequestPath, open_files: OpenFiles) -> OpenedArchive | None:
+        """The archive `path` runs through, from its kept descriptor while one stat()
+        shows the same file by the same directories; None when none is kept.
+
+        A kept one is a regular file still reached, so no path through it can be
+        a file or a directory of SOURCE, and every segment before it is a
+        directory: it is the archive the full path would find, opened afresh.
+        """
+        segments = path.segments
+        for i in range(len(segments) - 1):
+            if is_archive_name(segments[i]):
+                kept = open_files.use("/".join(segments[: i + 1]))
+                if kept is not None:
+                    return OpenedArchive(path, i + 1, kept)
+        return None
+
+    def _archive(self, relative: str, fd: int, st: os.stat_result, way: Route) -> OpenFile:
+        """An archive just opened and checked (`way`: its route() from before the open),
+        kept open for the next request through it as a file is."""
+        if self.open_files is not None:
+            return self.open_files.keep(relative, fd, st, way)
+        return OpenFile(fd, st, way)
 
     # -- opening and confining ------------------------------------------------------------
 

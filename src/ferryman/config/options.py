@@ -216,16 +216,18 @@ class Config:
         "needed. With `0` only empty bodies take this path.")
     file_cache: int = option(
         32 * 1024**2, SIZE,
-        "memory for small answers (files up to `--small-body`, cached objects up to 16 KiB) "
-        "kept between requests and revalidated on each use; `0`: off",
-        "A local file is revalidated by one `stat()`, a cached object by its cache entry "
-        "(still in place, version confirmed within `--cache-revalidate`). A changed file, "
+        "memory for small answers (files and members of a .tar up to `--small-body`, cached "
+        "objects up to 16 KiB) kept between requests and revalidated on each use; `0`: off",
+        "A local file (a member: its archive) is revalidated by one `stat()`, a cached "
+        "object by its cache entry (still in place, version confirmed within "
+        "`--cache-revalidate`). A changed file, "
         "or an object written through ferryman, is never served stale. Only plain GET and "
         "HEAD (no Range, no `If-*`) are answered from it.")
     open_files: int = option(
         256, COUNT,
-        "descriptors of recently served files kept open between requests, revalidated by a "
-        "`stat()` on each use and closed after `--open-files-idle` unused; `0`: off",
+        "descriptors of recently served files and archives kept open between requests, "
+        "revalidated by a `stat()` on each use and closed after `--open-files-idle` unused; "
+        "`0`: off",
         "The next request of the same path skips the open, its `/proc` confinement check "
         "and the close. A file whose device, inode, size, mtime or ctime changed "
         "(rewritten, replaced, removed, renamed away and reached through a symlink) is "
