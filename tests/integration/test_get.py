@@ -111,7 +111,9 @@ def test_an_interrupted_download_records_its_progress_and_says_how_to_go_on(
 ) -> None:
     srv = catalogued_server(ferryman, tmp_path, pattern(SIZE))
     sidecar = out / "big.bin.part.json"
-    first = start_get(out, f"{srv.url}/big.bin", "-x", "2", "--limit-rate", "2M")
+    # 1 MB/s: the signal comes while most of the file is still to fetch, however busy
+    # the machine (at 2 MB/s a slow poll once saw the download end first)
+    first = start_get(out, f"{srv.url}/big.bin", "-x", "2", "--limit-rate", "1M")
     assert wait_until(lambda: bytes_recorded(sidecar) > 0, timeout=60)
     first.send_signal(signum)
     _, err = first.communicate(timeout=30)
