@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from tests.damage import flip_byte
 from tests.s3server import MotoServer, s3_env
 from tests.serverproc import pattern
 from tests.writing import Writable, put
@@ -56,17 +57,6 @@ def fleet(
             "moto": moto_server, "bucket": s3_bucket, "state": tmp_path / "state"}  # fmt: skip
 
 
-def flip_a_byte(path: Path) -> None:
-    """One byte changed in place, the size kept and the mtime put back."""
-    st = path.stat()
-    with open(path, "r+b") as handle:
-        handle.seek(st.st_size // 2)
-        byte = handle.read(1)
-        handle.seek(st.st_size // 2)
-        handle.write(bytes([byte[0] ^ 0xFF]))
-    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
-
-
 def findings_of(report: Path) -> set[tuple[str, str, str]]:
     doc = json.loads(report.read_text())
     return {(f["key"], f["store"], f["kind"]) for f in doc["findings"]}
@@ -81,7 +71,7 @@ def test_every_fault_is_found_with_its_kind_and_store(
     (root / "b.bin").write_bytes(b"")  # zero_byte
     with open(root / "c.bin", "r+b") as handle:  # size_mismatch: truncated
         handle.truncate(100)
-    flip_a_byte(root / "d.bin")  # digest_mismatch, found only by reading
+    flip_byte(root / "d.bin", keep_mtime=True)  # digest_mismatch, found only by reading
     (root / "extra.bin").write_bytes(b"nobody wrote this")  # unexpected
     (mirror / "dir/e.bin").unlink()  # missing in the replica directory
     other = bytes(b ^ 0x01 for b in fleet["data"]["f.bin"])  # same size, other bytes

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from ferryman.cache.crypto import BlockCipher
 from ferryman.cache.segments import OVERHEAD, SEGMENT_SIZE
+from tests.damage import flip_byte
 from tests.faultproxy import FaultProxy
 from tests.integration.test_cache_gateway import Gateway, assert_serves_whole, entry_dirs
 from tests.integration.test_serving import parse_multipart
@@ -55,14 +56,6 @@ def range_answer(srv: ServerProcess, path: str, data: bytes, start: int, end: in
     assert r.status == 206 and r.whole, (start, end, r.status)
     assert r.header("content-range") == f"bytes {start}-{end}/{len(data)}"
     assert r.body == data[start : end + 1], (start, end)
-
-
-def flip(path: Path, offset: int) -> None:
-    with open(path, "r+b") as handle:
-        handle.seek(offset)
-        byte = handle.read(1)
-        handle.seek(offset)
-        handle.write(bytes([byte[0] ^ 0xFF]))
 
 
 def the_entry(gateway: Gateway, key: str) -> Path:
@@ -114,7 +107,7 @@ def test_a_small_object_kept_in_memory_is_never_read_again(gateway: Gateway) -> 
     for name, data in SMALL.items():
         for _ in range(2):
             assert_serves_whole(srv, name, data)
-        flip(the_entry(gateway, name) / "data", 12 + 40)  # in the first segment's ciphertext
+        flip_byte(the_entry(gateway, name) / "data", 12 + 40)  # in the first segment's ciphertext
     gateway.proxy.reset_counters()
     for name, data in SMALL.items():
         assert_serves_whole(srv, name, data)
@@ -129,7 +122,7 @@ def test_a_small_object_whose_block_fails_its_check_is_fetched_again_not_kept(
     srv = sealed_server(gateway)
     assert_serves_whole(srv, "tiny.bin", SMALL["tiny.bin"])  # cached, not yet kept in memory
     srv.stop()
-    flip(the_entry(gateway, "tiny.bin") / "data", 100)
+    flip_byte(the_entry(gateway, "tiny.bin") / "data", 100)
     srv = sealed_server(gateway)  # a new worker: nothing in memory
     gateway.proxy.reset_counters()
     for _ in range(3):
@@ -194,7 +187,7 @@ def test_a_tampered_segment_costs_its_block_only_when_a_range_needs_it(gateway: 
     srv = sealed_server(gateway)
     assert_serves_whole(srv, "big.bin", DATA)
     data_file = the_entry(gateway, "big.bin") / "data"
-    flip(data_file, SLOT + 5 * STRIDE + 1000)  # block 1, segment 5
+    flip_byte(data_file, SLOT + 5 * STRIDE + 1000)  # block 1, segment 5
     gateway.proxy.reset_counters()
     range_answer(srv, "/big.bin", DATA, MIB + 2 * SEGMENT_SIZE, MIB + 3 * SEGMENT_SIZE + 99)
     assert gateway.fetched_ranges() == []  # segments 2 and 3 opened: the flip is not seen

@@ -14,7 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.integration.test_audit import NAMES, audit, findings_of, flip_a_byte
+from tests.damage import flip_byte
+from tests.integration.test_audit import NAMES, audit, findings_of
 from tests.integration.test_audit import fleet as fleet
 from tests.serverproc import pattern
 
@@ -47,7 +48,7 @@ def test_repair_restores_every_repairable_copy_and_touches_no_good_one(
     (mirror / "b.bin").write_bytes(b"")
     with open(mirror / "c.bin", "r+b") as handle:
         handle.truncate(10)
-    flip_a_byte(root / "d.bin")
+    flip_byte(root / "d.bin", keep_mtime=True)
     moto.put_object(bucket, "rep/f.bin", bytes(b ^ 1 for b in data["f.bin"]))
     for where in (root, mirror):
         (where / "h.bin").write_bytes(b"bad")

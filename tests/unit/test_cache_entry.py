@@ -24,6 +24,7 @@ from ferryman.cache.crypto import BadBlock, BlockCipher
 from ferryman.cache.entry import CacheDir, EntryMeta, EntryReader, EntryWriter
 from ferryman.cache.entryfiles import data_length
 from ferryman.http.spans import Span
+from tests.damage import flip_byte
 from tests.serverproc import pattern
 
 BLOCK = 4096
@@ -172,14 +173,6 @@ def test_clear_and_verify(cache: CacheDir, writer: EntryWriter) -> None:
         assert reader.missing(range(1)) == [0]
 
 
-def flip(path: Path, offset: int) -> None:
-    with open(path, "r+b") as f:
-        f.seek(offset)
-        byte = f.read(1)
-        f.seek(offset)
-        f.write(bytes([byte[0] ^ 0x40]))
-
-
 STRIDE = SEGMENT + BlockCipher.OVERHEAD  # from one sealed segment to the next
 
 
@@ -190,7 +183,7 @@ def test_flipped_byte_in_one_segment_is_bad_and_the_others_still_read(
     writer = cache.create(meta_for())
     writer.write_block(2, block(writer.meta, 2))
     assert writer.slot == BLOCK + 5 * BlockCipher.OVERHEAD
-    flip(cache.entry_path(KEY) / "data", 2 * writer.slot + 3 * STRIDE + 100)  # segment 3
+    flip_byte(cache.entry_path(KEY) / "data", 2 * writer.slot + 3 * STRIDE + 100)  # segment 3
     assert not writer.verify_block(2)
     writer.close()
     start = 2 * BLOCK
