@@ -294,49 +294,6 @@ def test_list_follows_every_page(moto_server: MotoServer, s3_bucket: str) -> Non
     ]
 
 
-def test_list_all_gives_every_key_at_any_depth_in_key_order(
-    moto_server: MotoServer, s3_bucket: str
-) -> None:
-    keys = ["p/a", "p/a-b", "p/a/b/c", "p/é", "p/Z", "p/z/0", "p/m"]
-    for n, key in enumerate(keys):
-        moto_server.put_object(s3_bucket, key, b"x" * n)
-    moto_server.put_object(s3_bucket, "p/marker/", b"")  # a "directory marker": not a key
-    moto_server.put_object(s3_bucket, "pq/outside", b"not under the prefix")
-
-    async def use(store: S3Store) -> list[tuple[str, int, str]]:
-        return [item async for item in store.list_all()]
-
-    for page in (1000, 2):
-        listed = use_store(moto_server.url, s3_bucket, use, prefix="p", list_page=page)
-        assert [key for key, _, _ in listed] == sorted(k[2:] for k in keys)
-        for key, size, etag in listed:
-            assert size == keys.index("p/" + key)
-            assert etag == moto_server.head_object(s3_bucket, "p/" + key)[1]["etag"]
-
-
-def test_list_all_asks_ahead_and_a_caller_that_stops_leaves_no_request_behind(
-    moto_server: MotoServer, s3_bucket: str
-) -> None:
-    """The next page is asked for while a page is handed on; a caller that stops after
-    the first key cancels it: no task is left running, and no error is left unseen."""
-    for n in range(7):
-        moto_server.put_object(s3_bucket, f"k{n}", b"x")
-
-    async def use(store: S3Store) -> tuple[str, list[asyncio.Task[Any]]]:
-        listing = store.list_all()
-        assert isinstance(listing, AsyncGenerator)  # to be closed before its end
-        first = await anext(listing)
-        ahead = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-        await listing.aclose()
-        await asyncio.sleep(0)
-        left = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-        assert len(ahead) == 1  # the second page, asked for before the first key came
-        return first[0], left
-
-    first, left = use_store(moto_server.url, s3_bucket, use, list_page=2)
-    assert first == "k0" and left == []
-
-
 # -- upload and delete -----------------------------------------------------------------
 
 

@@ -1,104 +1,104 @@
-"""An S3 bucket (prefix), audited as a store, through an event loop in a thread of its own.
+"""An S3 bucket (prefix), audited as a store.
 
-The audit runs synchronously, in one thread; the S3 client lives on an
-event loop in another (a `Portal`), which a listing crosses once per
-thousand keys and a read once per chunk. A bucket is listed with
-ListObjectsV2 without a delimiter, page by page; a copy's identifier is its
-ETag. Imported only when a store is a bucket: a directory's audit needs no
-event loop.
+Listed by stores/s3listing.py, which needs neither botocore nor an event
+loop: a listing-only audit of a bucket starts as fast as one of a
+directory. A copy is read (--deep, --stale-after) through the S3 store
+(stores/s3.py, aiobotocore) on a `Portal`, an event loop in a thread of its
+own that the synchronous audit calls into once per chunk; the store and the
+portal are made on the first read. A copy's identifier is its ETag.
 """
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
-import contextlib
 import threading
 from collections.abc import AsyncIterator, Coroutine, Generator, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ferryman.audit.model import Stored
 from ferryman.audit.stores import StoreUnavailable, Unreadable
+from ferryman.config import Config
 from ferryman.stores.base import StoreError
+from ferryman.stores.s3listing import listing_for
+from ferryman.stores.s3source import check_endpoint
 
 if TYPE_CHECKING:
-    from ferryman.stores.s3 import S3Store
+    import asyncio
 
-_BATCH = 1000  # keys of a bucket listing handed from the I/O thread at a time
+    from ferryman.stores.s3 import S3Store
 
 
 class ObjectStore:
-    """An S3 bucket (prefix), audited as a store, through an event loop in another thread."""
+    """An S3 bucket (prefix), audited as a store: listed without botocore, read with it."""
 
-    def __init__(self, name: str, store: S3Store, portal: Portal) -> None:
+    def __init__(self, name: str, config: Config, portal: Portal) -> None:
         self.name = name
-        self.store = store
-        self.portal = portal
         self.id = name.rstrip("/")
+        self.config = config
+        self.portal = portal
+        self.lister = listing_for(name, check_endpoint(config.s3_endpoint))
+        self._reader: S3Store | None = None
         # (key, ETag) of the last read: every byte of it came from that version (If-Match).
         self.version_read: tuple[str, str] | None = None
-        # Making the client takes tenths of a second (botocore's models): begun now, it
-        # is made while the audit reads its inventory and what the catalog knows, and
-        # the first page is asked for sooner. A failure is the first request's to report.
-        self._preparing = portal.begin(store.prepare())
 
     def listing(self) -> Generator[Stored, None, None]:
         try:
-            for batch in self.portal.iterate(_batches(self.store.list_all())):
-                for key, size, etag in batch:
+            for page in self.lister.pages():
+                for key, size, etag in page:
                     yield Stored(key, size, ident=etag)
         except StoreError as exc:
             raise StoreUnavailable(f"{self.name}: cannot list it ({exc.detail})") from None
 
     def read(self, key: str) -> Iterator[bytes]:
+        store = self._store()
         try:
-            info = self.portal.call(self.store.stat(key))
+            info = self.portal.call(store.stat(key))
             self.version_read = (key, info.etag)
-            yield from self.portal.iterate(self.store.read(key, 0, info.size, if_match=info.etag))
+            yield from self.portal.iterate(store.read(key, 0, info.size, if_match=info.etag))
         except StoreError as exc:
             raise Unreadable(exc.detail) from None
 
+    def _store(self) -> S3Store:
+        """The S3 store that reads copies, made on the first read."""
+        if self._reader is None:
+            from ferryman.stores.s3 import S3Store
+
+            self._reader = S3Store.from_url(self.name, self.config)
+        return self._reader
+
     def close(self) -> None:
-        self.portal.finish(self._preparing)  # never a client made after it was closed
-        self.portal.call(self.store.close())
-
-
-async def _batches(
-    items: AsyncIterator[tuple[str, int, str]],
-) -> AsyncIterator[list[tuple[str, int, str]]]:
-    """Items in lists of _BATCH: one hop between threads per batch, not per key."""
-    batch = []
-    async for item in items:
-        batch.append(item)
-        if len(batch) == _BATCH:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
+        self.lister.close()
+        if self._reader is not None:
+            self.portal.call(self._reader.close())
 
 
 T = TypeVar("T")
 
 
 class Portal:
-    """An event loop in a thread of its own, for the synchronous audit to call into."""
+    """An event loop in a thread of its own, for the synchronous audit to call into;
+    started on first use (a listing-only audit never starts it)."""
 
     def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True,
-                                        name="ferryman-audit-io")  # fmt: skip
-        self._thread.start()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()  # the stores are audited in threads of their own
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._loop is None:
+                import asyncio
+
+                self._loop = asyncio.new_event_loop()
+                self._thread = threading.Thread(target=self._loop.run_forever, daemon=True,
+                                                name="ferryman-audit-io")  # fmt: skip
+                self._thread.start()
+            return self._loop
 
     def call(self, work: Coroutine[Any, Any, T]) -> T:
+        import asyncio
+
         return asyncio.run_coroutine_threadsafe(work, self.loop).result()
-
-    def begin(self, work: Coroutine[Any, Any, None]) -> concurrent.futures.Future[None]:
-        """Start `work` and carry on; `finish` waits for it, whatever its outcome."""
-        return asyncio.run_coroutine_threadsafe(work, self.loop)
-
-    def finish(self, started: concurrent.futures.Future[None]) -> None:
-        with contextlib.suppress(Exception):  # begun to save time; the calls that
-            started.result()  # need its result make it again and report the failure
 
     def iterate(self, items: AsyncIterator[T]) -> Iterator[T]:
         try:
@@ -113,9 +113,13 @@ class Portal:
                 self.call(close())
 
     def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(10)
-        self.loop.close()
+        with self._lock:
+            loop, thread, self._loop, self._thread = self._loop, self._thread, None, None
+        if loop is None or thread is None:
+            return
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
 
 
 async def _next(items: AsyncIterator[T]) -> T:

@@ -91,7 +91,7 @@ def opened_stores(config: Config, portal: Portal | None = None) -> Iterator[list
     portal with them: one is made if a bucket needs it and none is given)."""
     locations = [config.source, *config.replica]
     if portal is None and any(loc.startswith("s3://") for loc in locations):
-        from ferryman.audit.bucket import Portal  # an event loop: only for a bucket
+        from ferryman.audit.bucket import Portal  # an event loop, started on a bucket's first read
 
         portal = Portal()
     stores: list[AuditStore] = []
@@ -99,10 +99,9 @@ def opened_stores(config: Config, portal: Portal | None = None) -> Iterator[list
         for location in locations:
             if location.startswith("s3://"):
                 from ferryman.audit.bucket import ObjectStore
-                from ferryman.stores.s3 import S3Store
 
                 assert portal is not None
-                stores.append(ObjectStore(location, S3Store.from_url(location, config), portal))
+                stores.append(ObjectStore(location, config, portal))
             else:
                 stores.append(LocalTree(location))
         yield stores

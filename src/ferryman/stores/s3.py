@@ -39,7 +39,6 @@ are the credentials accepted.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import re
@@ -65,7 +64,15 @@ from ferryman.stores.base import (
 )
 from ferryman.stores.calls import CALLS
 from ferryman.stores.s3errors import LIBRARY_ERRORS, library_text, store_error
-from ferryman.stores.s3source import check_endpoint, parse_source
+from ferryman.stores.s3source import (
+    CONNECT_TIMEOUT,
+    LIST_PAGE,
+    READ_TIMEOUT,
+    check_endpoint,
+    credentials_from_env,
+    parse_source,
+    region_from_env,
+)
 from ferryman.stores.s3upload import FileWindow as FileWindow  # re-exported: s3.FileWindow
 from ferryman.stores.s3upload import UploadRecords, put_in_parts, put_whole
 
@@ -73,10 +80,7 @@ READ_CHUNK = 1024 * 1024  # the most one read() yield carries; aiohttp gives wha
 UPLOAD_CONCURRENCY = 4  # parts in flight per upload (streamed from the file, not buffered)
 PART_ATTEMPTS = 3  # tries of one multipart part
 MAX_PARTS = 10_000  # S3 takes 10,000 parts at most: larger files get larger parts
-CONNECT_TIMEOUT = 5.0
-READ_TIMEOUT = 30.0  # silence on an open connection before it counts as lost
 POOL_CONNECTIONS = 32
-LIST_PAGE = 1000  # S3's own maximum
 
 SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
@@ -131,18 +135,12 @@ class S3Store:
         a replica, or a store an audit reads."""
         bucket, prefix = parse_source(url)
         endpoint = check_endpoint(config.s3_endpoint)
-        key_id = os.environ.get("AWS_ACCESS_KEY_ID")
-        secret = os.environ.get("AWS_SECRET_ACCESS_KEY")
-        credentials = (
-            (key_id, secret, os.environ.get("AWS_SESSION_TOKEN")) if key_id and secret else None
-        )
-        region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
         return cls(
             bucket,
             prefix,
             endpoint=endpoint,
-            region=region,
-            credentials=credentials,
+            region=region_from_env(),
+            credentials=credentials_from_env(),
             multipart_threshold=config.s3_multipart_threshold,
             part_size=config.s3_part_size,
         )
@@ -298,42 +296,6 @@ class S3Store:
             token = page.get("NextContinuationToken")
             if not page.get("IsTruncated") or not token:
                 return
-
-    async def list_all(self) -> AsyncIterator[tuple[str, int, str]]:
-        """(key, size, ETag) of every object under the prefix, at any depth, in S3 key
-        order (UTF-8 bytes, which is code-point order). "Directory marker" objects
-        (keys ending in "/") are left out: nothing a client could ask for.
-
-        The next page is asked for before this one's keys are handed on, so the
-        store works on it while the caller compares these (an audit of a bucket
-        waits for the store about half as long)."""
-        full = f"{self.prefix}/" if self.prefix else ""
-        pending = asyncio.ensure_future(self._list_page(full, None))
-        try:
-            while True:
-                page = await pending
-                token = page.get("NextContinuationToken")
-                more = bool(page.get("IsTruncated") and token)
-                if more:
-                    pending = asyncio.ensure_future(self._list_page(full, token))
-                for item in page.get("Contents", []):
-                    key = item["Key"][len(full) :]
-                    if key and not key.endswith("/"):
-                        yield key, item["Size"], item["ETag"]
-                if not more:
-                    return
-        finally:  # a caller that stops early: the page asked for ahead is not wanted
-            if not pending.done():
-                pending.cancel()
-            with contextlib.suppress(asyncio.CancelledError, StoreError):
-                await pending  # (a failure of a page already awaited was raised above)
-
-    async def _list_page(self, full: str, token: str | None) -> dict[str, Any]:
-        params: dict[str, Any] = {"Prefix": full, "MaxKeys": self.list_page}
-        if token:
-            params["ContinuationToken"] = token
-        page: dict[str, Any] = await self._call("", "list_objects_v2", **params)
-        return page
 
     # -- writing -----------------------------------------------------------------
 

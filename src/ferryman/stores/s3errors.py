@@ -5,8 +5,8 @@ talking to S3 into a StoreError kind (stores/base.py). s3.py catches
 `LIBRARY_ERRORS` around every request and every body read and raises what
 this returns; nothing from botocore or aiohttp leaves the S3 store.
 
-An error answer is judged by its S3 code first and its HTTP status second,
-because S3-compatible endpoints agree on the codes more than on statuses.
+An error answer is judged by stores/s3codes.py, which the bucket listing
+(stores/s3listing.py) shares.
 
 A StoreError's detail can reach a client (the detail of a 502, through
 stores/base.http_error, and the filler's replies to workers), so it names the
@@ -26,15 +26,8 @@ import aiohttp
 import botocore.exceptions as boto_errors  # type: ignore[import-untyped]
 from aiobotocore.response import AioReadTimeoutError  # type: ignore[import-untyped]
 
-from ferryman.stores.base import (
-    AccessDenied,
-    NotFound,
-    PreconditionFailed,
-    StoreError,
-    Throttled,
-    Truncated,
-    Unavailable,
-)
+from ferryman.stores.base import AccessDenied, StoreError, Truncated, Unavailable
+from ferryman.stores.s3codes import answer_error
 
 LIBRARY_ERRORS = (
     boto_errors.BotoCoreError,
@@ -43,20 +36,6 @@ LIBRARY_ERRORS = (
     asyncio.TimeoutError,
     OSError,
 )
-NOT_FOUND_CODES = {"NoSuchKey", "NoSuchBucket", "NotFound", "NoSuchUpload", "404"}
-DENIED_CODES = {
-    "AccessDenied",
-    "InvalidAccessKeyId",
-    "SignatureDoesNotMatch",
-    "AllAccessDisabled",
-    "AccountProblem",
-    "InvalidToken",
-    "ExpiredToken",
-    "403",
-}
-THROTTLED_CODES = {"SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded"}
-# The bytes the store received were not the bytes sent: a cut request body.
-SHORT_BODY_CODES = {"IncompleteBody", "BadDigest", "XAmzContentSHA256Mismatch", "InvalidDigest"}
 BODY_CUT = (
     AioReadTimeoutError,
     boto_errors.ResponseStreamingError,
@@ -102,20 +81,4 @@ def _answer_error(exc: Any, key: str) -> StoreError:
     meta = response.get("ResponseMetadata", {})
     status = int(meta.get("HTTPStatusCode") or 0)
     code = str(response.get("Error", {}).get("Code") or status)
-    detail = f"{key}: {status} {code}"
-    if code in NOT_FOUND_CODES or status == 404:
-        return NotFound(detail)
-    if code in DENIED_CODES or status == 403:
-        return AccessDenied(detail)
-    if code == "PreconditionFailed" or status == 412:
-        return PreconditionFailed(detail)
-    if code in THROTTLED_CODES or status in (429, 503):
-        return Throttled(detail, _retry_after(meta.get("HTTPHeaders", {})))
-    if code in SHORT_BODY_CODES or status == 416:
-        return Truncated(detail)
-    return Unavailable(detail)
-
-
-def _retry_after(headers: dict[str, str]) -> int:
-    value = headers.get("retry-after", "")
-    return max(1, min(int(value), 3600)) if value.isdigit() else 1
+    return answer_error(status, code, key, meta.get("HTTPHeaders", {}).get("retry-after", ""))
