@@ -254,7 +254,12 @@ def render_targets(doc: dict) -> str:
     lines = []
     for target in doc["targets"]:
         ratio = target["ratio"]
-        state = "not measured" if ratio is None else ("met" if target["met"] else "NOT met")
+        if ratio is None:
+            state = "not measured"
+        elif target.get("reported"):
+            state = "reported, not a target"
+        else:
+            state = "met" if target["met"] else "NOT met"
         shown = "" if ratio is None else f" (x{ratio:.2f})"
         lines.append(f"  {target['what']}: {state}{shown}")
     return "\n".join(lines)
@@ -283,3 +288,10 @@ def target(what: str, section: str, peer: str, found: dict[str, float]) -> dict[
         "ratio": round(ratio, 3) if ratio is not None else None,
         "met": None if ratio is None else ratio >= 1.0,
     }
+
+
+def reported(what: str, section: str, peer: str, found: dict[str, float]) -> dict[str, object]:
+    """A ratio shown beside the targets but held to none: a first audit writes what the
+    catalog learns of every copy (a row and an event each), which its peer never does;
+    the target is the repeated audit's (decision 0043)."""
+    return {**target(what, section, peer, found), "met": None, "reported": True}

@@ -26,6 +26,8 @@ from audit_report import (  # noqa: E402
     parse_sha256sum_check,
     ratios,
     render_table,
+    render_targets,
+    reported,
     target,
 )
 from outcome import Outcome  # noqa: E402
@@ -196,6 +198,16 @@ def test_a_target_is_met_at_a_ratio_of_one_or_more() -> None:
     assert target("t", "listing-local", "rclone", {"rclone": 0.21})["met"] is False
     unmeasured = target("t", "listing-s3", "rclone", {})
     assert unmeasured["met"] is None and unmeasured["ratio"] is None
+
+
+def test_a_reported_ratio_is_shown_but_never_met_or_missed() -> None:
+    shown = reported("first", "listing-local-first", "rclone", {"rclone": 0.38})
+    assert shown["ratio"] == 0.38 and shown["met"] is None
+    doc = {"targets": [shown, target("repeated", "listing-local", "rclone", {"rclone": 0.9})]}
+    assert render_targets(doc).splitlines() == [
+        "  first: reported, not a target (x0.38)",
+        "  repeated: NOT met (x0.90)",
+    ]
 
 
 def test_the_table_shows_rates_ratios_and_cpu() -> None:
