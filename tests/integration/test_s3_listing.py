@@ -92,6 +92,9 @@ def test_an_endpoint_nobody_listens_on_is_unavailable_after_every_attempt() -> N
     assert len(slept) == s3listing.ATTEMPTS - 1
 
 
+HANG = (0, {}, b"")  # in a script: the request is never answered
+
+
 class Scripted:
     """An HTTP server answering each GET with the next (status, headers, body) of its
     script; `asked` holds the paths it was asked for."""
@@ -99,6 +102,8 @@ class Scripted:
     def __init__(self, script: list[tuple[int, dict[str, str], bytes]]) -> None:
         self.script = list(script)
         self.asked: list[str] = []
+        self.released = threading.Event()
+        self.hang_ended = threading.Event()
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -106,6 +111,10 @@ class Scripted:
 
             def do_GET(self) -> None:
                 outer.asked.append(self.path)
+                if outer.script[0] == HANG:
+                    outer.released.wait(30)  # a store that never answers (until the test ends)
+                    outer.hang_ended.set()
+                    return
                 status, headers, body = outer.script.pop(0)
                 self.send_response(status)
                 for name, value in headers.items():
@@ -122,6 +131,7 @@ class Scripted:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def close(self) -> None:
+        self.released.set()
         self.server.shutdown()
         self.server.server_close()
 
@@ -186,6 +196,20 @@ def test_a_failure_is_a_store_error_of_its_kind(
         everything(listing(store.url, "b"))
     assert len(store.asked) == len(answers)  # a refusal is final; the rest tried ATTEMPTS times
     assert fetchers() == []
+
+
+def test_stopping_early_does_not_wait_for_a_store_that_does_not_answer(
+    scripted: type[Scripted],
+) -> None:
+    store = scripted([page(["a"], "T1"), HANG])
+    pages = listing(store.url, "b").pages()
+    assert isinstance(pages, Generator)
+    assert [key for key, _, _ in next(pages)] == ["a"]
+    while len(store.asked) < 2:  # the next page is asked for, and never answered
+        threading.Event().wait(0.01)
+    pages.close()
+    assert fetchers() == []
+    assert not store.hang_ended.is_set()  # closed while the store still held the request
 
 
 def test_a_bucket_audit_lists_without_botocore_or_an_event_loop(

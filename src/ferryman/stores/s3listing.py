@@ -33,13 +33,14 @@ What it does, and nothing more:
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import logging
 import os
 import queue
+import socket
 import ssl
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -196,12 +197,13 @@ class BucketListing:
         credentials: CredentialSource,
         *,
         page_size: int = LIST_PAGE,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], object] | None = None,
     ) -> None:
         self.address = address
         self.credentials = credentials
         self.page_size = page_size
-        self.sleep = sleep
+        self._stop = threading.Event()  # set when the caller stops taking pages
+        self.sleep = sleep or self._stop.wait  # a pause between tries ends with the listing
         self._connection: http.client.HTTPConnection | None = None
         self._context: ssl.SSLContext | None = None
 
@@ -209,10 +211,11 @@ class BucketListing:
 
     def pages(self) -> Iterator[list[Entry]]:
         """Each page's entries, as they come; the next page is asked for in a thread
-        while the caller uses this one. A StoreError ends the pages."""
+        while the caller uses this one. A StoreError ends the pages. A caller that
+        stops early cuts the request in flight: closing never waits on the store."""
         handoff: queue.Queue[list[Entry] | StoreError | None] = queue.Queue(maxsize=1)
-        stop = threading.Event()
-        fetcher = threading.Thread(target=self._fetch_all, args=(handoff, stop), daemon=True,
+        self._stop.clear()
+        fetcher = threading.Thread(target=self._fetch_all, args=(handoff,), daemon=True,
                                    name="ferryman-bucket-listing")  # fmt: skip
         fetcher.start()
         try:
@@ -224,7 +227,8 @@ class BucketListing:
                     raise item
                 yield item
         finally:
-            stop.set()
+            self._stop.set()
+            self._cut()
             while fetcher.is_alive():  # a fetcher waiting to hand over a page: take it
                 try:
                     handoff.get(timeout=0.05)
@@ -233,12 +237,10 @@ class BucketListing:
             fetcher.join()
             self.close()
 
-    def _fetch_all(
-        self, handoff: queue.Queue[list[Entry] | StoreError | None], stop: threading.Event
-    ) -> None:
+    def _fetch_all(self, handoff: queue.Queue[list[Entry] | StoreError | None]) -> None:
         token: str | None = None
         try:
-            while not stop.is_set():
+            while not self._stop.is_set():
                 page = self.page(token)
                 handoff.put(page.entries)
                 if page.token is None:
@@ -247,10 +249,19 @@ class BucketListing:
         except StoreError as exc:
             handoff.put(exc)
             return
-        except Exception as exc:  # a defect: reported by the caller's thread, not lost here
-            handoff.put(Unavailable(f"listing failed: {type(exc).__name__}: {exc}"))
+        except Exception as exc:  # a defect: logged whole, and the caller told
+            log.exception("%s: listing failed", self.address.shown)
+            handoff.put(Unavailable(f"listing failed ({type(exc).__name__})"))
             return
         handoff.put(None)
+
+    def _cut(self) -> None:
+        """Wake a request blocked on the store (from the caller's thread)."""
+        connection = self._connection
+        sock = connection.sock if connection is not None else None
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
 
     # -- one page ------------------------------------------------------------------
 
@@ -261,7 +272,7 @@ class BucketListing:
             try:
                 return parse_page(self._get(full, token), full)
             except (Unavailable, Throttled) as exc:
-                if attempt == ATTEMPTS:
+                if attempt == ATTEMPTS or self._stop.is_set():
                     raise
                 wait = BACKOFF * 2 ** (attempt - 1)
                 if isinstance(exc, Throttled):
