@@ -92,7 +92,7 @@ def test_an_endpoint_nobody_listens_on_is_unavailable_after_every_attempt() -> N
     assert len(slept) == s3listing.ATTEMPTS - 1
 
 
-HANG = (0, {}, b"")  # in a script: the request is never answered
+HANG: tuple[int, dict[str, str], bytes] = (0, {}, b"")  # in a script: the request is never answered
 
 
 class Scripted:
