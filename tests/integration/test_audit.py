@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from tests.damage import flip_byte
+from tests.faultproxy import FaultProxy
 from tests.s3server import MotoServer, s3_env
 from tests.serverproc import pattern
 from tests.writing import Writable, put
@@ -182,6 +183,44 @@ def test_an_audit_killed_midway_continues_and_reads_nothing_twice(tmp_path: Path
     assert done.returncode == 0, done.stdout + done.stderr
     assert "continuing audit" in done.stderr
     assert read_count(catalog) == 40  # each copy hashed once over both runs
+
+
+def test_an_audit_of_a_bucket_killed_midway_continues_after_what_it_checked(
+    tmp_path: Path, moto_server: MotoServer, s3_bucket: str
+) -> None:
+    """As above, on S3: the resumed run reads no copy twice, and its listing starts after
+    the last key the killed run recorded."""
+    lines = []
+    for i in range(40):
+        body = pattern(256 * 1024, i)
+        moto_server.put_object(s3_bucket, f"f{i:02d}.bin", body)
+        lines.append(f"{hashlib.sha256(body).hexdigest()}  f{i:02d}.bin")
+    inventory = tmp_path / "inv.txt"
+    inventory.write_text("\n".join(lines) + "\n")
+    env = {**os.environ, **s3_env(moto_server.url)}
+    args = [sys.executable, "-m", "ferryman.cli", "audit", f"s3://{s3_bucket}", "--inventory",
+            str(inventory), "--deep", "--state-dir", str(tmp_path / "state")]  # fmt: skip
+    proc = subprocess.Popen([*args, "--max-rate", "4M"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env=env)  # fmt: skip
+    catalog = tmp_path / "state" / "catalog.db"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and read_count(catalog) < 8:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    before = read_count(catalog)
+    assert 8 <= before < 40
+    with FaultProxy(moto_server.url) as proxy:  # to see what the resumed run asks for
+        done = subprocess.run([*args, "--report", str(tmp_path / "r.json")],
+                              capture_output=True, text=True, timeout=120,
+                              env={**env, **s3_env(proxy.url)})  # fmt: skip
+        listings = [r.target for r in proxy.log if "list-type=2" in r.target]
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "continuing audit" in done.stderr
+    assert read_count(catalog) == 40  # each copy read once over both runs
+    assert len(listings) == 1 and "start-after=f" in listings[0]
+    summary = json.loads((tmp_path / "r.json").read_text())["summary"]
+    assert summary[f"s3://{s3_bucket}"]["ok"] == 40  # the keys checked before count too
 
 
 def test_a_repeated_audit_records_only_what_changed(tmp_path: Path) -> None:

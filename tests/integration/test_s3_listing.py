@@ -52,6 +52,15 @@ def test_every_key_at_any_depth_in_key_order(moto_server: MotoServer, s3_bucket:
     assert fetchers() == []
 
 
+def test_a_listing_can_start_after_a_key(moto_server: MotoServer, s3_bucket: str) -> None:
+    """What a resumed audit asks for: only the keys after the last one it checked."""
+    for key in KEYS:
+        moto_server.put_object(s3_bucket, key, b"x")
+    lister = listing(moto_server.url, s3_bucket, "p", page_size=2)
+    after = [key for page in lister.pages(start_after="a-b") for key, _, _ in page]
+    assert after == [k for k in sorted(k[2:] for k in KEYS) if k > "a-b"]
+
+
 def test_a_caller_that_stops_early_leaves_no_thread_or_connection(
     moto_server: MotoServer, s3_bucket: str
 ) -> None:

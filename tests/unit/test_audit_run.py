@@ -29,8 +29,10 @@ class Listing:
         self.pause = pause  # seconds per key: a slow store
         self.listed = 0
         self.closed = False
+        self.after: list[str | None] = []  # what each listing was asked to start after
 
-    def listing(self) -> Generator[Stored, None, None]:
+    def listing(self, after: str | None = None) -> Generator[Stored, None, None]:
+        self.after.append(after)
         self.started.set()
         if self.wait_for is not None and not self.wait_for.wait(10):
             raise AssertionError(f"{self.name} was listed alone: stores are not audited at once")
@@ -74,3 +76,19 @@ def test_a_store_that_breaks_stops_the_others_with_their_progress_recorded(
     assert run.resumed  # unfinished: run again, it continues
     recorded = Runs(catalog).progress(run, "B")
     assert recorded.through is not None and recorded.ok == KEYS.index(recorded.through) + 1
+
+
+def test_a_resumed_run_asks_each_store_to_list_after_what_it_checked(catalog: Catalog) -> None:
+    broken = Listing("A", fail_after=500)
+    other = Listing("B")
+    audit = Audit(catalog, [broken, other], from_inventory(EXPECTED, "inv"), AuditOptions())
+    with pytest.raises(ValueError, match="A broke"):
+        audit.run()
+    run = Runs(catalog).start("audit", audit.run_options())
+    through = {name: Runs(catalog).progress(run, name).through for name in ("A", "B")}
+    again = [Listing("A"), Listing("B")]
+    result = Audit(catalog, again, from_inventory(EXPECTED, "inv"), AuditOptions()).run()
+    assert [store.after for store in again] == [[through["A"]], [through["B"]]]
+    assert [broken.after, other.after] == [[None], [None]]  # the first run: from the start
+    assert result.complete
+    assert {name: t.counts["ok"] for name, t in result.tallies.items()} == {"A": 3000, "B": 3000}

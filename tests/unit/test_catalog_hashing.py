@@ -22,8 +22,8 @@ class EditedWhileRead:
         self.tree = LocalTree(root)  # (compiled: wrapped, not subclassed)
         self.name, self.id = self.tree.name, self.tree.id
 
-    def listing(self) -> Generator[Stored, None, None]:
-        return self.tree.listing()
+    def listing(self, after: str | None = None) -> Generator[Stored, None, None]:
+        return self.tree.listing(after)
 
     def read(self, key: str) -> Iterator[bytes]:
         for n, chunk in enumerate(self.tree.read(key)):

@@ -40,9 +40,11 @@ class ObjectStore:
         # (key, ETag) of the last read: every byte of it came from that version (If-Match).
         self.version_read: tuple[str, str] | None = None
 
-    def listing(self) -> Generator[Stored, None, None]:
+    def listing(self, after: str | None = None) -> Generator[Stored, None, None]:
+        """Every copy, in key order; after `after` only (a resumed run lists no page
+        it has checked)."""
         try:
-            for page in self.lister.pages():
+            for page in self.lister.pages(start_after=after):
                 for key, size, etag in page:
                     yield Stored(key, size, ident=etag)
         except StoreError as exc:

@@ -33,7 +33,9 @@ class LocalTree:
         self.name = name
         self.id = os.path.realpath(name)
 
-    def listing(self) -> Generator[Stored, None, None]:
+    def listing(self, after: str | None = None) -> Generator[Stored, None, None]:
+        """Every copy, in key order; walked whole whatever `after` says (cheap next to
+        a bucket's pages, and the run skips what it checked)."""
         try:
             yield from _walk(self.id)
         except OSError as exc:

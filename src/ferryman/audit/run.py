@@ -241,7 +241,7 @@ class Audit:
         batch = _Batch(self.runs.progress(run, store.id))
         resume_after = batch.through
         known = self.copies.known(store.id)
-        listed = store.listing()
+        listed = store.listing(resume_after)  # a resumed run: after what it checked
         unreported = 0  # keys done since the progress bar last heard
         try:
             listing = _trusted(listed, known)

@@ -15,6 +15,10 @@ S3 list in, which compare.py's merge join needs):
 - a bucket is listed with ListObjectsV2 without a delimiter, page by page;
   its identifier is the ETag.
 
+`listing(after)` may leave out the keys up to `after` (a resumed run has
+checked them): a bucket's listing starts after it, a directory is walked
+whole (the run skips what it checked either way).
+
 `read(key)` streams a copy's bytes. A copy that cannot be read is
 `Unreadable` (a finding); a listing that fails is `StoreUnavailable` (the
 run is then incomplete for that store).
@@ -45,6 +49,6 @@ class AuditStore(Protocol):
     name: str  # as given on the command line
     id: str  # canonical: the catalog's name for the store
 
-    def listing(self) -> Generator[Stored, None, None]: ...
+    def listing(self, after: str | None = None) -> Generator[Stored, None, None]: ...
     def read(self, key: str) -> Iterator[bytes]: ...
     def close(self) -> None: ...

@@ -209,13 +209,14 @@ class BucketListing:
 
     # -- the pages, one fetched ahead -----------------------------------------------
 
-    def pages(self) -> Iterator[list[Entry]]:
-        """Each page's entries, as they come; the next page is asked for in a thread
-        while the caller uses this one. A StoreError ends the pages. A caller that
-        stops early cuts the request in flight: closing never waits on the store."""
+    def pages(self, start_after: str | None = None) -> Iterator[list[Entry]]:
+        """Each page's entries, as they come (after the key `start_after` only, relative
+        to the prefix, when given); the next page is asked for in a thread while the
+        caller uses this one. A StoreError ends the pages. A caller that stops early
+        cuts the request in flight: closing never waits on the store."""
         handoff: queue.Queue[list[Entry] | StoreError | None] = queue.Queue(maxsize=1)
         self._stop.clear()
-        fetcher = threading.Thread(target=self._fetch_all, args=(handoff,), daemon=True,
+        fetcher = threading.Thread(target=self._fetch_all, args=(handoff, start_after), daemon=True,
                                    name="ferryman-bucket-listing")  # fmt: skip
         fetcher.start()
         try:
@@ -237,11 +238,13 @@ class BucketListing:
             fetcher.join()
             self.close()
 
-    def _fetch_all(self, handoff: queue.Queue[list[Entry] | StoreError | None]) -> None:
+    def _fetch_all(
+        self, handoff: queue.Queue[list[Entry] | StoreError | None], start_after: str | None
+    ) -> None:
         token: str | None = None
         try:
             while not self._stop.is_set():
-                page = self.page(token)
+                page = self.page(token, start_after if token is None else None)
                 handoff.put(page.entries)
                 if page.token is None:
                     break
@@ -265,12 +268,13 @@ class BucketListing:
 
     # -- one page ------------------------------------------------------------------
 
-    def page(self, token: str | None) -> Page:
-        """The page after `token` (None: the first), tried again while it is worth it."""
+    def page(self, token: str | None, start_after: str | None = None) -> Page:
+        """The page after `token` (None: the first, after the key `start_after` when
+        given), tried again while it is worth it."""
         full = f"{self.address.prefix}/" if self.address.prefix else ""
         for attempt in range(1, ATTEMPTS + 1):
             try:
-                return parse_page(self._get(full, token), full)
+                return parse_page(self._get(full, token, start_after), full)
             except (Unavailable, Throttled) as exc:
                 if attempt == ATTEMPTS or self._stop.is_set():
                     raise
@@ -282,11 +286,13 @@ class BucketListing:
                 self.sleep(wait)
         raise AssertionError("unreachable")
 
-    def _get(self, full: str, token: str | None) -> bytes:
+    def _get(self, full: str, token: str | None, start_after: str | None) -> bytes:
         params = {"list-type": "2", "encoding-type": "url", "max-keys": str(self.page_size),
                   "prefix": full}  # fmt: skip
         if token is not None:
             params["continuation-token"] = token
+        elif start_after is not None:
+            params["start-after"] = full + start_after
         query = canonical_query(params)
         status, headers, body = self._request(query)
         if status == 200:
