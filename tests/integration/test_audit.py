@@ -168,17 +168,8 @@ def test_an_audit_killed_midway_continues_and_reads_nothing_twice(tmp_path: Path
     inventory.write_text("\n".join(lines) + "\n")
     args = [sys.executable, "-m", "ferryman.cli", "audit", str(root), "--inventory",
             str(inventory), "--deep", "--state-dir", str(tmp_path / "state")]  # fmt: skip
-    # 4 MiB/s: ten seconds for the whole run; killed after a few files are recorded.
-    proc = subprocess.Popen([*args, "--max-rate", "4M"], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)  # fmt: skip
     catalog = tmp_path / "state" / "catalog.db"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and read_count(catalog) < 8:
-        time.sleep(0.1)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(10)
-    before = read_count(catalog)
-    assert 8 <= before < 40
+    assert 8 <= killed_after_reads(args, catalog) < 40
     done = subprocess.run(args, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "continuing audit" in done.stderr
@@ -200,16 +191,8 @@ def test_an_audit_of_a_bucket_killed_midway_continues_after_what_it_checked(
     env = {**os.environ, **s3_env(moto_server.url)}
     args = [sys.executable, "-m", "ferryman.cli", "audit", f"s3://{s3_bucket}", "--inventory",
             str(inventory), "--deep", "--state-dir", str(tmp_path / "state")]  # fmt: skip
-    proc = subprocess.Popen([*args, "--max-rate", "4M"], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, env=env)  # fmt: skip
     catalog = tmp_path / "state" / "catalog.db"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and read_count(catalog) < 8:
-        time.sleep(0.1)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(10)
-    before = read_count(catalog)
-    assert 8 <= before < 40
+    assert 8 <= killed_after_reads(args, catalog, env) < 40
     with FaultProxy(moto_server.url) as proxy:  # to see what the resumed run asks for
         done = subprocess.run([*args, "--report", str(tmp_path / "r.json")],
                               capture_output=True, text=True, timeout=120,
@@ -261,6 +244,19 @@ def test_a_repeated_audit_records_only_what_changed(tmp_path: Path) -> None:
     assert counts() == (302, 300, 1)  # the rewritten and the missing copy; one finding
     status, _ = audit(str(root), *state)
     assert status == 1 and counts() == (302, 300, 2)  # the same finding, in a new run
+
+
+def killed_after_reads(args: list[str], catalog: Path, env: dict[str, str] | None = None) -> int:
+    """Run the audit at 4 MiB/s (ten seconds for 40 copies of 256 KiB), kill it with
+    SIGKILL once a few copies are recorded as read; how many were."""
+    proc = subprocess.Popen([*args, "--max-rate", "4M"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env=env)  # fmt: skip
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and read_count(catalog) < 8:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    return read_count(catalog)
 
 
 def read_count(catalog: Path) -> int:
