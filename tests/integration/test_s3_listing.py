@@ -10,12 +10,14 @@ import subprocess
 import sys
 import threading
 from collections.abc import Generator, Iterator
+from pathlib import Path
 
 import pytest
 
 from ferryman.stores import s3listing
 from ferryman.stores.base import AccessDenied, NotFound, StoreError, Throttled, Unavailable
 from ferryman.stores.s3listing import BucketListing, bucket_address, credential_source
+from ferryman.stores.s3source import credentials_from_env
 from tests.s3server import ACCESS_KEY, SECRET_KEY, MotoServer, s3_env
 
 KEYS = ["p/a", "p/a b", "p/a+b", "p/a%41", "p/a-b", "p/a/b/c", "p/é", "p/Z", "p/z/0", "p/m",
@@ -174,13 +176,52 @@ def error(
 
 def test_a_failing_or_throttling_store_is_asked_again(scripted: type[Scripted]) -> None:
     store = scripted([page(["a"], "T1"), error(500, "InternalError"),
-                      error(503, "SlowDown", {"Retry-After": "2"}), page(["b"])])  # fmt: skip
+                      error(503, "SlowDown", {"Retry-After": "2"}), page(["b"], "T2"),
+                      error(503, "SlowDown", {"Retry-After": "3600"}), page(["c"])])  # fmt: skip
     slept: list[float] = []
     lister = listing(store.url, "b")
     lister.sleep = slept.append
-    assert [key for key, _, _ in everything(lister)] == ["a", "b"]
-    assert slept == [s3listing.BACKOFF, 2.0]  # Retry-After, when longer than the backoff
-    assert all("continuation-token=T1" in path for path in store.asked[1:])
+    assert [key for key, _, _ in everything(lister)] == ["a", "b", "c"]
+    # Retry-After when longer than the backoff, and never more than MAX_WAIT
+    assert slept == [s3listing.BACKOFF, 2.0, s3listing.MAX_WAIT]
+    assert all("continuation-token=T1" in path for path in store.asked[1:4])
+
+
+def test_a_page_over_the_limit_is_refused(
+    scripted: type[Scripted], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(s3listing, "MAX_PAGE_BYTES", 200)
+    store = scripted([page(["k" * 100, "l" * 100])] * s3listing.ATTEMPTS)
+    with pytest.raises(Unavailable, match="a page over 200 bytes"):
+        everything(listing(store.url, "b"))
+
+
+def test_a_store_silent_past_the_read_timeout_is_unavailable(
+    scripted: type[Scripted], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(s3listing, "READ_TIMEOUT", 0.3)
+    store = scripted([HANG])
+    with pytest.raises(Unavailable, match="unreachable"):
+        everything(listing(store.url, "b"))
+    assert len(store.asked) == s3listing.ATTEMPTS  # each try timed out, none hung
+
+
+def test_without_keys_in_the_environment_botocore_s_chain_is_asked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+                 "AWS_PROFILE"):  # fmt: skip
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
+    files = tmp_path / "credentials"
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(files))
+    assert credentials_from_env() is None
+    with pytest.raises(AccessDenied, match="no usable credentials"):
+        credential_source(None)()
+    files.write_text("[default]\naws_access_key_id = AKIDFILE\naws_secret_access_key = s3cr3t\n")
+    found = credential_source(None)()
+    assert (found.key_id, found.secret, found.token) == ("AKIDFILE", "s3cr3t", None)
 
 
 @pytest.mark.parametrize(

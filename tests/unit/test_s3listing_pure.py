@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ferryman.stores.base import Unavailable
-from ferryman.stores.s3listing import bucket_address, error_code, parse_page
+from ferryman.stores.s3listing import bucket_address, error_code, parse_page, redirected
 
 NS = "http://s3.amazonaws.com/doc/2006-03-01/"
 # What an S3 key may hold that XML 1.0 can carry once URL-encoded: anything but a
@@ -121,3 +121,15 @@ def test_addressing_is_the_s3_stores() -> None:
     assert (dotted.host, dotted.path) == ("s3.eu-west-3.amazonaws.com", "/my.bucket")
     assert virtual.aws and dotted.aws
     assert bucket_address("b", "x/y", None, "us-east-1").shown == "s3://b/x/y"
+
+
+def test_a_bucket_in_another_region_is_followed_on_aws_only() -> None:
+    on_aws = bucket_address("b", "p", None, "us-east-1")
+    elsewhere = redirected(on_aws, {"x-amz-bucket-region": "eu-west-3"})
+    assert elsewhere is not None
+    assert (elsewhere.host, elsewhere.region, elsewhere.prefix) == (
+        "b.s3.eu-west-3.amazonaws.com", "eu-west-3", "p")  # fmt: skip
+    assert redirected(on_aws, {"x-amz-bucket-region": "us-east-1"}) is None  # no loop
+    assert redirected(on_aws, {}) is None
+    on_endpoint = bucket_address("b", "", "http://127.0.0.1:9000", "us-east-1")
+    assert redirected(on_endpoint, {"x-amz-bucket-region": "eu-west-3"}) is None

@@ -41,7 +41,7 @@ import queue
 import socket
 import ssl
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -103,6 +103,16 @@ def bucket_address(bucket: str, prefix: str, endpoint: str | None, region: str) 
                              bucket, prefix, region, aws=True)  # fmt: skip
     return BucketAddress("https", f"{bucket}.s3.{region}.amazonaws.com", "/",
                          bucket, prefix, region, aws=True)  # fmt: skip
+
+
+def redirected(address: BucketAddress, headers: Mapping[str, str]) -> BucketAddress | None:
+    """Where to ask again when AWS answers that the bucket is in another region (its
+    `x-amz-bucket-region` header, on a 301 or a 400); None on an --s3-endpoint, which
+    is asked as configured."""
+    region = headers.get("x-amz-bucket-region")
+    if not address.aws or not region or region == address.region:
+        return None
+    return bucket_address(address.bucket, address.prefix, None, region)
 
 
 def credential_source(static: tuple[str, str, str | None] | None) -> CredentialSource:
@@ -297,10 +307,9 @@ class BucketListing:
         status, headers, body = self._request(query)
         if status == 200:
             return body
-        region = headers.get("x-amz-bucket-region")
-        if self.address.aws and region and region != self.address.region:
-            # The bucket is in another region: ask there (once; the address is kept).
-            self.address = bucket_address(self.address.bucket, self.address.prefix, None, region)
+        elsewhere = redirected(self.address, headers)
+        if elsewhere is not None:  # asked there, once; the address is kept for what follows
+            self.address = elsewhere
             self.close()
             status, headers, body = self._request(query)
             if status == 200:
