@@ -44,6 +44,14 @@ def test_the_counter_wraps_to_a_fresh_prefix() -> None:
     assert wrapped[10:] == "000000" and wrapped != first
 
 
+@given(st.integers(0, requestid._COUNTER_LIMIT - 2))
+def test_an_id_is_the_prefix_and_the_next_count_in_six_hex_digits(count: int) -> None:
+    ids = requestid._Ids()
+    ids.next()  # draws the prefix
+    ids.count = count
+    assert ids.next() == ids.prefix + format(count + 1, "06x")
+
+
 def test_a_forked_process_draws_its_own_prefix() -> None:
     import os
 

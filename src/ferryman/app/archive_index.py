@@ -40,9 +40,9 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Protocol
 
+from ferryman.app.fileat import Identity
 from ferryman.app.gzipstream import GzipDamaged, GzipStream, GzipTruncated, NotGzip
 from ferryman.app.listing import Entry
-from ferryman.app.openfiles import Identity
 from ferryman.http.spans import Span
 
 if TYPE_CHECKING:

@@ -33,7 +33,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ferryman.app.openfiles import Identity, Route, still_reached
+from ferryman.app.fileat import Identity
+from ferryman.app.openfiles import Route, still_reached
 from ferryman.http.body import Body
 from ferryman.http.parser import Request
 from ferryman.http.response import Headers, Response, encode_headers

@@ -24,10 +24,10 @@ import time
 from collections import OrderedDict
 from typing import TYPE_CHECKING
 
+from ferryman.app.fileat import Identity, identity_at
+
 if TYPE_CHECKING:
     from ferryman.app.plan import Representation
-
-Identity = tuple[int, int, int, int, int]
 
 
 def identity(st: os.stat_result) -> Identity:
@@ -57,18 +57,22 @@ def route(root_fd: int, relative: str) -> Route:
     dirs: list[tuple[int, int, int]] = []
     end = relative.find("/")
     while end >= 0:
-        st = os.stat(relative[:end], dir_fd=root_fd)
-        dirs.append((st.st_dev, st.st_ino, st.st_ctime_ns))
+        found = identity_at(root_fd, relative[:end])
+        if isinstance(found, int):
+            raise OSError(found, os.strerror(found), relative[:end])
+        dirs.append((found[0], found[1], found[4]))
         end = relative.find("/", end + 1)
     return tuple(dirs)
 
 
 def still_reached(root_fd: int, relative: str, known: Identity, way: Route) -> bool:
     """`relative` still leads, by the same directories, to the file that was checked."""
+    if identity_at(root_fd, relative) != known:
+        return False  # changed, or gone (an errno)
+    if not way:
+        return True  # a file in the root: no directory on the way
     try:
-        return (
-            identity(os.stat(relative, dir_fd=root_fd)) == known and route(root_fd, relative) == way
-        )
+        return route(root_fd, relative) == way
     except OSError:
         return False
 

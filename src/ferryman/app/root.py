@@ -35,6 +35,7 @@ from enum import Enum
 from typing import TYPE_CHECKING
 
 from ferryman.app.archive_index import is_archive_name
+from ferryman.app.fileat import open_at
 from ferryman.app.openfiles import OpenFile, OpenFiles, Route, route
 from ferryman.app.paths import RequestPath, resolve, resolve_servable
 from ferryman.config import Config
@@ -341,10 +342,9 @@ class Root:
     def try_open(self, relative: str) -> tuple[int, os.stat_result] | int:
         """open() without raising: (descriptor, its fstat), or the errno of why not
         (ENOENT for what may not be served)."""
-        try:
-            fd = os.open(relative, _OPEN_FLAGS, dir_fd=self.fd)
-        except OSError as exc:
-            return exc.errno or errno.EIO
+        fd = open_at(self.fd, relative, _OPEN_FLAGS)
+        if fd < 0:
+            return -fd
         try:
             st = os.fstat(fd)
             visible = self._visible(fd)
