@@ -35,9 +35,7 @@ GROUP = "ferryman._native"  # mypyc's shared library: ferryman/_native__mypyc.*.
 
 # What every request runs through, and what an audit runs once per key of every
 # store (its walk, comparison and loop). Modules kept out: those with async
-# generators (mypyc cannot compile them yet), everything off those paths, and
-# app/application.py, whose Application.handle the test hooks replace
-# (supervisor/hooks.py; a compiled caller would never see the replacement).
+# generators (mypyc cannot compile them yet) and everything off those paths.
 MODULES = (
     "ferryman.http.body",
     "ferryman.http.conditional",
@@ -58,6 +56,7 @@ MODULES = (
     "ferryman.server.transfer",
     "ferryman.server.zerocopy",
     "ferryman.app.bodycache",
+    "ferryman.app.dispatch",
     "ferryman.app.files",
     "ferryman.app.local",
     "ferryman.app.openfiles",

@@ -107,6 +107,9 @@ class ScriptedApp:
         self.read: list[int] = []  # request-body bytes each upload handler read
         self.stream_end: asyncio.Future[None] | None = None  # set: streams wait for it
 
+    def handler(self) -> Any:
+        return self.handle
+
     def body(self, size: int) -> Body:
         index = len(self.releases)
         self.releases.append(0)

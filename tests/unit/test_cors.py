@@ -226,7 +226,7 @@ def application(tmp_path: Path, reader: FailingReader | None = None) -> Applicat
     app = Application(config)
     if reader is not None:
         app.reader.close()
-        app.reader = reader
+        app.reader = app.dispatch.reader = reader
     return app
 
 
@@ -256,7 +256,7 @@ def test_answers_that_come_later_get_the_headers_too(tmp_path: Path) -> None:
     answer = asyncio.run(_awaited(pending))
     assert answer.status == 503
     assert header(answer, "access-control-allow-origin") == "https://a.example"
-    app.reader = FailingReader(ConnectionResetError(), later=True)
+    app.reader = app.dispatch.reader = FailingReader(ConnectionResetError(), later=True)
     gone = app.handle(parsed_request("GET", "/f", {"Origin": "https://a.example"}), None)
     assert not isinstance(gone, Response)
     with pytest.raises(ConnectionResetError):  # the connection cuts it: nothing to answer

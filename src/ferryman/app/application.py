@@ -1,32 +1,27 @@
-"""The application: who may do what, and which reader or writer answers each request.
+"""The application: what serves SOURCE, what writes to it, and what each worker needs
+started and stopped around them.
 
 Reads go to the reader of SOURCE: a LocalReader (app/local.py) over the Root
 of a directory, or a RemoteReader (app/remote.py) over a store; PUT and
-DELETE go to the one write flow (app/writes.py) when writes are allowed.
-Paths under the reserved `/-/` (health, readiness, metrics: app/reserved.py)
-are answered first, before any rule for files. OPTIONS says which methods a
-resource allows, without credentials: the list
-is the server's, whatever the path names. With --cors-origin, a request that
-carries Origin has its answer, whatever its status, given the CORS headers
-http/cors.py decides; one without Origin pays one dict lookup for it (none
-without --cors-origin).
+DELETE go to the one write flow (app/writes.py) when writes are allowed. The
+dispatch between them, and who may ask, is app/dispatch.py, run for every
+request.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import os
-import time
 from collections.abc import Awaitable, Iterable
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
-from ferryman.app.auth import SIGNATURE_PARAM, Access, Authorizer, SigningKey, TokenTable
+from ferryman.app.auth import Authorizer, SigningKey, TokenTable
 from ferryman.app.digestindex import DigestIndex
+from ferryman.app.dispatch import Dispatch, Handler, Reader, allowed_methods
 from ferryman.app.local import LocalReader
 from ferryman.app.localtarget import LocalTarget
-from ferryman.app.paths import configure_limits, resolve
+from ferryman.app.paths import configure_limits
 from ferryman.app.places import Place, replicas
 from ferryman.app.readiness import (
     Check,
@@ -37,7 +32,7 @@ from ferryman.app.readiness import (
     store_check,
 )
 from ferryman.app.remote import RemoteReader
-from ferryman.app.reserved import Reserved, is_reserved
+from ferryman.app.reserved import Reserved
 from ferryman.app.spool import Spool
 from ferryman.app.staging import source_staging, store_id
 from ferryman.app.storetarget import StoreTarget
@@ -50,12 +45,10 @@ from ferryman.boot import open_catalog
 from ferryman.catalog.api import Catalog
 from ferryman.catalog.location import SQLITE
 from ferryman.config import Config
-from ferryman.errors import HttpError
-from ferryman.failures import internal_error
 from ferryman.http.body import BodyReader
-from ferryman.http.cors import Cors, Header
+from ferryman.http.cors import Cors
 from ferryman.http.parser import Request
-from ferryman.http.response import Response, encode_headers, error_response
+from ferryman.http.response import Response
 from ferryman.metrics.rundir import DIRECTORY_ENV
 from ferryman.serverid import server_id
 from ferryman.stores.base import Store
@@ -65,14 +58,9 @@ if TYPE_CHECKING:
     from ferryman.cache.client import CacheClient
     from ferryman.stores.s3 import S3Store
 
-log = logging.getLogger("ferryman")
-READ_METHODS = frozenset(("GET", "HEAD"))
-WRITE_METHODS = frozenset(("PUT", "DELETE"))
-_SIGNED = SIGNATURE_PARAM.encode() + b"="
-
 
 class Application:
-    """Handlers return a Response, or an awaitable of one when they must wait."""
+    """The readers, writers and checks of one worker, and the dispatch between them."""
 
     def __init__(self, config: Config) -> None:
         configure_limits(config)  # before any path is resolved
@@ -103,63 +91,24 @@ class Application:
         metrics_dir = os.environ.get(DIRECTORY_ENV) if config.metrics else None
         self.reserved = Reserved(Readiness(checks, config.ready_timeout), metrics_dir or None,
                                  self.catalog, config.metrics_token)  # fmt: skip
-        allowed = "GET, HEAD, OPTIONS, PUT, DELETE" if self.uploads else "GET, HEAD, OPTIONS"
-        self._allowed = allowed
-        # Anonymous reads skip the authorizer when nothing could make them fail.
-        self._open_reads = not config.private
-        self._cors: Cors | None = None
+        allowed = allowed_methods(writes=self.uploads is not None)
+        cors = None
         if config.cors_origin:
             max_age = int(config.cors_max_age)
             credentials = config.cors_credentials
-            self._cors = Cors(config.cors_origin, methods=allowed, max_age=max_age,
-                              credentials=credentials)  # fmt: skip
+            cors = Cors(config.cors_origin, methods=allowed, max_age=max_age,
+                        credentials=credentials)  # fmt: skip
+        self.dispatch = Dispatch(self.reader, self.reserved, self.auth, self.uploads,
+                                 open_reads=not config.private, cors=cors)  # fmt: skip
+
+    def handler(self) -> Handler:
+        """What answers each request, bound once by the worker's context: the compiled
+        dispatch (app/dispatch.py)."""
+        return self.dispatch.handle
 
     def handle(self, request: Request, body: BodyReader | None) -> Response | Awaitable[Response]:
-        if self._cors is not None and "origin" in request.headers:
-            return self._cross_origin(self._cors, request, body)
-        return self._answer(request, body)
-
-    def _answer(self, request: Request, body: BodyReader | None) -> Response | Awaitable[Response]:
-        method = request.method
-        raw = request.path
-        if (raw.startswith(b"/-") or raw.startswith(b"/%")) and is_reserved(raw):
-            return self.reserved.answer(request)  # before any rule for files
-        if method in READ_METHODS:
-            if not self._open_reads or request.query or "authorization" in request.headers:
-                self.auth.check(request, Access.READ, resolve(request.path).url(), int(time.time()))
-            return self.reader.get(request)
-        if method in WRITE_METHODS and self.uploads is not None:
-            path = resolve(request.path).url()
-            once = self.auth.check(request, Access.WRITE, path, int(time.time()))
-            if method == "PUT":
-                return self.uploads.put(request, body, once)
-            return self.uploads.delete(request, once)
-        if method == "OPTIONS":
-            if request.path != b"*":  # the server itself: RFC 9110 9.3.7
-                resolve(request.path)  # a path that names nothing anywhere is still a 400
-            return Response(204, [("Allow", self._allowed)])
-        allowed = self._allowed  # a new error per answer: a kept one grows with each raise
-        detail = f"allowed here: {allowed}"
-        raise HttpError(405, "method_not_allowed", detail, (("Allow", allowed),))
-
-    def _cross_origin(
-        self, cors: Cors, request: Request, body: BodyReader | None
-    ) -> Response | Awaitable[Response]:
-        """The answer with the CORS headers its Origin gets (none for an origin not
-        allowed), errors included: a page can read why it failed."""
-        headers = request.headers
-        signed = _SIGNED in request.query
-        if request.method == "OPTIONS" and "access-control-request-method" in headers:
-            extra = cors.preflight(headers, signed)
-        else:
-            extra = cors.actual(headers, signed)
-        try:
-            answer = self._answer(request, body)
-        except Exception as exc:
-            return _with_headers(_error(request, exc), extra)
-        if isinstance(answer, Response):
-            return _with_headers(answer, extra)
-        return _later(request, answer, extra)
+        """Answer one request (what handler() gives does the same, without this call)."""
+        return self.dispatch.handle(request, body)
 
     def _serve_directory(self, config: Config) -> Root:
         reader = self.reader = LocalReader.of(config)
@@ -265,38 +214,3 @@ def _record_multipart_uploads(
 def _remote_catalog(config: Config) -> bool:
     """Whether the catalog is across a network (PostgreSQL), not a local SQLite file."""
     return config.catalog_location.kind != SQLITE
-
-
-async def _later(
-    request: Request, pending: Awaitable[Response], extra: tuple[Header, ...]
-) -> Response:
-    try:
-        answer = await pending
-    except ConnectionError:
-        raise  # the client left: the connection cuts it, nothing is answered
-    except Exception as exc:
-        return _with_headers(_error(request, exc), extra)
-    return _with_headers(answer, extra)
-
-
-def _error(request: Request, exc: Exception) -> Response:
-    """The answer the connection would make of a handler's error (a bug's: a 500)."""
-    if not isinstance(exc, HttpError):
-        exc = internal_error(log, exc, request.method, request.target, request.id)
-    accept = request.headers.get("accept")
-    return error_response(exc.status, exc.error, exc.detail, exc.headers, accept=accept)
-
-
-def _with_headers(response: Response, extra: tuple[Header, ...]) -> Response:
-    """`response` with `extra` after its headers; their lists and blocks may be shared
-    (the memory cache's), so they are replaced, never changed."""
-    if response.head_block is not None:
-        response.head_block += encode_headers(list(extra))
-    response.headers = [*response.headers, *extra]
-    return response
-
-
-class Reader(Protocol):
-    def get(self, request: Request) -> Response | Awaitable[Response]: ...
-    def tick(self) -> None: ...
-    def close(self) -> None: ...

@@ -181,7 +181,7 @@ class HttpConnection(asyncio.Protocol):
                 raise HttpError(417, "expectation_failed", "only 100-continue is supported")
             if request.has_body:
                 self._body = RequestBody(self, request, self.ctx.config.max_upload_size)
-            result = self.ctx.app.handle(request, self._body)
+            result = self.ctx.handle(request, self._body)
         except Exception as exc:
             result = self._error(request, exc)
         if isinstance(result, Response):

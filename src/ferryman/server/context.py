@@ -37,6 +37,7 @@ class ServerContext:
         # transport, which encrypts them (buffered reads), whatever --sendfile says.
         self.sendfile = config.sendfile and not tls
         self.app = app
+        self.handle = app.handler()  # bound once: every request of every connection calls it
         self.loop = loop
         self.access_log = access_log
         self.tally = tally  # every answer counted, for /-/metrics (None: --metrics off)

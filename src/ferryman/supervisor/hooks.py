@@ -82,15 +82,21 @@ class FaultHooks:
     def _patch_handler(target: bytes) -> None:
         from ferryman.app.application import Application
 
-        handle = Application.handle
+        handler = Application.handler
 
-        # Whatever else Application.handle takes is passed through untouched.
-        def failing(self: Application, request: Any, *rest: Any) -> Any:
-            if request.target == target:
-                raise InjectedFault(f"FERRYMAN_TEST_RAISE_ON: failing {target!r} on purpose")
-            return handle(self, request, *rest)
+        # The worker's context asks the application once for what answers requests:
+        # it gets one that fails on `target` and passes everything else through.
+        def failing_handler(self: Application) -> Any:
+            handle = handler(self)
 
-        setattr(Application, "handle", failing)  # noqa: B010 - mypy would refuse the assignment
+            def failing(request: Any, *rest: Any) -> Any:
+                if request.target == target:
+                    raise InjectedFault(f"FERRYMAN_TEST_RAISE_ON: failing {target!r} on purpose")
+                return handle(request, *rest)
+
+            return failing
+
+        setattr(Application, "handler", failing_handler)  # noqa: B010 - mypy would refuse it
 
     @staticmethod
     def _patch_catalog() -> None:
