@@ -196,3 +196,58 @@ _TOKENS = [
 @given(st.lists(st.sampled_from(_TOKENS), max_size=30), st.lists(st.integers(0, 300), max_size=4))
 def test_fuzz_request_shaped_bytes(tokens: list[bytes], splits: list[int]) -> None:
     check_one_input(b"".join(tokens), splits)
+
+
+class _Heads:
+    """What llhttp itself says of a head: its version, or None if it refuses the head."""
+
+    def __init__(self) -> None:
+        self.version: str | None = None
+
+    def on_headers_complete(self) -> None:
+        self.version = self.parser.get_http_version()
+
+    def of(self, head: bytes) -> str | None:
+        import httptools
+
+        self.parser = httptools.HttpRequestParser(self)
+        try:
+            self.parser.feed_data(head)
+        except httptools.HttpParserError:
+            return None
+        return self.version
+
+
+VERSION_WORD = st.builds(
+    lambda prefix, major, dot, minor, tail: prefix + major + dot + minor + tail,
+    st.sampled_from([b"HTTP/", b"http/", b"HTTP", b"HTTPS/", b""]),
+    st.sampled_from([b"0", b"1", b"2", b"9", b"01", b"", b"x"]),
+    st.sampled_from([b".", b"", b","]),
+    st.sampled_from([b"0", b"1", b"9", b"11", b""]),
+    st.sampled_from([b"", b" ", b"\t", b"  ", b"x"]),
+)
+
+
+@settings(max_examples=400)
+@given(
+    VERSION_WORD,
+    st.sampled_from([b"\r\n", b"\n"]),
+    st.sampled_from([b"GET / ", b"GET  /a ", b"GET /"]),
+)
+def test_the_version_read_from_the_line_is_the_one_llhttp_parsed(
+    word: bytes, eol: bytes, start: bytes
+) -> None:
+    head = start + word + eol + b"Host: x\r\n\r\n"
+    llhttp_version = _Heads().of(head)
+    try:
+        events = feed(head)
+    except ProtocolError as exc:
+        # Refused: so was the head by llhttp, or its version is not one served.
+        assert llhttp_version is None or llhttp_version not in ("1.0", "1.1"), head
+        want = 400 if llhttp_version in (None, "0.9") else 505
+        assert exc.status == want or (llhttp_version is None and exc.status in (400, 505)), head
+        return
+    request = events[0]
+    assert isinstance(request, Request)
+    assert llhttp_version in ("1.0", "1.1"), head
+    assert request.http11 == (llhttp_version == "1.1"), head

@@ -113,10 +113,26 @@ static PyObject *identity_at(PyObject *self, PyObject *const *args, Py_ssize_t n
     if (status != 0) {
         return PyErr_Occurred() ? NULL : PyLong_FromLong(error);
     }
-    long long mtime_ns = (long long)st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec;
-    long long ctime_ns = (long long)st.st_ctim.tv_sec * 1000000000LL + st.st_ctim.tv_nsec;
-    return Py_BuildValue("(KKLLL)", (unsigned long long)st.st_dev, (unsigned long long)st.st_ino,
-                         (long long)st.st_size, mtime_ns, ctime_ns);
+    /* Built item by item: Py_BuildValue parses its format string on every call. */
+    PyObject *items[5] = {
+        PyLong_FromUnsignedLongLong((unsigned long long)st.st_dev),
+        PyLong_FromUnsignedLongLong((unsigned long long)st.st_ino),
+        PyLong_FromLongLong((long long)st.st_size),
+        PyLong_FromLongLong((long long)st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec),
+        PyLong_FromLongLong((long long)st.st_ctim.tv_sec * 1000000000LL + st.st_ctim.tv_nsec),
+    };
+    PyObject *identity = PyTuple_New(5);
+    for (int i = 0; i < 5; i++) {
+        if (items[i] == NULL || identity == NULL) {
+            for (int j = i; j < 5; j++) {
+                Py_XDECREF(items[j]);
+            }
+            Py_XDECREF(identity);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(identity, i, items[i]);
+    }
+    return identity;
 }
 
 static PyMethodDef methods[] = {

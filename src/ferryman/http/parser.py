@@ -188,7 +188,7 @@ class RequestParser:
         self._headers: dict[str, str] = {}
         self._host_count = 0
         self._head_done = False
-        self._version = ""
+        self._version_at = 0  # where the request line's version token starts ("HTTP/")
         self._method = b""
         self._keep_alive = False
 
@@ -232,8 +232,11 @@ class RequestParser:
                     raise ProtocolError(414, "uri_too_long", "request line too long")
                 return
             self._counted = self._line_end + 2
-            if not buf[: self._line_end].rpartition(b" ")[2].startswith(b"HTTP/"):
+            # The last word of the line (the whole line if it has no space), read in place.
+            version_at = buf.rfind(b" ", 0, self._line_end) + 1
+            if not buf.startswith(b"HTTP/", version_at, self._line_end):
                 raise ProtocolError(400, "bad_request", "HTTP/0.9 is not supported")
+            self._version_at = version_at
         if head_end - self._line_end - 2 > limits.max_header_bytes:
             raise ProtocolError(431, "headers_too_large", "header section too large")
         self._crlfs += buf.count(b"\r\n", self._counted, head_end)
@@ -280,17 +283,19 @@ class RequestParser:
         self._head_done = True
         llhttp = self._llhttp
         assert llhttp is not None  # it is what calls this
-        self._version = llhttp.get_http_version()
         self._method = llhttp.get_method()
         self._keep_alive = bool(llhttp.should_keep_alive())
 
     def _build_request(self) -> Request:
-        version = self._version
-        if version == "0.9":
+        # The version as llhttp accepted it ("HTTP/" digit "." digit, then the line's
+        # end), read from the line: what llhttp's get_http_version() formats anew.
+        version = bytes(self._buf[self._version_at + 5 : self._line_end])
+        if version == b"0.9":
             raise ProtocolError(400, "bad_request", "HTTP/0.9 is not supported")
-        if version not in ("1.1", "1.0"):
-            raise ProtocolError(505, "version_not_supported", f"HTTP/{version} is not supported")
-        http11 = version == "1.1"
+        if version != b"1.1" and version != b"1.0":
+            shown = version.decode("latin-1")
+            raise ProtocolError(505, "version_not_supported", f"HTTP/{shown} is not supported")
+        http11 = version == b"1.1"
         headers = self._headers
         if http11 and self._host_count != 1:
             raise ProtocolError(400, "bad_request", "HTTP/1.1 needs exactly one Host header")
