@@ -51,22 +51,33 @@ static int parse_fd(PyObject *arg, int *fd) {
     return 0;
 }
 
-static PyObject *open_at(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    (void)self;
-    int dir_fd, flags, fd, error;
-    if (nargs != 3) {
-        PyErr_SetString(PyExc_TypeError, "open_at(dir_fd, path, flags)");
+/* The descriptor and the encoded path of a call (dir_fd, path, ...) of `want` arguments;
+ * NULL with the exception set when they are not that. */
+static PyObject *dir_and_path(PyObject *const *args, Py_ssize_t nargs, Py_ssize_t want,
+                              const char *usage, int *dir_fd) {
+    if (nargs != want) {
+        PyErr_SetString(PyExc_TypeError, usage);
         return NULL;
     }
     if (!PyUnicode_Check(args[1])) {
         PyErr_SetString(PyExc_TypeError, "path must be str");
         return NULL;
     }
-    if (parse_fd(args[0], &dir_fd) != 0 || parse_fd(args[2], &flags) != 0) {
+    if (parse_fd(args[0], dir_fd) != 0) {
         return NULL;
     }
-    PyObject *path = encoded(args[1]);
+    return encoded(args[1]);
+}
+
+static PyObject *open_at(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    (void)self;
+    int dir_fd, flags, fd, error;
+    PyObject *path = dir_and_path(args, nargs, 3, "open_at(dir_fd, path, flags)", &dir_fd);
     if (path == NULL) {
+        return NULL;
+    }
+    if (parse_fd(args[2], &flags) != 0) {
+        Py_DECREF(path);
         return NULL;
     }
     const char *name = PyBytes_AS_STRING(path);
@@ -87,18 +98,7 @@ static PyObject *identity_at(PyObject *self, PyObject *const *args, Py_ssize_t n
     (void)self;
     int dir_fd, status, error;
     struct stat st;
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "identity_at(dir_fd, path)");
-        return NULL;
-    }
-    if (!PyUnicode_Check(args[1])) {
-        PyErr_SetString(PyExc_TypeError, "path must be str");
-        return NULL;
-    }
-    if (parse_fd(args[0], &dir_fd) != 0) {
-        return NULL;
-    }
-    PyObject *path = encoded(args[1]);
+    PyObject *path = dir_and_path(args, nargs, 2, "identity_at(dir_fd, path)", &dir_fd);
     if (path == NULL) {
         return NULL;
     }
