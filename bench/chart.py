@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt
 from clientload import CLIENT_BOUND
 from report import NOT_APPLICABLE, SHOWN, format_ratio, load_bound
 
-COLORS = {"ferryman": "#d62728", "nginx": "#1f77b4"}
+COLORS = {"ferryman": "#d62728", "ferryman-pure": "#f09a9a", "nginx": "#1f77b4"}
 OTHER = "#9a9a9a"
 
 

@@ -104,6 +104,12 @@ def ferryman_local(workdir: Path, files: TestFiles, settings: Settings) -> Launc
     return Launch(ferryman_argv(settings, str(files.root)))
 
 
+def _ferryman_pure(workdir: Path, files: TestFiles, settings: Settings) -> Launch:
+    """The same, its request path as pure Python (FERRYMAN_PURE=1): what `pip install`
+    gives, which builds no extension modules."""
+    return Launch(ferryman_argv(settings, str(files.root)), env={"FERRYMAN_PURE": "1"})
+
+
 def self_signed(workdir: Path) -> tuple[Path, Path]:
     """A certificate for HOST and its key (ECDSA P-256, as certbot issues by default)."""
     cert, key = workdir / "cert.pem", workdir / "key.pem"
@@ -256,6 +262,12 @@ def _peer(script: str) -> Callable[[Path, TestFiles, Settings], Launch]:
 
 SERVERS = [
     ServerSpec("ferryman", "ferryman serve, defaults", ferryman_local, members="archive"),
+    ServerSpec(
+        "ferryman-pure",
+        "ferryman serve, defaults, FERRYMAN_PURE=1 (pip install: no compiled request path)",
+        _ferryman_pure,
+        members="archive",
+    ),
     ServerSpec("nginx", "nginx, 1 worker, sendfile on, access log off", _nginx, members="plain"),
     ServerSpec("caddy", "Caddy file_server", _caddy),
     ServerSpec("aiohttp", "aiohttp static files on uvloop", _peer("aiohttp_peer.py")),

@@ -45,6 +45,8 @@ def _openssl() -> str:
 def server_version(name: str, settings: Settings) -> str:
     if name == "ferryman":
         return _ferryman(settings)
+    if name == "ferryman-pure":
+        return f"{_ferryman(settings)}, pure Python"
     if name == "ferryman-https":
         python = Path(settings.ferryman).parent / "python"
         code = "import ssl; print(ssl.OPENSSL_VERSION)"

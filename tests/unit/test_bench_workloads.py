@@ -76,12 +76,22 @@ def test_the_probe_takes_part_in_the_small_file_workload_only() -> None:
         assert all(by_name[name].takes_part(w.key) for w in WORKLOADS)
 
 
+def test_the_pure_ferryman_is_the_same_command_without_its_compiled_path(tmp_path: Path) -> None:
+    by_name = {spec.name: spec for spec in SERVERS}
+    settings = settings_for(quick=True)
+    files = testfiles.TestFiles(tmp_path)
+    compiled = by_name["ferryman"].launch(tmp_path, files, settings)
+    pure = by_name["ferryman-pure"].launch(tmp_path, files, settings)
+    assert pure.argv == compiled.argv
+    assert pure.env == {"FERRYMAN_PURE": "1"} and "FERRYMAN_PURE" not in compiled.env
+
+
 def test_a_member_is_asked_of_ferryman_in_its_archive_and_of_nginx_as_a_plain_file() -> None:
     by_name = {spec.name: spec for spec in SERVERS + TLS_SERVERS}
     specs = {spec.key: spec for spec in MEMBER_REQUESTS}
     assert set(specs) == set(MEMBERS)
     name = member_name(MEMBER_INDEX)
-    for ferryman in ("ferryman", "ferryman-https"):
+    for ferryman in ("ferryman", "ferryman-pure", "ferryman-https"):
         assert request_for(specs["member"], by_name[ferryman]).path == f"/{MEMBERS_TAR}/{name}"
         assert request_for(specs["member-gz"], by_name[ferryman]).path == f"/{MEMBERS_TGZ}/{name}"
     for nginx in (REFERENCE, "nginx-https"):
@@ -97,7 +107,14 @@ def test_servers_that_serve_no_tar_members_are_not_applicable_to_the_member_work
     workloads = {w.key: w for w in WORKLOADS}
     for key in MEMBERS:
         unfit = {name for name, spec in by_name.items() if workloads[key].unfit(spec)}
-        assert unfit == set(by_name) - {"ferryman", "ferryman-https", REFERENCE, "nginx-https"}
+        servers_of_members = {
+            "ferryman",
+            "ferryman-pure",
+            "ferryman-https",
+            REFERENCE,
+            "nginx-https",
+        }
+        assert unfit == set(by_name) - servers_of_members
         assert "nginx stands in" in workloads[key].unfit(by_name["caddy"])
     # Every other workload can be run against every server (the probe takes part in
     # `small` only, which its ServerSpec says).
