@@ -29,15 +29,21 @@ SIZES = (2 * MIB + 777, 3 * MIB - 5, MIB + 1, 4 * MIB)
 
 
 def allocated(root: Path) -> int:
-    """Bytes the files under `root` take on disk (st_blocks * 512); gone files count 0."""
-    total = 0
+    """Bytes the files under `root` take on disk (st_blocks * 512); gone files count 0.
+
+    Each file is counted once, by its inode: the walk is not atomic, and an entry
+    renamed into trash/ while it runs (eviction parks an entry there, then deletes
+    it) would otherwise be met under both names and counted twice.
+    """
+    seen: dict[tuple[int, int], int] = {}
     for directory, _, names in os.walk(root):
         for name in names:
             try:
-                total += os.lstat(os.path.join(directory, name)).st_blocks * 512
+                st = os.lstat(os.path.join(directory, name))
             except FileNotFoundError:
-                pass
-    return total
+                continue
+            seen[(st.st_dev, st.st_ino)] = st.st_blocks * 512
+    return sum(seen.values())
 
 
 class Sampler(threading.Thread):
