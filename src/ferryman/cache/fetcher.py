@@ -193,8 +193,12 @@ class Fetcher:
         write.add_done_callback(partial(_write_done, fill))
         self.writes.add(write)
         write.add_done_callback(self.writes.discard)
-        # Attempted: whatever it allocated counts, written or not.
-        self._pacer.commit(charges.pop(block, 0))
+        # Held once the write ends, written or not (whatever it allocated counts), and
+        # reserved until then: committed at its start, an eviction's scan that began
+        # after the commit and measured the file before the bytes landed counted them
+        # nowhere, and the cache passed its bound by up to a block.
+        size = charges.pop(block, 0)
+        write.add_done_callback(lambda _: self._pacer.commit(size))
         await asyncio.shield(write)  # a cancelled run still lets the thread finish
         self.stats.fills += 1
         fill.settle(block, None)
