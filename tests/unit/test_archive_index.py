@@ -39,8 +39,9 @@ from ferryman.app.archive_index import (
     open_positional,
     read_index,
 )
+from ferryman.app.fileat import identity
 from ferryman.app.listing import Entry
-from ferryman.app.openfiles import OpenFile, identity
+from ferryman.app.openfiles import OpenFile
 from ferryman.app.paths import resolve
 from ferryman.app.spool import LOCK_NAME, PREFIX, Spool, SpoolFull
 from ferryman.errors import HttpError

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from ferryman.app.bodycache import SmallBodyCache, same_file
-from ferryman.app.openfiles import identity
+from ferryman.app.fileat import identity
 from tests.builders import request
 
 HEADERS = [("Content-Type", "text/plain")]

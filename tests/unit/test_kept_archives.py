@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from ferryman.app import archive
+from ferryman.app.fileat import identity
 from ferryman.app.local import LocalReader
-from ferryman.app.openfiles import identity
 from ferryman.config import Config
 from ferryman.errors import HttpError
 from ferryman.http.body import FileRegion

@@ -70,10 +70,10 @@ from ferryman.app.archive_index import (
 from ferryman.app.bodycache import SmallBodyCache, same_file
 from ferryman.app.browse import Browse
 from ferryman.app.compression import Compression, FileSource, Source
-from ferryman.app.fileat import Identity
+from ferryman.app.fileat import Identity, identity
 from ferryman.app.listing import render
 from ferryman.app.mime import content_type
-from ferryman.app.openfiles import OpenFile, identity
+from ferryman.app.openfiles import OpenFile
 from ferryman.app.plan import Plan, Representation, plan_response
 from ferryman.app.root import Kind, Meaning, decide, slash_form
 from ferryman.app.spool import Spool, SpoolFull

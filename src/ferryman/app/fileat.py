@@ -22,6 +22,16 @@ OpenAt = Callable[[int, str, int], int]
 IdentityAt = Callable[[int, str], Identity | int]
 
 
+def identity(st: os.stat_result) -> Identity:
+    """What must not change for a path to still reach the file that was checked.
+
+    The ctime is in it because a rename changes it: a file moved out of the
+    root and reached again through a symlink at its old path is a new file to
+    check, not the one that was.
+    """
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
 def _open_at_python(dir_fd: int, path: str, flags: int) -> int:
     """A descriptor of `path` opened relative to `dir_fd`, or -errno."""
     try:
@@ -36,7 +46,7 @@ def _identity_at_python(dir_fd: int, path: str) -> Identity | int:
         st = os.stat(path, dir_fd=dir_fd)
     except OSError as exc:
         return exc.errno or errno.EIO
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    return identity(st)
 
 
 def _compiled() -> tuple[OpenAt, IdentityAt] | None:

@@ -24,20 +24,10 @@ import time
 from collections import OrderedDict
 from typing import TYPE_CHECKING
 
-from ferryman.app.fileat import Identity, identity_at
+from ferryman.app.fileat import Identity, identity, identity_at
 
 if TYPE_CHECKING:
     from ferryman.app.plan import Representation
-
-
-def identity(st: os.stat_result) -> Identity:
-    """What must not change for a path to still reach the file that was checked.
-
-    The ctime is in it because a rename changes it: a file moved out of the
-    root and reached again through a symlink at its old path is a new file to
-    check, not the one that was.
-    """
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 Route = tuple[tuple[int, int, int], ...]
