@@ -28,7 +28,7 @@ from functools import partial
 from abrun import AbResult, run_ab
 from answercheck import Answer, Connection, ExchangeError
 from measure import Measured, measure, measure_wrk, measured_outcome
-from outcome import RPS, Context, Metric, Outcome, Workload
+from outcome import ANSWERS, Context, Metric, Outcome, Workload
 from servers import Server
 from testfiles import LISTING_DIR, LISTING_NAMES, SMALL_NAME, SMALL_SIZE
 from wrkrun import WrkResult
@@ -208,7 +208,7 @@ def _p99_ms(measured: Measured) -> float:
     return load.latency_us["p99"] / 1000 if isinstance(load, WrkResult) else load.p99_ms
 
 
-def fixed_workload(spec: FixedRequest, metrics: tuple[Metric, ...] = (RPS,)) -> Workload:
+def fixed_workload(spec: FixedRequest, metrics: tuple[Metric, ...] = ANSWERS) -> Workload:
     return Workload(spec.key, spec.title, metrics, partial(run_fixed, spec))
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from abrun import AbResult
 from clientload import CLIENT_BOUND
-from outcome import Context, Outcome
+from outcome import CPU_PER_ANSWER, Context, Outcome
 from proctree import cpu_seconds
 from servers import Server
 from wrkrun import WrkResult, run_wrk, script_file
@@ -25,6 +25,12 @@ class Measured:
     def server_cpu_pct(self) -> float:
         """Share of its one CPU the server used: near 100 means it was the bottleneck."""
         return 100 * self.server_cpu_s / self.load.duration_s
+
+    @property
+    def cpu_us_per_answer(self) -> float:
+        """The server's CPU microseconds per answer of the timed run (NaN: no answers)."""
+        requests = self.load.requests
+        return 1e6 * self.server_cpu_s / requests if requests else float("nan")
 
     @property
     def client_cpu_pct(self) -> float:
@@ -73,14 +79,17 @@ def measured_outcome(
     capped: tuple[str, ...],
     problems: list[str],
 ) -> Outcome:
-    """The figures with both CPU shares; `capped`: the metric keys a saturated load
-    generator limits (rates, latencies; not costs per byte), client-bound if it was."""
+    """The figures with both CPU shares, and the server's CPU per answer beside a rate of
+    answers; `capped`: the metric keys a saturated load generator limits (rates,
+    latencies; not costs per byte or per answer), client-bound if it was."""
     status = "flagged" if problems else "ok"
     notes = list(problems)
     bound: list[str] = []
     if measured.client_bound:
         bound = [key for key in capped if key in metrics]
         notes.append(measured.client_note())
+    if "rps" in metrics:
+        metrics = {**metrics, CPU_PER_ANSWER.key: measured.cpu_us_per_answer}
     metrics = {
         **metrics,
         "server_cpu_pct": measured.server_cpu_pct,

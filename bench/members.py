@@ -23,7 +23,7 @@ from dataclasses import replace
 from functools import partial
 
 from answers import FixedRequest, run_fixed
-from outcome import RPS, Context, Outcome, Workload
+from outcome import ANSWERS, Context, Outcome, Workload
 from servers import Server, ServerSpec
 from testfiles import (
     MEMBER_INDEX,
@@ -68,6 +68,6 @@ def run_member(spec: FixedRequest, server: Server, ctx: Context) -> Outcome:
 
 
 WORKLOADS = [
-    Workload(spec.key, spec.title, (RPS,), partial(run_member, spec), True, not_applicable)
+    Workload(spec.key, spec.title, ANSWERS, partial(run_member, spec), True, not_applicable)
     for spec in MEMBER_REQUESTS
 ]

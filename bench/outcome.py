@@ -38,6 +38,12 @@ class Metric:
 
 
 RPS = Metric("rps", "req/s", "req/s", "higher")
+# The server's CPU time per answer: a cost, so a figure the load generator capped still
+# counts (at its own pace a server may batch less, so an unsaturated figure is a bound
+# from above). On its one core, 1e6 / this is the rate the server could reach: where the
+# rates are client-bound, the ratio of these says which server would go further.
+CPU_PER_ANSWER = Metric("cpu_us", "CPU us/answer", "us", "lower", 1)
+ANSWERS = (RPS, CPU_PER_ANSWER)  # the metrics of a workload of many small answers
 
 
 @dataclass

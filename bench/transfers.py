@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from measure import measure_wrk, measured_outcome
-from outcome import RPS, Context, Metric, Outcome, Workload
+from outcome import ANSWERS, Context, Metric, Outcome, Workload
 from probes import Probe, probe_multi_range, probe_single_range, probe_whole
 from servers import Server
 
@@ -64,6 +64,6 @@ WORKLOADS = [
         ),
         run_big,
     ),
-    Workload("ranges", "random 64 KiB ranges in 100 MiB, 64 connections", (RPS,), run_ranges),
-    Workload("multirange", "3 ranges of 16 KiB each, 64 connections", (RPS,), run_multirange),
+    Workload("ranges", "random 64 KiB ranges in 100 MiB, 64 connections", ANSWERS, run_ranges),
+    Workload("multirange", "3 ranges of 16 KiB each, 64 connections", ANSWERS, run_multirange),
 ]

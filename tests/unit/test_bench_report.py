@@ -4,6 +4,7 @@ involving a client-bound figure is never reported as a result."""
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 from hypothesis import given
@@ -169,6 +170,24 @@ def test_a_saturated_generator_caps_only_the_rate_figures() -> None:
     relaxed = measured_outcome(measured(2.0), metrics, ("gbps",), ["3 non-2xx"])
     assert relaxed.client_bound == []
     assert (relaxed.status, relaxed.note) == ("flagged", "3 non-2xx")
+
+
+def test_a_rate_of_answers_carries_the_server_cpu_per_answer_even_when_client_bound() -> None:
+    # 1.5 s of server CPU over the 1,000 answers of `measured`: 1,500 us each.
+    saturated = measured_outcome(measured(2.9), {"rps": 333.3}, ("rps",), [])
+    assert saturated.client_bound == ["rps"]
+    assert saturated.metrics["cpu_us"] == pytest.approx(1500)
+    nginx = Outcome("ok", {"rps": 400.0, "cpu_us": 600.0}, client_bound=["rps"])
+    assert ratio(saturated, nginx, "rps") == CLIENT_BOUND
+    assert ratio(saturated, nginx, "cpu_us") == pytest.approx(2.5)
+    # Not beside a transfer's rate of bytes (it has its own cost per GB).
+    assert "cpu_us" not in measured_outcome(measured(2.0), {"gbps": 2.0}, (), []).metrics
+
+
+def test_no_cpu_per_answer_without_answers() -> None:
+    empty = measured(2.0)
+    empty.load.requests = 0
+    assert math.isnan(measured_outcome(empty, {"rps": 0.0}, ("rps",), []).metrics["cpu_us"])
 
 
 def test_an_unsaturated_reference_is_explained_by_its_load_generator() -> None:
