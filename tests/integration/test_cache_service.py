@@ -31,7 +31,7 @@ from typing import Any
 import pytest
 import uvloop
 
-from ferryman.app import remote
+from ferryman.app import storestream
 from ferryman.cache import client as client_module
 from ferryman.cache.client import CacheClient, open_cache_client
 from ferryman.cache.crypto import BlockCipher
@@ -659,7 +659,7 @@ async def test_blocks_past_the_bound_stream_from_the_store_in_the_same_answer(
         client = running_cache.client(readahead=0)
         obj = await client.lookup(KEY)
         etag = obj.info.etag
-        fallback = functools.partial(remote._read_spans, store, KEY, etag)
+        fallback = functools.partial(storestream.read_spans, store, KEY, etag)
         assert await collect(obj.body(WHOLE, fallback)) == pattern(SIZE)
         assert filler.stats.declined >= 1 and client.stats.declined == 1
         held = sum(u.size_bytes for u in cache_dir.entries())

@@ -27,9 +27,9 @@ object, a prefix, the slash form of a prefix) is the BucketRoot's to say
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Sequence
+from collections.abc import Awaitable, Sequence
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ferryman.app import listing
 from ferryman.app.bodycache import SmallBodyCache
@@ -40,6 +40,7 @@ from ferryman.app.mime import content_type
 from ferryman.app.paths import RequestPath
 from ferryman.app.plan import Plan, Representation, plan_response
 from ferryman.app.root import INDEX, BucketRoot, Meaning, decide, slash_form
+from ferryman.app.storestream import first_chunk, prepend, read_spans
 from ferryman.config import Config
 from ferryman.http.body import Body
 from ferryman.http.digest import format_repr_digest
@@ -137,10 +138,10 @@ class RemoteReader:
         plan = plan_response(request, rep, max_ranges=self.max_ranges)
         if plan.status == 304 or request.method == "HEAD":
             return _without_body(plan)
-        stream = _read_spans(self.store, key, info.etag, _spans(plan))
-        first = await _first_chunk(stream)
+        stream = read_spans(self.store, key, info.etag, _spans(plan))
+        first = await first_chunk(stream)
         return Response(
-            plan.status, plan.headers, Body(stream=_prepend(first, stream), length=plan.length)
+            plan.status, plan.headers, Body(stream=prepend(first, stream), length=plan.length)
         )
 
     # -- Repr-Digest from a catalog across the network (app/digestindex.py) -------------
@@ -186,7 +187,7 @@ class RemoteReader:
             if plan.status == 304 or request.method == "HEAD":
                 cached.close()
                 return _without_body(plan)
-            fallback = partial(_read_spans, self.store, cached.info.key, cached.info.etag)
+            fallback = partial(read_spans, self.store, cached.info.key, cached.info.etag)
             return Response(plan.status, plan.headers, cached.body(_spans(plan), fallback))
         except BaseException:
             cached.close()
@@ -275,9 +276,9 @@ class _StoreSource:
         """The first bytes are awaited, so a store that fails at once gets its error status."""
         info = self.info
         spans = (Span(0, info.size),) if info.size else ()
-        stream = _read_spans(self.store, info.key, info.etag, spans)
-        first = await _first_chunk(stream)
-        return Body(stream=_prepend(first, stream), length=info.size)
+        stream = read_spans(self.store, info.key, info.etag, spans)
+        first = await first_chunk(stream)
+        return Body(stream=prepend(first, stream), length=info.size)
 
     def release(self) -> None:
         """Nothing is held before the body is read."""
@@ -293,7 +294,7 @@ class _CachedSource:
     def body(self) -> Body:
         info = self.cached.info
         spans = (Span(0, info.size),) if info.size else ()
-        fallback = partial(_read_spans, self.store, info.key, info.etag)
+        fallback = partial(read_spans, self.store, info.key, info.etag)
         return self.cached.body(spans, fallback)
 
     def release(self) -> None:
@@ -312,51 +313,9 @@ def _without_body(plan: Plan) -> Response:
     return Response(plan.status, plan.headers, plan.declared_body())
 
 
-async def _read_spans(
-    store: Store, key: str, etag: str, spans: Sequence[bytes | Span]
-) -> AsyncIterator[bytes]:
-    """Literals as they are, each range as a ranged GET of the pinned version."""
-    for span in spans:
-        if isinstance(span, bytes):
-            yield span
-            continue
-        reader = store.read(key, span.start, span.end, if_match=etag)
-        try:
-            async for chunk in reader:
-                yield chunk
-        finally:
-            await close_stream(reader)
-
-
 async def _translated(pending: Awaitable[Response]) -> Response:
     """A store's failure while a coded answer is made, as its HTTP error."""
     try:
         return await pending
     except StoreError as exc:
         raise http_error(exc) from None
-
-
-async def _first_chunk(stream: AsyncIterator[bytes]) -> bytes:
-    """The stream's first bytes (b"" for an empty body); its failure closes it and raises."""
-    try:
-        return await anext(stream, b"")
-    except BaseException:
-        await close_stream(stream)
-        raise
-
-
-async def _prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    try:
-        if first:
-            yield first
-        async for chunk in rest:
-            yield chunk
-    finally:
-        await close_stream(rest)
-
-
-async def close_stream(stream: Any) -> None:
-    """Close an async iterator that can be closed (an async generator, a store read)."""
-    close = getattr(stream, "aclose", None)
-    if close is not None:
-        await close()

@@ -20,9 +20,9 @@ from collections.abc import Callable
 
 from ferryman.app.intake import BATCH, storage_error
 from ferryman.app.paths import RequestPath
-from ferryman.app.remote import close_stream
 from ferryman.app.root import BucketRoot
 from ferryman.app.spool import Spool
+from ferryman.app.storestream import close_stream
 from ferryman.app.writetarget import Staged, Version
 from ferryman.catalog.db import Intent
 from ferryman.errors import HttpError

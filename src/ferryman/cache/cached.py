@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
+from ferryman.cache.cachedstream import Fallback, Section, cached_stream
 from ferryman.cache.crypto import BadBlock
 from ferryman.cache.entryfiles import pread_exact
 from ferryman.cache.health import CacheDeclined
@@ -42,10 +43,6 @@ COMPLETE_CHECK = 4096  # entries of at most this many blocks are checked whole o
 # (~40 us): an answer needing no more is opened in `body` itself, a block's piece in the
 # stream; more, or bytes not in the page cache, in a thread (decisions/0039).
 THREAD_DECRYPT = 256 * 1024
-
-Section = bytes | Span  # a literal of the body, or bytes of the object
-# Literals and ranges of the pinned version, streamed from the store instead of the cache.
-Fallback = Callable[[Sequence[Section]], AsyncIterator[bytes]]
 
 
 class CachedObject:
@@ -84,7 +81,7 @@ class CachedObject:
         if opened is not None:  # bytes, which the connection may send with the head at once
             return Body(opened, cleanup=self.close)
         length = sum(len(s) if isinstance(s, bytes) else s.length for s in spans)
-        stream = self._stream(list(spans), fallback)
+        stream = cached_stream(self, list(spans), fallback)
         return Body(stream=stream, length=length, cleanup=self.close)
 
     def whole_in_memory(self) -> bytes | None:
@@ -189,35 +186,17 @@ class CachedObject:
         if shared is not None:
             shared.unuse()
 
-    # -- the stream -------------------------------------------------------------------
+    # -- the stream (cache/cachedstream.py drives it) ----------------------------------
 
-    async def _stream(
-        self, spans: list[Section], fallback: Fallback | None
-    ) -> AsyncIterator[bytes]:
-        block_size = self.reader.meta.block_size
-        try:
-            for index, span in enumerate(spans):
-                if isinstance(span, bytes):
-                    if span:
-                        yield span
-                    continue
-                blocks = span.blocks(block_size)
-                for block, piece in span.split(block_size):
-                    chunks = await self._block_or_none(block, blocks, piece, fallback)
-                    if chunks is None:  # declined: the rest of the answer from the store
-                        rest = [Span(piece.start, span.end), *spans[index + 1 :]]
-                        assert fallback is not None
-                        self._client.stats.declined += 1
-                        async for chunk in fallback(rest):
-                            yield chunk
-                        return
-                    for chunk in chunks:
-                        yield chunk
-        except PreconditionFailed:
-            self._client.version_gone(self.reader.meta.key)
-            raise
+    def declined(self) -> None:
+        """Count a block the cache declined mid-answer (the rest comes from the store)."""
+        self._client.stats.declined += 1
 
-    async def _block_or_none(
+    def version_gone(self) -> None:
+        """The store no longer has the version being sent: stop serving it from the cache."""
+        self._client.version_gone(self.reader.meta.key)
+
+    async def block_or_none(
         self, block: int, blocks: range, piece: Span, fallback: Fallback | None
     ) -> list[bytes] | None:
         """The object bytes `piece` of `block` (one of `blocks`) from the cache, in chunks;
