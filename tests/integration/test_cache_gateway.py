@@ -183,6 +183,30 @@ def test_throttled_store_is_503_with_retry_after(gateway: Gateway) -> None:
     assert_serves_whole(srv, "big.bin", pattern(BIG))
 
 
+def test_concurrent_misses_are_each_a_404_and_break_nothing(gateway: Gateway) -> None:
+    """Clients asking for missing keys at once: each miss waits on the store while
+    others are handled (the compiled path once corrupted its exception state here,
+    tests/unit/test_compiled_awaits.py). Every answer is a 404, nothing is logged
+    as an error, the worker lives, and the object beside them is served whole."""
+    srv = gateway.start("--workers", "1")
+    workers = sorted(srv.child_pids())
+    statuses: list[int] = []
+
+    def ask(client: int) -> None:
+        for i in range(20):
+            statuses.append(srv.get(f"/missing-{(client + i) % 3}.txt").status)
+
+    threads = [threading.Thread(target=ask, args=(n,)) for n in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert statuses == [404] * 240
+    assert_serves_whole(srv, "big.bin", pattern(BIG))
+    assert sorted(srv.child_pids()) == workers
+    assert " ERROR " not in srv.log_text() and "SIGSEGV" not in srv.log_text()
+
+
 def _filler_pid(srv: ServerProcess) -> int:
     found = re.findall(r"started cache filler \(pid (\d+)\)", srv.log_text())
     assert found, srv.log_text()

@@ -100,11 +100,16 @@ class RemoteReader:
                 return await self._directory(request, path, key)
             try:
                 return await self._object(request, key, path.segments[-1])
-            except NotFound:
-                kind = await self.root.missing(key)
-                if decide(path, kind, archives=False) is Meaning.SLASH_FORM:
-                    return slash_form(request, path)
-                raise
+            except NotFound as exc:
+                missing = exc
+            # Asked outside the except block: this module is compiled, and a
+            # compiled coroutine that awaits while handling an exception
+            # corrupts the exception state of the requests the loop runs
+            # meanwhile (tests/unit/test_compiled_awaits.py).
+            kind = await self.root.missing(key)
+            if decide(path, kind, archives=False) is Meaning.SLASH_FORM:
+                return slash_form(request, path)
+            raise missing
         except StoreError as exc:
             raise http_error(exc) from None
 
