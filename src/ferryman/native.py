@@ -66,6 +66,8 @@ MODULES = (
     "ferryman.app.root",
     "ferryman.cache.cached",
     "ferryman.cache.client",
+    "ferryman.cache.entryfiles",
+    "ferryman.cache.entrymeta",
     "ferryman.cache.segments",
     "ferryman.metrics.tally",
     "ferryman.requestid",

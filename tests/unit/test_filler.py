@@ -379,6 +379,23 @@ async def test_an_unexpected_store_exception_fails_waiters_instead_of_hanging(
     await filler.close()
 
 
+class FailingWrites:
+    """An entry's writer whose block writes fail with `code`; the rest is the writer's.
+
+    (A wrapper, not a patched method: the writer's class may be compiled.)
+    """
+
+    def __init__(self, writer: object, code: int) -> None:
+        self._writer = writer
+        self._code = code
+
+    def write_block(self, index: int, data: bytes) -> None:
+        raise OSError(self._code, os.strerror(self._code))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._writer, name)
+
+
 @pytest.mark.parametrize(
     ("code", "condition"),
     [
@@ -398,12 +415,8 @@ async def test_a_disk_error_declines_blocks_once_logged_until_a_probe_passes(
     store.put("other", pattern(BS, 9))
     filler = make(tmp_path, store)
     await filler.open(KEY)
-    writer = filler._entries[KEY].writer
-
-    def failing(index: int, data: bytes) -> None:
-        raise OSError(code, os.strerror(code))
-
-    monkeypatch.setattr(writer, "write_block", failing)
+    fill = filler._entries[KEY]
+    monkeypatch.setattr(fill, "writer", FailingWrites(fill.writer, code))
     outcomes = await collect(filler, range(2))
     assert all(isinstance(o, CacheDeclined) and condition in str(o) for o in outcomes.values())
     assert filler.health.condition == condition
