@@ -1,7 +1,8 @@
 """Reading files without blocking the event loop on a cold disk.
 
 `read_nowait` returns only what the page cache already holds (preadv with
-RWF_NOWAIT), `is_cached` guesses whether a region is cached from its two
+RWF_NOWAIT; `read_nowait_into` the same into a buffer the caller reuses),
+`is_cached` guesses whether a region is cached from its two
 ends, and `warm` reads a region in a worker thread so later reads (or
 sendfile) find it cached. Used by the transfer writers and the small-file
 cache alike.
@@ -21,20 +22,20 @@ def read_nowait(fd: int, offset: int, count: int) -> bytes | None:
 
     Returns b"" at end of file. A partial answer means the rest is cold.
     """
-    buf = read_nowait_buffer(fd, offset, count)
-    return None if buf is None else bytes(buf)
-
-
-def read_nowait_buffer(fd: int, offset: int, count: int) -> bytearray | None:
-    """`read_nowait` without the copy into bytes, for a caller that only reads the
-    buffer (the encrypted cache decrypts from it)."""
     buf = bytearray(count)
     got = _preadv_nowait(fd, [buf], offset)
     if got < 0:
         return None
     if got < count:
         del buf[got:]
-    return buf
+    return bytes(buf)
+
+
+def read_nowait_into(fd: int, buffer: memoryview, offset: int) -> int:
+    """Read into `buffer` what the page cache holds of its length at `offset`: the bytes
+    read (0 at end of file, fewer than asked where the rest is cold), -1 if none are
+    cached. For a caller that reuses one buffer instead of allocating one per read."""
+    return _preadv_nowait(fd, [buffer], offset)
 
 
 def is_cached(fd: int, offset: int, count: int) -> bool:
@@ -53,7 +54,7 @@ def is_cached(fd: int, offset: int, count: int) -> bool:
 _PROBE = [bytearray(1)]
 
 
-def _preadv_nowait(fd: int, buffers: list[bytearray], offset: int) -> int:
+def _preadv_nowait(fd: int, buffers: list[bytearray] | list[memoryview], offset: int) -> int:
     """Bytes read without waiting for the disk; -1 if that would mean waiting."""
     global _nowait_supported
     if not _nowait_supported:

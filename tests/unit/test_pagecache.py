@@ -47,3 +47,20 @@ def test_reads_past_the_end_are_empty_and_count_as_cached(tmp_path: Path) -> Non
         assert pagecache.is_cached(fd, 2, 100)  # its last byte lies past the end
     finally:
         os.close(fd)
+
+
+def test_a_reused_buffer_holds_what_was_read_and_the_count_says_how_much(tmp_path: Path) -> None:
+    path = tmp_path / "f.bin"
+    path.write_bytes(bytes(range(256)) * 4)
+    fd = os.open(path, os.O_RDONLY)
+    buffer = bytearray(b"\xee" * 2000)  # bigger than the file, and not clean
+    try:
+        got = pagecache.read_nowait_into(fd, memoryview(buffer)[:300], 1000)
+        if got < 0:
+            pytest.skip("this filesystem lacks RWF_NOWAIT")
+        assert got == 24  # to the end of the file, not the 300 asked
+        assert bytes(buffer[:24]) == bytes(range(232, 256))
+        assert buffer[24:300] == b"\xee" * 276  # past what was read: untouched, never read as data
+        assert pagecache.read_nowait_into(fd, memoryview(buffer)[:10], 1024) == 0
+    finally:
+        os.close(fd)

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import threading
 import time
 
 from ferryman.cache import segments
@@ -46,7 +47,7 @@ from ferryman.cache.entrymeta import (
 )
 from ferryman.http.body import FileRegion
 from ferryman.http.spans import Span
-from ferryman.pagecache import read_nowait, read_nowait_buffer
+from ferryman.pagecache import read_nowait, read_nowait_into
 
 __all__ = [
     "DATA", "MAP", "META", "USED", "BadEntry", "EntryMeta", "EntryReader", "EntryWriter",
@@ -136,15 +137,34 @@ def _open_piece(
         segments.covering(piece, meta.segment_size), length, meta.segment_size
     )
     offset = index * slot_size(meta) + run.start
-    sealed: bytes | bytearray | None
+    sealed: bytes | memoryview
     if nowait:
-        sealed = read_nowait_buffer(fd, offset, run.length)
-        if sealed is None or (len(sealed) < run.length and not _at_end(fd, offset + len(sealed))):
+        sealed = memoryview(_scratch(run.length))[: run.length]
+        got = read_nowait_into(fd, sealed, offset)
+        if got < 0 or (got < run.length and not _at_end(fd, offset + got)):
             return None
+        sealed = sealed[:got]
     else:
         sealed = pread_exact(fd, run.length, offset)
     aad = segments.block_aad(entry_id, meta.etag, index)
     return segments.open_piece(cipher, sealed, piece, length, meta.segment_size, aad)
+
+
+# Sealed bytes read without waiting land in a buffer kept per thread, not in a new one
+# per read: opening returns new bytes and keeps no view of it. A fresh buffer the size
+# of a 64 KiB range's two segments (just over 128 KiB) costs an allocation malloc may
+# serve from mmap, and its page faults, on every answer. Its size is bounded by what
+# callers read without waiting (THREAD_DECRYPT in cached.py; more goes to a thread).
+_scratch_of = threading.local()
+
+
+def _scratch(length: int) -> bytearray:
+    """This thread's buffer for sealed bytes, at least `length` long."""
+    buffer: bytearray | None = getattr(_scratch_of, "buffer", None)
+    if buffer is None or len(buffer) < length:
+        buffer = bytearray(length)
+        _scratch_of.buffer = buffer
+    return buffer
 
 
 def _at_end(fd: int, offset: int) -> bool:

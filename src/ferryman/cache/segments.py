@@ -62,7 +62,7 @@ def sealed_run(segments: range, length: int, segment_size: int) -> Span:
 
 def open_piece(
     cipher: BlockCipher,
-    sealed: bytes | bytearray,
+    sealed: bytes | bytearray | memoryview,
     piece: Span,
     length: int,
     segment_size: int,
