@@ -31,7 +31,8 @@ from ferryman.errors import ConfigError
 
 if TYPE_CHECKING:
     # Annotations only: the arbiter imports bind() from here and runs no event
-    # loop, and importing asyncio costs a process about 11 MiB of RSS.
+    # loop. (It loads asyncio through other imports today, 11 MiB of RSS that
+    # docs/performance.md counts; this module adds nothing to that.)
     import asyncio
     import ssl
 
