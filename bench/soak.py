@@ -5,7 +5,7 @@ errors, whose tracebacks grew with every raise, once took one worker from
 31 MiB to 1.16 GiB in about 400,000 requests. So, for each kind of answer
 (bench/soak_kinds.py: 200s from memory and zero-copy, HEAD, 206s, 304, 4xx
 of every sort, archive members, listings, PUT and DELETE, warm cache hits
-and 404s in front of S3), this module sends the same requests many times
+plain and encrypted, and 404s in front of S3), this module sends the same requests many times
 and compares the worker's VmRSS after a warm-up with its VmRSS after N more
 answers.
 
@@ -49,7 +49,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 
-from bench.soak_kinds import KINDS, Counts, Kind, Step, Tree, build_tree, start_server
+from bench.soak_kinds import KINDS, STORE_SETUPS, Counts, Kind, Step, Tree, build_tree, start_server
 from tests.s3server import MotoServer
 from tests.serverproc import ServerProcess
 
@@ -290,7 +290,7 @@ def render_table(outcomes: list[Outcome]) -> str:
 @contextmanager
 def servers(tree: Tree, setups: list[str]) -> Iterator[dict[str, ServerProcess]]:
     with ExitStack() as stack:
-        moto = stack.enter_context(MotoServer()) if "s3" in setups else None
+        moto = stack.enter_context(MotoServer()) if STORE_SETUPS.intersection(setups) else None
         started: dict[str, ServerProcess] = {}
         stack.callback(lambda: [srv.stop() for srv in started.values()])
         for setup in setups:

@@ -75,7 +75,7 @@ class Kind:
 
     key: str  # for --kinds and test ids
     title: str
-    setup: str  # "files", "private", "writes" or "s3"
+    setup: str  # "files", "private", "writes", "s3" or "s3-encrypted"
     steps: tuple[Step, ...]
     connections: int = 8
     short: Counts = SHORT
@@ -151,6 +151,11 @@ KINDS: tuple[Kind, ...] = (
     _get("s3-206", "S3, warm cache 206", "s3", "/big.bin", 206, RANGE),
     replace(_get("s3-404", "S3, store 404", "s3", "/missing.txt", 404),
             short=STORE_SHORT, long=STORE_LONG),
+    _get("s3enc-200-memory", "S3, encrypted cache 200 (memory)", "s3-encrypted", "/small.txt", 200),
+    _get("s3enc-200-thread", "S3, encrypted cache 200 (opened in a thread)", "s3-encrypted",
+         "/big.bin", 200),
+    _get("s3enc-206", "S3, encrypted cache 206 (opened on the loop)", "s3-encrypted", "/big.bin",
+         206, RANGE),
 )
 # fmt: on
 
@@ -197,6 +202,9 @@ def build_tree(base: Path) -> Tree:
     return Tree(base, root, write_root, tokens, signing_key, {"small.txt": small, "big.bin": big})
 
 
+STORE_SETUPS = frozenset(("s3", "s3-encrypted"))  # the setups served from moto
+
+
 def start_server(setup: str, tree: Tree, moto: MotoServer | None = None) -> ServerProcess:
     """The ferryman of one setup, with one worker."""
     state = tree.base / f"state-{setup}"
@@ -212,16 +220,19 @@ def start_server(setup: str, tree: Tree, moto: MotoServer | None = None) -> Serv
         return ServerProcess(
             tree.write_root, *common, "--allow-write", "--tokens", str(tree.tokens)
         )
-    if setup == "s3":
+    if setup in STORE_SETUPS:
         if moto is None:
-            raise ValueError("the s3 setup needs a moto server")
+            raise ValueError(f"the {setup} setup needs a moto server")
         bucket = moto.create_bucket()
         for key, data in tree.objects.items():
             moto.put_object(bucket, key, data)
+        # Encrypted: a small object is kept opened in memory, a range of the big one
+        # opened on the event loop, the whole big one (more than THREAD_DECRYPT) in a thread.
+        sealed = ("--cache-encrypt",) if setup == "s3-encrypted" else ()
         # Confirmed versions stay warm for the whole run: every hit is a warm hit.
         return ServerProcess(
             f"s3://{bucket}",
-            *common, "--cache-dir", str(tree.base / "cache"), "--cache-revalidate", "1h",
-            env=s3_env(moto.url),
+            *common, "--cache-dir", str(tree.base / f"cache-{setup}"), "--cache-revalidate", "1h",
+            *sealed, env=s3_env(moto.url),
         )  # fmt: skip
     raise ValueError(f"unknown setup {setup!r}")

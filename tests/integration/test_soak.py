@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from bench.soak import MIB, THRESHOLD, SoakError, drive, soak
-from bench.soak_kinds import KINDS, Kind, Step, build_tree, start_server
+from bench.soak_kinds import KINDS, STORE_SETUPS, Kind, Step, build_tree, start_server
 
 from tests.s3server import MotoServer
 from tests.serverproc import ServerProcess, need
@@ -47,7 +47,7 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
 @pytest.mark.parametrize("kind", KINDS, ids=[kind.key for kind in KINDS])
 def test_memory_stays_flat(kind: Kind, servers: Servers, request: pytest.FixtureRequest) -> None:
     need("wrk")
-    moto = request.getfixturevalue("moto_server") if kind.setup == "s3" else None
+    moto = request.getfixturevalue("moto_server") if kind.setup in STORE_SETUPS else None
     srv = servers(kind.setup, moto)
     outcomes = soak(srv, kind, kind.long if LONG else kind.short)
     for o in outcomes:
