@@ -39,7 +39,6 @@ says why an unreachable store does not stop the start.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import errno
 import json
@@ -51,7 +50,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ferryman.cache.notices import server_origin
+from ferryman.cache.noticenames import server_origin
 from ferryman.catalog.api import Catalog, CatalogError
 from ferryman.catalog.location import SQLITE
 from ferryman.catalog.open import open_catalog as open_catalog_at
@@ -412,6 +411,8 @@ _VERDICTS = {
 
 def _check_store_child() -> int:
     """`python -m ferryman.boot --check-store`: one attempt; prints `VERDICT detail`."""
+    import asyncio  # in this child only: the arbiter imports boot.py and runs no event loop
+
     from ferryman.stores.base import AccessDenied, NotFound, StoreError, Throttled, Unavailable
     from ferryman.stores.s3 import S3Store
     from ferryman.supervisor.process import config_from_environ

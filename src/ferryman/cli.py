@@ -47,12 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
     sign.add_argument("--once", action="store_true",
                       help="the URL allows one successful PUT or DELETE (the server's catalog "
                            "records its use)")  # fmt: skip
-    from ferryman.audit import command as audit
+    from ferryman.audit.arguments import add_audit_parsers, add_catalog_parser
 
-    audit.add_parsers(commands)
-    from ferryman.audit import catalog_command
-
-    catalog_command.add_parser(commands)
+    add_audit_parsers(commands)
+    add_catalog_parser(commands)
     from ferryman.get import arguments as get
 
     get.add_parser(commands)

@@ -15,13 +15,8 @@ from hypothesis import strategies as st
 
 from ferryman.app.staging import store_id
 from ferryman.cache.freshness import UNTRUSTED, Floor
-from ferryman.cache.notices import (
-    ChangeListener,
-    backoff,
-    listens,
-    server_origin,
-    store_name,
-)
+from ferryman.cache.noticenames import listens, server_origin, store_name
+from ferryman.cache.notices import ChangeListener, backoff
 from ferryman.catalog.changes import (
     CHANNEL,
     MAX_PAYLOAD,

@@ -49,7 +49,6 @@ is not known ahead) are counted, not checked.
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import fcntl
 import logging
@@ -205,6 +204,8 @@ class Spool:
     def remove(self, fd: int, name: str) -> None:
         """Unlink `name` now; close `fd` in a worker thread on a running loop, else now."""
         self._unlink(name)
+        import asyncio  # here, not at the top: the arbiter imports this module (RSS)
+
         try:
             asyncio.get_running_loop().run_in_executor(None, _close, fd, name)
         except RuntimeError:  # no running loop, or its executor is shut down

@@ -24,7 +24,6 @@ another.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
@@ -44,7 +43,6 @@ from ferryman.catalog.copies import Copies, CopyEvent
 from ferryman.catalog.db import CLAIM_ETAG
 from ferryman.catalog.runs import Runs, RunSummary
 from ferryman.config import Config
-from ferryman.config.flags import add_option
 from ferryman.errors import ConfigError
 
 EMPTY_ETAG = CLAIM_ETAG  # an entry with no file behind it: matches no request, serves no digest
@@ -60,30 +58,6 @@ class Found(NamedTuple):
     st: os.stat_result | None
     changed: bool = False
     etag: str | None = None  # an object's: the version every byte was read from (If-Match)
-
-
-def add_parser(commands: Any) -> None:
-    catalog = commands.add_parser("catalog", help="import, scan, show or migrate the catalog")
-    actions = catalog.add_subparsers(dest="action", required=True)
-    imports = actions.add_parser("import", help="adopt an inventory as what should be stored")
-    imports.add_argument("source", help="the served directory, or s3://bucket[/prefix]")
-    imports.add_argument("--inventory", metavar="FILE", required=True)
-    scan = actions.add_parser("scan", help="hash what SOURCE holds now and record it")
-    scan.add_argument("source", help="the served directory, or s3://bucket[/prefix]")
-    show = actions.add_parser("show", help="a key's entry, copies and history")
-    show.add_argument("key", help="the key, relative to SOURCE: dir/file.bin")
-    show.add_argument("--source", default=".", help="the served directory (default: .)")
-    show.add_argument("--json", action="store_true", help="print JSON, for scripts")
-    migrate = actions.add_parser("migrate", help="bring the catalog's schema up to date")
-    migrate.add_argument("--source", default=".", help="the served directory (default: .)")
-    runs = actions.add_parser("runs", help="the latest audit and repair runs and their progress")
-    runs.add_argument("--source", default=".", help="the served directory (default: .)")
-    runs.add_argument("--limit", type=int, default=10, help="how many runs (default: 10)")
-    runs.add_argument("--json", action="store_true", help="print JSON, for scripts")
-    for parser in (imports, scan, show, migrate, runs):
-        add_option(parser, "state-dir", help="where the catalog is")
-        add_option(parser, "catalog")
-        add_option(parser, "s3-endpoint", help=argparse.SUPPRESS)
 
 
 def catalog_command(args: dict[str, Any]) -> int:

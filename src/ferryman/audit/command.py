@@ -18,7 +18,6 @@ read.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
 import sys
@@ -35,47 +34,12 @@ from ferryman.audit.run import Audit, AuditOptions, from_catalog, from_inventory
 from ferryman.audit.stores import AuditStore
 from ferryman.catalog.api import Catalog, CatalogError
 from ferryman.config import Config, build_config, parse_duration, parse_size
-from ferryman.config.flags import add_option
 from ferryman.errors import ConfigError
 
 if TYPE_CHECKING:
     from ferryman.audit.bucket import Portal
 
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_USAGE, EXIT_STORE_FAILED, EXIT_BUSY = 0, 1, 2, 3, 4
-
-
-def add_store_arguments(parser: argparse.ArgumentParser) -> None:
-    """SOURCE, --replica, --state-dir, --s3-endpoint, --inventory: shared by audit and repair."""
-    parser.add_argument("source", help="the served directory, or s3://bucket[/prefix]")
-    add_option(parser, "replica", help="a replica to check too (repeat for several)")
-    add_option(parser, "state-dir", help="where the catalog is (none: as serve finds it)")
-    add_option(parser, "catalog")
-    add_option(parser, "s3-endpoint")
-    parser.add_argument("--inventory", metavar="FILE",
-                        help="what should be stored, instead of the catalog: sha256sum or "
-                             "md5sum output, a BagIt manifest, or CSV/TSV")  # fmt: skip
-
-
-def add_parsers(commands: Any) -> None:
-    add_parser(commands)
-    repair = commands.add_parser("repair", help="mend bad copies from good ones")
-    add_store_arguments(repair)
-    repair.add_argument("--deep", action="store_true",
-                        help="plan from an audit that reads and hashes every copy")  # fmt: skip
-    repair.add_argument("--apply", action="store_true",
-                        help="carry the plan out (without it, print the plan only)")  # fmt: skip
-    repair.add_argument("--report", metavar="FILE", help="also write the plan and outcomes: .json")
-
-
-def add_parser(commands: Any) -> None:
-    audit = commands.add_parser("audit", help="check every copy against what should be stored")
-    add_store_arguments(audit)
-    audit.add_argument("--deep", action="store_true", help="read and hash every copy")
-    audit.add_argument("--stale-after", metavar="AGE",
-                       help="hash only copies not hashed within AGE (e.g. 30d)")  # fmt: skip
-    audit.add_argument("--max-rate", metavar="BYTES",
-                       help="read at most this many bytes a second (e.g. 100M)")  # fmt: skip
-    audit.add_argument("--report", metavar="FILE", help="also write FILE: .json, .csv or .html")
 
 
 def config_of(args: dict[str, Any]) -> Config:

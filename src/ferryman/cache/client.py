@@ -27,7 +27,7 @@ from ferryman.cache.entry import CacheDir, EntryReader
 from ferryman.cache.freshness import Floor
 from ferryman.cache.health import CacheDeclined
 from ferryman.cache.link import FillerLink
-from ferryman.cache.notices import listens
+from ferryman.cache.noticenames import listens
 from ferryman.cache.stats import CacheStats
 from ferryman.config import Config
 from ferryman.stores.base import StoreError

@@ -24,20 +24,16 @@ stops, and closes both.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
-import os
 import random
-import socket
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from ferryman.cache.freshness import UNTRUSTED, Floor
 from ferryman.catalog.changes import CHANNEL, Notice, decode
-from ferryman.catalog.location import POSTGRESQL, redact, scrub
+from ferryman.catalog.location import redact, scrub
 from ferryman.catalog.outage import one_line
-from ferryman.config import Config
 from ferryman.failures import log_failure
 
 if TYPE_CHECKING:
@@ -51,25 +47,6 @@ PING_TIMEOUT = 5.0  # seconds the answer may take before the connection counts a
 BACKOFF_FIRST = 0.25  # seconds before the first reconnection
 BACKOFF_MAX = 5.0  # seconds between reconnections, at most
 MAX_DROPS = 1024  # drops in progress; past it the notice becomes "check every entry"
-
-
-def listens(config: Config) -> bool:
-    """Whether this server learns of other servers' changes: a cache and a PostgreSQL catalog."""
-    return bool(config.cache_dir) and config.catalog_location.kind == POSTGRESQL
-
-
-def server_origin(config: Config) -> str:
-    """This server's name in its notifications: the same in the workers (which send) and
-    the filler (which skips its own), different for each cache directory of each host."""
-    if not config.cache_dir:
-        return ""
-    place = f"{socket.gethostname()}\0{os.path.realpath(config.cache_dir)}"
-    return hashlib.sha256(place.encode("utf-8", "surrogateescape")).hexdigest()[:16]
-
-
-def store_name(config: Config) -> str:
-    """SOURCE as the catalog's copies name it (the bucket URL without a trailing slash)."""
-    return config.source.rstrip("/")
 
 
 def backoff(attempt: int) -> float:

@@ -44,7 +44,8 @@ from ferryman.cache.eviction import Evictor
 from ferryman.cache.filler import Filler
 from ferryman.cache.fillstate import Outcome
 from ferryman.cache.freshness import UNTRUSTED, Floor
-from ferryman.cache.notices import ChangeListener, listens, server_origin, store_name
+from ferryman.cache.noticenames import listens, server_origin, store_name
+from ferryman.cache.notices import ChangeListener
 from ferryman.cache.protocol import (
     MAX_LINE,
     Bad,

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from prometheus_client import values
 from prometheus_client.metrics import Counter, Gauge, Histogram
 
-from ferryman.metrics.rundir import DIRECTORY_ENV
+from ferryman.metrics.rundir import DIRECTORY_ENV, RESTARTS, RESTARTS_HELP
 from ferryman.metrics.tally import BUCKETS, Counts
 from ferryman.stores.calls import CALLS
 
@@ -81,6 +81,9 @@ class Metrics:
         self.cache_size = Gauge("ferryman_cache_size_bytes",
                                 "Bytes the block cache's entries take on disk (last measured).",
                                 multiprocess_mode="livesum", registry=None)  # fmt: skip
+        # The arbiter counts restarts, but makes its counter only at the first one
+        # (metrics/rundir.py): this zero makes the family show from the start.
+        self.worker_restarts = Counter(RESTARTS, RESTARTS_HELP, registry=None)
         self._cache_seen: dict[str, int] = {}
 
     def flush_requests(self, counts: Counts) -> None:

@@ -14,10 +14,13 @@ import contextlib
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 from ferryman.config.state import make_state_dir
 
 DIRECTORY_ENV = "PROMETHEUS_MULTIPROC_DIR"  # the library's name for it; the workers inherit it
+RESTARTS = "ferryman_worker_restarts"
+RESTARTS_HELP = "Workers (and cache fillers) replaced after an exit nobody asked for."
 
 
 def _alive(pid: int) -> bool:
@@ -51,27 +54,32 @@ def remove_run_dir(run: Path) -> None:
 
 
 class ArbiterMetrics:
-    """What only the arbiter knows: how many workers it had to replace."""
+    """What only the arbiter knows: how many workers it had to replace.
+
+    prometheus_client (and what it imports: about 5 MiB of the arbiter's RSS)
+    is loaded at the first worker that exits, not at start: a server whose
+    workers never exit never carries it. Until the arbiter counts its first
+    restart, the workers' zero for the same counter (metrics/exporter.py)
+    is what a scrape shows.
+    """
 
     def __init__(self, run: Path) -> None:
-        from prometheus_client.metrics import Counter
-        from prometheus_client.multiprocess import mark_process_dead
-
-        from ferryman.metrics.exporter import use_files
-
         self.run = run
         os.environ[DIRECTORY_ENV] = str(run)  # the workers inherit it
-        use_files()
-        self._mark_dead = mark_process_dead
-        self.restarts = Counter(
-            "ferryman_worker_restarts",
-            "Workers (and cache fillers) replaced after an exit nobody asked for.",
-            registry=None,
-        )
+        self._restarts: Any = None  # a prometheus_client Counter, made at the first restart
 
     def restarted(self) -> None:
-        self.restarts.inc()
+        if self._restarts is None:
+            from prometheus_client.metrics import Counter
+
+            from ferryman.metrics.exporter import use_files
+
+            use_files()
+            self._restarts = Counter(RESTARTS, RESTARTS_HELP, registry=None)
+        self._restarts.inc()
 
     def reaped(self, pid: int) -> None:
         """A worker exited: its gauges no longer count (its counters do)."""
-        self._mark_dead(pid, str(self.run))  # type: ignore[no-untyped-call]
+        from prometheus_client.multiprocess import mark_process_dead
+
+        mark_process_dead(pid, str(self.run))  # type: ignore[no-untyped-call]

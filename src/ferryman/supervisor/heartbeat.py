@@ -18,10 +18,13 @@ the worker stops by itself instead of serving unsupervised.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # annotations only: the arbiter imports this module and runs no event loop
+    import asyncio
 
 BEAT_INTERVAL = 1.0
 _MAX_LINE = 4096  # a longer line is a bug in the worker; keep the arbiter's memory bounded
