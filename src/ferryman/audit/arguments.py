@@ -24,25 +24,29 @@ def add_store_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_audit_parsers(commands: Any) -> None:
     """`audit` and `repair`."""
-    _add_audit_parser(commands)
-    repair = commands.add_parser("repair", help="mend bad copies from good ones")
-    add_store_arguments(repair)
-    repair.add_argument("--deep", action="store_true",
-                        help="plan from an audit that reads and hashes every copy")  # fmt: skip
-    repair.add_argument("--apply", action="store_true",
-                        help="carry the plan out (without it, print the plan only)")  # fmt: skip
-    repair.add_argument("--report", metavar="FILE", help="also write the plan and outcomes: .json")
-
-
-def _add_audit_parser(commands: Any) -> None:
-    audit = commands.add_parser("audit", help="check every copy against what should be stored")
-    add_store_arguments(audit)
-    audit.add_argument("--deep", action="store_true", help="read and hash every copy")
+    audit = _store_command(commands, "audit", "check every copy against what should be stored",
+                           deep="read and hash every copy",
+                           report="also write FILE: .json, .csv or .html")  # fmt: skip
     audit.add_argument("--stale-after", metavar="AGE",
                        help="hash only copies not hashed within AGE (e.g. 30d)")  # fmt: skip
     audit.add_argument("--max-rate", metavar="BYTES",
                        help="read at most this many bytes a second (e.g. 100M)")  # fmt: skip
-    audit.add_argument("--report", metavar="FILE", help="also write FILE: .json, .csv or .html")
+    repair = _store_command(commands, "repair", "mend bad copies from good ones",
+                            deep="plan from an audit that reads and hashes every copy",
+                            report="also write the plan and outcomes: .json")  # fmt: skip
+    repair.add_argument("--apply", action="store_true",
+                        help="carry the plan out (without it, print the plan only)")  # fmt: skip
+
+
+def _store_command(
+    commands: Any, name: str, summary: str, *, deep: str, report: str
+) -> argparse.ArgumentParser:
+    """A command over SOURCE and its replicas, with --deep and --report."""
+    parser: argparse.ArgumentParser = commands.add_parser(name, help=summary)
+    add_store_arguments(parser)
+    parser.add_argument("--deep", action="store_true", help=deep)
+    parser.add_argument("--report", metavar="FILE", help=report)
+    return parser
 
 
 def add_catalog_parser(commands: Any) -> None:

@@ -14,9 +14,12 @@ import contextlib
 import os
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ferryman.config.state import make_state_dir
+
+if TYPE_CHECKING:
+    from prometheus_client.metrics import Counter
 
 DIRECTORY_ENV = "PROMETHEUS_MULTIPROC_DIR"  # the library's name for it; the workers inherit it
 RESTARTS = "ferryman_worker_restarts"
@@ -66,7 +69,7 @@ class ArbiterMetrics:
     def __init__(self, run: Path) -> None:
         self.run = run
         os.environ[DIRECTORY_ENV] = str(run)  # the workers inherit it
-        self._restarts: Any = None  # a prometheus_client Counter, made at the first restart
+        self._restarts: Counter | None = None  # made at the first restart
 
     def restarted(self) -> None:
         if self._restarts is None:

@@ -30,9 +30,8 @@ from typing import TYPE_CHECKING, Any
 from ferryman.errors import ConfigError
 
 if TYPE_CHECKING:
-    # Annotations only: the arbiter imports bind() from here and runs no event
-    # loop. (It loads asyncio through other imports today, 11 MiB of RSS that
-    # docs/performance.md counts; this module adds nothing to that.)
+    # Annotations only: the arbiter imports bind() from here, runs no event loop,
+    # and keeps asyncio and ssl out of its memory (decisions/0046).
     import asyncio
     import ssl
 
