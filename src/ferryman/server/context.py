@@ -50,6 +50,7 @@ class ServerContext:
         self.timers = Timers(loop)  # every connection's deadline, behind one loop timer
         self.stopping = False  # keep-alive is off: every answer says Connection: close
         self.closing_idle = False  # connections not mid-response are closed, new ones too
+        self.on_connection_opened: Callable[[], None] = lambda: None
         self.on_connection_closed: Callable[[], None] = lambda: None
         self._drained: asyncio.Future[None] | None = None
         self._date_second = -1
@@ -65,6 +66,7 @@ class ServerContext:
 
     def connection_opened(self, conn: HttpConnection) -> None:
         self.connections.add(conn)
+        self.on_connection_opened()
         # Accepted just before the listener closed: answer its request (with
         # Connection: close) unless the linger is over.
         if self.closing_idle:

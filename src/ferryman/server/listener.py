@@ -11,11 +11,23 @@ that connection alone and one line in the log. Connections in their
 handshake count against `max_connections`, so a flood of half-open
 handshakes is held to it and each is dropped at its deadline.
 
+Two ways to accept. A worker alone on its socket, serving plain HTTP on
+uvloop (the default), lets the loop accept: libuv's accept, in C, makes
+each transport with no Python in between, 11-18% less CPU per new
+connection (docs/decisions/0047). Everywhere else the listener accepts
+itself: a worker sharing its socket takes one connection per turn so that a
+burst spreads over the workers, and with TLS each socket is handed to the
+loop for its handshake, whose failures the listener logs.
+
 At `max_connections` the listener stops accepting (the kernel's backlog holds
 new clients until a slot frees) rather than accepting and dropping. When the
 process runs out of descriptors or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM)
 it stops for 100 ms and tries again, as trio does, instead of spinning or
-crashing; other accept errors concern one client and are skipped.
+crashing; other accept errors concern one client and are skipped. The loop's
+own accept, on EMFILE or ENFILE, closes the connections waiting in the
+backlog (libuv's reserve-descriptor trick) and goes on; on any other failure
+it stops its server without a word, which the listener notices within
+`_WATCH` and answers as above: a pause, then a new server.
 """
 
 from __future__ import annotations
@@ -39,6 +51,10 @@ log = logging.getLogger("ferryman.listener")
 
 _RESOURCE_ERRORS = frozenset((errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM))
 _BACKOFF = 0.1
+# How often the loop's own server is looked at: it stops on an accept error
+# without telling anyone, and a worker that no longer accepts looks healthy.
+_WATCH = 0.5
+BACKLOG = 1024  # the kernel's queue of connections not yet accepted
 # Accepts per readiness event. Alone on its socket, a worker takes up to 64 at
 # once (one loop turn per accept halved the connection rate of a single worker).
 # Sharing the socket, it takes one: a burst of new connections then spreads over
@@ -46,7 +62,7 @@ _BACKOFF = 0.1
 BATCH_ALONE, BATCH_SHARED = 64, 1
 
 
-def bind(host: str, port: int, backlog: int = 1024) -> socket.socket:
+def bind(host: str, port: int, backlog: int = BACKLOG) -> socket.socket:
     """The listening socket; a clear ConfigError when the address cannot be had."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
@@ -114,6 +130,21 @@ class Listener:
         # What every accepted socket is, read once: socket.accept() and .family turn
         # them into enums again for each connection (a tenth of a connection's setup).
         self._kind = (int(sock.family), int(sock.type), sock.proto)
+        # The loop accepts by itself when nothing needs the listener's own accept
+        # (the module's docstring says when). Its server works on a copy of the
+        # listening socket: closing the server to pause closes the copy, while the
+        # socket itself, and the clients queued on it, stay.
+        self.loop_accepts = (
+            tls is None and batch == BATCH_ALONE and type(loop).__module__.startswith("uvloop")
+        )
+        self._server: asyncio.AbstractServer | None = None
+        self._serving: socket.socket | None = None  # the copy it accepts on
+        self._opening: asyncio.Task[None] | None = None
+        self._watch: asyncio.TimerHandle | None = None
+        # Made by the loop's server, connection_made not run yet: they count
+        # against the limit as setting_up does for the listener's own accepts.
+        self._unopened = 0
+        self._pause_queued = False
 
     def start(self) -> None:
         self.sock.setblocking(False)
@@ -127,11 +158,19 @@ class Listener:
         looked then would miss it. It would be served by a worker already
         tearing down, or dropped unanswered when the process exits.
         """
+        from asyncio import sleep  # loaded already in a worker; see the imports
+
         self.closed = True
         self._pause()
         if self._backoff is not None:
             self._backoff.cancel()
         self.sock.close()
+        if self._opening is not None:
+            await self._opening  # it sees the stop and closes what it made
+        if self._unopened:
+            # The loop's server queued their connection_made before this
+            # returned to the loop: one turn runs them.
+            await sleep(0)
         if self.tls is not None:
             # A handshake may take --header-timeout: nothing was promised to its client
             # yet, so it ends now rather than hold up the stop.
@@ -139,6 +178,11 @@ class Listener:
                 setup.cancel()
         for setup in list(self.setting_up):
             await setup  # never raises: _start handles a failed or cancelled setup
+
+    def connection_opened(self) -> None:
+        """A connection's connection_made ran: it counts among the open ones now."""
+        if self._unopened:
+            self._unopened -= 1
 
     def connection_closed(self) -> None:
         """A slot freed: accept again if the limit had paused us."""
@@ -156,17 +200,37 @@ class Listener:
         self.connection_closed()
 
     def _at_limit(self) -> bool:
-        return self.open_connections() + len(self.setting_up) >= self.max_connections
+        pending = len(self.setting_up) + self._unopened
+        return self.open_connections() + pending >= self.max_connections
 
     def _resume(self) -> None:
         if not self.closed and not self.accepting:
             self.accepting = True
-            self.loop.add_reader(self.sock.fileno(), self._on_readable)
+            if not self.loop_accepts:
+                self.loop.add_reader(self.sock.fileno(), self._on_readable)
+            elif self._opening is None:  # one already on its way sees accepting again
+                self._open_server()
 
     def _pause(self) -> None:
         if self.accepting:
             self.accepting = False
-            self.loop.remove_reader(self.sock.fileno())
+            if not self.loop_accepts:
+                self.loop.remove_reader(self.sock.fileno())
+            elif self._server is not None:
+                self._server.close()
+                self._let_go_of_server()
+
+    def _back_off(self, reason: str) -> None:
+        log.warning("accept failed (%s); pausing %.0f ms", reason, _BACKOFF * 1000)
+        self._pause()
+        self._backoff = self.loop.call_later(_BACKOFF, self._end_backoff)
+
+    def _end_backoff(self) -> None:
+        self._backoff = None
+        if not self._at_limit():
+            self._resume()
+
+    # -- the listener's own accept ----------------------------------------------
 
     def _on_readable(self) -> None:
         for _ in range(self.batch):
@@ -181,22 +245,13 @@ class Listener:
                 return
             except OSError as exc:
                 if exc.errno in _RESOURCE_ERRORS:
-                    log.warning(
-                        "accept failed (%s); pausing %.0f ms", exc.strerror, _BACKOFF * 1000
-                    )
-                    self._pause()
-                    self._backoff = self.loop.call_later(_BACKOFF, self._end_backoff)
+                    self._back_off(exc.strerror or str(exc))
                     return
                 continue  # ECONNABORTED and friends: that client is gone
             conn = socket.socket(*self._kind, fileno=fd)
             setup = self.loop.create_task(self._start(conn, peer))
             self.setting_up.add(setup)
             setup.add_done_callback(self._started)
-
-    def _end_backoff(self) -> None:
-        self._backoff = None
-        if not self._at_limit():
-            self._resume()
 
     async def _start(self, conn: socket.socket, peer: Any) -> None:
         from asyncio import CancelledError  # loaded already in a worker; see the imports
@@ -215,6 +270,72 @@ class Listener:
             conn.close()
         except CancelledError:  # close() ended a handshake
             conn.close()
+
+    # -- the loop's own accept --------------------------------------------------
+
+    def _open_server(self) -> None:
+        try:
+            copy = self.sock.dup()
+        except OSError as exc:
+            self._back_off(exc.strerror or str(exc))
+            return
+        self._opening = self.loop.create_task(self._serve_on(copy))
+
+    async def _serve_on(self, copy: socket.socket) -> None:
+        server = None
+        try:
+            if self.accepting:
+                server = await self.loop.create_server(self._made, sock=copy, backlog=BACKLOG)
+        except OSError as exc:
+            self._opening = None
+            copy.close()
+            self._back_off(exc.strerror or str(exc))
+            return
+        self._opening = None
+        if server is not None and self.accepting:
+            self._server, self._serving = server, copy
+            self._watch = self.loop.call_later(_WATCH, self._look)
+            return
+        if server is not None:  # paused or stopped while it was being made
+            server.close()
+        copy.close()
+
+    def _made(self) -> asyncio.Protocol:
+        """The loop's server accepted a connection: its protocol."""
+        self._unopened += 1
+        if self._at_limit() and not self._pause_queued:
+            # Not from inside libuv's accept: closing the server there closes the
+            # connection just accepted and breaks uvloop's bookkeeping. libuv
+            # accepts one connection per turn of the loop, so the pause runs
+            # before the next one and the limit holds exactly.
+            self._pause_queued = True
+            self.loop.call_soon(self._pause_if_full)
+        return self.protocol_factory()
+
+    def _pause_if_full(self) -> None:
+        self._pause_queued = False
+        if self._at_limit():
+            self._pause()
+
+    def _look(self) -> None:
+        """The loop's server stops on an accept error it does not report: start again."""
+        self._watch = None
+        if self._serving is None:
+            return
+        if self._serving.fileno() != -1:
+            self._watch = self.loop.call_later(_WATCH, self._look)
+            return
+        self.accepting = False
+        self._let_go_of_server()
+        self._unopened = 0  # made by now, or lost with the server
+        self._back_off("the event loop stopped its server")
+
+    def _let_go_of_server(self) -> None:
+        self._server = None
+        self._serving = None
+        if self._watch is not None:
+            self._watch.cancel()
+            self._watch = None
 
 
 def log_handshake_failure(peer: Any, exc: OSError) -> None:

@@ -144,6 +144,7 @@ async def serve(
         loop, sock, lambda: HttpConnection(ctx), lambda: len(ctx.connections), max_connections,
         batch, wrap,
     )  # fmt: skip
+    ctx.on_connection_opened = listener.connection_opened
     ctx.on_connection_closed = listener.connection_closed
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
