@@ -8,9 +8,10 @@ kind asks for a fixed set of paths, so nothing a worker keeps per path
 can grow during a measurement.
 
 Setups, one ferryman each with `--workers 1`: `files` (a read-only
-directory with archives and listings), `private` (the same with --private,
---tokens and --signing-key), `writes` (an empty directory with
---allow-write) and `s3` (a bucket on moto behind --cache-dir).
+directory with archives and listings), `limited` (the same with
+--max-connections 2), `private` (the same with --private, --tokens and
+--signing-key), `writes` (an empty directory with --allow-write) and `s3`
+(a bucket on moto behind --cache-dir).
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ class Kind:
 
     key: str  # for --kinds and test ids
     title: str
-    setup: str  # "files", "private", "writes", "s3" or "s3-encrypted"
+    setup: str  # "files", "limited", "private", "writes", "s3" or "s3-encrypted"
     steps: tuple[Step, ...]
     connections: int = 8
     short: Counts = SHORT
@@ -103,6 +104,7 @@ READ_AUTH = f"Authorization: Bearer {READ}"
 PUB_AUTH = f"Authorization: Bearer {PUB}"
 WRITE_AUTH = f"Authorization: Bearer {WRITE}"
 WRITE_FILE = "/inbox/soak.bin"
+CLOSE = "Connection: close"  # wrk opens a new connection for every request
 
 
 def _get(key: str, title: str, setup: str, target: str, status: int, *fields: str) -> Kind:
@@ -140,6 +142,10 @@ KINDS: tuple[Kind, ...] = (
     _get("403-token", "403, token for another prefix", "private", "/small.txt", 403, PUB_AUTH),
     _get("403-signature", "403, bad signature", "private", BAD_SIGNATURE, 403),
     _get("200-token", "200, --private, token", "private", "/small.txt", 200, READ_AUTH),
+    _get("200-close", "200, a new connection each (Connection: close)", "files", "/small.txt",
+         200, CLOSE),
+    _get("200-close-limit", "200, a new connection each, 8 clients at --max-connections 2",
+         "limited", "/small.txt", 200, CLOSE),
     _get("health", "/-/health", "files", "/-/health", 200),
     _get("ready", "/-/ready (checks kept a second)", "files", "/-/ready", 200),
     replace(_get("metrics", "/-/metrics (every process's files read)", "files", "/-/metrics", 200),
@@ -211,6 +217,8 @@ def start_server(setup: str, tree: Tree, moto: MotoServer | None = None) -> Serv
     common = ("--workers", "1", "--state-dir", str(state))
     if setup == "files":
         return ServerProcess(tree.root, *common)
+    if setup == "limited":  # the listener pauses and resumes accepting all the time
+        return ServerProcess(tree.root, *common, "--max-connections", "2")
     if setup == "private":
         return ServerProcess(
             tree.root, *common, "--private", "--tokens", str(tree.tokens),
