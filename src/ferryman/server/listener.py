@@ -326,6 +326,8 @@ class Listener:
             self._watch = self.loop.call_later(_WATCH, self._look)
             return
         self.accepting = False
+        if self._server is not None:
+            self._server.close()  # its handle is closed already; this lets the loop drop it
         self._let_go_of_server()
         self._unopened = 0  # made by now, or lost with the server
         self._back_off("the event loop stopped its server")
