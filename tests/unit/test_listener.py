@@ -198,7 +198,11 @@ class Held:
 
         return Proto()
 
-    def listen(self, loop: asyncio.AbstractEventLoop, sock: socket.socket, limit: int) -> Listener:
+    def listen(self, limit: int, sock: socket.socket | None = None) -> Listener:
+        """A listener alone on `sock` (a new one on a free port if None), on this loop."""
+        if sock is None:
+            sock = socket.create_server(("127.0.0.1", 0), backlog=64)
+        loop = asyncio.get_running_loop()
         self.listener = Listener(loop, sock, self.protocol, lambda: len(self.open), limit)
         return self.listener
 
@@ -222,10 +226,9 @@ async def greeted(address: tuple[str, int]) -> socket.socket:
 
 def test_alone_on_uvloop_the_loop_accepts_every_client() -> None:
     async def scenario() -> None:
-        loop = asyncio.get_running_loop()
-        sock = socket.create_server(("127.0.0.1", 0))
         held = Held()
-        listener = held.listen(loop, sock, 100)
+        listener = held.listen(100)
+        sock = listener.sock
         assert listener.loop_accepts
         listener.start()
         clients = [await greeted(sock.getsockname()) for _ in range(20)]
@@ -242,9 +245,9 @@ def test_alone_on_uvloop_the_loop_accepts_every_client() -> None:
 def test_the_loop_server_stops_at_the_limit_and_starts_again_when_a_slot_frees() -> None:
     async def scenario() -> None:
         loop = asyncio.get_running_loop()
-        sock = socket.create_server(("127.0.0.1", 0))
         held = Held()
-        listener = held.listen(loop, sock, 3)
+        listener = held.listen(3)
+        sock = listener.sock
         listener.start()
         address = sock.getsockname()
         first = [await greeted(address) for _ in range(3)]
@@ -271,10 +274,9 @@ def test_a_queue_at_the_limit_is_taken_only_up_to_it() -> None:
     by what had queued: this fails then.)"""
 
     async def scenario() -> None:
-        loop = asyncio.get_running_loop()
-        sock = socket.create_server(("127.0.0.1", 0), backlog=64)
         held = Held()
-        listener = held.listen(loop, sock, 3)
+        listener = held.listen(3)
+        sock = listener.sock
         queued = [socket.create_connection(sock.getsockname()) for _ in range(8)]
         try:
             listener.start()
@@ -297,10 +299,9 @@ def test_a_server_the_loop_stopped_by_itself_is_replaced(
     monkeypatch.setattr(listener_module, "_WATCH", 0.05)
 
     async def scenario() -> None:
-        loop = asyncio.get_running_loop()
-        sock = socket.create_server(("127.0.0.1", 0))
         held = Held()
-        listener = held.listen(loop, sock, 100)
+        listener = held.listen(100)
+        sock = listener.sock
         listener.start()
         address = sock.getsockname()
         before = await greeted(address)
@@ -324,9 +325,9 @@ def test_closing_the_loop_server_waits_for_the_connections_it_accepted() -> None
 
     async def scenario() -> None:
         loop = asyncio.get_running_loop()
-        sock = socket.create_server(("127.0.0.1", 0))
         held = Held()
-        listener = held.listen(loop, sock, 100)
+        listener = held.listen(100)
+        sock = listener.sock
         made = listener._made
         open_when_closed: list[int] = []
         stopping: list[asyncio.Task[None]] = []
@@ -432,3 +433,43 @@ def test_out_of_descriptors_the_loop_server_goes_on() -> None:
         assert "Traceback" not in errors
     finally:
         child.kill()
+
+
+class NoCopySocket(socket.socket):
+    """A listening socket whose first copies fail as if out of descriptors."""
+
+    failures = 0
+
+    def dup(self) -> NoCopySocket:
+        if self.failures:
+            self.failures -= 1
+            raise OSError(errno.EMFILE, "Too many open files")
+        return super().dup()
+
+
+def test_a_copy_of_the_socket_that_cannot_be_made_pauses_and_retries(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The loop's server needs a copy of the listening socket: out of descriptors
+    for it, the listener pauses 100 ms and tries again, the client waits."""
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        sock = NoCopySocket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(8)
+        sock.failures = 2
+        listener = Held().listen(10, sock)
+        started = loop.time()
+        listener.start()
+        client = await greeted(sock.getsockname())
+        try:
+            assert loop.time() - started >= 2 * listener_module._BACKOFF * 0.9
+            assert sock.failures == 0 and listener._server is not None
+        finally:
+            client.close()
+            await listener.close()
+
+    with caplog.at_level("WARNING", logger="ferryman.listener"):
+        on_uvloop(scenario)
+    assert caplog.text.count("accept failed (Too many open files)") == 2
