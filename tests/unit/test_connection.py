@@ -14,6 +14,7 @@ exactly once, nothing written after the close, answers in request order.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import re
 import socket
@@ -527,6 +528,107 @@ def test_the_socket_duplicate_is_closed_when_the_client_leaves_at_a_streams_end(
         h.close()
         ours.close()
         theirs.close()
+
+
+def receive_exactly(sock: socket.socket, count: int, h: Harness | None = None) -> bytes:
+    """`count` bytes from the client's end, turning the harness's loop while it waits."""
+    sock.setblocking(False)
+    got = b""
+    for _ in range(1000):
+        try:
+            got += sock.recv(65536)
+        except BlockingIOError:
+            if h is None:
+                break
+            h.step()
+        if len(got) >= count:
+            break
+    return got
+
+
+FILE_ANSWER = 20_000  # Harness's file.bin, sendfile'd as /file
+
+
+def narrow_tcp_pair() -> tuple[socket.socket, socket.socket]:
+    """A loopback TCP connection whose buffers together hold less than FILE_ANSWER."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        theirs = socket.socket()
+        theirs.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)  # before the window
+        theirs.connect(server.getsockname())
+        ours, _ = server.accept()
+    ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 2048)
+    ours.setblocking(False)  # as a transport's socket is
+    return ours, theirs
+
+
+def test_a_file_answer_the_socket_takes_at_once_goes_out_without_a_task(
+    tmp_path: Path,
+) -> None:
+    """A zero-copy send starts on the loop's next turn, after the reads of this one,
+    and needs no task when the socket takes it whole."""
+    ours, theirs = socket.socketpair()
+    h = Harness(tmp_path, ours)
+    try:
+        h.send(request("/file") + request("/file"))
+        with pytest.raises(BlockingIOError):  # not sent inside the read callback
+            theirs.recv(1, socket.MSG_DONTWAIT | socket.MSG_PEEK)
+        for _ in range(2):
+            h.step()
+            assert not asyncio.all_tasks(h.loop)
+        assert h.app.releases == [1, 1] and h.conn._task is None
+        got = receive_exactly(theirs, 2 * (len(b"\r\n\r\n") + FILE_ANSWER))
+        answers = got.split(b"HTTP/1.1 200 OK\r\n")[1:]
+        assert [a.split(b"\r\n", 1)[0] for a in answers] == [b"X-N: 0", b"X-N: 1"]
+        assert [a.partition(b"\r\n\r\n")[2] for a in answers] == [b"f" * FILE_ANSWER] * 2
+        assert h.app.releases == [1, 1]
+        h.finish()
+    finally:
+        h.close()
+        ours.close()
+        theirs.close()
+
+
+def test_a_file_answer_the_socket_cannot_take_at_once_is_finished_by_a_task(
+    tmp_path: Path,
+) -> None:
+    ours, theirs = narrow_tcp_pair()
+    h = Harness(tmp_path, ours)
+    try:
+        h.send(request("/file") + request("/small"))
+        h.step()
+        assert isinstance(h.conn._task, asyncio.Task)  # the socket took part of it
+        assert h.app.releases == [0]
+        assert h.transport.out == b""  # the pipelined answer waits for the file's end
+        got = receive_exactly(theirs, FILE_ANSWER + 100, h)
+        head, _, body = got.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200 OK\r\nX-N: 0\r\n")
+        assert body == b"f" * FILE_ANSWER
+        h.settle()
+        assert h.answers() == [1]
+        assert h.app.releases == [1, 1]
+        h.finish()
+    finally:
+        h.close()
+        ours.close()
+        theirs.close()
+
+
+def test_a_file_answer_to_a_client_already_gone_is_cut_and_released(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    ours, theirs = socket.socketpair()
+    theirs.close()
+    h = Harness(tmp_path, ours)
+    try:
+        h.send(request("/file") + request("/file"))
+        h.step()
+        assert h.transport.calls == ["abort"]
+        assert h.app.releases == [1]  # the second was never answered
+        assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+        h.finish()
+    finally:
+        h.close()
+        ours.close()
 
 
 def test_a_stopping_server_finishes_the_answer_in_progress_then_closes(

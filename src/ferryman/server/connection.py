@@ -39,12 +39,15 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("ferryman.connection")
 
+# A zero-copy send about to start: request, response, framing, start time, sender.
+_PendingSend = tuple[Request, Response, Framing, float, zerocopy.ZeroCopySend]
+
 
 class HttpConnection(asyncio.Protocol):
     # One per client, 10,000 idle ones per worker by default: slots instead of
     # a __dict__ save about 0.1 KiB each.
     __slots__ = (
-        "_body", "_task", "_unsent_mark", "body_sent", "ctx", "deadline", "flow",
+        "_body", "_pending", "_task", "_unsent_mark", "body_sent", "ctx", "deadline", "flow",
         "loop", "parser", "peer", "phase", "transport",
     )  # fmt: skip
 
@@ -58,9 +61,11 @@ class HttpConnection(asyncio.Protocol):
         config = ctx.config
         self.flow = FlowControl(self.loop, config.write_buffer, config.pipeline_buffer)
         self._body: RequestBody | None = None  # the body of the request being answered
-        # The task that owns the answer in progress (and the socket writer), if
-        # one does; it lets go before the next answer starts.
-        self._task: asyncio.Task[None] | None = None
+        # The task (or the handle of a send about to start) that owns the answer
+        # in progress and the socket writer, if one does; it lets go before the
+        # next answer starts.
+        self._task: asyncio.Task[None] | asyncio.Handle | None = None
+        self._pending: _PendingSend | None = None  # what that handle is to send
         self.deadline = Deadline(ctx.timers, self._expired)
         self._unsent_mark = 0  # bytes not yet taken by the client when SEND was armed
         self.body_sent = 0  # body bytes of the current response handed to the kernel
@@ -254,26 +259,70 @@ class HttpConnection(asyncio.Protocol):
                     self.transport.write(framing.head + inline)
                     self._finished(request, response, framing, len(inline), started)
                     return
+            send = transfer.zero_copy_now(self, framing, body, self.ctx.sendfile)
         except BaseException:
             body.release()
             raise
-        # Everything else is sent from a task, not here: the loop first reads
-        # every ready request, then the sends run back to back. Measured on
-        # random 64 KiB ranges (docs/performance.md): 11.2k req/s this way,
-        # 8.6k sending sendfile bodies inside this callback.
         self._enter(Phase.SENDING)
-        self._task = self.loop.create_task(self._transfer(request, response, framing, started))
+        if send is not None:
+            # A handle, not a task: a task's setup and steps are about a seventh
+            # of a 64 KiB range's Python. Not sent here either: the loop first
+            # reads every ready request, then the sends run back to back, which
+            # costs the kernel less than sends between reads (docs/performance.md).
+            self._pending = (request, response, framing, started, send)
+            self._task = self.loop.call_soon(self._send_zero_copy)
+        else:
+            self._task = self.loop.create_task(
+                self._transfer(request, response, framing, started, None, "")
+            )
+
+    def _send_zero_copy(self) -> None:
+        """The first step of a zero-copy send; a task carries on only if it blocks."""
+        # What it sends waits in a slot: arguments through call_soon cost more.
+        assert self._pending is not None
+        request, response, framing, started, send = self._pending
+        self._pending = None
+        self._task = None
+        try:
+            if self.closed:  # cut before this ran: not even the head goes out
+                raise ConnectionResetError("connection lost")
+            state = send.advance()
+        except Exception as exc:
+            failure = transfer.aborted(exc) if isinstance(exc, transfer.SEND_FAILURES) else exc
+            self._aborted(request, response, started, failure)
+            return
+        if state == zerocopy.DONE:
+            self._sent(request, response, framing, started)
+        else:
+            self._task = self.loop.create_task(
+                self._transfer(request, response, framing, started, send, state)
+            )
 
     async def _transfer(
-        self, request: Request, response: Response, framing: Framing, started: float
+        self,
+        request: Request,
+        response: Response,
+        framing: Framing,
+        started: float,
+        send: zerocopy.ZeroCopySend | None,
+        state: str,
     ) -> None:
+        """Send the body (or, given `send`, the rest of a zero-copy send whose first
+        step returned `state`), then finish the answer."""
         try:
-            await transfer.send_body(self, framing, response.body, self.ctx.sendfile)
+            if send is None:
+                await transfer.send_body(self, framing, response.body, self.ctx.sendfile)
+            else:
+                await transfer.finish_zero_copy(send, state)
         except BaseException as exc:
             self._aborted(request, response, started, exc)
             if isinstance(exc, asyncio.CancelledError):
                 raise
             return
+        self._sent(request, response, framing, started)
+
+    def _sent(self, request: Request, response: Response, framing: Framing, started: float) -> None:
+        """The whole body is out: finish the answer and go on to the next request."""
         self._task = None
         self._finished(request, response, framing, self.body_sent, started)
         if self.phase is Phase.IDLE:

@@ -1,6 +1,8 @@
 """Moving a response body to the client: sendfile, buffered reads, streams.
 
-Three body writers, chosen per response by `send_body`:
+Three body writers, chosen per response by `send_body` (or, for a zero-copy
+send that may start at once, by `zero_copy_now`, whose caller needs a task
+only for what the socket does not take at once):
 
 * zero-copy: the head goes out with send() and file regions with
   os.sendfile(), both on a dup() of the connection's socket, beside the
@@ -111,10 +113,47 @@ async def send_body(
                 await ZeroCopySend(conn, writer, framing.head, body.parts).finish()
                 return
         await _send_buffered(conn, framing.head, body.parts)
-    except (ConnectionError, OSError, FileShrank, FerrymanError) as exc:
-        # FerrymanError: a stream's source failed midway (a store fetch cut short);
-        # the head is gone, so the only honest answer is an aborted transfer.
-        raise TransferAborted(str(exc) or type(exc).__name__) from exc
+    except SEND_FAILURES as exc:
+        raise aborted(exc) from exc
+
+
+# What ends a transfer midway. FerrymanError: a stream's source failed (a store
+# fetch cut short); the head is gone, so the only honest answer is an aborted transfer.
+SEND_FAILURES = (ConnectionError, OSError, FileShrank, FerrymanError)
+
+
+def aborted(exc: BaseException) -> TransferAborted:
+    return TransferAborted(str(exc) or type(exc).__name__)
+
+
+def zero_copy_now(
+    conn: Connection, framing: Framing, body: Body, use_sendfile: bool
+) -> ZeroCopySend | None:
+    """The zero-copy send of this answer, when it may start at once; else None.
+
+    It may when the body is file regions and the transport holds nothing that
+    must go first. The caller then runs its first `advance()` right away and
+    needs a task only if that one blocks (a full socket, cold pages): most
+    answers of a connection kept alive are out before the loop's next turn.
+    """
+    if not use_sendfile or body.stream is not None:
+        return None
+    if conn.transport.get_write_buffer_size() or not any(
+        isinstance(p, FileRegion) for p in body.parts
+    ):
+        return None
+    writer = conn.socket_writer()
+    if writer is None:
+        return None
+    return ZeroCopySend(conn, writer, framing.head, body.parts)
+
+
+async def finish_zero_copy(send: ZeroCopySend, state: str) -> None:
+    """Carry on a zero-copy send whose first `advance()` returned `state`."""
+    try:
+        await send.finish(state)
+    except SEND_FAILURES as exc:
+        raise aborted(exc) from exc
 
 
 async def _send_buffered(conn: Connection, head: bytes, parts: Sequence[Part]) -> None:

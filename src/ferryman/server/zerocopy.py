@@ -10,9 +10,9 @@ interrupt each (docs/performance.md). Multipart framing between regions still
 goes with MSG_MORE, which measured no timers.
 
 `ZeroCopySend` is a resumable state machine: `advance()` sends until the
-socket would block, a region is not in the page cache, or all is sent, and
-`finish()` drives it from a task the connection starts (starting the send
-inside the read callback instead was measured no faster), then from the
+socket would block, a region is not in the page cache, or all is sent. The
+connection runs its first step from a handle on the loop's next turn; when
+that does not finish, `finish()` drives the rest from a task, from the
 socket's writability callback while it blocks, and warms cold pages in a
 thread (docs/performance.md).
 """
@@ -116,10 +116,12 @@ class ZeroCopySend:
             conn.progress()
         return DONE
 
-    async def finish(self) -> None:
-        """Drive advance() to the end, through writability waits and cold pages."""
+    async def finish(self, state: str = "") -> None:
+        """Drive advance() to the end, through writability waits and cold pages;
+        `state` is what a first advance() the caller ran returned, if it ran one."""
         while True:
-            state = self.advance()
+            if not state:
+                state = self.advance()
             if state == BLOCKED:
                 state = await self.conn.send_while_writable(self.writer.fd, self.advance)
             if state == DONE:
@@ -132,3 +134,4 @@ class ZeroCopySend:
                 self.cold = None
                 if self.conn.closed:
                     raise ConnectionResetError("connection lost")
+            state = ""
