@@ -60,9 +60,12 @@ _MAX_NUMBER = 2**63 - 1
 _MAX_DIGITS = len(str(_MAX_NUMBER))
 _OWS = " \t"
 _RANGE_SPEC = re.compile(r"([0-9]*)-([0-9]*)")
-# What media players and download tools send almost always: one "first-last".
-# At most 18 digits each, so both fit in 63 bits without _parse_number's checks.
-_ONE_CLOSED_RANGE = re.compile(r"bytes=([0-9]{1,18})-([0-9]{1,18})")
+
+
+def _is_short_number(text: str) -> bool:
+    """1 to 18 ASCII digits (str.isdigit alone takes other scripts' digits too): a
+    number that fits in 63 bits without _parse_number's checks."""
+    return 0 < len(text) <= 18 and text.isascii() and text.isdigit()
 
 
 class RangeKind(enum.Enum):
@@ -110,14 +113,17 @@ def evaluate_range(header: str | None, length: int, *, max_ranges: int = 100) ->
         raise ValueError(f"negative representation length: {length}")
     if not header:
         return _FULL
-    one = _ONE_CLOSED_RANGE.fullmatch(header)
-    if one is not None and length > 0 and max_ranges >= 1:
+    if header.startswith("bytes=") and length > 0 and max_ranges >= 1:
+        # "bytes=FIRST-LAST", the one range players and download clients send.
         # The general path below gives the same answer (tests/unit/test_ranges.py
-        # checks it); this one skips splitting and stripping, about 1 us per request.
-        first, last = int(one.group(1)), int(one.group(2))
-        if last < first or first >= length:
-            return _UNSATISFIABLE
-        return RangeDecision(RangeKind.PARTIAL, (Span(first, min(last + 1, length)),))
+        # checks it); this one skips splitting and stripping, and a regular
+        # expression: about a third of the instructions.
+        first_digits, dash, last_digits = header[6:].partition("-")
+        if dash and _is_short_number(first_digits) and _is_short_number(last_digits):
+            first, last = int(first_digits), int(last_digits)
+            if last < first or first >= length:
+                return _UNSATISFIABLE
+            return RangeDecision(RangeKind.PARTIAL, (Span(first, min(last + 1, length)),))
     unit, equals, range_set = header.strip(_OWS).partition("=")
     if not (unit.isascii() and unit.lower() == "bytes"):
         return _FULL
