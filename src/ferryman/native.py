@@ -81,6 +81,7 @@ MODULES = (
 C_MODULES = {
     "ferryman.app._fileat": "_fileat.c",
     "ferryman.audit._dirscan": "_dirscan.c",
+    "ferryman.http._headscan": "_headscan.c",
 }
 
 

@@ -129,3 +129,37 @@ def test_a_304_whose_header_cannot_be_sent_is_refused_as_ever() -> None:
     rep = representation(cache_control="max-age=60\r\nSet-Cookie: x=1")
     with pytest.raises(ValueError, match="injection"):
         frame_head(rep.not_modified(), method="GET", http11=True, keep_alive=True, date=b"")
+
+
+@pytest.mark.parametrize("range_header", [None, "bytes=0-0", "bytes=-10", "bytes=990-5000"])
+@pytest.mark.parametrize("digest", [None, "sha-256=:AAAA:"])
+def test_a_kept_head_block_frames_the_same_bytes_as_the_headers_it_stands_for(
+    range_header: str | None, digest: str | None
+) -> None:
+    rep = representation(digest=digest, cache_control="max-age=60")
+    headers = {} if range_header is None else {"Range": range_header}
+    planned = plan_response(request(headers=headers), rep, max_ranges=100)
+    assert planned.status == (200 if range_header is None else 206)
+    assert planned.head_block is not None
+
+    def framed(response: Response) -> bytes:
+        return frame_head(response, method="GET", http11=True, keep_alive=True,
+                          date=b"Date: x\r\n").head  # fmt: skip
+
+    with_block = Response(planned.status, planned.headers, planned.declared_body(),
+                          planned.head_block)  # fmt: skip
+    without = Response(planned.status, planned.headers, planned.declared_body())
+    assert framed(with_block) == framed(without)
+    again = plan_response(request(headers=headers), rep, max_ranges=100)
+    assert rep.whole_block() is rep.whole_block()  # encoded once for the version
+    assert again.head_block == planned.head_block
+
+
+def test_a_head_block_whose_header_cannot_be_sent_is_not_kept() -> None:
+    rep = representation(cache_control="max-age=60\r\nSet-Cookie: x=1")
+    for headers in ({}, {"Range": "bytes=0-9"}):
+        planned = plan_response(request(headers=headers), rep, max_ranges=100)
+        assert planned.head_block is None
+        with pytest.raises(ValueError, match="injection"):
+            frame_head(Response(planned.status, planned.headers), method="GET", http11=True,
+                       keep_alive=True, date=b"")  # fmt: skip

@@ -177,7 +177,7 @@ class ArchiveReader:
                             return small
                     body = plan.body(fd, found.offset, opened.release)
                     held = False  # the body's now: released when the transfer ends
-                    return Response(plan.status, plan.headers, body)
+                    return Response(plan.status, plan.headers, body, plan.head_block)
                 return await self._extracted(request, plan, fd, st, member, found)
             if meaning is Meaning.SLASH_FORM:
                 return slash_form(request, path)
@@ -318,7 +318,7 @@ class ArchiveReader:
         except BaseException:
             lease.release()
             raise
-        return Response(plan.status, plan.headers, body)
+        return Response(plan.status, plan.headers, body, plan.head_block)
 
     def _check_extractable(self, found: Member) -> None:
         """507 for a member too large to extract, before anything is written."""

@@ -117,7 +117,9 @@ class FileReader:
             if small is not None:
                 opened.release()
                 return small
-        return Response(plan.status, plan.headers, plan.body(opened.fd, 0, opened.release))
+        return Response(
+            plan.status, plan.headers, plan.body(opened.fd, 0, opened.release), plan.head_block
+        )
 
     def _representation(self, opened: OpenFile, name: str, relative: str) -> Representation:
         """The file's validators and headers: made at its first answer, then kept with it.
@@ -176,7 +178,9 @@ class FileReader:
             if small is not None:
                 opened.release()
                 return small
-        return Response(plan.status, plan.headers, plan.body(opened.fd, 0, opened.release))
+        return Response(
+            plan.status, plan.headers, plan.body(opened.fd, 0, opened.release), plan.head_block
+        )
 
     def _sidecar(
         self, request: Request, opened: OpenFile, name: str, relative: str, coding: str

@@ -48,6 +48,7 @@ class Representation:
 
     __slots__ = (
         "_not_modified_block",
+        "_whole_block",
         "content_type",
         "digest",
         "not_modified_headers",
@@ -94,6 +95,19 @@ class Representation:
         self.whole: Headers = [*self.ranged, ("Content-Type", self.content_type)]
         if coding is not None:
             self.whole.append(("Content-Encoding", coding))
+        self._whole_block: bytes | None = None  # encoded at the first 200 or 206
+
+    def whole_block(self) -> bytes | None:
+        """`whole` encoded, once for every answer made from this version; None when
+        a value holds CR or LF (frame_head then refuses the headers, as ever)."""
+        block = self._whole_block
+        if block is None:
+            try:
+                block = encode_headers(self.whole)
+            except ValueError:
+                block = b""
+            self._whole_block = block
+        return block or None
 
     def not_modified(self) -> Response:
         """The 304 of this version, its head encoded once and kept with it: a client
@@ -117,7 +131,7 @@ class Plan:
     path.
     """
 
-    __slots__ = ("headers", "size", "spans", "status")
+    __slots__ = ("head_block", "headers", "size", "spans", "status")
 
     def __init__(
         self,
@@ -125,9 +139,11 @@ class Plan:
         headers: Headers,
         spans: tuple[bytes | Span, ...] | None = None,
         size: int = 0,
+        head_block: bytes | None = None,
     ) -> None:
         self.status = status
         self.headers = headers
+        self.head_block = head_block  # `headers` encoded, when known (Response.head_block)
         self.spans = spans  # literals and ranges in body order; None: all `size` bytes
         self.size = size
 
@@ -198,10 +214,14 @@ def plan_response(
             headers=(("Content-Range", unsatisfied_content_range(size)),),
         )
     if decision.kind is RangeKind.FULL:
-        return Plan(200, list(rep.whole), size=size)
+        return Plan(200, list(rep.whole), size=size, head_block=rep.whole_block())
     if len(decision.ranges) == 1:
         r = decision.ranges[0]
-        return Plan(206, [*rep.whole, ("Content-Range", r.content_range(size))], (r,))
+        content_range = r.content_range(size)
+        block = rep.whole_block()
+        if block is not None:  # the kept block and one line: no headers encoded again
+            block += b"Content-Range: " + content_range.encode("ascii") + b"\r\n"
+        return Plan(206, [*rep.whole, ("Content-Range", content_range)], (r,), head_block=block)
     boundary = new_boundary()
     spans = tuple(multipart_byteranges(decision.ranges, size, rep.content_type, boundary))
     multipart = ("Content-Type", multipart_content_type(boundary))

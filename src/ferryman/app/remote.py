@@ -193,7 +193,9 @@ class RemoteReader:
                 cached.close()
                 return _without_body(plan)
             fallback = partial(read_spans, self.store, cached.info.key, cached.info.etag)
-            return Response(plan.status, plan.headers, cached.body(_spans(plan), fallback))
+            return Response(
+                plan.status, plan.headers, cached.body(_spans(plan), fallback), plan.head_block
+            )
         except BaseException:
             cached.close()
             raise

@@ -30,6 +30,7 @@ from typing import Final
 import httptools
 
 from ferryman.errors import ProtocolError
+from ferryman.http.headscan import count_crlf, find_blank_line, request_line
 from ferryman.http.host import check_host
 
 
@@ -205,7 +206,7 @@ class RequestParser:
         if self._llhttp_dirty:
             self._llhttp = httptools.HttpRequestParser(self)
             self._llhttp_dirty = False
-        end = buf.find(b"\r\n\r\n", max(0, self._fed - 3))
+        end = find_blank_line(buf, max(0, self._fed - 3))
         head_end = end + 4 if end >= 0 else len(buf)
         self._check_limits(head_end, complete=end >= 0)
         if head_end > self._fed:
@@ -226,22 +227,22 @@ class RequestParser:
     def _check_limits(self, head_end: int, *, complete: bool) -> None:
         limits, buf = self.limits, self._buf
         if self._line_end < 0:
-            self._line_end = buf.find(b"\r\n", 0, limits.max_request_line + 2)
-            if self._line_end < 0:
+            line_end, version_at = request_line(buf, limits.max_request_line + 2)
+            self._line_end = line_end
+            if line_end < 0:
                 if _line_length_so_far(buf) > limits.max_request_line:
                     raise ProtocolError(414, "uri_too_long", "request line too long")
                 return
-            self._counted = self._line_end + 2
-            # The last word of the line (the whole line if it has no space), read in place.
-            version_at = buf.rfind(b" ", 0, self._line_end) + 1
-            if not buf.startswith(b"HTTP/", version_at, self._line_end):
+            self._counted = line_end + 2
+            # The last word of the line (the whole line if it has no space) is the version.
+            if version_at < 0:
                 raise ProtocolError(400, "bad_request", "HTTP/0.9 is not supported")
             self._version_at = version_at
         if head_end - self._line_end - 2 > limits.max_header_bytes:
             raise ProtocolError(431, "headers_too_large", "header section too large")
-        self._crlfs += buf.count(b"\r\n", self._counted, head_end)
+        self._crlfs += count_crlf(buf, self._counted, head_end)
         # A CR at the end may pair with the next LF: count it next time.
-        self._counted = head_end - 1 if buf[head_end - 1 : head_end] == b"\r" else head_end
+        self._counted = head_end - 1 if head_end and buf[head_end - 1] == 13 else head_end
         headers = self._crlfs - 1 if complete else self._crlfs
         if headers > limits.max_header_count:
             raise ProtocolError(431, "too_many_headers", "too many header fields")
