@@ -53,7 +53,7 @@ def ask(sock: socket.socket, kind: str, data: bytes, rnd: random.Random) -> None
         raise SystemExit(f"wrong answer: {status[:40]!r}, {len(body)} bytes")
 
 
-def run(kind: str, answers: int, workdir: Path) -> float:
+def run(kind: str, answers: int, workdir: Path, keep: Path | None = None) -> float:
     data = random.Random(7).randbytes(FILE_SIZE)
     (workdir / "www").mkdir()
     (workdir / "www" / "big.bin").write_bytes(data)
@@ -82,6 +82,8 @@ def run(kind: str, answers: int, workdir: Path) -> float:
         control("-d", worker)
         dump = Path(f"{str(out).replace('%p', str(worker))}.1")
         total = int(re.search(r"^summary: (\d+)", dump.read_text(), re.M).group(1))  # type: ignore[union-attr]
+        if keep is not None:
+            shutil.copyfile(dump, keep)
         return total / answers
     finally:
         os.killpg(server.pid, signal.SIGTERM)
@@ -139,11 +141,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--answers", type=int, default=2000)
     parser.add_argument("--kind", choices=("range", "small"), default="range")
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        help="keep the worker's callgrind file here (callgrind_annotate reads it)",
+    )
     args = parser.parse_args()
     if shutil.which("valgrind") is None:
         raise SystemExit("needs valgrind (apt-get install -y valgrind)")
     with tempfile.TemporaryDirectory(prefix="ferryman-instr-") as tmp:
-        per_answer = run(args.kind, args.answers, Path(tmp))
+        per_answer = run(args.kind, args.answers, Path(tmp), args.keep)
     print(f"{args.kind}: {per_answer:,.0f} instructions per answer in the worker's user space "
           f"({args.answers} answers)")  # fmt: skip
 
