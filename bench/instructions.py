@@ -9,7 +9,9 @@ noise. It counts user space only (the kernel's share is what `bench/run.sh`
 and the CPU per answer show) and one connection's answers at a time, so it
 says nothing about batching under load.
 
-ferryman runs under `valgrind --tool=callgrind` with one worker; after a
+`--kind` chooses the answer: a random 64 KiB range (`range`), three 16 KiB
+ranges as one multipart/byteranges answer (`multirange`), or a 1 KiB file
+(`small`). ferryman runs under `valgrind --tool=callgrind` with one worker; after a
 warm-up the worker's counters are zeroed, the answers are asked for and
 checked byte for byte, and the worker's counters dumped. Needs valgrind.
 """
@@ -32,25 +34,42 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 FILE_SIZE = 8 * 1024 * 1024
 RANGE = 65536
+MULTI_RANGE = 16384  # three of them, as the bench's multirange workload asks
 CONNECTIONS = 4
 
 
 def ask(sock: socket.socket, kind: str, data: bytes, rnd: random.Random) -> None:
-    if kind == "range":
-        first = rnd.randrange(0, FILE_SIZE - RANGE)
-        head = b"Range: bytes=%d-%d\r\n" % (first, first + RANGE - 1)
-        path, want = b"/big.bin", data[first : first + RANGE]
+    wanted: list[bytes] = []  # the bytes of each range asked for, in order
+    if kind == "small":
+        head, path, wanted = b"", b"/small.bin", [data[:1024]]
     else:
-        head, path, want = b"", b"/small.bin", data[:1024]
+        count, length = (1, RANGE) if kind == "range" else (3, MULTI_RANGE)
+        third = FILE_SIZE // count  # one range in each third, ascending (bench/workloads.py)
+        specs = []
+        for i in range(count):
+            first = i * third + rnd.randrange(0, third - length)
+            specs.append(b"%d-%d" % (first, first + length - 1))
+            wanted.append(data[first : first + length])
+        head, path = b"Range: bytes=%s\r\n" % b",".join(specs), b"/big.bin"
     sock.sendall(b"GET %s HTTP/1.1\r\nHost: bench\r\n%s\r\n" % (path, head))
     got = b""
     while b"\r\n\r\n" not in got:
         got += sock.recv(65536)
     status, _, body = got.partition(b"\r\n\r\n")
-    while len(body) < len(want):
+    length_line = re.search(rb"\r\nContent-Length: (\d+)", status)
+    if length_line is None or not status.startswith(b"HTTP/1.1 20"):
+        raise SystemExit(f"wrong answer: {status[:60]!r}")
+    while len(body) < int(length_line.group(1)):
         body += sock.recv(65536)
-    if body != want or not status.startswith(b"HTTP/1.1 20"):
-        raise SystemExit(f"wrong answer: {status[:40]!r}, {len(body)} bytes")
+    parts = [body]
+    if len(wanted) > 1:  # multipart/byteranges: each part's bytes follow its blank line
+        parts, at = [], 0
+        for want in wanted:
+            at = body.find(b"\r\n\r\n", at) + 4
+            parts.append(body[at : at + len(want)])
+            at += len(want)
+    if parts != wanted:
+        raise SystemExit(f"wrong answer: {status[:60]!r}, {len(body)} bytes")
 
 
 def run(kind: str, answers: int, workdir: Path, keep: Path | None = None) -> float:
@@ -140,7 +159,7 @@ def control(flag: str, pid: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--answers", type=int, default=2000)
-    parser.add_argument("--kind", choices=("range", "small"), default="range")
+    parser.add_argument("--kind", choices=("range", "multirange", "small"), default="range")
     parser.add_argument(
         "--keep",
         type=Path,
