@@ -44,7 +44,6 @@ Decisions, in the order they are taken, and why:
 from __future__ import annotations
 
 import enum
-import re
 from typing import Final
 
 from ferryman.http.spans import Span
@@ -59,7 +58,11 @@ __all__ = [
 _MAX_NUMBER = 2**63 - 1
 _MAX_DIGITS = len(str(_MAX_NUMBER))
 _OWS = " \t"
-_RANGE_SPEC = re.compile(r"([0-9]*)-([0-9]*)")
+
+
+def _is_digits(text: str) -> bool:
+    """Nothing, or ASCII digits only (as the grammar's *DIGIT)."""
+    return not text or (text.isascii() and text.isdigit())
 
 
 def _is_short_number(text: str) -> bool:
@@ -161,9 +164,12 @@ def _list_elements(range_set: str) -> list[str]:
 def _parse_number(digits: str) -> int | None:
     """ASCII digits to an int, or None above 2**63-1.
 
-    Leading zeros are stripped and the digit count checked first, so int() only
-    ever sees at most 19 digits however long the input is.
+    Up to 18 digits go to int() as they are; longer ones have their leading
+    zeros stripped and their count checked first, so int() only ever sees at
+    most 19 digits however long the input is.
     """
+    if len(digits) <= 18:  # fits in 63 bits: no stripping, no bound to check
+        return int(digits)
     significant = digits.lstrip("0")
     if len(significant) > _MAX_DIGITS:
         return None
@@ -177,10 +183,9 @@ def _parse_spec(spec: str) -> tuple[int | None, int | None] | None:
     Returns (first, last) for "first-last", (first, None) for "first-" and
     (None, suffix_length) for "-suffix".
     """
-    match = _RANGE_SPEC.fullmatch(spec)
-    if match is None:
+    first_digits, dash, last_digits = spec.partition("-")
+    if not dash or not (_is_digits(first_digits) and _is_digits(last_digits)):
         return None
-    first_digits, last_digits = match.groups()
     if not first_digits:
         if not last_digits:
             return None  # a lone "-"

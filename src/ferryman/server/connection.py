@@ -254,10 +254,12 @@ class HttpConnection(asyncio.Protocol):
                 return
             self.body_sent = 0
             if body.stream is None:
-                inline = transfer.inline_body(body.parts, body.length, self.ctx.config.small_body)
+                small = self.ctx.config.small_body
+                inline = transfer.inline_answer(framing.head, body.parts, body.length, small)
                 if inline is not None:
-                    self.transport.write(framing.head + inline)
-                    self._finished(request, response, framing, len(inline), started)
+                    self.transport.write(inline)
+                    sent = len(inline) - len(framing.head)
+                    self._finished(request, response, framing, sent, started)
                     return
             send = transfer.zero_copy_now(self, framing, body, self.ctx.sendfile)
         except BaseException:

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from ferryman.errors import FerrymanError
 from ferryman.http.body import Body, FileRegion, Part
-from ferryman.pagecache import read_nowait
+from ferryman.pagecache import read_nowait, read_nowait_into
 from ferryman.server.zerocopy import FileShrank, SocketWriter, ZeroCopySend
 
 if TYPE_CHECKING:
@@ -58,33 +58,50 @@ class Connection(Protocol):
     def socket_writer(self) -> SocketWriter | None: ...
 
 
-def inline_body(parts: Sequence[Part], length: int | None, small: int) -> bytes | None:
-    """The body as bytes for one write with the head, when that beats sendfile.
+def inline_answer(
+    head: bytes, parts: Sequence[Part], length: int | None, small: int
+) -> bytes | bytearray | None:
+    """The head and the whole body in one buffer for one write, when that beats sendfile.
 
     A body of at most `small` (--small-body) bytes always does. So does a body
     of several small regions (multipart/byteranges) up to four times that: one
     copy from the page cache costs less than a sendfile and a send per region.
+    None when the body is larger, or a region is not all in the page cache.
     """
     if length is None or length > small:
         if length is None or length > 4 * small:
             return None
         if any(isinstance(p, FileRegion) and p.count > small for p in parts):
             return None
-    return inline_parts(parts)
+    return inline_parts(parts, head)
 
 
-def inline_parts(parts: Sequence[Part]) -> bytes | None:
-    """The whole body as bytes if every file region is cached; else None."""
-    pieces: list[bytes] = []
+def inline_parts(parts: Sequence[Part], head: bytes = b"") -> bytes | bytearray | None:
+    """`head`, then every part, in one buffer if every file region is cached; else None.
+
+    The regions are read straight into their place in it: no copy per region,
+    none to join them, none to put the head in front. Bytes alone (a body kept
+    in memory) are joined to the head, which copies them once.
+    """
+    if not any(isinstance(part, FileRegion) for part in parts):
+        return head + b"".join(parts)  # type: ignore[arg-type]  # no regions: all bytes
+    total = len(head)
     for part in parts:
-        if isinstance(part, FileRegion):
-            data = read_nowait(part.fd, part.offset, part.count)
-            if data is None or len(data) != part.count:
-                return None
-            pieces.append(data)
-        else:
-            pieces.append(part)
-    return b"".join(pieces)
+        total += part.count if isinstance(part, FileRegion) else len(part)
+    buffer = bytearray(total)
+    buffer[: len(head)] = head
+    at = len(head)
+    with memoryview(buffer) as view:
+        for part in parts:
+            if isinstance(part, FileRegion):
+                count = part.count
+                if count and read_nowait_into(part.fd, view[at : at + count], part.offset) != count:
+                    return None  # cold, or the file is shorter: the sendfile path tells which
+                at += count
+            else:
+                view[at : at + len(part)] = part
+                at += len(part)
+    return buffer
 
 
 # -- writers ------------------------------------------------------------------
