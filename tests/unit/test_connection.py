@@ -14,6 +14,7 @@ exactly once, nothing written after the close, answers in request order.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import re
@@ -263,6 +264,22 @@ class Harness:
         self.loop.close()
 
 
+@contextlib.contextmanager
+def on_socket(
+    tmp_path: Path, pair: tuple[socket.socket, socket.socket] | None = None
+) -> Iterator[tuple[Harness, socket.socket]]:
+    """A harness whose connection has a real socket (so file bodies go zero-copy),
+    and the client's end of it; both closed after."""
+    ours, theirs = pair or socket.socketpair()
+    h = Harness(tmp_path, ours)
+    try:
+        yield h, theirs
+    finally:
+        h.close()
+        ours.close()
+        theirs.close()
+
+
 @pytest.fixture
 def harness(tmp_path: Path) -> Iterator[Harness]:
     h = Harness(tmp_path)
@@ -508,9 +525,7 @@ def test_a_body_read_after_the_cut_sends_no_100_continue(harness: Harness) -> No
 def test_the_socket_duplicate_is_closed_when_the_client_leaves_at_a_streams_end(
     tmp_path: Path,
 ) -> None:
-    ours, theirs = socket.socketpair()
-    h = Harness(tmp_path, ours)
-    try:
+    with on_socket(tmp_path) as (h, theirs):
         h.send(request("/file"))
         h.settle()
         assert theirs.recv(65536).startswith(b"HTTP/1.1 200 OK\r\nX-N: 0")  # sendfile'd
@@ -524,10 +539,6 @@ def test_the_socket_duplicate_is_closed_when_the_client_leaves_at_a_streams_end(
         h.settle()
         assert len(os.listdir("/proc/self/fd")) == with_duplicate - 1
         h.finish()
-    finally:
-        h.close()
-        ours.close()
-        theirs.close()
 
 
 def receive_exactly(sock: socket.socket, count: int, h: Harness | None = None) -> bytes:
@@ -566,9 +577,7 @@ def test_a_file_answer_the_socket_takes_at_once_goes_out_without_a_task(
 ) -> None:
     """A zero-copy send starts on the loop's next turn, after the reads of this one,
     and needs no task when the socket takes it whole."""
-    ours, theirs = socket.socketpair()
-    h = Harness(tmp_path, ours)
-    try:
+    with on_socket(tmp_path) as (h, theirs):
         h.send(request("/file") + request("/file"))
         with pytest.raises(BlockingIOError):  # not sent inside the read callback
             theirs.recv(1, socket.MSG_DONTWAIT | socket.MSG_PEEK)
@@ -582,18 +591,12 @@ def test_a_file_answer_the_socket_takes_at_once_goes_out_without_a_task(
         assert [a.partition(b"\r\n\r\n")[2] for a in answers] == [b"f" * FILE_ANSWER] * 2
         assert h.app.releases == [1, 1]
         h.finish()
-    finally:
-        h.close()
-        ours.close()
-        theirs.close()
 
 
 def test_a_file_answer_the_socket_cannot_take_at_once_is_finished_by_a_task(
     tmp_path: Path,
 ) -> None:
-    ours, theirs = narrow_tcp_pair()
-    h = Harness(tmp_path, ours)
-    try:
+    with on_socket(tmp_path, narrow_tcp_pair()) as (h, theirs):
         h.send(request("/file") + request("/small"))
         h.step()
         assert isinstance(h.conn._task, asyncio.Task)  # the socket took part of it
@@ -607,28 +610,19 @@ def test_a_file_answer_the_socket_cannot_take_at_once_is_finished_by_a_task(
         assert h.answers() == [1]
         assert h.app.releases == [1, 1]
         h.finish()
-    finally:
-        h.close()
-        ours.close()
-        theirs.close()
 
 
 def test_a_file_answer_to_a_client_already_gone_is_cut_and_released(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    ours, theirs = socket.socketpair()
-    theirs.close()
-    h = Harness(tmp_path, ours)
-    try:
+    with on_socket(tmp_path) as (h, theirs):
+        theirs.close()
         h.send(request("/file") + request("/file"))
         h.step()
         assert h.transport.calls == ["abort"]
         assert h.app.releases == [1]  # the second was never answered
         assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
         h.finish()
-    finally:
-        h.close()
-        ours.close()
 
 
 def test_a_stopping_server_finishes_the_answer_in_progress_then_closes(

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from ferryman import native
 from ferryman.app import fileat
+from tests.leakcheck import growth
 
 compiled = fileat._compiled()
 pytestmark = pytest.mark.skipif(compiled is None, reason=f"not compiled ({native.STATUS})")
@@ -126,8 +127,6 @@ def test_no_call_leaves_memory_behind(tree: int) -> None:
     """Every reference the C code takes is given back: 100,000 calls of each kind (hit,
     miss, refusal) leave the traced memory where it was (a leaked tuple or path per call
     would be megabytes)."""
-    import tracemalloc
-
     assert compiled is not None
     open_at, identity_at = compiled
 
@@ -139,18 +138,5 @@ def test_no_call_leaves_memory_behind(tree: int) -> None:
         with pytest.raises(ValueError):
             identity_at(tree, "a\0b")
 
-    for _ in range(1000):
-        each_kind()
-    # Only what is allocated from this file counts: another thread of the test
-    # process (a pool's worker, the logger) may allocate meanwhile.
-    here = [tracemalloc.Filter(True, __file__)]
-    tracemalloc.start()
-    try:
-        before = tracemalloc.take_snapshot().filter_traces(here)
-        for _ in range(100_000):
-            each_kind()
-        after = tracemalloc.take_snapshot().filter_traces(here)
-    finally:
-        tracemalloc.stop()
-    grown = sum(stat.size_diff for stat in after.compare_to(before, "filename"))
+    grown = growth(each_kind, __file__)
     assert grown < 64 * 1024, grown

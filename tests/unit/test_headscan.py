@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from ferryman import native
 from ferryman.http import headscan
+from tests.leakcheck import growth
 
 compiled = headscan._compiled()
 pytestmark = pytest.mark.skipif(compiled is None, reason=f"not compiled ({native.STATUS})")
@@ -65,8 +66,6 @@ def test_bad_arguments_are_refused_not_misread() -> None:
 def test_no_call_leaves_memory_behind() -> None:
     """Every reference the C code takes is given back: 100,000 calls of each (a found
     head, a missing one, a refusal) leave the traced memory where it was."""
-    import tracemalloc
-
     assert compiled is not None
     find_blank_line, request_line, count_crlf = compiled
     head = bytearray(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
@@ -81,18 +80,5 @@ def test_no_call_leaves_memory_behind() -> None:
         with pytest.raises(ValueError):
             count_crlf(head, -1, 2)
 
-    for _ in range(1000):
-        each_kind()
-    # Only what is allocated from this file counts: another thread of the test
-    # process (a pool's worker, the logger) may allocate meanwhile.
-    here = [tracemalloc.Filter(True, __file__)]
-    tracemalloc.start()
-    try:
-        before = tracemalloc.take_snapshot().filter_traces(here)
-        for _ in range(100_000):
-            each_kind()
-        after = tracemalloc.take_snapshot().filter_traces(here)
-    finally:
-        tracemalloc.stop()
-    grown = sum(stat.size_diff for stat in after.compare_to(before, "filename"))
+    grown = growth(each_kind, __file__)
     assert grown < 64 * 1024, grown

@@ -46,6 +46,19 @@ static Py_ssize_t index_of(PyObject *arg, Py_ssize_t size) {
     return value < size ? value : size;
 }
 
+/* The arguments (buf, index) of a two-argument call: 0, or -1 with the exception set. */
+static int buffer_and_index(PyObject *const *args, Py_ssize_t nargs, const char *usage,
+                            const char **data, Py_ssize_t *size, Py_ssize_t *index) {
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, usage);
+        return -1;
+    }
+    if (bytes_of(args[0], data, size) != 0 || (*index = index_of(args[1], *size)) < 0) {
+        return -1;
+    }
+    return 0;
+}
+
 static Py_ssize_t find(const char *data, Py_ssize_t from, Py_ssize_t to, const char *what,
                        size_t length) {
     if (to - from < (Py_ssize_t)length) {
@@ -59,11 +72,7 @@ static PyObject *find_blank_line(PyObject *self, PyObject *const *args, Py_ssize
     (void)self;
     const char *data;
     Py_ssize_t size, start;
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "find_blank_line(buf, start)");
-        return NULL;
-    }
-    if (bytes_of(args[0], &data, &size) != 0 || (start = index_of(args[1], size)) < 0) {
+    if (buffer_and_index(args, nargs, "find_blank_line(buf, start)", &data, &size, &start)) {
         return NULL;
     }
     return PyLong_FromSsize_t(find(data, start, size, "\r\n\r\n", 4));
@@ -86,11 +95,7 @@ static PyObject *request_line(PyObject *self, PyObject *const *args, Py_ssize_t 
     (void)self;
     const char *data;
     Py_ssize_t size, limit;
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "request_line(buf, limit)");
-        return NULL;
-    }
-    if (bytes_of(args[0], &data, &size) != 0 || (limit = index_of(args[1], size)) < 0) {
+    if (buffer_and_index(args, nargs, "request_line(buf, limit)", &data, &size, &limit)) {
         return NULL;
     }
     Py_ssize_t line_end = find(data, 0, limit, "\r\n", 2);

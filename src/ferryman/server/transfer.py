@@ -124,10 +124,10 @@ async def send_body(
             await _send_stream(conn, framing, body.stream, body.length)
             return
         if use_sendfile and any(isinstance(p, FileRegion) for p in body.parts):
-            writer = conn.socket_writer()
-            if writer is not None:
-                await conn.flush()
-                await ZeroCopySend(conn, writer, framing.head, body.parts).finish()
+            await conn.flush()  # then zero_copy_now finds the transport's buffer empty
+            send = zero_copy_now(conn, framing, body, use_sendfile)
+            if send is not None:
+                await send.finish()
                 return
         await _send_buffered(conn, framing.head, body.parts)
     except SEND_FAILURES as exc:
