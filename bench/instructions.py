@@ -1,6 +1,6 @@
 """Instructions one answer costs a worker in user space, counted by callgrind.
 
-    .venv/bin/python bench/instructions.py [--answers 2000] [--kind range|small]
+    .venv/bin/python bench/instructions.py [--answers 2000] [--kind range|small|...]
 
 Wall-clock figures on a shared machine move by 10 to 40% between runs; an
 instruction count moves by about 1%, so a change of a few percent in the
@@ -10,15 +10,18 @@ and the CPU per answer show) and one connection's answers at a time, so it
 says nothing about batching under load.
 
 `--kind` chooses the answer: a random 64 KiB range (`range`), three 16 KiB
-ranges as one multipart/byteranges answer (`multirange`), or a 1 KiB file
-(`small`). ferryman runs under `valgrind --tool=callgrind` with one worker; after a
-warm-up the worker's counters are zeroed, the answers are asked for and
-checked byte for byte, and the worker's counters dumped. Needs valgrind.
+ranges as one multipart/byteranges answer (`multirange`), a 1 KiB file
+(`small`), or a 100 KiB JSON file asked for with `Accept-Encoding: gzip` and
+answered from its precompressed sidecar (`sidecar`). ferryman runs under
+`valgrind --tool=callgrind` with one worker; after a warm-up the worker's
+counters are zeroed, the answers are asked for and checked byte for byte,
+and the worker's counters dumped. Needs valgrind.
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
 import os
 import random
 import re
@@ -31,6 +34,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from testfiles import JSON_SIZE, json_document
+
 ROOT = Path(__file__).resolve().parent.parent
 FILE_SIZE = 8 * 1024 * 1024
 RANGE = 65536
@@ -42,6 +47,8 @@ def ask(sock: socket.socket, kind: str, data: bytes, rnd: random.Random) -> None
     wanted: list[bytes] = []  # the bytes of each range asked for, in order
     if kind == "small":
         head, path, wanted = b"", b"/small.bin", [data[:1024]]
+    elif kind == "sidecar":
+        head, path, wanted = b"Accept-Encoding: gzip\r\n", b"/doc.json", [data]
     else:
         count, length = (1, RANGE) if kind == "range" else (3, MULTI_RANGE)
         third = FILE_SIZE // count  # one range in each third, ascending (bench/workloads.py)
@@ -59,6 +66,8 @@ def ask(sock: socket.socket, kind: str, data: bytes, rnd: random.Random) -> None
     length_line = re.search(rb"\r\nContent-Length: (\d+)", status)
     if length_line is None or not status.startswith(b"HTTP/1.1 20"):
         raise SystemExit(f"wrong answer: {status[:60]!r}")
+    if kind == "sidecar" and b"\r\nContent-Encoding: gzip\r\n" not in status + b"\r\n":
+        raise SystemExit(f"not the sidecar: {status!r}")
     while len(body) < int(length_line.group(1)):
         body += sock.recv(65536)
     parts = [body]
@@ -77,6 +86,10 @@ def run(kind: str, answers: int, workdir: Path, keep: Path | None = None) -> flo
     (workdir / "www").mkdir()
     (workdir / "www" / "big.bin").write_bytes(data)
     (workdir / "www" / "small.bin").write_bytes(data[:1024])
+    document = json_document(JSON_SIZE)
+    (workdir / "www" / "doc.json").write_bytes(document)
+    coded = gzip.compress(document, 9, mtime=0)
+    (workdir / "www" / "doc.json.gz").write_bytes(coded)
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -93,11 +106,12 @@ def run(kind: str, answers: int, workdir: Path, keep: Path | None = None) -> flo
         socks = connect_when_answering(server, port, workdir)
         worker = worker_pid(server.pid)
         rnd = random.Random(1)
+        wanted = coded if kind == "sidecar" else data
         for i in range(300):  # warm-up: caches filled, code paths taken once
-            ask(socks[i % CONNECTIONS], kind, data, rnd)
+            ask(socks[i % CONNECTIONS], kind, wanted, rnd)
         control("-z", worker)
         for i in range(answers):
-            ask(socks[i % CONNECTIONS], kind, data, rnd)
+            ask(socks[i % CONNECTIONS], kind, wanted, rnd)
         control("-d", worker)
         dump = Path(f"{str(out).replace('%p', str(worker))}.1")
         total = int(re.search(r"^summary: (\d+)", dump.read_text(), re.M).group(1))  # type: ignore[union-attr]
@@ -159,7 +173,9 @@ def control(flag: str, pid: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--answers", type=int, default=2000)
-    parser.add_argument("--kind", choices=("range", "multirange", "small"), default="range")
+    parser.add_argument(
+        "--kind", choices=("range", "multirange", "small", "sidecar"), default="range"
+    )
     parser.add_argument(
         "--keep",
         type=Path,

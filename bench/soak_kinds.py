@@ -16,6 +16,7 @@ directory with archives and listings), `limited` (the same with
 
 from __future__ import annotations
 
+import gzip
 import io
 import tarfile
 from dataclasses import dataclass, field, replace
@@ -104,6 +105,7 @@ READ_AUTH = f"Authorization: Bearer {READ}"
 PUB_AUTH = f"Authorization: Bearer {PUB}"
 WRITE_AUTH = f"Authorization: Bearer {WRITE}"
 WRITE_FILE = "/inbox/soak.bin"
+GZIP = "Accept-Encoding: gzip"
 CLOSE = "Connection: close"  # wrk opens a new connection for every request
 
 
@@ -133,6 +135,10 @@ KINDS: tuple[Kind, ...] = (
     _get("412", "412, If-Match", "files", "/big.bin", 412, OTHER_TAG),
     _get("416", "416", "files", "/big.bin", 416, "Range: bytes=999999999-"),
     _get("400", "400, two Host fields", "files", "/small.txt", 400, *TWO_HOSTS),
+    _get("gzip-sidecar", "200, precompressed sidecar (gzip)", "files", "/doc.json", 200,
+         GZIP),
+    _get("gzip-fly", "200, coded on the fly (gzip, kept coded)", "files", "/fly.json", 200,
+         GZIP),
     _get("member-tar", "member of a .tar", "files", "/bundle.tar/docs/m.bin", 200),
     _get("member-tar-gz", "member of a .tar.gz", "files", "/bundle.tar.gz/docs/m.bin", 200),
     _get("listing-html", "directory listing, HTML", "files", "/dir/", 200, HTML),
@@ -189,6 +195,10 @@ def build_tree(base: Path) -> Tree:
     (root / "small.txt").write_bytes(small)
     (root / "pub" / "small.txt").write_bytes(small)
     (root / "big.bin").write_bytes(big)
+    document = b"[" + b",".join(b'{"id": %d, "tags": ["a", "b"]}' % i for i in range(2000)) + b"]"
+    (root / "doc.json").write_bytes(document)
+    (root / "doc.json.gz").write_bytes(gzip.compress(document, 9))  # written after: fresh
+    (root / "fly.json").write_bytes(document)
     for i in range(40):
         (root / "dir" / f"file-{i:02d}.txt").write_bytes(pattern(100 + i))
     (root / "dir" / "sub").mkdir()

@@ -56,6 +56,7 @@ MODULES = (
     "ferryman.server.transfer",
     "ferryman.server.zerocopy",
     "ferryman.app.bodycache",
+    "ferryman.app.compression",
     "ferryman.app.dispatch",
     "ferryman.app.files",
     "ferryman.app.local",

@@ -320,6 +320,47 @@ def test_ranges_of_a_sidecar_are_exact_and_its_etag_its_own(ferryman: Servers, s
     assert etag not in (plain.getheader("ETag"), None)
 
 
+def test_a_kept_sidecar_answers_again_and_shows_every_change(
+    ferryman: Servers, site: Path
+) -> None:
+    """A sidecar's descriptor stays open between requests: the same bytes again, its
+    own name still an ordinary download, and a changed, replaced or removed sidecar
+    seen at the next request."""
+    first = _gzip9(JSON)
+    gz = _sidecar(site, "gzip", first)
+    srv = ferryman(root=site)
+
+    def coded() -> tuple[http.client.HTTPResponse, bytes]:
+        response, body = get(srv, "/data.json", ae("gzip"))
+        assert response.getheader("Content-Encoding") == "gzip"
+        assert response.getheader("Content-Type") == "application/json; charset=utf-8"
+        return response, body
+
+    for _ in range(3):
+        assert coded()[1] == first
+    # The same descriptor answers its own name as a file, and then the sidecar again.
+    response, body = get(srv, "/data.json.gz", ae("gzip"))
+    assert response.getheader("Content-Encoding") is None and body == first
+    assert response.getheader("Content-Type") == "application/gzip"
+    assert coded()[1] == first
+    # Changed in place, the same size: new bytes, a new ETag.
+    etag = coded()[0].getheader("ETag")
+    second = bytes(b ^ 0xFF if i == 20 else b for i, b in enumerate(first))
+    with gz.open("r+b") as f:
+        f.write(second)
+    response, body = coded()
+    assert body == second and response.getheader("ETag") != etag
+    # Replaced by rename.
+    third = _gzip9(JSON + b" ")
+    (site / "new.gz").write_bytes(third)
+    os.replace(site / "new.gz", gz)
+    assert coded()[1] == third
+    # Removed: coded on the fly.
+    gz.unlink()
+    body = coded()[1]
+    assert body not in (first, second, third) and decode("gzip", body) == JSON
+
+
 def test_precompressed_none(ferryman: Servers, site: Path) -> None:
     _sidecar(site, "gzip", _gzip9(b"not what the file says"))
     srv = ferryman("--precompressed", "none", root=site)

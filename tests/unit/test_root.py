@@ -246,6 +246,40 @@ def test_names_that_look_like_what_they_are_not(local_root: Root) -> None:
         assert local_root.locate(request("GET", raw.decode())) is MISSING
 
 
+def test_a_file_beside_another_is_kept_and_confined_like_one_asked_for(local_root: Root) -> None:
+    """Root.regular_file, what a precompressed sidecar is opened with: a regular file
+    that may be served, kept open for the next time; nothing for anything else."""
+    first = local_root.regular_file("a/b.txt")
+    assert first is not None and os.pread(first.fd, 1, 0) == b"b"
+    first.release()
+    again = local_root.regular_file("a/b.txt")
+    assert again is first  # the kept descriptor, revalidated by one stat()
+    again.release()
+    for relative in ("out.txt", "out/secret.txt", "dot/x.txt", "st/s.txt", "state/s.txt",
+                     "a/up/outside/secret.txt", "a/d", "a/missing.gz"):  # fmt: skip
+        assert local_root.regular_file(relative) is None, relative
+
+
+def test_a_file_beside_another_replaced_is_opened_afresh(tmp_path: Path) -> None:
+    (tmp_path / "x.json.gz").write_bytes(b"one")
+    root = Root(Config(source=str(tmp_path), state_dir=str(tmp_path / ".state")))
+    try:
+        first = root.regular_file("x.json.gz")
+        assert first is not None
+        first.release()
+        (tmp_path / "new").write_bytes(b"two")
+        os.replace(tmp_path / "new", tmp_path / "x.json.gz")
+        second = root.regular_file("x.json.gz")
+        assert second is not None and second is not first
+        assert os.pread(second.fd, 3, 0) == b"two"
+        second.release()
+        (tmp_path / "x.json.gz").unlink()
+        (tmp_path / "x.json.gz").symlink_to(tmp_path.parent)  # now a directory, outside
+        assert root.regular_file("x.json.gz") is None
+    finally:
+        root.close()
+
+
 def test_following_symlinks_lets_them_out_but_never_into_hidden_places(tree: Path) -> None:
     config = Config(
         source=str(tree / "root"), state_dir=str(tree / "root" / "state"), follow_symlinks=True

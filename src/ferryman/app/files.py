@@ -17,7 +17,7 @@ Accept-Encoding, so none of them is kept in that memory.
 from __future__ import annotations
 
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 
 from ferryman.app.bodycache import SmallBodyCache, same_file
 from ferryman.app.compression import (
@@ -32,7 +32,6 @@ from ferryman.app.openfiles import OpenFile
 from ferryman.app.plan import Representation, plan_response
 from ferryman.app.root import Root
 from ferryman.config import Config
-from ferryman.errors import HttpError
 from ferryman.http.body import Body
 from ferryman.http.parser import Request
 from ferryman.http.response import Headers, Response
@@ -186,29 +185,37 @@ class FileReader:
         self, request: Request, opened: OpenFile, name: str, relative: str, coding: str
     ) -> Response | None:
         """The answer from `relative` + `.gz` (`.br`, `.zst`) if it is there and fresh:
-        exact ranges of its bytes, X's type, the coding. Releases `opened` when it answers."""
-        assert self.compression is not None
-        try:
-            fd, st = self.root.open(relative + SIDECAR_SUFFIX[coding])
-        except HttpError:
+        exact ranges of its bytes, X's type, the coding. Releases `opened` when it answers.
+
+        The sidecar's descriptor is kept open like any file's, with the representation
+        made at its first answer: a sidecar asked for again costs one stat().
+        """
+        compression = self.compression
+        assert compression is not None
+        side = self.root.regular_file(relative + SIDECAR_SUFFIX[coding])
+        if side is None:
             return None  # missing, or not to be served: coded on the fly instead
         try:
+            st = side.st
             if not fresh_sidecar(st, opened.st):
-                os.close(fd)
+                side.release()
                 return None
-            rep = self.compression.sidecar_rep(
-                coding, file_etag(st), int(st.st_mtime), st.st_size, name
-            )
+            rep = side.sidecar_representation
+            if rep is None:
+                rep = side.sidecar_representation = compression.sidecar_rep(
+                    coding, file_etag(st), int(st.st_mtime), st.st_size, name
+                )
             # One range at most: a multipart body would read as coded as a whole.
             plan = plan_response(request, rep, max_ranges=1)
         except BaseException:
-            os.close(fd)
+            side.release()
             raise
         if plan.status == 304:
-            os.close(fd)
-            answer = Response(304, plan.headers)
+            side.release()
+            answer = rep.not_modified()
         else:
-            answer = Response(plan.status, plan.headers, plan.body(fd, 0, _closer(fd)))
+            body = plan.body(side.fd, 0, side.release)
+            answer = Response(plan.status, plan.headers, body, plan.head_block)
         opened.release()
         return answer
 
@@ -229,7 +236,3 @@ class FileReader:
         current = same_file(self.root.fd, relative, opened.identity, opened.route)
         self.cache.store(request, current, headers, body, varies)
         return Response(200, headers, Body((body,)))
-
-
-def _closer(fd: int) -> Callable[[], None]:
-    return lambda: os.close(fd)

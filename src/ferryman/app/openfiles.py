@@ -73,10 +73,22 @@ class OpenFile:
     Made with one use. One that is not kept closes its descriptor when that
     use ends; a kept one (OpenFiles.keep) stays open while it is in the table.
     `representation` is what the server made of this version of the file for
-    its answers (app/plan.py), made at its first answer and kept with it.
+    its answers (app/plan.py), made at its first answer and kept with it;
+    `sidecar_representation` the same for its answers as the precompressed
+    coding of the file beside it (`X.gz` answering `X`: X's type, a coding).
     """
 
-    __slots__ = ("fd", "identity", "kept", "representation", "route", "st", "used_at", "users")
+    __slots__ = (
+        "fd",
+        "identity",
+        "kept",
+        "representation",
+        "route",
+        "sidecar_representation",
+        "st",
+        "used_at",
+        "users",
+    )
 
     def __init__(self, fd: int, st: os.stat_result, way: Route, *, kept: bool = False) -> None:
         self.fd = fd
@@ -87,6 +99,7 @@ class OpenFile:
         self.kept = kept  # in the table of OpenFiles
         self.used_at = time.monotonic()
         self.representation: Representation | None = None
+        self.sidecar_representation: Representation | None = None
 
     def release(self) -> None:
         self.users -= 1

@@ -329,6 +329,31 @@ class Root:
             return self.open_files.keep(relative, fd, st, way)
         return OpenFile(fd, st, way)
 
+    def regular_file(self, relative: str) -> OpenFile | None:
+        """The regular file at `relative` (a sidecar beside a file), from its kept
+        descriptor while one stat() shows the same file by the same directories, else
+        opened, checked and kept; None when there is none that may be served, or it
+        cannot be opened for any reason (the caller has another way to answer)."""
+        open_files = self.open_files
+        if open_files is not None:
+            kept = open_files.use(relative)
+            if kept is not None:
+                return kept
+        try:
+            way = route(self.fd, relative)
+        except OSError:
+            return None
+        found = self.try_open(relative)
+        if isinstance(found, int):
+            return None
+        fd, st = found
+        if not stat.S_ISREG(st.st_mode):
+            os.close(fd)
+            return None
+        if open_files is not None:
+            return open_files.keep(relative, fd, st, way)
+        return OpenFile(fd, st, way)
+
     # -- opening and confining ------------------------------------------------------------
 
     def open(self, relative: str) -> tuple[int, os.stat_result]:
