@@ -320,9 +320,7 @@ def test_ranges_of_a_sidecar_are_exact_and_its_etag_its_own(ferryman: Servers, s
     assert etag not in (plain.getheader("ETag"), None)
 
 
-def test_a_kept_sidecar_answers_again_and_shows_every_change(
-    ferryman: Servers, site: Path
-) -> None:
+def test_a_kept_sidecar_answers_again_and_shows_every_change(ferryman: Servers, site: Path) -> None:
     """A sidecar's descriptor stays open between requests: the same bytes again, its
     own name still an ordinary download, and a changed, replaced or removed sidecar
     seen at the next request."""

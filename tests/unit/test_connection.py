@@ -138,19 +138,8 @@ class ScriptedApp:
                 stream=self._chunks(), length=length, cleanup=response.body.cleanup
             )
             return response
-        if path == "/file":
-            self.handled += 1
-            fd = os.open(self.file, os.O_RDONLY)
-            index = len(self.releases)
-            self.releases.append(0)
-
-            def release() -> None:
-                self.releases[index] += 1
-                os.close(fd)
-
-            size = self.file.stat().st_size
-            region = Body([FileRegion(fd, 0, size)], cleanup=release)
-            return Response(200, [("X-N", str(self.handled - 1))], region)
+        if path in ("/file", "/shrunk", "/broken"):
+            return self._file(path)
         if path == "/slow":
             return self._slow()
         if path == "/injected":  # a header value no HTTP/1.1 head can carry
@@ -162,6 +151,25 @@ class ScriptedApp:
             assert body is not None
             return self._upload(body, refuse=path == "/refuse")
         raise AssertionError(path)
+
+    def _file(self, path: str) -> Response:
+        """The file, sendfile'd on a real socket; `/shrunk` promises 4 KiB more than
+        the file holds (it shrank after its answer was planned), `/broken` names a
+        descriptor no system call accepts (a bug in what the answer was given)."""
+        self.handled += 1
+        fd = os.open(self.file, os.O_RDONLY)
+        index = len(self.releases)
+        self.releases.append(0)
+
+        def release() -> None:
+            self.releases[index] += 1
+            os.close(fd)
+
+        size = self.file.stat().st_size
+        if path == "/shrunk":
+            size += 4096
+        region = FileRegion(2**40 if path == "/broken" else fd, 0, size)
+        return Response(200, [("X-N", str(self.handled - 1))], Body([region], cleanup=release))
 
     async def _chunks(self) -> AsyncIterator[bytes]:
         for _ in range(3):
@@ -623,6 +631,46 @@ def test_a_file_answer_to_a_client_already_gone_is_cut_and_released(
         assert h.app.releases == [1]  # the second was never answered
         assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
         h.finish()
+
+
+def test_a_file_that_shrank_under_its_answer_cuts_it_without_a_failure_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """sendfile finds the end of the file before the promised length in the first
+    step: the client gets what the file holds, then the connection is cut (no
+    other honest end once the head is out); not a bug, so nothing is logged."""
+    with on_socket(tmp_path) as (h, theirs):
+        h.send(request("/shrunk") + request("/file"))
+        h.step()
+        assert h.transport.calls == ["abort"]
+        assert h.app.releases == [1]  # the pipelined one was never answered
+        assert h.conn._task is None
+        got = receive_exactly(theirs, len(b"\r\n\r\n") + FILE_ANSWER)
+        head, _, body = got.partition(b"\r\n\r\n")
+        assert f"Content-Length: {FILE_ANSWER + 4096}".encode() in head
+        assert body == b"f" * FILE_ANSWER
+        assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+        h.finish()
+
+
+def test_a_bug_in_the_first_step_of_a_file_answer_is_logged_and_the_answer_cut(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An error that is no send failure (here the system call refuses the descriptor
+    before any byte moves) is logged with the request, the body released and the
+    connection cut; it never reaches the loop's exception handler."""
+    with on_socket(tmp_path) as (h, theirs):
+        h.send(request("/broken") + request("/file"))
+        h.step()
+        assert h.transport.calls == ["abort"]
+        assert h.app.releases == [1]
+        got = theirs.recv(65536, socket.MSG_DONTWAIT)  # the head went out, no body byte
+        assert got.startswith(b"HTTP/1.1 200 OK\r\n") and got.endswith(b"\r\n\r\n")
+        failures = [r for r in caplog.records if r.levelno >= logging.ERROR]
+        assert len(failures) == 1
+        assert "OverflowError" in failures[0].getMessage()  # what failed, and where
+        assert "GET /broken" in failures[0].getMessage()
+        h.finish()  # no task left, every body released once, nothing on the loop's handler
 
 
 def test_a_stopping_server_finishes_the_answer_in_progress_then_closes(
