@@ -11,8 +11,9 @@ says nothing about batching under load.
 
 `--kind` chooses the answer: a random 64 KiB range (`range`), three 16 KiB
 ranges as one multipart/byteranges answer (`multirange`), a 1 KiB file
-(`small`), or a 100 KiB JSON file asked for with `Accept-Encoding: gzip` and
-answered from its precompressed sidecar (`sidecar`). ferryman runs under
+(`small`), the 304 of that file to an If-None-Match with its ETag
+(`notmodified`), or a 100 KiB JSON file asked for with `Accept-Encoding:
+gzip` and answered from its precompressed sidecar (`sidecar`). ferryman runs under
 `valgrind --tool=callgrind` with one worker; after a warm-up the worker's
 counters are zeroed, the answers are asked for and checked byte for byte,
 and the worker's counters dumped. Needs valgrind.
@@ -43,10 +44,12 @@ MULTI_RANGE = 16384  # three of them, as the bench's multirange workload asks
 CONNECTIONS = 4
 
 
-def ask(sock: socket.socket, kind: str, data: bytes, rnd: random.Random) -> None:
+def ask(sock: socket.socket, kind: str, data: bytes, rnd: random.Random, etag: bytes = b"") -> None:
     wanted: list[bytes] = []  # the bytes of each range asked for, in order
     if kind == "small":
         head, path, wanted = b"", b"/small.bin", [data[:1024]]
+    elif kind == "notmodified":
+        head, path = b"If-None-Match: %s\r\n" % etag, b"/small.bin"
     elif kind == "sidecar":
         head, path, wanted = b"Accept-Encoding: gzip\r\n", b"/doc.json", [data]
     else:
@@ -63,6 +66,10 @@ def ask(sock: socket.socket, kind: str, data: bytes, rnd: random.Random) -> None
     while b"\r\n\r\n" not in got:
         got += sock.recv(65536)
     status, _, body = got.partition(b"\r\n\r\n")
+    if kind == "notmodified":
+        if not status.startswith(b"HTTP/1.1 304 ") or body or b"Content-Length" in status:
+            raise SystemExit(f"wrong answer: {got[:60]!r}")
+        return
     length_line = re.search(rb"\r\nContent-Length: (\d+)", status)
     if length_line is None or not status.startswith(b"HTTP/1.1 20"):
         raise SystemExit(f"wrong answer: {status[:60]!r}")
@@ -107,11 +114,12 @@ def run(kind: str, answers: int, workdir: Path, keep: Path | None = None) -> flo
         worker = worker_pid(server.pid)
         rnd = random.Random(1)
         wanted = coded if kind == "sidecar" else data
+        etag = etag_of(socks[0], b"/small.bin")
         for i in range(300):  # warm-up: caches filled, code paths taken once
-            ask(socks[i % CONNECTIONS], kind, wanted, rnd)
+            ask(socks[i % CONNECTIONS], kind, wanted, rnd, etag)
         control("-z", worker)
         for i in range(answers):
-            ask(socks[i % CONNECTIONS], kind, wanted, rnd)
+            ask(socks[i % CONNECTIONS], kind, wanted, rnd, etag)
         control("-d", worker)
         dump = Path(f"{str(out).replace('%p', str(worker))}.1")
         total = int(re.search(r"^summary: (\d+)", dump.read_text(), re.M).group(1))  # type: ignore[union-attr]
@@ -125,6 +133,18 @@ def run(kind: str, answers: int, workdir: Path, keep: Path | None = None) -> flo
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
             server.wait()
+
+
+def etag_of(sock: socket.socket, path: bytes) -> bytes:
+    """The ETag of `path`, from a HEAD (what a revalidating client sends back)."""
+    sock.sendall(b"HEAD %s HTTP/1.1\r\nHost: bench\r\n\r\n" % path)
+    got = b""
+    while b"\r\n\r\n" not in got:
+        got += sock.recv(65536)
+    found = re.search(rb"\r\nETag: ([^\r]+)", got)
+    if found is None:
+        raise SystemExit(f"no ETag: {got!r}")
+    return found.group(1)
 
 
 def connect_when_answering(
@@ -174,7 +194,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--answers", type=int, default=2000)
     parser.add_argument(
-        "--kind", choices=("range", "multirange", "small", "sidecar"), default="range"
+        "--kind",
+        choices=("range", "multirange", "small", "notmodified", "sidecar"),
+        default="range",
     )
     parser.add_argument(
         "--keep",

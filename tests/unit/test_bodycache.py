@@ -1,4 +1,5 @@
-"""The small-body cache: bounded, and never answers for a file that changed."""
+"""The small-body cache: bounded, never answers for a file that changed, and answers a
+revalidation as the full path would."""
 
 from __future__ import annotations
 
@@ -7,12 +8,24 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from ferryman.app.bodycache import SmallBodyCache, same_file
 from ferryman.app.fileat import identity
+from ferryman.app.plan import Representation, plan_response
+from ferryman.http.dates import format_http_date
+from ferryman.http.parser import Request
 from tests.builders import request
 
-HEADERS = [("Content-Type", "text/plain")]
+MTIME = 1_700_000_000
+ETAG = '"abc-3"'
+
+
+def rep_of(data: bytes, etag: str = ETAG, mtime: int = MTIME) -> Representation:
+    return Representation(
+        size=len(data), etag=etag, last_modified=mtime, name="a.txt", cache_control=None
+    )
 
 
 _ROOTS: dict[Path, int] = {}  # tmp_path -> a descriptor of it, for same_file
@@ -32,7 +45,7 @@ def checked(path: Path) -> Callable[[], bool]:
 
 def put(cache: SmallBodyCache, path: Path, data: bytes) -> None:
     path.write_bytes(data)
-    cache.store(request("GET", "/" + path.name), checked(path), HEADERS, data)
+    cache.store(request("GET", "/" + path.name), checked(path), rep_of(data), data)
 
 
 def test_hit_then_miss_after_change(tmp_path: Path) -> None:
@@ -40,7 +53,8 @@ def test_hit_then_miss_after_change(tmp_path: Path) -> None:
     put(cache, tmp_path / "a", b"one")
     hit = cache.response(request("GET", "/a"))
     assert hit is not None and hit.body.parts == (b"one",)
-    assert hit.head_block == b"Content-Type: text/plain\r\n"
+    assert hit.head_block == rep_of(b"one").whole_block()
+    assert dict(hit.headers)["ETag"] == ETAG
     os.utime(tmp_path / "a", ns=(0, 123))  # same size, other mtime
     assert cache.response(request("GET", "/a")) is None
     assert len(cache) == 0 and cache.hits == 1 and cache.misses == 1
@@ -78,15 +92,15 @@ def test_only_plain_reads_are_kept_and_answered(tmp_path: Path) -> None:
     cache = SmallBodyCache()
     (tmp_path / "a").write_bytes(b"one")
     current = checked(tmp_path / "a")
-    cache.store(
-        request("GET", "/a", {"Range": "bytes=0-0"}), current, HEADERS, b"o"
-    )  # a 206's body
+    rep = rep_of(b"one")
+    cache.store(request("GET", "/a", {"Range": "bytes=0-0"}), current, rep, b"o")  # a 206's
+    cache.store(request("GET", "/a", {"If-None-Match": '"x"'}), current, rep, b"one")
     assert len(cache) == 0
-    cache.store(request("GET", "/a"), current, HEADERS, b"one")
+    cache.store(request("GET", "/a"), current, rep, b"one")
     assert cache.response(request("HEAD", "/a")) is not None
-    assert (
-        cache.response(request("GET", "/a", {"If-None-Match": '"x"'})) is None
-    )  # the full path decides
+    for name, value in (("Range", "bytes=0-0"), ("If-Range", ETAG), ("If-Match", ETAG),
+                        ("If-Unmodified-Since", format_http_date(MTIME))):  # fmt: skip
+        assert cache.response(request("GET", "/a", {name: value})) is None, name
     assert cache.response(request("DELETE", "/a")) is None
 
 
@@ -96,3 +110,51 @@ def test_only_plain_reads_apply() -> None:
     assert not SmallBodyCache.applies_to("PUT", {})
     for name in ("range", "if-none-match", "if-modified-since", "if-match", "if-range"):
         assert not SmallBodyCache.applies_to("GET", {name: "x"})
+
+
+def test_a_revalidation_is_answered_from_memory(tmp_path: Path) -> None:
+    cache = SmallBodyCache()
+    put(cache, tmp_path / "a", b"one")
+    same = cache.response(request("GET", "/a", {"If-None-Match": f'W/"x", {ETAG}'}))
+    assert same is not None and same.status == 304 and not same.body.parts
+    assert same.head_block == rep_of(b"one").not_modified().head_block
+    other = cache.response(request("GET", "/a", {"If-None-Match": '"x"'}))
+    assert other is not None and other.status == 200 and other.body.parts == (b"one",)
+    since = cache.response(request("HEAD", "/a", {"If-Modified-Since": format_http_date(MTIME)}))
+    assert since is not None and since.status == 304
+    assert cache.hits == 3
+    (tmp_path / "a").write_bytes(b"two")  # changed: the full path decides, and answers 200
+    assert cache.response(request("GET", "/a", {"If-None-Match": ETAG})) is None
+
+
+HEADER_VALUES = {
+    "If-None-Match": st.sampled_from(
+        ['"abc-3"', 'W/"abc-3"', '"x"', '"x", "abc-3"', "*", "", "abc-3", '"abc-3" junk']
+    ),
+    "If-Modified-Since": st.sampled_from(
+        [format_http_date(MTIME + d) for d in (-86400, -1, 0, 1, 86400)]
+        + ["not a date", "Sun, 06 Nov 1994 08:49:37 GMT"]
+    ),
+    "Accept": st.just("*/*"),
+}
+
+
+@given(
+    st.sampled_from(["GET", "HEAD"]),
+    st.dictionaries(st.sampled_from(sorted(HEADER_VALUES)), st.just(""), max_size=3).flatmap(
+        lambda names: st.fixed_dictionaries({n: HEADER_VALUES[n] for n in names})
+    ),
+)
+def test_a_hit_answers_what_the_full_path_would(method: str, headers: dict[str, str]) -> None:
+    """Any revalidation of a kept answer gets the status, headers and body the full
+    path's plan_response gives for the same representation."""
+    cache = SmallBodyCache()
+    rep = rep_of(b"one")
+    cache.store(request("GET", "/a"), lambda: True, rep, b"one")
+    asked: Request = request(method, "/a", headers)
+    hit = cache.response(asked)
+    assert hit is not None
+    plan = plan_response(asked, rep, max_ranges=1)
+    assert hit.status == plan.status
+    assert hit.headers == plan.headers
+    assert hit.body.parts == (() if plan.status == 304 else (b"one",))

@@ -232,8 +232,8 @@ class ArchiveReader:
             return None  # cold or cut short: the connection reads it the usual way
         relative = "/".join(path.segments[:count])
         current = same_file(self.root_fd, relative, opened.identity, opened.route)
-        self.small.store(request, current, plan.headers, body, rep.vary)
-        return Response(200, plan.headers, Body((body,)))
+        self.small.store(request, current, rep, body)
+        return Response(200, plan.headers, Body((body,)), plan.head_block)
 
     def _coded(
         self,

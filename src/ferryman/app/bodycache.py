@@ -5,10 +5,14 @@ file, path resolution, open, fstat, the /proc confinement check, the read and
 the close; for a member of a .tar, those of its archive, the index and the
 member's lookup; for a cached object, the key, the cache entry's lookup and
 lock.
-Its headers are kept already encoded. Entries are made only for answers that
-passed every check of the full path, and only a conditional-free, Range-free
-GET or HEAD may use them: anything else takes the full path, which owns the
-precondition and Range logic.
+Its headers are kept already encoded, with the representation they came
+from. Entries are made only for the 200s of plain GETs and HEADs that passed
+every check of the full path. A GET or HEAD without Range, If-Range,
+If-Match and If-Unmodified-Since may use them: a revalidation
+(If-None-Match, If-Modified-Since) is decided here by the same
+`evaluate_preconditions` the full path runs, against the kept validators,
+and answered with the kept 304 or 200. Anything else takes the full path,
+which owns the Range logic and the guards of a write.
 
 Every entry carries `current`, the check that it still describes what the
 full path would serve now. nginx's open_file_cache trusts an entry for a
@@ -35,14 +39,18 @@ from dataclasses import dataclass
 
 from ferryman.app.fileat import Identity
 from ferryman.app.openfiles import Route, still_reached
+from ferryman.app.plan import Representation
 from ferryman.http.body import Body
+from ferryman.http.conditional import Outcome, evaluate_preconditions
 from ferryman.http.parser import Request
-from ferryman.http.response import Headers, Response, encode_headers
+from ferryman.http.response import Response
 
 # Headers that make a request ask for more than "the current representation".
 _NEEDS_FULL_PATH = frozenset(
     ("range", "if-match", "if-none-match", "if-modified-since", "if-unmodified-since", "if-range")
 )
+# What a kept answer cannot decide: a part of it, or a write's guard.
+_NEEDS_FULL_PATH_FOR_A_HIT = frozenset(("range", "if-match", "if-unmodified-since", "if-range"))
 
 
 def same_file(root_fd: int, relative: str, known: Identity, way: Route) -> Callable[[], bool]:
@@ -53,10 +61,9 @@ def same_file(root_fd: int, relative: str, known: Identity, way: Route) -> Calla
 @dataclass(slots=True)
 class Entry:
     current: Callable[[], bool]
-    headers: Headers
-    head_block: bytes
+    rep: Representation  # its 200 headers (`whole`) and validators; vary: only without
+    head_block: bytes  # Accept-Encoding
     body: bytes
-    varies: bool = False  # for requests without Accept-Encoding only
 
 
 class SmallBodyCache:
@@ -78,12 +85,15 @@ class SmallBodyCache:
         return (method == "GET" or method == "HEAD") and _NEEDS_FULL_PATH.isdisjoint(headers)
 
     def response(self, request: Request) -> Response | None:
-        """A 200 from memory for a plain GET or HEAD of a kept path, else None (take the
-        full path)."""
-        if not self.applies_to(request.method, request.headers):
+        """A 200 or 304 from memory for a GET or HEAD of a kept path (a plain one, or a
+        revalidation), else None (take the full path)."""
+        method, headers = request.method, request.headers
+        if method != "GET" and method != "HEAD":
+            return None
+        if not _NEEDS_FULL_PATH_FOR_A_HIT.isdisjoint(headers):
             return None
         entry = self._entries.get(request.path)
-        if entry is None or (entry.varies and "accept-encoding" in request.headers):
+        if entry is None or (entry.rep.vary and "accept-encoding" in headers):
             self.misses += 1
             return None
         if not entry.current():
@@ -91,29 +101,43 @@ class SmallBodyCache:
             self.misses += 1
             return None
         self.hits += 1
-        return Response(200, entry.headers, Body((entry.body,)), entry.head_block)
+        rep = entry.rep
+        if_none_match = headers.get("if-none-match")
+        if_modified_since = headers.get("if-modified-since")
+        if (if_none_match is not None or if_modified_since is not None) and (
+            evaluate_preconditions(
+                method,
+                if_match=None,
+                if_none_match=if_none_match,
+                if_modified_since=if_modified_since,
+                if_unmodified_since=None,
+                validators=rep.validators,
+            )
+            is Outcome.NOT_MODIFIED
+        ):
+            return rep.not_modified()
+        return Response(200, rep.whole, Body((entry.body,)), entry.head_block)
 
-    def store(
-        self,
-        request: Request,
-        current: Callable[[], bool],
-        headers: Headers,
-        body: bytes,
-        varies: bool = False,
-    ) -> None:
-        """Keep a plain 200 the full path just made for `request` (only a plain GET or
-        HEAD's: another request's headers describe something else)."""
+    def store(self, request: Request, current: Callable[[], bool], rep: Representation,
+              body: bytes) -> None:  # fmt: skip
+        """Keep the 200 of `rep` the full path just made for `request` (only a plain GET
+        or HEAD's: another request's answer describes something else). A compressible
+        file's (`rep.vary`) only for a request without Accept-Encoding: it is the answer
+        to such requests only."""
         if not self.applies_to(request.method, request.headers) or len(body) > self.max_bytes // 16:
             return
-        if varies and "accept-encoding" in request.headers:
+        if rep.vary and "accept-encoding" in request.headers:
             return
+        head_block = rep.whole_block()
+        if head_block is None:
+            return  # a value frame_head refuses: the full path answers (and refuses) it
         raw_path = request.path
         self._drop(raw_path)
         while self._entries and (
             len(self._entries) >= self.max_entries or self._bytes + len(body) > self.max_bytes
         ):
             self._drop(next(iter(self._entries)))
-        self._entries[raw_path] = Entry(current, headers, encode_headers(headers), body, varies)
+        self._entries[raw_path] = Entry(current, rep, head_block, body)
         self._bytes += len(body)
 
     def _drop(self, raw_path: bytes) -> None:

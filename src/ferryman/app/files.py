@@ -34,7 +34,7 @@ from ferryman.app.root import Root
 from ferryman.config import Config
 from ferryman.http.body import Body
 from ferryman.http.parser import Request
-from ferryman.http.response import Headers, Response
+from ferryman.http.response import Response
 from ferryman.pagecache import read_nowait
 
 
@@ -112,7 +112,7 @@ class FileReader:
             opened.release()
             return rep.not_modified()
         if plan.status == 200 and st.st_size <= self.small_body and self.cache is not None:
-            small = self._remember(request, relative, opened, plan.headers)
+            small = self._remember(request, relative, opened, rep)
             if small is not None:
                 opened.release()
                 return small
@@ -173,7 +173,7 @@ class FileReader:
             and self.cache is not None
             and "accept-encoding" not in request.headers
         ):
-            small = self._remember(request, relative, opened, plan.headers, varies=True)
+            small = self._remember(request, relative, opened, rep)
             if small is not None:
                 opened.release()
                 return small
@@ -220,12 +220,7 @@ class FileReader:
         return answer
 
     def _remember(
-        self,
-        request: Request,
-        relative: str,
-        opened: OpenFile,
-        headers: Headers,
-        varies: bool = False,
+        self, request: Request, relative: str, opened: OpenFile, rep: Representation
     ) -> Response | None:
         """Answer a small, cached-in-RAM file from bytes, and keep it for next time."""
         assert self.cache is not None
@@ -234,5 +229,5 @@ class FileReader:
         if body is None or len(body) != size:
             return None  # cold or changing: the connection reads it the usual way
         current = same_file(self.root.fd, relative, opened.identity, opened.route)
-        self.cache.store(request, current, headers, body, varies)
-        return Response(200, headers, Body((body,)))
+        self.cache.store(request, current, rep, body)
+        return Response(200, rep.whole, Body((body,)), rep.whole_block())

@@ -205,14 +205,12 @@ class RemoteReader:
     ) -> Response:
         """A plain GET or HEAD of a small object whose bytes are in memory: answer, and keep
         the answer for the next request of the same path while that version is current."""
-        headers = self._plan(request, cached.info, name).headers  # a plain 200
+        rep = self._rep(cached.info, name)
+        plan = plan_response(request, rep, max_ranges=self.max_ranges)  # a plain 200
         if self.answers is not None:
-            self.answers.store(request, cached.still_current(), headers, data)
+            self.answers.store(request, cached.still_current(), rep, data)
         cached.close()
-        return Response(200, headers, Body((data,)))
-
-    def _plan(self, request: Request, info: ObjectInfo, name: str) -> Plan:
-        return plan_response(request, self._rep(info, name), max_ranges=self.max_ranges)
+        return Response(200, plan.headers, Body((data,)), plan.head_block)
 
     def _rep(self, info: ObjectInfo, name: str) -> Representation:
         if info.sha256:
