@@ -80,6 +80,7 @@ MODULES = (
 # Written in C, not compiled from Python: module -> its source, beside it. Each has
 # a pure-Python twin its caller falls back to (the module says where).
 C_MODULES = {
+    "ferryman._pagecache": "_pagecache.c",
     "ferryman.app._fileat": "_fileat.c",
     "ferryman.audit._dirscan": "_dirscan.c",
     "ferryman.http._headscan": "_headscan.c",
