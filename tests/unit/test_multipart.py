@@ -191,3 +191,14 @@ def test_public_surface() -> None:
         "multipart_length",
         "new_boundary",
     ]
+
+
+@given(st.text(max_size=80) | st.text(alphabet="0123456789abcdefXYZ", max_size=80))
+def test_the_checks_without_a_regular_expression_agree_with_it(text: str) -> None:
+    """A boundary of ASCII letters and digits skips the regular expressions (every
+    boundary ferryman makes is one); it must be one they accept. A printable content
+    type skips the search for control characters; it must hold none."""
+    if multipart._plain(text):
+        assert multipart._BOUNDARY.fullmatch(text) and multipart._TOKEN.fullmatch(text)
+    if text.isprintable():
+        assert multipart._CONTROL.search(text) is None
