@@ -60,9 +60,13 @@ def same_file(root_fd: int, relative: str, known: Identity, way: Route) -> Calla
 
 @dataclass(slots=True)
 class Entry:
+    """A kept answer: `rep` gives its 200 headers (`whole`, encoded in `head_block`), its
+    validators and its 304; a compressible one (`rep.vary`) answers only requests
+    without Accept-Encoding."""
+
     current: Callable[[], bool]
-    rep: Representation  # its 200 headers (`whole`) and validators; vary: only without
-    head_block: bytes  # Accept-Encoding
+    rep: Representation
+    head_block: bytes
     body: bytes
 
 
