@@ -280,6 +280,21 @@ def test_a_file_beside_another_replaced_is_opened_afresh(tmp_path: Path) -> None
         root.close()
 
 
+def test_a_file_beside_another_is_closed_after_its_use_when_none_are_kept(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "x.json.gz").write_bytes(b"one")
+    root = Root(Config(source=str(tmp_path), state_dir=str(tmp_path / ".state"), open_files=0))
+    try:
+        side = root.regular_file("x.json.gz")
+        assert side is not None and not side.kept
+        side.release()
+        with pytest.raises(OSError):
+            os.fstat(side.fd)  # closed with its only use
+    finally:
+        root.close()
+
+
 def test_following_symlinks_lets_them_out_but_never_into_hidden_places(tree: Path) -> None:
     config = Config(
         source=str(tree / "root"), state_dir=str(tree / "root" / "state"), follow_symlinks=True

@@ -180,10 +180,10 @@ class Root:
     """A local directory as SOURCE: every path a request names, resolved and confined here.
 
     Owns the descriptor of the root (every open is relative to it) and the
-    descriptors of recently served files and archives (app/openfiles.py): a
-    file, or a path through an archive, asked for again is reached through
-    the kept descriptor while one stat() shows the same file by the same
-    directories.
+    descriptors of recently served files, archives and sidecars
+    (app/openfiles.py): a file, a path through an archive, or a sidecar
+    (`regular_file`) asked for again is reached through the kept descriptor
+    while one stat() shows the same file by the same directories.
     """
 
     def __init__(self, config: Config) -> None:

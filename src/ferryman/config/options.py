@@ -225,8 +225,9 @@ class Config:
         "HEAD (no Range, no `If-*`) are answered from it.")
     open_files: int = option(
         256, COUNT,
-        "descriptors of recently served files and archives kept open between requests, "
-        "revalidated by a `stat()` on each use and closed after `--open-files-idle` unused; "
+        "descriptors of recently served files, archives and precompressed sidecars kept open "
+        "between requests, revalidated by a `stat()` on each use and closed after "
+        "`--open-files-idle` unused; "
         "`0`: off",
         "The next request of the same path skips the open, its `/proc` confinement check "
         "and the close. A file whose device, inode, size, mtime or ctime changed "
