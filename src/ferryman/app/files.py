@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Awaitable
+from typing import Final
 
 from ferryman.app.bodycache import SmallBodyCache, same_file
 from ferryman.app.compression import (
@@ -36,6 +37,8 @@ from ferryman.http.body import Body
 from ferryman.http.parser import Request
 from ferryman.http.response import Response
 from ferryman.pagecache import read_nowait
+
+_NO_SIDECAR_MAX: Final = 4096  # missing sidecars remembered between two ticks, at most
 
 
 def file_etag(st: os.stat_result) -> str:
@@ -62,6 +65,15 @@ class FileReader:
             else None
         )
         self.compression = Compression.of(config)
+        # Sidecars found missing since the last tick: not looked for again until then. A
+        # browser offers zstd, br and gzip; a site that ships only X.gz would otherwise
+        # cost two failed opens per answer. What it delays is harmless: an answer coded
+        # on the fly is as right as the sidecar, which is used from the next tick on.
+        self._no_sidecar: set[str] = set()
+
+    def tick(self) -> None:
+        """Once a second: look again for the sidecars found missing."""
+        self._no_sidecar.clear()
 
     def remembered(self, request: Request) -> Response | None:
         """The answer kept in memory for this request's path, if it still holds."""
@@ -192,9 +204,15 @@ class FileReader:
         """
         compression = self.compression
         assert compression is not None
-        side = self.root.regular_file(relative + SIDECAR_SUFFIX[coding])
-        if side is None:
-            return None  # missing, or not to be served: coded on the fly instead
+        side_path = relative + SIDECAR_SUFFIX[coding]
+        if side_path in self._no_sidecar:
+            return None
+        side = self.root.regular_file(side_path)
+        if side is None:  # missing, or not to be served: coded on the fly instead
+            if len(self._no_sidecar) >= _NO_SIDECAR_MAX:
+                self._no_sidecar.clear()
+            self._no_sidecar.add(side_path)
+            return None
         try:
             st = side.st
             if not fresh_sidecar(st, opened.st):

@@ -79,8 +79,10 @@ class LocalReader:
         return self.archives.respond(request, found.path, found.count, found.opened)
 
     def tick(self) -> None:
-        """Once a second: close descriptors kept too long unused."""
+        """Once a second: close descriptors kept too long unused, and look again for the
+        sidecars found missing."""
         self.root.sweep()
+        self.files.tick()
 
     def close(self) -> None:
         self.root.close()
