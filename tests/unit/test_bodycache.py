@@ -158,3 +158,14 @@ def test_a_hit_answers_what_the_full_path_would(method: str, headers: dict[str, 
     assert hit.status == plan.status
     assert hit.headers == plan.headers
     assert hit.body.parts == (() if plan.status == 304 else (b"one",))
+
+
+def test_an_answer_whose_headers_cannot_be_framed_is_not_kept(tmp_path: Path) -> None:
+    """A header value holding CR or LF has no encoded block: the full path answers
+    (and refuses) it every time, as it would without the cache."""
+    cache = SmallBodyCache()
+    (tmp_path / "a").write_bytes(b"one")
+    rep = rep_of(b"one", etag='"a"\r\nSet-Cookie: x=1')
+    assert rep.whole_block() is None
+    cache.store(request("GET", "/a"), checked(tmp_path / "a"), rep, b"one")
+    assert len(cache) == 0 and cache.response(request("GET", "/a")) is None

@@ -187,7 +187,7 @@ class RemoteReader:
             elif SmallBodyCache.applies_to(request.method, request.headers):
                 memory = cached.whole_in_memory()
                 if memory is not None:
-                    return self._from_memory(request, cached, name, memory)
+                    return self._from_memory(request, cached, rep, memory)
             plan = plan_response(request, rep, max_ranges=self.max_ranges)
             if plan.status == 304 or request.method == "HEAD":
                 cached.close()
@@ -201,16 +201,14 @@ class RemoteReader:
             raise
 
     def _from_memory(
-        self, request: Request, cached: CachedObject, name: str, data: bytes
+        self, request: Request, cached: CachedObject, rep: Representation, data: bytes
     ) -> Response:
-        """A plain GET or HEAD of a small object whose bytes are in memory: answer, and keep
-        the answer for the next request of the same path while that version is current."""
-        rep = self._rep(cached.info, name)
-        plan = plan_response(request, rep, max_ranges=self.max_ranges)  # a plain 200
+        """A plain GET or HEAD of a small object whose bytes are in memory: its 200, kept
+        for the next request of the same path while that version is current."""
         if self.answers is not None:
             self.answers.store(request, cached.still_current(), rep, data)
         cached.close()
-        return Response(200, plan.headers, Body((data,)), plan.head_block)
+        return Response(200, rep.whole, Body((data,)), rep.whole_block())
 
     def _rep(self, info: ObjectInfo, name: str) -> Representation:
         if info.sha256:
